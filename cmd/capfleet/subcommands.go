@@ -1,0 +1,8 @@
+package main
+
+import "github.com/spf13/cobra"
+
+// subcommands lists every face of the binary. Each lives in the package that does its work.
+func subcommands() []*cobra.Command {
+	return []*cobra.Command{}
+}
