@@ -1,0 +1,237 @@
+// Package pcapfile reads capture files the way libpcap does: classic pcap (microsecond, nanosecond and
+// Kuznetzov-patched, either byte order) and pcapng (any number of sections and interfaces), plain or
+// gzip-compressed.
+//
+// Bound on memory: whatever the input, a Reader holds at most one block buffer of maxBlock bytes
+// (MaxRecord plus room for pcapng block headers and options), a 64 KiB read buffer, a gzip window when the
+// input is compressed, and at most MaxInterfaces interface descriptions per pcapng section. The block
+// buffer is reused, so reading a packet allocates nothing once it has grown to the largest record seen.
+package pcapfile
+
+import (
+	"bufio"
+	"compress/gzip"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/google/gopacket/layers"
+)
+
+const (
+	// MaxRecord is the largest captured length accepted for one packet: libpcap's MAXIMUM_SNAPLEN. A record
+	// claiming more is treated as corrupt, as libpcap does for every common link type.
+	MaxRecord = 262144
+	// maxBlock bounds one pcapng block we buffer: a packet of MaxRecord bytes plus libpcap's allowance for
+	// block headers and options (MAX_BLOCKSIZE_FOR_SNAPLEN).
+	maxBlock = MaxRecord + 131072
+	// MaxInterfaces bounds the interface descriptions kept per pcapng section, so a file made of nothing but
+	// tiny IDBs cannot grow the table without limit.
+	MaxInterfaces = 65536
+
+	readBufferSize = 64 << 10
+)
+
+// ErrTruncated is wrapped by the error returned when the input ends inside a header or record.
+var ErrTruncated = errors.New("file ends mid-record")
+
+// FormatError reports corrupt or truncated input at a byte offset of the (decompressed) stream.
+type FormatError struct {
+	Offset int64
+	Reason string
+	Err    error // ErrTruncated, or an I/O error from the underlying reader, or nil
+}
+
+func (e *FormatError) Error() string {
+	if e.Err != nil && !errors.Is(e.Err, ErrTruncated) {
+		return fmt.Sprintf("offset %d: %s: %v", e.Offset, e.Reason, e.Err)
+	}
+	return fmt.Sprintf("offset %d: %s", e.Offset, e.Reason)
+}
+
+func (e *FormatError) Unwrap() error { return e.Err }
+
+// Packet is one captured frame. Data is valid until the next call to Next.
+type Packet struct {
+	Timestamp     time.Time
+	CaptureLength int
+	Length        int
+	// LinkType is the interface's link type; layers.LinkType has 8 bits, so link types above 255 (for
+	// example LINUX_SLL2, 276) show as 255 here and in full in LinkTypeRaw.
+	LinkType       layers.LinkType
+	InterfaceIndex int
+	Data           []byte
+	LinkTypeRaw    uint32
+}
+
+// Reader reads packets from one capture file.
+type Reader struct {
+	in      *bufio.Reader
+	off     int64 // bytes consumed from in
+	closers []io.Closer
+	format  string
+	gzip    bool
+	buf     []byte
+	err     error // sticky: once set, every Next returns it
+
+	next      func() (Packet, error)
+	linkTypes []uint32 // distinct link types declared so far, in order of appearance
+
+	pcap   pcapState
+	pcapng pcapngState
+}
+
+// Open opens a capture file by path.
+func Open(path string) (*Reader, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	r, err := NewReader(f)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	r.closers = append(r.closers, f)
+	return r, nil
+}
+
+// NewReader reads the file header from src (sniffing pcap, pcapng and gzip) and returns a Reader
+// positioned at the first record.
+func NewReader(src io.Reader) (*Reader, error) {
+	r := &Reader{in: bufio.NewReaderSize(src, readBufferSize)}
+	magic, err := r.in.Peek(4)
+	if len(magic) >= 2 && magic[0] == 0x1f && magic[1] == 0x8b {
+		zr, err := gzip.NewReader(r.in)
+		if err != nil {
+			return nil, &FormatError{Offset: 0, Reason: "bad gzip header", Err: err}
+		}
+		r.closers = append(r.closers, zr)
+		r.gzip = true
+		r.in = bufio.NewReaderSize(zr, readBufferSize)
+		magic, err = r.in.Peek(4)
+		if err != nil && len(magic) < 4 {
+			return nil, &FormatError{Offset: 0, Reason: "gzip stream too short for a capture file header", Err: err}
+		}
+	} else if err != nil && len(magic) < 4 {
+		return nil, &FormatError{Offset: 0, Reason: "too short for a capture file header", Err: ErrTruncated}
+	}
+	switch m := binary.BigEndian.Uint32(magic); m {
+	case pcapngBlockSHB:
+		err = r.openPcapng()
+	default:
+		err = r.openPcap(m)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Next returns the next packet, io.EOF at a clean end of input, or a *FormatError naming the byte offset of
+// the record that could not be read. Packets before a bad record are all delivered first.
+func (r *Reader) Next() (Packet, error) {
+	if r.err != nil {
+		return Packet{}, r.err
+	}
+	p, err := r.next()
+	if err != nil {
+		r.err = err
+	}
+	return p, err
+}
+
+// Format names the file format: "pcap", "pcap-ns" or "pcapng", followed by " (gzip)" when compressed.
+func (r *Reader) Format() string {
+	if r.gzip {
+		return r.format + " (gzip)"
+	}
+	return r.format
+}
+
+// LinkTypes lists the distinct link types the file has declared so far (in pcapng, by the interface
+// description blocks read up to now), as raw LINKTYPE_ values.
+func (r *Reader) LinkTypes() []uint32 { return r.linkTypes }
+
+// Offset is the number of (decompressed) bytes consumed so far.
+func (r *Reader) Offset() int64 { return r.off }
+
+// Close releases the gzip stream and the file, if the Reader opened them.
+func (r *Reader) Close() error {
+	var first error
+	for i := len(r.closers) - 1; i >= 0; i-- {
+		if err := r.closers[i].Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	r.closers = nil
+	return first
+}
+
+func (r *Reader) noteLinkType(lt uint32) {
+	for _, have := range r.linkTypes {
+		if have == lt {
+			return
+		}
+	}
+	if len(r.linkTypes) < MaxInterfaces {
+		r.linkTypes = append(r.linkTypes, lt)
+	}
+}
+
+// fill reads exactly n bytes into the reused buffer. It returns io.EOF only when no byte at all was
+// available and eofOK is set; any other shortfall is a truncation error at start.
+func (r *Reader) fill(n int, start int64, what string, eofOK bool) ([]byte, error) {
+	if n > cap(r.buf) {
+		r.grow(n)
+	}
+	b := r.buf[:n]
+	got, err := io.ReadFull(r.in, b)
+	r.off += int64(got)
+	if err == nil {
+		return b, nil
+	}
+	if got == 0 && err == io.EOF && eofOK {
+		return nil, io.EOF
+	}
+	if err == io.EOF || err == io.ErrUnexpectedEOF {
+		return nil, &FormatError{Offset: start, Reason: fmt.Sprintf("truncated %s: need %d bytes, file has %d", what, n, got), Err: ErrTruncated}
+	}
+	return nil, &FormatError{Offset: start, Reason: "reading " + what, Err: err}
+}
+
+// grow sizes the buffer to the next power of two that holds n (never beyond maxBlock), so a file of
+// growing packets reallocates only a few times.
+func (r *Reader) grow(n int) {
+	c := 2048
+	for c < n {
+		c <<= 1
+	}
+	if c > maxBlock {
+		c = maxBlock
+	}
+	r.buf = make([]byte, c)
+}
+
+// skip discards n bytes without buffering them.
+func (r *Reader) skip(n int64, start int64, what string) error {
+	got, err := r.in.Discard(int(min(n, int64(^uint(0)>>1))))
+	r.off += int64(got)
+	if int64(got) == n {
+		return nil
+	}
+	if err == nil || err == io.EOF {
+		return &FormatError{Offset: start, Reason: fmt.Sprintf("truncated %s: need %d bytes, file has %d", what, n, got), Err: ErrTruncated}
+	}
+	return &FormatError{Offset: start, Reason: "reading " + what, Err: err}
+}
+
+func packetLinkType(raw uint32) layers.LinkType {
+	if raw > 255 {
+		return 255
+	}
+	return layers.LinkType(raw)
+}
