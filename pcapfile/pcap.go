@@ -116,4 +116,3 @@ func (r *Reader) nextPcap() (Packet, error) {
 func swap32(v uint32) uint32 {
 	return v>>24 | v>>8&0xff00 | v<<8&0xff0000 | v<<24
 }
-
