@@ -1,0 +1,218 @@
+#!/usr/bin/env bash
+# hack/kafka.sh start|stop|status : a one-node Apache Kafka (KRaft, broker and
+# controller in one JVM) on 127.0.0.1 for tests and local runs.
+#
+# Kafka's jars come from Maven Central (no download sites here), resolved once
+# into $CACHE/kafka/<version>/libs. Each start gets a fresh cluster: new data
+# dir, new CA and server certificate, new SCRAM password, all under $RUN/kafka,
+# which stop removes. Listeners:
+#   127.0.0.1:9092  PLAINTEXT        (also the inter-broker listener)
+#   127.0.0.1:9093  SASL_SSL         SCRAM-SHA-512, SCRAM-SHA-256, PLAIN
+#   127.0.0.1:9094  CONTROLLER       (KRaft, PLAINTEXT)
+# Clients find them in $RUN/kafka/env and $RUN/kafka/client-secret/ (the
+# kafkaconn secret dir format: ca.crt, sasl.mechanism, username, password).
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+KAFKA_VERSION=${KAFKA_VERSION:-4.4.0}
+# Kafka's own distribution ships log4j 2.24.x with the slf4j 1.x bridge, since
+# its modules still log through slf4j-api 1.7.
+LOG4J_VERSION=2.24.3
+HOST=127.0.0.1
+PLAIN_PORT=9092 SECURE_PORT=9093 CONTROLLER_PORT=9094
+SCRAM_USER=capfleet
+KDIR=$RUN/kafka
+LIBS=$CACHE/kafka/$KAFKA_VERSION/libs
+JAVA=${JAVA:-java}
+READY_TIMEOUT=${KAFKA_READY_TIMEOUT:-120s}
+
+usage() { echo "usage: $0 start|stop|status" >&2; exit 2; }
+
+# fetch_jars resolves kafka_2.13 and its runtime dependencies with Maven into
+# $LIBS, once per version; a marker file tells a finished copy from a broken one.
+fetch_jars() {
+  [ -f "$LIBS/.complete" ] && return 0
+  command -v mvn >/dev/null || die "mvn not found (apt-get install maven)"
+  local work=$CACHE/kafka/$KAFKA_VERSION/pom
+  rm -rf "$LIBS" "$work" && mkdir -p "$work"
+  cat >"$work/pom.xml" <<EOF
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>dev.capfleet.hack</groupId><artifactId>kafka-runtime</artifactId><version>$KAFKA_VERSION</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId><version>$KAFKA_VERSION</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-core</artifactId><version>$LOG4J_VERSION</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j-impl</artifactId><version>$LOG4J_VERSION</version></dependency>
+  </dependencies>
+</project>
+EOF
+  log "fetching Kafka $KAFKA_VERSION jars from Maven Central into $LIBS"
+  mvn -q -B -f "$work/pom.xml" dependency:copy-dependencies \
+    -DincludeScope=runtime -DoutputDirectory="$LIBS" >"$work/mvn.log" 2>&1 ||
+    { tail -20 "$work/mvn.log" >&2; die "Maven could not resolve org.apache.kafka:kafka_2.13:$KAFKA_VERSION"; }
+  ls "$LIBS"/kafka_2.13-"$KAFKA_VERSION".jar >/dev/null || die "kafka_2.13 jar missing after Maven ran"
+  touch "$LIBS/.complete"
+}
+
+classpath() { local IFS=:; local jars=("$LIBS"/*.jar); echo "${jars[*]}"; }
+
+# make_certs writes a throwaway CA and a server certificate for 127.0.0.1 and
+# localhost; the server PEM (PKCS#8 key + chain) is what Kafka's PEM keystore reads.
+make_certs() {
+  local d=$KDIR/tls
+  mkdir -p "$d"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+    -subj "/CN=capfleet test Kafka CA" -keyout "$d/ca.key" -out "$d/ca.crt" \
+    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+    -subj "/CN=localhost" -keyout "$d/server.key" -out "$d/server.csr" 2>/dev/null
+  printf '%s\n' "subjectAltName=IP:$HOST,DNS:localhost" "extendedKeyUsage=serverAuth" \
+    "keyUsage=critical,digitalSignature,keyEncipherment" >"$d/server.ext"
+  openssl x509 -req -in "$d/server.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial \
+    -days 30 -extfile "$d/server.ext" -out "$d/server.crt" 2>/dev/null
+  openssl pkcs8 -topk8 -nocrypt -in "$d/server.key" -out "$d/server.pk8"
+  cat "$d/server.pk8" "$d/server.crt" "$d/ca.crt" >"$d/server.pem"
+  chmod 600 "$d"/*.key "$d/server.pk8" "$d/server.pem"
+}
+
+# write_config writes server.properties, the log4j2 config and the client files.
+write_config() {
+  local password=$1
+  mkdir -p "$KDIR/data" "$KDIR/client-secret"
+  umask 077
+  cat >"$KDIR/server.properties" <<EOF
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@$HOST:$CONTROLLER_PORT
+listeners=PLAINTEXT://$HOST:$PLAIN_PORT,SASL_SSL://$HOST:$SECURE_PORT,CONTROLLER://$HOST:$CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://$HOST:$PLAIN_PORT,SASL_SSL://$HOST:$SECURE_PORT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+log.dirs=$KDIR/data
+
+listener.name.sasl_ssl.sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256,PLAIN
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$SCRAM_USER="$password";
+listener.name.sasl_ssl.ssl.keystore.type=PEM
+listener.name.sasl_ssl.ssl.keystore.location=$KDIR/tls/server.pem
+listener.name.sasl_ssl.ssl.client.auth=none
+
+# One node: every internal topic gets a single replica.
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=4
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+num.partitions=1
+EOF
+  cat >"$KDIR/log4j2.properties" <<'EOF'
+status = warn
+appender.out.type = Console
+appender.out.name = OUT
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.out.ref = OUT
+# Per-request and state-change chatter drowns the few lines that matter.
+logger.request.name = kafka.request.logger
+logger.request.level = WARN
+logger.state.name = state.change.logger
+logger.state.level = WARN
+logger.controller.name = org.apache.kafka.controller
+logger.controller.level = WARN
+EOF
+  cp "$KDIR/tls/ca.crt" "$KDIR/client-secret/ca.crt"
+  printf 'SCRAM-SHA-512\n' >"$KDIR/client-secret/sasl.mechanism"
+  printf '%s\n' "$SCRAM_USER" >"$KDIR/client-secret/username"
+  printf '%s\n' "$password" >"$KDIR/client-secret/password"
+  cat >"$KDIR/env" <<EOF
+KAFKA_VERSION=$KAFKA_VERSION
+KAFKA_BROKERS=$HOST:$PLAIN_PORT
+KAFKA_SECURE_BROKERS=$HOST:$SECURE_PORT
+KAFKA_SECRET_DIR=$KDIR/client-secret
+EOF
+  umask 022
+}
+
+jvm_opts() {
+  echo "-Xms256m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+ExplicitGCInvokesConcurrent
+    -Djava.awt.headless=true -Dlog4j2.configurationFile=file:$KDIR/log4j2.properties"
+}
+
+# format_storage writes the KRaft metadata with a new cluster id and the SCRAM
+# credentials, so SASL works from the first request (KIP-900).
+format_storage() {
+  local password=$1 id
+  # A Kafka cluster id is 16 random bytes in unpadded base64url.
+  id=$(head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+  # shellcheck disable=SC2046
+  "$JAVA" $(jvm_opts) -cp "$(classpath)" kafka.tools.StorageTool format \
+    -t "$id" -c "$KDIR/server.properties" --ignore-formatted \
+    --add-scram "SCRAM-SHA-512=[name=$SCRAM_USER,password=$password]" \
+    --add-scram "SCRAM-SHA-256=[name=$SCRAM_USER,password=$password]" \
+    >"$KDIR/format.log" 2>&1 || { cat "$KDIR/format.log" >&2; die "kafka-storage format failed"; }
+}
+
+# probe_bin builds the readiness probe (a metadata request on both listeners
+# through kafkaconn, the code every capfleet component uses).
+probe_bin() {
+  (cd "$ROOT" && go build -o "$KDIR/kafkaready" ./internal/kafkatest/kafkaready) ||
+    die "could not build internal/kafkatest/kafkaready"
+  echo "$KDIR/kafkaready"
+}
+
+ready() { [ -x "$KDIR/kafkaready" ] && "$KDIR/kafkaready" -env "$KDIR/env" -timeout "${1:-10s}" 2>/dev/null; }
+
+port_busy() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
+
+cmd_start() {
+  if running kafka; then
+    ready && { log "already running (pid $(cat "$RUN/kafka.pid"))"; return 0; }
+    die "a Kafka started by this script is running (pid $(cat "$RUN/kafka.pid")) but does not answer; see $RUN/kafka.log or run $0 stop"
+  fi
+  for p in $PLAIN_PORT $SECURE_PORT $CONTROLLER_PORT; do
+    port_busy "$p" && die "port $HOST:$p is taken by a process this script did not start"
+  done
+  local t0=$SECONDS password
+  fetch_jars
+  rm -rf "$KDIR" && mkdir -p "$KDIR"
+  password=$(openssl rand -hex 24)
+  make_certs
+  write_config "$password"
+  format_storage "$password"
+  # shellcheck disable=SC2046
+  start_bg kafka "$JAVA" $(jvm_opts) -cp "$(classpath)" kafka.Kafka "$KDIR/server.properties"
+  log "started Kafka $KAFKA_VERSION (pid $(cat "$RUN/kafka.pid")), log in $RUN/kafka.log; waiting for metadata"
+  local probe
+  probe=$(probe_bin)
+  local deadline=$((SECONDS + ${READY_TIMEOUT%s}))
+  until "$probe" -env "$KDIR/env" -timeout 5s 2>"$KDIR/ready.err"; do
+    running kafka || { tail -30 "$RUN/kafka.log" >&2; die "Kafka exited during startup"; }
+    [ $SECONDS -lt $deadline ] || { cat "$KDIR/ready.err" >&2; tail -30 "$RUN/kafka.log" >&2; die "Kafka not ready after $READY_TIMEOUT"; }
+  done
+  log "ready in $((SECONDS - t0))s: PLAINTEXT $HOST:$PLAIN_PORT, SASL_SSL $HOST:$SECURE_PORT (env: $KDIR/env)"
+}
+
+cmd_stop() {
+  if running kafka; then log "stopping Kafka (pid $(cat "$RUN/kafka.pid"))"; fi
+  stop_pid kafka
+  rm -rf "$KDIR"
+}
+
+cmd_status() {
+  running kafka || { echo "kafka: not running"; return 1; }
+  ready || { echo "kafka: pid $(cat "$RUN/kafka.pid") up but not answering"; return 1; }
+  echo "kafka: running (pid $(cat "$RUN/kafka.pid")), ready; env in $KDIR/env"
+}
+
+case ${1:-} in
+  start) cmd_start ;;
+  stop) cmd_stop ;;
+  status) cmd_status ;;
+  *) usage ;;
+esac

@@ -1,0 +1,165 @@
+package kafkaconn_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"capfleet.dev/capfleet/internal/kafkaconn"
+	"capfleet.dev/capfleet/internal/kafkatest"
+)
+
+// roundTrip produces one record through cfg and reads it back from the start
+// of a fresh topic, through a second client, as a consumer would.
+func roundTrip(t *testing.T, cfg kafkaconn.Config) {
+	t.Helper()
+	topic := kafkatest.NewTopic(t, cfg, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	prod, err := cfg.NewClient(kgo.DefaultProduceTopic(topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	want := &kgo.Record{Key: []byte("k1"), Value: []byte("frame bytes \x00\x01\x02"),
+		Headers: []kgo.RecordHeader{{Key: "node", Value: []byte("n1")}}}
+	if err := prod.ProduceSync(ctx, want).FirstErr(); err != nil {
+		t.Fatalf("produce: %v", err)
+	}
+
+	cons, err := cfg.NewClient(kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	for {
+		fs := cons.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			t.Fatalf("no record consumed from %s: %v", topic, err)
+		}
+		for _, fe := range fs.Errors() {
+			t.Fatalf("fetch %s/%d: %v", fe.Topic, fe.Partition, fe.Err)
+		}
+		recs := fs.Records()
+		if len(recs) == 0 {
+			continue
+		}
+		got := recs[0]
+		if len(recs) != 1 || !bytes.Equal(got.Key, want.Key) || !bytes.Equal(got.Value, want.Value) ||
+			len(got.Headers) != 1 || string(got.Headers[0].Value) != "n1" {
+			t.Fatalf("consumed %d records, first %q=%q %v; want one %q=%q", len(recs), got.Key, got.Value, got.Headers, want.Key, want.Value)
+		}
+		return
+	}
+}
+
+func TestRoundTripPlaintext(t *testing.T) {
+	roundTrip(t, kafkatest.Plain(t))
+}
+
+func TestRoundTripSecure(t *testing.T) {
+	cfg := kafkatest.Secure(t)
+	// The script's SCRAM user has credentials for every mechanism the secure
+	// listener enables; each must work through the same secret dir format.
+	for _, mech := range []string{kafkaconn.MechanismScramSHA512, kafkaconn.MechanismScramSHA256, kafkaconn.MechanismPlain} {
+		t.Run(mech, func(t *testing.T) {
+			c := cfg
+			c.SecretDir = secretCopy(t, cfg.SecretDir, map[string]string{kafkaconn.FileMechanism: mech})
+			roundTrip(t, c)
+		})
+	}
+}
+
+func TestWrongPasswordIsAnAuthenticationError(t *testing.T) {
+	cfg := kafkatest.Secure(t)
+	for _, mech := range []string{kafkaconn.MechanismScramSHA512, kafkaconn.MechanismPlain} {
+		t.Run(mech, func(t *testing.T) {
+			c := cfg
+			c.SecretDir = secretCopy(t, cfg.SecretDir, map[string]string{
+				kafkaconn.FileMechanism: mech, kafkaconn.FilePassword: "not-the-password"})
+			_, err := ping(t, c)
+			if !errors.Is(err, kerr.SaslAuthenticationFailed) {
+				t.Fatalf("err = %v, want SASL_AUTHENTICATION_FAILED", err)
+			}
+			t.Logf("as expected: %v", err)
+		})
+	}
+}
+
+func TestUnknownUserIsAnAuthenticationError(t *testing.T) {
+	cfg := kafkatest.Secure(t)
+	cfg.SecretDir = secretCopy(t, cfg.SecretDir, map[string]string{kafkaconn.FileUsername: "nobody"})
+	if _, err := ping(t, cfg); !errors.Is(err, kerr.SaslAuthenticationFailed) {
+		t.Fatalf("err = %v, want SASL_AUTHENTICATION_FAILED", err)
+	}
+}
+
+func TestUntrustedServerCertificateIsRefused(t *testing.T) {
+	cfg := kafkatest.Secure(t)
+	// Any CA but the script's: the server certificate must then fail verification.
+	cfg.SecretDir = secretCopy(t, cfg.SecretDir, map[string]string{kafkaconn.FileCA: otherCA(t)})
+	_, err := ping(t, cfg)
+	var unknown x509.UnknownAuthorityError
+	if !errors.As(err, &unknown) {
+		t.Fatalf("err = %v, want an unknown-authority certificate error", err)
+	}
+}
+
+func TestServerCertificateNamesLocalhost(t *testing.T) {
+	cfg := kafkatest.Secure(t)
+	// The certificate carries IP:127.0.0.1 and DNS:localhost, so both spellings verify.
+	for i, b := range cfg.Brokers {
+		cfg.Brokers[i] = strings.Replace(b, "127.0.0.1", "localhost", 1)
+	}
+	if _, err := ping(t, cfg); err != nil {
+		t.Fatalf("via localhost: %v", err)
+	}
+}
+
+func ping(t *testing.T, cfg kafkaconn.Config) (int, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	bs, err := kafkatest.Ping(ctx, cfg)
+	return len(bs), err
+}
+
+// secretCopy copies a secret dir, replacing the given files.
+func secretCopy(t *testing.T, src string, replace map[string]string) string {
+	t.Helper()
+	dst := t.TempDir()
+	ents, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dst, e.Name()), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, v := range replace {
+		if err := os.WriteFile(filepath.Join(dst, name), []byte(v+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dst
+}
+
+func otherCA(t *testing.T) string {
+	cert, _ := kafkaconn.SelfSigned(t)
+	return cert
+}

@@ -1,0 +1,158 @@
+// Package kafkatest connects tests to the broker that hack/kafka.sh starts. It
+// reads what the script wrote into .run/kafka/env and hands out kafkaconn
+// configs for the PLAINTEXT and the SASL_SSL (SCRAM) listeners.
+package kafkatest
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+
+	"capfleet.dev/capfleet/internal/kafkaconn"
+)
+
+// Keys of the env file written by hack/kafka.sh.
+const (
+	KeyBrokers       = "KAFKA_BROKERS"
+	KeySecureBrokers = "KAFKA_SECURE_BROKERS"
+	KeySecretDir     = "KAFKA_SECRET_DIR"
+)
+
+// Env is what hack/kafka.sh says about the broker it runs.
+type Env struct {
+	Brokers       []string // PLAINTEXT listener
+	SecureBrokers []string // SASL_SSL listener, SCRAM
+	SecretDir     string   // kafkaconn secret dir for SecureBrokers
+}
+
+// Plain is the config for the PLAINTEXT listener.
+func (e Env) Plain() kafkaconn.Config {
+	return kafkaconn.Config{Brokers: e.Brokers, ClientID: "capfleet-test"}
+}
+
+// Secure is the config for the SASL_SSL listener with the script's SCRAM user.
+func (e Env) Secure() kafkaconn.Config {
+	return kafkaconn.Config{Brokers: e.SecureBrokers, TLS: true, SecretDir: e.SecretDir, ClientID: "capfleet-test"}
+}
+
+// EnvPath is where hack/kafka.sh writes its env file: $CAPFLEET_RUN/kafka/env,
+// by default .run/kafka/env in the repository that holds the working directory.
+func EnvPath() (string, error) {
+	if run := os.Getenv("CAPFLEET_RUN"); run != "" {
+		return filepath.Join(run, "kafka", "env"), nil
+	}
+	root, err := repoRoot()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(root, ".run", "kafka", "env"), nil
+}
+
+// repoRoot walks up from the working directory (a package dir under go test)
+// to the directory holding go.mod.
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// ReadEnv parses the KEY=value lines of an env file written by hack/kafka.sh.
+func ReadEnv(path string) (Env, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Env{}, err
+	}
+	defer f.Close()
+	vals := map[string]string{}
+	sc := bufio.NewScanner(f)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			return Env{}, fmt.Errorf("%s:%d: not KEY=value", path, n)
+		}
+		vals[k] = strings.Trim(v, `"'`)
+	}
+	if err := sc.Err(); err != nil {
+		return Env{}, fmt.Errorf("%s: %w", path, err)
+	}
+	e := Env{
+		Brokers:       splitList(vals[KeyBrokers]),
+		SecureBrokers: splitList(vals[KeySecureBrokers]),
+		SecretDir:     vals[KeySecretDir],
+	}
+	for k, missing := range map[string]bool{KeyBrokers: len(e.Brokers) == 0,
+		KeySecureBrokers: len(e.SecureBrokers) == 0, KeySecretDir: e.SecretDir == ""} {
+		if missing {
+			return Env{}, fmt.Errorf("%s: %s is not set", path, k)
+		}
+	}
+	return e, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Ping asks the brokers of cfg for their metadata, which proves the listener,
+// TLS and SASL all work.
+func Ping(ctx context.Context, cfg kafkaconn.Config) (kadm.BrokerDetails, error) {
+	cl, err := cfg.NewClient()
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	return kadm.NewClient(cl).ListBrokers(ctx)
+}
+
+// WaitReady pings every config until all answer or the context ends; it
+// returns the last error seen when they never all did.
+func WaitReady(ctx context.Context, cfgs ...kafkaconn.Config) error {
+	for {
+		var err error
+		for _, c := range cfgs {
+			attempt, cancel := context.WithTimeout(ctx, 5*time.Second)
+			_, err = Ping(attempt, c)
+			cancel()
+			if err != nil {
+				err = fmt.Errorf("%s: %w", strings.Join(c.Brokers, ","), err)
+				break
+			}
+		}
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}

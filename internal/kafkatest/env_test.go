@@ -1,0 +1,72 @@
+package kafkatest
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+func writeEnv(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "env")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestReadEnv(t *testing.T) {
+	p := writeEnv(t, "# written by hack/kafka.sh\nKAFKA_VERSION=4.4.0\nKAFKA_BROKERS=127.0.0.1:9092, 127.0.0.2:9092\n\n"+
+		"KAFKA_SECURE_BROKERS=127.0.0.1:9093\nKAFKA_SECRET_DIR=\"/x/client-secret\"\n")
+	e, err := ReadEnv(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(e.Brokers, ",") != "127.0.0.1:9092,127.0.0.2:9092" ||
+		strings.Join(e.SecureBrokers, ",") != "127.0.0.1:9093" || e.SecretDir != "/x/client-secret" {
+		t.Fatalf("parsed %+v", e)
+	}
+	if s := e.Secure(); !s.TLS || s.SecretDir != e.SecretDir || s.Brokers[0] != "127.0.0.1:9093" {
+		t.Errorf("Secure() = %+v", s)
+	}
+	if p := e.Plain(); p.TLS || p.SecretDir != "" || len(p.Brokers) != 2 {
+		t.Errorf("Plain() = %+v", p)
+	}
+}
+
+func TestReadEnvErrors(t *testing.T) {
+	for name, c := range map[string]struct{ body, want string }{
+		"not key=value":  {"KAFKA_BROKERS\n", ":1: not KEY=value"},
+		"secure missing": {"KAFKA_BROKERS=a:1\nKAFKA_SECRET_DIR=/s\n", "KAFKA_SECURE_BROKERS is not set"},
+		"dir missing":    {"KAFKA_BROKERS=a:1\nKAFKA_SECURE_BROKERS=a:2\n", "KAFKA_SECRET_DIR is not set"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := ReadEnv(writeEnv(t, c.body))
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("err = %v, want it to contain %q", err, c.want)
+			}
+		})
+	}
+	if _, err := ReadEnv(filepath.Join(t.TempDir(), "absent")); !os.IsNotExist(err) {
+		t.Errorf("missing file: err = %v", err)
+	}
+}
+
+func TestTopicName(t *testing.T) {
+	legal := regexp.MustCompile(`^[a-zA-Z0-9._-]{1,249}$`)
+	long := strings.Repeat("x", 400)
+	a, b := topicName("TestX/sub case#1"), topicName("TestX/sub case#1")
+	if a == b {
+		t.Errorf("two calls gave the same name %q", a)
+	}
+	for _, n := range []string{a, topicName(long), topicName("ünïcode")} {
+		if !legal.MatchString(n) {
+			t.Errorf("illegal topic name %q", n)
+		}
+	}
+	if !strings.HasPrefix(a, "test-TestX-sub-case-1-") {
+		t.Errorf("name %q does not tell the test", a)
+	}
+}

@@ -1,0 +1,162 @@
+package kafkatest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+
+	"capfleet.dev/capfleet/internal/kafkaconn"
+)
+
+// NotRunning starts the message a test gives when it cannot reach the broker.
+const NotRunning = "Kafka is not running: start it with hack/kafka.sh start"
+
+// probe remembers, per test binary, whether the broker answered, so a missing
+// broker costs one wait and not one per test.
+var probe struct {
+	once sync.Once
+	env  Env
+	err  error
+}
+
+// Available returns the broker's env, or ends the test: it fails under CI=true
+// (CI must have started Kafka) and skips otherwise.
+func Available(t testing.TB) Env {
+	t.Helper()
+	probe.once.Do(func() {
+		path, err := EnvPath()
+		if err != nil {
+			probe.err = err
+			return
+		}
+		if probe.env, err = ReadEnv(path); err != nil {
+			probe.err = err
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		probe.err = WaitReady(ctx, probe.env.Plain(), probe.env.Secure())
+	})
+	if probe.err != nil {
+		msg := fmt.Sprintf("%s (%v)", NotRunning, probe.err)
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	return probe.env
+}
+
+// Plain is the config for the broker's PLAINTEXT listener.
+func Plain(t testing.TB) kafkaconn.Config {
+	t.Helper()
+	return Available(t).Plain()
+}
+
+// Secure is the config for the broker's SASL_SSL listener (TLS + SCRAM-SHA-512),
+// with the secret dir written by hack/kafka.sh.
+func Secure(t testing.TB) kafkaconn.Config {
+	t.Helper()
+	return Available(t).Secure()
+}
+
+// NewTopic creates a topic with a name unique to this test run, waits until all
+// its partitions have a leader, and deletes it when the test ends.
+func NewTopic(t testing.TB, cfg kafkaconn.Config, partitions int) string {
+	t.Helper()
+	name := topicName(t.Name())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := withAdmin(cfg, func(adm *kadm.Client) error {
+		resp, err := adm.CreateTopic(ctx, int32(partitions), 1, nil, name)
+		if err == nil {
+			err = resp.Err
+		}
+		if err != nil {
+			return fmt.Errorf("create topic %s: %w", name, err)
+		}
+		return waitLeaders(ctx, adm, name, partitions)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		err := withAdmin(cfg, func(adm *kadm.Client) error {
+			resp, err := adm.DeleteTopic(ctx, name)
+			if err == nil {
+				err = resp.Err
+			}
+			return err
+		})
+		if err != nil {
+			t.Errorf("delete topic %s: %v", name, err)
+		}
+	})
+	return name
+}
+
+func withAdmin(cfg kafkaconn.Config, f func(*kadm.Client) error) error {
+	cl, err := cfg.NewClient()
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	return f(kadm.NewClient(cl))
+}
+
+// waitLeaders returns once the broker's metadata lists every partition of the
+// topic with a leader, so the test's first produce or offset lookup does not
+// race the controller.
+func waitLeaders(ctx context.Context, adm *kadm.Client, topic string, partitions int) error {
+	for {
+		td, err := adm.ListTopics(ctx, topic)
+		if err == nil {
+			d := td[topic]
+			led := 0
+			for _, p := range d.Partitions {
+				if p.Err == nil && p.Leader >= 0 {
+					led++
+				}
+			}
+			if d.Err == nil && led == partitions {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("topic %s: partitions without a leader: %w", topic, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// topicName turns a test name into a legal Kafka topic name ([a-zA-Z0-9._-],
+// at most 249 characters) with a random suffix, unique across runs.
+func topicName(test string) string {
+	var b strings.Builder
+	for _, r := range test {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '.', r == '_', r == '-':
+			b.WriteRune(r)
+		default:
+			b.WriteByte('-')
+		}
+	}
+	s := b.String()
+	if len(s) > 200 {
+		s = s[:200]
+	}
+	suffix := make([]byte, 4)
+	_, _ = rand.Read(suffix)
+	return "test-" + s + "-" + hex.EncodeToString(suffix)
+}
