@@ -1,0 +1,78 @@
+package store
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"time"
+)
+
+// FlowJSON is a flow as the flows topic and `capfleet query flows -o json` print it: Zeek conn.log field
+// names where Zeek has one, so the records join with Zeek data (and, by community_id, Suricata's).
+type FlowJSON struct {
+	TS          float64 `json:"ts"` // start, seconds since the epoch
+	UID         string  `json:"uid"`
+	OrigH       string  `json:"id.orig_h"`
+	OrigP       uint16  `json:"id.orig_p"`
+	RespH       string  `json:"id.resp_h"`
+	RespP       uint16  `json:"id.resp_p"`
+	Proto       string  `json:"proto"`
+	Duration    float64 `json:"duration"`
+	OrigBytes   uint64  `json:"orig_bytes"`
+	RespBytes   uint64  `json:"resp_bytes"`
+	ConnState   string  `json:"conn_state,omitempty"`
+	History     string  `json:"history,omitempty"`
+	OrigPkts    uint64  `json:"orig_pkts"`
+	OrigIPBytes uint64  `json:"orig_ip_bytes"`
+	RespPkts    uint64  `json:"resp_pkts"`
+	RespIPBytes uint64  `json:"resp_ip_bytes"`
+	VLAN        uint16  `json:"vlan,omitempty"`
+	CommunityID string  `json:"community_id,omitempty"`
+	// Not in Zeek:
+	StartNS  int64  `json:"ts_ns"`
+	EndNS    int64  `json:"end_ns"`
+	TCPFlags uint8  `json:"tcp_flags,omitempty"`
+	Sensor   string `json:"sensor,omitempty"`
+	Closed   bool   `json:"closed"`
+}
+
+// ProtoName is how Zeek names a transport protocol, or the number for the others.
+func ProtoName(p uint8) string {
+	switch p {
+	case 6:
+		return "tcp"
+	case 17:
+		return "udp"
+	case 1, 58:
+		return "icmp"
+	case 132:
+		return "sctp"
+	}
+	return fmt.Sprint(p)
+}
+
+// JSON converts f to its printed form.
+func (f *Flow) JSON() FlowJSON {
+	return FlowJSON{
+		TS: float64(f.Start.UnixNano()) / 1e9, UID: f.UID,
+		OrigH: addrString(f.OrigAddr), OrigP: f.OrigPort, RespH: addrString(f.RespAddr), RespP: f.RespPort,
+		Proto: ProtoName(f.Proto), Duration: f.End.Sub(f.Start).Seconds(),
+		OrigBytes: f.OrigBytes, RespBytes: f.RespBytes, ConnState: f.State, History: f.History,
+		OrigPkts: f.OrigPkts, OrigIPBytes: f.OrigIPBytes, RespPkts: f.RespPkts, RespIPBytes: f.RespIPBytes,
+		VLAN: f.VLAN, CommunityID: f.CommunityID,
+		StartNS: f.Start.UnixNano(), EndNS: f.End.UnixNano(), TCPFlags: f.TCPFlags, Sensor: f.Sensor, Closed: f.Closed,
+	}
+}
+
+func addrString(a netip.Addr) string {
+	if !a.IsValid() {
+		return ""
+	}
+	return a.String()
+}
+
+// MarshalJSON prints f as FlowJSON.
+func (f Flow) MarshalJSON() ([]byte, error) { return json.Marshal(f.JSON()) }
+
+// Duration is End - Start.
+func (f *Flow) Duration() time.Duration { return f.End.Sub(f.Start) }

@@ -1,0 +1,279 @@
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base32"
+	"encoding/binary"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"time"
+)
+
+// Flow is one stored connection record, Zeek conn.log style: "orig" is the side that sent the first packet.
+type Flow struct {
+	UID         string // deterministic, see FlowUID
+	CommunityID string
+	Sensor      string
+	Start, End  time.Time
+	Proto       uint8
+	VLAN        uint16
+	OrigAddr    netip.Addr
+	OrigPort    uint16
+	RespAddr    netip.Addr
+	RespPort    uint16
+	OrigPkts    uint64
+	RespPkts    uint64
+	OrigBytes   uint64
+	RespBytes   uint64
+	OrigIPBytes uint64
+	RespIPBytes uint64
+	TCPFlags    uint8
+	History     string
+	State       string
+	// Closed is false for a flow still open when it was written (a checkpoint of its running totals).
+	Closed bool
+}
+
+var uidEncoding = base32.NewEncoding("0123456789abcdefghijklmnopqrstuv").WithPadding(base32.NoPadding)
+
+// FlowUID names a flow by what defines it: its first packet's time and its key. Replaying the same
+// packets yields the same uid, which is what makes flow writes idempotent.
+func FlowUID(start time.Time, vlan uint16, proto uint8, orig netip.Addr, origPort uint16, resp netip.Addr, respPort uint16) string {
+	h := sha256.New()
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(start.UnixNano()))
+	h.Write(b[:])
+	binary.BigEndian.PutUint16(b[:2], vlan)
+	h.Write(b[:2])
+	h.Write([]byte{proto})
+	o, r := orig.Unmap().As16(), resp.Unmap().As16()
+	h.Write(o[:])
+	binary.BigEndian.PutUint16(b[:2], origPort)
+	h.Write(b[:2])
+	h.Write(r[:])
+	binary.BigEndian.PutUint16(b[:2], respPort)
+	h.Write(b[:2])
+	return "C" + uidEncoding.EncodeToString(h.Sum(nil)[:12])
+}
+
+// writeTime orders the versions of one flow: a version with more packets is newer, and the closing write
+// beats the last checkpoint of the same totals. Using it as the cell timestamp means a replayed older
+// version (a restarted or rebalanced consumer) never overwrites a newer one, whatever the arrival order.
+func (f *Flow) writeTime() int64 {
+	t := int64(f.OrigPkts+f.RespPkts) * 2
+	if f.Closed {
+		t++
+	}
+	return t
+}
+
+const flowCols = `uid, community_id, sensor, start_ns, end_ns, proto, vlan, orig_h, orig_p, resp_h, resp_p,
+	orig_pkts, resp_pkts, orig_bytes, resp_bytes, orig_ip_bytes, resp_ip_bytes, tcp_flags, history, conn_state, closed`
+
+const (
+	insertFlowByTime = `INSERT INTO flows_by_time (bucket, ` + flowCols + `)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ? AND TIMESTAMP ?`
+	insertFlowByIP = `INSERT INTO flows_by_ip (ip, bucket, ` + flowCols + `)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ? AND TIMESTAMP ?`
+)
+
+func (f *Flow) values() []any {
+	return []any{f.UID, f.CommunityID, f.Sensor, f.Start.UnixNano(), f.End.UnixNano(), int(f.Proto), int(f.VLAN),
+		ipOf(f.OrigAddr), int(f.OrigPort), ipOf(f.RespAddr), int(f.RespPort),
+		int64(f.OrigPkts), int64(f.RespPkts), int64(f.OrigBytes), int64(f.RespBytes), int64(f.OrigIPBytes), int64(f.RespIPBytes),
+		int(f.TCPFlags), f.History, f.State, f.Closed}
+}
+
+func ipOf(a netip.Addr) net.IP {
+	if !a.IsValid() {
+		return nil
+	}
+	return net.IP(a.Unmap().AsSlice())
+}
+
+// WriteFlows upserts flows (running totals or final ones) into every hour each was active in, by time and
+// by both endpoints, and returns once Cassandra acknowledged all rows.
+func (w *Writer) WriteFlows(ctx context.Context, flows []Flow, ttl time.Duration) error {
+	secs := ttlSeconds(ttl)
+	var stmts []statement
+	for i := range flows {
+		f := &flows[i]
+		if f.UID == "" {
+			return fmt.Errorf("flow %s:%d -> %s:%d has no uid", f.OrigAddr, f.OrigPort, f.RespAddr, f.RespPort)
+		}
+		vals := f.values()
+		size := 160 + len(f.History) + len(f.Sensor)
+		for _, b := range bucketsBetween(f.Start, f.End, FlowBucket) {
+			args := append(append([]any{b}, vals...), secs, f.writeTime())
+			stmts = append(stmts, statement{partition: "t" + b.String(), cql: insertFlowByTime, args: args, size: size})
+			for _, a := range endpoints(f) {
+				args := append(append([]any{ipOf(a), b}, vals...), secs, f.writeTime())
+				stmts = append(stmts, statement{partition: "i" + a.String() + b.String(), cql: insertFlowByIP, args: args, size: size})
+			}
+		}
+	}
+	return w.exec(ctx, stmts)
+}
+
+func endpoints(f *Flow) []netip.Addr {
+	o, r := f.OrigAddr.Unmap(), f.RespAddr.Unmap()
+	if !o.IsValid() {
+		return nil
+	}
+	if o == r || !r.IsValid() {
+		return []netip.Addr{o}
+	}
+	return []netip.Addr{o, r}
+}
+
+// FlowsByIP returns the flows with ip as either endpoint that were active at some time in [from, to],
+// oldest first. One partition read per hour of the range.
+func (r *Reader) FlowsByIP(ctx context.Context, ip netip.Addr, from, to time.Time) ([]Flow, error) {
+	ip = ip.Unmap()
+	return r.flows(ctx, from, to, func(b time.Time) ([]any, string) {
+		return []any{ipOf(ip), b}, `SELECT ` + flowCols + ` FROM flows_by_ip WHERE ip = ? AND bucket = ?`
+	})
+}
+
+// FlowsBetween returns every flow active at some time in [from, to], oldest first.
+func (r *Reader) FlowsBetween(ctx context.Context, from, to time.Time) ([]Flow, error) {
+	return r.flows(ctx, from, to, func(b time.Time) ([]any, string) {
+		return []any{b}, `SELECT ` + flowCols + ` FROM flows_by_time WHERE bucket = ?`
+	})
+}
+
+func (r *Reader) flows(ctx context.Context, from, to time.Time, query func(bucket time.Time) ([]any, string)) ([]Flow, error) {
+	if to.Before(from) {
+		return nil, fmt.Errorf("time range: --to %s is before --from %s", to.Format(time.RFC3339Nano), from.Format(time.RFC3339Nano))
+	}
+	// A flow sits in every hour it spans, so it is seen once per hour read: keep its newest version.
+	byUID := map[string]Flow{}
+	for _, b := range bucketsBetween(from, to, FlowBucket) {
+		args, cql := query(b)
+		iter := r.s.Query(cql, args...).WithContext(ctx).PageSize(1000).Iter()
+		for {
+			f, ok := scanFlow(iter.Scan)
+			if !ok {
+				break
+			}
+			if f.Start.After(to) || f.End.Before(from) {
+				continue
+			}
+			if old, seen := byUID[f.UID]; !seen || f.writeTime() > old.writeTime() {
+				byUID[f.UID] = f
+			}
+		}
+		if err := iter.Close(); err != nil {
+			return nil, fmt.Errorf("cassandra: read flows at %s: %w", b.Format(time.RFC3339), err)
+		}
+	}
+	out := make([]Flow, 0, len(byUID))
+	for _, f := range byUID {
+		out = append(out, f)
+	}
+	slices.SortFunc(out, func(a, b Flow) int {
+		if c := a.Start.Compare(b.Start); c != 0 {
+			return c
+		}
+		if a.UID < b.UID {
+			return -1
+		}
+		if a.UID > b.UID {
+			return 1
+		}
+		return 0
+	})
+	return out, nil
+}
+
+func scanFlow(scan func(dest ...any) bool) (Flow, bool) {
+	var (
+		f                                Flow
+		start, end                       int64
+		proto, vlan, oport, rport, flags int
+		orig, resp                       net.IP
+		opk, rpk, ob, rb, oib, rib       int64
+	)
+	if !scan(&f.UID, &f.CommunityID, &f.Sensor, &start, &end, &proto, &vlan, &orig, &oport, &resp, &rport,
+		&opk, &rpk, &ob, &rb, &oib, &rib, &flags, &f.History, &f.State, &f.Closed) {
+		return f, false
+	}
+	f.Start, f.End = time.Unix(0, start).UTC(), time.Unix(0, end).UTC()
+	f.Proto, f.VLAN = uint8(proto), uint16(vlan)
+	f.OrigAddr, _ = netip.AddrFromSlice(orig)
+	f.RespAddr, _ = netip.AddrFromSlice(resp)
+	f.OrigAddr, f.RespAddr = f.OrigAddr.Unmap(), f.RespAddr.Unmap()
+	f.OrigPort, f.RespPort = uint16(oport), uint16(rport)
+	f.OrigPkts, f.RespPkts, f.OrigBytes, f.RespBytes = uint64(opk), uint64(rpk), uint64(ob), uint64(rb)
+	f.OrigIPBytes, f.RespIPBytes = uint64(oib), uint64(rib)
+	f.TCPFlags = uint8(flags)
+	return f, true
+}
+
+const insertCheckpoint = `INSERT INTO flow_checkpoints (consumer_group, topic, kafka_partition, kafka_offset, chunk, chunks, state)
+	VALUES (?, ?, ?, ?, ?, ?, ?) USING TTL ?`
+
+// checkpointChunk bounds one checkpoint row: Cassandra refuses a mutation over half a commit log segment
+// (16 MiB by default), and a big table of open flows can exceed that.
+const checkpointChunk = 1 << 20
+
+// Checkpoint is the open-flow state of one Kafka partition, valid when consuming resumes at Offset.
+type Checkpoint struct {
+	Group     string
+	Topic     string
+	Partition int32
+	Offset    int64
+	State     []byte
+}
+
+// WriteCheckpoints stores checkpoints; ttl should outlive the longest a group may stay stopped.
+func (w *Writer) WriteCheckpoints(ctx context.Context, cps []Checkpoint, ttl time.Duration) error {
+	secs := ttlSeconds(ttl)
+	var stmts []statement
+	for _, c := range cps {
+		n := max(1, (len(c.State)+checkpointChunk-1)/checkpointChunk)
+		for i := range n {
+			chunk := c.State[min(i*checkpointChunk, len(c.State)):min((i+1)*checkpointChunk, len(c.State))]
+			stmts = append(stmts, statement{
+				// One chunk per batch: together they could pass the batch size limit.
+				partition: fmt.Sprintf("c%s\x00%s\x00%d\x00%d", c.Group, c.Topic, c.Partition, i),
+				cql:       insertCheckpoint,
+				args:      []any{c.Group, c.Topic, c.Partition, c.Offset, i, n, chunk, secs},
+				size:      len(chunk) + 64,
+			})
+		}
+	}
+	return w.exec(ctx, stmts)
+}
+
+// Checkpoint reads the state stored for exactly this offset; found is false when there is none or when
+// some of its chunks are missing (a write that never completed, so never followed by a commit).
+func (r *Reader) Checkpoint(ctx context.Context, group, topic string, partition int32, offset int64) (state []byte, found bool, err error) {
+	iter := r.s.Query(`SELECT chunk, chunks, state FROM flow_checkpoints
+		WHERE consumer_group = ? AND topic = ? AND kafka_partition = ? AND kafka_offset = ?`,
+		group, topic, partition, offset).WithContext(ctx).Iter()
+	var (
+		chunk, chunks, seen int
+		part                []byte
+	)
+	for iter.Scan(&chunk, &chunks, &part) {
+		if chunk != seen {
+			break
+		}
+		state = append(state, part...)
+		seen++
+	}
+	if err := iter.Close(); err != nil {
+		return nil, false, fmt.Errorf("cassandra: read flow checkpoint %s/%s/%d@%d: %w", group, topic, partition, offset, err)
+	}
+	if seen == 0 || seen != chunks {
+		return nil, false, nil
+	}
+	if state == nil {
+		state = []byte{}
+	}
+	return state, true, nil
+}

@@ -1,0 +1,223 @@
+// Package store keeps packets and flows in Cassandra and reads them back.
+//
+// Layout (see the migrations below for the CQL):
+//   - packets: one partition per (sensor, minute); rows ordered by capture time in nanoseconds, then by the
+//     Kafka partition and offset the packet came from. Those two make a deterministic key, so writing the
+//     same record twice (a restarted consumer) lands on the same row instead of adding one.
+//   - flows_by_time: one partition per hour; a flow is written into every hour it was active in.
+//   - flows_by_ip: one partition per (address, hour), written for both endpoints, so "the flows of this IP
+//     in this hour" is a single partition read.
+//   - flow_checkpoints: the open flows of one Kafka partition at one committed offset, so a restarted
+//     consumer resumes its flows where the committed offset says it stood (see package pipeline).
+//
+// The schema is versioned: schema_version records every migration applied; migrations are an ordered list
+// and each is applied once. All statements are idempotent (IF NOT EXISTS), so two replicas starting at the
+// same time cannot break each other.
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/gocql/gocql"
+)
+
+// Bucket widths. Changing one is a schema change: it needs new tables and a migration, because readers
+// compute the partitions they read from these.
+const (
+	PacketBucket = time.Minute
+	FlowBucket   = time.Hour
+)
+
+// DefaultReplication suits one local node.
+const DefaultReplication = `{"class":"SimpleStrategy","replication_factor":1}`
+
+type migration struct {
+	version     int
+	description string
+	statements  []string
+}
+
+// migrations is append-only: a released entry never changes, a later schema adds an entry. "%[1]s" is
+// the keyspace.
+var migrations = []migration{
+	{1, "packets, flows by time and by ip, flow checkpoints", []string{
+		`CREATE TABLE IF NOT EXISTS %[1]s.packets (
+			sensor text, bucket timestamp, ts_ns bigint, kafka_partition int, kafka_offset bigint,
+			node text, iface text, linktype int, origlen int, frame blob,
+			PRIMARY KEY ((sensor, bucket), ts_ns, kafka_partition, kafka_offset)
+		) WITH CLUSTERING ORDER BY (ts_ns ASC, kafka_partition ASC, kafka_offset ASC)
+		  AND compaction = {'class': 'TimeWindowCompactionStrategy', 'compaction_window_unit': 'HOURS', 'compaction_window_size': 1}`,
+		`CREATE TABLE IF NOT EXISTS %[1]s.flows_by_time (` + flowColumnsDDL + `,
+			bucket timestamp,
+			PRIMARY KEY ((bucket), start_ns, uid)
+		) WITH CLUSTERING ORDER BY (start_ns ASC, uid ASC)`,
+		`CREATE TABLE IF NOT EXISTS %[1]s.flows_by_ip (` + flowColumnsDDL + `,
+			ip inet, bucket timestamp,
+			PRIMARY KEY ((ip, bucket), start_ns, uid)
+		) WITH CLUSTERING ORDER BY (start_ns ASC, uid ASC)`,
+		`CREATE TABLE IF NOT EXISTS %[1]s.flow_checkpoints (
+			consumer_group text, topic text, kafka_partition int, kafka_offset bigint, chunk int, chunks int, state blob,
+			PRIMARY KEY ((consumer_group, topic, kafka_partition), kafka_offset, chunk)
+		) WITH CLUSTERING ORDER BY (kafka_offset DESC, chunk ASC)`,
+	}},
+}
+
+// flowColumnsDDL is shared by both flow tables so a flow row reads the same from either.
+const flowColumnsDDL = `
+	uid text, community_id text, sensor text, start_ns bigint, end_ns bigint,
+	proto int, vlan int, orig_h inet, orig_p int, resp_h inet, resp_p int,
+	orig_pkts bigint, resp_pkts bigint, orig_bytes bigint, resp_bytes bigint,
+	orig_ip_bytes bigint, resp_ip_bytes bigint, tcp_flags int, history text, conn_state text, closed boolean`
+
+// SchemaVersion is the version Migrate brings a keyspace to.
+func SchemaVersion() int { return migrations[len(migrations)-1].version }
+
+var keyspaceName = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9_]{0,47}$`)
+
+// ValidateKeyspace rejects names CQL would need quoting for; we never quote, so we never accept them.
+func ValidateKeyspace(ks string) error {
+	if !keyspaceName.MatchString(ks) {
+		return fmt.Errorf("keyspace %q: want a letter then up to 47 letters, digits or underscores", ks)
+	}
+	return nil
+}
+
+// replicationCQL turns the JSON replication map of the pipeline spec into a CQL map literal.
+func replicationCQL(replication string) (string, error) {
+	var m map[string]any
+	if err := json.Unmarshal([]byte(replication), &m); err != nil {
+		return "", fmt.Errorf("replication %q: not a JSON object: %w", replication, err)
+	}
+	if _, ok := m["class"]; !ok {
+		return "", fmt.Errorf("replication %q: no \"class\"", replication)
+	}
+	parts := make([]string, 0, len(m))
+	for k, v := range m {
+		var s string
+		switch v := v.(type) {
+		case string:
+			s = v
+		case float64:
+			s = fmt.Sprint(v)
+		default:
+			return "", fmt.Errorf("replication %q: value of %q must be a string or a number", replication, k)
+		}
+		parts = append(parts, fmt.Sprintf("'%s': '%s'", cqlEscape(k), cqlEscape(s)))
+	}
+	return "{" + strings.Join(parts, ", ") + "}", nil
+}
+
+func cqlEscape(s string) string { return strings.ReplaceAll(s, "'", "''") }
+
+// Migrate creates the keyspace if missing and applies every migration not yet recorded in
+// schema_version. An existing keyspace keeps its replication: changing that is an operator's decision
+// (it needs a repair), not something a starting pod does behind their back.
+func Migrate(ctx context.Context, cluster *gocql.ClusterConfig, keyspace, replication string) error {
+	if err := ValidateKeyspace(keyspace); err != nil {
+		return err
+	}
+	repl, err := replicationCQL(replication)
+	if err != nil {
+		return err
+	}
+	c := *cluster
+	c.Keyspace = ""
+	s, err := c.CreateSession()
+	if err != nil {
+		return fmt.Errorf("cassandra: connect to %v: %w", cluster.Hosts, err)
+	}
+	defer s.Close()
+	exec := func(stmt string) error {
+		if err := s.Query(stmt).WithContext(ctx).Exec(); err != nil {
+			return fmt.Errorf("cassandra: %s: %w", firstLine(stmt), err)
+		}
+		return s.AwaitSchemaAgreement(ctx)
+	}
+	if err := exec(fmt.Sprintf(`CREATE KEYSPACE IF NOT EXISTS %s WITH replication = %s`, keyspace, repl)); err != nil {
+		return err
+	}
+	if err := exec(fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s.schema_version (
+		version int PRIMARY KEY, description text, applied_at timestamp)`, keyspace)); err != nil {
+		return err
+	}
+	applied, err := appliedVersions(ctx, s, keyspace)
+	if err != nil {
+		return err
+	}
+	for _, m := range migrations {
+		if applied[m.version] {
+			continue
+		}
+		for _, stmt := range m.statements {
+			if err := exec(fmt.Sprintf(stmt, keyspace)); err != nil {
+				return fmt.Errorf("migration %d (%s): %w", m.version, m.description, err)
+			}
+		}
+		if err := s.Query(fmt.Sprintf(`INSERT INTO %s.schema_version (version, description, applied_at) VALUES (?, ?, ?)`, keyspace),
+			m.version, m.description, time.Now()).WithContext(ctx).Exec(); err != nil {
+			return fmt.Errorf("migration %d: record it: %w", m.version, err)
+		}
+	}
+	return nil
+}
+
+func appliedVersions(ctx context.Context, s *gocql.Session, keyspace string) (map[int]bool, error) {
+	iter := s.Query(fmt.Sprintf(`SELECT version FROM %s.schema_version`, keyspace)).WithContext(ctx).Iter()
+	out := map[int]bool{}
+	var v int
+	for iter.Scan(&v) {
+		out[v] = true
+	}
+	if err := iter.Close(); err != nil {
+		return nil, fmt.Errorf("cassandra: read %s.schema_version: %w", keyspace, err)
+	}
+	return out, nil
+}
+
+// AppliedVersion is the highest migration recorded in the keyspace, 0 when none.
+func AppliedVersion(ctx context.Context, s *gocql.Session, keyspace string) (int, error) {
+	applied, err := appliedVersions(ctx, s, keyspace)
+	if err != nil {
+		return 0, err
+	}
+	max := 0
+	for v := range applied {
+		if v > max {
+			max = v
+		}
+	}
+	return max, nil
+}
+
+// Connect opens a session bound to keyspace: batches carry the session keyspace, and token-aware routing
+// needs it to find a partition's replicas.
+func Connect(cluster *gocql.ClusterConfig, keyspace string) (*gocql.Session, error) {
+	if err := ValidateKeyspace(keyspace); err != nil {
+		return nil, err
+	}
+	c := *cluster
+	c.Keyspace = keyspace
+	s, err := c.CreateSession()
+	if err != nil {
+		var reqErr gocql.RequestError
+		if errors.As(err, &reqErr) {
+			return nil, fmt.Errorf("cassandra: keyspace %s: %w (was the schema created? the process command creates it)", keyspace, err)
+		}
+		return nil, fmt.Errorf("cassandra: connect to %v: %w", cluster.Hosts, err)
+	}
+	return s, nil
+}
+
+func firstLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	return strings.TrimSpace(strings.TrimSuffix(s, "("))
+}
