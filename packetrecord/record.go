@@ -1,0 +1,141 @@
+// Package packetrecord is the Kafka record format of captured packets: one
+// record per packet, Apache Metron's raw-packet convention for key and value,
+// and headers for what that key cannot carry.
+package packetrecord
+
+import (
+	"encoding/binary"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/google/gopacket/layers"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Header names carried by every record.
+const (
+	HeaderTimestampNanos = "ts_ns"
+	HeaderNode           = "node"
+	HeaderInterface      = "iface"
+	HeaderLinkType       = "linktype"
+	HeaderOrigLen        = "origlen"
+)
+
+// KeyLen is the size of the Metron key.
+const KeyLen = 8
+
+// Meta is what a record says about its frame.
+type Meta struct {
+	Timestamp time.Time
+	Node      string
+	Interface string
+	LinkType  layers.LinkType
+	OrigLen   int
+}
+
+// Encode builds the record of one captured frame. The frame is copied, so the
+// caller may hand in a slice into a capture ring or a reader's reusable buffer.
+//
+// The key follows Apache Metron's pycapa producer, which consumers of the
+// Metron pcap backend expect: the capture time in microseconds since the epoch,
+// packed as an unsigned 64-bit big-endian integer (pycapa/producer.py computes
+// epoch_secs*1000000 + delta_micros; pycapa/common.py pack_ts uses
+// struct.pack(">Q", ts); apache/metron, metron-sensors/pycapa). Times before
+// the epoch, which no capture file can hold, are clamped to 0 in the key; the
+// ts_ns header keeps the exact value.
+//
+// Record.Timestamp is left to the producer (the time of producing): setting it
+// to the capture time would let time-based retention delete replays of old
+// captures the moment they land.
+func Encode(m Meta, frame []byte) *kgo.Record {
+	// One backing array for key, header values and frame: a record costs three
+	// allocations (this buffer, the headers, the record) whatever its size.
+	buf := make([]byte, 0, KeyLen+len(frame)+len(m.Node)+len(m.Interface)+3*20)
+	buf = binary.BigEndian.AppendUint64(buf, metronKey(m.Timestamp))
+	key := buf[:KeyLen:KeyLen]
+
+	start := len(buf)
+	buf = strconv.AppendInt(buf, m.Timestamp.UnixNano(), 10)
+	tsNS := buf[start:len(buf):len(buf)]
+	start = len(buf)
+	buf = append(buf, m.Node...)
+	node := buf[start:len(buf):len(buf)]
+	start = len(buf)
+	buf = append(buf, m.Interface...)
+	iface := buf[start:len(buf):len(buf)]
+	start = len(buf)
+	buf = strconv.AppendUint(buf, uint64(m.LinkType), 10)
+	lt := buf[start:len(buf):len(buf)]
+	start = len(buf)
+	buf = strconv.AppendInt(buf, int64(m.OrigLen), 10)
+	orig := buf[start:len(buf):len(buf)]
+	start = len(buf)
+	buf = append(buf, frame...)
+	value := buf[start:len(buf):len(buf)]
+
+	return &kgo.Record{
+		Key:   key,
+		Value: value,
+		Headers: []kgo.RecordHeader{
+			{Key: HeaderTimestampNanos, Value: tsNS},
+			{Key: HeaderNode, Value: node},
+			{Key: HeaderInterface, Value: iface},
+			{Key: HeaderLinkType, Value: lt},
+			{Key: HeaderOrigLen, Value: orig},
+		},
+	}
+}
+
+func metronKey(t time.Time) uint64 {
+	us := t.UnixMicro()
+	if us < 0 {
+		return 0
+	}
+	return uint64(us)
+}
+
+// Decode reads a record back. Records written by Metron's own probes carry
+// only the key: those decode with the key's microsecond time, an Ethernet
+// link type and OrigLen equal to the frame length. The returned frame aliases
+// the record's value.
+func Decode(r *kgo.Record) (Meta, []byte, error) {
+	var m Meta
+	if len(r.Key) != KeyLen {
+		return m, nil, fmt.Errorf("packet record at %s/%d@%d: key is %d bytes, want %d (Metron timestamp)",
+			r.Topic, r.Partition, r.Offset, len(r.Key), KeyLen)
+	}
+	m.Timestamp = time.UnixMicro(int64(binary.BigEndian.Uint64(r.Key)))
+	m.LinkType = layers.LinkTypeEthernet
+	m.OrigLen = len(r.Value)
+	for _, h := range r.Headers {
+		var err error
+		switch h.Key {
+		case HeaderTimestampNanos:
+			var ns int64
+			ns, err = strconv.ParseInt(string(h.Value), 10, 64)
+			m.Timestamp = time.Unix(0, ns)
+		case HeaderNode:
+			m.Node = string(h.Value)
+		case HeaderInterface:
+			m.Interface = string(h.Value)
+		case HeaderLinkType:
+			var lt uint64
+			// gopacket's LinkType is 8 bits: a larger one cannot be represented.
+			lt, err = strconv.ParseUint(string(h.Value), 10, 8)
+			m.LinkType = layers.LinkType(lt)
+		case HeaderOrigLen:
+			var n int64
+			n, err = strconv.ParseInt(string(h.Value), 10, 32)
+			if err == nil && n < int64(len(r.Value)) {
+				err = fmt.Errorf("shorter than the %d-byte frame", len(r.Value))
+			}
+			m.OrigLen = int(n)
+		}
+		if err != nil {
+			return Meta{}, nil, fmt.Errorf("packet record at %s/%d@%d: header %s=%q: %w",
+				r.Topic, r.Partition, r.Offset, h.Key, h.Value, err)
+		}
+	}
+	return m, r.Value, nil
+}
