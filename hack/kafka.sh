@@ -9,8 +9,10 @@
 #   127.0.0.1:9092  PLAINTEXT        (also the inter-broker listener)
 #   127.0.0.1:9093  SASL_SSL         SCRAM-SHA-512, SCRAM-SHA-256, PLAIN
 #   127.0.0.1:9094  CONTROLLER       (KRaft, PLAINTEXT)
-# Clients find them in $RUN/kafka/env and $RUN/kafka/client-secret/ (the
-# kafkaconn secret dir format: ca.crt, sasl.mechanism, username, password).
+#   127.0.0.1:9095  SSL              client certificate required (mutual TLS)
+# Clients find them in $RUN/kafka/env and in two kafkaconn secret dirs:
+# $RUN/kafka/client-secret/ (ca.crt, sasl.mechanism, username, password) for
+# 9093 and $RUN/kafka/client-mtls/ (ca.crt, tls.crt, tls.key) for 9095.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -19,7 +21,7 @@ KAFKA_VERSION=${KAFKA_VERSION:-4.4.0}
 # its modules still log through slf4j-api 1.7.
 LOG4J_VERSION=2.24.3
 HOST=127.0.0.1
-PLAIN_PORT=9092 SECURE_PORT=9093 CONTROLLER_PORT=9094
+PLAIN_PORT=9092 SECURE_PORT=9093 CONTROLLER_PORT=9094 MTLS_PORT=9095
 SCRAM_USER=capfleet
 KDIR=$RUN/kafka
 LIBS=$CACHE/kafka/$KAFKA_VERSION/libs
@@ -73,21 +75,26 @@ make_certs() {
     -days 30 -extfile "$d/server.ext" -out "$d/server.crt" 2>/dev/null
   openssl pkcs8 -topk8 -nocrypt -in "$d/server.key" -out "$d/server.pk8"
   cat "$d/server.pk8" "$d/server.crt" "$d/ca.crt" >"$d/server.pem"
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+    -subj "/CN=$SCRAM_USER" -keyout "$d/client.key" -out "$d/client.csr" 2>/dev/null
+  printf '%s\n' "extendedKeyUsage=clientAuth" "keyUsage=critical,digitalSignature" >"$d/client.ext"
+  openssl x509 -req -in "$d/client.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial \
+    -days 30 -extfile "$d/client.ext" -out "$d/client.crt" 2>/dev/null
   chmod 600 "$d"/*.key "$d/server.pk8" "$d/server.pem"
 }
 
 # write_config writes server.properties, the log4j2 config and the client files.
 write_config() {
   local password=$1
-  mkdir -p "$KDIR/data" "$KDIR/client-secret"
+  mkdir -p "$KDIR/data" "$KDIR/client-secret" "$KDIR/client-mtls"
   umask 077
   cat >"$KDIR/server.properties" <<EOF
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@$HOST:$CONTROLLER_PORT
-listeners=PLAINTEXT://$HOST:$PLAIN_PORT,SASL_SSL://$HOST:$SECURE_PORT,CONTROLLER://$HOST:$CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://$HOST:$PLAIN_PORT,SASL_SSL://$HOST:$SECURE_PORT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT
+listeners=PLAINTEXT://$HOST:$PLAIN_PORT,SASL_SSL://$HOST:$SECURE_PORT,SSL://$HOST:$MTLS_PORT,CONTROLLER://$HOST:$CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://$HOST:$PLAIN_PORT,SASL_SSL://$HOST:$SECURE_PORT,SSL://$HOST:$MTLS_PORT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,SSL:SSL,CONTROLLER:PLAINTEXT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 log.dirs=$KDIR/data
@@ -99,6 +106,12 @@ listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.p
 listener.name.sasl_ssl.ssl.keystore.type=PEM
 listener.name.sasl_ssl.ssl.keystore.location=$KDIR/tls/server.pem
 listener.name.sasl_ssl.ssl.client.auth=none
+
+listener.name.ssl.ssl.keystore.type=PEM
+listener.name.ssl.ssl.keystore.location=$KDIR/tls/server.pem
+listener.name.ssl.ssl.truststore.type=PEM
+listener.name.ssl.ssl.truststore.location=$KDIR/tls/ca.crt
+listener.name.ssl.ssl.client.auth=required
 
 # One node: every internal topic gets a single replica.
 offsets.topic.replication.factor=1
@@ -130,11 +143,16 @@ EOF
   printf 'SCRAM-SHA-512\n' >"$KDIR/client-secret/sasl.mechanism"
   printf '%s\n' "$SCRAM_USER" >"$KDIR/client-secret/username"
   printf '%s\n' "$password" >"$KDIR/client-secret/password"
+  cp "$KDIR/tls/ca.crt" "$KDIR/tls/client.crt" "$KDIR/tls/client.key" "$KDIR/client-mtls/"
+  mv "$KDIR/client-mtls/client.crt" "$KDIR/client-mtls/tls.crt"
+  mv "$KDIR/client-mtls/client.key" "$KDIR/client-mtls/tls.key"
   cat >"$KDIR/env" <<EOF
 KAFKA_VERSION=$KAFKA_VERSION
 KAFKA_BROKERS=$HOST:$PLAIN_PORT
 KAFKA_SECURE_BROKERS=$HOST:$SECURE_PORT
 KAFKA_SECRET_DIR=$KDIR/client-secret
+KAFKA_MTLS_BROKERS=$HOST:$MTLS_PORT
+KAFKA_MTLS_SECRET_DIR=$KDIR/client-mtls
 EOF
   umask 022
 }
@@ -166,7 +184,7 @@ probe_bin() {
   echo "$KDIR/kafkaready"
 }
 
-ready() { [ -x "$KDIR/kafkaready" ] && "$KDIR/kafkaready" -env "$KDIR/env" -timeout "${1:-10s}" 2>/dev/null; }
+ready() { [ -x "$KDIR/kafkaready" ] && "$KDIR/kafkaready" -env "$KDIR/env" -timeout "${1:-5s}" 2>/dev/null; }
 
 port_busy() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
 
@@ -175,7 +193,7 @@ cmd_start() {
     ready && { log "already running (pid $(cat "$RUN/kafka.pid"))"; return 0; }
     die "a Kafka started by this script is running (pid $(cat "$RUN/kafka.pid")) but does not answer; see $RUN/kafka.log or run $0 stop"
   fi
-  for p in $PLAIN_PORT $SECURE_PORT $CONTROLLER_PORT; do
+  for p in $PLAIN_PORT $SECURE_PORT $CONTROLLER_PORT $MTLS_PORT; do
     port_busy "$p" && die "port $HOST:$p is taken by a process this script did not start"
   done
   local t0=$SECONDS password
@@ -188,14 +206,17 @@ cmd_start() {
   # shellcheck disable=SC2046
   start_bg kafka "$JAVA" $(jvm_opts) -cp "$(classpath)" kafka.Kafka "$KDIR/server.properties"
   log "started Kafka $KAFKA_VERSION (pid $(cat "$RUN/kafka.pid")), log in $RUN/kafka.log; waiting for metadata"
-  local probe
+  # A broker that never got ready is ended here, so the next start is not
+  # refused by a half-started JVM holding the ports.
+  trap 'stop_pid kafka' EXIT
+  local probe deadline=$((SECONDS + ${READY_TIMEOUT%s}))
   probe=$(probe_bin)
-  local deadline=$((SECONDS + ${READY_TIMEOUT%s}))
   until "$probe" -env "$KDIR/env" -timeout 5s 2>"$KDIR/ready.err"; do
-    running kafka || { tail -30 "$RUN/kafka.log" >&2; die "Kafka exited during startup"; }
-    [ $SECONDS -lt $deadline ] || { cat "$KDIR/ready.err" >&2; tail -30 "$RUN/kafka.log" >&2; die "Kafka not ready after $READY_TIMEOUT"; }
+    running kafka || { tail -30 "$RUN/kafka.log" >&2; die "Kafka exited during startup; log in $RUN/kafka.log"; }
+    [ $SECONDS -lt $deadline ] || { cat "$KDIR/ready.err" >&2; die "Kafka not ready after $READY_TIMEOUT; log in $RUN/kafka.log"; }
   done
-  log "ready in $((SECONDS - t0))s: PLAINTEXT $HOST:$PLAIN_PORT, SASL_SSL $HOST:$SECURE_PORT (env: $KDIR/env)"
+  trap - EXIT
+  log "ready in $((SECONDS - t0))s: PLAINTEXT $HOST:$PLAIN_PORT, SASL_SSL $HOST:$SECURE_PORT, SSL (mutual) $HOST:$MTLS_PORT; clients read $KDIR/env"
 }
 
 cmd_stop() {
@@ -210,8 +231,13 @@ cmd_status() {
   echo "kafka: running (pid $(cat "$RUN/kafka.pid")), ready; env in $KDIR/env"
 }
 
+# Engineers and CI share one broker per checkout: a lock keeps two starts (or a
+# start and a stop) from racing for the same ports and files.
+mkdir -p "$RUN"
+exec 9>"$RUN/kafka.lock"
 case ${1:-} in
-  start) cmd_start ;;
+  start) flock 9; cmd_start ;;
+  stop) flock 9; cmd_stop ;;
   stop) cmd_stop ;;
   status) cmd_status ;;
   *) usage ;;

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -124,6 +125,47 @@ func TestServerCertificateNamesLocalhost(t *testing.T) {
 	if _, err := ping(t, cfg); err != nil {
 		t.Fatalf("via localhost: %v", err)
 	}
+}
+
+func TestRoundTripMutualTLS(t *testing.T) {
+	roundTrip(t, kafkatest.MTLS(t))
+}
+
+func TestMutualTLSRefusesClientsWithoutACertificate(t *testing.T) {
+	cfg := kafkatest.MTLS(t)
+	dir := secretCopy(t, cfg.SecretDir, nil)
+	for _, f := range []string{kafkaconn.FileCert, kafkaconn.FileKey} {
+		if err := os.Remove(filepath.Join(dir, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg.SecretDir = dir
+	_, err := ping(t, cfg)
+	if err == nil {
+		t.Fatal("the mutual-TLS listener answered a client that sent no certificate")
+	}
+	// crypto/tls reports an alert from the peer as a net.OpError "remote error".
+	var op *net.OpError
+	if !errors.As(err, &op) || op.Op != "remote error" || !strings.Contains(err.Error(), "tls:") {
+		t.Fatalf("err = %v, want a TLS alert from the broker", err)
+	}
+	t.Logf("refused as expected: %v", err)
+}
+
+func TestMutualTLSRefusesACertificateFromAnotherCA(t *testing.T) {
+	cfg := kafkatest.MTLS(t)
+	cert, key := kafkaconn.SelfSigned(t)
+	cfg.SecretDir = secretCopy(t, cfg.SecretDir, map[string]string{kafkaconn.FileCert: cert, kafkaconn.FileKey: key})
+	_, err := ping(t, cfg)
+	if err == nil {
+		t.Fatal("the mutual-TLS listener answered a client whose certificate it cannot verify")
+	}
+	// crypto/tls reports an alert from the peer as a net.OpError "remote error".
+	var op *net.OpError
+	if !errors.As(err, &op) || op.Op != "remote error" || !strings.Contains(err.Error(), "tls:") {
+		t.Fatalf("err = %v, want a TLS alert from the broker", err)
+	}
+	t.Logf("refused as expected: %v", err)
 }
 
 func ping(t *testing.T, cfg kafkaconn.Config) (int, error) {

@@ -23,6 +23,8 @@ const (
 	KeyBrokers       = "KAFKA_BROKERS"
 	KeySecureBrokers = "KAFKA_SECURE_BROKERS"
 	KeySecretDir     = "KAFKA_SECRET_DIR"
+	KeyMTLSBrokers   = "KAFKA_MTLS_BROKERS"
+	KeyMTLSSecretDir = "KAFKA_MTLS_SECRET_DIR"
 )
 
 // Env is what hack/kafka.sh says about the broker it runs.
@@ -30,6 +32,8 @@ type Env struct {
 	Brokers       []string // PLAINTEXT listener
 	SecureBrokers []string // SASL_SSL listener, SCRAM
 	SecretDir     string   // kafkaconn secret dir for SecureBrokers
+	MTLSBrokers   []string // SSL listener that requires a client certificate
+	MTLSSecretDir string   // kafkaconn secret dir with ca.crt, tls.crt, tls.key
 }
 
 // Plain is the config for the PLAINTEXT listener.
@@ -40,6 +44,11 @@ func (e Env) Plain() kafkaconn.Config {
 // Secure is the config for the SASL_SSL listener with the script's SCRAM user.
 func (e Env) Secure() kafkaconn.Config {
 	return kafkaconn.Config{Brokers: e.SecureBrokers, TLS: true, SecretDir: e.SecretDir, ClientID: "capfleet-test"}
+}
+
+// MTLS is the config for the SSL listener that authenticates clients by certificate.
+func (e Env) MTLS() kafkaconn.Config {
+	return kafkaconn.Config{Brokers: e.MTLSBrokers, TLS: true, SecretDir: e.MTLSSecretDir, ClientID: "capfleet-test"}
 }
 
 // EnvPath is where hack/kafka.sh writes its env file: $CAPFLEET_RUN/kafka/env,
@@ -101,10 +110,11 @@ func ReadEnv(path string) (Env, error) {
 		Brokers:       splitList(vals[KeyBrokers]),
 		SecureBrokers: splitList(vals[KeySecureBrokers]),
 		SecretDir:     vals[KeySecretDir],
+		MTLSBrokers:   splitList(vals[KeyMTLSBrokers]),
+		MTLSSecretDir: vals[KeyMTLSSecretDir],
 	}
-	for k, missing := range map[string]bool{KeyBrokers: len(e.Brokers) == 0,
-		KeySecureBrokers: len(e.SecureBrokers) == 0, KeySecretDir: e.SecretDir == ""} {
-		if missing {
+	for _, k := range []string{KeyBrokers, KeySecureBrokers, KeySecretDir, KeyMTLSBrokers, KeyMTLSSecretDir} {
+		if strings.TrimSpace(vals[k]) == "" {
 			return Env{}, fmt.Errorf("%s: %s is not set", path, k)
 		}
 	}

@@ -19,7 +19,8 @@ func writeEnv(t *testing.T, body string) string {
 
 func TestReadEnv(t *testing.T) {
 	p := writeEnv(t, "# written by hack/kafka.sh\nKAFKA_VERSION=4.4.0\nKAFKA_BROKERS=127.0.0.1:9092, 127.0.0.2:9092\n\n"+
-		"KAFKA_SECURE_BROKERS=127.0.0.1:9093\nKAFKA_SECRET_DIR=\"/x/client-secret\"\n")
+		"KAFKA_SECURE_BROKERS=127.0.0.1:9093\nKAFKA_SECRET_DIR=\"/x/client-secret\"\n"+
+		"KAFKA_MTLS_BROKERS=127.0.0.1:9095\nKAFKA_MTLS_SECRET_DIR=/x/client-mtls\n")
 	e, err := ReadEnv(p)
 	if err != nil {
 		t.Fatal(err)
@@ -31,6 +32,9 @@ func TestReadEnv(t *testing.T) {
 	if s := e.Secure(); !s.TLS || s.SecretDir != e.SecretDir || s.Brokers[0] != "127.0.0.1:9093" {
 		t.Errorf("Secure() = %+v", s)
 	}
+	if m := e.MTLS(); !m.TLS || m.SecretDir != "/x/client-mtls" || m.Brokers[0] != "127.0.0.1:9095" {
+		t.Errorf("MTLS() = %+v", m)
+	}
 	if p := e.Plain(); p.TLS || p.SecretDir != "" || len(p.Brokers) != 2 {
 		t.Errorf("Plain() = %+v", p)
 	}
@@ -39,8 +43,9 @@ func TestReadEnv(t *testing.T) {
 func TestReadEnvErrors(t *testing.T) {
 	for name, c := range map[string]struct{ body, want string }{
 		"not key=value":  {"KAFKA_BROKERS\n", ":1: not KEY=value"},
-		"secure missing": {"KAFKA_BROKERS=a:1\nKAFKA_SECRET_DIR=/s\n", "KAFKA_SECURE_BROKERS is not set"},
-		"dir missing":    {"KAFKA_BROKERS=a:1\nKAFKA_SECURE_BROKERS=a:2\n", "KAFKA_SECRET_DIR is not set"},
+		"secure missing": {"KAFKA_BROKERS=a:1\nKAFKA_SECRET_DIR=/s\nKAFKA_MTLS_BROKERS=a:3\nKAFKA_MTLS_SECRET_DIR=/m\n", "KAFKA_SECURE_BROKERS is not set"},
+		"dir missing":    {"KAFKA_BROKERS=a:1\nKAFKA_SECURE_BROKERS=a:2\nKAFKA_MTLS_BROKERS=a:3\nKAFKA_MTLS_SECRET_DIR=/m\n", "KAFKA_SECRET_DIR is not set"},
+		"mtls missing":   {"KAFKA_BROKERS=a:1\nKAFKA_SECURE_BROKERS=a:2\nKAFKA_SECRET_DIR=/s\n", "KAFKA_MTLS_BROKERS is not set"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := ReadEnv(writeEnv(t, c.body))

@@ -43,7 +43,7 @@ func Available(t testing.TB) Env {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 		defer cancel()
-		probe.err = WaitReady(ctx, probe.env.Plain(), probe.env.Secure())
+		probe.err = WaitReady(ctx, probe.env.Plain(), probe.env.Secure(), probe.env.MTLS())
 	})
 	if probe.err != nil {
 		msg := fmt.Sprintf("%s (%v)", NotRunning, probe.err)
@@ -66,6 +66,13 @@ func Plain(t testing.TB) kafkaconn.Config {
 func Secure(t testing.TB) kafkaconn.Config {
 	t.Helper()
 	return Available(t).Secure()
+}
+
+// MTLS is the config for the broker's SSL listener that requires a client
+// certificate, with a secret dir holding ca.crt, tls.crt and tls.key.
+func MTLS(t testing.TB) kafkaconn.Config {
+	t.Helper()
+	return Available(t).MTLS()
 }
 
 // NewTopic creates a topic with a name unique to this test run, waits until all

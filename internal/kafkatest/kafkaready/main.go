@@ -1,6 +1,6 @@
 // Command kafkaready waits until the broker described by hack/kafka.sh's env
-// file answers a metadata request on both its PLAINTEXT and its SASL_SSL
-// listener; hack/kafka.sh uses it as its readiness probe.
+// file answers a metadata request on each of its listeners (PLAINTEXT,
+// SASL_SSL, mutual-TLS SSL); hack/kafka.sh uses it as its readiness probe.
 package main
 
 import (
@@ -37,5 +37,5 @@ func run(envPath string, timeout time.Duration) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	return kafkatest.WaitReady(ctx, env.Plain(), env.Secure())
+	return kafkatest.WaitReady(ctx, env.Plain(), env.Secure(), env.MTLS())
 }
