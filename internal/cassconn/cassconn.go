@@ -121,9 +121,30 @@ func (c *Config) Session() (*gocql.Session, error) {
 	}
 	s, err := cl.CreateSession()
 	if err != nil {
-		return nil, fmt.Errorf("cassandra %s (port %d): %w", strings.Join(cl.Hosts, ","), cl.Port, err)
+		where := fmt.Sprintf("cassandra %s (port %d)", strings.Join(cl.Hosts, ","), cl.Port)
+		if isAuthError(err) {
+			return nil, fmt.Errorf("%s: authentication failed, check %s: %w", where, c.credentialSource(), err)
+		}
+		return nil, fmt.Errorf("%s: %w", where, err)
 	}
 	return s, nil
+}
+
+// isAuthError tells a refused login from a node that is down or unreachable,
+// which call for different fixes. gocql v1 flattens the server's error into
+// text, so the server's own wording is all there is to go by.
+func isAuthError(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "password are incorrect") || strings.Contains(msg, "authentication required") ||
+		strings.Contains(msg, "is not permitted to log in")
+}
+
+func (c *Config) credentialSource() string {
+	if c.SecretDir == "" {
+		return "--cassandra-secret-dir (not set, so no credentials were sent)"
+	}
+	return fmt.Sprintf("%s and %s in --cassandra-secret-dir",
+		filepath.Join(c.SecretDir, FileUsername), filepath.Join(c.SecretDir, FilePassword))
 }
 
 func (c *Config) hosts() ([]string, error) {
