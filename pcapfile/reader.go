@@ -77,8 +77,9 @@ type Reader struct {
 	buf     []byte
 	err     error // sticky: once set, every Next returns it
 
-	next      func() (Packet, error)
-	linkTypes []uint32 // distinct link types declared so far, in order of appearance
+	next         func() (Packet, error)
+	linkTypes    []uint32 // distinct link types declared so far, in order of appearance
+	seenLinkType map[uint32]struct{}
 
 	pcap   pcapState
 	pcapng pcapngState
@@ -172,14 +173,15 @@ func (r *Reader) Close() error {
 }
 
 func (r *Reader) noteLinkType(lt uint32) {
-	for _, have := range r.linkTypes {
-		if have == lt {
-			return
-		}
+	if _, ok := r.seenLinkType[lt]; ok {
+		return
 	}
-	if len(r.linkTypes) < MaxInterfaces {
-		r.linkTypes = append(r.linkTypes, lt)
+	// A pcapng link type has 16 bits, so the set stays below 65536 entries; classic pcap adds only one.
+	if r.seenLinkType == nil {
+		r.seenLinkType = make(map[uint32]struct{})
 	}
+	r.seenLinkType[lt] = struct{}{}
+	r.linkTypes = append(r.linkTypes, lt)
 }
 
 // fill reads exactly n bytes into the reused buffer. It returns io.EOF only when no byte at all was
