@@ -2,8 +2,10 @@ package pcapfile
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math/bits"
+	"strings"
 	"time"
 )
 
@@ -112,20 +114,29 @@ func (r *Reader) readBlock(eofOK bool) (typ uint32, body []byte, start int64, er
 	switch typ {
 	case pcapngBlockSHB, pcapngBlockIDB, pcapngBlockEPB, pcapngBlockSPB, pcapngBlockOPB:
 	default:
-		return typ, nil, start, r.skip(rest, start, fmt.Sprintf("pcapng block of type %d", typ))
+		return typ, nil, start, blockError(typ, r.skip(rest, start, "pcapng block"))
 	}
 	if rest > maxBlock {
 		return 0, nil, start, &FormatError{Offset: start, Reason: fmt.Sprintf("pcapng block of type %d has length %d, beyond the maximum %d", typ, total, maxBlock+blockHeaderLen)}
 	}
-	b, err := r.fill(int(rest), start, fmt.Sprintf("pcapng block of type %d", typ), false)
+	b, err := r.fill(int(rest), start, "pcapng block", false)
 	if err != nil {
-		return 0, nil, start, err
+		return 0, nil, start, blockError(typ, err)
 	}
 	body = b[:len(b)-blockTrailerLen]
 	if trailer := s.order.Uint32(b[len(body):]); trailer != total {
 		return 0, nil, start, &FormatError{Offset: start, Reason: fmt.Sprintf("pcapng block length %d in header and %d in trailer differ", total, trailer)}
 	}
 	return typ, body, start, nil
+}
+
+// blockError names the block type in a read error; done here, off the path of blocks that read fine.
+func blockError(typ uint32, err error) error {
+	var fe *FormatError
+	if errors.As(err, &fe) {
+		fe.Reason = strings.Replace(fe.Reason, "pcapng block", fmt.Sprintf("pcapng block of type %d", typ), 1)
+	}
+	return err
 }
 
 func (r *Reader) section(body []byte, start int64) error {
@@ -159,6 +170,13 @@ func (r *Reader) addInterface(body []byte, start int64) error {
 	}
 	if err := r.interfaceOptions(&ifc, body[8:], start); err != nil {
 		return err
+	}
+	if len(s.ifaces) == cap(s.ifaces) {
+		// Doubling (append grows large slices by a quarter) keeps the table's allocations within twice
+		// its final size.
+		grown := make([]pcapngInterface, len(s.ifaces), min(max(8, 2*cap(s.ifaces)), MaxInterfaces))
+		copy(grown, s.ifaces)
+		s.ifaces = grown
 	}
 	s.ifaces = append(s.ifaces, ifc)
 	r.noteLinkType(ifc.linkType)
@@ -248,6 +266,9 @@ func (r *Reader) packet(id uint32, ts uint64, caplen, length uint32, data []byte
 	ifc, err := r.iface(id, start)
 	if err != nil {
 		return Packet{}, err
+	}
+	if caplen > MaxRecord {
+		return Packet{}, &FormatError{Offset: start, Reason: fmt.Sprintf("packet captured length %d exceeds the maximum %d", caplen, MaxRecord)}
 	}
 	if uint64(caplen) > uint64(len(data)) {
 		return Packet{}, &FormatError{Offset: start, Reason: fmt.Sprintf("packet captured length %d exceeds its block's %d data bytes", caplen, len(data))}
