@@ -1,0 +1,141 @@
+package sensor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/google/gopacket/afpacket"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/sys/unix"
+
+	"capfleet.dev/capfleet/packetrecord"
+)
+
+// ring is one AF_PACKET TPACKET_V3 socket on one interface.
+type ring struct {
+	tp       *afpacket.TPacket
+	link     link
+	filter   *filter
+	attached time.Time // packets stamped before this may have missed the kernel filter
+	counters *ifaceCounters
+
+	statsMu         sync.Mutex
+	lastKernelDrops uint64
+}
+
+// ringOptions says how rings are sized and grouped.
+type ringOptions struct {
+	blockSize, blocks int
+	fanoutGroup       int // 0: no fanout
+}
+
+// openRing binds a ring to the interface, attaches the filter in the kernel
+// and joins the fanout group. Call it inside the capture namespace.
+func openRing(l link, f *filter, o ringOptions, c *ifaceCounters) (*ring, error) {
+	tp, err := afpacket.NewTPacket(
+		afpacket.OptInterface(l.Name),
+		afpacket.OptTPacketVersion(afpacket.TPacketVersion3),
+		afpacket.OptBlockSize(o.blockSize),
+		afpacket.OptNumBlocks(o.blocks),
+		// Bounded polls let a stopping sensor notice its context.
+		afpacket.OptPollTimeout(200*time.Millisecond),
+		// The kernel strips 802.1Q tags into metadata; put them back so the
+		// record holds the frame as it was on the wire.
+		afpacket.OptAddVLANHeader(true),
+	)
+	if err != nil {
+		if errors.Is(err, unix.EPERM) {
+			return nil, fmt.Errorf("interface %q: AF_PACKET needs CAP_NET_RAW: %w", l.Name, err)
+		}
+		return nil, fmt.Errorf("interface %q: open AF_PACKET ring: %w", l.Name, err)
+	}
+	if err := tp.SetBPF(f.raw); err != nil {
+		tp.Close()
+		return nil, fmt.Errorf("interface %q: attach filter %q in the kernel: %w", l.Name, f.expr, err)
+	}
+	r := &ring{tp: tp, link: l, filter: f, attached: time.Now(), counters: c}
+	if o.fanoutGroup != 0 {
+		if err := tp.SetFanout(afpacket.FanoutHash, uint16(o.fanoutGroup)); err != nil {
+			tp.Close()
+			return nil, fmt.Errorf("interface %q: join fanout group %d: %w", l.Name, o.fanoutGroup, err)
+		}
+	}
+	return r, nil
+}
+
+// capture reads the ring until ctx ends and hands each packet to the
+// producer without ever waiting on it: TryProduce sheds into BufferDrops
+// when the buffer is full, so Kafka can never stall the ring.
+func (r *ring) capture(ctx context.Context, cl *kgo.Client, node string, snaplen, sampleRate int, log *slog.Logger) {
+	c := r.counters
+	promise := c.produced
+	var seq uint64
+	var lastErrLog time.Time
+	for ctx.Err() == nil {
+		data, ci, err := r.tp.ZeroCopyReadPacketData()
+		if err != nil {
+			if errors.Is(err, afpacket.ErrTimeout) {
+				continue
+			}
+			// An interface that goes down or away makes polls fail; keep
+			// trying, it may come back, and say so at most every 10s.
+			if time.Since(lastErrLog) > 10*time.Second {
+				log.Warn("reading the capture ring failed, retrying", "interface", r.link.Name, "error", err)
+				lastErrLog = time.Now()
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(100 * time.Millisecond):
+			}
+			continue
+		}
+		if !ci.Timestamp.After(r.attached) {
+			n := r.filter.keep(data)
+			if n == 0 {
+				continue
+			}
+			data = data[:n]
+		}
+		c.captured.Add(1)
+		c.capturedBytes.Add(uint64(ci.Length))
+		seq++
+		if sampleRate > 1 && seq%uint64(sampleRate) != 1 {
+			c.sampledOut.Add(1)
+			continue
+		}
+		if len(data) > snaplen {
+			data = data[:snaplen]
+		}
+		rec := packetrecord.Encode(packetrecord.Meta{
+			Timestamp: ci.Timestamp,
+			Node:      node,
+			Interface: r.link.Name,
+			LinkType:  r.link.LinkType,
+			OrigLen:   ci.Length,
+		}, data)
+		// Background, not ctx: records buffered when the sensor stops must
+		// still be flushed, not failed by the cancelled context.
+		cl.TryProduce(context.Background(), rec, promise)
+	}
+}
+
+// pollStats folds the socket's PACKET_STATISTICS drops into the counters.
+// The kernel resets them on every read; afpacket accumulates.
+func (r *ring) pollStats() error {
+	r.statsMu.Lock()
+	defer r.statsMu.Unlock()
+	_, v3, err := r.tp.SocketStats()
+	if err != nil {
+		return fmt.Errorf("interface %q: PACKET_STATISTICS: %w", r.link.Name, err)
+	}
+	drops := uint64(v3.Drops())
+	if drops > r.lastKernelDrops {
+		r.counters.kernelDrops.Add(drops - r.lastKernelDrops)
+		r.lastKernelDrops = drops
+	}
+	return nil
+}

@@ -1,0 +1,42 @@
+package sensor
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+// NewCommand is `capfleet sensor`, the CaptureSensor DaemonSet's workload.
+func NewCommand() *cobra.Command {
+	cfg := DefaultConfig()
+	cmd := &cobra.Command{
+		Use:   "sensor",
+		Short: "Capture packets on this node's interfaces and publish them to Kafka",
+		Long: `Captures on AF_PACKET TPACKET_V3 rings, filters in the kernel with a BPF program compiled
+from tcpdump syntax, and publishes one Kafka record per packet (Apache Metron's raw-packet
+convention, partitioned by a symmetric 5-tuple hash). Kafka credentials are read only from
+files in --kafka-secret-dir. NODE_NAME names the node in every record.`,
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
+			s, err := New(cfg, log)
+			if err != nil {
+				return fmt.Errorf("sensor: %w", err)
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			if err := s.Run(ctx); err != nil {
+				return fmt.Errorf("sensor: %w", err)
+			}
+			return nil
+		},
+	}
+	cfg.AddFlags(cmd.Flags())
+	return cmd
+}

@@ -1,0 +1,156 @@
+package sensor
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"time"
+
+	"github.com/spf13/pflag"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"capfleet.dev/capfleet/internal/kafkaconn"
+)
+
+// MaxSnapLen is the largest snap length accepted, libpcap's and tcpdump's.
+const MaxSnapLen = 262144
+
+// Config is everything `capfleet sensor` is told by its flags and environment.
+type Config struct {
+	Interfaces      []string
+	Filter          string
+	SnapLen         int
+	SampleRate      int
+	RingBlockSizeKB int
+	RingBlocks      int
+	FanoutGroup     int
+	Topic           string
+	BufferPackets   int
+	BufferMB        int
+	Compression     string
+	MetricsAddr     string
+	HealthAddr      string
+	NetNS           string
+	StartTimeout    time.Duration
+	FlushTimeout    time.Duration
+	Node            string
+	Kafka           kafkaconn.Config
+
+	// kafkaOpts are appended to the producer's options (tests cut the
+	// connection to the broker through a dialer of their own).
+	kafkaOpts []kgo.Opt
+}
+
+// DefaultConfig is the configuration the flags start from. Node comes from
+// NODE_NAME, which the operator sets from the pod's spec.nodeName.
+func DefaultConfig() Config {
+	node := os.Getenv("NODE_NAME")
+	if node == "" {
+		node, _ = os.Hostname()
+	}
+	return Config{
+		Interfaces:      []string{"eth0"},
+		SnapLen:         MaxSnapLen,
+		SampleRate:      1,
+		RingBlockSizeKB: 1024,
+		RingBlocks:      64,
+		BufferPackets:   100000,
+		BufferMB:        256,
+		Compression:     "lz4",
+		MetricsAddr:     ":9090",
+		HealthAddr:      ":9091",
+		StartTimeout:    30 * time.Second,
+		FlushTimeout:    10 * time.Second,
+		Node:            node,
+		Kafka:           kafkaconn.Config{Brokers: []string{kafkaconn.DefaultBrokers}},
+	}
+}
+
+// AddFlags registers the sensor's flags and the Kafka connection flags.
+func (c *Config) AddFlags(fs *pflag.FlagSet) {
+	fs.StringSliceVar(&c.Interfaces, "interfaces", c.Interfaces, "interfaces to capture on, comma-separated")
+	fs.StringVar(&c.Filter, "filter", c.Filter, `BPF filter in tcpdump syntax, run in the kernel ("" captures everything)`)
+	fs.IntVar(&c.SnapLen, "snaplen", c.SnapLen, "bytes kept of each packet")
+	fs.IntVar(&c.SampleRate, "sample-rate", c.SampleRate, "keep 1 packet of every N captured (1 keeps all)")
+	fs.IntVar(&c.RingBlockSizeKB, "ring-block-size-kb", c.RingBlockSizeKB, "size of one AF_PACKET ring block in KiB (a multiple of the page size, larger than --snaplen)")
+	fs.IntVar(&c.RingBlocks, "ring-blocks", c.RingBlocks, "number of blocks in each ring")
+	fs.IntVar(&c.FanoutGroup, "fanout-group", c.FanoutGroup, "PACKET_FANOUT group id (0 = off): one ring per CPU on each interface, flows hashed across them; interface i uses id+i")
+	fs.StringVar(&c.Topic, "topic", c.Topic, "Kafka topic for the packets")
+	fs.IntVar(&c.BufferPackets, "buffer-packets", c.BufferPackets, "packets held for Kafka at most; beyond that they are dropped and counted")
+	fs.IntVar(&c.BufferMB, "buffer-mb", c.BufferMB, "bytes (MiB) held for Kafka at most; beyond that packets are dropped and counted")
+	fs.StringVar(&c.Compression, "compression", c.Compression, "Kafka batch compression: lz4, zstd, snappy, gzip or none")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", c.MetricsAddr, `address serving Prometheus /metrics ("" = off)`)
+	fs.StringVar(&c.HealthAddr, "health-addr", c.HealthAddr, `address serving /healthz and /readyz ("" = off)`)
+	fs.StringVar(&c.NetNS, "netns", c.NetNS, "capture inside this network namespace (/var/run/netns/NAME or /proc/PID/ns/net); Kafka is reached from the sensor's own")
+	fs.DurationVar(&c.StartTimeout, "kafka-start-timeout", c.StartTimeout, "how long to wait for Kafka at start before giving up")
+	fs.DurationVar(&c.FlushTimeout, "flush-timeout", c.FlushTimeout, "how long a stopping sensor waits for Kafka to take its buffer; what is left is counted as failed")
+	c.Kafka.AddFlags(fs)
+}
+
+// validate checks the flags against each other. Errors name the flag.
+func (c *Config) validate() error {
+	seen := map[string]bool{}
+	for _, i := range c.Interfaces {
+		if i == "" || seen[i] {
+			return fmt.Errorf("--interfaces %q: empty or repeated interface name", c.Interfaces)
+		}
+		seen[i] = true
+	}
+	blockSize := c.RingBlockSizeKB * 1024
+	// A TPACKET_V3 block must hold at least one whole packet with its
+	// header; a block size that is no multiple of the page is refused.
+	const tpacketOverhead = 128
+	switch {
+	case len(c.Interfaces) == 0:
+		return fmt.Errorf("--interfaces: none given")
+	case c.SnapLen < 1 || c.SnapLen > MaxSnapLen:
+		return fmt.Errorf("--snaplen %d: want 1 to %d", c.SnapLen, MaxSnapLen)
+	case c.SampleRate < 1:
+		return fmt.Errorf("--sample-rate %d: want 1 or more", c.SampleRate)
+	case c.RingBlockSizeKB < 4 || blockSize%os.Getpagesize() != 0:
+		return fmt.Errorf("--ring-block-size-kb %d: want a multiple of the %d-byte page", c.RingBlockSizeKB, os.Getpagesize())
+	case blockSize < c.SnapLen+tpacketOverhead:
+		return fmt.Errorf("--ring-block-size-kb %d: a block must hold one packet of --snaplen %d bytes", c.RingBlockSizeKB, c.SnapLen)
+	case c.RingBlocks < 1:
+		return fmt.Errorf("--ring-blocks %d: want 1 or more", c.RingBlocks)
+	case c.FanoutGroup < 0 || c.FanoutGroup+len(c.Interfaces)-1 > 0xffff:
+		return fmt.Errorf("--fanout-group %d: want 0 (off) or an id up to %d", c.FanoutGroup, 0x10000-len(c.Interfaces))
+	case c.Topic == "":
+		return fmt.Errorf("--topic: required")
+	case c.BufferPackets < 1:
+		return fmt.Errorf("--buffer-packets %d: want 1 or more", c.BufferPackets)
+	case c.BufferMB < 1:
+		return fmt.Errorf("--buffer-mb %d: want 1 or more", c.BufferMB)
+	case c.StartTimeout <= 0:
+		return fmt.Errorf("--kafka-start-timeout %v: want a positive duration", c.StartTimeout)
+	}
+	if _, err := compressionCodec(c.Compression); err != nil {
+		return err
+	}
+	return nil
+}
+
+// ringsPerInterface is 1, or one per CPU when a fanout group spreads the
+// interface's traffic across rings.
+func (c *Config) ringsPerInterface() int {
+	if c.FanoutGroup == 0 {
+		return 1
+	}
+	return runtime.GOMAXPROCS(0)
+}
+
+func compressionCodec(name string) (kgo.CompressionCodec, error) {
+	switch name {
+	case "lz4":
+		return kgo.Lz4Compression(), nil
+	case "zstd":
+		return kgo.ZstdCompression(), nil
+	case "snappy":
+		return kgo.SnappyCompression(), nil
+	case "gzip":
+		return kgo.GzipCompression(), nil
+	case "none":
+		return kgo.NoCompression(), nil
+	}
+	return kgo.CompressionCodec{}, fmt.Errorf("--compression %q: want lz4, zstd, snappy, gzip or none", name)
+}

@@ -1,0 +1,112 @@
+package sensor
+
+import (
+	"errors"
+	"sync"
+	"sync/atomic"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Counters is a snapshot of a sensor's counters since it started. Every field
+// only grows, so a heartbeat can publish snapshots and readers derive rates.
+//
+// Each captured packet that was not sampled out ends up in exactly one of
+// PacketsPublished, BufferDrops or ProduceFailures, or is still buffered
+// (PacketsCaptured - PacketsSampledOut - those three). KernelDrops and
+// InterfaceDrops count packets that never reached the sensor.
+type Counters struct {
+	PacketsCaptured   uint64 `json:"packetsCaptured"`   // read off the rings, after the kernel filter
+	BytesCaptured     uint64 `json:"bytesCaptured"`     // their length on the wire
+	PacketsSampledOut uint64 `json:"packetsSampledOut"` // skipped by --sample-rate on purpose, not a loss
+	PacketsPublished  uint64 `json:"packetsPublished"`  // acknowledged by Kafka (acks=all)
+	BytesPublished    uint64 `json:"bytesPublished"`    // frame bytes acknowledged (after --snaplen)
+	KernelDrops       uint64 `json:"kernelDrops"`       // ring full: PACKET_STATISTICS tp_drops
+	InterfaceDrops    uint64 `json:"interfaceDrops"`    // growth of the interface's rx_dropped
+	BufferDrops       uint64 `json:"bufferDrops"`       // shed because the producer buffer was full
+	ProduceFailures   uint64 `json:"produceFailures"`   // Kafka refused them or they failed at shutdown
+}
+
+// Add returns the field-wise sum.
+func (c Counters) Add(o Counters) Counters {
+	return Counters{
+		PacketsCaptured:   c.PacketsCaptured + o.PacketsCaptured,
+		BytesCaptured:     c.BytesCaptured + o.BytesCaptured,
+		PacketsSampledOut: c.PacketsSampledOut + o.PacketsSampledOut,
+		PacketsPublished:  c.PacketsPublished + o.PacketsPublished,
+		BytesPublished:    c.BytesPublished + o.BytesPublished,
+		KernelDrops:       c.KernelDrops + o.KernelDrops,
+		InterfaceDrops:    c.InterfaceDrops + o.InterfaceDrops,
+		BufferDrops:       c.BufferDrops + o.BufferDrops,
+		ProduceFailures:   c.ProduceFailures + o.ProduceFailures,
+	}
+}
+
+// Buffered is how many packets are waiting in the producer.
+func (c Counters) Buffered() uint64 {
+	done := c.PacketsSampledOut + c.PacketsPublished + c.BufferDrops + c.ProduceFailures
+	if done > c.PacketsCaptured {
+		return 0
+	}
+	return c.PacketsCaptured - done
+}
+
+// ifaceCounters are the live counters of one interface, shared by its rings.
+type ifaceCounters struct {
+	name                                string
+	captured, capturedBytes, sampledOut atomic.Uint64
+	published, publishedBytes           atomic.Uint64
+	kernelDrops, ifaceDrops             atomic.Uint64
+	bufferDrops, produceFailures        atomic.Uint64
+	lastProduceErr                      atomic.Pointer[string]
+	rxDroppedMu                         sync.Mutex
+	rxDroppedBase, rxDroppedLast        uint64
+	rxDroppedSeen                       bool
+}
+
+func (c *ifaceCounters) snapshot() Counters {
+	return Counters{
+		PacketsCaptured:   c.captured.Load(),
+		BytesCaptured:     c.capturedBytes.Load(),
+		PacketsSampledOut: c.sampledOut.Load(),
+		PacketsPublished:  c.published.Load(),
+		BytesPublished:    c.publishedBytes.Load(),
+		KernelDrops:       c.kernelDrops.Load(),
+		InterfaceDrops:    c.ifaceDrops.Load(),
+		BufferDrops:       c.bufferDrops.Load(),
+		ProduceFailures:   c.produceFailures.Load(),
+	}
+}
+
+// produced is the promise of every record captured on this interface: one
+// method value per interface, so producing costs no closure per packet.
+func (c *ifaceCounters) produced(r *kgo.Record, err error) {
+	switch {
+	case err == nil:
+		c.published.Add(1)
+		c.publishedBytes.Add(uint64(len(r.Value)))
+	case errors.Is(err, kgo.ErrMaxBuffered):
+		c.bufferDrops.Add(1)
+	default:
+		c.produceFailures.Add(1)
+		msg := err.Error()
+		c.lastProduceErr.Store(&msg)
+	}
+}
+
+// observeRxDropped turns the interface's rx_dropped into growth since the
+// sensor started. A counter that went backwards (the interface was
+// recreated) counts from zero again, so growth is neither lost nor counted twice.
+func (c *ifaceCounters) observeRxDropped(v uint64) {
+	c.rxDroppedMu.Lock()
+	defer c.rxDroppedMu.Unlock()
+	switch {
+	case !c.rxDroppedSeen:
+		c.rxDroppedSeen = true
+	case v < c.rxDroppedLast:
+		c.ifaceDrops.Add(v)
+	default:
+		c.ifaceDrops.Add(v - c.rxDroppedLast)
+	}
+	c.rxDroppedLast = v
+}

@@ -1,0 +1,223 @@
+// Package sensor captures packets from AF_PACKET rings on a node's interfaces,
+// filtered by a BPF program in the kernel, and publishes one Kafka record per
+// packet in the packetrecord format. Kafka never stalls capture: what the
+// producer cannot take is dropped and counted with its cause.
+package sensor
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/gopacket/layers"
+)
+
+// Sensor is one configured capture: interfaces, filter and producer.
+type Sensor struct {
+	cfg     Config
+	log     *slog.Logger
+	links   []link
+	filters map[layers.LinkType]*filter
+	ifaces  []*ifaceCounters
+	ready   atomic.Bool
+	addrs   []string // where the HTTP endpoints listen (tests ask for port 0)
+}
+
+// New checks the configuration, finds the interfaces and compiles the filter,
+// so that every mistake in the flags is reported before anything starts.
+func New(cfg Config, log *slog.Logger) (*Sensor, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &Sensor{cfg: cfg, log: log, filters: map[layers.LinkType]*filter{}}
+	err := inNetNS(cfg.NetNS, func() error {
+		for _, name := range cfg.Interfaces {
+			l, err := lookupLink(name)
+			if err != nil {
+				return err
+			}
+			s.links = append(s.links, l)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range s.links {
+		if s.filters[l.LinkType] == nil {
+			f, err := compileFilter(cfg.Filter, l.LinkType, cfg.SnapLen)
+			if err != nil {
+				return nil, err
+			}
+			s.filters[l.LinkType] = f
+		}
+		s.ifaces = append(s.ifaces, &ifaceCounters{name: l.Name})
+	}
+	return s, nil
+}
+
+// Ready is true once the rings are open and the broker has answered.
+func (s *Sensor) Ready() bool { return s.ready.Load() }
+
+// Counters sums the counters of all interfaces.
+func (s *Sensor) Counters() Counters {
+	var total Counters
+	for _, ic := range s.ifaces {
+		total = total.Add(ic.snapshot())
+	}
+	return total
+}
+
+// InterfaceCounters are the counters of each interface by name.
+func (s *Sensor) InterfaceCounters() map[string]Counters {
+	out := make(map[string]Counters, len(s.ifaces))
+	for _, ic := range s.ifaces {
+		out[ic.name] = ic.snapshot()
+	}
+	return out
+}
+
+// Run captures until ctx ends, then flushes what Kafka will still take within
+// the flush timeout. It fails only at start (Kafka unreachable, rings that
+// will not open); once capturing, a broker that goes away costs counted
+// drops, never the process.
+func (s *Sensor) Run(ctx context.Context) error {
+	httpCtx, stopHTTP := context.WithCancel(context.Background())
+	defer stopHTTP()
+	if err := s.serve(httpCtx); err != nil {
+		return err
+	}
+	cl, err := newProducer(&s.cfg)
+	if err != nil {
+		return err
+	}
+	if err := checkBroker(ctx, cl, &s.cfg); err != nil {
+		cl.Close()
+		return err
+	}
+	rings, err := s.openRings()
+	if err != nil {
+		cl.Close()
+		return err
+	}
+	defer func() {
+		for _, r := range rings {
+			r.tp.Close()
+		}
+	}()
+	s.pollStats(rings) // baselines for rx_dropped
+	s.ready.Store(true)
+	s.log.Info("capturing", "interfaces", s.cfg.Interfaces, "rings", len(rings), "filter", s.cfg.Filter,
+		"topic", s.cfg.Topic, "node", s.cfg.Node)
+
+	var wg sync.WaitGroup
+	for _, r := range rings {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.capture(ctx, cl, s.cfg.Node, s.cfg.SnapLen, s.cfg.SampleRate, s.log)
+		}()
+	}
+	s.watch(ctx, rings)
+	wg.Wait()
+	s.pollStats(rings)
+	s.ready.Store(false)
+
+	flushCtx, cancel := context.WithTimeout(context.Background(), s.cfg.FlushTimeout)
+	if err := cl.Flush(flushCtx); err != nil {
+		s.log.Warn("Kafka did not take the whole buffer before --flush-timeout; the rest counts as produce failures",
+			"buffered", s.Counters().Buffered(), "error", err)
+	}
+	cancel()
+	cl.Close() // fails what is still buffered, through the promises
+	final, _ := json.Marshal(s.Counters())
+	s.log.Info("stopped", "counters", string(final))
+	return nil
+}
+
+func (s *Sensor) openRings() ([]*ring, error) {
+	var rings []*ring
+	err := inNetNS(s.cfg.NetNS, func() error {
+		for i, l := range s.links {
+			o := ringOptions{blockSize: s.cfg.RingBlockSizeKB * 1024, blocks: s.cfg.RingBlocks}
+			if s.cfg.FanoutGroup != 0 {
+				o.fanoutGroup = s.cfg.FanoutGroup + i
+			}
+			for range s.cfg.ringsPerInterface() {
+				r, err := openRing(l, s.filters[l.LinkType], o, s.ifaces[i])
+				if err != nil {
+					return err
+				}
+				rings = append(rings, r)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		for _, r := range rings {
+			r.tp.Close()
+		}
+		return nil, err
+	}
+	return rings, nil
+}
+
+// watch polls drop statistics every second and reports Kafka trouble at most
+// every 10 seconds, until ctx ends.
+func (s *Sensor) watch(ctx context.Context, rings []*ring) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var last Counters
+	lastLog := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		s.pollStats(rings)
+		if time.Since(lastLog) < 10*time.Second {
+			continue
+		}
+		now := s.Counters()
+		if now.BufferDrops > last.BufferDrops || now.ProduceFailures > last.ProduceFailures {
+			s.log.Warn("packets lost to Kafka trouble", "buffer_full", now.BufferDrops-last.BufferDrops,
+				"produce_failed", now.ProduceFailures-last.ProduceFailures, "last_error", s.lastProduceError())
+		}
+		last, lastLog = now, time.Now()
+	}
+}
+
+func (s *Sensor) pollStats(rings []*ring) {
+	for _, r := range rings {
+		if err := r.pollStats(); err != nil {
+			s.log.Warn("socket statistics", "error", err)
+		}
+	}
+	_ = inNetNS(s.cfg.NetNS, func() error {
+		for i, l := range s.links {
+			_, rxDropped, err := linkStats(l.Index)
+			if err != nil {
+				s.log.Warn("interface statistics", "interface", l.Name, "error", err)
+				continue
+			}
+			s.ifaces[i].observeRxDropped(rxDropped)
+		}
+		return nil
+	})
+}
+
+func (s *Sensor) lastProduceError() string {
+	for _, ic := range s.ifaces {
+		if p := ic.lastProduceErr.Load(); p != nil {
+			return *p
+		}
+	}
+	return ""
+}
