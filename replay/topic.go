@@ -1,0 +1,107 @@
+package replay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"capfleet.dev/capfleet/internal/kafkaconn"
+	"capfleet.dev/capfleet/packetrecord"
+)
+
+// Topic produces each frame as one packet record (the sensor's format) to a
+// Kafka topic, with the idempotent producer and acks from all in-sync
+// replicas, partitioned by flow like the sensor does.
+type Topic struct {
+	cl    *kgo.Client
+	topic string
+	node  string
+	iface string
+}
+
+// TopicOptions names the source of the records in their headers.
+type TopicOptions struct {
+	Node      string // "node" header: where the replay ran
+	Interface string // "iface" header
+	// ConnectTimeout bounds the check, at start, that the brokers answer and the topic exists.
+	ConnectTimeout time.Duration
+	// DeliveryTimeout bounds how long a record may wait for the broker before it counts as failed.
+	DeliveryTimeout time.Duration
+}
+
+// OpenTopic connects to Kafka and checks that topic exists, so an unreachable
+// broker or a wrong name is a clear error before the replay starts.
+func OpenTopic(ctx context.Context, cfg kafkaconn.Config, topic string, o TopicOptions) (*Topic, error) {
+	if topic == "" {
+		return nil, errors.New("topic: no name given")
+	}
+	if o.ConnectTimeout <= 0 {
+		o.ConnectTimeout = 15 * time.Second
+	}
+	if o.DeliveryTimeout <= 0 {
+		o.DeliveryTimeout = 2 * time.Minute
+	}
+	cl, err := cfg.NewClient(
+		kgo.DefaultProduceTopic(topic),
+		kgo.RecordPartitioner(packetrecord.Partitioner()),
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.RecordDeliveryTimeout(o.DeliveryTimeout),
+	)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkTopic(ctx, cl, cfg.Brokers, topic, o.ConnectTimeout); err != nil {
+		cl.Close()
+		return nil, err
+	}
+	return &Topic{cl: cl, topic: topic, node: o.Node, iface: o.Interface}, nil
+}
+
+func checkTopic(ctx context.Context, cl *kgo.Client, brokers []string, topic string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	where := strings.Join(brokers, ",")
+	topics, err := kadm.NewClient(cl).ListTopics(ctx, topic)
+	if err != nil {
+		return fmt.Errorf("kafka %s: no answer within %s: %w", where, timeout, err)
+	}
+	d, ok := topics[topic]
+	switch {
+	case !ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition):
+		return fmt.Errorf("kafka %s: topic %q does not exist", where, topic)
+	case d.Err != nil:
+		return fmt.Errorf("kafka %s: topic %q: %w", where, topic, d.Err)
+	}
+	return nil
+}
+
+func (t *Topic) String() string { return "topic " + t.topic }
+
+// Send hands the record to the producer; the outcome arrives with the broker's ack.
+func (t *Topic) Send(p Packet, done func(int, error)) {
+	size := len(p.Data)
+	rec := packetrecord.Encode(packetrecord.Meta{
+		Timestamp: p.Timestamp,
+		Node:      t.node,
+		Interface: t.iface,
+		LinkType:  p.LinkType,
+		OrigLen:   max(p.Length, size),
+	}, p.Data)
+	t.cl.Produce(context.Background(), rec, func(_ *kgo.Record, err error) {
+		if err != nil {
+			err = fmt.Errorf("%s: %w", t, err)
+		}
+		done(size, err)
+	})
+}
+
+// Flush waits for the broker's answer to every record handed over.
+func (t *Topic) Flush(ctx context.Context) error { return t.cl.Flush(ctx) }
+
+func (t *Topic) Close() error { t.cl.Close(); return nil }
