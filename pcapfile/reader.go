@@ -64,12 +64,16 @@ func (e *FormatError) Unwrap() error { return e.Err }
 
 // Packet is one captured frame. Data is valid until the next call to Next.
 type Packet struct {
-	Timestamp     time.Time
+	Timestamp time.Time
+	// CaptureLength is len(Data). It may exceed the file's or interface's snap length (libpcap would cut
+	// such a record to the snap length; we keep every byte the file holds), never MaxRecord.
 	CaptureLength int
-	Length        int
+	// Length is the frame's length on the wire, as the file records it.
+	Length int
 	// LinkType is the interface's link type; layers.LinkType has 8 bits, so link types above 255 (for
 	// example LINUX_SLL2, 276) show as 255 here and in full in LinkTypeRaw.
-	LinkType       layers.LinkType
+	LinkType layers.LinkType
+	// InterfaceIndex is the interface's index within its pcapng section (always 0 for pcap).
 	InterfaceIndex int
 	Data           []byte
 	LinkTypeRaw    uint32
