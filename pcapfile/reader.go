@@ -126,11 +126,12 @@ func NewReader(src io.Reader) (*Reader, error) {
 		r.gzip = true
 		r.in = bufio.NewReaderSize(zr, readBufferSize)
 		magic, err = r.in.Peek(4)
-		if err != nil && len(magic) < 4 {
-			return nil, &FormatError{Offset: 0, Reason: "gzip stream too short for a capture file header", Err: err}
+	}
+	if len(magic) < 4 {
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return nil, &FormatError{Offset: 0, Reason: fmt.Sprintf("%d bytes, too short for a capture file header", len(magic)), Err: ErrTruncated}
 		}
-	} else if err != nil && len(magic) < 4 {
-		return nil, &FormatError{Offset: 0, Reason: "too short for a capture file header", Err: ErrTruncated}
+		return nil, &FormatError{Offset: 0, Reason: "reading the file header", Err: err}
 	}
 	switch m := binary.BigEndian.Uint32(magic); m {
 	case pcapngBlockSHB:
