@@ -1,0 +1,126 @@
+package decodecmd
+
+import (
+	"bufio"
+	"compress/gzip"
+	"encoding/binary"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+)
+
+// sharedPcaps locates ../shared/pcaps next to the repository root (the directory with go.mod).
+// Without it the test skips, or fails under CI=true where the corpus must be present.
+func sharedPcaps(t testing.TB) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			break
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("no go.mod above the test's directory")
+		}
+		dir = parent
+	}
+	p := filepath.Join(filepath.Dir(dir), "shared", "pcaps")
+	if _, err := os.Stat(p); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("capture corpus missing at %s (it must sit next to the repository): %v", p, err)
+		}
+		t.Skipf("capture corpus not found at %s", p)
+	}
+	return p
+}
+
+// needTool returns the path of an oracle binary, failing under CI=true when it is missing.
+func needTool(t testing.TB, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s not installed: run bash hack/deps.sh", name)
+		}
+		t.Skipf("%s not installed: run bash hack/deps.sh", name)
+	}
+	return p
+}
+
+// fileLinkType reads the link type a capture file declares up front: the pcap file header's,
+// or for pcapng the first interface description block's. ok is false for anything else.
+func fileLinkType(path string) (lt uint32, ok bool) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, false
+	}
+	defer f.Close()
+	var r io.Reader = bufio.NewReader(f)
+	br := r.(*bufio.Reader)
+	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return 0, false
+		}
+		r = zr
+	}
+	head := make([]byte, 24)
+	if _, err := io.ReadFull(r, head); err != nil {
+		return 0, false
+	}
+	switch binary.LittleEndian.Uint32(head) {
+	case 0xa1b2c3d4, 0xa1b23c4d:
+		return binary.LittleEndian.Uint32(head[20:]), true
+	case 0xd4c3b2a1, 0x4d3cb2a1:
+		return binary.BigEndian.Uint32(head[20:]), true
+	case 0x0a0d0d0a:
+		var order binary.ByteOrder = binary.LittleEndian
+		if binary.LittleEndian.Uint32(head[8:]) != 0x1a2b3c4d {
+			order = binary.BigEndian
+		}
+		shbLen := int(order.Uint32(head[4:]))
+		if shbLen < 24 || shbLen > 1<<20 {
+			return 0, false
+		}
+		rest := make([]byte, shbLen-24+12)
+		if _, err := io.ReadFull(r, rest); err != nil {
+			return 0, false
+		}
+		idb := rest[shbLen-24:]
+		if order.Uint32(idb) != 1 {
+			return 0, false
+		}
+		return uint32(order.Uint16(idb[8:])), true
+	}
+	return 0, false
+}
+
+// corpusFiles lists regular files under dirs smaller than maxSize whose declared link type is lt.
+func corpusFiles(t testing.TB, dirs []string, maxSize int64, lt uint32) []string {
+	t.Helper()
+	var out []string
+	for _, d := range dirs {
+		err := filepath.WalkDir(d, func(path string, e os.DirEntry, err error) error {
+			if err != nil || e.IsDir() {
+				return err
+			}
+			info, err := e.Info()
+			if err != nil || !info.Mode().IsRegular() || info.Size() >= maxSize {
+				return err
+			}
+			if got, ok := fileLinkType(path); ok && got == lt {
+				out = append(out, path)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
+}

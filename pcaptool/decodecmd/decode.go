@@ -1,0 +1,175 @@
+// Package decodecmd holds the `capfleet pcap decode` and `capfleet pcap flows` commands: the
+// offline faces of the pipeline's decoder and flow table, for analysts and for parity tests
+// against tshark and Zeek.
+package decodecmd
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"capfleet.dev/capfleet/pcapfile"
+	"capfleet.dev/capfleet/processor/bpffilter"
+	"capfleet.dev/capfleet/processor/decode"
+)
+
+type decodeOptions struct {
+	fields string
+	output string
+	filter string
+	stats  bool
+}
+
+// NewDecodeCommand returns `decode FILE`: one line per packet with the fields asked for, named
+// and formatted as `tshark -T fields -E separator=/t -E occurrence=f` prints them.
+func NewDecodeCommand() *cobra.Command {
+	o := &decodeOptions{}
+	c := &cobra.Command{
+		Use:   "decode FILE",
+		Short: "Print chosen fields of every packet, named and formatted as tshark -T fields prints them",
+		Long: `Print chosen fields of every packet of a capture file (pcap or pcapng, optionally gzipped).
+
+Fields are named as in tshark (frame.number, eth.src, vlan.id, ip.src, tcp.flags, dns.qry.name, ...)
+and formatted as "tshark -T fields -E separator=/t -E occurrence=f" prints them: when a field occurs
+more than once in a packet (a tunnel, an ICMP error quoting a header) the first occurrence is shown.
+A field the packet lacks is empty (tsv) or left out (json). Known fields: ` + strings.Join(decode.FieldNames(), ", "),
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runDecode(cmd.OutOrStdout(), cmd.ErrOrStderr(), args[0], o)
+		},
+	}
+	c.Flags().StringVar(&o.fields, "fields", strings.Join(decode.DefaultFields, ","), "comma-separated tshark field names")
+	c.Flags().StringVarP(&o.output, "output", "o", "tsv", "output format: tsv or json (one object per line)")
+	c.Flags().StringVar(&o.filter, "filter", "", "print only packets matching this tcpdump filter expression")
+	c.Flags().BoolVar(&o.stats, "stats", false, "print decode counters by reason to stderr at the end")
+	return c
+}
+
+func runDecode(stdout, stderr io.Writer, path string, o *decodeOptions) error {
+	fs, err := decode.LookupFields(strings.Split(o.fields, ","))
+	if err != nil {
+		return err
+	}
+	var write func(w *bufio.Writer, line []byte, n int, p *decode.Packet) []byte
+	switch o.output {
+	case "tsv":
+		write = func(w *bufio.Writer, line []byte, n int, p *decode.Packet) []byte {
+			line = appendTSV(line[:0], fs, n, p)
+			w.Write(line)
+			return line
+		}
+	case "json":
+		write = func(w *bufio.Writer, line []byte, n int, p *decode.Packet) []byte {
+			line = appendJSON(line[:0], fs, n, p)
+			w.Write(line)
+			return line
+		}
+	default:
+		return fmt.Errorf("unknown output format %q: want tsv or json", o.output)
+	}
+	r, err := pcapfile.Open(path)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	filter, err := bpffilter.NewSet(o.filter)
+	if err != nil {
+		return err
+	}
+
+	w := bufio.NewWriterSize(stdout, 1<<16)
+	dec := decode.NewDecoder()
+	var p decode.Packet
+	var line []byte
+	n := 0
+	for {
+		pkt, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			w.Flush()
+			return fmt.Errorf("%s: after %d packets: %w", path, n, err)
+		}
+		n++
+		if !filter.Match(pkt.Data, pkt.LinkTypeRaw, pkt.Length) {
+			continue
+		}
+		dec.Decode(pkt.Data, decode.LinkType(pkt.LinkTypeRaw), pkt.Timestamp, pkt.Length, &p)
+		line = write(w, line, n, &p)
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	if o.stats {
+		printStats(stderr, &dec.Stats, filter)
+	}
+	return nil
+}
+
+func printStats(w io.Writer, s *decode.Stats, f *bpffilter.Set) {
+	fmt.Fprintf(w, "packets\t%d\n", s.Packets)
+	for r := decode.Reason(0); r < decode.NumReasons; r++ {
+		fmt.Fprintf(w, "%s\t%d\n", r, s.ByReason[r])
+	}
+	fmt.Fprintf(w, "fragments\t%d\n", s.Fragments)
+	if f.Active() {
+		fmt.Fprintf(w, "filtered_out\t%d\n", f.Rejected)
+	}
+}
+
+func appendTSV(dst []byte, fs []decode.Field, n int, p *decode.Packet) []byte {
+	for i, f := range fs {
+		if i > 0 {
+			dst = append(dst, '\t')
+		}
+		dst, _ = f.Append(dst, n, p)
+	}
+	return append(dst, '\n')
+}
+
+func appendJSON(dst []byte, fs []decode.Field, n int, p *decode.Packet) []byte {
+	dst = append(dst, '{')
+	first := true
+	var val []byte
+	for _, f := range fs {
+		var ok bool
+		val, ok = f.Append(val[:0], n, p)
+		if !ok {
+			continue
+		}
+		if !first {
+			dst = append(dst, ',')
+		}
+		first = false
+		dst = appendJSONString(dst, f.Name)
+		dst = append(dst, ':')
+		if f.Numeric {
+			dst = append(dst, val...)
+		} else {
+			dst = appendJSONString(dst, string(val))
+		}
+	}
+	return append(dst, '}', '\n')
+}
+
+// appendJSONString quotes s for JSON; DNS names may hold any byte, already escaped as text.
+func appendJSONString(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '"' || c == '\\':
+			dst = append(dst, '\\', c)
+		case c < 0x20 || c >= 0x7f:
+			dst = append(dst, fmt.Sprintf(`\u%04x`, c)...)
+		default:
+			dst = append(dst, c)
+		}
+	}
+	return append(dst, '"')
+}

@@ -1,0 +1,127 @@
+package decodecmd
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"capfleet.dev/capfleet/pcapfile"
+	"capfleet.dev/capfleet/processor/bpffilter"
+	"capfleet.dev/capfleet/processor/decode"
+	"capfleet.dev/capfleet/processor/flow"
+)
+
+type flowsOptions struct {
+	output        string
+	filter        string
+	idleTimeout   time.Duration
+	activeTimeout time.Duration
+	maxFlows      int
+	stats         bool
+}
+
+// NewFlowsCommand returns `flows FILE`: the pipeline's flow aggregation run over a capture file,
+// one conn.log-style record per flow.
+func NewFlowsCommand() *cobra.Command {
+	o := &flowsOptions{}
+	c := &cobra.Command{
+		Use:   "flows FILE",
+		Short: "Aggregate a capture file into flows, printed with Zeek conn.log field names",
+		Long: `Aggregate the packets of a capture file into bidirectional flows keyed by the 5-tuple and VLAN, as
+"capfleet process" does, and print one record per flow when it ends (idle or active timeout, table full,
+or end of file). Columns (tsv, with a header line) or keys (json, one object per line):
+` + strings.Join(flow.TSVFields, " ") + `
+Unset values are "-" as in Zeek: duration and byte counts are unset for a flow whose packets all share
+one timestamp.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runFlows(cmd.OutOrStdout(), cmd.ErrOrStderr(), args[0], o)
+		},
+	}
+	c.Flags().StringVarP(&o.output, "output", "o", "tsv", "output format: tsv or json (one object per line)")
+	c.Flags().StringVar(&o.filter, "filter", "", "aggregate only packets matching this tcpdump filter expression")
+	c.Flags().DurationVar(&o.idleTimeout, "flow-idle-timeout", 60*time.Second, "end a flow after this long without packets")
+	c.Flags().DurationVar(&o.activeTimeout, "flow-active-timeout", 30*time.Minute, "end (and restart) a flow open this long")
+	c.Flags().IntVar(&o.maxFlows, "flow-table-max", 1_000_000, "flows kept at once; the least recently active is evicted beyond")
+	c.Flags().BoolVar(&o.stats, "stats", false, "print decode and flow counters to stderr at the end")
+	return c
+}
+
+func runFlows(stdout, stderr io.Writer, path string, o *flowsOptions) error {
+	if o.output != "tsv" && o.output != "json" {
+		return fmt.Errorf("unknown output format %q: want tsv or json", o.output)
+	}
+	r, err := pcapfile.Open(path)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	filter, err := bpffilter.NewSet(o.filter)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriterSize(stdout, 1<<16)
+	var line []byte
+	enc := json.NewEncoder(w)
+	var werr error
+	emit := func(f *flow.Flow, why flow.EndReason) {
+		rec := f.Record(why)
+		if o.output == "json" {
+			if err := enc.Encode(&rec); err != nil && werr == nil {
+				werr = err
+			}
+			return
+		}
+		line = rec.AppendTSV(line[:0])
+		if _, err := w.Write(line); err != nil && werr == nil {
+			werr = err
+		}
+	}
+	if o.output == "tsv" {
+		fmt.Fprintf(w, "#fields\t%s\n", strings.Join(flow.TSVFields, "\t"))
+	}
+	table := flow.New(flow.Config{IdleTimeout: o.idleTimeout, ActiveTimeout: o.activeTimeout, MaxFlows: o.maxFlows, OnEnd: emit})
+	dec := decode.NewDecoder()
+	var p decode.Packet
+	n := 0
+	var readErr error
+	for {
+		pkt, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			readErr = fmt.Errorf("%s: after %d packets: %w", path, n, err)
+			break
+		}
+		n++
+		if !filter.Match(pkt.Data, pkt.LinkTypeRaw, pkt.Length) {
+			continue
+		}
+		dec.Decode(pkt.Data, decode.LinkType(pkt.LinkTypeRaw), pkt.Timestamp, pkt.Length, &p)
+		table.Add(&p)
+	}
+	// What was read before a damaged record still makes flows worth printing.
+	table.Flush()
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	if o.stats {
+		printStats(stderr, &dec.Stats, filter)
+		s := table.Stats
+		fmt.Fprintf(stderr, "flow_packets\t%d\nflow_not_ip\t%d\nflow_fragments_skipped\t%d\nflows\t%d\n", s.Packets, s.NotIP, s.Fragments, s.Created)
+		for why := flow.EndReason(0); why < flow.NumEndReasons; why++ {
+			fmt.Fprintf(stderr, "flows_ended_%s\t%d\n", why, s.Ended[why])
+		}
+	}
+	if werr != nil {
+		return werr
+	}
+	return readErr
+}

@@ -1,0 +1,214 @@
+// Package decode turns a captured frame into a flat Packet: the link, VLAN, IP and transport
+// fields that the flow table, the BPF filter's callers and the storage sinks need, without
+// allocating per packet. Frames it cannot fully decode are classified by a small fixed Reason.
+package decode
+
+import (
+	"net/netip"
+	"time"
+)
+
+// LinkType is a pcap LINKTYPE_ value. It is wider than gopacket's layers.LinkType (a uint8)
+// because LINKTYPE_LINUX_SLL2 is 276.
+type LinkType uint32
+
+// Link types the decoder understands.
+const (
+	LinkTypeNull       LinkType = 0   // BSD loopback: 4-byte host-order address family
+	LinkTypeEthernet   LinkType = 1   //
+	LinkTypeRawOpenBSD LinkType = 12  // DLT_RAW as OpenBSD numbers it
+	LinkTypeRawBSD     LinkType = 14  // DLT_RAW as BSD/OS numbers it
+	LinkTypeRaw        LinkType = 101 // raw IPv4 or IPv6, version from the first nibble
+	LinkTypeLoop       LinkType = 108 // OpenBSD loopback: 4-byte network-order address family
+	LinkTypeLinuxSLL   LinkType = 113 // Linux cooked capture v1
+	LinkTypeIPv4       LinkType = 228
+	LinkTypeIPv6       LinkType = 229
+	LinkTypeLinuxSLL2  LinkType = 276 // Linux cooked capture v2
+)
+
+// Reason says why a frame was not decoded down to its transport header. The set is fixed so
+// that it can be a metric label.
+type Reason uint8
+
+const (
+	// OK: decoded as far as the decoder goes (transport header, or an IP protocol it does not parse).
+	OK Reason = iota
+	// NotIP: the link layer decoded but carries something other than IP (ARP, LLDP, STP...).
+	NotIP
+	// UnsupportedLink: the capture's link type is not one the decoder knows.
+	UnsupportedLink
+	// Truncated: a header ends before the capture does (snap length or a cut frame).
+	Truncated
+	// Malformed: a header field is impossible (bad version, length smaller than the header...).
+	Malformed
+	// TooDeep: more nested layers than the decoder follows (tunnel loops, VLAN floods).
+	TooDeep
+	// NumReasons is the number of reasons, for arrays indexed by Reason.
+	NumReasons
+)
+
+var reasonNames = [NumReasons]string{"ok", "not_ip", "unsupported_link", "truncated", "malformed", "too_deep"}
+
+func (r Reason) String() string {
+	if r < NumReasons {
+		return reasonNames[r]
+	}
+	return "unknown"
+}
+
+// Tunnel is the kind of the first encapsulation the decoder went through.
+type Tunnel uint8
+
+const (
+	TunnelNone Tunnel = iota
+	TunnelGRE
+	TunnelVXLAN
+	TunnelIPinIP // IPv4 or IPv6 directly inside IPv4 or IPv6
+	TunnelTeredo
+)
+
+var tunnelNames = [...]string{"", "gre", "vxlan", "ipip", "teredo"}
+
+func (t Tunnel) String() string {
+	if int(t) < len(tunnelNames) {
+		return tunnelNames[t]
+	}
+	return "unknown"
+}
+
+// IP protocol numbers used by the decoder and the flow table.
+const (
+	ProtoICMP   uint8 = 1
+	ProtoTCP    uint8 = 6
+	ProtoUDP    uint8 = 17
+	ProtoICMPv6 uint8 = 58
+	ProtoSCTP   uint8 = 132
+)
+
+// TCP flag bits as they sit in the low byte of the flags field.
+const (
+	TCPFin uint16 = 0x01
+	TCPSyn uint16 = 0x02
+	TCPRst uint16 = 0x04
+	TCPPsh uint16 = 0x08
+	TCPAck uint16 = 0x10
+	TCPUrg uint16 = 0x20
+	TCPEce uint16 = 0x40
+	TCPCwr uint16 = 0x80
+)
+
+// MaxIP is how many IP headers a Packet records; deeper ones are decoded over but not kept.
+const MaxIP = 4
+
+// MaxDNSName bounds the query name kept from a DNS question (a DNS name is at most 255 bytes,
+// but a dotted text form with escapes can be longer).
+const MaxDNSName = 512
+
+// Transport is the header that followed one IP header.
+type Transport struct {
+	Proto   uint8 // which of the fields below are set: ProtoTCP, ProtoUDP, ProtoSCTP, ProtoICMP, ProtoICMPv6, or 0
+	SrcPort uint16
+	DstPort uint16
+	// TCP
+	Flags  uint16 // the 12 low bits of TCP header bytes 12-13, as tshark's tcp.flags
+	Seq    uint32
+	Ack    uint32
+	Window uint16
+	// PayloadLen is the transport payload length as the IP header declares it (tshark's tcp.len;
+	// the UDP length field minus 8 for UDP), not what the capture kept.
+	PayloadLen int
+	UDPLen     uint16
+	// ICMP and ICMPv6
+	ICMPType, ICMPCode uint8
+}
+
+// IPHeader is one IPv4 or IPv6 header and the transport after it.
+type IPHeader struct {
+	Version  uint8
+	Src, Dst netip.Addr
+	// NextHeader is ip.proto for IPv4 and ipv6.nxt (the first next header) for IPv6.
+	NextHeader uint8
+	// Proto is the upper-layer protocol after any IPv6 extension headers.
+	Proto uint8
+	TTL   uint8 // hop limit for IPv6
+	// TotalLen is the IPv4 total length, or 40 + the IPv6 payload length: the IP bytes Zeek counts.
+	TotalLen   int
+	HeaderLen  int // IPv4 IHL*4, or 40 + extension headers for IPv6
+	ID         uint32
+	FragOffset uint16 // in bytes
+	MoreFrags  bool
+	DontFrag   bool
+	// Fragment is true for any piece of a fragmented datagram; only the first has a Transport.
+	Fragment bool
+	// Quoted is true for the header inside an ICMP error message: it describes another packet.
+	Quoted bool
+	L4     Transport
+}
+
+// Packet is one decoded frame. The Decoder overwrites it on every call; copy what must outlive it.
+type Packet struct {
+	Timestamp time.Time
+	CapLen    int
+	Len       int
+	LinkType  LinkType
+	Reason    Reason
+
+	HasEth  bool
+	EthSrc  [6]byte
+	EthDst  [6]byte
+	EthType uint16 // 0 for an 802.3 frame with a length field
+
+	// VLAN holds the first two VLAN IDs in wire order (outer first); NVLAN counts every tag.
+	VLAN  [2]uint16
+	NVLAN uint8
+
+	NMPLS     uint8 // number of MPLS labels
+	MPLSLabel uint32
+
+	Tunnel Tunnel
+
+	// IP holds the IP headers in wire order; NIP of them are set.
+	IP  [MaxIP]IPHeader
+	NIP uint8
+
+	// DNS query name of the first question in the first DNS message, dotted; HasDNS is true
+	// when a DNS header was decoded (the name may still be empty).
+	HasDNS  bool
+	dnsName [MaxDNSName]byte
+	dnsLen  int
+}
+
+// DNSName is the first query name, valid until the Packet is reused.
+func (p *Packet) DNSName() []byte { return p.dnsName[:p.dnsLen] }
+
+// Inner returns the innermost IP header that is not quoted inside an ICMP error: the one a flow
+// is keyed by. ok is false when the frame carries no IP.
+func (p *Packet) Inner() (h *IPHeader, ok bool) {
+	for i := int(p.NIP) - 1; i >= 0; i-- {
+		if !p.IP[i].Quoted {
+			return &p.IP[i], true
+		}
+	}
+	return nil, false
+}
+
+// Outer returns the first IP header, the one on the wire.
+func (p *Packet) Outer() (h *IPHeader, ok bool) {
+	if p.NIP == 0 {
+		return nil, false
+	}
+	return &p.IP[0], true
+}
+
+func (p *Packet) reset() {
+	// Clearing the IP headers one by one keeps reset cheap when NIP is small.
+	for i := 0; i < int(p.NIP); i++ {
+		p.IP[i] = IPHeader{}
+	}
+	p.Timestamp = time.Time{}
+	p.CapLen, p.Len, p.LinkType, p.Reason = 0, 0, 0, OK
+	p.HasEth, p.EthSrc, p.EthDst, p.EthType = false, [6]byte{}, [6]byte{}, 0
+	p.VLAN, p.NVLAN, p.NMPLS, p.MPLSLabel = [2]uint16{}, 0, 0, 0
+	p.Tunnel, p.NIP = TunnelNone, 0
+	p.HasDNS, p.dnsLen = false, 0
+}

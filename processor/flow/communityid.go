@@ -1,0 +1,81 @@
+package flow
+
+import (
+	"bytes"
+	"crypto/sha1"
+	"encoding/base64"
+	"encoding/binary"
+	"net/netip"
+)
+
+// Community ID v1 (https://github.com/corelight/community-id-spec): a hash of the 5-tuple with
+// the endpoints in a canonical order, so Zeek, Suricata, Wireshark and we name a flow alike.
+
+// icmpPorts maps an ICMP type and code to the pair Zeek and the Community ID use as ports:
+// (type, counterpart type) for request/response types, (type, code) otherwise, where oneWay
+// means the endpoints keep their order.
+func icmpPorts(v6 bool, typ, code uint8) (sport, dport uint16, oneWay bool) {
+	var peer map[uint8]uint8
+	if v6 {
+		peer = icmp6Counterpart
+	} else {
+		peer = icmp4Counterpart
+	}
+	if c, ok := peer[typ]; ok {
+		return uint16(typ), uint16(c), false
+	}
+	return uint16(typ), uint16(code), true
+}
+
+var icmp4Counterpart = map[uint8]uint8{
+	8: 0, 0: 8, // echo
+	13: 14, 14: 13, // timestamp
+	15: 16, 16: 15, // information
+	10: 9, 9: 10, // router solicitation / advertisement
+	17: 18, 18: 17, // address mask
+}
+
+var icmp6Counterpart = map[uint8]uint8{
+	128: 129, 129: 128, // echo
+	133: 134, 134: 133, // router solicitation / advertisement
+	135: 136, 136: 135, // neighbour solicitation / advertisement
+	130: 131, 131: 130, // multicast listener query / report
+	139: 140, 140: 139, // node information query / response
+	144: 145, 145: 144, // home agent address discovery
+}
+
+// hasPorts reports whether the Community ID hashes ports for the protocol.
+func hasPorts(proto uint8) bool {
+	switch proto {
+	case 6, 17, 132, 1, 58:
+		return true
+	}
+	return false
+}
+
+// CommunityID computes the v1 Community ID of a flow from src to dst. For ICMP and ICMPv6,
+// sport and dport are the type and code of the packet.
+func CommunityID(seed uint16, src, dst netip.Addr, sport, dport uint16, proto uint8) string {
+	oneWay := false
+	if proto == 1 || proto == 58 {
+		sport, dport, oneWay = icmpPorts(proto == 58, uint8(sport), uint8(dport))
+	}
+	s, d := src.AsSlice(), dst.AsSlice()
+	if !oneWay {
+		c := bytes.Compare(s, d)
+		if c > 0 || (c == 0 && sport > dport) {
+			s, d, sport, dport = d, s, dport, sport
+		}
+	}
+	var buf [2 + 16 + 16 + 2 + 4]byte
+	b := binary.BigEndian.AppendUint16(buf[:0], seed)
+	b = append(b, s...)
+	b = append(b, d...)
+	b = append(b, proto, 0)
+	if hasPorts(proto) {
+		b = binary.BigEndian.AppendUint16(b, sport)
+		b = binary.BigEndian.AppendUint16(b, dport)
+	}
+	sum := sha1.Sum(b)
+	return "1:" + base64.StdEncoding.EncodeToString(sum[:])
+}

@@ -1,0 +1,133 @@
+package flow
+
+import (
+	"strconv"
+	"time"
+)
+
+// Record is a finished flow in Zeek conn.log terms, for sinks (JSON to Kafka, rows in Cassandra,
+// lines on a terminal). Zeek leaves duration and byte counts unset for a flow whose first and last
+// packet share a timestamp; HasDuration says whether they are set here too.
+type Record struct {
+	TS          time.Time `json:"-"`
+	TSSeconds   float64   `json:"ts"`
+	UID         string    `json:"uid"`
+	OrigH       string    `json:"id.orig_h"`
+	OrigP       uint16    `json:"id.orig_p"`
+	RespH       string    `json:"id.resp_h"`
+	RespP       uint16    `json:"id.resp_p"`
+	Proto       string    `json:"proto"`
+	IPProto     uint8     `json:"ip_proto"`
+	Duration    float64   `json:"duration,omitempty"`
+	OrigBytes   uint64    `json:"orig_bytes"`
+	RespBytes   uint64    `json:"resp_bytes"`
+	ConnState   string    `json:"conn_state"`
+	History     string    `json:"history"`
+	OrigPkts    uint64    `json:"orig_pkts"`
+	OrigIPBytes uint64    `json:"orig_ip_bytes"`
+	RespPkts    uint64    `json:"resp_pkts"`
+	RespIPBytes uint64    `json:"resp_ip_bytes"`
+	OrigFlags   uint16    `json:"orig_tcp_flags,omitempty"`
+	RespFlags   uint16    `json:"resp_tcp_flags,omitempty"`
+	CommunityID string    `json:"community_id"`
+	VLAN        uint16    `json:"vlan,omitempty"`
+	InnerVLAN   uint16    `json:"inner_vlan,omitempty"`
+	LastTS      time.Time `json:"-"`
+	EndReason   string    `json:"end_reason"`
+	HasDuration bool      `json:"-"`
+}
+
+// ProtoName is the transport name Zeek logs in the proto column.
+func ProtoName(p uint8) string {
+	switch p {
+	case 6:
+		return "tcp"
+	case 17:
+		return "udp"
+	case 1, 58:
+		return "icmp"
+	case 132:
+		return "sctp"
+	}
+	return "unknown_transport"
+}
+
+// Record summarises f.
+func (f *Flow) Record(why EndReason) Record {
+	r := Record{
+		TS: f.First, TSSeconds: float64(f.First.UnixMicro()) / 1e6, LastTS: f.Last, UID: f.UID(),
+		OrigH: f.Key.Orig.String(), OrigP: f.OrigPort, RespH: f.Key.Resp.String(), RespP: f.RespPort,
+		Proto: ProtoName(f.Proto), IPProto: f.Proto,
+		OrigBytes: f.Orig.bytes(f.Proto), RespBytes: f.Resp.bytes(f.Proto),
+		ConnState: f.ConnState(), History: f.History(),
+		OrigPkts: f.Orig.Pkts, OrigIPBytes: f.Orig.IPBytes, RespPkts: f.Resp.Pkts, RespIPBytes: f.Resp.IPBytes,
+		OrigFlags: f.Orig.Flags, RespFlags: f.Resp.Flags,
+		CommunityID: f.CommunityID(), VLAN: f.VLAN[0], InnerVLAN: f.VLAN[1], EndReason: why.String(),
+	}
+	if d := f.Duration(); d > 0 {
+		r.Duration, r.HasDuration = d.Seconds(), true
+	}
+	return r
+}
+
+// TSVFields are the columns of Record.AppendTSV, in Zeek conn.log names where Zeek has one.
+var TSVFields = []string{
+	"ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "proto", "duration",
+	"orig_bytes", "resp_bytes", "conn_state", "history", "orig_pkts", "orig_ip_bytes",
+	"resp_pkts", "resp_ip_bytes", "ip_proto", "community_id", "vlan", "inner_vlan", "end_reason",
+}
+
+// AppendTSV appends r as a conn.log-style line: "-" for unset values, times in seconds with
+// microseconds as Zeek prints them.
+func (r *Record) AppendTSV(dst []byte) []byte {
+	tab := func() { dst = append(dst, '\t') }
+	u := func(v uint64) { dst = strconv.AppendUint(dst, v, 10) }
+	dst = strconv.AppendFloat(dst, float64(r.TS.UnixMicro())/1e6, 'f', 6, 64)
+	tab()
+	dst = append(dst, r.UID...)
+	tab()
+	dst = append(dst, r.OrigH...)
+	tab()
+	u(uint64(r.OrigP))
+	tab()
+	dst = append(dst, r.RespH...)
+	tab()
+	u(uint64(r.RespP))
+	tab()
+	dst = append(dst, r.Proto...)
+	tab()
+	if r.HasDuration {
+		dst = strconv.AppendFloat(dst, r.Duration, 'f', 6, 64)
+		tab()
+		u(r.OrigBytes)
+		tab()
+		u(r.RespBytes)
+	} else {
+		dst = append(dst, "-\t-\t-"...)
+	}
+	tab()
+	dst = append(dst, r.ConnState...)
+	tab()
+	if r.History == "" {
+		dst = append(dst, '-')
+	} else {
+		dst = append(dst, r.History...)
+	}
+	for _, v := range []uint64{r.OrigPkts, r.OrigIPBytes, r.RespPkts, r.RespIPBytes, uint64(r.IPProto)} {
+		tab()
+		u(v)
+	}
+	tab()
+	dst = append(dst, r.CommunityID...)
+	for _, v := range []uint16{r.VLAN, r.InnerVLAN} {
+		tab()
+		if v == 0 {
+			dst = append(dst, '-')
+		} else {
+			u(uint64(v))
+		}
+	}
+	tab()
+	dst = append(dst, r.EndReason...)
+	return append(dst, '\n')
+}
