@@ -8,6 +8,7 @@
 # start creates the login role the tests use and writes
 #   .run/cassandra/env                      CASSANDRA_HOSTS, CASSANDRA_PORT, CASSANDRA_SECRET_DIR
 #   .run/cassandra/client-secret/{username,password}
+#   .run/cassandra/tls-client-secret/{username,password,ca.crt}   (TLS port)
 # which internal/cassandratest reads.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -15,6 +16,8 @@ set -euo pipefail
 CASSANDRA_VERSION=${CASSANDRA_VERSION:-5.0.9}
 JAVA_HOME=${CASSANDRA_JAVA_HOME:-/usr/lib/jvm/java-17-openjdk-amd64}
 CQL_PORT=${CASSANDRA_PORT:-9042}
+# A second, TLS-only CQL port; CASSANDRA_TLS_PORT=0 starts the node without it.
+TLS_PORT=${CASSANDRA_TLS_PORT:-9142}
 STORAGE_PORT=${CASSANDRA_STORAGE_PORT:-7000}
 HEAP=${CASSANDRA_HEAP:-1g}
 READY_TIMEOUT=${CASSANDRA_READY_TIMEOUT:-5m}
@@ -54,6 +57,42 @@ EOF
 }
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# make_tls writes a throw-away CA, a node certificate for 127.0.0.1 signed by it
+# and the PKCS12 keystore Cassandra reads; the CA goes to the TLS client secret.
+make_tls() {
+  local d=$STATE/tls
+  command -v openssl >/dev/null || die "openssl not found (apt-get install openssl), or set CASSANDRA_TLS_PORT=0"
+  mkdir -p "$d" && chmod 700 "$d"
+  (umask 077 && secret >"$d/keystore.pass")
+  {
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+      -subj /CN=capfleet-test-ca -keyout "$d/ca.key" -out "$d/ca.crt" &&
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+      -subj /CN=127.0.0.1 -keyout "$d/node.key" -out "$d/node.csr" &&
+    printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost" "basicConstraints=CA:FALSE" \
+      "keyUsage=digitalSignature" "extendedKeyUsage=serverAuth" >"$d/node.ext" &&
+    openssl x509 -req -in "$d/node.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial -days 30 \
+      -extfile "$d/node.ext" -out "$d/node.crt" &&
+    openssl pkcs12 -export -name cassandra -in "$d/node.crt" -inkey "$d/node.key" -certfile "$d/ca.crt" \
+      -out "$d/keystore.p12" -passout "file:$d/keystore.pass"
+  } >"$d/openssl.log" 2>&1 || { cat "$d/openssl.log" >&2; die "openssl could not make the TLS keystore"; }
+}
+
+tls_yaml() {
+  [ "$TLS_PORT" != 0 ] || return 0
+  cat <<EOF
+# Clear text stays on native_transport_port; TLS only on this second port.
+native_transport_port_ssl: $TLS_PORT
+client_encryption_options:
+  enabled: true
+  optional: false
+  keystore: $STATE/tls/keystore.p12
+  keystore_password: $(cat "$STATE/tls/keystore.pass")
+  store_type: PKCS12
+  require_client_auth: false
+EOF
+}
 
 write_config() {
   local conf=$STATE/conf
@@ -104,7 +143,15 @@ concurrent_compactors: 1
 auto_snapshot: false
 snapshot_on_duplicate_row_detection: false
 hinted_handoff_enabled: false
+# The defaults (2 s for writes) time out on a CI machine busy with builds; the
+# client's own timeout (cassconn: 10 s) stays above these so the node answers first.
+read_request_timeout: 5000ms
+write_request_timeout: 5000ms
+counter_write_request_timeout: 5000ms
+range_request_timeout: 8000ms
+request_timeout: 8000ms
 EOF
+  tls_yaml >>"$conf/cassandra.yaml"
   cat >"$conf/logback.xml" <<'EOF'
 <configuration scan="false">
   <appender name="STDOUT" class="ch.qos.logback.core.ConsoleAppender">
@@ -172,6 +219,8 @@ jvm_opts() {
     # No JMX port: nothing here uses nodetool, and a fixed port could collide.
   )
   printf '%s\n' "${o[@]}"
+  # Extra JVM flags, one word each, for experiments (e.g. CASSANDRA_JVM_EXTRA=-XX:TieredStopAtLevel=1).
+  [ -z "${CASSANDRA_JVM_EXTRA:-}" ] || printf '%s\n' $CASSANDRA_JVM_EXTRA
 }
 
 secret() { head -c 18 /dev/urandom | base64 | tr -d '/+=\n'; }
@@ -188,7 +237,11 @@ provision() {
   fi
   (cd "$ROOT" && go run ./internal/cassandratest/provision --port "$CQL_PORT" \
     --admin-secret-dir "$admin" --client-secret-dir "$client" \
-    --timeout "$READY_TIMEOUT" --pid-file "$RUN/$NAME.pid")
+    --timeout "$READY_TIMEOUT" --pid-file "$RUN/$NAME.pid") || return 1
+  [ "$TLS_PORT" != 0 ] || return 0
+  local tc=$STATE/tls-client-secret
+  mkdir -p "$tc" && chmod 700 "$tc"
+  cp "$client/username" "$client/password" "$STATE/tls/ca.crt" "$tc/"
 }
 
 ready() { [ -f "$STATE/env" ] && running "$NAME"; }
@@ -201,12 +254,14 @@ start() {
   # A leftover from a crash or an unfinished start: end it, wipe its data.
   stop_pid "$NAME"
   rm -rf "$STATE"
-  for p in "$CQL_PORT" "$STORAGE_PORT"; do
+  for p in "$CQL_PORT" "$STORAGE_PORT" $([ "$TLS_PORT" = 0 ] || echo "$TLS_PORT"); do
     port_busy "$p" && die "port $p on 127.0.0.1 is taken by another process (not ours); free it or set CASSANDRA_PORT/CASSANDRA_STORAGE_PORT"
   done
   [ -x "$JAVA_HOME/bin/java" ] || die "no Java at $JAVA_HOME (apt-get install openjdk-17-jdk-headless, or set CASSANDRA_JAVA_HOME)"
   local t0=$SECONDS
   fetch
+  mkdir -p "$STATE"
+  [ "$TLS_PORT" = 0 ] || make_tls
   write_config
   local opts
   mapfile -t opts < <(jvm_opts)
@@ -217,7 +272,12 @@ start() {
     stop_pid "$NAME"
     die "Cassandra did not become ready (log: $RUN/$NAME.log)"
   fi
-  printf 'CASSANDRA_HOSTS=127.0.0.1\nCASSANDRA_PORT=%s\nCASSANDRA_SECRET_DIR=%s\n' "$CQL_PORT" "$STATE/client-secret" >"$STATE/env"
+  {
+    printf 'CASSANDRA_HOSTS=127.0.0.1\nCASSANDRA_PORT=%s\nCASSANDRA_SECRET_DIR=%s\n' "$CQL_PORT" "$STATE/client-secret"
+    [ "$TLS_PORT" = 0 ] || printf 'CASSANDRA_TLS_PORT=%s\nCASSANDRA_TLS_SECRET_DIR=%s\n' "$TLS_PORT" "$STATE/tls-client-secret"
+  } >"$STATE/env.tmp"
+  # Renamed into place so a reader never sees half a file.
+  mv "$STATE/env.tmp" "$STATE/env"
   log "ready in $((SECONDS - t0)) s: CQL on 127.0.0.1:$CQL_PORT, role in $STATE/client-secret"
 }
 

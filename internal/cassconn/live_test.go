@@ -1,6 +1,13 @@
 package cassconn_test
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
@@ -108,4 +115,84 @@ func TestLiveNoCredentials(t *testing.T) {
 		t.Errorf("want an 'authentication required' error, got %v", err)
 	}
 	t.Logf("refused after %v: %v", time.Since(start).Round(time.Millisecond), err)
+}
+
+func TestLiveTLS(t *testing.T) {
+	cfg := cassandratest.TLSConfig(t)
+	s, err := cfg.Session()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var version string
+	if err := s.Query(`SELECT release_version FROM system.local`).Scan(&version); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(version, "5.") {
+		t.Errorf("release_version %q", version)
+	}
+}
+
+// A node whose certificate the CA in the secret does not vouch for is refused,
+// before any password is sent.
+func TestLiveTLSRejectsUnknownCA(t *testing.T) {
+	cfg := cassandratest.TLSConfig(t)
+	other := t.TempDir()
+	for _, name := range []string{cassconn.FileUsername, cassconn.FilePassword} {
+		b, err := os.ReadFile(filepath.Join(cfg.SecretDir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(other, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(other, cassconn.FileCA), []byte(otherCA(t)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg.SecretDir = other
+	s, err := cfg.Session()
+	if err == nil {
+		s.Close()
+		t.Fatal("connected to a node whose certificate the configured CA did not sign")
+	}
+	if !strings.Contains(err.Error(), "certificate signed by unknown authority") {
+		t.Errorf("want a certificate error, got %v", err)
+	}
+}
+
+// Clear text to the TLS-only port must not connect.
+func TestLiveTLSPortRefusesClearText(t *testing.T) {
+	cfg := cassandratest.TLSConfig(t)
+	cfg.TLS = false
+	plain := cassandratest.Config(t)
+	cfg.SecretDir = plain.SecretDir
+	cl, err := cfg.Cluster()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl.ConnectTimeout = 3 * time.Second
+	s, err := cl.CreateSession()
+	if err == nil {
+		s.Close()
+		t.Fatal("clear-text session on the TLS port")
+	}
+}
+
+func otherCA(t *testing.T) string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "not the node's CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
 }

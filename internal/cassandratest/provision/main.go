@@ -64,12 +64,25 @@ func run(port int, tls bool, admin, client string, deadline time.Duration, pidFi
 		fmt.Sprintf("GRANT CREATE ON ALL KEYSPACES TO %s", quoteIdent(user)),
 	}
 	for i, q := range stmts {
-		if err := s.Query(q).Exec(); err != nil {
+		if err := execRetrying(s, q, time.Now().Add(time.Minute)); err != nil {
 			// Name the statement without its password literal.
 			return fmt.Errorf("statement %d (%s): %w", i+1, strings.SplitN(q, " WITH", 2)[0], err)
 		}
 	}
 	return nil
+}
+
+// execRetrying repeats an idempotent statement until it succeeds: on a loaded
+// machine a young node answers its first writes with timeouts.
+func execRetrying(s *gocql.Session, q string, until time.Time) error {
+	for wait := 500 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+		err := s.Query(q).Exec()
+		if err == nil || time.Now().Add(wait).After(until) {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "provision: retrying in %v: %v\n", wait, err)
+		time.Sleep(wait)
+	}
 }
 
 // waitForCQL retries until a login succeeds: the native port opens before the
