@@ -109,3 +109,20 @@ func (r *Reader) Packets(ctx context.Context, sensor string, from, to time.Time,
 	}
 	return nil
 }
+
+// LinkTypes counts the stored packets of sensor in [from, to] by link type, without reading their frames.
+func (r *Reader) LinkTypes(ctx context.Context, sensor string, from, to time.Time) (map[layers.LinkType]int, error) {
+	out := map[layers.LinkType]int{}
+	for _, b := range bucketsBetween(from, to, PacketBucket) {
+		iter := r.s.Query(`SELECT linktype FROM packets WHERE sensor = ? AND bucket = ? AND ts_ns >= ? AND ts_ns <= ?`,
+			sensor, b, from.UnixNano(), to.UnixNano()).WithContext(ctx).PageSize(5000).Iter()
+		var lt int
+		for iter.Scan(&lt) {
+			out[layers.LinkType(lt)]++
+		}
+		if err := iter.Close(); err != nil {
+			return nil, fmt.Errorf("cassandra: read packets of %s at %s: %w", sensor, b.Format(time.RFC3339), err)
+		}
+	}
+	return out, nil
+}

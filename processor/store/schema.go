@@ -128,6 +128,9 @@ func Migrate(ctx context.Context, cluster *gocql.ClusterConfig, keyspace, replic
 	}
 	c := *cluster
 	c.Keyspace = ""
+	// A host selection policy serves one session only (gocql panics otherwise), and schema statements
+	// have no partition to route by.
+	c.PoolConfig.HostSelectionPolicy = gocql.RoundRobinHostPolicy()
 	s, err := c.CreateSession()
 	if err != nil {
 		return fmt.Errorf("cassandra: connect to %v: %w", cluster.Hosts, err)
@@ -203,6 +206,9 @@ func Connect(cluster *gocql.ClusterConfig, keyspace string) (*gocql.Session, err
 	}
 	c := *cluster
 	c.Keyspace = keyspace
+	// A fresh policy per session: gocql refuses to share a token-aware policy between sessions, and the
+	// same cluster configuration may open several (a migration, a writer, a reader).
+	c.PoolConfig.HostSelectionPolicy = gocql.TokenAwareHostPolicy(gocql.RoundRobinHostPolicy())
 	s, err := c.CreateSession()
 	if err != nil {
 		var reqErr gocql.RequestError
