@@ -212,3 +212,6 @@ func (p *Packet) reset() {
 	p.Tunnel, p.NIP = TunnelNone, 0
 	p.HasDNS, p.dnsLen = false, 0
 }
+
+// ReasonNames lists the reasons' names in order, for metric labels.
+func ReasonNames() []string { return reasonNames[:] }
