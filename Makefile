@@ -1,0 +1,48 @@
+# capfleet: see README.md. Every target works from a fresh clone; hack/ scripts install what is missing.
+SHELL := /usr/bin/env bash
+export PATH := /usr/local/go/bin:$(PATH)
+CONTROLLER_GEN := go tool controller-gen
+IMG ?= capfleet:dev
+
+.PHONY: all build generate manifests fmt vet test unit bench demo run clean
+
+all: build
+
+## generate: deepcopy code for the API types
+generate:
+	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./api/...
+
+## manifests: CRDs and RBAC from the markers in api/ and controllers/
+manifests:
+	$(CONTROLLER_GEN) crd:allowDangerousTypes=true rbac:roleName=capfleet-manager-role \
+		paths="./api/...;./controllers/..." \
+		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+
+fmt:
+	gofmt -l -w $$(git ls-files '*.go')
+
+vet: deps
+	go vet ./...
+
+## deps: Debian packages builds and tests need (libpcap, tcpdump, tcpreplay, tshark)
+deps:
+	bash hack/deps.sh
+
+## build: the one binary, bin/capfleet
+build: deps
+	go build -o bin/capfleet ./cmd/capfleet
+
+## test: unit tests plus the envtest suite against a real kube-apiserver and etcd, Kafka and Cassandra
+test:
+	bash hack/test.sh
+
+## run: the operator against a local control plane with the samples applied (see README)
+run: build
+	bash hack/run-local.sh
+
+## bench: benchmarks against tcpdump, tshark and tcpreplay
+bench: build
+	bash hack/bench.sh
+
+clean:
+	rm -rf bin

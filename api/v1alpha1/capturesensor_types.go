@@ -1,0 +1,195 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// CaptureSensorSpec says where to capture, what, and where the packets go.
+type CaptureSensorSpec struct {
+	// Interfaces to capture on, on every selected node.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=15
+	// +kubebuilder:validation:items:Pattern=`^[a-zA-Z0-9._@-]+$`
+	// +listType=set
+	Interfaces []string `json:"interfaces"`
+
+	// Filter is a BPF filter in tcpdump syntax, compiled and attached in the kernel. Empty captures everything.
+	// The operator compiles it before rolling anything out; an invalid filter stalls the resource.
+	// +optional
+	// +kubebuilder:validation:MaxLength=4096
+	Filter string `json:"filter,omitempty"`
+
+	// SnapLength is the most bytes kept of each packet.
+	// +optional
+	// +kubebuilder:default=262144
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=262144
+	SnapLength int32 `json:"snapLength,omitempty"`
+
+	// SampleRate keeps one packet of every SampleRate; 1 keeps all.
+	// +optional
+	// +kubebuilder:default=1
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000000
+	SampleRate int32 `json:"sampleRate,omitempty"`
+
+	// Ring sizes the AF_PACKET ring buffer each interface captures into.
+	// +optional
+	// +kubebuilder:default={}
+	Ring RingSpec `json:"ring,omitempty"`
+
+	// BufferPackets bounds the packets held for Kafka; what does not fit is counted as a sensor-queue drop.
+	// +optional
+	// +kubebuilder:default=100000
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=10000000
+	BufferPackets int32 `json:"bufferPackets,omitempty"`
+
+	// Topic the sensor writes packet records to.
+	// +optional
+	// +kubebuilder:default={}
+	Topic TopicSpec `json:"topic,omitempty"`
+
+	// Kafka connection; empty fields take the operator's defaults.
+	// +optional
+	Kafka *KafkaConnection `json:"kafka,omitempty"`
+
+	// DropThresholdPercent marks the sensor not Ready (reason Degraded) when drops exceed this share of packets.
+	// +optional
+	// +kubebuilder:default=1
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100
+	DropThresholdPercent int32 `json:"dropThresholdPercent,omitempty"`
+
+	// TopicDeletionPolicy: Retain keeps the topic when the sensor is deleted, Delete removes it if the operator created it.
+	// +optional
+	// +kubebuilder:default=Retain
+	TopicDeletionPolicy DeletionPolicy `json:"topicDeletionPolicy,omitempty"`
+
+	WorkloadSettings `json:",inline"`
+}
+
+// RingSpec sizes a TPACKET_V3 ring and spreads capture across cores.
+// +kubebuilder:validation:XValidation:rule="self.blockSizeKiB % 4 == 0",message="ring.blockSizeKiB must be a multiple of 4 (the page size)"
+type RingSpec struct {
+	// BlockSizeKiB is the size of one ring block in KiB.
+	// +optional
+	// +kubebuilder:default=1024
+	// +kubebuilder:validation:Minimum=4
+	// +kubebuilder:validation:Maximum=65536
+	BlockSizeKiB int32 `json:"blockSizeKiB,omitempty"`
+
+	// Blocks is the number of blocks in the ring.
+	// +optional
+	// +kubebuilder:default=64
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=4096
+	Blocks int32 `json:"blocks,omitempty"`
+
+	// FanoutGroup, when not zero, spreads packets of one interface across several sockets (PACKET_FANOUT).
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=65535
+	FanoutGroup int32 `json:"fanoutGroup,omitempty"`
+}
+
+// Drops counts packets lost, split by where they were lost.
+type Drops struct {
+	// KernelRing: packets the kernel dropped because the capture ring was full.
+	KernelRing int64 `json:"kernelRing"`
+	// Interface: packets the network interface dropped.
+	Interface int64 `json:"interface"`
+	// SensorQueue: packets the sensor shed because its Kafka buffer was full.
+	SensorQueue int64 `json:"sensorQueue"`
+	// KafkaProduce: packets Kafka did not accept.
+	KafkaProduce int64 `json:"kafkaProduce"`
+	// Total of all causes.
+	Total int64 `json:"total"`
+}
+
+// NodeCaptureStatus is one node's share of a sensor's traffic.
+type NodeCaptureStatus struct {
+	// Node name.
+	Node string `json:"node"`
+	// PacketsPerSecond captured on this node.
+	PacketsPerSecond int64 `json:"packetsPerSecond"`
+	// BytesPerSecond captured on this node.
+	BytesPerSecond int64 `json:"bytesPerSecond"`
+	// Drops on this node.
+	Drops Drops `json:"drops"`
+	// LastHeartbeat from this node's sensor.
+	// +optional
+	LastHeartbeat *metav1.Time `json:"lastHeartbeat,omitempty"`
+}
+
+// CaptureSensorStatus reports how the sensors run and how much they capture and lose.
+type CaptureSensorStatus struct {
+	CommonStatus `json:",inline"`
+
+	// NodesDesired is the number of nodes that should run a sensor.
+	// +optional
+	NodesDesired int32 `json:"nodesDesired,omitempty"`
+	// NodesReady is the number of nodes whose sensor is ready.
+	// +optional
+	NodesReady int32 `json:"nodesReady,omitempty"`
+	// Nodes is "ready/desired", for kubectl get.
+	// +optional
+	Nodes string `json:"nodes,omitempty"`
+	// PacketsPerSecond captured by all nodes.
+	// +optional
+	PacketsPerSecond int64 `json:"packetsPerSecond,omitempty"`
+	// BytesPerSecond captured by all nodes.
+	// +optional
+	BytesPerSecond int64 `json:"bytesPerSecond,omitempty"`
+	// Drops by cause, over all nodes, since the sensors started.
+	// +optional
+	Drops *Drops `json:"drops,omitempty"`
+	// DropPercent is drops as a share of packets seen, e.g. "0.12%".
+	// +optional
+	DropPercent string `json:"dropPercent,omitempty"`
+	// PerNode lists the nodes, worst drop ratio first, at most 20.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=20
+	PerNode []NodeCaptureStatus `json:"perNode,omitempty"`
+	// Topic the sensors write to.
+	// +optional
+	Topic string `json:"topic,omitempty"`
+	// DaemonSet that runs the sensors.
+	// +optional
+	DaemonSet string `json:"daemonSet,omitempty"`
+}
+
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=cs,categories=capfleet
+// +kubebuilder:printcolumn:name="Nodes",type=string,JSONPath=`.status.nodes`,description="Nodes ready/desired"
+// +kubebuilder:printcolumn:name="Packets/s",type=integer,JSONPath=`.status.packetsPerSecond`
+// +kubebuilder:printcolumn:name="Drops",type=integer,JSONPath=`.status.drops.total`
+// +kubebuilder:printcolumn:name="Drop %",type=string,JSONPath=`.status.dropPercent`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+
+// CaptureSensor runs a packet sensor on every selected node and publishes what it captures to Kafka.
+type CaptureSensor struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   CaptureSensorSpec   `json:"spec"`
+	Status CaptureSensorStatus `json:"status,omitempty"`
+}
+
+// +kubebuilder:object:root=true
+
+// CaptureSensorList is a list of CaptureSensors.
+type CaptureSensorList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []CaptureSensor `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&CaptureSensor{}, &CaptureSensorList{})
+}

@@ -1,0 +1,212 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// PacketPipelineSpec says where packets come from, how they are processed and where results are stored.
+type PacketPipelineSpec struct {
+	// Source of the packet records: a CaptureSensor's topic, or a topic by name. Exactly one.
+	Source PipelineSource `json:"source"`
+
+	// Replicas of the processor; together they form one consumer group.
+	// +optional
+	// +kubebuilder:default=1
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=1000
+	Replicas *int32 `json:"replicas,omitempty"`
+
+	// ConsumerGroup of the processors. Empty means "capfleet.<namespace>.<name>".
+	// +optional
+	// +kubebuilder:validation:MaxLength=249
+	ConsumerGroup string `json:"consumerGroup,omitempty"`
+
+	// Filter is a BPF filter in tcpdump syntax run on each packet; packets it rejects are counted and skipped.
+	// +optional
+	// +kubebuilder:validation:MaxLength=4096
+	Filter string `json:"filter,omitempty"`
+
+	// Flows sets how packets are aggregated into flows.
+	// +optional
+	// +kubebuilder:default={}
+	Flows FlowSettings `json:"flows,omitempty"`
+
+	// Sinks the processor writes to.
+	// +kubebuilder:validation:XValidation:rule="has(self.cassandra) || has(self.kafka)",message="sinks: set at least one of cassandra, kafka"
+	Sinks PipelineSinks `json:"sinks"`
+
+	// Kafka connection for the source and the Kafka sink; empty fields take the operator's defaults.
+	// +optional
+	Kafka *KafkaConnection `json:"kafka,omitempty"`
+
+	// TopicDeletionPolicy: Retain keeps the pipeline's topics when it is deleted, Delete removes those the operator created.
+	// +optional
+	// +kubebuilder:default=Retain
+	TopicDeletionPolicy DeletionPolicy `json:"topicDeletionPolicy,omitempty"`
+
+	WorkloadSettings `json:",inline"`
+}
+
+// PipelineSource is where a pipeline reads packet records.
+// +kubebuilder:validation:XValidation:rule="has(self.sensor) != has(self.topic)",message="source: set exactly one of sensor, topic"
+type PipelineSource struct {
+	// Sensor is the name of a CaptureSensor in the same namespace whose topic is read.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Sensor string `json:"sensor,omitempty"`
+	// Topic is a packets topic read by name.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=249
+	// +kubebuilder:validation:Pattern=`^[a-zA-Z0-9._-]+$`
+	Topic string `json:"topic,omitempty"`
+}
+
+// FlowSettings bound and time out the flow table.
+type FlowSettings struct {
+	// IdleTimeout ends a flow that saw no packet for this long.
+	// +optional
+	// +kubebuilder:default="60s"
+	IdleTimeout *metav1.Duration `json:"idleTimeout,omitempty"`
+	// ActiveTimeout reports a long flow at least this often.
+	// +optional
+	// +kubebuilder:default="30m"
+	ActiveTimeout *metav1.Duration `json:"activeTimeout,omitempty"`
+	// MaxFlows bounds the flow table per processor; the oldest flows are evicted, and counted, beyond it.
+	// +optional
+	// +kubebuilder:default=1000000
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100000000
+	MaxFlows int32 `json:"maxFlows,omitempty"`
+}
+
+// PipelineSinks are the outputs of a pipeline.
+type PipelineSinks struct {
+	// Cassandra stores packets and/or flows.
+	// +optional
+	Cassandra *CassandraSink `json:"cassandra,omitempty"`
+	// Kafka publishes flow records as JSON.
+	// +optional
+	Kafka *KafkaFlowSink `json:"kafka,omitempty"`
+}
+
+// CassandraSink stores packets and flows in Cassandra.
+// +kubebuilder:validation:XValidation:rule="self.packets || self.flows",message="cassandra: store packets, flows or both"
+type CassandraSink struct {
+	// Packets stores every raw packet.
+	// +optional
+	// +kubebuilder:default=false
+	Packets bool `json:"packets"`
+	// Flows stores flow records.
+	// +optional
+	// +kubebuilder:default=true
+	Flows bool `json:"flows"`
+	// PacketTTL is how long raw packets are kept.
+	// +optional
+	// +kubebuilder:default="168h"
+	PacketTTL *metav1.Duration `json:"packetTTL,omitempty"`
+	// FlowTTL is how long flow records are kept.
+	// +optional
+	// +kubebuilder:default="720h"
+	FlowTTL *metav1.Duration `json:"flowTTL,omitempty"`
+	// Keyspace the tables live in; created if missing.
+	// +optional
+	// +kubebuilder:default=capfleet
+	// +kubebuilder:validation:Pattern=`^[a-zA-Z][a-zA-Z0-9_]{0,47}$`
+	Keyspace string `json:"keyspace,omitempty"`
+	// ReplicationFactor of the keyspace when it is created (SimpleStrategy).
+	// +optional
+	// +kubebuilder:default=1
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=32
+	ReplicationFactor int32 `json:"replicationFactor,omitempty"`
+	// Connection to Cassandra; empty fields take the operator's defaults.
+	// +optional
+	Connection *CassandraConnection `json:"connection,omitempty"`
+}
+
+// KafkaFlowSink publishes flow records to a topic.
+type KafkaFlowSink struct {
+	// Topic for flow records.
+	// +optional
+	// +kubebuilder:default={}
+	Topic TopicSpec `json:"topic,omitempty"`
+}
+
+// PacketPipelineStatus reports the pipeline's throughput, lag and losses.
+type PacketPipelineStatus struct {
+	CommonStatus `json:",inline"`
+
+	// Replicas of the processor that exist.
+	// +optional
+	Replicas int32 `json:"replicas,omitempty"`
+	// ReadyReplicas of the processor.
+	// +optional
+	ReadyReplicas int32 `json:"readyReplicas,omitempty"`
+	// RecordsInPerSecond read from the source topic.
+	// +optional
+	RecordsInPerSecond int64 `json:"recordsInPerSecond,omitempty"`
+	// RecordsOutPerSecond written to the sinks.
+	// +optional
+	RecordsOutPerSecond int64 `json:"recordsOutPerSecond,omitempty"`
+	// ConsumerLag is the records not yet read, over all partitions.
+	// +optional
+	ConsumerLag int64 `json:"consumerLag,omitempty"`
+	// DecodeErrors is packets no decoder understood.
+	// +optional
+	DecodeErrors int64 `json:"decodeErrors,omitempty"`
+	// Filtered is packets the filter rejected.
+	// +optional
+	Filtered int64 `json:"filtered,omitempty"`
+	// SinkErrors is writes a sink refused (each retried).
+	// +optional
+	SinkErrors int64 `json:"sinkErrors,omitempty"`
+	// Errors is decode plus sink errors, for kubectl get.
+	// +optional
+	Errors int64 `json:"errors,omitempty"`
+	// ActiveFlows in the processors' tables.
+	// +optional
+	ActiveFlows int64 `json:"activeFlows,omitempty"`
+	// Drops is flows evicted early because a table was full.
+	// +optional
+	Drops int64 `json:"drops,omitempty"`
+	// SourceTopic the pipeline reads.
+	// +optional
+	SourceTopic string `json:"sourceTopic,omitempty"`
+	// Deployment that runs the processors.
+	// +optional
+	Deployment string `json:"deployment,omitempty"`
+}
+
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:subresource:scale:specpath=.spec.replicas,statuspath=.status.replicas
+// +kubebuilder:resource:shortName=pp,categories=capfleet
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Records/s",type=integer,JSONPath=`.status.recordsInPerSecond`
+// +kubebuilder:printcolumn:name="Lag",type=integer,JSONPath=`.status.consumerLag`
+// +kubebuilder:printcolumn:name="Errors",type=integer,JSONPath=`.status.errors`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+
+// PacketPipeline decodes a packets topic into flows and stores packets and flows.
+type PacketPipeline struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   PacketPipelineSpec   `json:"spec"`
+	Status PacketPipelineStatus `json:"status,omitempty"`
+}
+
+// +kubebuilder:object:root=true
+
+// PacketPipelineList is a list of PacketPipelines.
+type PacketPipelineList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []PacketPipeline `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&PacketPipeline{}, &PacketPipelineList{})
+}

@@ -1,0 +1,30 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+
+	"k8s.io/client-go/tools/record"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"capfleet.dev/capfleet/controllers/children"
+)
+
+// applyChild server-side applies a built child under capfleet's field manager, taking back any field someone
+// else changed, and records an event when the apply changed something a user may want to know about.
+func applyChild(ctx context.Context, c client.Client, rec record.EventRecorder, owner client.Object, child client.Object) error {
+	before := child.DeepCopyObject().(client.Object)
+	err := c.Get(ctx, client.ObjectKeyFromObject(child), before)
+	existed := err == nil
+	if err := c.Patch(ctx, child, client.Apply, client.FieldOwner(children.FieldManager), client.ForceOwnership); err != nil {
+		return fmt.Errorf("apply %s %s: %w", child.GetObjectKind().GroupVersionKind().Kind, child.GetName(), err)
+	}
+	kind := child.GetObjectKind().GroupVersionKind().Kind
+	switch {
+	case !existed:
+		rec.Eventf(owner, "Normal", "Created", "Created %s %s", kind, child.GetName())
+	case before.GetResourceVersion() != child.GetResourceVersion():
+		rec.Eventf(owner, "Normal", "Updated", "Updated %s %s to match the spec", kind, child.GetName())
+	}
+	return nil
+}

@@ -1,0 +1,182 @@
+// Package children builds the Kubernetes objects capfleet resources own. Each builder is a pure function:
+// a resource and the operator's options in, a complete object out, ready for server-side apply.
+package children
+
+import (
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"capfleet.dev/capfleet/api/v1alpha1"
+)
+
+// Options are the operator-wide settings every workload inherits unless its resource overrides them.
+type Options struct {
+	// Image runs every workload, with the matching subcommand.
+	Image string
+	// ImagePullPolicy of that image.
+	ImagePullPolicy corev1.PullPolicy
+	// Kafka is the default Kafka connection.
+	Kafka KafkaDefaults
+	// Cassandra is the default Cassandra connection.
+	Cassandra CassandraDefaults
+}
+
+// KafkaDefaults is the operator-wide Kafka connection.
+type KafkaDefaults struct {
+	Brokers []string
+	TLS     bool
+	// SecretName, when set, names a Secret looked up in each resource's own namespace.
+	SecretName string
+}
+
+// CassandraDefaults is the operator-wide Cassandra connection.
+type CassandraDefaults struct {
+	Hosts      []string
+	Port       int32
+	TLS        bool
+	SecretName string
+}
+
+// Ports and paths the workloads and the operator agree on.
+const (
+	MetricsPort        = 9090
+	HealthPort         = 9091
+	kafkaSecretDir     = "/etc/capfleet/kafka"
+	cassandraSecretDir = "/etc/capfleet/cassandra"
+	captureDir         = "/capture"
+	// FieldManager owns every field capfleet applies.
+	FieldManager = "capfleet-operator"
+)
+
+// Labels every child carries; the selector ones never change over a child's life.
+const (
+	LabelName      = "app.kubernetes.io/name"
+	LabelInstance  = "app.kubernetes.io/instance"
+	LabelComponent = "app.kubernetes.io/component"
+	LabelManagedBy = "app.kubernetes.io/managed-by"
+	LabelPartOf    = "app.kubernetes.io/part-of"
+)
+
+// selectorLabels identify the pods of one resource's workload.
+func selectorLabels(component, instance string) map[string]string {
+	return map[string]string{LabelName: "capfleet", LabelComponent: component, LabelInstance: instance}
+}
+
+// commonLabels are the selector labels plus those that say who manages the object.
+func commonLabels(component, instance string) map[string]string {
+	l := selectorLabels(component, instance)
+	l[LabelManagedBy] = FieldManager
+	l[LabelPartOf] = "capfleet"
+	return l
+}
+
+// kafkaArgs turns a resource's Kafka connection, over the defaults, into flags, and says which Secret to mount.
+func kafkaArgs(c *v1alpha1.KafkaConnection, d KafkaDefaults) (args []string, secret string) {
+	brokers, tls, secret := d.Brokers, d.TLS, d.SecretName
+	if c != nil {
+		if len(c.BootstrapServers) > 0 {
+			brokers = c.BootstrapServers
+		}
+		if c.TLS != nil {
+			tls = *c.TLS
+		}
+		if c.SecretRef != nil && c.SecretRef.Name != "" {
+			secret = c.SecretRef.Name
+		}
+	}
+	if len(brokers) > 0 {
+		args = append(args, "--kafka-brokers="+strings.Join(brokers, ","))
+	}
+	if tls {
+		args = append(args, "--kafka-tls")
+	}
+	if secret != "" {
+		args = append(args, "--kafka-secret-dir="+kafkaSecretDir)
+	}
+	return args, secret
+}
+
+// cassandraArgs does for Cassandra what kafkaArgs does for Kafka.
+func cassandraArgs(c *v1alpha1.CassandraConnection, d CassandraDefaults) (args []string, secret string) {
+	hosts, port, tls, secret := d.Hosts, d.Port, d.TLS, d.SecretName
+	if c != nil {
+		if len(c.ContactPoints) > 0 {
+			hosts = c.ContactPoints
+		}
+		if c.Port != nil {
+			port = *c.Port
+		}
+		if c.TLS != nil {
+			tls = *c.TLS
+		}
+		if c.SecretRef != nil && c.SecretRef.Name != "" {
+			secret = c.SecretRef.Name
+		}
+	}
+	if len(hosts) > 0 {
+		args = append(args, "--cassandra-hosts="+strings.Join(hosts, ","))
+	}
+	if port != 0 {
+		args = append(args, "--cassandra-port="+itoa(int64(port)))
+	}
+	if tls {
+		args = append(args, "--cassandra-tls")
+	}
+	if secret != "" {
+		args = append(args, "--cassandra-secret-dir="+cassandraSecretDir)
+	}
+	return args, secret
+}
+
+// secretVolume mounts a Secret read-only, so its values reach the process only as files.
+func secretVolume(name, secret, dir string) (corev1.Volume, corev1.VolumeMount) {
+	mode := int32(0o400)
+	return corev1.Volume{
+			Name:         name,
+			VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: secret, DefaultMode: &mode}},
+		}, corev1.VolumeMount{
+			Name: name, MountPath: dir, ReadOnly: true,
+		}
+}
+
+// tmpVolume gives a read-only-root container a writable /tmp.
+func tmpVolume() (corev1.Volume, corev1.VolumeMount) {
+	return corev1.Volume{Name: "tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+		corev1.VolumeMount{Name: "tmp", MountPath: "/tmp"}
+}
+
+// downwardEnv tells a workload which pod and node it is, for its records and heartbeats.
+func downwardEnv() []corev1.EnvVar {
+	field := func(name, path string) corev1.EnvVar {
+		return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: path}}}
+	}
+	return []corev1.EnvVar{field("NODE_NAME", "spec.nodeName"), field("POD_NAME", "metadata.name"), field("POD_NAMESPACE", "metadata.namespace")}
+}
+
+// probes check the workload's health server: alive while it serves, ready once its pipeline is up.
+func probes() (liveness, readiness *corev1.Probe) {
+	get := func(path string) corev1.ProbeHandler {
+		return corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: path, Port: intOrString(HealthPort), Scheme: corev1.URISchemeHTTP}}
+	}
+	liveness = &corev1.Probe{ProbeHandler: get("/healthz"), PeriodSeconds: 10, TimeoutSeconds: 2, FailureThreshold: 3}
+	readiness = &corev1.Probe{ProbeHandler: get("/readyz"), PeriodSeconds: 5, TimeoutSeconds: 2, FailureThreshold: 3}
+	return liveness, readiness
+}
+
+// ports name the metrics and health ports so Prometheus and probes can find them.
+func ports() []corev1.ContainerPort {
+	return []corev1.ContainerPort{
+		{Name: "metrics", ContainerPort: MetricsPort, Protocol: corev1.ProtocolTCP},
+		{Name: "health", ContainerPort: HealthPort, Protocol: corev1.ProtocolTCP},
+	}
+}
+
+// childName is the owner's name with a suffix, cut so the result stays a valid label value (63 characters).
+func childName(owner, suffix string) string {
+	const max = 63
+	if len(owner)+len(suffix) > max {
+		owner = strings.TrimRight(owner[:max-len(suffix)], "-.")
+	}
+	return owner + suffix
+}

@@ -1,0 +1,200 @@
+package children
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"path"
+	"strconv"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"capfleet.dev/capfleet/api/v1alpha1"
+)
+
+// ComponentReplay labels the pods of a ReplayJob.
+const ComponentReplay = "replay"
+
+// ReplayTopic is the topic a ReplayJob with a topic target writes to.
+func ReplayTopic(rj *v1alpha1.ReplayJob) string {
+	if t := rj.Spec.Target.Topic; t != nil && t.Name != "" {
+		return t.Name
+	}
+	return rj.Namespace + "." + rj.Name + ".packets"
+}
+
+// ReplayJobObject builds the Job that runs a ReplayJob. A Job's pod template cannot change, so the Job's
+// name carries a hash of what it runs: a spec change makes a new Job, and the controller removes the old one.
+func ReplayJobObject(rj *v1alpha1.ReplayJob, o Options) *batchv1.Job {
+	s := rj.Spec
+	args := append([]string{"replay"}, replaySourceArgs(s.Source)...)
+	args = append(args, paceArgs(s.Pace)...)
+	args = append(args, "--loop="+itoa(int64(s.Loops)), "--metrics-addr=:"+itoa(MetricsPort))
+
+	tmp, tmpMount := tmpVolume()
+	volumes, mounts := []corev1.Volume{tmp}, []corev1.VolumeMount{tmpMount}
+	if v, ok := captureVolume(s.Source); ok {
+		volumes = append(volumes, v)
+		mounts = append(mounts, corev1.VolumeMount{Name: v.Name, MountPath: captureDir, ReadOnly: true})
+	}
+
+	pod := corev1.PodSpec{
+		RestartPolicy:                corev1.RestartPolicyNever,
+		NodeSelector:                 s.NodeSelector,
+		Tolerations:                  s.Tolerations,
+		AutomountServiceAccountToken: ptr(false),
+	}
+	security := restrictedSecurityContext()
+	if it := s.Target.Interface; it != nil {
+		args = append(args, "--interface="+it.Name)
+		// Sending on a node's interface needs the node's network namespace and a raw socket.
+		pod.HostNetwork = true
+		pod.DNSPolicy = corev1.DNSClusterFirstWithHostNet
+		pod.Affinity = pinToNode(it.NodeName)
+		security = &corev1.SecurityContext{
+			Privileged:               ptr(false),
+			AllowPrivilegeEscalation: ptr(false),
+			ReadOnlyRootFilesystem:   ptr(true),
+			RunAsUser:                ptr(int64(0)),
+			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}, Add: []corev1.Capability{"NET_RAW"}},
+			SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+		}
+	} else {
+		args = append(args, "--topic="+ReplayTopic(rj))
+		kargs, ksecret := kafkaArgs(s.Kafka, o.Kafka)
+		args = append(args, kargs...)
+		if ksecret != "" {
+			v, m := secretVolume("kafka", ksecret, kafkaSecretDir)
+			volumes, mounts = append(volumes, v), append(mounts, m)
+		}
+	}
+	pod.Volumes = volumes
+	pod.Containers = []corev1.Container{{
+		Name:            "replay",
+		Image:           o.Image,
+		ImagePullPolicy: o.ImagePullPolicy,
+		Args:            args,
+		Env:             downwardEnv(),
+		Ports:           ports()[:1],
+		Resources:       workloadResources(s.Resources, "100m", 64, 256),
+		VolumeMounts:    mounts,
+		SecurityContext: security,
+	}}
+
+	labels := commonLabels(ComponentReplay, rj.Name)
+	job := &batchv1.Job{
+		TypeMeta: metav1.TypeMeta{APIVersion: "batch/v1", Kind: "Job"},
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: rj.Namespace, Labels: labels,
+			OwnerReferences: []metav1.OwnerReference{ownerRef(rj, "ReplayJob")},
+		},
+		Spec: batchv1.JobSpec{
+			BackoffLimit:            s.BackoffLimit,
+			TTLSecondsAfterFinished: s.TTLSecondsAfterFinished,
+			Template:                corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: pod},
+		},
+	}
+	job.Name = childName(rj.Name, "-replay-"+templateHash(job.Spec.Template))
+	return job
+}
+
+// replaySourceArgs points the replayer at the mounted file or the URL to fetch.
+func replaySourceArgs(src v1alpha1.ReplaySource) []string {
+	switch {
+	case src.ConfigMap != nil:
+		return []string{"--file=" + path.Join(captureDir, src.ConfigMap.Key)}
+	case src.Secret != nil:
+		return []string{"--file=" + path.Join(captureDir, src.Secret.Key)}
+	case src.PersistentVolumeClaim != nil:
+		return []string{"--file=" + path.Join(captureDir, src.PersistentVolumeClaim.Path)}
+	case src.URL != nil:
+		return []string{"--url=" + src.URL.URL, "--sha256=" + src.URL.SHA256}
+	}
+	return nil
+}
+
+// captureVolume mounts the capture file's ConfigMap, Secret or PersistentVolumeClaim read-only.
+func captureVolume(src v1alpha1.ReplaySource) (corev1.Volume, bool) {
+	v := corev1.Volume{Name: "capture"}
+	switch {
+	case src.ConfigMap != nil:
+		v.ConfigMap = &corev1.ConfigMapVolumeSource{
+			LocalObjectReference: corev1.LocalObjectReference{Name: src.ConfigMap.Name},
+			Items:                []corev1.KeyToPath{{Key: src.ConfigMap.Key, Path: src.ConfigMap.Key}},
+		}
+	case src.Secret != nil:
+		v.Secret = &corev1.SecretVolumeSource{
+			SecretName: src.Secret.Name,
+			Items:      []corev1.KeyToPath{{Key: src.Secret.Key, Path: src.Secret.Key}},
+		}
+	case src.PersistentVolumeClaim != nil:
+		v.PersistentVolumeClaim = &corev1.PersistentVolumeClaimVolumeSource{ClaimName: src.PersistentVolumeClaim.ClaimName, ReadOnly: true}
+	default:
+		return v, false
+	}
+	return v, true
+}
+
+// paceArgs turns the pace into the replayer's flags; no pace keeps the capture's own timing.
+func paceArgs(p *v1alpha1.ReplayPace) []string {
+	switch {
+	case p == nil:
+		return []string{"--multiplier=1"}
+	case p.Multiplier != nil:
+		return []string{"--multiplier=" + strconv.FormatFloat(*p.Multiplier, 'g', -1, 64)}
+	case p.PacketsPerSecond != nil:
+		return []string{"--pps=" + itoa(*p.PacketsPerSecond)}
+	case p.Mbps != nil:
+		return []string{"--mbps=" + strconv.FormatFloat(*p.Mbps, 'g', -1, 64)}
+	default:
+		return []string{"--top-speed"}
+	}
+}
+
+// pinToNode keeps a pod on one node the way the DaemonSet controller does, by the node's name.
+func pinToNode(node string) *corev1.Affinity {
+	return &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{
+		RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{
+			NodeSelectorTerms: []corev1.NodeSelectorTerm{{
+				MatchFields: []corev1.NodeSelectorRequirement{{Key: "metadata.name", Operator: corev1.NodeSelectorOpIn, Values: []string{node}}},
+			}},
+		},
+	}}
+}
+
+// restrictedSecurityContext is the Pod Security "restricted" profile: workloads that need no privilege get none.
+func restrictedSecurityContext() *corev1.SecurityContext {
+	return &corev1.SecurityContext{
+		Privileged:               ptr(false),
+		AllowPrivilegeEscalation: ptr(false),
+		ReadOnlyRootFilesystem:   ptr(true),
+		RunAsNonRoot:             ptr(true),
+		RunAsUser:                ptr(int64(65532)),
+		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+		SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+	}
+}
+
+// workloadResources are the spec's resources or modest defaults (memory in MiB).
+func workloadResources(r *corev1.ResourceRequirements, cpu string, memRequestMiB, memLimitMiB int64) corev1.ResourceRequirements {
+	if r != nil {
+		return *r
+	}
+	return corev1.ResourceRequirements{
+		Requests: corev1.ResourceList{
+			corev1.ResourceCPU:    resource.MustParse(cpu),
+			corev1.ResourceMemory: *resource.NewQuantity(memRequestMiB<<20, resource.BinarySI),
+		},
+		Limits: corev1.ResourceList{corev1.ResourceMemory: *resource.NewQuantity(memLimitMiB<<20, resource.BinarySI)},
+	}
+}
+
+// templateHash is a short, stable digest of a pod template.
+func templateHash(t corev1.PodTemplateSpec) string {
+	b, _ := json.Marshal(t) // a PodTemplateSpec always marshals
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])[:8]
+}

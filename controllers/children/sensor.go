@@ -1,0 +1,131 @@
+package children
+
+import (
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"capfleet.dev/capfleet/api/v1alpha1"
+)
+
+// ComponentSensor labels the pods of a CaptureSensor.
+const ComponentSensor = "sensor"
+
+// SensorTopic is the packets topic a sensor writes to.
+func SensorTopic(cs *v1alpha1.CaptureSensor) string {
+	if cs.Spec.Topic.Name != "" {
+		return cs.Spec.Topic.Name
+	}
+	return cs.Namespace + "." + cs.Name + ".packets"
+}
+
+// SensorDaemonSetName is the name of the DaemonSet that runs a CaptureSensor.
+func SensorDaemonSetName(cs *v1alpha1.CaptureSensor) string { return childName(cs.Name, "-sensor") }
+
+// SensorDaemonSet builds the DaemonSet that runs a CaptureSensor on every selected node.
+func SensorDaemonSet(cs *v1alpha1.CaptureSensor, o Options) *appsv1.DaemonSet {
+	s := cs.Spec
+	args := []string{
+		"sensor",
+		"--interfaces=" + strings.Join(s.Interfaces, ","),
+		"--snaplen=" + itoa(int64(s.SnapLength)),
+		"--sample-rate=" + itoa(int64(s.SampleRate)),
+		"--ring-block-size-kb=" + itoa(int64(s.Ring.BlockSizeKiB)),
+		"--ring-blocks=" + itoa(int64(s.Ring.Blocks)),
+		"--fanout-group=" + itoa(int64(s.Ring.FanoutGroup)),
+		"--buffer-packets=" + itoa(int64(s.BufferPackets)),
+		"--topic=" + SensorTopic(cs),
+		"--metrics-addr=:" + itoa(MetricsPort),
+		"--health-addr=:" + itoa(HealthPort),
+	}
+	if s.Filter != "" {
+		args = append(args, "--filter="+s.Filter)
+	}
+	kargs, ksecret := kafkaArgs(s.Kafka, o.Kafka)
+	args = append(args, kargs...)
+
+	tmp, tmpMount := tmpVolume()
+	volumes, mounts := []corev1.Volume{tmp}, []corev1.VolumeMount{tmpMount}
+	if ksecret != "" {
+		v, m := secretVolume("kafka", ksecret, kafkaSecretDir)
+		volumes, mounts = append(volumes, v), append(mounts, m)
+	}
+	liveness, readiness := probes()
+	labels := commonLabels(ComponentSensor, cs.Name)
+
+	return &appsv1.DaemonSet{
+		TypeMeta: metav1.TypeMeta{APIVersion: "apps/v1", Kind: "DaemonSet"},
+		ObjectMeta: metav1.ObjectMeta{
+			Name: SensorDaemonSetName(cs), Namespace: cs.Namespace, Labels: labels,
+			OwnerReferences: []metav1.OwnerReference{ownerRef(cs, "CaptureSensor")},
+		},
+		Spec: appsv1.DaemonSetSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: selectorLabels(ComponentSensor, cs.Name)},
+			UpdateStrategy: appsv1.DaemonSetUpdateStrategy{Type: appsv1.RollingUpdateDaemonSetStrategyType},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{
+					// The sensor captures the node's own interfaces, so it lives in the node's network namespace.
+					HostNetwork:                   true,
+					DNSPolicy:                     corev1.DNSClusterFirstWithHostNet,
+					NodeSelector:                  s.NodeSelector,
+					Tolerations:                   s.Tolerations,
+					AutomountServiceAccountToken:  ptr(false),
+					TerminationGracePeriodSeconds: ptr(int64(30)),
+					Volumes:                       volumes,
+					Containers: []corev1.Container{{
+						Name:            "sensor",
+						Image:           o.Image,
+						ImagePullPolicy: o.ImagePullPolicy,
+						Args:            args,
+						Env:             downwardEnv(),
+						Ports:           ports(),
+						LivenessProbe:   liveness,
+						ReadinessProbe:  readiness,
+						Resources:       sensorResources(cs),
+						VolumeMounts:    mounts,
+						SecurityContext: captureSecurityContext(),
+					}},
+				},
+			},
+		},
+	}
+}
+
+// captureSecurityContext grants what AF_PACKET capture and BPF attachment need, and nothing more:
+// NET_RAW opens packet sockets, NET_ADMIN sets promiscuous mode and fanout. Root inside the container is
+// needed because Kubernetes does not raise added capabilities into the effective set of a non-root user.
+func captureSecurityContext() *corev1.SecurityContext {
+	return &corev1.SecurityContext{
+		Privileged:               ptr(false),
+		AllowPrivilegeEscalation: ptr(false),
+		ReadOnlyRootFilesystem:   ptr(true),
+		RunAsUser:                ptr(int64(0)),
+		Capabilities: &corev1.Capabilities{
+			Drop: []corev1.Capability{"ALL"},
+			Add:  []corev1.Capability{"NET_RAW", "NET_ADMIN"},
+		},
+		SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+	}
+}
+
+// sensorResources sizes the sensor for its rings unless the spec says otherwise: the rings are locked
+// kernel memory charged to the pod, so the memory limit must cover them or the sensor is OOM-killed.
+func sensorResources(cs *v1alpha1.CaptureSensor) corev1.ResourceRequirements {
+	if cs.Spec.Resources != nil {
+		return *cs.Spec.Resources
+	}
+	ringMiB := int64(cs.Spec.Ring.BlockSizeKiB) * int64(cs.Spec.Ring.Blocks) * int64(len(cs.Spec.Interfaces)) / 1024
+	return corev1.ResourceRequirements{
+		Requests: corev1.ResourceList{
+			corev1.ResourceCPU:    resource.MustParse("100m"),
+			corev1.ResourceMemory: *resource.NewQuantity((128+ringMiB)<<20, resource.BinarySI),
+		},
+		Limits: corev1.ResourceList{
+			corev1.ResourceMemory: *resource.NewQuantity((512+ringMiB)<<20, resource.BinarySI),
+		},
+	}
+}

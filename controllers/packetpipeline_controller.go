@@ -1,0 +1,133 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/record"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"capfleet.dev/capfleet/api/v1alpha1"
+	"capfleet.dev/capfleet/controllers/children"
+)
+
+// PacketPipelineReconciler turns a PacketPipeline into a Deployment of processors.
+type PacketPipelineReconciler struct {
+	client.Client
+	Recorder record.EventRecorder
+	Options  children.Options
+}
+
+// +kubebuilder:rbac:groups=capture.capfleet.dev,resources=packetpipelines,verbs=get;list;watch
+// +kubebuilder:rbac:groups=capture.capfleet.dev,resources=packetpipelines/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=capture.capfleet.dev,resources=packetpipelines/finalizers,verbs=update
+// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;patch;delete
+
+// Reconcile brings one PacketPipeline's Deployment in line with its spec and reports how it runs.
+func (r *PacketPipelineReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, err error) {
+	// 1. Load the pipeline.
+	pp := &v1alpha1.PacketPipeline{}
+	if err := r.Get(ctx, req.NamespacedName, pp); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	before := pp.DeepCopy()
+
+	// 2. Report whatever happens, once, at the end.
+	var result outcome
+	defer func() {
+		if err != nil && !result.stalled {
+			result = outcome{reason: ReasonApplyFailed, message: err.Error()}
+		}
+		summarize(&pp.Status.CommonStatus, pp.Generation, result)
+		if perr := patchStatus(ctx, r.Client, pp, before, before.Status, pp.Status); perr != nil && !apierrors.IsNotFound(perr) {
+			err = perr
+		}
+	}()
+
+	// 3. Refuse a filter libpcap cannot compile before anything rolls out.
+	if ferr := checkFilter(pp.Spec.Filter, 0); ferr != nil {
+		result = outcome{stalled: true, reason: ReasonInvalidFilter, message: fmt.Sprintf("spec.filter %q: %v", pp.Spec.Filter, ferr)}
+		r.Recorder.Eventf(pp, "Warning", ReasonInvalidFilter, "%s", result.message)
+		return ctrl.Result{}, nil
+	}
+
+	// 4. Find the packets topic. A sensor applied later (GitOps applies in any order) is waited for, not an error.
+	topic := pp.Spec.Source.Topic
+	if name := pp.Spec.Source.Sensor; name != "" {
+		cs := &v1alpha1.CaptureSensor{}
+		if gerr := r.Get(ctx, types.NamespacedName{Namespace: pp.Namespace, Name: name}, cs); gerr != nil {
+			if !apierrors.IsNotFound(gerr) {
+				return ctrl.Result{}, gerr
+			}
+			result = outcome{reason: ReasonWaiting, message: fmt.Sprintf("CaptureSensor %q not found in namespace %s", name, pp.Namespace)}
+			return ctrl.Result{RequeueAfter: time.Minute}, nil
+		}
+		topic = children.SensorTopic(cs)
+	}
+	pp.Status.SourceTopic = topic
+
+	// 5. Apply the Deployment.
+	dep := children.PipelineDeployment(pp, topic, r.Options)
+	if err := applyChild(ctx, r.Client, r.Recorder, pp, dep); err != nil {
+		return ctrl.Result{}, err
+	}
+
+	// 6. Report the rollout.
+	pp.Status.Deployment = dep.Name
+	pp.Status.Replicas = dep.Status.Replicas
+	pp.Status.ReadyReplicas = dep.Status.ReadyReplicas
+	result = deploymentOutcome(dep)
+	return ctrl.Result{}, nil
+}
+
+// deploymentOutcome says whether every wanted processor of the current spec is available.
+func deploymentOutcome(d *appsv1.Deployment) outcome {
+	want := int32(1)
+	if d.Spec.Replicas != nil {
+		want = *d.Spec.Replicas
+	}
+	st := d.Status
+	switch {
+	case st.ObservedGeneration < d.Generation:
+		return progressing("Deployment " + d.Name + " has not yet seen the new spec")
+	case st.UpdatedReplicas < want:
+		return progressing(fmt.Sprintf("%d of %d processors run the current spec", st.UpdatedReplicas, want))
+	case st.AvailableReplicas < want || st.ReadyReplicas < want:
+		return progressing(fmt.Sprintf("%d of %d processors ready", st.ReadyReplicas, want))
+	case st.Replicas > want:
+		return progressing(fmt.Sprintf("%d old processors still terminating", st.Replicas-want))
+	}
+	return outcome{ready: true, reason: ReasonSucceeded, message: fmt.Sprintf("%d of %d processors ready", st.ReadyReplicas, want)}
+}
+
+// SetupWithManager watches pipelines, their Deployments, and the sensors they read from.
+func (r *PacketPipelineReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&v1alpha1.PacketPipeline{}).
+		Owns(&appsv1.Deployment{}).
+		Watches(&v1alpha1.CaptureSensor{}, handler.EnqueueRequestsFromMapFunc(r.pipelinesReading)).
+		Named("packetpipeline").
+		Complete(r)
+}
+
+// pipelinesReading maps a sensor to the pipelines that read its topic, so they follow a topic change.
+func (r *PacketPipelineReconciler) pipelinesReading(ctx context.Context, obj client.Object) []reconcile.Request {
+	var list v1alpha1.PacketPipelineList
+	if err := r.List(ctx, &list, client.InNamespace(obj.GetNamespace())); err != nil {
+		return nil
+	}
+	var reqs []reconcile.Request
+	for _, pp := range list.Items {
+		if pp.Spec.Source.Sensor == obj.GetName() {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&pp)})
+		}
+	}
+	return reqs
+}
