@@ -15,7 +15,9 @@ import (
 const ComponentProcessor = "processor"
 
 // PipelineDeploymentName is the name of the Deployment that runs a PacketPipeline's processors.
-func PipelineDeploymentName(pp *v1alpha1.PacketPipeline) string { return childName(pp.Name, "-processor") }
+func PipelineDeploymentName(pp *v1alpha1.PacketPipeline) string {
+	return childName(pp.Name, "-processor")
+}
 
 // ConsumerGroup is the Kafka consumer group a pipeline's processors share.
 func ConsumerGroup(pp *v1alpha1.PacketPipeline) string {

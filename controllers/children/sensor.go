@@ -63,7 +63,7 @@ func SensorDaemonSet(cs *v1alpha1.CaptureSensor, o Options) *appsv1.DaemonSet {
 			OwnerReferences: []metav1.OwnerReference{ownerRef(cs, "CaptureSensor")},
 		},
 		Spec: appsv1.DaemonSetSpec{
-			Selector: &metav1.LabelSelector{MatchLabels: selectorLabels(ComponentSensor, cs.Name)},
+			Selector:       &metav1.LabelSelector{MatchLabels: selectorLabels(ComponentSensor, cs.Name)},
 			UpdateStrategy: appsv1.DaemonSetUpdateStrategy{Type: appsv1.RollingUpdateDaemonSetStrategyType},
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: labels},
