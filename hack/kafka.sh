@@ -21,7 +21,10 @@ KAFKA_VERSION=${KAFKA_VERSION:-4.4.0}
 # its modules still log through slf4j-api 1.7.
 LOG4J_VERSION=2.24.3
 HOST=127.0.0.1
-PLAIN_PORT=9092 SECURE_PORT=9093 CONTROLLER_PORT=9094 MTLS_PORT=9095
+# KAFKA_PORT moves all four listeners (PORT..PORT+3), e.g. for a second,
+# private broker next to the shared one (with its own CAPFLEET_RUN).
+PLAIN_PORT=${KAFKA_PORT:-9092}
+SECURE_PORT=$((PLAIN_PORT + 1)) CONTROLLER_PORT=$((PLAIN_PORT + 2)) MTLS_PORT=$((PLAIN_PORT + 3))
 SCRAM_USER=capfleet
 KDIR=$RUN/kafka
 LIBS=$CACHE/kafka/$KAFKA_VERSION/libs
@@ -186,9 +189,17 @@ probe_bin() {
 
 ready() { [ -x "$KDIR/kafkaready" ] && "$KDIR/kafkaready" -env "$KDIR/env" -timeout "${1:-5s}" 2>/dev/null; }
 
+# ours: the PID file names a live broker that this script started. PIDs are
+# reused (after a reboot, say), and a stale file must never get another process
+# ended or taken for Kafka.
+ours() { running kafka && grep -qa kafka.Kafka "/proc/$(cat "$RUN/kafka.pid")/cmdline" 2>/dev/null; }
+
+java_major() { "$JAVA" -XshowSettings:properties -version 2>&1 | awk -F'= ' '/java.specification.version/ {print $2}'; }
+
 port_busy() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
 
 cmd_start() {
+  ours || rm -f "$RUN/kafka.pid"
   if running kafka; then
     ready && { log "already running (pid $(cat "$RUN/kafka.pid"))"; return 0; }
     die "a Kafka started by this script is running (pid $(cat "$RUN/kafka.pid")) but does not answer; see $RUN/kafka.log or run $0 stop"
@@ -197,6 +208,7 @@ cmd_start() {
     port_busy "$p" && die "port $HOST:$p is taken by a process this script did not start"
   done
   local t0=$SECONDS password
+  [ "$(java_major)" -ge 17 ] 2>/dev/null || die "Kafka $KAFKA_VERSION needs Java 17 or newer; '$JAVA' is '$(java_major)' (set JAVA=/path/to/java)"
   fetch_jars
   rm -rf "$KDIR" && mkdir -p "$KDIR"
   password=$(openssl rand -hex 24)
@@ -204,7 +216,8 @@ cmd_start() {
   write_config "$password"
   format_storage "$password"
   # shellcheck disable=SC2046
-  start_bg kafka "$JAVA" $(jvm_opts) -cp "$(classpath)" kafka.Kafka "$KDIR/server.properties"
+  # 9>&- : the broker must not inherit (and so hold) the start/stop lock.
+  start_bg kafka "$JAVA" $(jvm_opts) -cp "$(classpath)" kafka.Kafka "$KDIR/server.properties" 9>&-
   log "started Kafka $KAFKA_VERSION (pid $(cat "$RUN/kafka.pid")), log in $RUN/kafka.log; waiting for metadata"
   # A broker that never got ready is ended here, so the next start is not
   # refused by a half-started JVM holding the ports.
@@ -220,13 +233,16 @@ cmd_start() {
 }
 
 cmd_stop() {
-  if running kafka; then log "stopping Kafka (pid $(cat "$RUN/kafka.pid"))"; fi
-  stop_pid kafka
+  if ours; then
+    log "stopping Kafka (pid $(cat "$RUN/kafka.pid"))"
+    stop_pid kafka
+  fi
+  rm -f "$RUN/kafka.pid"
   rm -rf "$KDIR"
 }
 
 cmd_status() {
-  running kafka || { echo "kafka: not running"; return 1; }
+  ours || { echo "kafka: not running"; return 1; }
   ready || { echo "kafka: pid $(cat "$RUN/kafka.pid") up but not answering"; return 1; }
   echo "kafka: running (pid $(cat "$RUN/kafka.pid")), ready; env in $KDIR/env"
 }
@@ -235,9 +251,10 @@ cmd_status() {
 # start and a stop) from racing for the same ports and files.
 mkdir -p "$RUN"
 exec 9>"$RUN/kafka.lock"
+lock() { flock -w 300 9 || die "another hack/kafka.sh has held $RUN/kafka.lock for 5 minutes"; }
 case ${1:-} in
-  start) flock 9; cmd_start ;;
-  stop) flock 9; cmd_stop ;;
+  start) lock; cmd_start ;;
+  stop) lock; cmd_stop ;;
   stop) cmd_stop ;;
   status) cmd_status ;;
   *) usage ;;
