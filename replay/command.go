@@ -28,6 +28,7 @@ type options struct {
 	limit       uint64
 	iface       string
 	topic       string
+	topicFlag   string // --topic or --to-topic, for messages
 	metricsAddr string
 	kafka       kafkaconn.Config
 
@@ -38,7 +39,7 @@ type options struct {
 
 // NewCommand is `capfleet replay`, the workload of a ReplayJob.
 func NewCommand() *cobra.Command {
-	o := &options{}
+	o := &options{topicFlag: "--topic"}
 	cmd := &cobra.Command{
 		Use:   "replay",
 		Short: "Replay a capture file onto an interface or into a packets topic, paced like tcpreplay",
@@ -66,7 +67,7 @@ Progress is served on --metrics-addr /metrics; a tcpreplay-like summary is print
 
 // NewPcapCommand is `capfleet pcap replay FILE`, the same replayer from a terminal.
 func NewPcapCommand() *cobra.Command {
-	o := &options{}
+	o := &options{topicFlag: "--to-topic"}
 	cmd := &cobra.Command{
 		Use:   "replay FILE --to-topic TOPIC | --interface IF",
 		Short: "Replay a capture file onto an interface or into a packets topic, like tcpreplay",
@@ -121,6 +122,9 @@ func (o *options) run(ctx context.Context, out io.Writer) error {
 	if err := o.checkTarget(); err != nil {
 		return err
 	}
+	if o.loop < 0 {
+		return fmt.Errorf("--loop %d: must be 0 (forever) or more", o.loop)
+	}
 	path, cleanup, err := o.source(ctx)
 	if err != nil {
 		return err
@@ -140,7 +144,7 @@ func (o *options) run(ctx context.Context, out io.Writer) error {
 		return err
 	}
 	if err := r.Scan(); err != nil {
-		return fmt.Errorf("%s: %w", o.sourceName(), err)
+		return o.fromSource(err)
 	}
 	if o.metricsAddr != "" {
 		reg := prometheus.NewRegistry()
@@ -164,7 +168,7 @@ func (o *options) run(ctx context.Context, out io.Writer) error {
 		if errors.Is(err, context.Canceled) {
 			return errors.New("replay stopped by a signal before the end")
 		}
-		return fmt.Errorf("%s: %w", o.sourceName(), err)
+		return o.fromSource(err)
 	}
 	if sum.PacketsSent == 0 && sum.PacketsFailed > 0 {
 		return fmt.Errorf("no packet could be sent to %s: %w", target, sum.FirstFailure)
@@ -175,18 +179,19 @@ func (o *options) run(ctx context.Context, out io.Writer) error {
 func (o *options) checkTarget() error {
 	switch {
 	case o.iface != "" && o.topic != "":
-		return errors.New("give either --interface or a topic, not both")
+		return fmt.Errorf("give either --interface or %s, not both", o.topicFlag)
 	case o.iface == "" && o.topic == "":
-		return errors.New("nowhere to replay to: give --interface IF or a topic")
+		return fmt.Errorf("nowhere to replay to: give --interface IF or %s TOPIC", o.topicFlag)
 	}
 	return nil
 }
 
-func (o *options) sourceName() string {
+// fromSource says which URL a downloaded capture came from: its errors name a temporary file.
+func (o *options) fromSource(err error) error {
 	if o.url != "" {
-		return redact(o.url)
+		return fmt.Errorf("%s (downloaded): %w", redact(o.url), err)
 	}
-	return o.file
+	return err
 }
 
 // source returns the path of a verified local capture, downloading it first

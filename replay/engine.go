@@ -91,7 +91,7 @@ func (r *Replayer) Scan() error {
 			break
 		}
 		if err != nil {
-			return fmt.Errorf("reading the capture after %d packets: %w", r.filePackets, err)
+			return fmt.Errorf("%w (after %d good packets; nothing was sent)", err, r.filePackets)
 		}
 		if !r.linkTypeAllowed(p.LinkType) {
 			return fmt.Errorf("packet %d has link type %s (%d), which %s cannot send", r.filePackets+1, p.LinkType, uint8(p.LinkType), r.cfg.Target)
@@ -213,7 +213,7 @@ func (r *Replayer) sendPass(ctx context.Context, src Source, sched *schedule, w 
 			return false, nil
 		}
 		if err != nil {
-			return false, fmt.Errorf("reading the capture: %w", err)
+			return false, err
 		}
 		if r.cfg.Pace.Mode != TopSpeed {
 			if err := w.until(ctx, start.Add(sched.next(p.Timestamp, len(p.Data)))); err != nil {

@@ -2,6 +2,7 @@ package replay
 
 import (
 	"fmt"
+	"io"
 
 	"capfleet.dev/capfleet/pcapfile"
 )
@@ -26,8 +27,11 @@ func OpenFile(path string) Opener {
 
 func (f *fileSource) Next() (Packet, error) {
 	p, err := f.r.Next()
-	if err != nil {
+	if err == io.EOF {
 		return Packet{}, err
+	}
+	if err != nil {
+		return Packet{}, fmt.Errorf("capture file %s: %w", f.path, err)
 	}
 	return Packet{
 		Timestamp:     p.Timestamp,

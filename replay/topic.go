@@ -25,6 +25,10 @@ type Topic struct {
 	iface string
 }
 
+// defaultConnectTimeout is how long the start-up check waits for the brokers;
+// a variable so tests of an unreachable broker need not wait that long.
+var defaultConnectTimeout = 15 * time.Second
+
 // TopicOptions names the source of the records in their headers.
 type TopicOptions struct {
 	Node      string // "node" header: where the replay ran
@@ -42,7 +46,7 @@ func OpenTopic(ctx context.Context, cfg kafkaconn.Config, topic string, o TopicO
 		return nil, errors.New("topic: no name given")
 	}
 	if o.ConnectTimeout <= 0 {
-		o.ConnectTimeout = 15 * time.Second
+		o.ConnectTimeout = defaultConnectTimeout
 	}
 	if o.DeliveryTimeout <= 0 {
 		o.DeliveryTimeout = 2 * time.Minute
@@ -68,8 +72,11 @@ func checkTopic(ctx context.Context, cl *kgo.Client, brokers []string, topic str
 	defer cancel()
 	where := strings.Join(brokers, ",")
 	topics, err := kadm.NewClient(cl).ListTopics(ctx, topic)
-	if err != nil {
+	if errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("kafka %s: no answer within %s: %w", where, timeout, err)
+	}
+	if err != nil {
+		return fmt.Errorf("kafka %s: cannot reach the brokers: %w", where, err)
 	}
 	d, ok := topics[topic]
 	switch {

@@ -1,0 +1,202 @@
+package replay
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"capfleet.dev/capfleet/internal/kafkaconn"
+	"capfleet.dev/capfleet/internal/kafkatest"
+	"capfleet.dev/capfleet/packetrecord"
+	"capfleet.dev/capfleet/pcapfile"
+)
+
+// filePacket is a packet of a capture as the test reads it, for comparison.
+type filePacket struct {
+	ts     time.Time
+	length int
+	data   []byte
+}
+
+func readFile(t *testing.T, path string) []filePacket {
+	t.Helper()
+	r, err := pcapfile.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var out []filePacket
+	for {
+		p, err := r.Next()
+		if err != nil {
+			if err == io.EOF {
+				return out
+			}
+			t.Fatal(err)
+		}
+		out = append(out, filePacket{p.Timestamp, p.Length, append([]byte(nil), p.Data...)})
+	}
+}
+
+// consumeAll reads every record of topic, per partition in offset order,
+// up to the end offsets the broker reports once the producer has finished.
+func consumeAll(t *testing.T, cfg kafkaconn.Config, topic string) map[int32][]*kgo.Record {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	adm, err := cfg.NewClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ends, err := kadm.NewClient(adm).ListEndOffsets(ctx, topic)
+	adm.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[int32]int64{}
+	total := int64(0)
+	ends.Each(func(o kadm.ListedOffset) {
+		want[o.Partition] = o.Offset
+		total += o.Offset
+	})
+	got := map[int32][]*kgo.Record{}
+	if total == 0 {
+		return got
+	}
+	cl, err := cfg.NewClient(kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	n := int64(0)
+	for n < total {
+		fs := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			t.Fatalf("consumed %d of %d records: %v", n, total, err)
+		}
+		fs.EachError(func(_ string, p int32, err error) { t.Fatalf("fetch partition %d: %v", p, err) })
+		fs.EachRecord(func(r *kgo.Record) {
+			got[r.Partition] = append(got[r.Partition], r)
+			n++
+		})
+	}
+	return got
+}
+
+// checkTopicHolds fails unless the topic holds exactly the file's packets
+// loops times, each partition in file order, each record in the sensor's
+// format with the file's timestamp and original length.
+func checkTopicHolds(t *testing.T, cfg kafkaconn.Config, topic string, partitions int, file []filePacket, loops int) {
+	t.Helper()
+	want := map[int32][]filePacket{}
+	for range loops {
+		for _, p := range file {
+			rec := packetrecord.Encode(packetrecord.Meta{Timestamp: p.ts, LinkType: 1, OrigLen: p.length}, p.data)
+			part := int32(packetrecord.Partition(rec, partitions))
+			want[part] = append(want[part], p)
+		}
+	}
+	got := consumeAll(t, cfg, topic)
+	total := 0
+	for part, recs := range got {
+		total += len(recs)
+		w := want[part]
+		if len(recs) != len(w) {
+			t.Errorf("partition %d holds %d records, want %d", part, len(recs), len(w))
+			continue
+		}
+		for i, r := range recs {
+			m, frame, err := packetrecord.Decode(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			at := fmt.Sprintf("partition %d record %d", part, i)
+			if !bytes.Equal(frame, w[i].data) {
+				t.Fatalf("%s: frame of %d bytes differs from the file's packet (%d bytes)", at, len(frame), len(w[i].data))
+			}
+			if ts := header(r, packetrecord.HeaderTimestampNanos); ts != strconv.FormatInt(w[i].ts.UnixNano(), 10) {
+				t.Fatalf("%s: ts_ns %s, file says %d", at, ts, w[i].ts.UnixNano())
+			}
+			if k := binary.BigEndian.Uint64(r.Key); k != uint64(w[i].ts.UnixMicro()) {
+				t.Fatalf("%s: key %d, want the file's microseconds %d", at, k, w[i].ts.UnixMicro())
+			}
+			if m.OrigLen != w[i].length || m.LinkType != 1 || m.Interface != "replay" {
+				t.Fatalf("%s: meta %+v, want origlen %d, Ethernet, iface replay", at, m, w[i].length)
+			}
+		}
+	}
+	if total != loops*len(file) {
+		t.Fatalf("topic holds %d records, want %d", total, loops*len(file))
+	}
+}
+
+func header(r *kgo.Record, key string) string {
+	for _, h := range r.Headers {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
+
+func TestReplayIntoTopic(t *testing.T) {
+	cfg := kafkatest.Plain(t)
+	for _, c := range []struct {
+		file  string
+		loops int
+	}{
+		{"ndpi/teamviewer.pcap", 1},
+		{"zeek/tcp/timestamp.pcap", 2}, // most records truncated by the capture
+		{"ndpi/stun_google_meet.pcapng", 1},
+	} {
+		t.Run(c.file, func(t *testing.T) {
+			const partitions = 3
+			path := sharedPcap(t, c.file)
+			file := readFile(t, path)
+			if n := tcpdumpCount(t, path); n != len(file) {
+				t.Fatalf("tcpdump reads %d packets, pcapfile %d", n, len(file))
+			}
+			topic := kafkatest.NewTopic(t, cfg, partitions)
+			out := replayCommand(t, NewCommand(), "--file", path, "--topic", topic, "--top-speed",
+				"--loop", strconv.Itoa(c.loops), "--metrics-addr", "", "--kafka-brokers", strings.Join(cfg.Brokers, ","))
+			if !strings.Contains(out, fmt.Sprintf("Actual: %d packets", c.loops*len(file))) {
+				t.Fatalf("summary:\n%s", out)
+			}
+			checkTopicHolds(t, cfg, topic, partitions, file, c.loops)
+		})
+	}
+}
+
+// replayCommand runs a replay command in-process and returns its output; the command must succeed.
+func replayCommand(t *testing.T, cmd *cobra.Command, args ...string) string {
+	t.Helper()
+	out, err := execute(cmd, args...)
+	if err != nil {
+		t.Fatalf("%v\noutput:\n%s", err, out)
+	}
+	t.Logf("replay %s\n%s", strings.Join(args, " "), out)
+	return out
+}
+
+func execute(cmd *cobra.Command, args ...string) (string, error) {
+	var out bytes.Buffer
+	cmd.SetArgs(args)
+	cmd.SetOut(&out)
+	cmd.SetErr(&out)
+	cmd.SilenceUsage = true
+	cmd.SilenceErrors = true
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	err := cmd.ExecuteContext(ctx)
+	return out.String(), err
+}
