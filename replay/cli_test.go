@@ -127,7 +127,7 @@ func TestReplayBadInputs(t *testing.T) {
 		{"missing interface", NewCommand, []string{"--file", real, "--interface", "capfleet-nope0"},
 			[]string{`interface "capfleet-nope0": `, "no such network interface"}},
 		{"unreachable broker", NewCommand, []string{"--file", real, "--topic", "packets", "--kafka-brokers", "127.0.0.1:1"},
-			[]string{"kafka 127.0.0.1:1: ", "connection refused"}},
+			[]string{`kafka 127.0.0.1:1: looking up topic "packets": `, "connection refused"}},
 		{"pcap replay without a file", NewPcapCommand, []string{"--interface", "lo"}, []string{"accepts 1 arg(s), received 0"}},
 		{"pcap replay missing file", NewPcapCommand, []string{filepath.Join(dir, "nope.pcap"), "--to-topic", "packets"},
 			[]string{"no such file or directory"}},

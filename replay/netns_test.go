@@ -82,32 +82,14 @@ func newVethPair(t *testing.T, mtu int) *vethPair {
 // into the namespace; that thread is then thrown away rather than reused.
 func (v *vethPair) openSender(t *testing.T) *Interface {
 	t.Helper()
-	type result struct {
-		i   *Interface
-		err error
+	var i *Interface
+	var err error
+	v.inNetns(t, func() { i, err = OpenInterface(v.send) })
+	if err != nil {
+		t.Fatal(err)
 	}
-	ch := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
-		f, err := os.Open(filepath.Join("/run/netns", v.ns))
-		if err != nil {
-			ch <- result{err: err}
-			return
-		}
-		defer f.Close()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			ch <- result{err: fmt.Errorf("setns %s: %w", v.ns, err)}
-			return
-		}
-		i, err := OpenInterface(v.send)
-		ch <- result{i, err}
-	}()
-	r := <-ch
-	if r.err != nil {
-		t.Fatal(r.err)
-	}
-	t.Cleanup(func() { r.i.Close() })
-	return r.i
+	t.Cleanup(func() { i.Close() })
+	return i
 }
 
 // tcpdump captures what arrives at the receiving end, as the test's oracle.
@@ -252,4 +234,29 @@ func replayOnto(t *testing.T, v *vethPair, file string, pace Pace, loops int, li
 	}
 	t.Logf("%s: %s\n%s", filepath.Base(file), pace, sum)
 	return sum
+}
+
+// inNetns runs f on a thread moved into the namespace (sockets and interface
+// lookups it makes belong there); the thread is discarded afterwards.
+func (v *vethPair) inNetns(t *testing.T, f func()) {
+	t.Helper()
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
+		fd, err := os.Open(filepath.Join("/run/netns", v.ns))
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer fd.Close()
+		if err := unix.Setns(int(fd.Fd()), unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("setns %s: %w", v.ns, err)
+			return
+		}
+		f()
+		errc <- nil
+	}()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
 }

@@ -76,7 +76,7 @@ func checkTopic(ctx context.Context, cl *kgo.Client, brokers []string, topic str
 		return fmt.Errorf("kafka %s: no answer within %s: %w", where, timeout, err)
 	}
 	if err != nil {
-		return fmt.Errorf("kafka %s: cannot reach the brokers: %w", where, err)
+		return fmt.Errorf("kafka %s: looking up topic %q: %w", where, topic, err)
 	}
 	d, ok := topics[topic]
 	switch {

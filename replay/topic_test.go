@@ -6,6 +6,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -199,4 +201,39 @@ func execute(cmd *cobra.Command, args ...string) (string, error) {
 	defer cancel()
 	err := cmd.ExecuteContext(ctx)
 	return out.String(), err
+}
+
+// The producer reaches the broker's TLS + SCRAM listener with credentials
+// read from the mounted secret directory, and a wrong password is a clear error.
+func TestReplayIntoTopicOverTLSAndSCRAM(t *testing.T) {
+	plain := kafkatest.Plain(t)
+	secure := kafkatest.Secure(t)
+	path := sharedPcap(t, "ndpi/teamviewer.pcap")
+	topic := kafkatest.NewTopic(t, plain, 2)
+	args := []string{"--file", path, "--topic", topic, "--top-speed", "--metrics-addr", "",
+		"--kafka-brokers", strings.Join(secure.Brokers, ","), "--kafka-tls"}
+	replayCommand(t, NewCommand(), append(args, "--kafka-secret-dir", secure.SecretDir)...)
+	checkTopicHolds(t, plain, topic, 2, readFile(t, path), 1)
+
+	wrong := t.TempDir()
+	for _, f := range []string{kafkaconn.FileCA, kafkaconn.FileMechanism, kafkaconn.FileUsername} {
+		b, err := os.ReadFile(filepath.Join(secure.SecretDir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(wrong, f), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(wrong, kafkaconn.FilePassword), []byte("not-the-password"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := execute(NewCommand(), append(args, "--kafka-secret-dir", wrong)...)
+	t.Logf("wrong password: %v", err)
+	if err == nil || !strings.Contains(err.Error(), "SASL_AUTHENTICATION_FAILED") {
+		t.Fatalf("error %v, want an authentication failure\n%s", err, out)
+	}
+	if strings.Contains(err.Error()+out, "not-the-password") {
+		t.Fatal("the password leaked into the message")
+	}
 }

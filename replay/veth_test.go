@@ -239,3 +239,36 @@ func lateness(got []capturedPacket, due func(i int) time.Duration) lagStats {
 	sort.Slice(d, func(a, b int) bool { return d[a] < d[b] })
 	return lagStats{d[0], d[len(d)/2], d[len(d)*90/100], d[len(d)*95/100], d[len(d)*99/100], d[len(d)-1]}
 }
+
+// The command, as a ReplayJob runs it, onto an interface at a fixed bit rate.
+func TestReplayCommandOntoVethAtMbps(t *testing.T) {
+	const mbps = 8.0
+	path := sharedPcap(t, "ndpi/teamviewer.pcap") // 352 packets, 172,990 bytes: 0.17 s per loop at 8 Mbit/s
+	want, err := readCapture(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := newVethPair(t, 1500)
+	d := v.startTcpdump(t)
+	var out string
+	v.inNetns(t, func() {
+		out, err = execute(NewCommand(), "--file", path, "--interface", v.send, "--mbps", "8", "--loop", "3", "--metrics-addr", "")
+	})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	t.Log(out)
+	got := d.waitFor(t, 3*len(want))
+	sameFrames(t, got, want, 3)
+	// Packet i is due when the bytes before it have had their time at the
+	// rate, so the first-to-last span carries all frames but the last.
+	var bits float64
+	for _, p := range got[:len(got)-1] {
+		bits += float64(len(p.data)) * 8
+	}
+	rate := bits / got[len(got)-1].ts.Sub(got[0].ts).Seconds() / 1e6
+	t.Logf("achieved %.3f Mbit/s", rate)
+	if math.Abs(rate-mbps)/mbps > 0.05 {
+		t.Fatalf("achieved %.3f Mbit/s, want %.1f within 5%%", rate, mbps)
+	}
+}
