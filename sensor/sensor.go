@@ -136,6 +136,11 @@ func (s *Sensor) Run(ctx context.Context) error {
 	}
 	cancel()
 	cl.Close() // fails what is still buffered, through the promises
+	// Those promises run on the client's own goroutine: wait for them so the
+	// final counters account for every packet.
+	for deadline := time.Now().Add(5 * time.Second); s.Counters().Buffered() > 0 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
 	final, _ := json.Marshal(s.Counters())
 	s.log.Info("stopped", "counters", string(final))
 	return nil
