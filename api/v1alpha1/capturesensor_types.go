@@ -72,7 +72,7 @@ type CaptureSensorSpec struct {
 }
 
 // RingSpec sizes a TPACKET_V3 ring and spreads capture across cores.
-// +kubebuilder:validation:XValidation:rule="self.blockSizeKiB % 4 == 0",message="ring.blockSizeKiB must be a multiple of 4 (the page size)"
+// +kubebuilder:validation:XValidation:rule="!has(self.blockSizeKiB) || self.blockSizeKiB % 4 == 0",message="ring.blockSizeKiB must be a multiple of 4 (the page size)"
 type RingSpec struct {
 	// BlockSizeKiB is the size of one ring block in KiB.
 	// +optional

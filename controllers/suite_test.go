@@ -1,0 +1,142 @@
+package controllers_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"capfleet.dev/capfleet/controllers"
+	"capfleet.dev/capfleet/controllers/children"
+	"capfleet.dev/capfleet/internal/testenv"
+	"capfleet.dev/capfleet/manager"
+)
+
+// The suite runs the real manager against a real kube-apiserver and etcd (envtest). They start once, on the
+// first test that needs them, and stop when the package's tests end.
+var (
+	envOnce  sync.Once
+	env      *envtest.Environment
+	cfg      *rest.Config
+	k8s      client.Client
+	envErr   error
+	stopMgr  context.CancelFunc
+	testOpts = children.Options{
+		Image: "capfleet:test", ImagePullPolicy: corev1.PullNever,
+		Kafka:     children.KafkaDefaults{Brokers: []string{"kafka.test:9092"}},
+		Cassandra: children.CassandraDefaults{Hosts: []string{"cassandra.test"}, Port: 9042},
+	}
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if stopMgr != nil {
+		stopMgr()
+	}
+	if env != nil {
+		if err := env.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "stopping envtest:", err)
+		}
+	}
+	os.Exit(code)
+}
+
+// cluster starts the control plane and the manager once and returns a client to it.
+func cluster(t *testing.T) client.Client {
+	t.Helper()
+	assets := testenv.KubebuilderAssets(t)
+	root := testenv.Root(t)
+	envOnce.Do(func() {
+		ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.UseDevMode(true)))
+		env = &envtest.Environment{
+			CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases")},
+			ErrorIfCRDPathMissing: true,
+			BinaryAssetsDirectory: assets,
+		}
+		if cfg, envErr = env.Start(); envErr != nil {
+			return
+		}
+		scheme := manager.Scheme()
+		if k8s, envErr = client.New(cfg, client.Options{Scheme: scheme}); envErr != nil {
+			return
+		}
+		var mgr ctrl.Manager
+		mgr, envErr = ctrl.NewManager(cfg, ctrl.Options{
+			Scheme: scheme, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
+		})
+		if envErr != nil {
+			return
+		}
+		if envErr = controllers.Setup(mgr, testOpts); envErr != nil {
+			return
+		}
+		var ctx context.Context
+		ctx, stopMgr = context.WithCancel(context.Background())
+		go func() {
+			if err := mgr.Start(ctx); err != nil {
+				fmt.Fprintln(os.Stderr, "manager stopped:", err)
+			}
+		}()
+	})
+	if envErr != nil {
+		t.Fatalf("starting envtest with assets in %s: %v", assets, envErr)
+	}
+	return k8s
+}
+
+// namespace makes a fresh namespace for one test, so tests never see each other's objects.
+func namespace(t *testing.T, c client.Client) string {
+	t.Helper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "capfleet-test-"}}
+	if err := c.Create(context.Background(), ns); err != nil {
+		t.Fatal(err)
+	}
+	return ns.Name
+}
+
+// eventually retries check until it returns nil, failing the test with its last error after 30 s.
+func eventually(t *testing.T, what string, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %v", what, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// kstatusOf computes what kstatus (and so Flux and Argo CD) says of an object.
+func kstatusOf(t *testing.T, obj client.Object) status.Status {
+	t.Helper()
+	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := status.Compute(&unstructured.Unstructured{Object: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.Status
+}
+
+func key(obj client.Object) client.ObjectKey { return client.ObjectKeyFromObject(obj) }
