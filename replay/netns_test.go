@@ -31,7 +31,7 @@ type vethPair struct {
 
 // needRoot ends a test that must create namespaces: a failure in CI, where the
 // runner is root, a skip on a developer's unprivileged machine.
-func needRoot(t *testing.T) {
+func needRoot(t testing.TB) {
 	t.Helper()
 	var missing []string
 	if os.Geteuid() != 0 {
@@ -52,7 +52,7 @@ func needRoot(t *testing.T) {
 	t.Skip(msg)
 }
 
-func run(t *testing.T, name string, args ...string) {
+func run(t testing.TB, name string, args ...string) {
 	t.Helper()
 	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
 		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
@@ -61,7 +61,7 @@ func run(t *testing.T, name string, args ...string) {
 
 // newVethPair makes the namespace with IPv6 off (no router solicitations or
 // MLD reports of its own on the wire) and both veth ends up with the given MTU.
-func newVethPair(t *testing.T, mtu int) *vethPair {
+func newVethPair(t testing.TB, mtu int) *vethPair {
 	t.Helper()
 	needRoot(t)
 	suffix := make([]byte, 3)
@@ -80,7 +80,7 @@ func newVethPair(t *testing.T, mtu int) *vethPair {
 // openSender opens the replay target on the sending end. A packet socket
 // belongs to the namespace it was created in, so it is made on a thread moved
 // into the namespace; that thread is then thrown away rather than reused.
-func (v *vethPair) openSender(t *testing.T) *Interface {
+func (v *vethPair) openSender(t testing.TB) *Interface {
 	t.Helper()
 	var i *Interface
 	var err error
@@ -238,7 +238,7 @@ func replayOnto(t *testing.T, v *vethPair, file string, pace Pace, loops int, li
 
 // inNetns runs f on a thread moved into the namespace (sockets and interface
 // lookups it makes belong there); the thread is discarded afterwards.
-func (v *vethPair) inNetns(t *testing.T, f func()) {
+func (v *vethPair) inNetns(t testing.TB, f func()) {
 	t.Helper()
 	errc := make(chan error, 1)
 	go func() {

@@ -15,7 +15,7 @@ import (
 )
 
 // sharedPcap is a capture from shared/pcaps next to the checkout (see its MANIFEST.tsv).
-func sharedPcap(t *testing.T, rel string) string {
+func sharedPcap(t testing.TB, rel string) string {
 	t.Helper()
 	dir, err := os.Getwd()
 	if err != nil {
