@@ -29,7 +29,8 @@ SCRAM_USER=capfleet
 KDIR=$RUN/kafka
 LIBS=$CACHE/kafka/$KAFKA_VERSION/libs
 JAVA=${JAVA:-java}
-READY_TIMEOUT=${KAFKA_READY_TIMEOUT:-120s}
+# Seconds; generous because CI may start Cassandra at the same time on 2 cores.
+READY_TIMEOUT=${KAFKA_READY_TIMEOUT:-300}
 
 usage() { echo "usage: $0 start|stop|status" >&2; exit 2; }
 
@@ -166,7 +167,8 @@ jvm_opts() {
 }
 
 # format_storage writes the KRaft metadata with a new cluster id and the SCRAM
-# credentials, so SASL works from the first request (KIP-900).
+# credentials, so SASL works from the first request (KIP-900). The tool takes
+# the password only as an argument; it is a throwaway one for this local broker.
 format_storage() {
   local password=$1 id
   # A Kafka cluster id is 16 random bytes in unpadded base64url.
@@ -179,15 +181,15 @@ format_storage() {
     >"$KDIR/format.log" 2>&1 || { cat "$KDIR/format.log" >&2; die "kafka-storage format failed"; }
 }
 
-# probe_bin builds the readiness probe (a metadata request on both listeners
-# through kafkaconn, the code every capfleet component uses).
+# probe_bin builds the readiness probe: a metadata request on every client
+# listener through kafkaconn, the code every capfleet component connects with.
 probe_bin() {
   (cd "$ROOT" && go build -o "$KDIR/kafkaready" ./internal/kafkatest/kafkaready) ||
     die "could not build internal/kafkatest/kafkaready"
   echo "$KDIR/kafkaready"
 }
 
-ready() { [ -x "$KDIR/kafkaready" ] && "$KDIR/kafkaready" -env "$KDIR/env" -timeout "${1:-5s}" 2>/dev/null; }
+ready() { [ -x "$KDIR/kafkaready" ] && "$KDIR/kafkaready" -env "$KDIR/env" -timeout 5s 2>/dev/null; }
 
 # ours: the PID file names a live broker that this script started. PIDs are
 # reused (after a reboot, say), and a stale file must never get another process
@@ -222,11 +224,11 @@ cmd_start() {
   # A broker that never got ready is ended here, so the next start is not
   # refused by a half-started JVM holding the ports.
   trap 'stop_pid kafka' EXIT
-  local probe deadline=$((SECONDS + ${READY_TIMEOUT%s}))
+  local probe deadline=$((SECONDS + READY_TIMEOUT))
   probe=$(probe_bin)
   until "$probe" -env "$KDIR/env" -timeout 5s 2>"$KDIR/ready.err"; do
     running kafka || { tail -30 "$RUN/kafka.log" >&2; die "Kafka exited during startup; log in $RUN/kafka.log"; }
-    [ $SECONDS -lt $deadline ] || { cat "$KDIR/ready.err" >&2; die "Kafka not ready after $READY_TIMEOUT; log in $RUN/kafka.log"; }
+    [ $SECONDS -lt $deadline ] || { cat "$KDIR/ready.err" >&2; die "Kafka not ready after ${READY_TIMEOUT}s; log in $RUN/kafka.log"; }
   done
   trap - EXIT
   log "ready in $((SECONDS - t0))s: PLAINTEXT $HOST:$PLAIN_PORT, SASL_SSL $HOST:$SECURE_PORT, SSL (mutual) $HOST:$MTLS_PORT; clients read $KDIR/env"
@@ -255,7 +257,6 @@ lock() { flock -w 300 9 || die "another hack/kafka.sh has held $RUN/kafka.lock f
 case ${1:-} in
   start) lock; cmd_start ;;
   stop) lock; cmd_stop ;;
-  stop) cmd_stop ;;
   status) cmd_status ;;
   *) usage ;;
 esac
