@@ -95,7 +95,7 @@ func FuzzReader(f *testing.F) {
 				break
 			}
 			packets++
-			if p.CaptureLength != len(p.Data) || p.CaptureLength > MaxRecord || p.Length < 0 {
+			if p.CaptureLength != len(p.Data) || cap(p.Data) != len(p.Data) || p.CaptureLength > MaxRecord || p.Length < 0 {
 				t.Fatalf("packet %d: caplen %d, %d data bytes, len %d", packets, p.CaptureLength, len(p.Data), p.Length)
 			}
 			// Every packet record or block takes at least 12 bytes of (decompressed) input.

@@ -87,8 +87,10 @@ func (r *Reader) readBlock(eofOK bool) (typ uint32, body []byte, start int64, er
 	if err != nil {
 		return 0, nil, start, err
 	}
-	typ = binary.BigEndian.Uint32(h) // the SHB type reads the same in both byte orders
-	if typ == pcapngBlockSHB {
+	// Decode before looking further: h may point into the read buffer, which Peek can move.
+	typBE, typLE := binary.BigEndian.Uint32(h), binary.LittleEndian.Uint32(h)
+	totalBE, totalLE := binary.BigEndian.Uint32(h[4:]), binary.LittleEndian.Uint32(h[4:])
+	if typBE == pcapngBlockSHB { // the same in both byte orders
 		bom, _ := r.in.Peek(4)
 		if len(bom) < 4 {
 			return 0, nil, start, &FormatError{Offset: start, Reason: "truncated section header block", Err: ErrTruncated}
@@ -105,8 +107,10 @@ func (r *Reader) readBlock(eofOK bool) (typ uint32, body []byte, start int64, er
 	if s.order == nil {
 		return 0, nil, start, &FormatError{Offset: start, Reason: "pcapng block before any section header block"}
 	}
-	typ = s.order.Uint32(h)
-	total := s.order.Uint32(h[4:])
+	typ, total := typLE, totalLE
+	if s.order == binary.ByteOrder(binary.BigEndian) {
+		typ, total = typBE, totalBE
+	}
 	if total < blockHeaderLen+blockTrailerLen || total%4 != 0 {
 		return 0, nil, start, &FormatError{Offset: start, Reason: fmt.Sprintf("pcapng block of type %d has invalid length %d", typ, total)}
 	}
@@ -280,7 +284,7 @@ func (r *Reader) packet(id uint32, ts uint64, caplen, length uint32, data []byte
 		LinkType:       packetLinkType(ifc.linkType),
 		LinkTypeRaw:    ifc.linkType,
 		InterfaceIndex: int(id),
-		Data:           data[:caplen],
+		Data:           data[:caplen:caplen],
 	}, nil
 }
 

@@ -199,11 +199,22 @@ func (r *Reader) noteLinkType(lt uint32) {
 
 // fill reads exactly n bytes into the reused buffer. It returns io.EOF only when no byte at all was
 // available and eofOK is set; any other shortfall is a truncation error at start.
+//
+// The returned slice is only valid until the next read: when the read buffer already holds all n bytes,
+// it points into that buffer instead of being copied out.
 func (r *Reader) fill(n int, start int64, what string, eofOK bool) ([]byte, error) {
+	if n <= readBufferSize {
+		if b, _ := r.in.Peek(n); len(b) == n {
+			_, _ = r.in.Discard(n) // cannot fail: Peek has the bytes
+			r.off += int64(n)
+			// Capped so that an append by the caller copies instead of writing over unread input.
+			return b[:n:n], nil
+		}
+	}
 	if n > cap(r.buf) {
 		r.grow(n)
 	}
-	b := r.buf[:n]
+	b := r.buf[:n:n]
 	got, err := io.ReadFull(r.in, b)
 	r.off += int64(got)
 	if err == nil {
