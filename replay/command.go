@@ -71,7 +71,11 @@ func NewPcapCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "replay FILE --to-topic TOPIC | --interface IF",
 		Short: "Replay a capture file onto an interface or into a packets topic, like tcpreplay",
-		Args:  cobra.ExactArgs(1),
+		Long: `Replay a pcap or pcapng file (plain or gzip) with the same engine as the ReplayJob's
+"capfleet replay": a progress bar while it runs when the output is a terminal, tcpreplay's summary at the end.`,
+		Example: `  capfleet pcap replay trace.pcap --to-topic packets --pps 2000 --loop 3
+  capfleet pcap replay trace.pcapng.gz --interface veth0 --multiplier 2`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.pace.changed(cmd.Flags())
 			o.file = args[0]

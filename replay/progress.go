@@ -29,7 +29,7 @@ func progressBar(w io.Writer) func(*Replayer) func() {
 			progressbar.OptionShowCount(),
 			progressbar.OptionSetPredictTime(true),
 			progressbar.OptionThrottle(100*time.Millisecond),
-			progressbar.OptionFullWidth(),
+			progressbar.OptionSetWidth(40),
 		)
 		quit := make(chan struct{})
 		finished := make(chan struct{})
