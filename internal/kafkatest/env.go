@@ -38,18 +38,22 @@ type Env struct {
 
 // Plain is the config for the PLAINTEXT listener.
 func (e Env) Plain() kafkaconn.Config {
-	return kafkaconn.Config{Brokers: e.Brokers, ClientID: "capfleet-test"}
+	return kafkaconn.Config{Brokers: clone(e.Brokers), ClientID: "capfleet-test"}
 }
 
 // Secure is the config for the SASL_SSL listener with the script's SCRAM user.
 func (e Env) Secure() kafkaconn.Config {
-	return kafkaconn.Config{Brokers: e.SecureBrokers, TLS: true, SecretDir: e.SecretDir, ClientID: "capfleet-test"}
+	return kafkaconn.Config{Brokers: clone(e.SecureBrokers), TLS: true, SecretDir: e.SecretDir, ClientID: "capfleet-test"}
 }
 
 // MTLS is the config for the SSL listener that authenticates clients by certificate.
 func (e Env) MTLS() kafkaconn.Config {
-	return kafkaconn.Config{Brokers: e.MTLSBrokers, TLS: true, SecretDir: e.MTLSSecretDir, ClientID: "capfleet-test"}
+	return kafkaconn.Config{Brokers: clone(e.MTLSBrokers), TLS: true, SecretDir: e.MTLSSecretDir, ClientID: "capfleet-test"}
 }
+
+// clone keeps a test that edits its config's broker list from changing the
+// list every later test of the binary gets.
+func clone(s []string) []string { return append([]string(nil), s...) }
 
 // EnvPath is where hack/kafka.sh writes its env file: $CAPFLEET_RUN/kafka/env,
 // by default .run/kafka/env in the repository that holds the working directory.

@@ -35,6 +35,11 @@ func TestReadEnv(t *testing.T) {
 	if m := e.MTLS(); !m.TLS || m.SecretDir != "/x/client-mtls" || m.Brokers[0] != "127.0.0.1:9095" {
 		t.Errorf("MTLS() = %+v", m)
 	}
+	sec := e.Secure()
+	sec.Brokers[0] = "changed:1"
+	if e.Secure().Brokers[0] != "127.0.0.1:9093" {
+		t.Errorf("editing one config's brokers changed the next one's")
+	}
 	if p := e.Plain(); p.TLS || p.SecretDir != "" || len(p.Brokers) != 2 {
 		t.Errorf("Plain() = %+v", p)
 	}
