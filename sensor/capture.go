@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/gopacket/afpacket"
@@ -25,6 +27,26 @@ type ring struct {
 
 	statsMu         sync.Mutex
 	lastKernelDrops uint64
+	pollErrors      atomic.Uint64
+}
+
+// takeSocketError reads and so clears the socket's pending error (ENETDOWN
+// after the interface went down). Left pending, it would make every later
+// poll report POLLERR even once the interface is back up. afpacket keeps the
+// descriptor unexported; reflection reads it without touching the socket.
+func (r *ring) takeSocketError() error {
+	f := reflect.ValueOf(r.tp).Elem().FieldByName("fd")
+	if !f.IsValid() || f.Kind() != reflect.Int {
+		return afpacket.ErrPoll
+	}
+	errno, err := unix.GetsockoptInt(int(f.Int()), unix.SOL_SOCKET, unix.SO_ERROR)
+	if err != nil {
+		return fmt.Errorf("%w (SO_ERROR: %v)", afpacket.ErrPoll, err)
+	}
+	if errno == 0 {
+		return afpacket.ErrPoll
+	}
+	return fmt.Errorf("%w: %w", afpacket.ErrPoll, unix.Errno(errno))
 }
 
 // ringOptions says how rings are sized and grouped.
@@ -83,6 +105,10 @@ func (r *ring) capture(ctx context.Context, cl *kgo.Client, node string, snaplen
 			}
 			// An interface that goes down or away makes polls fail; keep
 			// trying, it may come back, and say so at most every 10s.
+			if errors.Is(err, afpacket.ErrPoll) {
+				err = r.takeSocketError()
+			}
+			r.pollErrors.Add(1)
 			if time.Since(lastErrLog) > 10*time.Second {
 				log.Warn("reading the capture ring failed, retrying", "interface", r.link.Name, "error", err)
 				lastErrLog = time.Now()

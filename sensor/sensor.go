@@ -22,6 +22,7 @@ type Sensor struct {
 	links   []link
 	filters map[layers.LinkType]*filter
 	ifaces  []*ifaceCounters
+	rings   []*ring
 	ready   atomic.Bool
 	addrs   []string // where the HTTP endpoints listen (tests ask for port 0)
 }
@@ -111,6 +112,7 @@ func (s *Sensor) Run(ctx context.Context) error {
 			r.tp.Close()
 		}
 	}()
+	s.rings = rings
 	s.pollStats(rings) // baselines for rx_dropped
 	s.ready.Store(true)
 	s.log.Info("capturing", "interfaces", s.cfg.Interfaces, "rings", len(rings), "filter", s.cfg.Filter,
