@@ -33,6 +33,9 @@ const (
 // of a CI log knows at once which script to run.
 const NotRunning = "Cassandra is not running: start it with hack/cassandra.sh start"
 
+// NoTLSPort starts the message when the node runs without its TLS port.
+const NoTLSPort = "Cassandra runs without its TLS port: restart it with hack/cassandra.sh stop; hack/cassandra.sh start (CASSANDRA_TLS_PORT unset or not 0)"
+
 // Env is what hack/cassandra.sh says about the node it runs.
 type Env struct {
 	Hosts        []string
@@ -155,10 +158,15 @@ func port(vals map[string]string, key string, required bool) (int, error) {
 // (CI=true), where the node must have been started, a skip elsewhere.
 func Unavailable(t testing.TB, reason error) {
 	t.Helper()
+	unavailable(t, NotRunning, reason)
+}
+
+func unavailable(t testing.TB, headline string, reason error) {
+	t.Helper()
 	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s (%v)", NotRunning, reason)
+		t.Fatalf("%s (%v)", headline, reason)
 	}
-	t.Skipf("%s (%v)", NotRunning, reason)
+	t.Skipf("%s (%v)", headline, reason)
 }
 
 // Load returns the script's env after checking that the node accepts TCP
@@ -195,7 +203,7 @@ func TLSConfig(t testing.TB) cassconn.Config {
 	t.Helper()
 	e := Load(t)
 	if e.TLSPort == 0 {
-		Unavailable(t, errors.New("the node has no TLS port ("+KeyTLSPort+" missing from its env file)"))
+		unavailable(t, NoTLSPort, errors.New(KeyTLSPort+" is missing from its env file"))
 	}
 	return e.TLS()
 }

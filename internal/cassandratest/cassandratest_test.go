@@ -2,9 +2,12 @@ package cassandratest
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime"
+
+	"capfleet.dev/capfleet/internal/cassconn"
 	"strings"
 	"testing"
 )
@@ -95,5 +98,32 @@ func TestLoadFindsNoNodeInEmptyRunDir(t *testing.T) {
 	r := stopped(func(r *recorder) { Load(r) })
 	if !strings.Contains(r.skip, NotRunning) {
 		t.Fatalf("skip %q", r.skip)
+	}
+}
+
+func TestTLSConfigNamesTheMissingPort(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	run := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(run, "cassandra"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	env := fmt.Sprintf("CASSANDRA_HOSTS=127.0.0.1\nCASSANDRA_PORT=%d\n", ln.Addr().(*net.TCPAddr).Port)
+	if err := os.WriteFile(filepath.Join(run, "cassandra", "env"), []byte(env), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("CAPFLEET_RUN", run)
+	t.Setenv("CI", "true")
+	var cfg cassconn.Config
+	r := stopped(func(r *recorder) { cfg = Config(r) })
+	if r.fatal != "" || r.skip != "" || cfg.Port != ln.Addr().(*net.TCPAddr).Port {
+		t.Fatalf("plain config: %+v fatal %q skip %q", cfg, r.fatal, r.skip)
+	}
+	r = stopped(func(r *recorder) { TLSConfig(r) })
+	if !strings.Contains(r.fatal, NoTLSPort) || !strings.Contains(r.fatal, KeyTLSPort) {
+		t.Fatalf("fatal %q", r.fatal)
 	}
 }
