@@ -65,9 +65,8 @@ func openRing(l link, f *filter, o ringOptions, c *ifaceCounters) (*ring, error)
 		afpacket.OptNumBlocks(o.blocks),
 		// Bounded polls let a stopping sensor notice its context.
 		afpacket.OptPollTimeout(200*time.Millisecond),
-		// The kernel strips 802.1Q tags into metadata; put them back so the
-		// record holds the frame as it was on the wire.
-		afpacket.OptAddVLANHeader(true),
+		// VLAN tags are put back by the capture loop (see vlan.go).
+		afpacket.OptAddVLANHeader(false),
 	)
 	if err != nil {
 		if errors.Is(err, unix.EPERM) {
@@ -95,6 +94,8 @@ func openRing(l link, f *filter, o ringOptions, c *ifaceCounters) (*ring, error)
 func (r *ring) capture(ctx context.Context, cl *kgo.Client, node string, snaplen, sampleRate int, log *slog.Logger) {
 	c := r.counters
 	promise := c.produced
+	macoff := macOffset(r.link.LinkType)
+	var tagged []byte // reused: Encode copies the frame
 	var seq uint64
 	var lastErrLog time.Time
 	for ctx.Err() == nil {
@@ -119,15 +120,24 @@ func (r *ring) capture(ctx context.Context, cl *kgo.Client, node string, snaplen
 			}
 			continue
 		}
+		// Read the tag while data is still the untouched ring slice.
+		tpid, tci, hasTag := vlanTag(data, macoff)
 		if !ci.Timestamp.After(r.attached) {
+			// The kernel filters frames without their outer tag: so must we.
 			n := r.filter.keep(data)
 			if n == 0 {
 				continue
 			}
 			data = data[:n]
 		}
+		origLen := ci.Length
+		if hasTag {
+			tagged = withVLANTag(tagged, data, tpid, tci)
+			data = tagged
+			origLen += 4
+		}
 		c.captured.Add(1)
-		c.capturedBytes.Add(uint64(ci.Length))
+		c.capturedBytes.Add(uint64(origLen))
 		seq++
 		if sampleRate > 1 && seq%uint64(sampleRate) != 1 {
 			c.sampledOut.Add(1)
@@ -141,7 +151,7 @@ func (r *ring) capture(ctx context.Context, cl *kgo.Client, node string, snaplen
 			Node:      node,
 			Interface: r.link.Name,
 			LinkType:  r.link.LinkType,
-			OrigLen:   ci.Length,
+			OrigLen:   origLen,
 		}, data)
 		// Background, not ctx: records buffered when the sensor stops must
 		// still be flushed, not failed by the cancelled context.

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"capfleet.dev/capfleet/internal/kafkatest"
+	"capfleet.dev/capfleet/packetrecord"
 )
 
 // Over the SASL_SSL listener (TLS with the script's CA, SCRAM credentials
@@ -47,27 +48,37 @@ func TestCaptureOverTLSWithSampling(t *testing.T) {
 	checkRecords(t, recs, n.Rx)
 }
 
-// 802.1Q tags, which the kernel moves out of the frame before AF_PACKET sees
-// it, are put back: the topic holds the tagged frames as sent.
+// Outer VLAN tags, which the kernel moves out of the frame before AF_PACKET
+// sees it, are put back with their own TPID: the topic holds the frames as
+// sent, for 802.1Q, 802.1ad QinQ (0x88a8 outer) and three stacked tags.
 func TestCaptureKeepsVLANTags(t *testing.T) {
 	n := newVethNS(t)
 	kafka := kafkatest.Plain(t)
-	topic := kafkatest.NewTopic(t, kafka, e2ePartitions)
-	file := sharedPcap(t, "zeek/http-vlan-0.pcap")
-	want, _ := readPcap(t, file)
+	for _, name := range []string{"zeek/http-vlan-0.pcap", "tcpdump/802.1ad_QinQ.pcap", "zeek/vlan-qinqinq.pcap"} {
+		t.Run(name, func(t *testing.T) {
+			topic := kafkatest.NewTopic(t, kafka, e2ePartitions)
+			file := sharedPcap(t, name)
+			want, _ := readPcap(t, file)
 
-	s := startSensor(t, e2eConfig(n, kafka, topic))
-	sent := n.replay(t, file, 1000)
-	waitFor(t, "every packet captured and published", func() bool {
-		c := s.Counters()
-		return c.PacketsCaptured >= uint64(sent) && c.Buffered() == 0
-	})
-	s.stop(t)
-	if c := s.Counters(); c.PacketsPublished != uint64(len(want)) {
-		t.Errorf("published %d of %d: %+v", c.PacketsPublished, len(want), c)
-	}
-	recs := consumeAll(t, kafka, topic)
-	if d := diffMultisets(multiset(want), multiset(frames(recs))); d != "" {
-		t.Fatalf("topic vs %s: %s", file, d)
+			s := startSensor(t, e2eConfig(n, kafka, topic))
+			sent := n.replay(t, file, 1000)
+			waitFor(t, "every packet captured and published", func() bool {
+				c := s.Counters()
+				return c.PacketsCaptured >= uint64(sent) && c.Buffered() == 0
+			})
+			s.stop(t)
+			if c := s.Counters(); c.PacketsPublished != uint64(len(want)) {
+				t.Errorf("published %d of %d: %+v", c.PacketsPublished, len(want), c)
+			}
+			recs := consumeAll(t, kafka, topic)
+			if d := diffMultisets(multiset(want), multiset(frames(recs))); d != "" {
+				t.Fatalf("topic vs %s: %s", file, d)
+			}
+			for _, r := range recs {
+				if m, f, _ := packetrecord.Decode(r); m.OrigLen != len(f) {
+					t.Fatalf("origlen %d for a %d-byte frame captured whole", m.OrigLen, len(f))
+				}
+			}
+		})
 	}
 }

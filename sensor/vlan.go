@@ -1,0 +1,74 @@
+package sensor
+
+import (
+	"encoding/binary"
+	"unsafe"
+
+	"github.com/google/gopacket/layers"
+	"golang.org/x/sys/unix"
+)
+
+// The kernel moves the outer VLAN tag of a received frame into the ring's
+// per-packet header (tp_vlan_tci, tp_vlan_tpid), so AF_PACKET hands over the
+// frame without it. libpcap puts the tag back; so do we. gopacket's
+// OptAddVLANHeader would too, but always as 802.1Q (0x8100), losing an
+// 802.1ad outer tag's TPID, and not at all for a tag whose TCI is 0.
+//
+// Layout of struct tpacket3_hdr (linux/if_packet.h, a stable UAPI).
+const (
+	tp3SnapLen  = 12
+	tp3Status   = 20
+	tp3Mac      = 24
+	tp3VlanTCI  = 32
+	tp3VlanTPID = 36
+	tp3Size     = 48
+	// TPACKET3_HDRLEN: the aligned header plus struct sockaddr_ll.
+	tp3HdrLen = tp3Size + unix.SizeofSockaddrLinklayer
+)
+
+// macOffset is where the kernel puts the frame after the packet's header
+// (tpacket_rcv, SOCK_RAW, no tp_reserve, no vnet header): the network header
+// lands TPACKET_ALIGNed after at least 16 bytes of link header room.
+func macOffset(lt layers.LinkType) int {
+	maclen := 0
+	if lt == layers.LinkTypeEthernet {
+		maclen = 14
+	}
+	netoff := (tp3HdrLen + max(maclen, 16) + unix.TPACKET_ALIGNMENT - 1) &^ (unix.TPACKET_ALIGNMENT - 1)
+	return netoff - maclen
+}
+
+// vlanTag returns the outer tag the kernel took off frame, which must be a
+// slice straight out of the ring. ok is false when there was none, or when
+// the header found at macoff before the frame does not vouch for itself
+// (its tp_mac and tp_snaplen must describe this very frame).
+func vlanTag(frame []byte, macoff int) (tpid uint16, tci uint16, ok bool) {
+	if len(frame) == 0 || macoff < tp3Size {
+		return 0, 0, false
+	}
+	hdr := unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(unsafe.SliceData(frame)), -macoff)), tp3Size)
+	if int(binary.NativeEndian.Uint16(hdr[tp3Mac:])) != macoff ||
+		int(binary.NativeEndian.Uint32(hdr[tp3SnapLen:])) != len(frame) {
+		return 0, 0, false
+	}
+	status := binary.NativeEndian.Uint32(hdr[tp3Status:])
+	if status&unix.TP_STATUS_VLAN_VALID == 0 {
+		return 0, 0, false
+	}
+	tpid = 0x8100
+	if status&unix.TP_STATUS_VLAN_TPID_VALID != 0 {
+		tpid = binary.NativeEndian.Uint16(hdr[tp3VlanTPID:])
+	}
+	return tpid, uint16(binary.NativeEndian.Uint32(hdr[tp3VlanTCI:])), true
+}
+
+// withVLANTag writes frame into buf with the tag back after the MAC addresses.
+func withVLANTag(buf, frame []byte, tpid, tci uint16) []byte {
+	if len(frame) < 12 {
+		return append(buf[:0], frame...)
+	}
+	buf = append(buf[:0], frame[:12]...)
+	buf = binary.BigEndian.AppendUint16(buf, tpid)
+	buf = binary.BigEndian.AppendUint16(buf, tci)
+	return append(buf, frame[12:]...)
+}
