@@ -91,11 +91,9 @@ func TestCaptureSensorLifecycle(t *testing.T) {
 	})
 
 	t.Run("a spec change reaches the DaemonSet", func(t *testing.T) {
-		get(t, c, cs)
-		cs.Spec.Filter = "tcp port 443"
-		if err := c.Update(ctx, cs); err != nil {
-			t.Fatal(err)
-		}
+		change(t, c, cs, func() {
+			cs.Spec.Filter = "tcp port 443"
+		})
 		eventually(t, "new filter in the pod template", func() error {
 			get(t, c, ds)
 			return hasArgs(ds.Spec.Template.Spec.Containers[0], "--filter=tcp port 443")
@@ -103,12 +101,10 @@ func TestCaptureSensorLifecycle(t *testing.T) {
 	})
 
 	t.Run("a DaemonSet edited by hand is restored", func(t *testing.T) {
-		get(t, c, ds)
-		ds.Spec.Template.Spec.Containers[0].Args = []string{"sensor", "--interfaces=lo"}
-		ds.Spec.Template.Spec.HostNetwork = false
-		if err := c.Update(ctx, ds, client.FieldOwner("kubectl-edit")); err != nil {
-			t.Fatal(err)
-		}
+		change(t, c, ds, func() {
+			ds.Spec.Template.Spec.Containers[0].Args = []string{"sensor", "--interfaces=lo"}
+			ds.Spec.Template.Spec.HostNetwork = false
+		}, client.FieldOwner("kubectl-edit"))
 		eventually(t, "edit undone", func() error {
 			get(t, c, ds)
 			if !ds.Spec.Template.Spec.HostNetwork {
@@ -138,12 +134,10 @@ func TestCaptureSensorLifecycle(t *testing.T) {
 	t.Run("an invalid filter stalls and leaves the DaemonSet alone", func(t *testing.T) {
 		get(t, c, ds)
 		rv := ds.ResourceVersion
-		get(t, c, cs)
-		cs.Spec.Filter = "tcp port 443 and ("
-		cs.Spec.SnapLength = 128
-		if err := c.Update(ctx, cs); err != nil {
-			t.Fatal(err)
-		}
+		change(t, c, cs, func() {
+			cs.Spec.Filter = "tcp port 443 and ("
+			cs.Spec.SnapLength = 128
+		})
 		eventually(t, "Stalled with the compiler's message", func() error {
 			get(t, c, cs)
 			st := condition(cs, v1alpha1.ConditionStalled)
@@ -180,11 +174,9 @@ func TestCaptureSensorLifecycle(t *testing.T) {
 	})
 
 	t.Run("fixing the filter recovers", func(t *testing.T) {
-		get(t, c, cs)
-		cs.Spec.Filter = "udp"
-		if err := c.Update(ctx, cs); err != nil {
-			t.Fatal(err)
-		}
+		change(t, c, cs, func() {
+			cs.Spec.Filter = "udp"
+		})
 		eventually(t, "no longer stalled, DaemonSet updated", func() error {
 			get(t, c, cs)
 			if st := condition(cs, v1alpha1.ConditionStalled); st == nil || st.Status != metav1.ConditionFalse {

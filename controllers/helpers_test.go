@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -121,4 +122,19 @@ func toUnstructured(t *testing.T, obj runtime.Object) map[string]any {
 		t.Fatal(err)
 	}
 	return m
+}
+
+// change reads obj, applies edit and writes it back, retrying when the operator wrote in between.
+func change(t *testing.T, c client.Client, obj client.Object, edit func(), opts ...client.UpdateOption) {
+	t.Helper()
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := c.Get(context.Background(), client.ObjectKeyFromObject(obj), obj); err != nil {
+			return err
+		}
+		edit()
+		return c.Update(context.Background(), obj, opts...)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }

@@ -3,16 +3,17 @@ package controllers_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -62,7 +63,12 @@ func cluster(t *testing.T) client.Client {
 	assets := testenv.KubebuilderAssets(t)
 	root := testenv.Root(t)
 	envOnce.Do(func() {
-		ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.UseDevMode(true)))
+		// The manager's log goes to stderr only with -v; a failing assertion says what went wrong.
+		logTo := io.Discard
+		if testing.Verbose() {
+			logTo = os.Stderr
+		}
+		ctrl.SetLogger(zap.New(zap.WriteTo(logTo), zap.UseDevMode(true)))
 		env = &envtest.Environment{
 			CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases")},
 			ErrorIfCRDPathMissing: true,

@@ -105,6 +105,7 @@ type ReplayPace struct {
 	// +optional
 	// +kubebuilder:validation:Minimum=0.0001
 	// +kubebuilder:validation:Maximum=100000
+	// +kubebuilder:validation:XValidation:rule="self > 0.0",message="multiplier must be greater than 0"
 	Multiplier *float64 `json:"multiplier,omitempty"`
 	// PacketsPerSecond replays at a fixed packet rate.
 	// +optional
@@ -115,6 +116,7 @@ type ReplayPace struct {
 	// +optional
 	// +kubebuilder:validation:Minimum=0.001
 	// +kubebuilder:validation:Maximum=1000000
+	// +kubebuilder:validation:XValidation:rule="self > 0.0",message="mbps must be greater than 0"
 	Mbps *float64 `json:"mbps,omitempty"`
 	// TopSpeed replays as fast as the target accepts.
 	// +optional
