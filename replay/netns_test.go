@@ -94,6 +94,7 @@ func (v *vethPair) openSender(t testing.TB) *Interface {
 
 // tcpdump captures what arrives at the receiving end, as the test's oracle.
 type tcpdump struct {
+	ns   string
 	cmd  *exec.Cmd
 	path string
 	errb *bytes.Buffer
@@ -101,11 +102,14 @@ type tcpdump struct {
 
 func (v *vethPair) startTcpdump(t *testing.T) *tcpdump {
 	t.Helper()
-	d := &tcpdump{path: filepath.Join(t.TempDir(), "out.pcap"), errb: &bytes.Buffer{}}
+	d := &tcpdump{ns: v.ns, path: filepath.Join(t.TempDir(), "out.pcap"), errb: &bytes.Buffer{}}
 	// -Q in: only what the veth receives; -U: each packet written as it comes,
-	// so the test can tell when all have arrived; -B: a big kernel buffer so
-	// the capture itself drops nothing.
-	d.cmd = exec.Command("ip", "netns", "exec", v.ns, "tcpdump", "-i", v.recv, "-Q", "in", "-n", "-s", "0",
+	// so the test can tell when all have arrived; -B with -s: a ring of 16,000
+	// slots, so a busy node that stalls tcpdump for a moment costs no packet
+	// (with -s 0 each slot is 256 KiB and the ring held only 128 packets). The
+	// MTU keeps frames under the snap length; a longer one would show as a
+	// mismatch, not pass unseen.
+	d.cmd = exec.Command("ip", "netns", "exec", v.ns, "tcpdump", "-i", v.recv, "-Q", "in", "-n", "-s", "2048",
 		"-B", "32768", "--immediate-mode", "-U", "-w", d.path)
 	stderr, err := d.cmd.StderrPipe()
 	if err != nil {
@@ -174,6 +178,11 @@ func (d *tcpdump) waitFor(t *testing.T, want int) []capturedPacket {
 	pkts, err := readCapture(d.path)
 	if err != nil {
 		t.Fatalf("reading tcpdump's capture: %v\ntcpdump said:\n%s", err, d.errb)
+	}
+	if len(pkts) != want {
+		// Say where packets went missing: tcpdump's own drop count, the veth's counters.
+		link, _ := exec.Command("ip", "netns", "exec", d.ns, "ip", "-s", "-s", "link", "show").CombinedOutput()
+		t.Logf("capture holds %d packets, %d expected; tcpdump said:\n%s\nlinks:\n%s", len(pkts), want, d.errb, link)
 	}
 	return pkts
 }

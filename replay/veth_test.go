@@ -272,3 +272,22 @@ func TestReplayCommandOntoVethAtMbps(t *testing.T) {
 		t.Fatalf("achieved %.3f Mbit/s, want %.1f within 5%%", rate, mbps)
 	}
 }
+
+// A capture of another link type cannot go onto an Ethernet interface as it
+// was captured: the pre-scan says so and nothing is sent.
+func TestReplayRefusesOtherLinkTypesOnAnInterface(t *testing.T) {
+	path := sharedPcap(t, "gopacket/pcap/test_loopback.pcap") // BSD loopback (DLT_NULL) framing
+	v := newVethPair(t, 1500)
+	var out string
+	var err error
+	v.inNetns(t, func() {
+		out, err = execute(NewCommand(), "--file", path, "--interface", v.send, "--top-speed", "--metrics-addr", "")
+	})
+	want := "packet 1 has link type Null (0), which interface " + v.send + " cannot send"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("error %v, want %q", err, want)
+	}
+	if strings.Contains(out, "Actual:") {
+		t.Fatalf("a replay ran:\n%s", out)
+	}
+}
