@@ -4,11 +4,18 @@ import (
 	"github.com/spf13/cobra"
 
 	"capfleet.dev/capfleet/manager"
+	"capfleet.dev/capfleet/pcaptool"
+	"capfleet.dev/capfleet/pcaptool/decodecmd"
+	"capfleet.dev/capfleet/replay"
+	"capfleet.dev/capfleet/sensor"
 )
 
 // subcommands lists every face of the binary. Each lives in the package that does its work.
 func subcommands() []*cobra.Command {
 	return []*cobra.Command{
 		manager.NewCommand(),
+		sensor.NewCommand(),
+		replay.NewCommand(),
+		pcaptool.NewCommand(decodecmd.NewDecodeCommand(), decodecmd.NewFlowsCommand(), replay.NewPcapCommand()),
 	}
 }
