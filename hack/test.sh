@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The project's whole test run, as `make test` and CI run it: installs what is missing (Debian tools, the
+# envtest control plane, Kafka and Cassandra from Maven Central), starts the services, runs every Go test,
+# and stops the services it started even when a test fails.
+#   GO_TEST_FLAGS   extra flags for go test (e.g. "-run TestX -v")
+#   PKGS            packages to test (default ./...)
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+cd "$ROOT"
+
+bash hack/deps.sh
+KUBEBUILDER_ASSETS=$(bash hack/envtest.sh)
+export KUBEBUILDER_ASSETS
+
+started=()
+cleanup() {
+  local rc=$?
+  for s in "${started[@]}"; do bash "hack/$s.sh" stop || log "stopping $s failed"; done
+  exit $rc
+}
+trap cleanup EXIT INT TERM
+
+# Kafka and Cassandra start side by side: each script waits until its service answers.
+pids=()
+for s in kafka cassandra; do
+  if bash "hack/$s.sh" status >/dev/null 2>&1; then
+    log "$s already running; leaving it running afterwards"
+    continue
+  fi
+  started+=("$s")
+  bash "hack/$s.sh" start & pids+=($!)
+done
+for p in "${pids[@]}"; do wait "$p" || die "a service failed to start (see .run/*.log)"; done
+
+log "go vet"
+go vet ./...
+log "go test"
+# -p 1: packages share one broker, one Cassandra and the machine's two cores; paced tests need calm.
+go test -count=1 -p 1 -timeout 60m ${GO_TEST_FLAGS:-} ${PKGS:-./...}
