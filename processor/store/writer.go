@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gocql/gocql"
@@ -57,10 +58,15 @@ type statement struct {
 // Writer stores packets, flows and checkpoints. Every write is idempotent, so a caller may repeat any of
 // them after a failure or a restart. Safe for concurrent use.
 type Writer struct {
-	s    *gocql.Session
-	opts Options
-	sem  chan struct{}
+	s       *gocql.Session
+	opts    Options
+	sem     chan struct{}
+	failing atomic.Bool
 }
+
+// Failing reports whether the latest attempt to write failed (and nothing succeeded since): Cassandra
+// is away or refusing, and the writer is retrying.
+func (w *Writer) Failing() bool { return w.failing.Load() }
 
 // NewWriter writes through s, which must be bound to the keyspace (see Connect) so that batches route to
 // their partition's replicas.
@@ -142,7 +148,11 @@ func (w *Writer) execWithRetry(ctx context.Context, b []statement) error {
 	for attempt := 1; ; attempt++ {
 		err := w.execOnce(ctx, b)
 		if err == nil {
+			w.failing.Store(false)
 			return nil
+		}
+		if ctx.Err() == nil {
+			w.failing.Store(true)
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()

@@ -1,0 +1,75 @@
+package pipeline_test
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"capfleet.dev/capfleet/processor/decode"
+	"capfleet.dev/capfleet/processor/pipeline"
+	"capfleet.dev/capfleet/processor/pipeline/pipelinetest"
+	"capfleet.dev/capfleet/processor/store"
+)
+
+// Cutting a run anywhere, checkpointing the table and resuming from the checkpoint gives the flows of
+// an uninterrupted run: what makes a restarted pipeline split no flow.
+func TestFlowTableResumesFromItsStateAnywhere(t *testing.T) {
+	frames := pipelinetest.ReadCapture(t, pipelinetest.SharedPcap(t, "ndpi/ethereum.pcap"))
+	cfg := pipeline.FlowConfig{IdleTimeout: 5 * time.Second, ActiveTimeout: time.Minute, MaxFlows: 1000}
+	want := pipelinetest.ExpectedFlows(t, frames, cfg, "")
+	for _, cut := range []int{1, 137, len(frames) / 2, len(frames) - 1} {
+		var got []store.Flow
+		emit := func(f store.Flow) { got = append(got, f) }
+		newTable := pipeline.NewFlowTableFactory(cfg, nil)
+		dec := decode.NewDecoder()
+		var p decode.Packet
+		tbl, err := newTable(nil, emit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, f := range frames {
+			if i == cut {
+				state, err := tbl.MarshalState()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if tbl, err = newTable(state, emit); err != nil {
+					t.Fatalf("cut at %d: %v", cut, err)
+				}
+			}
+			dec.Decode(f.Data, decode.LinkType(f.Meta.LinkType), f.Meta.Timestamp, f.Meta.OrigLen, &p)
+			tbl.Add(&p)
+			tbl.Expire(f.Meta.Timestamp)
+		}
+		got = append(got, tbl.Dirty()...)
+		pipelinetest.SortFlows(got)
+		if d := pipelinetest.DiffFlows(got, want); d != "" {
+			t.Fatalf("cut at %d:\n%s", cut, d)
+		}
+	}
+	if len(want) < 50 {
+		t.Fatalf("only %d flows: the capture no longer exercises the table", len(want))
+	}
+}
+
+// A corrupt checkpoint is an error, not a panic or an empty table passed off as a resumed one.
+func TestFlowTableRejectsABadState(t *testing.T) {
+	newTable := pipeline.NewFlowTableFactory(pipeline.FlowConfig{IdleTimeout: time.Second, ActiveTimeout: time.Minute, MaxFlows: 10}, nil)
+	for _, bad := range [][]byte{{}, []byte("{}"), {0xff, 0x00, 0x13}} {
+		if _, err := newTable(bad, func(store.Flow) {}); err == nil {
+			t.Errorf("state %x accepted", bad)
+		}
+	}
+}
+
+// The Community ID of the published spec example (community-id-spec, baseline tcp.pcap, first flow).
+func TestCommunityIDMatchesTheSpec(t *testing.T) {
+	got := pipeline.CommunityIDForTest(6, netip.MustParseAddrPort("128.232.110.120:34855"), netip.MustParseAddrPort("66.35.250.204:80"))
+	if want := "1:LQU9qZlK+B5F3KDmev6m5PMibrg="; got != want {
+		t.Fatalf("community id %s, want %s", got, want)
+	}
+	rev := pipeline.CommunityIDForTest(6, netip.MustParseAddrPort("66.35.250.204:80"), netip.MustParseAddrPort("128.232.110.120:34855"))
+	if rev != got {
+		t.Fatalf("reverse direction %s, want %s", rev, got)
+	}
+}

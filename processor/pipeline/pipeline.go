@@ -1,0 +1,572 @@
+// Package pipeline is the processor's data path: it consumes packet records from Kafka, decodes and
+// filters them, aggregates flows, stores packets and flows in Cassandra (and flow records on a Kafka
+// topic), and commits offsets only once every sink acknowledged what lies before them.
+//
+// # Offsets, open flows and restarts
+//
+// Flows complete on timeouts, long after their first packet was consumed, so an offset cannot simply be
+// committed once its packet is stored: a restart from there would have lost the packets of every flow
+// still open. Instead each Kafka partition has its own flow table, driven by its packets' timestamps, and
+// a commit of offset O on partition P is preceded by
+//   - the packets and closed flows before O, stored;
+//   - the running totals of P's open flows, upserted under their final key (their uid is derived from the
+//     first packet's time and the 5-tuple, so the closing write later overwrites the same rows);
+//   - a checkpoint: the serialized table of P, stored in flow_checkpoints under (group, topic, P, O).
+//
+// A consumer that starts on P at offset O reloads the checkpoint stored for exactly O and carries on: the
+// flows it completes have the same uids and totals they would have had without the restart. Every write
+// is idempotent, so the work repeated after a crash (from the last commit on) rewrites the same rows. Flow
+// versions are ordered by their packet count (the cell timestamp), so a repeated older version never
+// overwrites a newer one.
+//
+// Flow timeouts follow packet time, per partition, which makes a replay deterministic. A partition that
+// has been read to its end and stays quiet lets its clock follow the wall clock from its last packet, so
+// idle flows still close when traffic stops.
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"capfleet.dev/capfleet/packetrecord"
+	"capfleet.dev/capfleet/processor/decode"
+	"capfleet.dev/capfleet/processor/store"
+)
+
+// Config is what the process command's flags set.
+type Config struct {
+	Topic, Group string
+	Sensor       string // name stored with every packet and flow; query packets --sensor selects it
+	StorePackets bool
+	StoreFlows   bool
+	PacketTTL    time.Duration
+	FlowTTL      time.Duration
+	FlowsTopic   string // optional: closed flows as JSON, keyed by uid
+	// CommitInterval spaces checkpoints and commits (default 2s): each writes every open flow's totals.
+	CommitInterval time.Duration
+	MaxPollRecords int           // default 5000
+	IdleGrace      time.Duration // default 1s: how long a caught-up partition stays quiet before its clock follows the wall
+	CheckpointTTL  time.Duration // default 30 days: how long a stopped group can resume its open flows
+}
+
+func (c Config) withDefaults() Config {
+	if c.CommitInterval <= 0 {
+		c.CommitInterval = 2 * time.Second
+	}
+	if c.MaxPollRecords <= 0 {
+		c.MaxPollRecords = 5000
+	}
+	if c.IdleGrace <= 0 {
+		c.IdleGrace = time.Second
+	}
+	if c.CheckpointTTL <= 0 {
+		c.CheckpointTTL = 30 * 24 * time.Hour
+	}
+	return c
+}
+
+// FlowTable aggregates the flows of one Kafka partition.
+type FlowTable interface {
+	// Add accounts a decoded packet (one without IP is ignored).
+	Add(p *decode.Packet)
+	// Expire closes the flows whose idle or active timeout passed at now.
+	Expire(now time.Time)
+	// Dirty returns the running totals of open flows changed since the last call.
+	Dirty() []store.Flow
+	// Len is the number of open flows.
+	Len() int
+	// MarshalState serializes the open flows, for a checkpoint.
+	MarshalState() ([]byte, error)
+}
+
+// Deps are the parts a Pipeline is built from.
+type Deps struct {
+	Kafka  []kgo.Opt // connection options (kafkaconn)
+	Writer *store.Writer
+	Reader *store.Reader
+	// NewFlowTable makes the table of a partition, from a checkpoint's state (nil: empty). Closed flows
+	// (timed out, evicted, finished) are handed to emit.
+	NewFlowTable func(state []byte, emit func(store.Flow)) (FlowTable, error)
+	// Keep, when set, is the BPF filter: false drops the frame (counted as filtered).
+	Keep     func(frame []byte, lt decode.LinkType) bool
+	Counters *Counters
+	Log      *slog.Logger
+}
+
+// Pipeline is one consumer of the group.
+type Pipeline struct {
+	cfg  Config
+	deps Deps
+	c    *Counters
+	log  *slog.Logger
+	cl   *kgo.Client
+
+	mu         sync.Mutex // partition state: the poll loop and the rebalance callbacks
+	parts      map[int32]*partition
+	lastCommit time.Time
+	closed     []store.Flow // flows closed since the last flush, all partitions
+	packets    []store.Packet
+
+	dec   *decode.Decoder
+	pkt   decode.Packet
+	ready atomic.Bool
+}
+
+// partition is what the pipeline knows about one assigned Kafka partition.
+type partition struct {
+	id        int32
+	flows     FlowTable // nil until its first record: the checkpoint to load depends on that offset
+	next      int64     // offset after the last record handled
+	epoch     int32
+	committed int64 // offset last committed, -1 when none by us
+	hwm       int64
+	clock     time.Time // newest packet time seen
+	lastSeen  time.Time // wall time of the last record
+}
+
+// New checks the configuration; Run does the work.
+func New(cfg Config, deps Deps) (*Pipeline, error) {
+	cfg = cfg.withDefaults()
+	switch {
+	case cfg.Topic == "":
+		return nil, errors.New("--topic is required")
+	case cfg.Group == "":
+		return nil, errors.New("--group is required")
+	case cfg.Sensor == "" && cfg.StorePackets:
+		return nil, errors.New("--sensor is required with --store-packets: packets are stored and queried by sensor")
+	case (cfg.StorePackets || cfg.StoreFlows) && deps.Writer == nil:
+		return nil, errors.New("a Cassandra writer is required to store packets or flows")
+	case cfg.StoreFlows && (deps.NewFlowTable == nil || deps.Reader == nil):
+		return nil, errors.New("storing flows needs a flow table and a Cassandra reader (for checkpoints)")
+	}
+	if deps.Counters == nil {
+		deps.Counters = &Counters{}
+	}
+	if deps.Log == nil {
+		deps.Log = slog.Default()
+	}
+	return &Pipeline{cfg: cfg, deps: deps, c: deps.Counters, log: deps.Log, parts: map[int32]*partition{}, dec: decode.NewDecoder()}, nil
+}
+
+// Ready reports whether the pipeline joined its group and its last write succeeded.
+func (p *Pipeline) Ready() bool {
+	return p.ready.Load() && (p.deps.Writer == nil || !p.deps.Writer.Failing())
+}
+
+// Run consumes until ctx ends, then stores what it holds, commits, and leaves the group.
+func (p *Pipeline) Run(ctx context.Context) error {
+	opts := append([]kgo.Opt{
+		kgo.ConsumerGroup(p.cfg.Group),
+		kgo.ConsumeTopics(p.cfg.Topic),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.OnPartitionsAssigned(p.assigned),
+		kgo.OnPartitionsRevoked(p.revoked),
+		kgo.OnPartitionsLost(p.lost),
+	}, p.deps.Kafka...)
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return fmt.Errorf("kafka client: %w", err)
+	}
+	p.cl = cl
+	defer cl.Close()
+	p.lastCommit = time.Now()
+	for {
+		pollCtx, cancel := context.WithTimeout(ctx, p.cfg.IdleGrace)
+		fetches := cl.PollRecords(pollCtx, p.cfg.MaxPollRecords)
+		cancel()
+		if fetches.IsClientClosed() {
+			return errors.New("kafka client closed")
+		}
+		err := p.handle(ctx, fetches)
+		cl.AllowRebalance()
+		if ctx.Err() != nil {
+			return p.shutdown()
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// handle runs one poll's records through the sinks and, when due, checkpoints and commits.
+func (p *Pipeline) handle(ctx context.Context, fetches kgo.Fetches) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	fetches.EachError(func(topic string, part int32, err error) {
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+			return
+		}
+		p.c.KafkaErrors.Add(1)
+		p.log.Warn("kafka fetch error", "topic", topic, "partition", part, "err", err)
+	})
+	var err error
+	fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
+		if err != nil || fp.Topic != p.cfg.Topic {
+			return
+		}
+		ps := p.partitionOf(fp.Partition)
+		ps.hwm = max(ps.hwm, fp.HighWatermark)
+		for _, r := range fp.Records {
+			if err = p.record(ctx, ps, r); err != nil {
+				return
+			}
+		}
+	})
+	if err != nil {
+		return err
+	}
+	p.expireQuiet()
+	if err := p.flush(ctx); err != nil {
+		return err
+	}
+	if time.Since(p.lastCommit) >= p.cfg.CommitInterval {
+		if err := p.checkpoint(ctx, nil); err != nil {
+			return err
+		}
+	}
+	p.updateLag()
+	return nil
+}
+
+func (p *Pipeline) partitionOf(id int32) *partition {
+	ps := p.parts[id]
+	if ps == nil {
+		ps = &partition{id: id, committed: -1, next: -1}
+		p.parts[id] = ps
+	}
+	return ps
+}
+
+// record handles one Kafka record. Only a context end makes it fail: a bad record is counted and skipped.
+func (p *Pipeline) record(ctx context.Context, ps *partition, r *kgo.Record) error {
+	if ps.next >= 0 && r.Offset < ps.next {
+		return nil // a record handled already: a fetch may repeat after a rebalance
+	}
+	if p.cfg.StoreFlows && ps.flows == nil {
+		if err := p.restore(ctx, ps, r.Offset); err != nil {
+			return err
+		}
+	}
+	ps.next, ps.epoch, ps.lastSeen = r.Offset+1, r.LeaderEpoch, time.Now()
+	p.c.RecordsIn.Add(1)
+	p.c.Uncommitted.Add(1)
+	meta, frame, err := packetrecord.Decode(r)
+	if err != nil {
+		p.c.BadRecords.Add(1)
+		p.log.Debug("skipping a record that is not a packet record", "err", err)
+		return nil
+	}
+	lt := decode.LinkType(meta.LinkType)
+	if p.deps.Keep != nil && !p.deps.Keep(frame, lt) {
+		p.c.Filtered.Add(1)
+		return nil
+	}
+	if reason := p.dec.Decode(frame, lt, meta.Timestamp, meta.OrigLen, &p.pkt); reason == decode.OK {
+		p.c.Decoded.Add(1)
+	} else {
+		p.c.DecodeErrors[reason].Add(1)
+	}
+	if meta.Timestamp.After(ps.clock) {
+		ps.clock = meta.Timestamp
+	}
+	if p.cfg.StorePackets {
+		p.packets = append(p.packets, store.Packet{
+			Sensor: p.cfg.Sensor, Timestamp: meta.Timestamp, Partition: r.Partition, Offset: r.Offset,
+			Node: meta.Node, Interface: meta.Interface, LinkType: meta.LinkType, OrigLen: meta.OrigLen,
+			Data: frame, // aliases the record, which lives until the flush of this poll
+		})
+	}
+	if ps.flows != nil {
+		ps.flows.Add(&p.pkt)
+		ps.flows.Expire(ps.clock)
+	}
+	return nil
+}
+
+// restore gives ps the flow table checkpointed for offset, or an empty one when there is none (a first
+// start, or a checkpoint older than CheckpointTTL).
+func (p *Pipeline) restore(ctx context.Context, ps *partition, offset int64) error {
+	var state []byte
+	err := p.retry(ctx, "read flow checkpoint", func() error {
+		s, found, err := p.deps.Reader.Checkpoint(ctx, p.cfg.Group, p.cfg.Topic, ps.id, offset)
+		if err == nil && !found {
+			s = nil
+		}
+		state = s
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	emit := func(f store.Flow) {
+		f.Sensor = p.cfg.Sensor
+		p.closed = append(p.closed, f)
+	}
+	t, err := p.deps.NewFlowTable(state, emit)
+	if err != nil {
+		// A checkpoint this build cannot read: starting empty splits the flows open at the commit
+		// (their packets stay stored) rather than stopping the pipeline for good.
+		p.log.Error("flow checkpoint unreadable, starting with an empty flow table", "partition", ps.id, "offset", offset, "err", err)
+		if t, err = p.deps.NewFlowTable(nil, emit); err != nil {
+			return err
+		}
+	} else if state != nil {
+		p.log.Info("resumed open flows from checkpoint", "partition", ps.id, "offset", offset, "flows", t.Len())
+	}
+	ps.flows = t
+	return nil
+}
+
+// retry repeats a Cassandra read until it works or ctx ends: the pipeline cannot go on without it.
+func (p *Pipeline) retry(ctx context.Context, what string, fn func() error) error {
+	delay := retryStart
+	for {
+		err := fn()
+		if err == nil {
+			return nil
+		}
+		p.c.CassandraErrors.Add(1)
+		p.ready.Store(false)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		p.c.Retries.Add(1)
+		p.log.Warn("cassandra: "+what+" failed, retrying", "err", err, "in", delay)
+		if err := sleep(ctx, delay); err != nil {
+			return err
+		}
+		delay = min(2*delay, retryMax)
+	}
+}
+
+// expireQuiet lets the clock of a partition that was read to its end, and got nothing new for IdleGrace,
+// follow the wall clock from its last packet, so that its idle flows close.
+func (p *Pipeline) expireQuiet() {
+	now := time.Now()
+	for _, ps := range p.parts {
+		if ps.flows == nil || ps.next < ps.hwm || now.Sub(ps.lastSeen) < p.cfg.IdleGrace {
+			continue
+		}
+		ps.flows.Expire(ps.clock.Add(now.Sub(ps.lastSeen)))
+	}
+}
+
+// flush stores the packets and closed flows gathered so far; it returns once all are acknowledged.
+func (p *Pipeline) flush(ctx context.Context) error {
+	if len(p.packets) > 0 {
+		if err := p.deps.Writer.WritePackets(ctx, p.packets, p.cfg.PacketTTL); err != nil {
+			return p.sinkFailed("store packets", err)
+		}
+		p.c.PacketsWritten.Add(uint64(len(p.packets)))
+		clear(p.packets) // drop the references to the records' frames
+		p.packets = p.packets[:0]
+	}
+	if len(p.closed) > 0 {
+		if err := p.deps.Writer.WriteFlows(ctx, p.closed, p.cfg.FlowTTL); err != nil {
+			return p.sinkFailed("store flows", err)
+		}
+		p.c.FlowsWritten.Add(uint64(len(p.closed)))
+		if err := p.publish(ctx, p.closed); err != nil {
+			return err
+		}
+		p.closed = p.closed[:0]
+	}
+	p.ready.Store(true)
+	return nil
+}
+
+func (p *Pipeline) sinkFailed(what string, err error) error {
+	p.ready.Store(false)
+	if !errors.Is(err, context.Canceled) {
+		p.c.CassandraErrors.Add(1)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// checkpoint stores the open flows' totals and tables of the given partitions (all when nil), then
+// commits their offsets. Nothing is committed unless everything before it was stored.
+func (p *Pipeline) checkpoint(ctx context.Context, only []int32) error {
+	if err := p.flush(ctx); err != nil {
+		return err
+	}
+	var (
+		updates []store.Flow
+		cps     []store.Checkpoint
+		commit  = map[int32]kgo.EpochOffset{}
+	)
+	for id, ps := range p.parts {
+		if only != nil && !contains(only, id) {
+			continue
+		}
+		if ps.next < 0 || ps.next == ps.committed {
+			continue
+		}
+		if ps.flows != nil {
+			for _, f := range ps.flows.Dirty() {
+				f.Sensor = p.cfg.Sensor
+				updates = append(updates, f)
+			}
+			state, err := ps.flows.MarshalState()
+			if err != nil {
+				return fmt.Errorf("partition %d: serialize open flows: %w", id, err)
+			}
+			cps = append(cps, store.Checkpoint{Group: p.cfg.Group, Topic: p.cfg.Topic, Partition: id, Offset: ps.next, State: state})
+		}
+		commit[id] = kgo.EpochOffset{Epoch: ps.epoch, Offset: ps.next}
+	}
+	if len(updates) > 0 {
+		if err := p.deps.Writer.WriteFlows(ctx, updates, p.cfg.FlowTTL); err != nil {
+			return p.sinkFailed("store open flows", err)
+		}
+		p.c.FlowUpdates.Add(uint64(len(updates)))
+	}
+	if len(cps) > 0 {
+		if err := p.deps.Writer.WriteCheckpoints(ctx, cps, p.cfg.CheckpointTTL); err != nil {
+			return p.sinkFailed("store flow checkpoints", err)
+		}
+	}
+	p.lastCommit = time.Now()
+	if len(commit) == 0 {
+		return nil
+	}
+	var commitErr error
+	p.cl.CommitOffsetsSync(ctx, map[string]map[int32]kgo.EpochOffset{p.cfg.Topic: commit},
+		func(_ *kgo.Client, _ *kmsgOffsetCommitRequest, resp *kmsgOffsetCommitResponse, err error) {
+			commitErr = commitError(resp, err)
+		})
+	if commitErr != nil {
+		// Not fatal: the records stay uncommitted and are committed with the next checkpoint, or repeated
+		// (idempotently) by whoever owns the partition next.
+		p.c.KafkaErrors.Add(1)
+		p.log.Warn("offset commit failed", "err", commitErr)
+		return nil
+	}
+	p.c.Commits.Add(1)
+	for id, eo := range commit {
+		ps := p.parts[id]
+		if ps.committed >= 0 {
+			p.c.Uncommitted.Add(-(eo.Offset - ps.committed))
+		} else {
+			p.c.Uncommitted.Store(max(0, p.c.Uncommitted.Load()-eo.Offset))
+		}
+		ps.committed = eo.Offset
+	}
+	p.recountUncommitted()
+	return nil
+}
+
+// recountUncommitted derives the gauge from the partitions, which is exact where the incremental
+// updates above are not (a partition's first commit does not know where consumption started).
+func (p *Pipeline) recountUncommitted() {
+	var n int64
+	for _, ps := range p.parts {
+		if ps.next >= 0 && ps.committed >= 0 {
+			n += ps.next - ps.committed
+		}
+	}
+	p.c.Uncommitted.Store(n)
+}
+
+func (p *Pipeline) updateLag() {
+	var lag, active int64
+	for _, ps := range p.parts {
+		start := ps.committed
+		if start < 0 {
+			start = 0
+		}
+		if ps.hwm > start {
+			lag += ps.hwm - start
+		}
+		if ps.flows != nil {
+			active += int64(ps.flows.Len())
+		}
+	}
+	p.c.Lag.Store(lag)
+	p.c.FlowsActive.Store(active)
+}
+
+const (
+	retryStart = 100 * time.Millisecond
+	retryMax   = 10 * time.Second
+)
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+func contains(s []int32, v int32) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// assigned needs nothing: a partition's table is loaded with its first record, whose offset names the
+// checkpoint.
+func (p *Pipeline) assigned(context.Context, *kgo.Client, map[string][]int32) {}
+
+// revoked stores and commits what the partitions hold so that their next owner resumes exactly there.
+// When Cassandra is away the commit is skipped: the next owner repeats the work instead.
+func (p *Pipeline) revoked(ctx context.Context, _ *kgo.Client, revoked map[string][]int32) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	ids := revoked[p.cfg.Topic]
+	if len(ids) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if err := p.checkpoint(ctx, ids); err != nil {
+		p.log.Warn("could not checkpoint revoked partitions; their next owner repeats the work since the last commit", "partitions", ids, "err", err)
+	}
+	p.drop(ids)
+}
+
+// lost drops partitions that another member may own already: committing for them could move their
+// offset past what that member stored.
+func (p *Pipeline) lost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.drop(lost[p.cfg.Topic])
+}
+
+func (p *Pipeline) drop(ids []int32) {
+	for _, id := range ids {
+		delete(p.parts, id)
+	}
+	// Closed flows and packets of a dropped partition not yet flushed are repeated by the next owner.
+	p.closed, p.packets = p.closed[:0], p.packets[:0]
+	p.recountUncommitted()
+	p.updateLag()
+}
+
+// shutdown stores and commits everything before leaving, so a rolling restart repeats nothing.
+func (p *Pipeline) shutdown() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p.mu.Lock()
+	err := p.checkpoint(ctx, nil)
+	p.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("final checkpoint (the next start repeats the work since the last commit): %w", err)
+	}
+	return nil
+}

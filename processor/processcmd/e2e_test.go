@@ -1,0 +1,357 @@
+package processcmd
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"capfleet.dev/capfleet/internal/cassandratest"
+	"capfleet.dev/capfleet/internal/cassconn"
+	"capfleet.dev/capfleet/internal/kafkaconn"
+	"capfleet.dev/capfleet/internal/kafkatest"
+	"capfleet.dev/capfleet/processor/pipeline"
+	"capfleet.dev/capfleet/processor/pipeline/pipelinetest"
+	"capfleet.dev/capfleet/processor/store"
+	"capfleet.dev/capfleet/query"
+)
+
+// childEnv makes the test binary run `capfleet process` with the JSON-encoded arguments it holds, so a
+// test can kill a real process with SIGKILL.
+const childEnv = "CAPFLEET_TEST_PROCESS_ARGS"
+
+func TestMain(m *testing.M) {
+	if a := os.Getenv(childEnv); a != "" {
+		var args []string
+		if err := json.Unmarshal([]byte(a), &args); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		cmd := NewCommand()
+		cmd.SetArgs(args)
+		if err := cmd.Execute(); err != nil {
+			fmt.Fprintln(os.Stderr, "process:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func unique(prefix string) string {
+	b := make([]byte, 4)
+	rand.Read(b)
+	return prefix + hex.EncodeToString(b)
+}
+
+// connArgs are the connection flags for the services the hack scripts run.
+func connArgs(k kafkaconn.Config, c cassconn.Config) []string {
+	args := []string{"--kafka-brokers", strings.Join(k.Brokers, ","), "--cassandra-hosts", strings.Join(c.Hosts, ","),
+		"--cassandra-port", strconv.Itoa(c.Port)}
+	if c.SecretDir != "" {
+		args = append(args, "--cassandra-secret-dir", c.SecretDir)
+	}
+	return args
+}
+
+// runQuery runs `capfleet query ARGS` in-process and returns its standard output.
+func runQuery(t *testing.T, args ...string) string {
+	t.Helper()
+	cmd := query.NewCommand()
+	var out, errOut bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&errOut)
+	cmd.SetArgs(args)
+	if err := cmd.Execute(); err != nil {
+		t.Fatalf("query %v: %v\n%s", args, err, errOut.String())
+	}
+	return out.String()
+}
+
+func queryFlows(t *testing.T, conn []string, ks string, extra ...string) []store.Flow {
+	t.Helper()
+	out := runQuery(t, append(append([]string{"flows", "--keyspace", ks, "-o", "json"}, conn[2:]...), extra...)...)
+	var flows []store.Flow
+	dec := json.NewDecoder(strings.NewReader(out))
+	for dec.More() {
+		var j store.FlowJSON
+		if err := dec.Decode(&j); err != nil {
+			t.Fatalf("query flows output: %v\n%s", err, out)
+		}
+		flows = append(flows, fromJSON(t, j))
+	}
+	return flows
+}
+
+func fromJSON(t *testing.T, j store.FlowJSON) store.Flow {
+	f := store.Flow{UID: j.UID, CommunityID: j.CommunityID, Sensor: j.Sensor, Start: time.Unix(0, j.StartNS).UTC(), End: time.Unix(0, j.EndNS).UTC(),
+		VLAN: j.VLAN, OrigPort: j.OrigP, RespPort: j.RespP, OrigPkts: j.OrigPkts, RespPkts: j.RespPkts, OrigBytes: j.OrigBytes,
+		RespBytes: j.RespBytes, OrigIPBytes: j.OrigIPBytes, RespIPBytes: j.RespIPBytes, TCPFlags: j.TCPFlags, History: j.History,
+		State: j.ConnState, Closed: j.Closed}
+	var err error
+	if f.OrigAddr, err = parseAddr(j.OrigH); err != nil {
+		t.Fatal(err)
+	}
+	if f.RespAddr, err = parseAddr(j.RespH); err != nil {
+		t.Fatal(err)
+	}
+	switch j.Proto {
+	case "tcp":
+		f.Proto = 6
+	case "udp":
+		f.Proto = 17
+	case "sctp":
+		f.Proto = 132
+	case "icmp":
+		f.Proto = 1
+		if f.OrigAddr.Is6() {
+			f.Proto = 58
+		}
+	default:
+		n, err := strconv.Atoi(j.Proto)
+		if err != nil {
+			t.Fatalf("proto %q", j.Proto)
+		}
+		f.Proto = uint8(n)
+	}
+	return f
+}
+
+// tcpdumpHex is `tcpdump -r FILE -nn -x`: the oracle for "the same packets, byte for byte".
+func tcpdumpHex(t *testing.T, path string) string {
+	t.Helper()
+	out, err := exec.Command("tcpdump", "-r", path, "-nn", "-x").Output()
+	if err != nil {
+		t.Fatalf("tcpdump -r %s: %v", path, err)
+	}
+	return string(out)
+}
+
+func epoch(t time.Time) string { return fmt.Sprintf("%d.%09d", t.Unix(), t.Nanosecond()) }
+
+// A real capture goes through the real Kafka and the real Cassandra; `capfleet query flows` returns the
+// flows the same aggregation finds offline, and `capfleet query packets -w` gives back a pcap that
+// tcpdump prints exactly as it prints the input.
+func TestCaptureThroughKafkaAndCassandraAnswersQueries(t *testing.T) {
+	if _, err := exec.LookPath("tcpdump"); err != nil {
+		t.Fatal("tcpdump is needed as the oracle: run hack/deps.sh")
+	}
+	kcfg := kafkatest.Plain(t)
+	ccfg := cassandratest.Config(t)
+	ks := cassandratest.NewKeyspace(t, ccfg)
+	input := pipelinetest.SharedPcap(t, "ndpi/ethereum.pcap")
+	frames := pipelinetest.ReadCapture(t, input)
+	pipelinetest.EthernetOnly(t, frames)
+	topic := kafkatest.NewTopic(t, kcfg, 3)
+	group := unique("e2e-")
+	pipelinetest.Produce(t, kcfg, topic, frames)
+
+	conn := connArgs(kcfg, ccfg)
+	args := append([]string{"--topic", topic, "--group", group, "--sensor", "lab", "--store-packets", "--store-flows",
+		"--keyspace", ks, "--metrics-addr", "", "--health-addr", "", "--commit-interval", "300ms"}, conn...)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cmd := NewCommand()
+	cmd.SetArgs(args)
+	done := make(chan error, 1)
+	go func() { done <- cmd.ExecuteContext(ctx) }()
+
+	first, last := pipelinetest.TimeSpan(frames)
+	fcfg := pipeline.FlowConfig{IdleTimeout: 60 * time.Second, ActiveTimeout: 30 * time.Minute, MaxFlows: 1000000}
+	want := pipelinetest.ExpectedFlows(t, frames, fcfg, "lab")
+	r := connectReader(t, ccfg, ks)
+	pipelinetest.Eventually(t, 3*time.Minute, "all flows stored", func() (bool, string) {
+		got, err := r.FlowsBetween(ctx, first, last)
+		if err != nil {
+			return false, err.Error()
+		}
+		d := pipelinetest.DiffFlows(got, want)
+		return d == "", d
+	})
+	pipelinetest.Eventually(t, time.Minute, "all offsets committed", func() (bool, string) {
+		c, end, err := pipelinetest.Committed(ctx, kcfg, group, topic)
+		return err == nil && c == end, fmt.Sprintf("committed %d of %d (%v)", c, end, err)
+	})
+
+	// query flows, over the whole capture and for one address.
+	got := queryFlows(t, conn, ks, "--from", epoch(first), "--to", epoch(last))
+	if d := pipelinetest.DiffFlows(got, want); d != "" {
+		t.Fatalf("query flows differs from the offline aggregation:\n%s", d)
+	}
+	ip := want[0].RespAddr
+	var wantIP []store.Flow
+	for _, f := range want {
+		if f.OrigAddr == ip || f.RespAddr == ip {
+			wantIP = append(wantIP, f)
+		}
+	}
+	gotIP := queryFlows(t, conn, ks, "--ip", ip.String(), "--from", epoch(first), "--to", epoch(last))
+	if d := pipelinetest.DiffFlows(gotIP, wantIP); d != "" {
+		t.Fatalf("query flows --ip %s:\n%s", ip, d)
+	}
+	table := runQuery(t, append([]string{"flows", "--keyspace", ks, "--ip", ip.String(), "--from", epoch(first), "--to", epoch(last)}, conn[2:]...)...)
+	if lines := strings.Count(table, "\n"); lines != len(wantIP)+1 {
+		t.Errorf("table has %d lines, want a header and %d flows:\n%s", lines, len(wantIP), table)
+	}
+	t.Logf("%d flows; %d of %s; table starts:\n%s", len(want), len(wantIP), ip, strings.Join(strings.SplitN(table, "\n", 4)[:3], "\n"))
+
+	// query packets: the pcap it writes prints like the input.
+	out := filepath.Join(t.TempDir(), "out.pcap")
+	runQuery(t, append([]string{"packets", "--keyspace", ks, "--sensor", "lab", "--from", epoch(first), "--to", epoch(last), "-w", out}, conn[2:]...)...)
+	if a, b := tcpdumpHex(t, input), tcpdumpHex(t, out); a != b {
+		t.Fatalf("tcpdump -r -nn -x differs between the input (%d bytes of output) and the export (%d)", len(a), len(b))
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("process: %v", err)
+	}
+}
+
+func connectReader(t *testing.T, ccfg cassconn.Config, ks string) *store.Reader {
+	t.Helper()
+	cl, err := ccfg.Cluster()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := store.Connect(cl, ks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return store.NewReader(s)
+}
+
+// freePort returns a loopback port nobody listens on right now.
+func freePort(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// The process is killed with SIGKILL in the middle of the stream, after some commits and with flows
+// open, and started again: Cassandra ends up with exactly the expected packets and flows, none twice
+// and no flow split at the kill.
+func TestKilledMidStreamAndRestartedStoresEverythingOnce(t *testing.T) {
+	kcfg := kafkatest.Plain(t)
+	ccfg := cassandratest.Config(t)
+	ks := cassandratest.NewKeyspace(t, ccfg)
+	frames := pipelinetest.ReadCapture(t, pipelinetest.SharedPcap(t, "ndpi/ethereum.pcap"))
+	topic := kafkatest.NewTopic(t, kcfg, 3)
+	group := unique("kill-")
+	pipelinetest.Produce(t, kcfg, topic, frames)
+	ctx := context.Background()
+
+	args := append([]string{"--topic", topic, "--group", group, "--sensor", "lab", "--store-packets", "--store-flows",
+		"--keyspace", ks, "--metrics-addr", freePort(t), "--health-addr", "", "--commit-interval", "100ms",
+		"--max-poll-records", "20"}, connArgs(kcfg, ccfg)...)
+	start := func() (*exec.Cmd, *bytes.Buffer) {
+		enc, _ := json.Marshal(args)
+		c := exec.Command(os.Args[0], "-test.run=^$")
+		c.Env = append(os.Environ(), childEnv+"="+string(enc))
+		var log bytes.Buffer
+		c.Stdout, c.Stderr = &log, &log
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return c, &log
+	}
+	child, log := start()
+	killed := false
+	defer func() {
+		if !killed {
+			child.Process.Kill()
+			child.Wait()
+		}
+	}()
+	var atKill int64
+	pipelinetest.Eventually(t, 3*time.Minute, "some but not all offsets committed", func() (bool, string) {
+		c, end, err := pipelinetest.Committed(ctx, kcfg, group, topic)
+		if err != nil {
+			return false, err.Error()
+		}
+		if c >= end {
+			t.Fatalf("the process finished (%d of %d committed) before it could be killed mid-stream", c, end)
+		}
+		atKill = c
+		return c > int64(len(frames))/5, fmt.Sprintf("committed %d of %d", c, end)
+	})
+	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	child.Wait()
+	killed = true
+	t.Logf("killed with about %d of %d records committed; its log:\n%s", atKill, len(frames), tail(log.String(), 10))
+
+	child, log = start()
+	defer func() {
+		child.Process.Signal(syscall.SIGTERM)
+		if err := child.Wait(); err != nil {
+			t.Errorf("restarted process: %v\n%s", err, tail(log.String(), 20))
+		}
+	}()
+	pipelinetest.Eventually(t, 3*time.Minute, "all offsets committed after the restart", func() (bool, string) {
+		c, end, err := pipelinetest.Committed(ctx, kcfg, group, topic)
+		return err == nil && c == end, fmt.Sprintf("committed %d of %d (%v)", c, end, err)
+	})
+	if !strings.Contains(log.String(), "resumed open flows from checkpoint") {
+		t.Errorf("the restarted process resumed no checkpoint:\n%s", tail(log.String(), 20))
+	}
+
+	first, last := pipelinetest.TimeSpan(frames)
+	fcfg := pipeline.FlowConfig{IdleTimeout: 60 * time.Second, ActiveTimeout: 30 * time.Minute, MaxFlows: 1000000}
+	want := pipelinetest.ExpectedFlows(t, frames, fcfg, "lab")
+	r := connectReader(t, ccfg, ks)
+	pipelinetest.Eventually(t, time.Minute, "exactly the expected flows", func() (bool, string) {
+		got, err := r.FlowsBetween(ctx, first, last)
+		if err != nil {
+			return false, err.Error()
+		}
+		d := pipelinetest.DiffFlows(got, want)
+		return d == "", d
+	})
+	// Each stored packet once: as many rows as frames, and the same bytes in the same order.
+	i := 0
+	err := r.Packets(ctx, "lab", first, last, func(p store.Packet) error {
+		if i < len(frames) && !bytes.Equal(p.Data, frames[i].Data) {
+			return fmt.Errorf("packet %d differs from frame %d", i, i)
+		}
+		i++
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if i != len(frames) {
+		t.Fatalf("%d packets stored, want %d", i, len(frames))
+	}
+}
+
+func parseAddr(s string) (netip.Addr, error) {
+	if s == "" {
+		return netip.Addr{}, nil
+	}
+	return netip.ParseAddr(s)
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}

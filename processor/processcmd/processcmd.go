@@ -1,0 +1,234 @@
+// Package processcmd is `capfleet process`, the PacketPipeline's workload: it consumes a packets topic
+// and stores packets and flows in Cassandra (package pipeline does the work).
+package processcmd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/gocql/gocql"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+
+	"capfleet.dev/capfleet/internal/cassconn"
+	"capfleet.dev/capfleet/internal/kafkaconn"
+	"capfleet.dev/capfleet/processor/bpffilter"
+	"capfleet.dev/capfleet/processor/decode"
+	"capfleet.dev/capfleet/processor/pipeline"
+	"capfleet.dev/capfleet/processor/store"
+)
+
+// DefaultKeyspace is also what `capfleet query` reads by default.
+const DefaultKeyspace = "capfleet"
+
+type options struct {
+	kafka       kafkaconn.Config
+	cass        cassconn.Config
+	pipe        pipeline.Config
+	flows       pipeline.FlowConfig
+	filter      string
+	keyspace    string
+	replication string
+	metricsAddr string
+	healthAddr  string
+}
+
+// NewCommand returns `capfleet process`.
+func NewCommand() *cobra.Command {
+	var o options
+	cmd := &cobra.Command{
+		Use:   "process",
+		Short: "Consume a packets topic: decode, filter, aggregate flows, store packets and flows in Cassandra",
+		Long: `process is the PacketPipeline workload. It consumes packet records (Metron key, frame value) from
+--topic as member of --group, and commits offsets only after Cassandra stored everything before them,
+so a restart repeats some work but loses and duplicates nothing. Open flows are checkpointed with each
+commit and resumed by whoever consumes the partition next.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return run(ctx, o, slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil)))
+		},
+	}
+	fs := cmd.Flags()
+	o.kafka.AddFlags(fs)
+	o.cass.AddFlags(fs)
+	fs.StringVar(&o.pipe.Topic, "topic", "", "packets topic to consume")
+	fs.StringVar(&o.pipe.Group, "group", "", "consumer group (one per pipeline; replicas share its partitions)")
+	fs.StringVar(&o.filter, "filter", "", "BPF filter in tcpdump syntax: packets it rejects are counted and dropped")
+	fs.DurationVar(&o.flows.IdleTimeout, "flow-idle-timeout", 60*time.Second, "close a flow after this long without a packet (packet time)")
+	fs.DurationVar(&o.flows.ActiveTimeout, "flow-active-timeout", 30*time.Minute, "close a flow this long after its first packet, and start a new one")
+	fs.IntVar(&o.flows.MaxFlows, "flow-table-max", 1000000, "open flows kept per Kafka partition; beyond, the oldest are closed early (counted)")
+	fs.BoolVar(&o.pipe.StorePackets, "store-packets", false, "store every packet (the frame, byte for byte)")
+	fs.BoolVar(&o.pipe.StoreFlows, "store-flows", false, "store flow records")
+	fs.DurationVar(&o.pipe.PacketTTL, "packet-ttl", 168*time.Hour, "time to live of stored packets (0: forever)")
+	fs.DurationVar(&o.pipe.FlowTTL, "flow-ttl", 720*time.Hour, "time to live of stored flows (0: forever)")
+	fs.StringVar(&o.keyspace, "keyspace", DefaultKeyspace, "Cassandra keyspace, created with its tables when missing")
+	fs.StringVar(&o.replication, "replication", store.DefaultReplication, "replication of the keyspace when it is created, as JSON")
+	fs.StringVar(&o.pipe.Sensor, "sensor", "", "name packets and flows are stored under (default: the topic)")
+	fs.StringVar(&o.pipe.FlowsTopic, "flows-topic", "", "also produce closed flows as JSON to this topic")
+	fs.DurationVar(&o.pipe.CommitInterval, "commit-interval", 2*time.Second, "how often open flows are checkpointed and offsets committed")
+	fs.IntVar(&o.pipe.MaxPollRecords, "max-poll-records", 5000, "records taken per poll; each poll's packets are stored before the next")
+	_ = fs.MarkHidden("max-poll-records")
+	fs.StringVar(&o.metricsAddr, "metrics-addr", ":9090", "serve Prometheus /metrics here (empty: off)")
+	fs.StringVar(&o.healthAddr, "health-addr", ":9091", "serve /healthz and /readyz here (empty: off)")
+	return cmd
+}
+
+func run(ctx context.Context, o options, log *slog.Logger) error {
+	if o.pipe.Sensor == "" {
+		o.pipe.Sensor = o.pipe.Topic
+	}
+	if o.kafka.ClientID == "" {
+		o.kafka.ClientID = "capfleet-process"
+	}
+	if err := o.flows.Validate(); err != nil {
+		return err
+	}
+	kopts, err := o.kafka.Options()
+	if err != nil {
+		return err
+	}
+	var keep func([]byte, decode.LinkType) bool
+	if o.filter != "" {
+		set, err := bpffilter.NewSet(o.filter)
+		if err != nil {
+			return fmt.Errorf("--filter: %w", err)
+		}
+		keep = func(frame []byte, lt decode.LinkType) bool { return set.Match(frame, uint32(lt), len(frame)) }
+	}
+	counters := &pipeline.Counters{}
+	deps := pipeline.Deps{Kafka: kopts, Keep: keep, Counters: counters, Log: log}
+	var current atomic.Pointer[pipeline.Pipeline]
+	ready := func() bool { p := current.Load(); return p != nil && p.Ready() }
+	servers, err := serve(o, counters, ready, log)
+	if err != nil {
+		return err
+	}
+	defer servers.close()
+
+	if o.pipe.StorePackets || o.pipe.StoreFlows {
+		session, err := openStore(ctx, o, log)
+		if err != nil {
+			return err
+		}
+		defer session.Close()
+		deps.Writer = store.NewWriter(session, store.Options{OnRetry: func(err error) {
+			counters.Retries.Add(1)
+			counters.CassandraErrors.Add(1)
+			log.Warn("cassandra write failed, retrying", "err", err)
+		}})
+		deps.Reader = store.NewReader(session)
+		deps.NewFlowTable = pipeline.NewFlowTableFactory(o.flows, counters)
+	} else {
+		log.Warn("neither --store-packets nor --store-flows: packets are only counted")
+	}
+	pipe, err := pipeline.New(o.pipe, deps)
+	if err != nil {
+		return err
+	}
+	current.Store(pipe)
+	log.Info("processing", "topic", o.pipe.Topic, "group", o.pipe.Group, "sensor", o.pipe.Sensor,
+		"store_packets", o.pipe.StorePackets, "store_flows", o.pipe.StoreFlows, "keyspace", o.keyspace)
+	return pipe.Run(ctx)
+}
+
+// openStore creates the schema (retrying while Cassandra starts up) and opens the keyspace session.
+func openStore(ctx context.Context, o options, log *slog.Logger) (*gocql.Session, error) {
+	cl, err := o.cass.Cluster()
+	if err != nil {
+		return nil, err
+	}
+	// Notice a node back from an outage within seconds, not gocql's default minute.
+	cl.ReconnectInterval = 2 * time.Second
+	delay := 500 * time.Millisecond
+	for {
+		err = store.Migrate(ctx, cl, o.keyspace, o.replication)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		log.Warn("cassandra schema not ready, retrying", "err", err, "in", delay)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 15*time.Second)
+	}
+	return store.Connect(cl, o.keyspace)
+}
+
+type servers []*http.Server
+
+func (s servers) close() {
+	for _, srv := range s {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = srv.Shutdown(ctx)
+		cancel()
+	}
+}
+
+// serve starts /metrics and the probes. /healthz answers while the process runs; /readyz once the
+// pipeline joined its group and its sinks accept writes.
+func serve(o options, c *pipeline.Counters, ready func() bool, log *slog.Logger) (servers, error) {
+	var out servers
+	start := func(addr string, h http.Handler) error {
+		if addr == "" {
+			return nil
+		}
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("listen %s: %w", addr, err)
+		}
+		srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+		out = append(out, srv)
+		go func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("http server", "addr", addr, "err", err)
+			}
+		}()
+		return nil
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(pipeline.NewCollector(c), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := http.NewServeMux()
+	metrics.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	probes := http.NewServeMux()
+	probes.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	probes.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !ready() {
+			http.Error(w, "not ready: not joined yet, or a sink is failing", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	if o.metricsAddr != "" && o.metricsAddr == o.healthAddr {
+		metrics.Handle("/", probes)
+		if err := start(o.metricsAddr, metrics); err != nil {
+			return nil, err
+		}
+		return out, nil
+	}
+	if err := start(o.metricsAddr, metrics); err != nil {
+		return nil, err
+	}
+	if err := start(o.healthAddr, probes); err != nil {
+		out.close()
+		return nil, err
+	}
+	return out, nil
+}

@@ -1,0 +1,279 @@
+// Package query is `capfleet query`: the analyst's questions to what a pipeline stored in Cassandra.
+//
+//	capfleet query flows --ip 10.0.0.1 --since 1h
+//	capfleet query flows --from 2009-11-18T08:00:00Z --to 2009-11-18T09:00:00Z -o json
+//	capfleet query packets --sensor lab --from 1258531200 --to 1258534800 -w out.pcap
+package query
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/google/gopacket/layers"
+	"github.com/spf13/cobra"
+
+	"capfleet.dev/capfleet/internal/cassconn"
+	"capfleet.dev/capfleet/processor/store"
+)
+
+// DefaultKeyspace is the process command's default too.
+const DefaultKeyspace = "capfleet"
+
+type common struct {
+	cass     cassconn.Config
+	keyspace string
+	since    time.Duration
+	from, to string
+}
+
+func (c *common) addFlags(cmd *cobra.Command) {
+	c.cass.AddFlags(cmd.Flags())
+	cmd.Flags().StringVar(&c.keyspace, "keyspace", DefaultKeyspace, "Cassandra keyspace the pipeline writes")
+	cmd.Flags().DurationVar(&c.since, "since", 0, "the last DURATION up to now (e.g. 1h); or use --from/--to")
+	cmd.Flags().StringVar(&c.from, "from", "", "start of the range: RFC 3339 (UTC unless a zone is given) or seconds since the epoch")
+	cmd.Flags().StringVar(&c.to, "to", "", "end of the range, included (default now)")
+}
+
+func (c *common) reader() (*store.Reader, func(), error) {
+	cl, err := c.cass.Cluster()
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err := store.Connect(cl, c.keyspace)
+	if err != nil {
+		return nil, nil, err
+	}
+	return store.NewReader(s), s.Close, nil
+}
+
+// NewCommand returns `capfleet query` with its flows and packets subcommands.
+func NewCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "query",
+		Short: "Ask what a pipeline stored in Cassandra: flows by IP and time, packets back as a pcap",
+	}
+	cmd.AddCommand(flowsCommand(), packetsCommand())
+	return cmd
+}
+
+func flowsCommand() *cobra.Command {
+	var (
+		c      common
+		ip     string
+		output string
+	)
+	cmd := &cobra.Command{
+		Use:   "flows",
+		Short: "Flows active in a time range, of one IP (one partition read per hour) or all",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if output != "table" && output != "json" {
+				return fmt.Errorf("-o %q: want table or json", output)
+			}
+			from, to, err := timeRange(c.since, c.from, c.to, time.Now())
+			if err != nil {
+				return err
+			}
+			var addr netip.Addr
+			if ip != "" {
+				if addr, err = netip.ParseAddr(ip); err != nil {
+					return fmt.Errorf("--ip %q: %w", ip, err)
+				}
+			}
+			r, done, err := c.reader()
+			if err != nil {
+				return err
+			}
+			defer done()
+			var flows []store.Flow
+			if addr.IsValid() {
+				flows, err = r.FlowsByIP(cmd.Context(), addr, from, to)
+			} else {
+				flows, err = r.FlowsBetween(cmd.Context(), from, to)
+			}
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				return writeFlowsJSON(cmd.OutOrStdout(), flows)
+			}
+			return writeFlowsTable(cmd.OutOrStdout(), flows)
+		},
+	}
+	c.addFlags(cmd)
+	cmd.Flags().StringVar(&ip, "ip", "", "only flows with this address as either endpoint")
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "table, or json (one Zeek conn.log-style object per line)")
+	return cmd
+}
+
+func writeFlowsJSON(w io.Writer, flows []store.Flow) error {
+	enc := json.NewEncoder(w)
+	for i := range flows {
+		if err := enc.Encode(flows[i].JSON()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func writeFlowsTable(w io.Writer, flows []store.Flow) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "START\tDURATION\tPROTO\tORIG\tRESP\tPKTS\tBYTES\tIP_BYTES\tSTATE\tHISTORY\tUID")
+	for i := range flows {
+		f := &flows[i]
+		state := f.State
+		if !f.Closed {
+			state += "(open)"
+		}
+		fmt.Fprintf(tw, "%s\t%.6f\t%s\t%s\t%s\t%d/%d\t%d/%d\t%d/%d\t%s\t%s\t%s\n",
+			f.Start.UTC().Format("2006-01-02T15:04:05.000000Z"), f.Duration().Seconds(), store.ProtoName(f.Proto),
+			endpoint(f.OrigAddr, f.OrigPort), endpoint(f.RespAddr, f.RespPort),
+			f.OrigPkts, f.RespPkts, f.OrigBytes, f.RespBytes, f.OrigIPBytes, f.RespIPBytes, state, f.History, f.UID)
+	}
+	return tw.Flush()
+}
+
+func endpoint(a netip.Addr, port uint16) string {
+	if !a.IsValid() {
+		return "-"
+	}
+	return netip.AddrPortFrom(a, port).String()
+}
+
+func packetsCommand() *cobra.Command {
+	var (
+		c              common
+		sensor, output string
+		format         string
+	)
+	cmd := &cobra.Command{
+		Use:   "packets",
+		Short: "Stored packets of a sensor in a time range, written as a capture file in timestamp order",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if sensor == "" {
+				return errors.New("--sensor is required")
+			}
+			if output == "" {
+				return errors.New("-w FILE is required (- for standard output)")
+			}
+			if format != "auto" && format != "pcap" && format != "pcapng" {
+				return fmt.Errorf("--format %q: want auto, pcap or pcapng", format)
+			}
+			from, to, err := timeRange(c.since, c.from, c.to, time.Now())
+			if err != nil {
+				return err
+			}
+			r, done, err := c.reader()
+			if err != nil {
+				return err
+			}
+			defer done()
+			n, chosen, err := exportPackets(cmd.Context(), r, sensor, from, to, format, output, cmd.OutOrStdout())
+			if err != nil {
+				return err
+			}
+			if output != "-" {
+				fmt.Fprintf(cmd.ErrOrStderr(), "wrote %d packets to %s (%s)\n", n, output, chosen)
+			}
+			return nil
+		},
+	}
+	c.addFlags(cmd)
+	cmd.Flags().StringVar(&sensor, "sensor", "", "sensor name the pipeline stored the packets under (its --sensor)")
+	cmd.Flags().StringVarP(&output, "write", "w", "", "capture file to write, - for standard output")
+	cmd.Flags().StringVar(&format, "format", "auto",
+		"pcap (one link type, nanosecond timestamps), pcapng (an interface per node, interface and link type), or auto: pcap unless the packets have several link types")
+	return cmd
+}
+
+// exportPackets writes the packets to path (or stdout for "-") and returns how many and in which format.
+func exportPackets(ctx context.Context, r *store.Reader, sensor string, from, to time.Time, format, path string, stdout io.Writer) (int, string, error) {
+	var single layers.LinkType
+	if format == "auto" || format == "pcap" {
+		lts, err := r.LinkTypes(ctx, sensor, from, to)
+		if err != nil {
+			return 0, "", err
+		}
+		switch {
+		case len(lts) > 1 && format == "pcap":
+			return 0, "", fmt.Errorf("the packets have %d link types (%s): pcap holds one, use --format pcapng", len(lts), linkTypeList(lts))
+		case len(lts) > 1:
+			format = "pcapng"
+		default:
+			format = "pcap"
+			single = layers.LinkTypeEthernet // an empty file still needs one
+			for lt := range lts {
+				single = lt
+			}
+		}
+	}
+	out := stdout
+	var f *os.File
+	if path != "-" {
+		var err error
+		if f, err = os.Create(path); err != nil {
+			return 0, "", err
+		}
+		defer f.Close()
+		out = f
+	}
+	var (
+		w packetWriter
+		n int
+	)
+	if format == "pcap" {
+		pw, err := newPcapWriter(out, single)
+		if err != nil {
+			return 0, "", err
+		}
+		w = pw
+	}
+	err := r.Packets(ctx, sensor, from, to, func(p store.Packet) error {
+		if w == nil {
+			nw, err := newPcapngWriter(out, p)
+			if err != nil {
+				return err
+			}
+			w = nw
+		}
+		n++
+		return w.write(p)
+	})
+	if err == nil && w == nil {
+		w, err = newPcapngWriter(out, store.Packet{LinkType: layers.LinkTypeEthernet})
+	}
+	if err != nil {
+		return n, "", err
+	}
+	if err := w.flush(); err != nil {
+		return n, "", err
+	}
+	if f != nil {
+		if err := f.Close(); err != nil {
+			return n, "", err
+		}
+	}
+	if format == "pcap" {
+		return n, fmt.Sprintf("pcap, link type %d", single), nil
+	}
+	return n, "pcapng", nil
+}
+
+func linkTypeList(lts map[layers.LinkType]int) string {
+	var s []string
+	for lt, n := range lts {
+		s = append(s, fmt.Sprintf("%d×%d", lt, n))
+	}
+	sort.Strings(s)
+	return strings.Join(s, ", ")
+}
