@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -235,5 +236,37 @@ func TestReplayIntoTopicOverTLSAndSCRAM(t *testing.T) {
 	}
 	if strings.Contains(err.Error()+out, "not-the-password") {
 		t.Fatal("the password leaked into the message")
+	}
+}
+
+// Paced into a topic, records reach the producer at the asked rate: their
+// timestamps (the producer's create time, set as each record is handed over)
+// span the run as 2,000 packets/s would.
+func TestReplayIntoTopicHoldsFixedRate(t *testing.T) {
+	const pps, n = 2000, 10001
+	cfg := kafkatest.Plain(t)
+	topic := kafkatest.NewTopic(t, cfg, 3)
+	replayCommand(t, NewCommand(), "--file", sharedPcap(t, "zeek/echo-connections.pcap"), "--topic", topic,
+		"--pps", strconv.Itoa(pps), "--limit", strconv.Itoa(n), "--metrics-addr", "", "--kafka-brokers", strings.Join(cfg.Brokers, ","))
+	var first, last time.Time
+	count := 0
+	for _, recs := range consumeAll(t, cfg, topic) {
+		for _, r := range recs {
+			if first.IsZero() || r.Timestamp.Before(first) {
+				first = r.Timestamp
+			}
+			if r.Timestamp.After(last) {
+				last = r.Timestamp
+			}
+			count++
+		}
+	}
+	if count != n {
+		t.Fatalf("topic holds %d records, want %d", count, n)
+	}
+	rate := float64(n-1) / last.Sub(first).Seconds()
+	t.Logf("achieved %.1f records/s over %v (record timestamps, ms resolution)", rate, last.Sub(first))
+	if math.Abs(rate-pps)/pps > 0.05 {
+		t.Fatalf("achieved %.1f records/s, want %d within 5%%", rate, pps)
 	}
 }
