@@ -7,7 +7,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -17,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"capfleet.dev/capfleet/internal/cassandratest"
 	"capfleet.dev/capfleet/internal/cassconn"
@@ -158,9 +162,14 @@ func TestCaptureThroughKafkaAndCassandraAnswersQueries(t *testing.T) {
 	group := unique("e2e-")
 	pipelinetest.Produce(t, kcfg, topic, frames)
 
+	flowsTopic := kafkatest.NewTopic(t, kcfg, 1)
 	conn := connArgs(kcfg, ccfg)
+	metricsAddr := freePort(t)
+	// A short idle timeout: once the capture is consumed, every flow closes within seconds, so the
+	// closing writes and the flows topic are exercised too.
 	args := append([]string{"--topic", topic, "--group", group, "--sensor", "lab", "--store-packets", "--store-flows",
-		"--keyspace", ks, "--metrics-addr", "", "--health-addr", "", "--commit-interval", "300ms"}, conn...)
+		"--keyspace", ks, "--metrics-addr", metricsAddr, "--health-addr", metricsAddr, "--commit-interval", "300ms",
+		"--flow-idle-timeout", "2s", "--flows-topic", flowsTopic}, conn...)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	cmd := NewCommand()
@@ -169,17 +178,51 @@ func TestCaptureThroughKafkaAndCassandraAnswersQueries(t *testing.T) {
 	go func() { done <- cmd.ExecuteContext(ctx) }()
 
 	first, last := pipelinetest.TimeSpan(frames)
-	fcfg := pipeline.FlowConfig{IdleTimeout: 60 * time.Second, ActiveTimeout: 30 * time.Minute, MaxFlows: 1000000}
+	fcfg := pipeline.FlowConfig{IdleTimeout: 2 * time.Second, ActiveTimeout: 30 * time.Minute, MaxFlows: 1000000}
 	want := pipelinetest.ExpectedFlows(t, frames, fcfg, "lab")
 	r := connectReader(t, ccfg, ks)
-	pipelinetest.Eventually(t, 3*time.Minute, "all flows stored", func() (bool, string) {
+	pipelinetest.Eventually(t, 3*time.Minute, "all flows stored and closed", func() (bool, string) {
 		got, err := r.FlowsBetween(ctx, first, last)
 		if err != nil {
 			return false, err.Error()
 		}
-		d := pipelinetest.DiffFlows(got, want)
-		return d == "", d
+		if d := pipelinetest.DiffFlows(got, want); d != "" {
+			return false, d
+		}
+		for _, f := range got {
+			if !f.Closed {
+				return false, "flow " + f.UID + " still open"
+			}
+		}
+		return true, ""
 	})
+	published := consumeFlows(t, kcfg, flowsTopic, len(want))
+	for _, f := range want {
+		j, ok := published[f.UID]
+		if !ok {
+			t.Fatalf("flow %s not published to %s", f.UID, flowsTopic)
+		}
+		if j.OrigPkts != f.OrigPkts || j.RespBytes != f.RespBytes || !j.Closed || j.CommunityID != f.CommunityID {
+			t.Fatalf("published %+v, stored %+v", j, f)
+		}
+	}
+	metrics := httpGet(t, "http://"+metricsAddr+"/metrics")
+	for _, line := range []string{
+		fmt.Sprintf("capfleet_process_records_total %d", len(frames)),
+		fmt.Sprintf("capfleet_process_packets_written_total %d", len(frames)),
+		fmt.Sprintf("capfleet_process_flows_written_total %d", len(want)),
+		fmt.Sprintf("capfleet_process_flows_published_total %d", len(want)),
+		"capfleet_process_flows_active 0",
+		"capfleet_process_commit_lag 0",
+		`capfleet_process_decode_errors_total{reason="unsupported_link"} 0`,
+	} {
+		if !strings.Contains(metrics, line+"\n") {
+			t.Errorf("/metrics lacks %q", line)
+		}
+	}
+	if got := httpGet(t, "http://"+metricsAddr+"/readyz"); got != "ok\n" {
+		t.Errorf("/readyz: %q", got)
+	}
 	pipelinetest.Eventually(t, time.Minute, "all offsets committed", func() (bool, string) {
 		c, end, err := pipelinetest.Committed(ctx, kcfg, group, topic)
 		return err == nil && c == end, fmt.Sprintf("committed %d of %d (%v)", c, end, err)
@@ -190,7 +233,18 @@ func TestCaptureThroughKafkaAndCassandraAnswersQueries(t *testing.T) {
 	if d := pipelinetest.DiffFlows(got, want); d != "" {
 		t.Fatalf("query flows differs from the offline aggregation:\n%s", d)
 	}
-	ip := want[0].RespAddr
+	// An address in some flows but not all, so that the per-IP read must select.
+	count := map[netip.Addr]int{}
+	for _, f := range want {
+		count[f.OrigAddr]++
+		count[f.RespAddr]++
+	}
+	ip := want[0].OrigAddr
+	for a, n := range count {
+		if n >= 2 && n < len(want) && (count[ip] < 2 || n < count[ip] || (n == count[ip] && a.Less(ip))) {
+			ip = a
+		}
+	}
 	var wantIP []store.Flow
 	for _, f := range want {
 		if f.OrigAddr == ip || f.RespAddr == ip {
@@ -217,6 +271,54 @@ func TestCaptureThroughKafkaAndCassandraAnswersQueries(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("process: %v", err)
 	}
+}
+
+// consumeFlows reads the flows topic until it holds n distinct flows (a restart may publish one twice).
+func consumeFlows(t *testing.T, cfg kafkaconn.Config, topic string, n int) map[string]store.FlowJSON {
+	t.Helper()
+	opts, err := cfg.Options()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(append(opts, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out := map[string]store.FlowJSON{}
+	for len(out) < n {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("flows topic %s holds %d distinct flows, want %d", topic, len(out), n)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			var j store.FlowJSON
+			if err := json.Unmarshal(r.Value, &j); err != nil {
+				t.Fatalf("flow record %q: %v", r.Value, err)
+			}
+			if string(r.Key) != j.UID {
+				t.Fatalf("flow record keyed %q holds uid %s", r.Key, j.UID)
+			}
+			out[j.UID] = j
+		})
+	}
+	return out
+}
+
+func httpGet(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 func connectReader(t *testing.T, ccfg cassconn.Config, ks string) *store.Reader {
