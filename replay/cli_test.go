@@ -99,6 +99,8 @@ func TestReplayBadInputs(t *testing.T) {
 			[]string{"capture file: stat " + filepath.Join(dir, "nope.pcap") + ": no such file or directory"}},
 		{"truncated file", NewCommand, []string{"--file", truncated, "--interface", "lo", "--metrics-addr", ""},
 			[]string{"capture file " + truncated + ": offset ", "truncated", "(after 145 good packets; nothing was sent)"}},
+		{"capture without packets", NewCommand, []string{"--file", sharedPcap(t, "gopacket/pcapgo/tests/le/test003.pcapng"), "--interface", "lo", "--loop", "0", "--metrics-addr", ""},
+			[]string{"capture file " + sharedPcap(t, "gopacket/pcapgo/tests/le/test003.pcapng") + ": the capture holds no packets"}},
 		{"not a capture", NewCommand, []string{"--file", "/etc/hostname", "--interface", "lo"},
 			[]string{"capture file: /etc/hostname: "}},
 		{"wrong sha256 of a local file", NewCommand, []string{"--file", real, "--sha256", strings.Repeat("0", 64), "--interface", "lo"},

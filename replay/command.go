@@ -192,8 +192,11 @@ func (o *options) checkTarget() error {
 
 // fromSource says which URL a downloaded capture came from: its errors name a temporary file.
 func (o *options) fromSource(err error) error {
-	if o.url != "" {
+	switch {
+	case o.url != "":
 		return fmt.Errorf("%s (downloaded): %w", redact(o.url), err)
+	case errors.Is(err, ErrNoPackets):
+		return fmt.Errorf("capture file %s: %w", o.file, err)
 	}
 	return err
 }

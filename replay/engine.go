@@ -38,6 +38,10 @@ type Config struct {
 	LinkTypes []layers.LinkType
 }
 
+// ErrNoPackets is the pre-scan's verdict on a capture without a single packet,
+// which would otherwise loop forever doing nothing with --loop 0.
+var ErrNoPackets = errors.New("the capture holds no packets")
+
 // Replayer runs one Config and reports its progress while it runs.
 type Replayer struct {
 	cfg Config
@@ -65,7 +69,7 @@ func New(cfg Config) (*Replayer, error) {
 		return nil, errors.New("replay: no target to send to")
 	}
 	if cfg.Loops < 0 {
-		return nil, fmt.Errorf("replay: --loop %d: must be 0 (forever) or more", cfg.Loops)
+		return nil, fmt.Errorf("replay: loop count %d: must be 0 (forever) or more", cfg.Loops)
 	}
 	if err := cfg.Pace.Validate(); err != nil {
 		return nil, err
@@ -100,7 +104,7 @@ func (r *Replayer) Scan() error {
 		r.fileBytes += uint64(len(p.Data))
 	}
 	if r.filePackets == 0 {
-		return errors.New("the capture holds no packets")
+		return ErrNoPackets
 	}
 	if err := r.totals(); err != nil {
 		return err
