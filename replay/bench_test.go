@@ -2,6 +2,9 @@ package replay
 
 import (
 	"context"
+	"os/exec"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -63,3 +66,28 @@ func (discard) Send(p Packet, done func(int, error)) { done(len(p.Data), nil) }
 func (discard) Flush(context.Context) error          { return nil }
 func (discard) Close() error                         { return nil }
 func (discard) String() string                       { return "nowhere" }
+
+// tcpreplay (Debian) on the same veth and capture, as the yardstick for
+// BenchmarkReplayTopSpeedVeth: the rate it reports for the same packets.
+func BenchmarkTcpreplayTopSpeedVeth(b *testing.B) {
+	if _, err := exec.LookPath("tcpreplay"); err != nil {
+		b.Skip("tcpreplay is not installed (hack/deps.sh installs it)")
+	}
+	v := newVethPair(b, 1500)
+	file := sharedPcap(b, "zeek/echo-connections.pcap")
+	b.ResetTimer()
+	out, err := exec.Command("ip", "netns", "exec", v.ns, "tcpreplay", "-i", v.send, "--topspeed",
+		"--limit", strconv.Itoa(b.N), "--loop", "0", file).CombinedOutput()
+	b.StopTimer()
+	if err != nil {
+		b.Fatalf("tcpreplay: %v\n%s", err, out)
+	}
+	m := regexp.MustCompile(`Rated: [0-9.]+ Bps, ([0-9.]+) Mbps, ([0-9.]+) pps`).FindSubmatch(out)
+	if m == nil {
+		b.Fatalf("no rate in tcpreplay's output:\n%s", out)
+	}
+	mbps, _ := strconv.ParseFloat(string(m[1]), 64)
+	pps, _ := strconv.ParseFloat(string(m[2]), 64)
+	b.ReportMetric(pps, "packets/s")
+	b.ReportMetric(mbps, "Mbit/s")
+}
