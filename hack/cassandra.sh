@@ -262,7 +262,7 @@ start() {
   stop_pid "$NAME"
   rm -rf "$STATE"
   for p in "$CQL_PORT" "$STORAGE_PORT" $([ "$TLS_PORT" = 0 ] || echo "$TLS_PORT"); do
-    port_busy "$p" && die "port $p on 127.0.0.1 is taken by another process (not ours); free it or set CASSANDRA_PORT/CASSANDRA_STORAGE_PORT"
+    port_busy "$p" && die "port $p on 127.0.0.1 is taken by another process (not ours); free it or set CASSANDRA_PORT, CASSANDRA_STORAGE_PORT, CASSANDRA_TLS_PORT"
   done
   [ -x "$JAVA_HOME/bin/java" ] || die "no Java at $JAVA_HOME (apt-get install openjdk-17-jdk-headless, or set CASSANDRA_JAVA_HOME)"
   local t0=$SECONDS
