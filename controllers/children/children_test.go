@@ -1,0 +1,340 @@
+package children
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"capfleet.dev/capfleet/api/v1alpha1"
+)
+
+var opts = Options{
+	Image: "capfleet:test", ImagePullPolicy: corev1.PullIfNotPresent,
+	Kafka:     KafkaDefaults{Brokers: []string{"k1:9092", "k2:9092"}},
+	Cassandra: CassandraDefaults{Hosts: []string{"c1"}, Port: 9042},
+}
+
+func meta(name string) metav1.ObjectMeta {
+	return metav1.ObjectMeta{Name: name, Namespace: "ns", UID: types.UID("uid-" + name), Generation: 1}
+}
+
+// defaultedSensor is a CaptureSensor as the API server stores it after defaulting.
+func defaultedSensor(edit func(*v1alpha1.CaptureSensor)) *v1alpha1.CaptureSensor {
+	cs := &v1alpha1.CaptureSensor{ObjectMeta: meta("edge"), Spec: v1alpha1.CaptureSensorSpec{
+		Interfaces: []string{"eth0"}, SnapLength: 262144, SampleRate: 1, BufferPackets: 100000,
+		Ring:  v1alpha1.RingSpec{BlockSizeKiB: 1024, Blocks: 64},
+		Topic: v1alpha1.TopicSpec{Partitions: 12, ReplicationFactor: 1},
+	}}
+	if edit != nil {
+		edit(cs)
+	}
+	return cs
+}
+
+func TestSensorDaemonSet(t *testing.T) {
+	tests := []struct {
+		name        string
+		edit        func(*v1alpha1.CaptureSensor)
+		wantArgs    []string
+		absentArgs  []string
+		wantSecret  string
+		wantMemoryL string
+	}{
+		{
+			name:        "defaults",
+			wantArgs:    []string{"sensor", "--interfaces=eth0", "--snaplen=262144", "--topic=ns.edge.packets", "--kafka-brokers=k1:9092,k2:9092", "--ring-blocks=64"},
+			absentArgs:  []string{"--filter=", "--kafka-tls", "--kafka-secret-dir=/etc/capfleet/kafka"},
+			wantMemoryL: "576Mi", // 512 MiB + one 64 MiB ring
+		},
+		{
+			name: "filter, two interfaces, named topic, bigger rings",
+			edit: func(cs *v1alpha1.CaptureSensor) {
+				cs.Spec.Filter = "tcp port 80"
+				cs.Spec.Interfaces = []string{"eth0", "eth1"}
+				cs.Spec.Topic.Name = "mirror"
+				cs.Spec.Ring = v1alpha1.RingSpec{BlockSizeKiB: 4096, Blocks: 128, FanoutGroup: 7}
+			},
+			wantArgs:    []string{"--filter=tcp port 80", "--interfaces=eth0,eth1", "--topic=mirror", "--fanout-group=7", "--ring-block-size-kb=4096"},
+			wantMemoryL: "1536Mi", // 512 MiB + two 512 MiB rings
+		},
+		{
+			name: "own Kafka with TLS and a Secret",
+			edit: func(cs *v1alpha1.CaptureSensor) {
+				cs.Spec.Kafka = &v1alpha1.KafkaConnection{BootstrapServers: []string{"secure:9093"}, TLS: ptr(true),
+					SecretRef: &corev1.LocalObjectReference{Name: "kafka-creds"}}
+			},
+			wantArgs:    []string{"--kafka-brokers=secure:9093", "--kafka-tls", "--kafka-secret-dir=/etc/capfleet/kafka"},
+			absentArgs:  []string{"--kafka-brokers=k1:9092,k2:9092"},
+			wantSecret:  "kafka-creds",
+			wantMemoryL: "576Mi",
+		},
+		{
+			name: "resources from the spec win",
+			edit: func(cs *v1alpha1.CaptureSensor) {
+				cs.Spec.Resources = &corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("2Gi")}}
+			},
+			wantMemoryL: "2Gi",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cs := defaultedSensor(tt.edit)
+			ds := SensorDaemonSet(cs, opts)
+			c := ds.Spec.Template.Spec.Containers[0]
+			for _, a := range tt.wantArgs {
+				if !slices.Contains(c.Args, a) {
+					t.Errorf("missing %q in %v", a, c.Args)
+				}
+			}
+			for _, a := range tt.absentArgs {
+				if slices.Contains(c.Args, a) {
+					t.Errorf("unexpected %q in %v", a, c.Args)
+				}
+			}
+			if got := c.Resources.Limits.Memory().String(); got != tt.wantMemoryL {
+				t.Errorf("memory limit %s, want %s", got, tt.wantMemoryL)
+			}
+			secrets := secretNames(ds.Spec.Template.Spec.Volumes)
+			if (tt.wantSecret == "") != (len(secrets) == 0) || (tt.wantSecret != "" && secrets[0] != tt.wantSecret) {
+				t.Errorf("secret volumes %v, want %q", secrets, tt.wantSecret)
+			}
+			checkSensorInvariants(t, ds.Spec.Template.Spec, c)
+			if ref := metav1.GetControllerOf(ds); ref == nil || ref.UID != cs.UID || ref.Kind != "CaptureSensor" {
+				t.Errorf("owner reference %+v", ref)
+			}
+			if ds.Spec.Selector.MatchLabels[LabelInstance] != "edge" || ds.Spec.Template.Labels[LabelInstance] != "edge" {
+				t.Errorf("selector %v template labels %v", ds.Spec.Selector.MatchLabels, ds.Spec.Template.Labels)
+			}
+		})
+	}
+}
+
+// checkSensorInvariants holds for every sensor, whatever its spec.
+func checkSensorInvariants(t *testing.T, pod corev1.PodSpec, c corev1.Container) {
+	t.Helper()
+	if !pod.HostNetwork || pod.DNSPolicy != corev1.DNSClusterFirstWithHostNet {
+		t.Errorf("hostNetwork %v dnsPolicy %s", pod.HostNetwork, pod.DNSPolicy)
+	}
+	sc := c.SecurityContext
+	if *sc.Privileged || *sc.AllowPrivilegeEscalation || !*sc.ReadOnlyRootFilesystem {
+		t.Errorf("security context %+v", sc)
+	}
+	if got := sc.Capabilities.Add; len(got) != 2 || !slices.Contains(got, "NET_RAW") || !slices.Contains(got, "NET_ADMIN") {
+		t.Errorf("capabilities added %v", got)
+	}
+	if c.ReadinessProbe.HTTPGet.Port.IntValue() != HealthPort || c.LivenessProbe.HTTPGet.Path != "/healthz" {
+		t.Errorf("probes %+v %+v", c.ReadinessProbe, c.LivenessProbe)
+	}
+	if *pod.AutomountServiceAccountToken {
+		t.Error("sensor pods need no API token")
+	}
+	env := map[string]string{}
+	for _, e := range c.Env {
+		env[e.Name] = e.ValueFrom.FieldRef.FieldPath
+	}
+	if env["NODE_NAME"] != "spec.nodeName" {
+		t.Errorf("NODE_NAME from %q", env["NODE_NAME"])
+	}
+}
+
+func secretNames(vols []corev1.Volume) []string {
+	var out []string
+	for _, v := range vols {
+		if v.Secret != nil {
+			out = append(out, v.Secret.SecretName)
+		}
+	}
+	return out
+}
+
+func replayJob(edit func(*v1alpha1.ReplayJob)) *v1alpha1.ReplayJob {
+	rj := &v1alpha1.ReplayJob{ObjectMeta: meta("rp"), Spec: v1alpha1.ReplayJobSpec{
+		Source: v1alpha1.ReplaySource{ConfigMap: &v1alpha1.KeyReference{Name: "caps", Key: "a.pcap"}},
+		Loops:  1, Target: v1alpha1.ReplayTarget{Topic: &v1alpha1.TopicSpec{}},
+		BackoffLimit: ptr(int32(0)), TTLSecondsAfterFinished: ptr(int32(3600)),
+	}}
+	if edit != nil {
+		edit(rj)
+	}
+	return rj
+}
+
+func TestReplayJobObject(t *testing.T) {
+	tests := []struct {
+		name       string
+		edit       func(*v1alpha1.ReplayJob)
+		wantArgs   []string
+		absentArgs []string
+		volume     func(corev1.Volume) bool
+		hostNet    bool
+	}{
+		{
+			name:     "ConfigMap into the default topic at the capture's pace",
+			wantArgs: []string{"replay", "--file=/capture/a.pcap", "--multiplier=1", "--loop=1", "--topic=ns.rp.packets", "--kafka-brokers=k1:9092,k2:9092"},
+			volume:   func(v corev1.Volume) bool { return v.ConfigMap != nil && v.ConfigMap.Name == "caps" },
+		},
+		{
+			name: "Secret at fixed packets/s, three loops",
+			edit: func(rj *v1alpha1.ReplayJob) {
+				rj.Spec.Source = v1alpha1.ReplaySource{Secret: &v1alpha1.KeyReference{Name: "s", Key: "b.pcapng"}}
+				rj.Spec.Pace = &v1alpha1.ReplayPace{PacketsPerSecond: ptr(int64(5000))}
+				rj.Spec.Loops = 3
+			},
+			wantArgs: []string{"--file=/capture/b.pcapng", "--pps=5000", "--loop=3"},
+			volume:   func(v corev1.Volume) bool { return v.Secret != nil && v.Secret.SecretName == "s" },
+		},
+		{
+			name: "PVC at Mbit/s",
+			edit: func(rj *v1alpha1.ReplayJob) {
+				rj.Spec.Source = v1alpha1.ReplaySource{PersistentVolumeClaim: &v1alpha1.PVCFile{ClaimName: "traces", Path: "day1/x.pcap"}}
+				rj.Spec.Pace = &v1alpha1.ReplayPace{Mbps: ptr(2.5)}
+			},
+			wantArgs: []string{"--file=/capture/day1/x.pcap", "--mbps=2.5"},
+			volume: func(v corev1.Volume) bool {
+				return v.PersistentVolumeClaim != nil && v.PersistentVolumeClaim.ClaimName == "traces" && v.PersistentVolumeClaim.ReadOnly
+			},
+		},
+		{
+			name: "URL at top speed onto a node's interface",
+			edit: func(rj *v1alpha1.ReplayJob) {
+				rj.Spec.Source = v1alpha1.ReplaySource{URL: &v1alpha1.URLSource{URL: "https://x/y.pcap", SHA256: strings.Repeat("ab", 32)}}
+				rj.Spec.Pace = &v1alpha1.ReplayPace{TopSpeed: ptr(true)}
+				rj.Spec.Target = v1alpha1.ReplayTarget{Interface: &v1alpha1.InterfaceTarget{Name: "veth0", NodeName: "node-7"}}
+			},
+			wantArgs:   []string{"--url=https://x/y.pcap", "--sha256=" + strings.Repeat("ab", 32), "--top-speed", "--interface=veth0"},
+			absentArgs: []string{"--topic=ns.rp.packets", "--kafka-brokers=k1:9092,k2:9092"},
+			hostNet:    true,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rj := replayJob(tt.edit)
+			job := ReplayJobObject(rj, opts)
+			pod := job.Spec.Template.Spec
+			c := pod.Containers[0]
+			for _, a := range tt.wantArgs {
+				if !slices.Contains(c.Args, a) {
+					t.Errorf("missing %q in %v", a, c.Args)
+				}
+			}
+			for _, a := range tt.absentArgs {
+				if slices.Contains(c.Args, a) {
+					t.Errorf("unexpected %q in %v", a, c.Args)
+				}
+			}
+			if tt.volume != nil && !slices.ContainsFunc(pod.Volumes, tt.volume) {
+				t.Errorf("capture volume missing: %+v", pod.Volumes)
+			}
+			if pod.HostNetwork != tt.hostNet {
+				t.Errorf("hostNetwork %v", pod.HostNetwork)
+			}
+			if tt.hostNet {
+				terms := pod.Affinity.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms
+				if terms[0].MatchFields[0].Values[0] != "node-7" || !slices.Equal(c.SecurityContext.Capabilities.Add, []corev1.Capability{"NET_RAW"}) {
+					t.Errorf("not pinned to node-7 with NET_RAW: %+v %+v", terms, c.SecurityContext.Capabilities)
+				}
+			} else if !*c.SecurityContext.RunAsNonRoot || len(c.SecurityContext.Capabilities.Add) != 0 {
+				t.Errorf("a topic replay needs no privilege: %+v", c.SecurityContext)
+			}
+			if pod.RestartPolicy != corev1.RestartPolicyNever || *job.Spec.BackoffLimit != 0 || *job.Spec.TTLSecondsAfterFinished != 3600 {
+				t.Errorf("restart %s backoff %d ttl %d", pod.RestartPolicy, *job.Spec.BackoffLimit, *job.Spec.TTLSecondsAfterFinished)
+			}
+			if len(job.Name) > 63 || !strings.HasPrefix(job.Name, "rp-replay-") {
+				t.Errorf("job name %q", job.Name)
+			}
+		})
+	}
+}
+
+func TestReplayJobNameFollowsWhatItRuns(t *testing.T) {
+	a := ReplayJobObject(replayJob(nil), opts).Name
+	if b := ReplayJobObject(replayJob(nil), opts).Name; a != b {
+		t.Fatalf("same spec, different Job names %s %s", a, b)
+	}
+	changed := ReplayJobObject(replayJob(func(rj *v1alpha1.ReplayJob) { rj.Spec.Loops = 2 }), opts).Name
+	if changed == a {
+		t.Fatalf("a spec change kept the Job name %s", a)
+	}
+	long := replayJob(func(rj *v1alpha1.ReplayJob) { rj.Name = strings.Repeat("x", 80) })
+	if n := ReplayJobObject(long, opts).Name; len(n) > 63 {
+		t.Fatalf("name %q longer than 63", n)
+	}
+}
+
+func pipeline(edit func(*v1alpha1.PacketPipeline)) *v1alpha1.PacketPipeline {
+	pp := &v1alpha1.PacketPipeline{ObjectMeta: meta("flows"), Spec: v1alpha1.PacketPipelineSpec{
+		Source:   v1alpha1.PipelineSource{Sensor: "edge"},
+		Replicas: ptr(int32(2)),
+		Flows:    v1alpha1.FlowSettings{IdleTimeout: &metav1.Duration{Duration: 60e9}, MaxFlows: 1000},
+		Sinks: v1alpha1.PipelineSinks{Cassandra: &v1alpha1.CassandraSink{
+			Flows: true, Keyspace: "capfleet", ReplicationFactor: 3, FlowTTL: &metav1.Duration{Duration: 3600e9},
+		}},
+	}}
+	if edit != nil {
+		edit(pp)
+	}
+	return pp
+}
+
+func TestPipelineDeployment(t *testing.T) {
+	tests := []struct {
+		name       string
+		edit       func(*v1alpha1.PacketPipeline)
+		wantArgs   []string
+		absentArgs []string
+		secrets    []string
+	}{
+		{
+			name: "flows into Cassandra",
+			wantArgs: []string{"process", "--topic=ns.edge.packets", "--group=capfleet.ns.flows", "--store-flows", "--flow-ttl=1h0m0s",
+				"--keyspace=capfleet", `--replication={"class":"SimpleStrategy","replication_factor":3}`, "--cassandra-hosts=c1",
+				"--cassandra-port=9042", "--flow-table-max=1000", "--flow-idle-timeout=1m0s", "--sensor=edge"},
+			absentArgs: []string{"--store-packets", "--flows-topic=ns.flows.flows"},
+		},
+		{
+			name: "packets too, own group, credentials, Kafka flows",
+			edit: func(pp *v1alpha1.PacketPipeline) {
+				pp.Spec.ConsumerGroup = "mine"
+				pp.Spec.Filter = "not arp"
+				pp.Spec.Sinks.Cassandra.Packets = true
+				pp.Spec.Sinks.Cassandra.Connection = &v1alpha1.CassandraConnection{SecretRef: &corev1.LocalObjectReference{Name: "cass"}, TLS: ptr(true)}
+				pp.Spec.Sinks.Kafka = &v1alpha1.KafkaFlowSink{Topic: v1alpha1.TopicSpec{Name: "flows-json"}}
+				pp.Spec.Kafka = &v1alpha1.KafkaConnection{SecretRef: &corev1.LocalObjectReference{Name: "kaf"}}
+			},
+			wantArgs: []string{"--group=mine", "--filter=not arp", "--store-packets", "--packet-ttl=168h0m0s", "--cassandra-tls",
+				"--cassandra-secret-dir=/etc/capfleet/cassandra", "--kafka-secret-dir=/etc/capfleet/kafka", "--flows-topic=flows-json"},
+			secrets: []string{"kaf", "cass"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pp := pipeline(tt.edit)
+			d := PipelineDeployment(pp, "ns.edge.packets", opts)
+			c := d.Spec.Template.Spec.Containers[0]
+			for _, a := range tt.wantArgs {
+				if !slices.Contains(c.Args, a) {
+					t.Errorf("missing %q in %v", a, c.Args)
+				}
+			}
+			for _, a := range tt.absentArgs {
+				if slices.Contains(c.Args, a) {
+					t.Errorf("unexpected %q in %v", a, c.Args)
+				}
+			}
+			if got := secretNames(d.Spec.Template.Spec.Volumes); !slices.Equal(got, tt.secrets) {
+				t.Errorf("secret volumes %v, want %v", got, tt.secrets)
+			}
+			if *d.Spec.Replicas != 2 || !*c.SecurityContext.RunAsNonRoot || !*c.SecurityContext.ReadOnlyRootFilesystem {
+				t.Errorf("replicas %d security %+v", *d.Spec.Replicas, c.SecurityContext)
+			}
+			if d.Spec.Template.Spec.HostNetwork {
+				t.Error("processors need no host network")
+			}
+		})
+	}
+}
