@@ -7,7 +7,9 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"math/big"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -164,5 +166,25 @@ func TestErrorsNeverShowThePassword(t *testing.T) {
 	_, err := (&Config{Hosts: []string{"h"}, Port: 9042, SecretDir: dir}).Cluster()
 	if err == nil || strings.Contains(err.Error(), "hunter2") {
 		t.Fatalf("error %v", err)
+	}
+}
+
+// A node that is down must not be reported as a refused login: the fixes differ.
+func TestSessionToClosedPortIsNotAnAuthError(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	dir := writeFiles(t, map[string]string{FileUsername: "u", FilePassword: "p"})
+	s, err := (&Config{Hosts: []string{"127.0.0.1"}, Port: port, SecretDir: dir}).Session()
+	if err == nil {
+		s.Close()
+		t.Fatal("session to a closed port")
+	}
+	msg := err.Error()
+	if !strings.Contains(msg, fmt.Sprintf("cassandra 127.0.0.1 (port %d)", port)) || strings.Contains(msg, "authentication failed") {
+		t.Fatalf("error %q", msg)
 	}
 }
