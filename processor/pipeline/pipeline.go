@@ -126,6 +126,7 @@ type partition struct {
 	next      int64     // offset after the last record handled
 	epoch     int32
 	committed int64 // offset last committed, -1 when none by us
+	first     int64 // offset of the first record we handled: where the group had committed
 	hwm       int64
 	clock     time.Time // newest packet time seen
 	lastSeen  time.Time // wall time of the last record
@@ -250,6 +251,9 @@ func (p *Pipeline) partitionOf(id int32) *partition {
 func (p *Pipeline) record(ctx context.Context, ps *partition, r *kgo.Record) error {
 	if ps.next >= 0 && r.Offset < ps.next {
 		return nil // a record handled already: a fetch may repeat after a rebalance
+	}
+	if ps.next < 0 {
+		ps.first = r.Offset
 	}
 	if p.cfg.StoreFlows && ps.flows == nil {
 		if err := p.restore(ctx, ps, r.Offset); err != nil {
@@ -481,7 +485,7 @@ func (p *Pipeline) updateLag() {
 	for _, ps := range p.parts {
 		start := ps.committed
 		if start < 0 {
-			start = 0
+			start = ps.first
 		}
 		if ps.hwm > start {
 			lag += ps.hwm - start
@@ -552,8 +556,9 @@ func (p *Pipeline) drop(ids []int32) {
 	for _, id := range ids {
 		delete(p.parts, id)
 	}
-	// Closed flows and packets of a dropped partition not yet flushed are repeated by the next owner.
-	p.closed, p.packets = p.closed[:0], p.packets[:0]
+	// Packets and closed flows not yet stored stay queued, whichever partition they came from: the
+	// partitions kept will commit past them only once they are stored, and storing those of a dropped
+	// partition is harmless (the same rows its next owner writes).
 	p.recountUncommitted()
 	p.updateLag()
 }
