@@ -26,7 +26,7 @@ type Decoder struct {
 
 	eth    layers.Ethernet
 	dot1q  layers.Dot1Q
-	ip4    layers.IPv4
+	ip4    ipv4
 	tcp    layers.TCP
 	udp    layers.UDP
 	sctp   layers.SCTP
@@ -42,11 +42,20 @@ type Decoder struct {
 	erspan erspan
 	teredo teredo
 	dns    dns
+	pppoe  pppoe
+	gtpu   gtpu
+	geneve geneve
+	ah     ah
+	pbb    pbb
+	vntag  vntag
 
 	truncated bool // set by gopacket layers through DecodeFeedback
 	// per-frame state
 	tunnel    Tunnel // encapsulation seen since the last IP header
 	quoteNext bool   // the next IP header is the one an ICMP error quotes
+	pending   Reason // a problem met after the headers were recorded, reported if nothing worse
+	frameLen  int    // captured length of the frame
+	wireLen   int    // length of the frame on the wire
 
 	Stats Stats
 }
@@ -58,10 +67,12 @@ func NewDecoder() *Decoder {
 	for _, l := range []gopacket.DecodingLayer{
 		&d.eth, &d.dot1q, &d.ip4, &d.tcp, &d.udp, &d.sctp, &d.icmp4, &d.icmp6, &d.vxlan,
 		&d.sll, &d.sll2, &d.loop, &d.mpls, &d.ip6, &d.gre, &d.erspan, &d.teredo, &d.dns,
+		&d.pppoe, &d.gtpu, &d.geneve, &d.ah, &d.pbb, &d.vntag,
 	} {
 		c = c.Put(l)
 	}
 	d.layers = c
+	d.gre.erspan = &d.erspan
 	return d
 }
 
@@ -82,7 +93,7 @@ func firstLayer(lt LinkType, frame []byte) (gopacket.LayerType, bool) {
 	case LinkTypeRaw, LinkTypeRawOpenBSD, LinkTypeRawBSD:
 		return ipNext(frame), true
 	case LinkTypeIPv4:
-		return layers.LayerTypeIPv4, true
+		return LayerTypeIPv4, true
 	case LinkTypeIPv6:
 		return LayerTypeIPv6, true
 	}
@@ -97,7 +108,7 @@ func minLen(t gopacket.LayerType) int {
 		return 14
 	case layers.LayerTypeDot1Q:
 		return 4
-	case layers.LayerTypeIPv4, layers.LayerTypeTCP:
+	case layers.LayerTypeTCP:
 		return 20
 	case layers.LayerTypeUDP, layers.LayerTypeICMPv4, layers.LayerTypeVXLAN:
 		return 8
@@ -114,7 +125,8 @@ func minLen(t gopacket.LayerType) int {
 func (d *Decoder) Decode(frame []byte, lt LinkType, ts time.Time, origLen int, p *Packet) Reason {
 	p.reset()
 	p.Timestamp, p.CapLen, p.Len, p.LinkType = ts, len(frame), origLen, lt
-	d.tunnel, d.quoteNext = TunnelNone, false
+	d.tunnel, d.quoteNext, d.pending = TunnelNone, false, OK
+	d.frameLen, d.wireLen = len(frame), max(origLen, len(frame))
 	d.Stats.Packets++
 
 	typ, ok := firstLayer(lt, frame)
@@ -144,7 +156,7 @@ func (d *Decoder) Decode(frame []byte, lt LinkType, ts time.Time, origLen int, p
 			}
 			return d.finish(p, Malformed)
 		}
-		typ, data = d.record(typ, dl, p)
+		typ, data = d.record(typ, dl, p, data)
 	}
 }
 
@@ -155,6 +167,9 @@ func (d *Decoder) insideQuote(p *Packet) bool {
 func (d *Decoder) finish(p *Packet, r Reason) Reason {
 	if r == OK && p.NIP == 0 {
 		r = NotIP
+	}
+	if r == OK {
+		r = d.pending
 	}
 	for i := 0; i < int(p.NIP); i++ {
 		if p.IP[i].Fragment && !p.IP[i].Quoted {
@@ -194,7 +209,7 @@ func (d *Decoder) newIP(p *Packet, scratch *IPHeader) *IPHeader {
 }
 
 // record copies the fields of the layer just decoded into p and picks the next layer.
-func (d *Decoder) record(typ gopacket.LayerType, dl gopacket.DecodingLayer, p *Packet) (gopacket.LayerType, []byte) {
+func (d *Decoder) record(typ gopacket.LayerType, dl gopacket.DecodingLayer, p *Packet, data []byte) (gopacket.LayerType, []byte) {
 	var scratch IPHeader
 	switch typ {
 	case layers.LayerTypeEthernet:
@@ -208,6 +223,10 @@ func (d *Decoder) record(typ gopacket.LayerType, dl gopacket.DecodingLayer, p *P
 			}
 		}
 		if d.eth.EthernetType == layers.EthernetTypeLLC {
+			// 802.3 with an LLC/SNAP header carries an EtherType after it.
+			if pl := d.eth.Payload; len(pl) >= 8 && pl[0] == 0xaa && pl[1] == 0xaa && pl[2] == 0x03 {
+				return etherNext(be16(pl[6:])), pl[8:]
+			}
 			return gopacket.LayerTypePayload, nil
 		}
 		return etherNext(uint16(d.eth.EthernetType)), d.eth.Payload
@@ -224,18 +243,22 @@ func (d *Decoder) record(typ gopacket.LayerType, dl gopacket.DecodingLayer, p *P
 			p.MPLSLabel = d.mpls.FirstLabel
 		}
 		p.NMPLS += uint8(min(d.mpls.Labels, 255-int(p.NMPLS)))
-	case layers.LayerTypeIPv4:
+	case LayerTypeIPv4:
 		h := d.newIP(p, &scratch)
 		ip := &d.ip4
 		h.Version = 4
-		h.Src = netip.AddrFrom4([4]byte(ip.SrcIP))
-		h.Dst = netip.AddrFrom4([4]byte(ip.DstIP))
-		h.NextHeader, h.Proto, h.TTL = uint8(ip.Protocol), uint8(ip.Protocol), ip.TTL
-		h.TotalLen, h.HeaderLen = int(ip.Length), int(ip.IHL)*4
-		h.ID = uint32(ip.Id)
+		h.Src = netip.AddrFrom4(ip.Src)
+		h.Dst = netip.AddrFrom4(ip.Dst)
+		h.NextHeader, h.Proto, h.TTL = ip.Protocol, ip.Protocol, ip.TTL
+		h.TotalLen, h.HeaderLen = int(ip.Length), ip.IHL
+		if ip.Length == 0 { // TCP segmentation offload: the length is the frame's
+			h.TotalLen = len(data)
+		}
+		h.Reported = d.reported(h.TotalLen, data)
+		h.ID = uint32(ip.ID)
 		h.FragOffset = ip.FragOffset * 8
-		h.MoreFrags = ip.Flags&layers.IPv4MoreFragments != 0
-		h.DontFrag = ip.Flags&layers.IPv4DontFragment != 0
+		h.MoreFrags = ip.Flags&1 != 0
+		h.DontFrag = ip.Flags&2 != 0
 		h.Fragment = h.MoreFrags || h.FragOffset != 0
 		if h.FragOffset != 0 {
 			return gopacket.LayerTypePayload, nil
@@ -248,7 +271,14 @@ func (d *Decoder) record(typ gopacket.LayerType, dl gopacket.DecodingLayer, p *P
 		h.Src, h.Dst = netip.AddrFrom16(ip.Src), netip.AddrFrom16(ip.Dst)
 		h.NextHeader, h.Proto, h.TTL = ip.NextHeader, ip.Proto, ip.HopLimit
 		h.TotalLen, h.HeaderLen = 40+int(ip.PayloadLen), ip.HeaderLen
-		h.ID, h.FragOffset, h.MoreFrags, h.Fragment = ip.FragID, ip.FragOffset, ip.MoreFrags, ip.Fragment
+		h.Reported = d.reported(h.TotalLen, data)
+		// An atomic fragment (offset 0, no more fragments) is a whole datagram.
+		h.ID, h.FragOffset, h.MoreFrags = ip.FragID, ip.FragOffset, ip.MoreFrags
+		h.Fragment = ip.Fragment && (ip.FragOffset != 0 || ip.MoreFrags)
+		if ip.extCut {
+			d.pending = Truncated
+			return gopacket.LayerTypePayload, nil
+		}
 	case layers.LayerTypeTCP:
 		d.recordTCP(p, d.tcp.Contents)
 		if h := lastIP(p); h != nil && !h.Quoted && (d.tcp.SrcPort == 53 || d.tcp.DstPort == 53) {
@@ -273,7 +303,7 @@ func (d *Decoder) record(typ gopacket.LayerType, dl gopacket.DecodingLayer, p *P
 		case 3, 4, 5, 11, 12: // errors quote the offending datagram's header
 			if !d.insideQuote(p) {
 				d.quoteNext = true
-				return layers.LayerTypeIPv4, d.icmp4.Payload
+				return LayerTypeIPv4, d.icmp4.Payload
 			}
 		}
 		return gopacket.LayerTypePayload, nil
@@ -300,8 +330,21 @@ func (d *Decoder) record(typ gopacket.LayerType, dl gopacket.DecodingLayer, p *P
 		if d.tunnel == TunnelNone {
 			d.tunnel = TunnelTeredo
 		}
+	case LayerTypeGTPU:
+		if d.tunnel == TunnelNone {
+			d.tunnel = TunnelGTP
+		}
+	case LayerTypeGeneve:
+		if d.tunnel == TunnelNone {
+			d.tunnel = TunnelGeneve
+		}
+	case LayerTypeAH:
+		if h := lastIP(p); h != nil {
+			h.Proto = d.ah.Next
+			h.HeaderLen += len(d.ah.Contents)
+		}
 	case LayerTypeDNS:
-		if !p.HasDNS {
+		if !p.HasDNS && !d.dns.skipped {
 			p.HasDNS = true
 			p.dnsLen = copy(p.dnsName[:], d.dns.name[:d.dns.nameLen])
 		}
@@ -313,18 +356,43 @@ func (d *Decoder) record(typ gopacket.LayerType, dl gopacket.DecodingLayer, p *P
 // udpNext picks what a UDP payload is by port, as tshark does for these protocols.
 func (d *Decoder) udpNext(p *Packet) gopacket.LayerType {
 	h := lastIP(p)
-	if h == nil || h.Quoted || len(d.udp.Payload) == 0 {
+	if h == nil || len(d.udp.Payload) == 0 {
 		return gopacket.LayerTypePayload
 	}
-	s, t := d.udp.SrcPort, d.udp.DstPort
-	switch {
-	case t == 4789:
-		return layers.LayerTypeVXLAN
-	case s == 3544 || t == 3544:
-		return LayerTypeTeredo
-	case s == 53 || t == 53 || s == 5353 || t == 5353 || s == 5355 || t == 5355:
+	// Like tshark, try the lower port first, then the higher.
+	lo, hi := d.udp.SrcPort, d.udp.DstPort
+	if lo > hi {
+		lo, hi = hi, lo
+	}
+	next := udpPortLayer(uint16(lo))
+	if next == gopacket.LayerTypePayload {
+		next = udpPortLayer(uint16(hi))
+	}
+	// A header quoted in an ICMP error is followed into DNS, as tshark does, but not into tunnels.
+	if h.Quoted && next != LayerTypeDNS {
+		return gopacket.LayerTypePayload
+	}
+	if next == LayerTypeDNS {
 		d.dns.overTCP = false
+	}
+	return next
+}
+
+// udpPortLayer is the protocol tshark dissects on a UDP port, among those decoded here.
+func udpPortLayer(port uint16) gopacket.LayerType {
+	switch port {
+	case 53, 5353, 5355:
 		return LayerTypeDNS
+	case 4789:
+		return layers.LayerTypeVXLAN
+	case 6081:
+		return LayerTypeGeneve
+	case 2152:
+		return LayerTypeGTPU
+	case 3544:
+		return LayerTypeTeredo
+	case 4754:
+		return LayerTypeGRE
 	}
 	return gopacket.LayerTypePayload
 }
@@ -339,19 +407,21 @@ func (d *Decoder) recordTCP(p *Packet, hdr []byte) {
 	if len(hdr) >= 4 {
 		t.SrcPort, t.DstPort = be16(hdr[0:]), be16(hdr[2:])
 	}
-	if len(hdr) >= 8 {
-		t.Seq = be32(hdr[4:])
+	if len(hdr) < 20 {
+		// tshark shows only the ports of a header cut short (as an ICMP error quotes it).
+		t.PayloadLen, t.Short = -1, true
+		return
 	}
-	if len(hdr) >= 12 {
-		t.Ack = be32(hdr[8:])
+	t.Seq = be32(hdr[4:])
+	if hdr[12]>>4 < 5 {
+		t.PayloadLen = -1 // tshark stops at a bogus header length: no flags, ack or length
+		t.BadOffset = true
+		return
 	}
-	if len(hdr) >= 14 {
-		t.Flags = be16(hdr[12:]) & 0x0fff
-		t.PayloadLen = h.TotalLen - h.HeaderLen - int(hdr[12]>>4)*4
-	}
-	if len(hdr) >= 16 {
-		t.Window = be16(hdr[14:])
-	}
+	t.Ack = be32(hdr[8:])
+	t.Flags = be16(hdr[12:]) & 0x0fff
+	t.PayloadLen = h.Reported - h.HeaderLen - int(hdr[12]>>4)*4
+	t.Window = be16(hdr[14:])
 }
 
 func (d *Decoder) recordUDP(p *Packet, hdr []byte) {
@@ -374,7 +444,22 @@ func (d *Decoder) recordPartial(typ gopacket.LayerType, data []byte, p *Packet) 
 		d.recordTCP(p, data)
 	case layers.LayerTypeUDP:
 		d.recordUDP(p, data)
+	case layers.LayerTypeICMPv4, layers.LayerTypeICMPv6:
+		if h := lastIP(p); h != nil && len(data) >= 2 {
+			proto := ProtoICMP
+			if typ == layers.LayerTypeICMPv6 {
+				proto = ProtoICMPv6
+			}
+			h.L4 = Transport{Proto: proto, ICMPType: data[0], ICMPCode: data[1]}
+		}
 	}
+}
+
+// reported is an IP datagram's length as far as the wire frame holds it: tshark's "reported
+// length", which bounds tcp.len when a header claims more than the frame carried.
+func (d *Decoder) reported(total int, data []byte) int {
+	offset := d.frameLen - len(data)
+	return max(min(total, d.wireLen-offset), 0)
 }
 
 func be16(b []byte) uint16 { return uint16(b[0])<<8 | uint16(b[1]) }

@@ -15,7 +15,8 @@ type Field struct {
 	Name string
 	// Numeric is true when JSON should carry the value as a number.
 	Numeric bool
-	// Append appends the value to dst; ok is false when the frame has no such field.
+	// Append appends the value to dst; ok is false, and dst unchanged, when the frame has no
+	// such field.
 	Append func(dst []byte, number int, p *Packet) (out []byte, ok bool)
 }
 
@@ -122,6 +123,17 @@ func l4Field(proto uint8, get func(dst []byte, t *Transport) []byte) func([]byte
 	}
 }
 
+// tcpHeaderField is a TCP field after the data offset, absent when the offset is bogus.
+func tcpHeaderField(get func(dst []byte, t *Transport) []byte) func([]byte, int, *Packet) ([]byte, bool) {
+	return func(dst []byte, _ int, p *Packet) ([]byte, bool) {
+		t := firstL4(p, ProtoTCP)
+		if t == nil || t.BadOffset || t.Short {
+			return dst, false
+		}
+		return get(dst, t), true
+	}
+}
+
 func u(dst []byte, v uint64) []byte { return strconv.AppendUint(dst, v, 10) }
 
 func init() {
@@ -144,8 +156,18 @@ func init() {
 	reg("frame.len", true, func(dst []byte, _ int, p *Packet) ([]byte, bool) { return u(dst, uint64(p.Len)), true })
 	reg("frame.cap_len", true, func(dst []byte, _ int, p *Packet) ([]byte, bool) { return u(dst, uint64(p.CapLen)), true })
 
-	reg("eth.src", false, func(dst []byte, _ int, p *Packet) ([]byte, bool) { return appendMAC(dst, p.EthSrc), p.HasEth })
-	reg("eth.dst", false, func(dst []byte, _ int, p *Packet) ([]byte, bool) { return appendMAC(dst, p.EthDst), p.HasEth })
+	reg("eth.src", false, func(dst []byte, _ int, p *Packet) ([]byte, bool) {
+		if !p.HasEth {
+			return dst, false
+		}
+		return appendMAC(dst, p.EthSrc), true
+	})
+	reg("eth.dst", false, func(dst []byte, _ int, p *Packet) ([]byte, bool) {
+		if !p.HasEth {
+			return dst, false
+		}
+		return appendMAC(dst, p.EthDst), true
+	})
 	reg("eth.type", false, func(dst []byte, _ int, p *Packet) ([]byte, bool) {
 		if !p.HasEth || p.EthType == 0 {
 			return dst, false
@@ -153,10 +175,16 @@ func init() {
 		return appendHex(dst, uint64(p.EthType), 4), true
 	})
 	reg("vlan.id", true, func(dst []byte, _ int, p *Packet) ([]byte, bool) {
-		return u(dst, uint64(p.VLAN[0])), p.NVLAN > 0
+		if p.NVLAN == 0 {
+			return dst, false
+		}
+		return u(dst, uint64(p.VLAN[0])), true
 	})
 	reg("mpls.label", true, func(dst []byte, _ int, p *Packet) ([]byte, bool) {
-		return u(dst, uint64(p.MPLSLabel)), p.NMPLS > 0
+		if p.NMPLS == 0 {
+			return dst, false
+		}
+		return u(dst, uint64(p.MPLSLabel)), true
 	})
 
 	for _, v := range []struct {
@@ -191,17 +219,42 @@ func init() {
 		reg(v.prefix+".srcport", true, l4Field(v.proto, port(true)))
 		reg(v.prefix+".dstport", true, l4Field(v.proto, port(false)))
 	}
-	reg("tcp.flags", false, l4Field(ProtoTCP, func(dst []byte, t *Transport) []byte { return appendHex(dst, uint64(t.Flags), 4) }))
-	reg("tcp.seq_raw", true, l4Field(ProtoTCP, func(dst []byte, t *Transport) []byte { return u(dst, uint64(t.Seq)) }))
-	reg("tcp.ack_raw", true, l4Field(ProtoTCP, func(dst []byte, t *Transport) []byte { return u(dst, uint64(t.Ack)) }))
-	reg("tcp.len", true, l4Field(ProtoTCP, func(dst []byte, t *Transport) []byte { return strconv.AppendInt(dst, int64(t.PayloadLen), 10) }))
-	reg("tcp.window_size_value", true, l4Field(ProtoTCP, func(dst []byte, t *Transport) []byte { return u(dst, uint64(t.Window)) }))
+	reg("tcp.flags", false, tcpHeaderField(func(dst []byte, t *Transport) []byte { return appendHex(dst, uint64(t.Flags), 4) }))
+	reg("tcp.seq_raw", true, func(dst []byte, _ int, p *Packet) ([]byte, bool) {
+		for i := 0; i < int(p.NIP); i++ {
+			if h := &p.IP[i]; h.L4.Proto == ProtoTCP {
+				if h.L4.Short {
+					return dst, false
+				}
+				return u(dst, uint64(h.L4.Seq)), true
+			}
+		}
+		return dst, false
+	})
+	reg("tcp.ack_raw", true, tcpHeaderField(func(dst []byte, t *Transport) []byte { return u(dst, uint64(t.Ack)) }))
+	reg("tcp.len", true, func(dst []byte, _ int, p *Packet) ([]byte, bool) {
+		// tshark leaves tcp.len out for a header quoted in an ICMP error, in an IP fragment,
+		// or with a bad data offset.
+		for i := 0; i < int(p.NIP); i++ {
+			if h := &p.IP[i]; h.L4.Proto == ProtoTCP {
+				if h.Quoted || h.Fragment || h.L4.PayloadLen < 0 {
+					return dst, false
+				}
+				return strconv.AppendInt(dst, int64(h.L4.PayloadLen), 10), true
+			}
+		}
+		return dst, false
+	})
+	reg("tcp.window_size_value", true, tcpHeaderField(func(dst []byte, t *Transport) []byte { return u(dst, uint64(t.Window)) }))
 	reg("udp.length", true, l4Field(ProtoUDP, func(dst []byte, t *Transport) []byte { return u(dst, uint64(t.UDPLen)) }))
 	reg("icmp.type", true, l4Field(ProtoICMP, func(dst []byte, t *Transport) []byte { return u(dst, uint64(t.ICMPType)) }))
 	reg("icmp.code", true, l4Field(ProtoICMP, func(dst []byte, t *Transport) []byte { return u(dst, uint64(t.ICMPCode)) }))
 	reg("icmpv6.type", true, l4Field(ProtoICMPv6, func(dst []byte, t *Transport) []byte { return u(dst, uint64(t.ICMPType)) }))
 	reg("icmpv6.code", true, l4Field(ProtoICMPv6, func(dst []byte, t *Transport) []byte { return u(dst, uint64(t.ICMPCode)) }))
 	reg("dns.qry.name", false, func(dst []byte, _ int, p *Packet) ([]byte, bool) {
-		return append(dst, p.DNSName()...), p.HasDNS && p.dnsLen > 0
+		if !p.HasDNS || p.dnsLen == 0 {
+			return dst, false
+		}
+		return append(dst, p.DNSName()...), true
 	})
 }

@@ -69,3 +69,20 @@ func corpusDir() (string, error) {
 	_, err = os.Stat(p)
 	return p, err
 }
+
+// TestAbsentFieldsAppendNothing: a field the packet lacks must leave the output untouched, or
+// tsv columns would show values for headers that are not there.
+func TestAbsentFieldsAppendNothing(t *testing.T) {
+	fields, err := decode.LookupFields(decode.FieldNames())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p decode.Packet
+	decode.NewDecoder().Decode([]byte{0x45}, decode.LinkTypeEthernet, time.Unix(0, 0), 1, &p)
+	for _, f := range fields {
+		out, ok := f.Append([]byte("x"), 1, &p)
+		if !ok && string(out) != "x" {
+			t.Errorf("%s: absent but appended %q", f.Name, out[1:])
+		}
+	}
+}

@@ -3,6 +3,7 @@ package decode
 import (
 	"encoding/binary"
 	"errors"
+	"unicode/utf8"
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
@@ -24,6 +25,13 @@ var (
 	LayerTypeTeredo   = gopacket.RegisterLayerType(1807, gopacket.LayerTypeMetadata{Name: "capfleet-Teredo"})
 	LayerTypeDNS      = gopacket.RegisterLayerType(1808, gopacket.LayerTypeMetadata{Name: "capfleet-DNS"})
 	LayerTypeERSPAN   = gopacket.RegisterLayerType(1809, gopacket.LayerTypeMetadata{Name: "capfleet-ERSPAN"})
+	LayerTypePPPoE    = gopacket.RegisterLayerType(1810, gopacket.LayerTypeMetadata{Name: "capfleet-PPPoE"})
+	LayerTypeGTPU     = gopacket.RegisterLayerType(1811, gopacket.LayerTypeMetadata{Name: "capfleet-GTPU"})
+	LayerTypeGeneve   = gopacket.RegisterLayerType(1812, gopacket.LayerTypeMetadata{Name: "capfleet-Geneve"})
+	LayerTypeAH       = gopacket.RegisterLayerType(1813, gopacket.LayerTypeMetadata{Name: "capfleet-AH"})
+	LayerTypeIPv4     = gopacket.RegisterLayerType(1814, gopacket.LayerTypeMetadata{Name: "capfleet-IPv4"})
+	LayerTypePBB      = gopacket.RegisterLayerType(1815, gopacket.LayerTypeMetadata{Name: "capfleet-PBB"})
+	LayerTypeVNTag    = gopacket.RegisterLayerType(1816, gopacket.LayerTypeMetadata{Name: "capfleet-VNTag"})
 )
 
 // Preallocated so the error path does not allocate either.
@@ -36,7 +44,7 @@ var (
 func etherNext(t uint16) gopacket.LayerType {
 	switch t {
 	case 0x0800:
-		return layers.LayerTypeIPv4
+		return LayerTypeIPv4
 	case 0x86dd:
 		return LayerTypeIPv6
 	case 0x8100, 0x88a8, 0x9100:
@@ -45,6 +53,12 @@ func etherNext(t uint16) gopacket.LayerType {
 		return LayerTypeMPLS
 	case 0x6558:
 		return layers.LayerTypeEthernet
+	case 0x8864:
+		return LayerTypePPPoE
+	case 0x88e7:
+		return LayerTypePBB
+	case 0x8926:
+		return LayerTypeVNTag
 	}
 	return gopacket.LayerTypePayload
 }
@@ -56,7 +70,7 @@ func ipNext(data []byte) gopacket.LayerType {
 	}
 	switch data[0] >> 4 {
 	case 4:
-		return layers.LayerTypeIPv4
+		return LayerTypeIPv4
 	case 6:
 		return LayerTypeIPv6
 	}
@@ -119,7 +133,7 @@ func (l *loopback) DecodeFromBytes(data []byte, df gopacket.DecodeFeedback) erro
 	}
 	switch fam {
 	case 2: // AF_INET everywhere
-		l.next = layers.LayerTypeIPv4
+		l.next = LayerTypeIPv4
 	case 10, 24, 28, 30: // AF_INET6 on Linux, NetBSD/OpenBSD, FreeBSD, Darwin
 		l.next = LayerTypeIPv6
 	default:
@@ -175,6 +189,7 @@ type ipv6 struct {
 	FragOffset uint16
 	MoreFrags  bool
 	FragID     uint32
+	extCut     bool // the extension headers run past the packet: fixed header only
 }
 
 func (l *ipv6) LayerType() gopacket.LayerType  { return LayerTypeIPv6 }
@@ -208,31 +223,38 @@ func (l *ipv6) DecodeFromBytes(data []byte, df gopacket.DecodeFeedback) error {
 	}
 	next := l.NextHeader
 	off := 40
+	l.extCut = false
+	cut := func() error {
+		// tshark shows the fixed header of a packet whose extension headers are cut; so do we.
+		l.extCut, l.Proto, l.HeaderLen = true, next, off
+		l.BaseLayer = layers.BaseLayer{Contents: data[:off], Payload: nil}
+		return nil
+	}
 	for walking := true; walking; {
 		switch next {
-		case 0, 43, 60, 135, 139, 140: // hop-by-hop, routing, destination, mobility, HIP, shim6
+		case 0, 43, 60, 139, 140: // hop-by-hop, routing, destination, HIP, shim6 (mobility ends, as in tshark)
 			if end < off+2 {
-				return errTruncated
+				return cut()
 			}
 			n := 8 + int(data[off+1])*8
 			if end < off+n {
-				return errTruncated
+				return cut()
 			}
 			next = data[off]
 			off += n
 		case 51: // authentication header: length in 4-octet units, minus 2
 			if end < off+2 {
-				return errTruncated
+				return cut()
 			}
 			n := (int(data[off+1]) + 2) * 4
 			if end < off+n {
-				return errTruncated
+				return cut()
 			}
 			next = data[off]
 			off += n
 		case 44:
 			if end < off+8 {
-				return errTruncated
+				return cut()
 			}
 			fo := binary.BigEndian.Uint16(data[off+2 : off+4])
 			l.Fragment = true
@@ -265,11 +287,13 @@ func protoNext(p uint8) gopacket.LayerType {
 	case ProtoICMPv6:
 		return layers.LayerTypeICMPv6
 	case 4:
-		return layers.LayerTypeIPv4
+		return LayerTypeIPv4
 	case 41:
 		return LayerTypeIPv6
 	case 47:
 		return LayerTypeGRE
+	case 51:
+		return LayerTypeAH
 	}
 	return gopacket.LayerTypePayload
 }
@@ -279,15 +303,29 @@ type gre struct {
 	layers.BaseLayer
 	Proto   uint16
 	Version uint8
+	pppNext gopacket.LayerType // for version 1: what the PPP frame carries
+	seq     bool
+	erspan  *erspan // told which ERSPAN version follows
 }
 
 func (l *gre) LayerType() gopacket.LayerType  { return LayerTypeGRE }
 func (l *gre) CanDecode() gopacket.LayerClass { return LayerTypeGRE }
 func (l *gre) NextLayerType() gopacket.LayerType {
+	if l.Version == 1 {
+		return l.pppNext
+	}
 	if l.Version != 0 {
 		return gopacket.LayerTypePayload
 	}
-	if l.Proto == 0x88be {
+	switch l.Proto {
+	case 0x88be:
+		if !l.seq { // ERSPAN type I: no ERSPAN header, the mirrored frame follows GRE directly
+			return layers.LayerTypeEthernet
+		}
+		l.erspan.version = 2
+		return LayerTypeERSPAN
+	case 0x22eb:
+		l.erspan.version = 3
 		return LayerTypeERSPAN
 	}
 	return etherNext(l.Proto)
@@ -299,6 +337,9 @@ func (l *gre) DecodeFromBytes(data []byte, df gopacket.DecodeFeedback) error {
 	flags := data[0]
 	l.Version = data[1] & 7
 	l.Proto = binary.BigEndian.Uint16(data[2:4])
+	if l.Version == 1 {
+		return l.decodeEnhanced(data)
+	}
 	n := 4
 	if flags&0xc0 != 0 { // checksum or routing present: checksum + offset
 		n += 4
@@ -306,7 +347,8 @@ func (l *gre) DecodeFromBytes(data []byte, df gopacket.DecodeFeedback) error {
 	if flags&0x20 != 0 { // key
 		n += 4
 	}
-	if flags&0x10 != 0 { // sequence number
+	l.seq = flags&0x10 != 0
+	if l.seq { // sequence number
 		n += 4
 	}
 	if len(data) < n {
@@ -332,17 +374,28 @@ func (l *gre) DecodeFromBytes(data []byte, df gopacket.DecodeFeedback) error {
 	return nil
 }
 
-// erspan is an ERSPAN type II header (8 bytes) in front of a mirrored Ethernet frame.
-type erspan struct{ layers.BaseLayer }
+// erspan is an ERSPAN type II (8 bytes) or type III (12 bytes, 20 with the platform-specific
+// subheader) header in front of a mirrored Ethernet frame.
+type erspan struct {
+	layers.BaseLayer
+	version int
+}
 
 func (l *erspan) LayerType() gopacket.LayerType     { return LayerTypeERSPAN }
 func (l *erspan) CanDecode() gopacket.LayerClass    { return LayerTypeERSPAN }
 func (l *erspan) NextLayerType() gopacket.LayerType { return layers.LayerTypeEthernet }
 func (l *erspan) DecodeFromBytes(data []byte, df gopacket.DecodeFeedback) error {
-	if len(data) < 8 {
+	n := 8
+	if l.version == 3 {
+		n = 12
+		if len(data) >= 12 && data[11]&1 != 0 {
+			n = 20
+		}
+	}
+	if len(data) < n {
 		return errTruncated
 	}
-	l.BaseLayer = layers.BaseLayer{Contents: data[:8], Payload: data[8:]}
+	l.BaseLayer = layers.BaseLayer{Contents: data[:n], Payload: data[n:]}
 	return nil
 }
 
@@ -385,6 +438,7 @@ func (l *teredo) DecodeFromBytes(data []byte, df gopacket.DecodeFeedback) error 
 type dns struct {
 	layers.BaseLayer
 	overTCP bool
+	skipped bool // a TCP segment that does not hold a whole DNS message
 	name    [MaxDNSName]byte
 	nameLen int
 }
@@ -395,11 +449,16 @@ func (l *dns) NextLayerType() gopacket.LayerType { return gopacket.LayerTypePayl
 func (l *dns) DecodeFromBytes(data []byte, df gopacket.DecodeFeedback) error {
 	l.nameLen = 0
 	if l.overTCP {
-		if len(data) < 2 {
-			return errTruncated
+		// tshark shows a DNS message over TCP on the segment that completes it; a segment that
+		// does not hold a whole message is shown as plain TCP, and so here.
+		if len(data) < 2 || int(binary.BigEndian.Uint16(data))+2 > len(data) {
+			l.BaseLayer = layers.BaseLayer{Payload: data}
+			l.skipped = true
+			return nil
 		}
 		data = data[2:]
 	}
+	l.skipped = false
 	if len(data) < 12 {
 		return errTruncated
 	}
@@ -422,6 +481,7 @@ func (l *dns) readName(msg []byte, off int) error {
 	}
 	jumps := 0
 	labels := 0
+	end := -1 // where the question continues after the name: after the first pointer or the root label
 	for {
 		if off >= len(msg) {
 			return errTruncated
@@ -434,7 +494,10 @@ func (l *dns) readName(msg []byte, off int) error {
 			}
 			jumps++
 			if jumps > 64 {
-				return errMalformed
+				return l.setName("<Name contains a pointer that loops>")
+			}
+			if end < 0 {
+				end = off + 2
 			}
 			off = (c&0x3f)<<8 | int(msg[off+1])
 			continue
@@ -443,6 +506,9 @@ func (l *dns) readName(msg []byte, off int) error {
 			return errMalformed
 		}
 		if c == 0 {
+			if end < 0 {
+				end = off + 1
+			}
 			break
 		}
 		if off+1+c > len(msg) {
@@ -452,21 +518,39 @@ func (l *dns) readName(msg []byte, off int) error {
 			put('.')
 		}
 		labels++
-		for _, b := range msg[off+1 : off+1+c] {
+		label := msg[off+1 : off+1+c]
+		for i := 0; i < len(label); {
+			b := label[i]
 			switch {
-			case b == '.' || b == '\\':
-				put('\\')
-				put(b)
 			case b >= 0x20 && b < 0x7f:
 				put(b)
-			default:
+				i++
+			case b < 0x80: // control characters: backslash and three octal digits
 				put('\\')
-				put('x')
-				put(hexDigits[b>>4])
-				put(hexDigits[b&15])
+				put('0' + b>>6)
+				put('0' + (b>>3)&7)
+				put('0' + b&7)
+				i++
+			default: // UTF-8 passes through; a byte that is not UTF-8 becomes U+FFFD
+				r, size := utf8.DecodeRune(label[i:])
+				if r == utf8.RuneError && size <= 1 {
+					put(0xef)
+					put(0xbf)
+					put(0xbd)
+					i += brokenSequence(label[i:])
+					continue
+				}
+				for _, x := range label[i : i+size] {
+					put(x)
+				}
+				i += size
 			}
 		}
 		off += 1 + c
+	}
+	// tshark adds the name with the question's type and class: without them, no name.
+	if end+4 > len(msg) {
+		return errTruncated
 	}
 	if labels == 0 {
 		for i := 0; i < len("<Root>"); i++ {
@@ -474,5 +558,264 @@ func (l *dns) readName(msg []byte, off int) error {
 		}
 	}
 	l.nameLen = n
+	return nil
+}
+
+// pppoe is a PPPoE session header (6 bytes) and the PPP protocol field after it.
+type pppoe struct {
+	layers.BaseLayer
+	next gopacket.LayerType
+}
+
+func (l *pppoe) LayerType() gopacket.LayerType     { return LayerTypePPPoE }
+func (l *pppoe) CanDecode() gopacket.LayerClass    { return LayerTypePPPoE }
+func (l *pppoe) NextLayerType() gopacket.LayerType { return l.next }
+func (l *pppoe) DecodeFromBytes(data []byte, df gopacket.DecodeFeedback) error {
+	if len(data) < 8 {
+		return errTruncated
+	}
+	end := 6 + int(binary.BigEndian.Uint16(data[4:6]))
+	if end > len(data) {
+		end = len(data)
+	}
+	switch binary.BigEndian.Uint16(data[6:8]) {
+	case 0x0021:
+		l.next = LayerTypeIPv4
+	case 0x0057:
+		l.next = LayerTypeIPv6
+	default:
+		l.next = gopacket.LayerTypePayload
+	}
+	if end < 8 {
+		end = 8
+	}
+	l.BaseLayer = layers.BaseLayer{Contents: data[:8], Payload: data[8:end]}
+	return nil
+}
+
+// gtpu is a GTP-U header (3GPP TS 29.281) with its optional fields and extension headers; a
+// G-PDU carries a user IP packet.
+type gtpu struct {
+	layers.BaseLayer
+	next gopacket.LayerType
+}
+
+func (l *gtpu) LayerType() gopacket.LayerType     { return LayerTypeGTPU }
+func (l *gtpu) CanDecode() gopacket.LayerClass    { return LayerTypeGTPU }
+func (l *gtpu) NextLayerType() gopacket.LayerType { return l.next }
+func (l *gtpu) DecodeFromBytes(data []byte, df gopacket.DecodeFeedback) error {
+	if len(data) < 8 {
+		return errTruncated
+	}
+	flags := data[0]
+	if flags>>5 != 1 {
+		return errMalformed
+	}
+	n := 8
+	if flags&0x07 != 0 { // sequence number, N-PDU number or extension header present
+		if len(data) < 12 {
+			return errTruncated
+		}
+		n = 12
+		for ext := data[11]; flags&0x04 != 0 && ext != 0; {
+			if len(data) < n+1 {
+				return errTruncated
+			}
+			el := int(data[n]) * 4
+			if el == 0 || len(data) < n+el {
+				return errTruncated
+			}
+			ext = data[n+el-1]
+			n += el
+		}
+	}
+	l.next = gopacket.LayerTypePayload
+	if data[1] == 0xff {
+		l.next = ipNext(data[n:])
+	}
+	l.BaseLayer = layers.BaseLayer{Contents: data[:n], Payload: data[n:]}
+	return nil
+}
+
+// geneve is a Geneve header (RFC 8926) with its options.
+type geneve struct {
+	layers.BaseLayer
+	Proto uint16
+}
+
+func (l *geneve) LayerType() gopacket.LayerType     { return LayerTypeGeneve }
+func (l *geneve) CanDecode() gopacket.LayerClass    { return LayerTypeGeneve }
+func (l *geneve) NextLayerType() gopacket.LayerType { return etherNext(l.Proto) }
+func (l *geneve) DecodeFromBytes(data []byte, df gopacket.DecodeFeedback) error {
+	if len(data) < 8 {
+		return errTruncated
+	}
+	n := 8 + int(data[0]&0x3f)*4
+	if len(data) < n {
+		return errTruncated
+	}
+	l.Proto = binary.BigEndian.Uint16(data[2:4])
+	l.BaseLayer = layers.BaseLayer{Contents: data[:n], Payload: data[n:]}
+	return nil
+}
+
+// ah is an IPsec authentication header after an IPv4 header (IPv6 walks it as an extension).
+type ah struct {
+	layers.BaseLayer
+	Next uint8
+}
+
+func (l *ah) LayerType() gopacket.LayerType     { return LayerTypeAH }
+func (l *ah) CanDecode() gopacket.LayerClass    { return LayerTypeAH }
+func (l *ah) NextLayerType() gopacket.LayerType { return protoNext(l.Next) }
+func (l *ah) DecodeFromBytes(data []byte, df gopacket.DecodeFeedback) error {
+	if len(data) < 2 {
+		return errTruncated
+	}
+	n := (int(data[1]) + 2) * 4
+	if len(data) < n {
+		return errTruncated
+	}
+	l.Next = data[0]
+	l.BaseLayer = layers.BaseLayer{Contents: data[:n], Payload: data[n:]}
+	return nil
+}
+
+// decodeEnhanced reads the enhanced GRE header of PPTP (RFC 2637) and the PPP header inside it.
+func (l *gre) decodeEnhanced(data []byte) error {
+	n := 8
+	if data[0]&0x10 != 0 { // sequence number
+		n += 4
+	}
+	if data[1]&0x80 != 0 { // acknowledgment number
+		n += 4
+	}
+	if len(data) < n {
+		return errTruncated
+	}
+	l.pppNext = gopacket.LayerTypePayload
+	ppp := data[n:]
+	if l.Proto == 0x880b && len(ppp) > 0 {
+		if len(ppp) >= 2 && ppp[0] == 0xff && ppp[1] == 0x03 { // address and control fields
+			ppp, n = ppp[2:], n+2
+		}
+		var proto uint16
+		switch {
+		case len(ppp) >= 1 && ppp[0]&1 == 1: // compressed one-byte protocol field
+			proto, n = uint16(ppp[0]), n+1
+		case len(ppp) >= 2:
+			proto, n = binary.BigEndian.Uint16(ppp), n+2
+		}
+		switch proto {
+		case 0x21:
+			l.pppNext = LayerTypeIPv4
+		case 0x57:
+			l.pppNext = LayerTypeIPv6
+		}
+	}
+	l.BaseLayer = layers.BaseLayer{Contents: data[:n], Payload: data[n:]}
+	return nil
+}
+
+// ipv4 decodes an IPv4 header. Unlike gopacket's, it skips options without judging them, as
+// tshark flags a bad option but still shows the addresses and what follows.
+type ipv4 struct {
+	layers.BaseLayer
+	IHL        int
+	Length     uint16
+	ID         uint16
+	Flags      uint8
+	FragOffset uint16 // in 8-byte units
+	TTL        uint8
+	Protocol   uint8
+	Src, Dst   [4]byte
+}
+
+func (l *ipv4) LayerType() gopacket.LayerType     { return LayerTypeIPv4 }
+func (l *ipv4) CanDecode() gopacket.LayerClass    { return LayerTypeIPv4 }
+func (l *ipv4) NextLayerType() gopacket.LayerType { return protoNext(l.Protocol) }
+func (l *ipv4) DecodeFromBytes(data []byte, df gopacket.DecodeFeedback) error {
+	if len(data) < 20 {
+		return errTruncated
+	}
+	if data[0]>>4 != 4 {
+		return errMalformed
+	}
+	l.IHL = int(data[0]&0x0f) * 4
+	l.Length = binary.BigEndian.Uint16(data[2:4])
+	if l.IHL < 20 || (l.Length != 0 && int(l.Length) < l.IHL) {
+		return errMalformed // tshark too stops at a bogus header or total length
+	}
+	if len(data) < l.IHL {
+		return errTruncated
+	}
+	l.ID = binary.BigEndian.Uint16(data[4:6])
+	ff := binary.BigEndian.Uint16(data[6:8])
+	l.Flags, l.FragOffset = uint8(ff>>13), ff&0x1fff
+	l.TTL, l.Protocol = data[8], data[9]
+	copy(l.Src[:], data[12:16])
+	copy(l.Dst[:], data[16:20])
+	end := len(data)
+	if l.Length != 0 && int(l.Length) < end { // Ethernet padding after the datagram
+		end = int(l.Length)
+	}
+	l.BaseLayer = layers.BaseLayer{Contents: data[:l.IHL], Payload: data[l.IHL:end]}
+	return nil
+}
+
+// brokenSequence is how many bytes of an invalid UTF-8 sequence tshark replaces with one U+FFFD:
+// the lead byte and the continuation bytes that follow it, up to the length the lead announces.
+func brokenSequence(b []byte) int {
+	want := 1
+	switch {
+	case b[0] >= 0xf0 && b[0] < 0xf8:
+		want = 4
+	case b[0] >= 0xe0:
+		want = 3
+	case b[0] >= 0xc0:
+		want = 2
+	}
+	n := 1
+	for n < want && n < len(b) && b[n]&0xc0 == 0x80 {
+		n++
+	}
+	return n
+}
+
+// pbb is an 802.1ah I-TAG (4 bytes); a customer Ethernet frame follows.
+type pbb struct{ layers.BaseLayer }
+
+func (l *pbb) LayerType() gopacket.LayerType     { return LayerTypePBB }
+func (l *pbb) CanDecode() gopacket.LayerClass    { return LayerTypePBB }
+func (l *pbb) NextLayerType() gopacket.LayerType { return layers.LayerTypeEthernet }
+func (l *pbb) DecodeFromBytes(data []byte, df gopacket.DecodeFeedback) error {
+	if len(data) < 4 {
+		return errTruncated
+	}
+	l.BaseLayer = layers.BaseLayer{Contents: data[:4], Payload: data[4:]}
+	return nil
+}
+
+// vntag is a Cisco VN-Tag (4 bytes and an EtherType).
+type vntag struct {
+	layers.BaseLayer
+	Type uint16
+}
+
+func (l *vntag) LayerType() gopacket.LayerType     { return LayerTypeVNTag }
+func (l *vntag) CanDecode() gopacket.LayerClass    { return LayerTypeVNTag }
+func (l *vntag) NextLayerType() gopacket.LayerType { return etherNext(l.Type) }
+func (l *vntag) DecodeFromBytes(data []byte, df gopacket.DecodeFeedback) error {
+	if len(data) < 6 {
+		return errTruncated
+	}
+	l.Type = binary.BigEndian.Uint16(data[4:6])
+	l.BaseLayer = layers.BaseLayer{Contents: data[:6], Payload: data[6:]}
+	return nil
+}
+
+// setName stores one of the texts tshark shows in place of a name it cannot expand.
+func (l *dns) setName(text string) error {
+	l.nameLen = copy(l.name[:], text)
 	return nil
 }

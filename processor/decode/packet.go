@@ -65,9 +65,11 @@ const (
 	TunnelVXLAN
 	TunnelIPinIP // IPv4 or IPv6 directly inside IPv4 or IPv6
 	TunnelTeredo
+	TunnelGTP
+	TunnelGeneve
 )
 
-var tunnelNames = [...]string{"", "gre", "vxlan", "ipip", "teredo"}
+var tunnelNames = [...]string{"", "gre", "vxlan", "ipip", "teredo", "gtp", "geneve"}
 
 func (t Tunnel) String() string {
 	if int(t) < len(tunnelNames) {
@@ -102,7 +104,7 @@ const MaxIP = 4
 
 // MaxDNSName bounds the query name kept from a DNS question (a DNS name is at most 255 bytes,
 // but a dotted text form with escapes can be longer).
-const MaxDNSName = 512
+const MaxDNSName = 1024
 
 // Transport is the header that followed one IP header.
 type Transport struct {
@@ -110,12 +112,17 @@ type Transport struct {
 	SrcPort uint16
 	DstPort uint16
 	// TCP
-	Flags  uint16 // the 12 low bits of TCP header bytes 12-13, as tshark's tcp.flags
+	Flags uint16 // the 12 low bits of TCP header bytes 12-13, as tshark's tcp.flags
+	// BadOffset: the TCP data offset is below 5 words, so only ports and Seq are meaningful.
+	BadOffset bool
+	// Short: fewer than 20 bytes of TCP header were captured; only the ports are set.
+	Short  bool
 	Seq    uint32
 	Ack    uint32
 	Window uint16
-	// PayloadLen is the transport payload length as the IP header declares it (tshark's tcp.len;
-	// the UDP length field minus 8 for UDP), not what the capture kept.
+	// PayloadLen is the transport payload length as tshark's tcp.len computes it (the IP length,
+	// bounded by the frame's length on the wire, less the headers), or the UDP length field less 8;
+	// not what the capture kept.
 	PayloadLen int
 	UDPLen     uint16
 	// ICMP and ICMPv6
@@ -132,8 +139,10 @@ type IPHeader struct {
 	Proto uint8
 	TTL   uint8 // hop limit for IPv6
 	// TotalLen is the IPv4 total length, or 40 + the IPv6 payload length: the IP bytes Zeek counts.
-	TotalLen   int
-	HeaderLen  int // IPv4 IHL*4, or 40 + extension headers for IPv6
+	TotalLen  int
+	HeaderLen int // IPv4 IHL*4 (+ AH), or 40 + extension headers for IPv6
+	// Reported is TotalLen bounded by what the frame carried on the wire.
+	Reported   int
 	ID         uint32
 	FragOffset uint16 // in bytes
 	MoreFrags  bool
