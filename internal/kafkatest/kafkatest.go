@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -163,7 +164,71 @@ func topicName(test string) string {
 	if len(s) > 200 {
 		s = s[:200]
 	}
-	suffix := make([]byte, 4)
-	_, _ = rand.Read(suffix)
-	return "test-" + s + "-" + hex.EncodeToString(suffix)
+	return "test-" + s + "-" + randomHex(4)
+}
+
+// NewUser creates a SCRAM user with a random password (mechanism is
+// SCRAM-SHA-256 or SCRAM-SHA-512) and returns the SASL_SSL config for it, with a
+// secret dir of its own in the kafkaconn format. The user is deleted when the
+// test ends. Tests use it to hand a component credentials nobody else holds.
+func NewUser(t testing.TB, mechanism string) kafkaconn.Config {
+	t.Helper()
+	env := Available(t)
+	mechs := map[string]kadm.ScramMechanism{
+		kafkaconn.MechanismScramSHA256: kadm.ScramSha256,
+		kafkaconn.MechanismScramSHA512: kadm.ScramSha512,
+	}
+	mech, ok := mechs[mechanism]
+	if !ok {
+		t.Fatalf("kafkatest.NewUser: mechanism %q is not SCRAM-SHA-256 or SCRAM-SHA-512", mechanism)
+	}
+	user, password := "user-"+randomHex(6), randomHex(24)
+	alter := func(del []kadm.DeleteSCRAM, up []kadm.UpsertSCRAM) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		return withAdmin(env.Plain(), func(adm *kadm.Client) error {
+			res, err := adm.AlterUserSCRAMs(ctx, del, up)
+			if err == nil {
+				res.EachError(func(r kadm.AlteredUserSCRAM) { err = fmt.Errorf("user %s: %w", r.User, r.Err) })
+			}
+			return err
+		})
+	}
+	if err := alter(nil, []kadm.UpsertSCRAM{{User: user, Mechanism: mech, Iterations: 4096, Password: password}}); err != nil {
+		t.Fatalf("create SCRAM user: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := alter([]kadm.DeleteSCRAM{{User: user, Mechanism: mech}}, nil); err != nil {
+			t.Errorf("delete SCRAM user: %v", err)
+		}
+	})
+
+	dir := t.TempDir()
+	ca, err := os.ReadFile(filepath.Join(env.SecretDir, kafkaconn.FileCA))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, v := range map[string]string{kafkaconn.FileCA: string(ca), kafkaconn.FileMechanism: mechanism + "\n",
+		kafkaconn.FileUsername: user + "\n", kafkaconn.FilePassword: password + "\n"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(v), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := env.Secure()
+	cfg.SecretDir = dir
+
+	// The broker learns of new credentials through its metadata log, a moment
+	// after the controller acknowledged them.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := WaitReady(ctx, cfg); err != nil {
+		t.Fatalf("new SCRAM user %s cannot log in: %v", user, err)
+	}
+	return cfg
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }
