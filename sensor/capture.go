@@ -23,7 +23,12 @@ type ring struct {
 	link     link
 	filter   *filter
 	attached time.Time // packets stamped before this may have missed the kernel filter
-	counters *ifaceCounters
+	// duplicateUntil: a second ring of a fanout group receives every packet
+	// until it joins the group, packets the group also delivers.
+	duplicateUntil time.Time
+	macoff         int
+	tagged         []byte // reused for frames with their VLAN tag put back; Encode copies
+	counters       *ifaceCounters
 
 	statsMu         sync.Mutex
 	lastKernelDrops uint64
@@ -56,8 +61,9 @@ type ringOptions struct {
 }
 
 // openRing binds a ring to the interface, attaches the filter in the kernel
-// and joins the fanout group. Call it inside the capture namespace.
-func openRing(l link, f *filter, o ringOptions, c *ifaceCounters) (*ring, error) {
+// and joins the fanout group, where member counts the interface's rings
+// opened before this one. Call it inside the capture namespace.
+func openRing(l link, f *filter, o ringOptions, member int, c *ifaceCounters) (*ring, error) {
 	tp, err := afpacket.NewTPacket(
 		afpacket.OptInterface(l.Name),
 		afpacket.OptTPacketVersion(afpacket.TPacketVersion3),
@@ -78,11 +84,18 @@ func openRing(l link, f *filter, o ringOptions, c *ifaceCounters) (*ring, error)
 		tp.Close()
 		return nil, fmt.Errorf("interface %q: attach filter %q in the kernel: %w", l.Name, f.expr, err)
 	}
-	r := &ring{tp: tp, link: l, filter: f, attached: time.Now(), counters: c}
+	r := &ring{tp: tp, link: l, filter: f, attached: time.Now(), macoff: macOffset(l.LinkType), counters: c}
 	if o.fanoutGroup != 0 {
+		// Stamped before the join: surely also delivered to the group. A
+		// packet stamped during the join is kept, as a possible duplicate
+		// beats a loss nobody counted.
+		joining := time.Now()
 		if err := tp.SetFanout(afpacket.FanoutHash, uint16(o.fanoutGroup)); err != nil {
 			tp.Close()
 			return nil, fmt.Errorf("interface %q: join fanout group %d: %w", l.Name, o.fanoutGroup, err)
+		}
+		if member > 0 {
+			r.duplicateUntil = joining
 		}
 	}
 	return r, nil
@@ -94,22 +107,11 @@ func openRing(l link, f *filter, o ringOptions, c *ifaceCounters) (*ring, error)
 func (r *ring) capture(ctx context.Context, cl *kgo.Client, node string, snaplen, sampleRate int, log *slog.Logger) {
 	c := r.counters
 	promise := c.produced
-	macoff := macOffset(r.link.LinkType)
-	var tagged []byte // reused: Encode copies the frame
 	var seq uint64
 	var lastErrLog time.Time
 	for ctx.Err() == nil {
-		data, ci, err := r.tp.ZeroCopyReadPacketData()
+		frame, err := r.next()
 		if err != nil {
-			if errors.Is(err, afpacket.ErrTimeout) {
-				continue
-			}
-			// An interface that goes down or away makes polls fail; keep
-			// trying, it may come back, and say so at most every 10s.
-			if errors.Is(err, afpacket.ErrPoll) {
-				err = r.takeSocketError()
-			}
-			r.pollErrors.Add(1)
 			if time.Since(lastErrLog) > 10*time.Second {
 				log.Warn("reading the capture ring failed, retrying", "interface", r.link.Name, "error", err)
 				lastErrLog = time.Now()
@@ -120,43 +122,77 @@ func (r *ring) capture(ctx context.Context, cl *kgo.Client, node string, snaplen
 			}
 			continue
 		}
-		// Read the tag while data is still the untouched ring slice.
-		tpid, tci, hasTag := vlanTag(data, macoff)
-		if !ci.Timestamp.After(r.attached) {
-			// The kernel filters frames without their outer tag: so must we.
-			n := r.filter.keep(data)
-			if n == 0 {
-				continue
-			}
-			data = data[:n]
-		}
-		origLen := ci.Length
-		if hasTag {
-			tagged = withVLANTag(tagged, data, tpid, tci)
-			data = tagged
-			origLen += 4
+		if frame.data == nil {
+			continue
 		}
 		c.captured.Add(1)
-		c.capturedBytes.Add(uint64(origLen))
+		c.capturedBytes.Add(uint64(frame.origLen))
 		seq++
 		if sampleRate > 1 && seq%uint64(sampleRate) != 1 {
 			c.sampledOut.Add(1)
 			continue
 		}
+		data := frame.data
 		if len(data) > snaplen {
 			data = data[:snaplen]
 		}
 		rec := packetrecord.Encode(packetrecord.Meta{
-			Timestamp: ci.Timestamp,
+			Timestamp: frame.ts,
 			Node:      node,
 			Interface: r.link.Name,
 			LinkType:  r.link.LinkType,
-			OrigLen:   origLen,
+			OrigLen:   frame.origLen,
 		}, data)
 		// Background, not ctx: records buffered when the sensor stops must
 		// still be flushed, not failed by the cancelled context.
 		cl.TryProduce(context.Background(), rec, promise)
 	}
+}
+
+// captured is one frame as it was on the wire; data is valid until the next
+// call to next.
+type captured struct {
+	data    []byte
+	ts      time.Time
+	origLen int
+}
+
+// next reads one packet off the ring. A nil data with a nil error means
+// nothing to publish this time: a poll timeout, or a packet that slipped in
+// before the ring's filter or fanout group took effect. Errors are poll
+// failures, such as the interface going down, worth retrying.
+func (r *ring) next() (captured, error) {
+	data, ci, err := r.tp.ZeroCopyReadPacketData()
+	if errors.Is(err, afpacket.ErrTimeout) {
+		return captured{}, nil
+	}
+	if err != nil {
+		if errors.Is(err, afpacket.ErrPoll) {
+			err = r.takeSocketError()
+		}
+		r.pollErrors.Add(1)
+		return captured{}, err
+	}
+	if !ci.Timestamp.After(r.duplicateUntil) {
+		return captured{}, nil
+	}
+	// Read the tag while data is still the untouched ring slice.
+	tpid, tci, hasTag := vlanTag(data, r.macoff)
+	if !ci.Timestamp.After(r.attached) {
+		// The kernel filters frames without their outer tag: so must we.
+		n := r.filter.keep(data)
+		if n == 0 {
+			return captured{}, nil
+		}
+		data = data[:n]
+	}
+	f := captured{data: data, ts: ci.Timestamp, origLen: ci.Length}
+	if hasTag {
+		r.tagged = withVLANTag(r.tagged, data, tpid, tci)
+		f.data = r.tagged
+		f.origLen += 4
+	}
+	return f, nil
 }
 
 // pollStats folds the socket's PACKET_STATISTICS drops into the counters.

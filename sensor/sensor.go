@@ -156,8 +156,8 @@ func (s *Sensor) openRings() ([]*ring, error) {
 			if s.cfg.FanoutGroup != 0 {
 				o.fanoutGroup = s.cfg.FanoutGroup + i
 			}
-			for range s.cfg.ringsPerInterface() {
-				r, err := openRing(l, s.filters[l.LinkType], o, s.ifaces[i])
+			for member := range s.cfg.ringsPerInterface() {
+				r, err := openRing(l, s.filters[l.LinkType], o, member, s.ifaces[i])
 				if err != nil {
 					return err
 				}
