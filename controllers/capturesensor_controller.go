@@ -12,6 +12,7 @@ import (
 
 	"capfleet.dev/capfleet/api/v1alpha1"
 	"capfleet.dev/capfleet/controllers/children"
+	"capfleet.dev/capfleet/controllers/topics"
 )
 
 // CaptureSensorReconciler turns a CaptureSensor into a DaemonSet of sensors.
@@ -19,6 +20,8 @@ type CaptureSensorReconciler struct {
 	client.Client
 	Recorder record.EventRecorder
 	Options  children.Options
+	// Topics tends the sensors' Kafka topics; nil leaves topics to someone else.
+	Topics *topics.Manager
 }
 
 // +kubebuilder:rbac:groups=capture.capfleet.dev,resources=capturesensors,verbs=get;list;watch
@@ -34,6 +37,9 @@ func (r *CaptureSensorReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	cs := &v1alpha1.CaptureSensor{}
 	if err := r.Get(ctx, req.NamespacedName, cs); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if deleting, err := finalizeTopics(ctx, r.Client, r.Topics, cs, cs.Spec.TopicDeletionPolicy, cs.Status.Topics); deleting || err != nil {
+		return ctrl.Result{}, err
 	}
 	before := cs.DeepCopy()
 
@@ -56,20 +62,34 @@ func (r *CaptureSensorReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		return ctrl.Result{}, nil
 	}
 
-	// 4. Apply the DaemonSet the spec describes.
+	// 4. Make the packets topic exist as declared; trouble there is reported, but does not hold back the sensors.
+	var topicTrouble *outcome
+	if r.Topics != nil && usesDefaultKafka(cs.Spec.Kafka) {
+		want := topicWant(children.SensorTopic(cs), cs.Spec.Topic)
+		sts, trouble, terr := tendTopics(ctx, r.Topics, []topics.Want{want}, cs.Status.Topics)
+		if terr != nil {
+			trouble, res.RequeueAfter = &outcome{reason: ReasonKafkaUnavailable, message: terr.Error()}, kafkaRetry
+		}
+		cs.Status.Topics, topicTrouble = sts, trouble
+	}
+
+	// 5. Apply the DaemonSet the spec describes.
 	ds := children.SensorDaemonSet(cs, r.Options)
 	if err := applyChild(ctx, r.Client, r.Recorder, cs, ds); err != nil {
 		return ctrl.Result{}, err
 	}
 
-	// 5. Report the rollout.
+	// 6. Report the rollout.
 	cs.Status.DaemonSet = ds.Name
 	cs.Status.Topic = children.SensorTopic(cs)
 	cs.Status.NodesDesired = ds.Status.DesiredNumberScheduled
 	cs.Status.NodesReady = ds.Status.NumberReady
 	cs.Status.Nodes = fmt.Sprintf("%d/%d", ds.Status.NumberReady, ds.Status.DesiredNumberScheduled)
 	result = daemonSetOutcome(ds)
-	return ctrl.Result{}, nil
+	if topicTrouble != nil {
+		result = *topicTrouble
+	}
+	return res, nil
 }
 
 // daemonSetOutcome says whether every selected node runs a ready sensor of the current spec.

@@ -16,6 +16,7 @@ import (
 
 	"capfleet.dev/capfleet/api/v1alpha1"
 	"capfleet.dev/capfleet/controllers/children"
+	"capfleet.dev/capfleet/controllers/topics"
 )
 
 // PacketPipelineReconciler turns a PacketPipeline into a Deployment of processors.
@@ -23,6 +24,8 @@ type PacketPipelineReconciler struct {
 	client.Client
 	Recorder record.EventRecorder
 	Options  children.Options
+	// Topics tends the pipelines' flows topics; nil leaves topics to someone else.
+	Topics *topics.Manager
 }
 
 // +kubebuilder:rbac:groups=capture.capfleet.dev,resources=packetpipelines,verbs=get;list;watch
@@ -36,6 +39,9 @@ func (r *PacketPipelineReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	pp := &v1alpha1.PacketPipeline{}
 	if err := r.Get(ctx, req.NamespacedName, pp); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if deleting, err := finalizeTopics(ctx, r.Client, r.Topics, pp, pp.Spec.TopicDeletionPolicy, pp.Status.Topics); deleting || err != nil {
+		return ctrl.Result{}, err
 	}
 	before := pp.DeepCopy()
 
@@ -73,18 +79,32 @@ func (r *PacketPipelineReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	}
 	pp.Status.SourceTopic = topic
 
-	// 5. Apply the Deployment.
+	// 5. Make the flows topic exist when the Kafka sink is on.
+	var topicTrouble *outcome
+	if r.Topics != nil && pp.Spec.Sinks.Kafka != nil && usesDefaultKafka(pp.Spec.Kafka) {
+		want := topicWant(children.FlowsTopic(pp), pp.Spec.Sinks.Kafka.Topic)
+		sts, trouble, terr := tendTopics(ctx, r.Topics, []topics.Want{want}, pp.Status.Topics)
+		if terr != nil {
+			trouble, res.RequeueAfter = &outcome{reason: ReasonKafkaUnavailable, message: terr.Error()}, kafkaRetry
+		}
+		pp.Status.Topics, topicTrouble = sts, trouble
+	}
+
+	// 6. Apply the Deployment.
 	dep := children.PipelineDeployment(pp, topic, r.Options)
 	if err := applyChild(ctx, r.Client, r.Recorder, pp, dep); err != nil {
 		return ctrl.Result{}, err
 	}
 
-	// 6. Report the rollout.
+	// 7. Report the rollout.
 	pp.Status.Deployment = dep.Name
 	pp.Status.Replicas = dep.Status.Replicas
 	pp.Status.ReadyReplicas = dep.Status.ReadyReplicas
 	result = deploymentOutcome(dep)
-	return ctrl.Result{}, nil
+	if topicTrouble != nil {
+		result = *topicTrouble
+	}
+	return res, nil
 }
 
 // deploymentOutcome says whether every wanted processor of the current spec is available.

@@ -24,6 +24,8 @@ import (
 
 	"capfleet.dev/capfleet/controllers"
 	"capfleet.dev/capfleet/controllers/children"
+	"capfleet.dev/capfleet/controllers/topics"
+	"capfleet.dev/capfleet/internal/kafkatest"
 	"capfleet.dev/capfleet/internal/testenv"
 	"capfleet.dev/capfleet/manager"
 )
@@ -31,13 +33,15 @@ import (
 // The suite runs the real manager against a real kube-apiserver and etcd (envtest). They start once, on the
 // first test that needs them, and stop when the package's tests end.
 var (
-	envOnce  sync.Once
-	env      *envtest.Environment
-	cfg      *rest.Config
-	k8s      client.Client
-	envErr   error
-	stopMgr  context.CancelFunc
-	testOpts = children.Options{
+	envOnce sync.Once
+	env     *envtest.Environment
+	cfg     *rest.Config
+	k8s     client.Client
+	envErr  error
+	stopMgr context.CancelFunc
+	// topicsMgr is the operator's topic manager, on the broker hack/kafka.sh started; nil without one.
+	topicsMgr *topics.Manager
+	testOpts  = children.Options{
 		Image: "capfleet:test", ImagePullPolicy: corev1.PullNever,
 		Kafka:     children.KafkaDefaults{Brokers: []string{"kafka.test:9092"}},
 		Cassandra: children.CassandraDefaults{Hosts: []string{"cassandra.test"}, Port: 9042},
@@ -88,7 +92,8 @@ func cluster(t *testing.T) client.Client {
 		if envErr != nil {
 			return
 		}
-		if envErr = controllers.Setup(mgr, testOpts); envErr != nil {
+		topicsMgr = realKafkaTopics()
+		if envErr = controllers.Setup(mgr, testOpts, topicsMgr); envErr != nil {
 			return
 		}
 		var ctx context.Context
@@ -103,6 +108,30 @@ func cluster(t *testing.T) client.Client {
 		t.Fatalf("starting envtest with assets in %s: %v", assets, envErr)
 	}
 	return k8s
+}
+
+// realKafkaTopics connects the operator to the broker hack/kafka.sh started, when it runs; the topic tests
+// then fail (under CI) or skip, and the other tests run without topics.
+func realKafkaTopics() *topics.Manager {
+	path, err := kafkatest.EnvPath()
+	if err != nil {
+		return nil
+	}
+	kenv, err := kafkatest.ReadEnv(path)
+	if err != nil {
+		return nil
+	}
+	kc := kenv.Plain()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := kafkatest.Ping(ctx, kc); err != nil {
+		return nil
+	}
+	cl, err := kc.NewClient()
+	if err != nil {
+		return nil
+	}
+	return topics.New(cl)
 }
 
 // namespace makes a fresh namespace for one test, so tests never see each other's objects.

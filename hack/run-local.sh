@@ -21,7 +21,7 @@ $KUBECTL wait --for=condition=Established crd --all --timeout=60s >/dev/null
 
 start_bg manager bin/capfleet manager --kubeconfig "$RUN/kube/admin.conf" \
   --metrics-bind-address=0 --health-probe-bind-address=127.0.0.1:18081 \
-  --kafka-brokers=127.0.0.1:9092 --cassandra-hosts=127.0.0.1 --image=capfleet:dev
+  --kafka-brokers=127.0.0.1:9092 --manage-topics=false --cassandra-hosts=127.0.0.1 --image=capfleet:dev
 for _ in $(seq 1 100); do curl -sf http://127.0.0.1:18081/readyz >/dev/null && break; sleep 0.2; done
 log "operator running (log: .run/manager.log)"
 

@@ -20,6 +20,8 @@ import (
 	"capfleet.dev/capfleet/api/v1alpha1"
 	"capfleet.dev/capfleet/controllers"
 	"capfleet.dev/capfleet/controllers/children"
+	"capfleet.dev/capfleet/controllers/topics"
+	"capfleet.dev/capfleet/internal/kafkaconn"
 )
 
 // Scheme knows the Kubernetes types and capfleet's.
@@ -36,15 +38,16 @@ func Scheme() *runtime.Scheme {
 
 // Flags are the operator's settings.
 type Flags struct {
-	Kubeconfig     string
-	MetricsAddr    string
-	ProbeAddr      string
-	LeaderElect    bool
-	Image          string
-	PullPolicy     string
-	KafkaBrokers   []string
-	KafkaTLS       bool
+	Kubeconfig  string
+	MetricsAddr string
+	ProbeAddr   string
+	LeaderElect bool
+	Image       string
+	PullPolicy  string
+	// Kafka is the operator's own connection, also the default of every workload.
+	Kafka          kafkaconn.Config
 	KafkaSecret    string
+	ManageTopics   bool
 	CassandraHosts []string
 	CassandraPort  int32
 	CassandraTLS   bool
@@ -68,9 +71,9 @@ func NewCommand() *cobra.Command {
 	fs.BoolVar(&f.LeaderElect, "leader-elect", false, "elect a leader, so only one of several replicas reconciles")
 	fs.StringVar(&f.Image, "image", envOr("CAPFLEET_IMAGE", "capfleet:dev"), "image the workloads run (env CAPFLEET_IMAGE)")
 	fs.StringVar(&f.PullPolicy, "image-pull-policy", "IfNotPresent", "pull policy of the workload image")
-	fs.StringSliceVar(&f.KafkaBrokers, "kafka-brokers", []string{"kafka:9092"}, "default Kafka bootstrap servers")
-	fs.BoolVar(&f.KafkaTLS, "kafka-tls", false, "use TLS to Kafka by default")
-	fs.StringVar(&f.KafkaSecret, "kafka-secret", "", "default Secret (in each resource's namespace) with Kafka credentials")
+	f.Kafka.AddFlags(fs)
+	fs.StringVar(&f.KafkaSecret, "kafka-secret", "", "default Secret (in each resource's namespace) with the workloads' Kafka credentials")
+	fs.BoolVar(&f.ManageTopics, "manage-topics", true, "create and tend the Kafka topics resources declare")
 	fs.StringSliceVar(&f.CassandraHosts, "cassandra-hosts", []string{"cassandra"}, "default Cassandra contact points")
 	fs.Int32Var(&f.CassandraPort, "cassandra-port", 9042, "default Cassandra CQL port")
 	fs.BoolVar(&f.CassandraTLS, "cassandra-tls", false, "use TLS to Cassandra by default")
@@ -83,7 +86,7 @@ func (f *Flags) Options() children.Options {
 	return children.Options{
 		Image:           f.Image,
 		ImagePullPolicy: corev1.PullPolicy(f.PullPolicy),
-		Kafka:           children.KafkaDefaults{Brokers: f.KafkaBrokers, TLS: f.KafkaTLS, SecretName: f.KafkaSecret},
+		Kafka:           children.KafkaDefaults{Brokers: f.Kafka.Brokers, TLS: f.Kafka.TLS, SecretName: f.KafkaSecret},
 		Cassandra: children.CassandraDefaults{
 			Hosts: f.CassandraHosts, Port: f.CassandraPort, TLS: f.CassandraTLS, SecretName: f.CassandraSec,
 		},
@@ -106,7 +109,17 @@ func run(f *Flags) error {
 	if err != nil {
 		return fmt.Errorf("create manager: %w", err)
 	}
-	if err := controllers.Setup(mgr, f.Options()); err != nil {
+	var tm *topics.Manager
+	if f.ManageTopics {
+		f.Kafka.ClientID = "capfleet-manager"
+		cl, err := f.Kafka.NewClient()
+		if err != nil {
+			return err
+		}
+		defer cl.Close()
+		tm = topics.New(cl)
+	}
+	if err := controllers.Setup(mgr, f.Options(), tm); err != nil {
 		return err
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {

@@ -157,6 +157,10 @@ type CaptureSensorStatus struct {
 	// Topic the sensors write to.
 	// +optional
 	Topic string `json:"topic,omitempty"`
+	// Topics the operator tends for this sensor, as they exist in Kafka.
+	// +optional
+	// +listType=atomic
+	Topics []TopicStatus `json:"topics,omitempty"`
 	// DaemonSet that runs the sensors.
 	// +optional
 	DaemonSet string `json:"daemonSet,omitempty"`

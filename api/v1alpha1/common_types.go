@@ -130,3 +130,27 @@ type CommonStatus struct {
 	// +patchMergeKey=type
 	Conditions []metav1.Condition `json:"conditions,omitempty" patchStrategy:"merge" patchMergeKey:"type"`
 }
+
+// TopicStatus is a Kafka topic as it exists.
+type TopicStatus struct {
+	// Name of the topic.
+	Name string `json:"name"`
+	// Partitions the topic has.
+	// +optional
+	Partitions int32 `json:"partitions,omitempty"`
+	// ReplicationFactor of its partitions.
+	// +optional
+	ReplicationFactor int32 `json:"replicationFactor,omitempty"`
+	// RetentionMs is the topic's retention.ms.
+	// +optional
+	RetentionMs int64 `json:"retentionMs,omitempty"`
+	// Created is true when the operator created the topic; only such topics are ever deleted by it.
+	// +optional
+	Created bool `json:"created,omitempty"`
+	// Message says why the topic does not match the spec, when it does not.
+	// +optional
+	Message string `json:"message,omitempty"`
+}
+
+// TopicsFinalizer lets the operator delete the topics it created when a resource asks for deletionPolicy Delete.
+const TopicsFinalizer = "capture.capfleet.dev/topics"

@@ -174,6 +174,10 @@ type PacketPipelineStatus struct {
 	// SourceTopic the pipeline reads.
 	// +optional
 	SourceTopic string `json:"sourceTopic,omitempty"`
+	// Topics the operator tends for this pipeline (its flows topic), as they exist in Kafka.
+	// +optional
+	// +listType=atomic
+	Topics []TopicStatus `json:"topics,omitempty"`
 	// Deployment that runs the processors.
 	// +optional
 	Deployment string `json:"deployment,omitempty"`

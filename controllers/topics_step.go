@@ -1,0 +1,103 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	"capfleet.dev/capfleet/api/v1alpha1"
+	"capfleet.dev/capfleet/controllers/topics"
+)
+
+// Reasons of topic trouble.
+const (
+	ReasonTopicProblem     = "TopicMismatch"
+	ReasonKafkaUnavailable = "KafkaUnavailable"
+)
+
+// topicWant turns a spec's topic into what the topic manager makes exist.
+func topicWant(name string, t v1alpha1.TopicSpec) topics.Want {
+	w := topics.Want{Name: name, Partitions: t.Partitions, ReplicationFactor: int16(t.ReplicationFactor)}
+	if t.Retention != nil {
+		w.RetentionMs = t.Retention.Milliseconds()
+	}
+	return w
+}
+
+// usesDefaultKafka is true when a resource's topics live on the cluster the operator administers; a
+// resource pointed at another cluster brings credentials the operator never reads, so it tends no topics there.
+func usesDefaultKafka(k *v1alpha1.KafkaConnection) bool {
+	return k == nil || len(k.BootstrapServers) == 0
+}
+
+// tendTopics makes each wanted topic exist and reports what exists. A topic that cannot match the spec
+// (partitions lowered, another replication factor) stalls the resource with the reason; Kafka being out of
+// reach is an error the caller retries. Whether the operator created a topic is remembered from prev, since
+// only those topics are ever deleted.
+func tendTopics(ctx context.Context, m *topics.Manager, wants []topics.Want, prev []v1alpha1.TopicStatus) ([]v1alpha1.TopicStatus, *outcome, error) {
+	created := map[string]bool{}
+	for _, p := range prev {
+		created[p.Name] = p.Created
+	}
+	var out []v1alpha1.TopicStatus
+	var problems []string
+	for _, w := range wants {
+		st, err := m.Ensure(ctx, w)
+		if err != nil {
+			return prev, nil, err
+		}
+		out = append(out, v1alpha1.TopicStatus{
+			Name: st.Name, Partitions: st.Partitions, ReplicationFactor: int32(st.ReplicationFactor),
+			RetentionMs: st.RetentionMs, Created: st.Created || created[st.Name], Message: st.Problem,
+		})
+		if st.Problem != "" {
+			problems = append(problems, st.Problem)
+		}
+	}
+	if len(problems) > 0 {
+		return out, &outcome{stalled: true, reason: ReasonTopicProblem, message: strings.Join(problems, "; ")}, nil
+	}
+	return out, nil, nil
+}
+
+// finalizeTopics keeps the topics finalizer exactly when deletion must remove topics, and on deletion removes
+// the topics the operator created. It returns true when the resource is being deleted.
+func finalizeTopics(ctx context.Context, c client.Client, m *topics.Manager, obj client.Object, policy v1alpha1.DeletionPolicy, st []v1alpha1.TopicStatus) (bool, error) {
+	if obj.GetDeletionTimestamp() != nil {
+		if !controllerutil.ContainsFinalizer(obj, v1alpha1.TopicsFinalizer) {
+			return true, nil
+		}
+		if policy == v1alpha1.DeletionPolicyDelete && m != nil {
+			for _, t := range st {
+				if t.Created {
+					if err := m.Delete(ctx, t.Name); err != nil {
+						return true, err
+					}
+				}
+			}
+		}
+		return true, setFinalizer(ctx, c, obj, false)
+	}
+	want := policy == v1alpha1.DeletionPolicyDelete && m != nil
+	if want != controllerutil.ContainsFinalizer(obj, v1alpha1.TopicsFinalizer) {
+		return false, setFinalizer(ctx, c, obj, want)
+	}
+	return false, nil
+}
+
+// setFinalizer adds or removes the topics finalizer with a patch of the finalizers alone.
+func setFinalizer(ctx context.Context, c client.Client, obj client.Object, on bool) error {
+	before := obj.DeepCopyObject().(client.Object)
+	if on {
+		controllerutil.AddFinalizer(obj, v1alpha1.TopicsFinalizer)
+	} else {
+		controllerutil.RemoveFinalizer(obj, v1alpha1.TopicsFinalizer)
+	}
+	if err := c.Patch(ctx, obj, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
+		return fmt.Errorf("update finalizers: %w", err)
+	}
+	return nil
+}
