@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -88,6 +89,17 @@ func TestCaptureSensorLifecycle(t *testing.T) {
 			}
 			return nil
 		})
+	})
+
+	t.Run("no status write when nothing changed", func(t *testing.T) {
+		// A metadata-only change brings a reconcile but no new generation: nothing to report.
+		change(t, c, cs, func() { cs.Annotations = map[string]string{"nudge": "1"} })
+		rv := cs.ResourceVersion
+		time.Sleep(1500 * time.Millisecond)
+		get(t, c, cs)
+		if cs.ResourceVersion != rv {
+			t.Errorf("the resource was written after an idle reconcile: resourceVersion %s -> %s", rv, cs.ResourceVersion)
+		}
 	})
 
 	t.Run("a spec change reaches the DaemonSet", func(t *testing.T) {
