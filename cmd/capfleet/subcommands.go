@@ -6,6 +6,8 @@ import (
 	"capfleet.dev/capfleet/manager"
 	"capfleet.dev/capfleet/pcaptool"
 	"capfleet.dev/capfleet/pcaptool/decodecmd"
+	"capfleet.dev/capfleet/processor/processcmd"
+	"capfleet.dev/capfleet/query"
 	"capfleet.dev/capfleet/replay"
 	"capfleet.dev/capfleet/sensor"
 )
@@ -16,6 +18,8 @@ func subcommands() []*cobra.Command {
 		manager.NewCommand(),
 		sensor.NewCommand(),
 		replay.NewCommand(),
+		processcmd.NewCommand(),
+		query.NewCommand(),
 		pcaptool.NewCommand(decodecmd.NewDecodeCommand(), decodecmd.NewFlowsCommand(), replay.NewPcapCommand()),
 	}
 }
