@@ -3,9 +3,6 @@ package pipeline
 import (
 	"bytes"
 	"cmp"
-	"crypto/sha1"
-	"encoding/base64"
-	"encoding/binary"
 	"encoding/gob"
 	"errors"
 	"fmt"
@@ -15,6 +12,7 @@ import (
 	"time"
 
 	"capfleet.dev/capfleet/processor/decode"
+	"capfleet.dev/capfleet/processor/flow"
 	"capfleet.dev/capfleet/processor/store"
 )
 
@@ -53,7 +51,7 @@ func NewFlowTableFactory(cfg FlowConfig, c *Counters) func(state []byte, emit fu
 
 // flowKey is direction-free: the lower endpoint first, so both directions find one entry.
 type flowKey struct {
-	vlan   uint16
+	vlan   [2]uint16 // outer and inner tag
 	proto  uint8
 	lo, hi netip.AddrPort
 }
@@ -62,6 +60,7 @@ type flowKey struct {
 type flowEntry struct {
 	Flow        store.Flow
 	OrigIsLo    bool
+	InnerVLAN   uint16 // part of the key; the stored record keeps the outer tag
 	SeenSyn     bool
 	SeenSynAck  bool
 	FinOrig     bool
@@ -74,9 +73,11 @@ type flowEntry struct {
 
 // flowTable aggregates the flows of one partition by packet time.
 //
-// It is the pipeline's own, minimal table (5-tuple and VLAN, counts each way, TCP flags, a Zeek-style
-// history and state, Community ID v1 for TCP/UDP/SCTP/ICMP) whose whole state serializes into a
-// checkpoint.
+// It keys, times out and counts flows as processor/flow does (what `capfleet pcap flows` runs; a parity
+// test holds them to the same flows, packets, IP bytes, Community IDs and uids on real captures), but it
+// keeps its whole state in exported fields so that a checkpoint can serialize it and a restarted
+// consumer resume it: processor/flow's Table neither lists its open flows nor exports their state.
+// History and conn_state here are a simpler approximation of Zeek's than processor/flow's.
 type flowTable struct {
 	cfg       FlowConfig
 	emit      func(store.Flow)
@@ -94,21 +95,20 @@ func (t *flowTable) Add(p *decode.Packet) {
 	}
 	proto := h.Proto
 	var sp, dp uint16
+	oneWay := false
 	if !h.Fragment || h.FragOffset == 0 {
 		switch h.L4.Proto {
 		case decode.ProtoTCP, decode.ProtoUDP, decode.ProtoSCTP:
 			sp, dp = h.L4.SrcPort, h.L4.DstPort
 		case decode.ProtoICMP, decode.ProtoICMPv6:
-			sp, dp = uint16(h.L4.ICMPType), uint16(h.L4.ICMPCode)
+			// As the Community ID spec (and processor/flow) pair them: a request and its reply are
+			// one flow; other messages are one-way.
+			sp, dp, oneWay = icmpPorts(h.L4.Proto, uint16(h.L4.ICMPType), uint16(h.L4.ICMPCode))
 		}
 	}
-	var vlan uint16
-	if p.NVLAN > 0 {
-		vlan = p.VLAN[0]
-	}
+	k := flowKey{vlan: p.VLAN, proto: proto}
 	src, dst := netip.AddrPortFrom(h.Src.Unmap(), sp), netip.AddrPortFrom(h.Dst.Unmap(), dp)
-	srcIsLo := src.Compare(dst) <= 0
-	k := flowKey{vlan: vlan, proto: proto}
+	srcIsLo := oneWay || src.Compare(dst) <= 0
 	if srcIsLo {
 		k.lo, k.hi = src, dst
 	} else {
@@ -116,7 +116,7 @@ func (t *flowTable) Add(p *decode.Packet) {
 	}
 	ts := p.Timestamp
 	e := t.flows[k]
-	if e != nil && (ts.Sub(e.Flow.End) > t.cfg.IdleTimeout || ts.Sub(e.Flow.Start) > t.cfg.ActiveTimeout) {
+	if e != nil && (ts.Sub(e.Flow.End) >= t.cfg.IdleTimeout || ts.Sub(e.Flow.Start) >= t.cfg.ActiveTimeout) {
 		t.close(k, e)
 		e = nil
 	}
@@ -127,12 +127,20 @@ func (t *flowTable) Add(p *decode.Packet) {
 				t.evictOldest()
 			}
 		}
-		e = &flowEntry{OrigIsLo: srcIsLo, Flow: store.Flow{
-			Start: ts, End: ts, Proto: proto, VLAN: vlan,
-			OrigAddr: src.Addr(), OrigPort: sp, RespAddr: dst.Addr(), RespPort: dp,
+		orig, resp, origIsLo := src, dst, srcIsLo
+		// A first packet that is a SYN-ACK comes from the responder: the roles swap, as in Zeek.
+		if h.L4.Proto == decode.ProtoTCP && h.L4.Flags&(decode.TCPSyn|decode.TCPAck) == decode.TCPSyn|decode.TCPAck {
+			orig, resp, origIsLo = dst, src, !srcIsLo
+		}
+		e = &flowEntry{OrigIsLo: origIsLo, InnerVLAN: p.VLAN[1], Flow: store.Flow{
+			Start: ts, End: ts, Proto: proto, VLAN: p.VLAN[0],
+			OrigAddr: orig.Addr(), OrigPort: orig.Port(), RespAddr: resp.Addr(), RespPort: resp.Port(),
 		}}
-		e.Flow.UID = store.FlowUID(ts, vlan, proto, src.Addr(), sp, dst.Addr(), dp)
-		e.Flow.CommunityID = communityID(proto, src, dst)
+		// Named exactly as processor/flow names it, so `capfleet pcap flows` and `capfleet query flows`
+		// give one connection the same uid.
+		key := flow.Key{Orig: orig.Addr(), Resp: resp.Addr(), OrigPort: orig.Port(), RespPort: resp.Port(), Proto: proto, VLAN: p.VLAN}
+		named := flow.Flow{Key: key, First: ts}
+		e.Flow.UID, e.Flow.CommunityID = named.UID(), named.CommunityID()
 		t.flows[k] = e
 	}
 	if ts.After(e.Flow.End) {
@@ -256,7 +264,7 @@ func (t *flowTable) Expire(now time.Time) {
 	t.lastSweep = now
 	var done []flowKey
 	for k, e := range t.flows {
-		if now.Sub(e.Flow.End) > t.cfg.IdleTimeout || now.Sub(e.Flow.Start) > t.cfg.ActiveTimeout {
+		if now.Sub(e.Flow.End) >= t.cfg.IdleTimeout || now.Sub(e.Flow.Start) >= t.cfg.ActiveTimeout {
 			done = append(done, k)
 		}
 	}
@@ -351,7 +359,7 @@ func (t *flowTable) unmarshal(b []byte) error {
 		}
 		f := &e.Flow
 		o, r := netip.AddrPortFrom(f.OrigAddr, f.OrigPort), netip.AddrPortFrom(f.RespAddr, f.RespPort)
-		k := flowKey{vlan: f.VLAN, proto: f.Proto, lo: o, hi: r}
+		k := flowKey{vlan: [2]uint16{f.VLAN, e.InnerVLAN}, proto: f.Proto, lo: o, hi: r}
 		if !e.OrigIsLo {
 			k.lo, k.hi = r, o
 		}
@@ -360,44 +368,19 @@ func (t *flowTable) unmarshal(b []byte) error {
 	return nil
 }
 
-// communityID is the Community ID v1 flow hash with seed 0 (https://github.com/corelight/community-id-spec).
-func communityID(proto uint8, src, dst netip.AddrPort) string {
-	sp, dp := src.Port(), dst.Port()
-	oneWay := false
-	if proto == decode.ProtoICMP || proto == decode.ProtoICMPv6 {
-		sp, dp, oneWay = icmpPorts(proto, sp, dp)
-	} else if proto != decode.ProtoTCP && proto != decode.ProtoUDP && proto != decode.ProtoSCTP {
-		sp, dp = 0, 0
-	}
-	a, b := src.Addr(), dst.Addr()
-	if !oneWay {
-		if c := a.Compare(b); c > 0 || (c == 0 && sp > dp) {
-			a, b, sp, dp = b, a, dp, sp
-		}
-	}
-	h := sha1.New()
-	h.Write([]byte{0, 0})
-	h.Write(a.AsSlice())
-	h.Write(b.AsSlice())
-	h.Write([]byte{proto, 0})
-	if proto == decode.ProtoTCP || proto == decode.ProtoUDP || proto == decode.ProtoSCTP ||
-		proto == decode.ProtoICMP || proto == decode.ProtoICMPv6 {
-		var pb [4]byte
-		binary.BigEndian.PutUint16(pb[:2], sp)
-		binary.BigEndian.PutUint16(pb[2:], dp)
-		h.Write(pb[:])
-	}
-	return "1:" + base64.StdEncoding.EncodeToString(h.Sum(nil))
-}
+// icmpPairs are the request/response ICMP types the Community ID spec pairs (IPv4, then IPv6).
+var (
+	icmpPairs  = map[uint16]uint16{8: 0, 0: 8, 13: 14, 14: 13, 15: 16, 16: 15, 17: 18, 18: 17, 10: 9, 9: 10}
+	icmp6Pairs = map[uint16]uint16{128: 129, 129: 128, 133: 134, 134: 133, 135: 136, 136: 135, 130: 131, 131: 130,
+		139: 140, 140: 139, 144: 145, 145: 144}
+)
 
-// icmpPorts maps an ICMP type and code to the spec's port pair: the type, and the type of the reply for
-// request/response pairs (which then hash as one flow), else the code and oneWay.
+// icmpPorts maps an ICMP type and code to the spec's port pair: the type and its reply's type for a
+// request/response pair (which then is one flow), else the type and code, one way.
 func icmpPorts(proto uint8, typ, code uint16) (uint16, uint16, bool) {
-	var pairs map[uint16]uint16
-	if proto == decode.ProtoICMP {
-		pairs = map[uint16]uint16{8: 0, 0: 8, 13: 14, 14: 13, 15: 16, 16: 15, 17: 18, 18: 17, 10: 9, 9: 10}
-	} else {
-		pairs = map[uint16]uint16{128: 129, 129: 128, 133: 134, 134: 133, 135: 136, 136: 135, 130: 131, 131: 130, 139: 140, 140: 139, 144: 145, 145: 144}
+	pairs := icmpPairs
+	if proto == decode.ProtoICMPv6 {
+		pairs = icmp6Pairs
 	}
 	if r, ok := pairs[typ]; ok {
 		return typ, r, false
