@@ -457,3 +457,80 @@ func tail(s string, n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// tcpdumpCount is how many packets of path tcpdump's own filter keeps: the oracle for --filter.
+func tcpdumpCount(t *testing.T, path, filter string) int {
+	t.Helper()
+	out, err := exec.Command("tcpdump", "-r", path, "-nn", filter).Output()
+	if err != nil {
+		t.Fatalf("tcpdump -r %s %s: %v", path, filter, err)
+	}
+	return strings.Count(string(out), "\n")
+}
+
+// --filter drops what tcpdump's filter drops: the stored packets are exactly those tcpdump keeps, and
+// the rest is counted as filtered on /metrics.
+func TestFilterStoresWhatTcpdumpKeeps(t *testing.T) {
+	if _, err := exec.LookPath("tcpdump"); err != nil {
+		t.Fatal("tcpdump is needed as the oracle: run hack/deps.sh")
+	}
+	kcfg := kafkatest.Plain(t)
+	ccfg := cassandratest.Config(t)
+	ks := cassandratest.NewKeyspace(t, ccfg)
+	input := pipelinetest.SharedPcap(t, "ndpi/ethereum.pcap")
+	frames := pipelinetest.ReadCapture(t, input)
+	const filter = "udp and port 30303"
+	keep := tcpdumpCount(t, input, filter)
+	if keep == 0 || keep == len(frames) {
+		t.Fatalf("filter %q keeps %d of %d packets: pick one that selects", filter, keep, len(frames))
+	}
+	topic := kafkatest.NewTopic(t, kcfg, 2)
+	pipelinetest.Produce(t, kcfg, topic, frames)
+	metricsAddr := freePort(t)
+	args := append([]string{"--topic", topic, "--group", unique("filter-"), "--sensor", "f", "--store-packets",
+		"--keyspace", ks, "--metrics-addr", metricsAddr, "--health-addr", "", "--filter", filter}, connArgs(kcfg, ccfg)...)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cmd := NewCommand()
+	cmd.SetArgs(args)
+	done := make(chan error, 1)
+	go func() { done <- cmd.ExecuteContext(ctx) }()
+	pipelinetest.Eventually(t, 3*time.Minute, "every record consumed", func() (bool, string) {
+		m := httpGetOrEmpty("http://" + metricsAddr + "/metrics")
+		return strings.Contains(m, fmt.Sprintf("capfleet_process_records_total %d\n", len(frames))), "not yet"
+	})
+	m := httpGet(t, "http://"+metricsAddr+"/metrics")
+	if want := fmt.Sprintf("capfleet_process_filtered_total %d\n", len(frames)-keep); !strings.Contains(m, want) {
+		t.Errorf("/metrics lacks %q", want)
+	}
+	first, last := pipelinetest.TimeSpan(frames)
+	r := connectReader(t, ccfg, ks)
+	out := filepath.Join(t.TempDir(), "kept.pcap")
+	pipelinetest.Eventually(t, time.Minute, "kept packets stored", func() (bool, string) {
+		n := 0
+		err := r.Packets(ctx, "f", first, last, func(store.Packet) error { n++; return nil })
+		return err == nil && n == keep, fmt.Sprintf("%d of %d (%v)", n, keep, err)
+	})
+	runQuery(t, append([]string{"packets", "--keyspace", ks, "--sensor", "f", "--from", epoch(first), "--to", epoch(last), "-w", out}, connArgs(kcfg, ccfg)[2:]...)...)
+	want, err := exec.Command("tcpdump", "-r", input, "-nn", "-x", filter).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := tcpdumpHex(t, out); got != string(want) {
+		t.Fatal("the stored packets differ from those tcpdump's filter keeps")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func httpGetOrEmpty(url string) string {
+	resp, err := http.Get(url)
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
