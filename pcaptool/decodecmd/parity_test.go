@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -92,11 +93,12 @@ func TestDecodeParityWithTshark(t *testing.T) {
 		t.Fatalf("only %d Ethernet captures under 256 KB found in %s: corpus incomplete?", len(files), root)
 	}
 	version := tsharkVersion(t, tshark)
+	want := tsharkAll(t, tshark, version, files)
 	for _, f := range files {
 		rel, _ := filepath.Rel(root, f)
 		t.Run(rel, func(t *testing.T) {
 			t.Parallel()
-			want := tsharkFields(t, tshark, version, f, parityFields)
+			want := want[f]
 			var got, errb bytes.Buffer
 			o := &decodeOptions{fields: strings.Join(parityFields, ","), output: "tsv"}
 			if err := runDecode(&got, &errb, f, o); err != nil {
@@ -141,13 +143,41 @@ func compareFields(t *testing.T, rel, got, want string) {
 	}
 }
 
+// tsharkAll runs tshark over every file with a few at a time: a tshark run is mostly start-up,
+// which waits on disk as much as on the CPU, so more runs than cores keeps both busy.
+func tsharkAll(t *testing.T, tshark, version string, files []string) map[string]string {
+	cacheDir := filepath.Join(repoRoot(t), ".cache", "tshark-fields")
+	out := make(map[string]string, len(files))
+	var mu sync.Mutex
+	work := make(chan string)
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for f := range work {
+				o := tsharkFields(t, tshark, version, cacheDir, f, parityFields)
+				mu.Lock()
+				out[f] = o
+				mu.Unlock()
+			}
+		}()
+	}
+	for _, f := range files {
+		work <- f
+	}
+	close(work)
+	wg.Wait()
+	return out
+}
+
 // tsharkFields runs tshark once per file, field list and tshark version, keeping the output in
 // the repository's .cache so that later runs do not pay for tshark's start-up again.
-func tsharkFields(t *testing.T, tshark, version, file string, fields []string) string {
-	t.Helper()
+func tsharkFields(t *testing.T, tshark, version, cacheDir, file string, fields []string) string {
 	data, err := os.ReadFile(file)
 	if err != nil {
-		t.Fatal(err)
+		t.Error(err)
+		return ""
 	}
 	args := append([]string{"-n", "-r", file, "-T", "fields", "-E", "separator=/t", "-E", "occurrence=f"}, tsharkPrefs...)
 	for _, f := range fields {
@@ -156,7 +186,7 @@ func tsharkFields(t *testing.T, tshark, version, file string, fields []string) s
 	h := sha256.New()
 	h.Write(data)
 	fmt.Fprintln(h, version, strings.Join(args[2:], " "))
-	cache := filepath.Join(repoRoot(t), ".cache", "tshark-fields", hex.EncodeToString(h.Sum(nil))+".tsv")
+	cache := filepath.Join(cacheDir, hex.EncodeToString(h.Sum(nil))+".tsv")
 	if b, err := os.ReadFile(cache); err == nil {
 		return string(b)
 	}
