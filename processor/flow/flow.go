@@ -40,8 +40,8 @@ const (
 	tcpReset
 )
 
-// endpoint holds one direction's counters.
-type endpoint struct {
+// Endpoint holds one direction's counters and TCP tracking.
+type Endpoint struct {
 	Pkts    uint64
 	IPBytes uint64
 	// Bytes is the payload as Zeek counts it: the TCP sequence space covered (so retransmissions
@@ -57,7 +57,8 @@ type endpoint struct {
 	maxEnd     uint64 // highest sequence offset reached, relative to startSeq
 }
 
-func (e *endpoint) bytes(proto uint8) uint64 {
+// Bytes is the payload the endpoint sent as Zeek counts it (orig_bytes or resp_bytes).
+func (e *Endpoint) Bytes(proto uint8) uint64 {
 	if proto != decode.ProtoTCP {
 		return e.payload
 	}
@@ -73,7 +74,7 @@ func (e *endpoint) bytes(proto uint8) uint64 {
 
 // trackSeq extends the sequence space the endpoint covered, ignoring segments that start
 // before what was already seen (retransmissions and reordering) except for their new tail.
-func (e *endpoint) trackSeq(seq uint32, payload int, flags uint16) {
+func (e *Endpoint) trackSeq(seq uint32, payload int, flags uint16) {
 	if !e.seqStarted {
 		e.seqStarted, e.startSeq = true, seq
 	}
@@ -100,7 +101,7 @@ const maxHistory = 32
 type Flow struct {
 	Key
 	First, Last time.Time
-	Orig, Resp  endpoint
+	Orig, Resp  Endpoint
 	// Flipped is true when the first packet seen came from the responder (a SYN-ACK), so the
 	// roles were swapped, as Zeek marks with '^' in the history.
 	Flipped bool
@@ -148,7 +149,7 @@ func (f *Flow) ConnState() string {
 		switch {
 		case rs == tcpReset:
 			if os == tcpSynSent || os == tcpSynAckSent ||
-				(os == tcpReset && f.Orig.bytes(f.Proto) == 0 && f.Resp.bytes(f.Proto) == 0) {
+				(os == tcpReset && f.Orig.Bytes(f.Proto) == 0 && f.Resp.Bytes(f.Proto) == 0) {
 				return "REJ"
 			}
 			if oInactive {

@@ -58,7 +58,7 @@ func (f *Flow) Record(why EndReason) Record {
 		TS: f.First, TSSeconds: float64(f.First.UnixMicro()) / 1e6, LastTS: f.Last, UID: f.UID(),
 		OrigH: f.Key.Orig.String(), OrigP: f.OrigPort, RespH: f.Key.Resp.String(), RespP: f.RespPort,
 		Proto: ProtoName(f.Proto), IPProto: f.Proto,
-		OrigBytes: f.Orig.bytes(f.Proto), RespBytes: f.Resp.bytes(f.Proto),
+		OrigBytes: f.Orig.Bytes(f.Proto), RespBytes: f.Resp.Bytes(f.Proto),
 		ConnState: f.ConnState(), History: f.History(),
 		OrigPkts: f.Orig.Pkts, OrigIPBytes: f.Orig.IPBytes, RespPkts: f.Resp.Pkts, RespIPBytes: f.Resp.IPBytes,
 		OrigFlags: f.Orig.Flags, RespFlags: f.Resp.Flags,

@@ -200,7 +200,7 @@ func (t *Table) account(f *Flow, h *decode.IPHeader, fromOrig bool, now time.Tim
 	}
 }
 
-func tcpTransition(ep, peer *endpoint, flags uint16) {
+func tcpTransition(ep, peer *Endpoint, flags uint16) {
 	syn, ack := flags&decode.TCPSyn != 0, flags&decode.TCPAck != 0
 	switch {
 	case flags&decode.TCPRst != 0:
