@@ -44,8 +44,8 @@ const (
 type Endpoint struct {
 	Pkts    uint64
 	IPBytes uint64
-	// Bytes is the payload as Zeek counts it: the TCP sequence space covered (so retransmissions
-	// count once), the sum of UDP payloads, or the sum of ICMP payloads.
+	// payload sums UDP, ICMP and other payloads; TCP bytes come from the sequence space covered
+	// instead (see Bytes), so retransmissions count once, as in Zeek.
 	payload uint64
 	Flags   uint16 // union of TCP flags
 
@@ -57,7 +57,8 @@ type Endpoint struct {
 	maxEnd     uint64 // highest sequence offset reached, relative to startSeq
 }
 
-// Bytes is the payload the endpoint sent as Zeek counts it (orig_bytes or resp_bytes).
+// Bytes is the payload the endpoint sent as Zeek counts it (orig_bytes or resp_bytes): for TCP
+// the sequence space covered less SYN and FIN, otherwise the sum of payloads.
 func (e *Endpoint) Bytes(proto uint8) uint64 {
 	if proto != decode.ProtoTCP {
 		return e.payload
