@@ -226,3 +226,38 @@ func httpGet(t *testing.T, addr, path string) string {
 	}
 	return string(b)
 }
+
+// `vlan` tests the tag the kernel keeps out of the frame: compiled on a live
+// handle, the kernel program selects what tcpdump selects from the file.
+func TestCaptureFilterVLAN(t *testing.T) {
+	n := newVethNS(t)
+	kafka := kafkatest.Plain(t)
+	file := sharedPcap(t, "zeek/mixed-vlan-mpls.pcap") // 14 of 47 frames tagged 4093
+	all, _ := readPcap(t, file)
+	for _, expr := range []string{"vlan", "not vlan", "vlan 4093 and tcp port 80"} {
+		t.Run(expr, func(t *testing.T) {
+			want := tcpdumpSelect(t, file, expr)
+			if len(want) == 0 || len(want) == len(all) {
+				t.Fatalf("%q selects %d of %d frames: it must select some, not all", expr, len(want), len(all))
+			}
+			topic := kafkatest.NewTopic(t, kafka, e2ePartitions)
+			cfg := e2eConfig(n, kafka, topic)
+			cfg.Filter = expr
+			s := startSensor(t, cfg)
+			sent := n.replay(t, file, 1000)
+			waitFor(t, "the selected packets captured and published", func() bool {
+				c := s.Counters()
+				return c.PacketsCaptured >= uint64(len(want)) && c.Buffered() == 0
+			})
+			s.stop(t)
+			c := s.Counters()
+			if c.PacketsCaptured != uint64(len(want)) || c.PacketsPublished != uint64(len(want)) {
+				t.Errorf("captured %d, published %d of %d sent; tcpdump selects %d", c.PacketsCaptured, c.PacketsPublished, sent, len(want))
+			}
+			recs := consumeAll(t, kafka, topic)
+			if d := diffMultisets(multiset(want), multiset(frames(recs))); d != "" {
+				t.Fatalf("topic vs tcpdump %q: %s", expr, d)
+			}
+		})
+	}
+}

@@ -1,6 +1,7 @@
 package sensor
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/google/gopacket/layers"
@@ -8,17 +9,31 @@ import (
 	"golang.org/x/net/bpf"
 )
 
-// filter is a tcpdump expression compiled by libpcap for one link type. Its
+// filter is a tcpdump expression compiled by libpcap for one interface. Its
 // program returns the snap length for a packet it accepts, so the kernel
 // truncates as well as filters; an empty expression accepts everything.
+//
+// It is compiled the way tcpdump compiles for a live Linux interface, on a
+// libpcap handle opened on it: the kernel has moved the outer VLAN tag out of
+// the frame by the time the filter runs, and only a live handle makes libpcap
+// test `vlan` against the tag's metadata instead of bytes no longer there.
+// As with `tcpdump -i`, a filter without `vlan` also sees tagged frames as if
+// untagged.
 type filter struct {
 	expr string
 	raw  []bpf.RawInstruction
-	vm   *bpf.VM
+	vm   *bpf.VM // nil when the program needs kernel extensions (VLAN metadata)
 }
 
-func compileFilter(expr string, lt layers.LinkType, snaplen int) (*filter, error) {
-	insns, err := pcap.CompileBPFFilter(lt, snaplen, expr)
+// compileFilter compiles expr for the interface. Call it inside the capture
+// namespace. Without an interface name, or where no live handle can be
+// opened, it compiles for the link type alone, which differs only for `vlan`
+// filters.
+func compileFilter(expr, iface string, lt layers.LinkType, snaplen int) (*filter, error) {
+	insns, err := compileLive(expr, iface, snaplen)
+	if errors.Is(err, errNoLiveHandle) {
+		insns, err = pcap.CompileBPFFilter(lt, snaplen, expr)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("--filter %q: %v", expr, err)
 	}
@@ -26,21 +41,48 @@ func compileFilter(expr string, lt layers.LinkType, snaplen int) (*filter, error
 	for i, in := range insns {
 		raw[i] = bpf.RawInstruction{Op: in.Code, Jt: in.Jt, Jf: in.Jf, K: in.K}
 	}
-	prog, ok := bpf.Disassemble(raw)
-	if !ok {
-		return nil, fmt.Errorf("--filter %q: libpcap produced instructions the userspace BPF interpreter cannot run", expr)
+	f := &filter{expr: expr, raw: raw}
+	if prog, ok := bpf.Disassemble(raw); ok {
+		f.vm, _ = bpf.NewVM(prog) // refuses programs with extensions: then vm stays nil
 	}
-	vm, err := bpf.NewVM(prog)
-	if err != nil {
-		return nil, fmt.Errorf("--filter %q: %v", expr, err)
-	}
-	return &filter{expr: expr, raw: raw, vm: vm}, nil
+	return f, nil
 }
 
-// keep runs the program in userspace and returns how many bytes of frame to
-// keep (0: rejected). It covers the packets a ring received between binding
-// and attaching the kernel filter.
+var errNoLiveHandle = errors.New("no live libpcap handle")
+
+func compileLive(expr, iface string, snaplen int) ([]pcap.BPFInstruction, error) {
+	if iface == "" {
+		return nil, errNoLiveHandle
+	}
+	in, err := pcap.NewInactiveHandle(iface)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errNoLiveHandle, err)
+	}
+	defer in.CleanUp()
+	if err := in.SetSnapLen(snaplen); err != nil {
+		return nil, fmt.Errorf("%w: %v", errNoLiveHandle, err)
+	}
+	// The handle only compiles: keep the ring libpcap allocates small.
+	if err := in.SetBufferSize(64 << 10); err != nil {
+		return nil, fmt.Errorf("%w: %v", errNoLiveHandle, err)
+	}
+	h, err := in.Activate()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errNoLiveHandle, err)
+	}
+	defer h.Close()
+	return h.CompileBPFFilter(expr)
+}
+
+// keep returns how many bytes of frame to keep (0: rejected) for a packet
+// that reached a ring between binding and attaching the kernel filter. It
+// runs the program in userspace; a program that needs kernel metadata cannot
+// run there, and such early packets are rejected: capture starts when the
+// filter is attached.
 func (f *filter) keep(frame []byte) int {
+	if f.vm == nil {
+		return 0
+	}
 	n, err := f.vm.Run(frame)
 	if err != nil {
 		return 0

@@ -12,7 +12,7 @@ func TestFilterInUserspaceAgreesWithTcpdump(t *testing.T) {
 	file := sharedPcap(t, e2ePcap)
 	all, lt := readPcap(t, file)
 	for _, expr := range []string{"(udp and not port 53) or ip6", "tcp[tcpflags] & tcp-syn != 0", "greater 1000", ""} {
-		f, err := compileFilter(expr, lt, MaxSnapLen)
+		f, err := compileFilter(expr, "", lt, MaxSnapLen)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -34,7 +34,7 @@ func TestFilterInUserspaceAgreesWithTcpdump(t *testing.T) {
 
 // The program returns the snap length, so the kernel truncates what it keeps.
 func TestFilterTruncatesToSnaplen(t *testing.T) {
-	f, err := compileFilter("", layers.LinkTypeEthernet, 96)
+	f, err := compileFilter("", "", layers.LinkTypeEthernet, 96)
 	if err != nil {
 		t.Fatal(err)
 	}

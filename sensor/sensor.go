@@ -11,8 +11,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/google/gopacket/layers"
 )
 
 // Sensor is one configured capture: interfaces, filter and producer.
@@ -20,7 +18,7 @@ type Sensor struct {
 	cfg     Config
 	log     *slog.Logger
 	links   []link
-	filters map[layers.LinkType]*filter
+	filters []*filter // by link, compiled for each interface
 	ifaces  []*ifaceCounters
 	rings   []*ring
 	ready   atomic.Bool
@@ -36,29 +34,25 @@ func New(cfg Config, log *slog.Logger) (*Sensor, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Sensor{cfg: cfg, log: log, filters: map[layers.LinkType]*filter{}}
+	s := &Sensor{cfg: cfg, log: log}
 	err := inNetNS(cfg.NetNS, func() error {
 		for _, name := range cfg.Interfaces {
 			l, err := lookupLink(name)
 			if err != nil {
 				return err
 			}
+			f, err := compileFilter(cfg.Filter, l.Name, l.LinkType, cfg.SnapLen)
+			if err != nil {
+				return err
+			}
 			s.links = append(s.links, l)
+			s.filters = append(s.filters, f)
+			s.ifaces = append(s.ifaces, &ifaceCounters{name: l.Name})
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
-	}
-	for _, l := range s.links {
-		if s.filters[l.LinkType] == nil {
-			f, err := compileFilter(cfg.Filter, l.LinkType, cfg.SnapLen)
-			if err != nil {
-				return nil, err
-			}
-			s.filters[l.LinkType] = f
-		}
-		s.ifaces = append(s.ifaces, &ifaceCounters{name: l.Name})
 	}
 	return s, nil
 }
@@ -157,7 +151,7 @@ func (s *Sensor) openRings() ([]*ring, error) {
 				o.fanoutGroup = s.cfg.FanoutGroup + i
 			}
 			for member := range s.cfg.ringsPerInterface() {
-				r, err := openRing(l, s.filters[l.LinkType], o, member, s.ifaces[i])
+				r, err := openRing(l, s.filters[i], o, member, s.ifaces[i])
 				if err != nil {
 					return err
 				}
