@@ -3,6 +3,7 @@ package replay
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kadm"
 
 	"capfleet.dev/capfleet/internal/kafkatest"
 )
@@ -244,4 +246,20 @@ func scrape(t *testing.T, url string) map[string]float64 {
 		}
 	}
 	return m
+}
+
+// `pcap replay --create-topic N` makes a missing topic with N partitions, then fills it.
+func TestPcapReplayCreatesMissingTopic(t *testing.T) {
+	cfg := kafkatest.Plain(t)
+	path := sharedPcap(t, "ndpi/stun_google_meet.pcapng")
+	topic := fmt.Sprintf("capfleet-created-%d", time.Now().UnixNano())
+	t.Cleanup(func() {
+		if cl, err := cfg.NewClient(); err == nil {
+			_, _ = kadm.NewClient(cl).DeleteTopic(context.Background(), topic)
+			cl.Close()
+		}
+	})
+	replayCommand(t, NewPcapCommand(), path, "--to-topic", topic, "--create-topic", "3", "--top-speed",
+		"--kafka-brokers", strings.Join(cfg.Brokers, ","))
+	checkTopicHolds(t, cfg, topic, 3, readFile(t, path), 1)
 }

@@ -31,6 +31,7 @@ type options struct {
 	topicFlag   string // --topic or --to-topic, for messages
 	metricsAddr string
 	kafka       kafkaconn.Config
+	createTopic int32
 
 	// onStart, when set, is called once the run is about to send; the
 	// returned func is called when it has ended (the terminal's progress bar).
@@ -90,6 +91,7 @@ func NewPcapCommand() *cobra.Command {
 	fs.StringVar(&o.topic, "to-topic", "", "packets topic to produce to")
 	fs.StringVar(&o.sha256, "sha256", "", "SHA-256 (hex) the file must have, checked before sending")
 	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "address of a Prometheus /metrics endpoint (empty: off)")
+	fs.Int32Var(&o.createTopic, "create-topic", 0, "create --to-topic with this many partitions when it does not exist (0: it must exist)")
 	o.addCommonFlags(fs)
 	return cmd
 }
@@ -243,5 +245,5 @@ func (o *options) openTarget(ctx context.Context) (Target, error) {
 	if node == "" {
 		node, _ = os.Hostname()
 	}
-	return OpenTopic(ctx, o.kafka, o.topic, TopicOptions{Node: node, Interface: "replay"})
+	return OpenTopic(ctx, o.kafka, o.topic, TopicOptions{Node: node, Interface: "replay", CreatePartitions: o.createTopic})
 }

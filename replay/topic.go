@@ -37,6 +37,9 @@ type TopicOptions struct {
 	ConnectTimeout time.Duration
 	// DeliveryTimeout bounds how long a record may wait for the broker before it counts as failed.
 	DeliveryTimeout time.Duration
+	// CreatePartitions, when positive, creates a missing topic with this many partitions (replication
+	// factor 1): for a terminal run without the operator, which otherwise owns topics.
+	CreatePartitions int32
 }
 
 // OpenTopic connects to Kafka and checks that topic exists, so an unreachable
@@ -60,14 +63,14 @@ func OpenTopic(ctx context.Context, cfg kafkaconn.Config, topic string, o TopicO
 	if err != nil {
 		return nil, err
 	}
-	if err := checkTopic(ctx, cl, cfg.Brokers, topic, o.ConnectTimeout); err != nil {
+	if err := checkTopic(ctx, cl, cfg.Brokers, topic, o.ConnectTimeout, o.CreatePartitions); err != nil {
 		cl.Close()
 		return nil, err
 	}
 	return &Topic{cl: cl, topic: topic, node: o.Node, iface: o.Interface}, nil
 }
 
-func checkTopic(ctx context.Context, cl *kgo.Client, brokers []string, topic string, timeout time.Duration) error {
+func checkTopic(ctx context.Context, cl *kgo.Client, brokers []string, topic string, timeout time.Duration, create int32) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	where := strings.Join(brokers, ",")
@@ -80,8 +83,12 @@ func checkTopic(ctx context.Context, cl *kgo.Client, brokers []string, topic str
 	}
 	d, ok := topics[topic]
 	switch {
+	case (!ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition)) && create > 0:
+		if _, err := kadm.NewClient(cl).CreateTopic(ctx, create, 1, nil, topic); err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+			return fmt.Errorf("kafka %s: creating topic %q: %w", where, topic, err)
+		}
 	case !ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition):
-		return fmt.Errorf("kafka %s: topic %q does not exist", where, topic)
+		return fmt.Errorf("kafka %s: topic %q does not exist (the operator creates the topics resources declare; --create-topic N makes it here)", where, topic)
 	case d.Err != nil:
 		return fmt.Errorf("kafka %s: topic %q: %w", where, topic, d.Err)
 	}
