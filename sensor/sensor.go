@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // Sensor is one configured capture: interfaces, filter and producer.
@@ -124,22 +126,26 @@ func (s *Sensor) Run(ctx context.Context) error {
 	wg.Wait()
 	s.pollStats(rings)
 	s.ready.Store(false)
+	s.drain(cl)
+	return nil
+}
 
+// drain gives Kafka up to the flush timeout for what is buffered, then
+// closes the client, which fails the rest through the promises, and waits
+// for those so the final counters account for every packet.
+func (s *Sensor) drain(cl *kgo.Client) {
 	flushCtx, cancel := context.WithTimeout(context.Background(), s.cfg.FlushTimeout)
 	if err := cl.Flush(flushCtx); err != nil {
 		s.log.Warn("Kafka did not take the whole buffer before --flush-timeout; the rest counts as produce failures",
 			"buffered", s.Counters().Buffered(), "error", err)
 	}
 	cancel()
-	cl.Close() // fails what is still buffered, through the promises
-	// Those promises run on the client's own goroutine: wait for them so the
-	// final counters account for every packet.
+	cl.Close()
 	for deadline := time.Now().Add(5 * time.Second); s.Counters().Buffered() > 0 && time.Now().Before(deadline); {
 		time.Sleep(10 * time.Millisecond)
 	}
 	final, _ := json.Marshal(s.Counters())
 	s.log.Info("stopped", "counters", string(final))
-	return nil
 }
 
 func (s *Sensor) openRings() ([]*ring, error) {
