@@ -1,0 +1,63 @@
+package flow_test
+
+import (
+	"encoding/binary"
+	"runtime"
+	"testing"
+	"time"
+
+	"capfleet.dev/capfleet/processor/decode"
+	"capfleet.dev/capfleet/processor/flow"
+)
+
+// udpFrame is an Ethernet/IPv4/UDP frame whose source address and port the benchmark rewrites, so each
+// frame opens a flow of its own. Checksums are not rewritten: the decoder does not check them.
+func udpFrame() []byte {
+	f := make([]byte, 14+20+8+16)
+	binary.BigEndian.PutUint16(f[12:], 0x0800)
+	ip := f[14:]
+	ip[0], ip[8], ip[9] = 0x45, 64, 17
+	binary.BigEndian.PutUint16(ip[2:], uint16(len(ip)))
+	copy(ip[16:20], []byte{192, 0, 2, 1})
+	udp := ip[20:]
+	binary.BigEndian.PutUint16(udp[2:], 53)
+	binary.BigEndian.PutUint16(udp[4:], uint16(len(udp)))
+	return f
+}
+
+// BenchmarkActiveFlowMemory fills a table with 1,000,000 active flows (the default --flow-table-max)
+// and reports the live heap per flow, the figure issue 8 aims to keep at or under 300 B.
+//
+//	go test -run '^$' -bench ActiveFlowMemory -benchtime 1x ./processor/flow
+func BenchmarkActiveFlowMemory(b *testing.B) {
+	const flows = 1_000_000
+	frame := udpFrame()
+	d := decode.NewDecoder()
+	var p decode.Packet
+	start := time.Unix(1_700_000_000, 0)
+	var perFlow float64
+	for b.Loop() {
+		before := liveHeap()
+		t := flow.New(flow.Config{MaxFlows: flows})
+		for i := range flows {
+			binary.BigEndian.PutUint32(frame[14+12:], 0x0a000000|uint32(i>>4))
+			binary.BigEndian.PutUint16(frame[14+20:], uint16(1024+i&15))
+			d.Decode(frame, decode.LinkTypeEthernet, start.Add(time.Duration(i)*time.Microsecond), len(frame), &p)
+			t.Add(&p)
+		}
+		if t.Len() != flows {
+			b.Fatalf("table holds %d flows, want %d (evicted %d)", t.Len(), flows, t.Stats.Ended[flow.EndEvicted])
+		}
+		perFlow = float64(liveHeap()-before) / flows
+		runtime.KeepAlive(t)
+	}
+	b.ReportMetric(perFlow, "B/flow")
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*flows), "ns/newflow")
+}
+
+func liveHeap() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
