@@ -52,6 +52,8 @@ type Flags struct {
 	CassandraPort  int32
 	CassandraTLS   bool
 	CassandraSec   string
+	// WorkloadHostNetwork puts every workload in its node's network namespace (nodes without a pod network).
+	WorkloadHostNetwork bool
 }
 
 // NewCommand returns the `manager` subcommand.
@@ -78,6 +80,7 @@ func NewCommand() *cobra.Command {
 	fs.Int32Var(&f.CassandraPort, "cassandra-port", 9042, "default Cassandra CQL port")
 	fs.BoolVar(&f.CassandraTLS, "cassandra-tls", false, "use TLS to Cassandra by default")
 	fs.StringVar(&f.CassandraSec, "cassandra-secret", "", "default Secret (in each resource's namespace) with Cassandra credentials")
+	fs.BoolVar(&f.WorkloadHostNetwork, "workload-host-network", false, "run every workload in its node's network namespace, for nodes without a pod network (the local cluster)")
 	return cmd
 }
 
@@ -90,6 +93,7 @@ func (f *Flags) Options() children.Options {
 		Cassandra: children.CassandraDefaults{
 			Hosts: f.CassandraHosts, Port: f.CassandraPort, TLS: f.CassandraTLS, SecretName: f.CassandraSec,
 		},
+		HostNetwork: f.WorkloadHostNetwork,
 	}
 }
 

@@ -2,6 +2,7 @@ package children
 
 import (
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -337,4 +338,57 @@ func TestPipelineDeployment(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestWorkloadHostNetwork: on a node without a pod network (Options.HostNetwork) every workload runs in the
+// node's network namespace, and the kinds that share a node listen on different ports.
+func TestWorkloadHostNetwork(t *testing.T) {
+	onNode := func(rj *v1alpha1.ReplayJob) {
+		rj.Spec.Target = v1alpha1.ReplayTarget{Interface: &v1alpha1.InterfaceTarget{Name: "veth0", NodeName: "node-7"}}
+	}
+	hostOpts := opts
+	hostOpts.HostNetwork = true
+	tests := []struct {
+		name            string
+		pod             corev1.PodSpec
+		hostNet         bool
+		metrics, health string // "" when the workload has no such endpoint
+	}{
+		{"sensor, pod network", SensorDaemonSet(defaultedSensor(nil), opts).Spec.Template.Spec, true, "9090", "9091"},
+		{"processor, pod network", PipelineDeployment(pipeline(nil), "t", opts).Spec.Template.Spec, false, "9090", "9091"},
+		{"topic replay, pod network", ReplayJobObject(replayJob(nil), opts).Spec.Template.Spec, false, "9090", ""},
+		{"interface replay, pod network", ReplayJobObject(replayJob(onNode), opts).Spec.Template.Spec, true, "9190", ""},
+		{"sensor, host network", SensorDaemonSet(defaultedSensor(nil), hostOpts).Spec.Template.Spec, true, "9090", "9091"},
+		{"processor, host network", PipelineDeployment(pipeline(nil), "t", hostOpts).Spec.Template.Spec, true, "9290", "9291"},
+		{"topic replay, host network", ReplayJobObject(replayJob(nil), hostOpts).Spec.Template.Spec, true, "9190", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := tt.pod.Containers[0]
+			if tt.pod.HostNetwork != tt.hostNet {
+				t.Errorf("hostNetwork %v, want %v", tt.pod.HostNetwork, tt.hostNet)
+			}
+			if tt.hostNet != (tt.pod.DNSPolicy == corev1.DNSClusterFirstWithHostNet) {
+				t.Errorf("dnsPolicy %q with hostNetwork %v", tt.pod.DNSPolicy, tt.hostNet)
+			}
+			if !slices.Contains(c.Args, "--metrics-addr=:"+tt.metrics) || c.Ports[0].ContainerPort != mustAtoi(t, tt.metrics) {
+				t.Errorf("metrics port %s: args %v ports %+v", tt.metrics, c.Args, c.Ports)
+			}
+			if tt.health == "" {
+				return
+			}
+			if !slices.Contains(c.Args, "--health-addr=:"+tt.health) || c.ReadinessProbe.HTTPGet.Port.IntVal != mustAtoi(t, tt.health) {
+				t.Errorf("health port %s: args %v probe %+v", tt.health, c.Args, c.ReadinessProbe.HTTPGet)
+			}
+		})
+	}
+}
+
+func mustAtoi(t *testing.T, s string) int32 {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return int32(n)
 }

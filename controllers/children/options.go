@@ -20,6 +20,9 @@ type Options struct {
 	Kafka KafkaDefaults
 	// Cassandra is the default Cassandra connection.
 	Cassandra CassandraDefaults
+	// HostNetwork runs every workload in its node's network namespace, not only those that must (sensors,
+	// replays onto an interface): for nodes without a pod network, like the one-machine local cluster.
+	HostNetwork bool
 }
 
 // KafkaDefaults is the operator-wide Kafka connection.
@@ -154,10 +157,25 @@ func downwardEnv() []corev1.EnvVar {
 	return []corev1.EnvVar{field("NODE_NAME", "spec.nodeName"), field("POD_NAME", "metadata.name"), field("POD_NAMESPACE", "metadata.namespace")}
 }
 
+// workloadPorts are the metrics and health ports of a workload. In its own network namespace every kind
+// uses MetricsPort and HealthPort; in the node's, each kind gets its own pair, so a sensor, a replay and a
+// processor can share a node (two processors of one pipeline on one node would still collide).
+func workloadPorts(component string, hostNetwork bool) (metrics, health int32) {
+	if hostNetwork {
+		switch component {
+		case ComponentReplay:
+			return 9190, 9191
+		case ComponentProcessor:
+			return 9290, 9291
+		}
+	}
+	return MetricsPort, HealthPort
+}
+
 // probes check the workload's health server: alive while it serves, ready once its pipeline is up.
-func probes() (liveness, readiness *corev1.Probe) {
+func probes(health int32) (liveness, readiness *corev1.Probe) {
 	get := func(path string) corev1.ProbeHandler {
-		return corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: path, Port: intOrString(HealthPort), Scheme: corev1.URISchemeHTTP}}
+		return corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: path, Port: intOrString(int(health)), Scheme: corev1.URISchemeHTTP}}
 	}
 	liveness = &corev1.Probe{ProbeHandler: get("/healthz"), PeriodSeconds: 10, TimeoutSeconds: 2, FailureThreshold: 3}
 	readiness = &corev1.Probe{ProbeHandler: get("/readyz"), PeriodSeconds: 5, TimeoutSeconds: 2, FailureThreshold: 3}
@@ -165,10 +183,10 @@ func probes() (liveness, readiness *corev1.Probe) {
 }
 
 // ports name the metrics and health ports so Prometheus and probes can find them.
-func ports() []corev1.ContainerPort {
+func ports(metrics, health int32) []corev1.ContainerPort {
 	return []corev1.ContainerPort{
-		{Name: "metrics", ContainerPort: MetricsPort, Protocol: corev1.ProtocolTCP},
-		{Name: "health", ContainerPort: HealthPort, Protocol: corev1.ProtocolTCP},
+		{Name: "metrics", ContainerPort: metrics, Protocol: corev1.ProtocolTCP},
+		{Name: "health", ContainerPort: health, Protocol: corev1.ProtocolTCP},
 	}
 }
 

@@ -39,6 +39,7 @@ func FlowsTopic(pp *v1alpha1.PacketPipeline) string {
 // topic already resolved (from the sensor the spec names, or the topic it gives).
 func PipelineDeployment(pp *v1alpha1.PacketPipeline, sourceTopic string, o Options) *appsv1.Deployment {
 	s := pp.Spec
+	metricsPort, healthPort := workloadPorts(ComponentProcessor, o.HostNetwork)
 	args := []string{
 		"process",
 		"--topic=" + sourceTopic,
@@ -46,8 +47,8 @@ func PipelineDeployment(pp *v1alpha1.PacketPipeline, sourceTopic string, o Optio
 		"--flow-idle-timeout=" + durationOr(s.Flows.IdleTimeout, "60s"),
 		"--flow-active-timeout=" + durationOr(s.Flows.ActiveTimeout, "30m0s"),
 		"--flow-table-max=" + itoa(int64(s.Flows.MaxFlows)),
-		"--metrics-addr=:" + itoa(MetricsPort),
-		"--health-addr=:" + itoa(HealthPort),
+		"--metrics-addr=:" + itoa(int64(metricsPort)),
+		"--health-addr=:" + itoa(int64(healthPort)),
 	}
 	if s.Source.Sensor != "" {
 		args = append(args, "--sensor="+s.Source.Sensor)
@@ -84,7 +85,7 @@ func PipelineDeployment(pp *v1alpha1.PacketPipeline, sourceTopic string, o Optio
 		args = append(args, "--flows-topic="+FlowsTopic(pp))
 	}
 
-	liveness, readiness := probes()
+	liveness, readiness := probes(healthPort)
 	labels := commonLabels(ComponentProcessor, pp.Name)
 	maxUnavailable := intstr.FromInt32(1)
 	return &appsv1.Deployment{
@@ -104,6 +105,8 @@ func PipelineDeployment(pp *v1alpha1.PacketPipeline, sourceTopic string, o Optio
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: labels},
 				Spec: corev1.PodSpec{
+					HostNetwork:                   o.HostNetwork,
+					DNSPolicy:                     dnsPolicy(o.HostNetwork),
 					NodeSelector:                  s.NodeSelector,
 					Tolerations:                   s.Tolerations,
 					AutomountServiceAccountToken:  ptr(false),
@@ -115,7 +118,7 @@ func PipelineDeployment(pp *v1alpha1.PacketPipeline, sourceTopic string, o Optio
 						ImagePullPolicy: o.ImagePullPolicy,
 						Args:            args,
 						Env:             downwardEnv(),
-						Ports:           ports(),
+						Ports:           ports(metricsPort, healthPort),
 						LivenessProbe:   liveness,
 						ReadinessProbe:  readiness,
 						Resources:       workloadResources(s.Resources, "200m", 256, 1024),

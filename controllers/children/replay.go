@@ -32,7 +32,9 @@ func ReplayJobObject(rj *v1alpha1.ReplayJob, o Options) *batchv1.Job {
 	s := rj.Spec
 	args := append([]string{"replay"}, replaySourceArgs(s.Source)...)
 	args = append(args, paceArgs(s.Pace)...)
-	args = append(args, "--loop="+itoa(int64(s.Loops)), "--metrics-addr=:"+itoa(MetricsPort))
+	hostNetwork := o.HostNetwork || s.Target.Interface != nil // sending on a node's interface needs its network namespace
+	metricsPort, healthPort := workloadPorts(ComponentReplay, hostNetwork)
+	args = append(args, "--loop="+itoa(int64(s.Loops)), "--metrics-addr=:"+itoa(int64(metricsPort)))
 
 	tmp, tmpMount := tmpVolume()
 	volumes, mounts := []corev1.Volume{tmp}, []corev1.VolumeMount{tmpMount}
@@ -42,6 +44,8 @@ func ReplayJobObject(rj *v1alpha1.ReplayJob, o Options) *batchv1.Job {
 	}
 
 	pod := corev1.PodSpec{
+		HostNetwork:                  hostNetwork,
+		DNSPolicy:                    dnsPolicy(hostNetwork),
 		RestartPolicy:                corev1.RestartPolicyNever,
 		NodeSelector:                 s.NodeSelector,
 		Tolerations:                  s.Tolerations,
@@ -50,9 +54,7 @@ func ReplayJobObject(rj *v1alpha1.ReplayJob, o Options) *batchv1.Job {
 	security := restrictedSecurityContext()
 	if it := s.Target.Interface; it != nil {
 		args = append(args, "--interface="+it.Name)
-		// Sending on a node's interface needs the node's network namespace and a raw socket.
-		pod.HostNetwork = true
-		pod.DNSPolicy = corev1.DNSClusterFirstWithHostNet
+		// Sending on a node's interface needs a raw socket there.
 		pod.Affinity = pinToNode(it.NodeName)
 		security = &corev1.SecurityContext{
 			Privileged:               ptr(false),
@@ -78,7 +80,7 @@ func ReplayJobObject(rj *v1alpha1.ReplayJob, o Options) *batchv1.Job {
 		ImagePullPolicy: o.ImagePullPolicy,
 		Args:            args,
 		Env:             downwardEnv(),
-		Ports:           ports()[:1],
+		Ports:           ports(metricsPort, healthPort)[:1],
 		Resources:       workloadResources(s.Resources, "100m", 64, 256),
 		VolumeMounts:    mounts,
 		SecurityContext: security,

@@ -28,6 +28,7 @@ func SensorDaemonSetName(cs *v1alpha1.CaptureSensor) string { return childName(c
 // SensorDaemonSet builds the DaemonSet that runs a CaptureSensor on every selected node.
 func SensorDaemonSet(cs *v1alpha1.CaptureSensor, o Options) *appsv1.DaemonSet {
 	s := cs.Spec
+	metricsPort, healthPort := workloadPorts(ComponentSensor, true)
 	args := []string{
 		"sensor",
 		"--interfaces=" + strings.Join(s.Interfaces, ","),
@@ -38,8 +39,8 @@ func SensorDaemonSet(cs *v1alpha1.CaptureSensor, o Options) *appsv1.DaemonSet {
 		"--fanout-group=" + itoa(int64(s.Ring.FanoutGroup)),
 		"--buffer-packets=" + itoa(int64(s.BufferPackets)),
 		"--topic=" + SensorTopic(cs),
-		"--metrics-addr=:" + itoa(MetricsPort),
-		"--health-addr=:" + itoa(HealthPort),
+		"--metrics-addr=:" + itoa(int64(metricsPort)),
+		"--health-addr=:" + itoa(int64(healthPort)),
 	}
 	if s.Filter != "" {
 		args = append(args, "--filter="+s.Filter)
@@ -53,7 +54,7 @@ func SensorDaemonSet(cs *v1alpha1.CaptureSensor, o Options) *appsv1.DaemonSet {
 		v, m := secretVolume("kafka", ksecret, kafkaSecretDir)
 		volumes, mounts = append(volumes, v), append(mounts, m)
 	}
-	liveness, readiness := probes()
+	liveness, readiness := probes(healthPort)
 	labels := commonLabels(ComponentSensor, cs.Name)
 
 	return &appsv1.DaemonSet{
@@ -82,7 +83,7 @@ func SensorDaemonSet(cs *v1alpha1.CaptureSensor, o Options) *appsv1.DaemonSet {
 						ImagePullPolicy: o.ImagePullPolicy,
 						Args:            args,
 						Env:             downwardEnv(),
-						Ports:           ports(),
+						Ports:           ports(metricsPort, healthPort),
 						LivenessProbe:   liveness,
 						ReadinessProbe:  readiness,
 						Resources:       sensorResources(cs),
