@@ -58,16 +58,11 @@ type flowKey struct {
 
 // flowEntry is one open flow. Exported fields are its checkpointed state.
 type flowEntry struct {
-	Flow        store.Flow
+	Flow        store.Flow // key, times, uid, community id, history; totals are filled from the sides
+	Orig, Resp  Side
 	OrigIsLo    bool
 	InnerVLAN   uint16 // part of the key; the stored record keeps the outer tag
-	SeenSyn     bool
-	SeenSynAck  bool
-	FinOrig     bool
-	FinResp     bool
-	RstOrig     bool
-	RstResp     bool
-	HistorySeen uint32 // bit per history letter, so each shows once, in order of first appearance
+	HistorySeen uint64 // bit per (letter, direction) already in the history
 	Dirty       bool
 }
 
@@ -77,7 +72,8 @@ type flowEntry struct {
 // test holds them to the same flows, packets, IP bytes, Community IDs and uids on real captures), but it
 // keeps its whole state in exported fields so that a checkpoint can serialize it and a restarted
 // consumer resume it: processor/flow's Table neither lists its open flows nor exports their state.
-// History and conn_state here are a simpler approximation of Zeek's than processor/flow's.
+// The accounting (TCP endpoint states, sequence-space bytes, history rules) follows processor/flow's,
+// field for field; the parity test is what keeps the two from drifting apart.
 type flowTable struct {
 	cfg       FlowConfig
 	emit      func(store.Flow)
@@ -127,13 +123,13 @@ func (t *flowTable) Add(p *decode.Packet) {
 				t.evictOldest()
 			}
 		}
-		orig, resp, origIsLo := src, dst, srcIsLo
-		// A first packet that is a SYN-ACK comes from the responder: the roles swap, as in Zeek.
-		if h.L4.Proto == decode.ProtoTCP && h.L4.Flags&(decode.TCPSyn|decode.TCPAck) == decode.TCPSyn|decode.TCPAck {
-			orig, resp, origIsLo = dst, src, !srcIsLo
+		orig, resp, origIsLo, history := src, dst, srcIsLo, ""
+		// A first packet that is a SYN-ACK comes from the responder: the roles swap, as in Zeek ('^').
+		if h.Proto == decode.ProtoTCP && h.L4.Proto == decode.ProtoTCP && h.L4.Flags&(decode.TCPSyn|decode.TCPAck) == decode.TCPSyn|decode.TCPAck {
+			orig, resp, origIsLo, history = dst, src, !srcIsLo, "^"
 		}
 		e = &flowEntry{OrigIsLo: origIsLo, InnerVLAN: p.VLAN[1], Flow: store.Flow{
-			Start: ts, End: ts, Proto: proto, VLAN: p.VLAN[0],
+			Start: ts, End: ts, Proto: proto, VLAN: p.VLAN[0], History: history,
 			OrigAddr: orig.Addr(), OrigPort: orig.Port(), RespAddr: resp.Addr(), RespPort: resp.Port(),
 		}}
 		// Named exactly as processor/flow names it, so `capfleet pcap flows` and `capfleet query flows`
@@ -147,110 +143,236 @@ func (t *flowTable) Add(p *decode.Packet) {
 		e.Flow.End = ts
 	}
 	fromOrig := srcIsLo == e.OrigIsLo
-	f := &e.Flow
-	if fromOrig {
-		f.OrigPkts++
-		f.OrigBytes += uint64(max(h.L4.PayloadLen, 0))
-		f.OrigIPBytes += uint64(h.TotalLen)
-	} else {
-		f.RespPkts++
-		f.RespBytes += uint64(max(h.L4.PayloadLen, 0))
-		f.RespIPBytes += uint64(h.TotalLen)
+	if src == dst {
+		fromOrig = true // a host talking to itself on one port: one direction
 	}
-	if h.L4.Proto == decode.ProtoTCP {
-		e.tcp(h.L4.Flags, h.L4.PayloadLen, fromOrig)
-	}
+	e.account(h, fromOrig)
 	e.Dirty = true
 }
 
-// history letters, Zeek's: upper case for the originator, lower for the responder.
-const historyLetters = "SHADFR"
+// Side is what one endpoint of a flow sent, in the terms of Zeek's conn.log.
+type Side struct {
+	Pkts, IPBytes uint64
+	Payload       uint64 // UDP and ICMP payload, and other protocols' IP payload
+	Flags         uint16
+	State         uint8 // tcp* below
+	SeqStarted    bool
+	DidSYN        bool
+	FinSeen       bool
+	StartSeq      uint32
+	MaxEnd        uint64 // highest sequence offset reached, relative to StartSeq
+}
 
-func (e *flowEntry) tcp(flags uint16, payload int, fromOrig bool) {
-	e.Flow.TCPFlags |= uint8(flags)
-	syn, ack, fin, rst := flags&decode.TCPSyn != 0, flags&decode.TCPAck != 0, flags&decode.TCPFin != 0, flags&decode.TCPRst != 0
-	mark := func(letter byte) {
-		i := strings.IndexByte(historyLetters, letter)
-		bit := uint32(1) << i
-		c := letter
-		if !fromOrig {
-			bit <<= 8
-			c += 'a' - 'A'
-		}
-		if e.HistorySeen&bit == 0 {
-			e.HistorySeen |= bit
-			e.Flow.History += string(c)
-		}
+// TCP endpoint states, as Zeek's analyzer tracks them.
+const (
+	tcpInactive uint8 = iota
+	tcpSynSent
+	tcpSynAckSent
+	tcpPartial
+	tcpEstablished
+	tcpClosed
+	tcpReset
+)
+
+// account adds one packet to the side that sent it, following Zeek's conn.log accounting (as
+// processor/flow does): TCP bytes are the sequence space covered, so a retransmission counts once.
+func (e *flowEntry) account(h *decode.IPHeader, fromOrig bool) {
+	ep, peer := &e.Orig, &e.Resp
+	if !fromOrig {
+		ep, peer = peer, ep
 	}
+	ep.Pkts++
+	ep.IPBytes += uint64(max(h.TotalLen, 0))
+	l4 := &h.L4
 	switch {
-	case syn && !ack:
-		mark('S')
-		if fromOrig {
-			e.SeenSyn = true
+	case h.Proto == decode.ProtoTCP && l4.Proto == decode.ProtoTCP:
+		ep.Flags |= l4.Flags
+		ep.trackSeq(l4.Seq, l4.PayloadLen, l4.Flags)
+		ep.transition(peer, l4.Flags)
+		e.tcpHistory(l4, fromOrig)
+	case h.Proto == decode.ProtoUDP && l4.Proto == decode.ProtoUDP:
+		ep.Payload += uint64(max(l4.PayloadLen, 0))
+		if l4.PayloadLen > 0 {
+			e.mark('d', fromOrig)
 		}
+	case h.Proto == decode.ProtoICMP || h.Proto == decode.ProtoICMPv6:
+		ep.Payload += uint64(max(h.TotalLen-h.HeaderLen-8, 0))
+	default:
+		ep.Payload += uint64(max(h.TotalLen-h.HeaderLen, 0))
+	}
+}
+
+// trackSeq extends the sequence space the side covered; a segment starting before what was seen is a
+// retransmission (or reordering) and adds only its new tail.
+func (s *Side) trackSeq(seq uint32, payload int, flags uint16) {
+	if !s.SeqStarted {
+		s.SeqStarted, s.StartSeq = true, seq
+	}
+	rel := seq - s.StartSeq
+	if rel > 1<<31 {
+		return
+	}
+	end := uint64(rel) + uint64(max(payload, 0))
+	if flags&decode.TCPSyn != 0 {
+		s.DidSYN = true
+		end++
+	}
+	if flags&decode.TCPFin != 0 {
+		s.FinSeen = true
+		end++
+	}
+	s.MaxEnd = max(s.MaxEnd, end)
+}
+
+// bytes is orig_bytes or resp_bytes: for TCP the sequence space less the SYN and FIN it holds.
+func (s *Side) bytes(proto uint8) uint64 {
+	if proto != decode.ProtoTCP {
+		return s.Payload
+	}
+	n := s.MaxEnd
+	if s.DidSYN && n > 0 {
+		n--
+	}
+	if s.FinSeen && n > 0 {
+		n--
+	}
+	return n
+}
+
+func (s *Side) transition(peer *Side, flags uint16) {
+	syn, ack := flags&decode.TCPSyn != 0, flags&decode.TCPAck != 0
+	switch {
+	case flags&decode.TCPRst != 0:
+		s.State = tcpReset
+	case flags&decode.TCPFin != 0:
+		s.State = tcpClosed
 	case syn && ack:
-		mark('H')
-		if !fromOrig {
-			e.SeenSynAck = true
+		if s.State == tcpInactive || s.State == tcpPartial || s.State == tcpSynSent {
+			s.State = tcpSynAckSent
 		}
-	case ack && payload == 0 && !fin && !rst:
-		mark('A')
-	}
-	if payload > 0 {
-		mark('D')
-	}
-	if fin {
-		mark('F')
-		if fromOrig {
-			e.FinOrig = true
-		} else {
-			e.FinResp = true
+	case syn:
+		if s.State == tcpInactive || s.State == tcpPartial {
+			s.State = tcpSynSent
 		}
-	}
-	if rst {
-		mark('R')
-		if fromOrig {
-			e.RstOrig = true
-		} else {
-			e.RstResp = true
+	case s.State == tcpInactive:
+		s.State = tcpPartial
+	case (s.State == tcpSynSent || s.State == tcpSynAckSent) && ack && peer.State != tcpInactive:
+		s.State = tcpEstablished
+		if peer.State == tcpSynAckSent || peer.State == tcpSynSent {
+			peer.State = tcpEstablished
 		}
 	}
 }
 
-// state is a Zeek-like conn_state.
-func (e *flowEntry) state() string {
-	f := &e.Flow
-	if f.Proto != decode.ProtoTCP {
-		if f.RespPkts > 0 {
-			return "SF"
-		}
-		return "S0"
-	}
+func (e *flowEntry) tcpHistory(l4 *decode.Transport, fromOrig bool) {
+	fl := l4.Flags
+	syn, ack, fin, rst := fl&decode.TCPSyn != 0, fl&decode.TCPAck != 0, fl&decode.TCPFin != 0, fl&decode.TCPRst != 0
 	switch {
-	case e.SeenSyn && !e.SeenSynAck && e.RstResp:
-		return "REJ"
-	case e.SeenSyn && f.RespPkts == 0:
-		return "S0"
-	case !e.SeenSyn:
-		return "OTH"
-	case e.RstOrig:
-		return "RSTO"
-	case e.RstResp:
-		return "RSTR"
-	case e.FinOrig && e.FinResp:
-		return "SF"
-	case e.FinOrig:
-		return "S2"
-	case e.FinResp:
-		return "S3"
+	case syn && (fin || rst):
+		e.mark('q', fromOrig)
+	case syn && ack:
+		e.mark('h', fromOrig)
+	case syn:
+		e.mark('s', fromOrig)
 	}
-	return "S1"
+	if l4.PayloadLen > 0 {
+		e.mark('d', fromOrig)
+	}
+	if fin {
+		e.mark('f', fromOrig)
+	}
+	if rst {
+		e.mark('r', fromOrig)
+	}
+	if ack && !syn && !fin && !rst && l4.PayloadLen <= 0 {
+		e.mark('a', fromOrig)
+	}
+}
+
+// maxHistory bounds the history string, as processor/flow does.
+const maxHistory = 32
+
+// mark records a history event (a lower-case letter) once per direction; upper case from the originator.
+func (e *flowEntry) mark(c byte, fromOrig bool) {
+	bit := uint64(1) << (c - 'a')
+	if fromOrig {
+		bit <<= 32
+		c -= 'a' - 'A'
+	}
+	if e.HistorySeen&bit != 0 || len(e.Flow.History) >= maxHistory {
+		return
+	}
+	e.HistorySeen |= bit
+	e.Flow.History += string(c)
+}
+
+// record fills the flow's totals and Zeek conn_state from the sides.
+func (e *flowEntry) record() store.Flow {
+	f := e.Flow
+	f.OrigPkts, f.RespPkts = e.Orig.Pkts, e.Resp.Pkts
+	f.OrigIPBytes, f.RespIPBytes = e.Orig.IPBytes, e.Resp.IPBytes
+	f.OrigBytes, f.RespBytes = e.Orig.bytes(f.Proto), e.Resp.bytes(f.Proto)
+	f.TCPFlags = uint8(e.Orig.Flags | e.Resp.Flags)
+	f.State = e.connState()
+	return f
+}
+
+func (e *flowEntry) connState() string {
+	os, rs := e.Orig.State, e.Resp.State
+	switch e.Flow.Proto {
+	case decode.ProtoTCP:
+		oInactive := os == tcpInactive || os == tcpPartial
+		rInactive := rs == tcpInactive || rs == tcpPartial
+		switch {
+		case rs == tcpReset:
+			if os == tcpSynSent || os == tcpSynAckSent ||
+				(os == tcpReset && e.Orig.bytes(decode.ProtoTCP) == 0 && e.Resp.bytes(decode.ProtoTCP) == 0) {
+				return "REJ"
+			}
+			if oInactive {
+				return "RSTRH"
+			}
+			return "RSTR"
+		case os == tcpReset:
+			if rInactive {
+				return "RSTOS0"
+			}
+			return "RSTO"
+		case os == tcpClosed && rs == tcpClosed:
+			return "SF"
+		case os == tcpClosed:
+			if rInactive {
+				return "SH"
+			}
+			return "S2"
+		case rs == tcpClosed:
+			if oInactive {
+				return "SHR"
+			}
+			return "S3"
+		case os == tcpSynSent && rs == tcpInactive:
+			return "S0"
+		case os == tcpEstablished && rs == tcpEstablished:
+			return "S1"
+		}
+		return "OTH"
+	case decode.ProtoUDP:
+		switch o, r := e.Orig.Pkts > 0, e.Resp.Pkts > 0; {
+		case o && r:
+			return "SF"
+		case o:
+			return "S0"
+		case r:
+			return "SHR"
+		}
+	}
+	return "OTH"
 }
 
 func (t *flowTable) close(k flowKey, e *flowEntry) {
 	delete(t.flows, k)
-	f := e.Flow
-	f.State, f.Closed = e.state(), true
+	f := e.record()
+	f.Closed = true
 	t.emit(f)
 }
 
@@ -314,9 +436,7 @@ func (t *flowTable) Dirty() []store.Flow {
 	var out []store.Flow
 	for _, e := range t.flows {
 		if e.Dirty {
-			f := e.Flow
-			f.State = e.state()
-			out = append(out, f)
+			out = append(out, e.record())
 			e.Dirty = false
 		}
 	}
@@ -329,7 +449,7 @@ type flowState struct {
 	Flows     []*flowEntry
 }
 
-const flowStateVersion = 1
+const flowStateVersion = 2
 
 func (t *flowTable) MarshalState() ([]byte, error) {
 	s := flowState{Version: flowStateVersion, LastSweep: t.lastSweep, Flows: make([]*flowEntry, 0, len(t.flows))}

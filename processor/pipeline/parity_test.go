@@ -17,22 +17,26 @@ import (
 
 // The pipeline's checkpointable flow table and processor/flow (what `capfleet pcap flows` runs, checked
 // against Zeek's conn.log) see the same flows in real captures: same endpoints, start and end, and the
-// same packets and IP bytes each way, and the same Community ID and uid. (Payload bytes, history and state are processor/flow's finer,
-// Zeek-exact accounting and are not compared.)
+// same packets, IP bytes and payload bytes each way, the same history, conn_state, Community ID and uid.
 func TestFlowTableAgreesWithFlowPackage(t *testing.T) {
 	for _, name := range []string{"ndpi/ethereum.pcap", "zeek/wikipedia.pcap", "zeek/http-qinq-0.pcap", "ndpi/synscan.pcap",
-		"zeek/communityid/icmp.pcap", "zeek/communityid/icmp6.pcap", "zeek/communityid/sctp.pcap", "zeek/communityid/udp.pcap", "zeek/communityid/ipv6.pcap", "ndpi/6in4tunnel.pcap", "zeek/tunnels/gre-aruba.pcap"} {
+		"zeek/communityid/icmp.pcap", "zeek/communityid/icmp6.pcap", "zeek/communityid/sctp.pcap", "zeek/communityid/udp.pcap",
+		"zeek/communityid/ipv6.pcap", "ndpi/6in4tunnel.pcap", "zeek/tunnels/gre-aruba.pcap", "zeek/q-in-q.pcap", "ndpi/443-chrome.pcap",
+		"ndpi/bittorrent.pcap", "ndpi/dns_long_domainname.pcap"} {
 		t.Run(name, func(t *testing.T) {
 			frames := pipelinetest.ReadCapture(t, pipelinetest.SharedPcap(t, name))
 			cfg := pipeline.FlowConfig{IdleTimeout: time.Minute, ActiveTimeout: 30 * time.Minute, MaxFlows: 1 << 20}
 			ours := map[string]string{}
 			for _, f := range pipelinetest.ExpectedFlows(t, frames, cfg, "") {
-				ours[flowKey(f.OrigAddr, f.OrigPort, f.RespAddr, f.RespPort, f.Proto, f.Start)] = counts(f.OrigPkts, f.RespPkts, f.OrigIPBytes, f.RespIPBytes, f.End) + " " + f.CommunityID + " " + f.UID
+				ours[flowKey(f.OrigAddr, f.OrigPort, f.RespAddr, f.RespPort, f.Proto, f.Start)] = counts(f.OrigPkts, f.RespPkts, f.OrigIPBytes, f.RespIPBytes, f.End) +
+					fmt.Sprintf(" bytes %d/%d %s %s %s %s", f.OrigBytes, f.RespBytes, f.History, f.State, f.CommunityID, f.UID)
 			}
 			theirs := map[string]string{}
 			tbl := flow.New(flow.Config{IdleTimeout: cfg.IdleTimeout, ActiveTimeout: cfg.ActiveTimeout, MaxFlows: cfg.MaxFlows,
 				OnEnd: func(f *flow.Flow, _ flow.EndReason) {
-					theirs[flowKey(f.Key.Orig, f.OrigPort, f.Key.Resp, f.RespPort, f.Proto, f.First)] = counts(f.Orig.Pkts, f.Resp.Pkts, f.Orig.IPBytes, f.Resp.IPBytes, f.Last) + " " + f.CommunityID() + " " + f.UID()
+					r := f.Record(0)
+					theirs[flowKey(f.Key.Orig, f.OrigPort, f.Key.Resp, f.RespPort, f.Proto, f.First)] = counts(f.Orig.Pkts, f.Resp.Pkts, f.Orig.IPBytes, f.Resp.IPBytes, f.Last) +
+						fmt.Sprintf(" bytes %d/%d %s %s %s %s", r.OrigBytes, r.RespBytes, r.History, r.ConnState, r.CommunityID, r.UID)
 				}})
 			dec := decode.NewDecoder()
 			var p decode.Packet
