@@ -35,16 +35,26 @@ type ring struct {
 	pollErrors      atomic.Uint64
 }
 
-// takeSocketError reads and so clears the socket's pending error (ENETDOWN
-// after the interface went down). Left pending, it would make every later
-// poll report POLLERR even once the interface is back up. afpacket keeps the
-// descriptor unexported; reflection reads it without touching the socket.
-func (r *ring) takeSocketError() error {
+// socketFD is the ring's socket descriptor, which afpacket keeps unexported:
+// reflection reads the field without touching the socket. It is needed for
+// two socket options afpacket does not offer.
+func (r *ring) socketFD() (int, bool) {
 	f := reflect.ValueOf(r.tp).Elem().FieldByName("fd")
 	if !f.IsValid() || f.Kind() != reflect.Int {
+		return -1, false
+	}
+	return int(f.Int()), true
+}
+
+// takeSocketError reads and so clears the socket's pending error (ENETDOWN
+// after the interface went down). Left pending, it would make every later
+// poll report POLLERR even once the interface is back up.
+func (r *ring) takeSocketError() error {
+	fd, ok := r.socketFD()
+	if !ok {
 		return afpacket.ErrPoll
 	}
-	errno, err := unix.GetsockoptInt(int(f.Int()), unix.SOL_SOCKET, unix.SO_ERROR)
+	errno, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
 	if err != nil {
 		return fmt.Errorf("%w (SO_ERROR: %v)", afpacket.ErrPoll, err)
 	}
@@ -54,10 +64,24 @@ func (r *ring) takeSocketError() error {
 	return fmt.Errorf("%w: %w", afpacket.ErrPoll, unix.Errno(errno))
 }
 
+// setPromisc puts the interface in promiscuous mode for as long as this
+// socket lives (a PACKET_MR_PROMISC membership, which the kernel counts and
+// drops with the socket), so a sensor on a mirror port sees frames addressed
+// to other hosts and leaves the interface as it found it.
+func (r *ring) setPromisc() error {
+	fd, ok := r.socketFD()
+	if !ok {
+		return errors.New("afpacket no longer exposes its socket")
+	}
+	mreq := unix.PacketMreq{Ifindex: int32(r.link.Index), Type: unix.PACKET_MR_PROMISC}
+	return unix.SetsockoptPacketMreq(fd, unix.SOL_PACKET, unix.PACKET_ADD_MEMBERSHIP, &mreq)
+}
+
 // ringOptions says how rings are sized and grouped.
 type ringOptions struct {
 	blockSize, blocks int
 	fanoutGroup       int // 0: no fanout
+	promisc           bool
 }
 
 // openRing binds a ring to the interface, attaches the filter in the kernel
@@ -85,6 +109,12 @@ func openRing(l link, f *filter, o ringOptions, member int, c *ifaceCounters) (*
 		return nil, fmt.Errorf("interface %q: attach filter %q in the kernel: %w", l.Name, f.expr, err)
 	}
 	r := &ring{tp: tp, link: l, filter: f, attached: time.Now(), macoff: macOffset(l.LinkType), counters: c}
+	if o.promisc {
+		if err := r.setPromisc(); err != nil {
+			tp.Close()
+			return nil, fmt.Errorf("interface %q: promiscuous mode: %w", l.Name, err)
+		}
+	}
 	if o.fanoutGroup != 0 {
 		// Stamped before the join: surely also delivered to the group. A
 		// packet stamped during the join is kept, as a possible duplicate

@@ -24,6 +24,7 @@ type Config struct {
 	RingBlockSizeKB int
 	RingBlocks      int
 	FanoutGroup     int
+	Promisc         bool
 	Topic           string
 	BufferPackets   int
 	BufferMB        int
@@ -54,6 +55,7 @@ func DefaultConfig() Config {
 		SampleRate:      1,
 		RingBlockSizeKB: 1024,
 		RingBlocks:      64,
+		Promisc:         true,
 		BufferPackets:   100000,
 		BufferMB:        256,
 		Compression:     "lz4",
@@ -75,6 +77,7 @@ func (c *Config) AddFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&c.RingBlockSizeKB, "ring-block-size-kb", c.RingBlockSizeKB, "size of one AF_PACKET ring block in KiB (a multiple of the page size, larger than --snaplen)")
 	fs.IntVar(&c.RingBlocks, "ring-blocks", c.RingBlocks, "number of blocks in each ring")
 	fs.IntVar(&c.FanoutGroup, "fanout-group", c.FanoutGroup, "PACKET_FANOUT group id (0 = off): one ring per CPU on each interface, flows hashed across them; interface i uses id+i")
+	fs.BoolVar(&c.Promisc, "promisc", c.Promisc, "put the interfaces in promiscuous mode while capturing, as tcpdump does (--promisc=false: only traffic to this host)")
 	fs.StringVar(&c.Topic, "topic", c.Topic, "Kafka topic for the packets")
 	fs.IntVar(&c.BufferPackets, "buffer-packets", c.BufferPackets, "packets held for Kafka at most; beyond that they are dropped and counted")
 	fs.IntVar(&c.BufferMB, "buffer-mb", c.BufferMB, "bytes (MiB) held for Kafka at most; beyond that packets are dropped and counted")

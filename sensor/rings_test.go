@@ -1,6 +1,7 @@
 package sensor
 
 import (
+	"regexp"
 	"runtime"
 	"strconv"
 	"testing"
@@ -136,5 +137,32 @@ func TestKernelDropsAreCounted(t *testing.T) {
 		if len(v) > snaplen || m.OrigLen < len(v) {
 			t.Fatalf("record of %d bytes, origlen %d, snaplen %d", len(v), m.OrigLen, snaplen)
 		}
+	}
+}
+
+// The interface is promiscuous while the sensor captures (so a mirror port's
+// traffic for other hosts is seen) and back to normal once it stops.
+func TestPromiscuousWhileCapturing(t *testing.T) {
+	n := newVethNS(t)
+	kafka := kafkatest.Plain(t)
+	topic := kafkatest.NewTopic(t, kafka, 1)
+	promiscuity := func() string {
+		out := n.run(t, "ip", "-d", "link", "show", n.Rx)
+		m := regexp.MustCompile(`promiscuity (\d+)`).FindStringSubmatch(out)
+		if m == nil {
+			t.Fatalf("no promiscuity in:\n%s", out)
+		}
+		return m[1]
+	}
+	if p := promiscuity(); p != "0" {
+		t.Fatalf("promiscuity %s before the sensor", p)
+	}
+	s := startSensor(t, e2eConfig(n, kafka, topic))
+	if p := promiscuity(); p != "1" {
+		t.Errorf("promiscuity %s while capturing", p)
+	}
+	s.stop(t)
+	if p := promiscuity(); p != "0" {
+		t.Errorf("promiscuity %s after the sensor stopped", p)
 	}
 }

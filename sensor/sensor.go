@@ -152,7 +152,7 @@ func (s *Sensor) openRings() ([]*ring, error) {
 	var rings []*ring
 	err := inNetNS(s.cfg.NetNS, func() error {
 		for i, l := range s.links {
-			o := ringOptions{blockSize: s.cfg.RingBlockSizeKB * 1024, blocks: s.cfg.RingBlocks}
+			o := ringOptions{blockSize: s.cfg.RingBlockSizeKB * 1024, blocks: s.cfg.RingBlocks, promisc: s.cfg.Promisc}
 			if s.cfg.FanoutGroup != 0 {
 				o.fanoutGroup = s.cfg.FanoutGroup + i
 			}
