@@ -59,6 +59,7 @@ type ifaceCounters struct {
 	kernelDrops, ifaceDrops             atomic.Uint64
 	bufferDrops, produceFailures        atomic.Uint64
 	lastProduceErr                      atomic.Pointer[string]
+	gone                                atomic.Bool // the interface vanished under its rings
 	rxDroppedMu                         sync.Mutex
 	rxDroppedBase, rxDroppedLast        uint64
 	rxDroppedSeen                       bool

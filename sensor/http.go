@@ -67,6 +67,10 @@ func (s *Sensor) serve(ctx context.Context) error {
 		health = http.NewServeMux()
 	}
 	health.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if err := s.Healthy(); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	health.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {

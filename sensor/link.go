@@ -2,6 +2,7 @@ package sensor
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net"
 	"syscall"
@@ -79,5 +80,9 @@ func linkStats(index int) (arphrd uint16, rxDropped uint64, err error) {
 		}
 		return info.Type, rxDropped, nil
 	}
-	return 0, 0, fmt.Errorf("interface index %d is gone", index)
+	return 0, 0, fmt.Errorf("interface index %d: %w", index, errLinkGone)
 }
+
+// errLinkGone: the interface a ring is bound to no longer exists. A new one
+// under the same name is another interface, which the ring will never see.
+var errLinkGone = errors.New("interface is gone")

@@ -1,9 +1,12 @@
 package sensor
 
 import (
+	"io"
+	"net/http"
 	"regexp"
 	"runtime"
 	"strconv"
+	"strings"
 	"testing"
 
 	"capfleet.dev/capfleet/internal/kafkatest"
@@ -164,5 +167,34 @@ func TestPromiscuousWhileCapturing(t *testing.T) {
 	s.stop(t)
 	if p := promiscuity(); p != "0" {
 		t.Errorf("promiscuity %s after the sensor stopped", p)
+	}
+}
+
+// An interface deleted under the sensor fails /healthz, so the liveness probe
+// restarts the pod, which finds whatever replaces it; the sensor itself keeps
+// running and flushing meanwhile.
+func TestVanishedInterfaceFailsHealth(t *testing.T) {
+	n := newVethNS(t)
+	kafka := kafkatest.Plain(t)
+	topic := kafkatest.NewTopic(t, kafka, 1)
+	s := startSensor(t, e2eConfig(n, kafka, topic))
+	if got := httpGet(t, s.addrs[0], "/healthz"); got != "ok\n" {
+		t.Fatalf("/healthz %q", got)
+	}
+	n.run(t, "ip", "link", "del", n.Tx) // takes its peer, the capture interface, along
+	waitFor(t, "the sensor noticing", func() bool { return s.Healthy() != nil })
+	resp, err := http.Get("http://" + s.addrs[0] + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), `interface "cfrx" vanished`) {
+		t.Fatalf("/healthz: %s %q", resp.Status, body)
+	}
+	select {
+	case err := <-s.done:
+		t.Fatalf("the sensor exited: %v", err)
+	default:
 	}
 }

@@ -7,6 +7,8 @@ package sensor
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -61,6 +63,18 @@ func New(cfg Config, log *slog.Logger) (*Sensor, error) {
 
 // Ready is true once the rings are open and the broker has answered.
 func (s *Sensor) Ready() bool { return s.ready.Load() }
+
+// Healthy fails once an interface the sensor captures on has vanished: its
+// rings stay bound to the old interface, and only a restart, which looks the
+// name up again, captures on whatever replaced it.
+func (s *Sensor) Healthy() error {
+	for _, ic := range s.ifaces {
+		if ic.gone.Load() {
+			return fmt.Errorf("interface %q vanished", ic.name)
+		}
+	}
+	return nil
+}
 
 // Counters sums the counters of all interfaces.
 func (s *Sensor) Counters() Counters {
@@ -210,11 +224,17 @@ func (s *Sensor) pollStats(rings []*ring) {
 	_ = inNetNS(s.cfg.NetNS, func() error {
 		for i, l := range s.links {
 			_, rxDropped, err := linkStats(l.Index)
-			if err != nil {
+			switch {
+			case errors.Is(err, errLinkGone):
+				if !s.ifaces[i].gone.Swap(true) {
+					s.log.Error("interface vanished: nothing more is captured on it until the sensor restarts (the liveness probe on /healthz does that)",
+						"interface", l.Name)
+				}
+			case err != nil:
 				s.log.Warn("interface statistics", "interface", l.Name, "error", err)
-				continue
+			default:
+				s.ifaces[i].observeRxDropped(rxDropped)
 			}
-			s.ifaces[i].observeRxDropped(rxDropped)
 		}
 		return nil
 	})
