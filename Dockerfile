@@ -1,0 +1,20 @@
+# The capfleet image as users build it: `docker build -t capfleet:dev .`
+# One binary, entrypoint /capfleet, every subcommand (manager, sensor, replay, process, query...).
+# The local cluster builds the same layout without Docker: hack/imgbuild puts bin/capfleet and the
+# shared libraries it loads (libpcap and its dependencies) into an image tarball.
+FROM golang:1.26-bookworm AS build
+RUN apt-get update && apt-get install -y --no-install-recommends libpcap-dev && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+# cgo: the sensor captures with libpcap (gopacket/pcap).
+RUN CGO_ENABLED=1 go build -trimpath -ldflags '-s -w' -o /out/capfleet ./cmd/capfleet
+
+FROM debian:bookworm-slim
+RUN apt-get update && apt-get install -y --no-install-recommends libpcap0.8 && rm -rf /var/lib/apt/lists/*
+COPY --from=build /out/capfleet /capfleet
+# The manifests run non-root (65532) except the capture and interface-replay workloads, which need root
+# for their added capabilities.
+USER 65532:65532
+ENTRYPOINT ["/capfleet"]
