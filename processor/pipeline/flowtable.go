@@ -1,10 +1,8 @@
 package pipeline
 
 import (
-	"bytes"
 	"cmp"
-	"encoding/gob"
-	"errors"
+	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -443,49 +441,194 @@ func (t *flowTable) Dirty() []store.Flow {
 	return out
 }
 
-type flowState struct {
-	Version   int
-	LastSweep time.Time
-	Flows     []*flowEntry
-}
-
-const flowStateVersion = 2
+// The checkpoint format: a version byte, the last sweep time, the flow count, then each flow as
+// varints and length-prefixed bytes (see putEntry). A hand-written format: gob spends 7 µs a flow on
+// reflection, and a checkpoint holds every open flow of a partition.
+const flowStateVersion = 3
 
 func (t *flowTable) MarshalState() ([]byte, error) {
-	s := flowState{Version: flowStateVersion, LastSweep: t.lastSweep, Flows: make([]*flowEntry, 0, len(t.flows))}
+	b := make([]byte, 0, 16+len(t.flows)*120)
+	b = append(b, flowStateVersion)
+	b = binary.AppendVarint(b, t.lastSweep.UnixNano())
+	b = binary.AppendUvarint(b, uint64(len(t.flows)))
 	for _, e := range t.flows {
-		s.Flows = append(s.Flows, e)
+		b = putEntry(b, e)
 	}
-	// gob, not JSON: store.Flow marshals to JSON as the Zeek-style record, which drops state.
-	var b bytes.Buffer
-	if err := gob.NewEncoder(&b).Encode(s); err != nil {
-		return nil, err
+	return b, nil
+}
+
+func putEntry(b []byte, e *flowEntry) []byte {
+	f := &e.Flow
+	b = appendString(b, f.UID)
+	b = appendString(b, f.CommunityID)
+	b = binary.AppendVarint(b, f.Start.UnixNano())
+	b = binary.AppendVarint(b, f.End.UnixNano())
+	b = append(b, f.Proto)
+	b = binary.AppendUvarint(b, uint64(f.VLAN))
+	b = binary.AppendUvarint(b, uint64(e.InnerVLAN))
+	b = appendString(b, string(f.OrigAddr.AsSlice()))
+	b = binary.AppendUvarint(b, uint64(f.OrigPort))
+	b = appendString(b, string(f.RespAddr.AsSlice()))
+	b = binary.AppendUvarint(b, uint64(f.RespPort))
+	b = appendString(b, f.History)
+	b = binary.AppendUvarint(b, e.HistorySeen)
+	var flags byte
+	if e.OrigIsLo {
+		flags |= 1
 	}
-	return b.Bytes(), nil
+	if e.Dirty {
+		flags |= 2
+	}
+	b = append(b, flags)
+	for _, s := range []*Side{&e.Orig, &e.Resp} {
+		b = binary.AppendUvarint(b, s.Pkts)
+		b = binary.AppendUvarint(b, s.IPBytes)
+		b = binary.AppendUvarint(b, s.Payload)
+		b = binary.AppendUvarint(b, uint64(s.Flags))
+		var sf byte
+		if s.SeqStarted {
+			sf |= 1
+		}
+		if s.DidSYN {
+			sf |= 2
+		}
+		if s.FinSeen {
+			sf |= 4
+		}
+		b = append(b, s.State, sf)
+		b = binary.AppendUvarint(b, uint64(s.StartSeq))
+		b = binary.AppendUvarint(b, s.MaxEnd)
+	}
+	return b
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// stateReader reads the checkpoint format; the first error sticks and later reads return zeros.
+type stateReader struct {
+	b   []byte
+	err error
+}
+
+func (r *stateReader) fail(what string) {
+	if r.err == nil {
+		r.err = fmt.Errorf("flow checkpoint: %s", what)
+	}
+}
+
+func (r *stateReader) uvarint(what string) uint64 {
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 {
+		r.fail("bad " + what)
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *stateReader) varint(what string) int64 {
+	v, n := binary.Varint(r.b)
+	if n <= 0 {
+		r.fail("bad " + what)
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *stateReader) byte1(what string) byte {
+	if len(r.b) == 0 {
+		r.fail(what + " cut short")
+		return 0
+	}
+	c := r.b[0]
+	r.b = r.b[1:]
+	return c
+}
+
+func (r *stateReader) bytesN(what string) []byte {
+	n := r.uvarint(what + " length")
+	if n > uint64(len(r.b)) {
+		r.fail(what + " cut short")
+		return nil
+	}
+	v := r.b[:n]
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *stateReader) u16(what string) uint16 {
+	v := r.uvarint(what)
+	if v > 0xffff {
+		r.fail(what + " out of range")
+	}
+	return uint16(v)
+}
+
+func (r *stateReader) addr(what string) netip.Addr {
+	a, ok := netip.AddrFromSlice(r.bytesN(what))
+	if !ok {
+		r.fail("bad " + what)
+	}
+	return a
 }
 
 func (t *flowTable) unmarshal(b []byte) error {
-	var s flowState
-	if err := gob.NewDecoder(bytes.NewReader(b)).Decode(&s); err != nil {
-		return fmt.Errorf("flow checkpoint: %w", err)
+	r := &stateReader{b: b}
+	if v := r.byte1("version"); r.err == nil && v != flowStateVersion {
+		return fmt.Errorf("flow checkpoint version %d, this build reads %d", v, flowStateVersion)
 	}
-	if s.Version != flowStateVersion {
-		return fmt.Errorf("flow checkpoint version %d, this build reads %d", s.Version, flowStateVersion)
+	t.lastSweep = time.Unix(0, r.varint("sweep time"))
+	n := r.uvarint("flow count")
+	if n > uint64(len(b)) { // every flow takes more than a byte: a count beyond the size is corrupt
+		r.fail("flow count beyond the data")
 	}
-	t.lastSweep = s.LastSweep
-	for _, e := range s.Flows {
-		if e == nil {
-			return errors.New("flow checkpoint: null flow")
-		}
+	for i := uint64(0); i < n && r.err == nil; i++ {
+		e := &flowEntry{}
 		f := &e.Flow
-		o, r := netip.AddrPortFrom(f.OrigAddr, f.OrigPort), netip.AddrPortFrom(f.RespAddr, f.RespPort)
-		k := flowKey{vlan: [2]uint16{f.VLAN, e.InnerVLAN}, proto: f.Proto, lo: o, hi: r}
+		f.UID = string(r.bytesN("uid"))
+		f.CommunityID = string(r.bytesN("community id"))
+		f.Start = time.Unix(0, r.varint("start"))
+		f.End = time.Unix(0, r.varint("end"))
+		f.Proto = r.byte1("proto")
+		f.VLAN = r.u16("vlan")
+		e.InnerVLAN = r.u16("inner vlan")
+		f.OrigAddr = r.addr("orig address")
+		f.OrigPort = r.u16("orig port")
+		f.RespAddr = r.addr("resp address")
+		f.RespPort = r.u16("resp port")
+		f.History = string(r.bytesN("history"))
+		e.HistorySeen = r.uvarint("history bits")
+		flags := r.byte1("flags")
+		e.OrigIsLo, e.Dirty = flags&1 != 0, flags&2 != 0
+		for _, s := range []*Side{&e.Orig, &e.Resp} {
+			s.Pkts = r.uvarint("packets")
+			s.IPBytes = r.uvarint("ip bytes")
+			s.Payload = r.uvarint("payload")
+			s.Flags = r.u16("tcp flags")
+			s.State = r.byte1("tcp state")
+			sf := r.byte1("seq flags")
+			s.SeqStarted, s.DidSYN, s.FinSeen = sf&1 != 0, sf&2 != 0, sf&4 != 0
+			s.StartSeq = uint32(r.uvarint("start seq"))
+			s.MaxEnd = r.uvarint("max end")
+		}
+		if r.err != nil {
+			break
+		}
+		o, rs := netip.AddrPortFrom(f.OrigAddr, f.OrigPort), netip.AddrPortFrom(f.RespAddr, f.RespPort)
+		k := flowKey{vlan: [2]uint16{f.VLAN, e.InnerVLAN}, proto: f.Proto, lo: o, hi: rs}
 		if !e.OrigIsLo {
-			k.lo, k.hi = r, o
+			k.lo, k.hi = rs, o
 		}
 		t.flows[k] = e
 	}
-	return nil
+	if r.err == nil && len(r.b) != 0 {
+		r.fail(fmt.Sprintf("%d bytes after the last flow", len(r.b)))
+	}
+	return r.err
 }
 
 // icmpPairs are the request/response ICMP types the Community ID spec pairs (IPv4, then IPv6).

@@ -60,3 +60,29 @@ func TestFlowTableRejectsABadState(t *testing.T) {
 		}
 	}
 }
+
+// A checkpoint cut anywhere (a torn read) is an error, never a panic or a silently smaller table.
+func TestFlowTableRejectsATruncatedState(t *testing.T) {
+	frames := pipelinetest.ReadCapture(t, pipelinetest.SharedPcap(t, "zeek/wikipedia.pcap"))
+	newTable := pipeline.NewFlowTableFactory(pipeline.FlowConfig{IdleTimeout: time.Hour, ActiveTimeout: time.Hour, MaxFlows: 1000}, nil)
+	tbl, _ := newTable(nil, func(store.Flow) {})
+	dec := decode.NewDecoder()
+	var p decode.Packet
+	for _, f := range frames {
+		dec.Decode(f.Data, decode.LinkType(f.Meta.LinkType), f.Meta.Timestamp, f.Meta.OrigLen, &p)
+		tbl.Add(&p)
+	}
+	state, err := tbl.MarshalState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for n := range len(state) {
+		if _, err := newTable(state[:n], func(store.Flow) {}); err == nil {
+			t.Fatalf("state cut to %d of %d bytes accepted", n, len(state))
+		}
+	}
+	again, err := newTable(state, func(store.Flow) {})
+	if err != nil || again.Len() != tbl.Len() {
+		t.Fatalf("whole state: %v, %d flows, want %d", err, again.Len(), tbl.Len())
+	}
+}
