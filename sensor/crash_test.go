@@ -1,0 +1,190 @@
+package sensor
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"capfleet.dev/capfleet/internal/kafkaconn"
+	"capfleet.dev/capfleet/internal/kafkatest"
+)
+
+// privateBroker is a Kafka of this test's own, started by hack/kafka.sh with
+// its own CAPFLEET_RUN and KAFKA_PORT, so crashing it disturbs nobody.
+type privateBroker struct {
+	run, port, root string
+	cfg             kafkaconn.Config
+}
+
+func startPrivateBroker(t *testing.T) *privateBroker {
+	t.Helper()
+	if _, err := exec.LookPath("java"); err != nil {
+		failOrSkip(t, "java is missing, hack/kafka.sh cannot start a private broker: %v", err)
+	}
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &privateBroker{run: t.TempDir(), port: strconv.Itoa(freePortRun(t, 4)), root: root}
+	if out, err := b.script("start"); err != nil {
+		failOrSkip(t, "hack/kafka.sh start (private, port %s): %v\n%s", b.port, err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := b.script("stop"); err != nil {
+			t.Errorf("hack/kafka.sh stop (private): %v\n%s", err, out)
+		}
+	})
+	env, err := kafkatest.ReadEnv(filepath.Join(b.run, "kafka", "env"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.cfg = env.Plain()
+	return b
+}
+
+func (b *privateBroker) script(cmd string) (string, error) {
+	c := exec.Command("bash", "hack/kafka.sh", cmd)
+	c.Dir = b.root
+	c.Env = append(os.Environ(), "CAPFLEET_RUN="+b.run, "KAFKA_PORT="+b.port)
+	out, err := c.CombinedOutput()
+	return string(out), err
+}
+
+func (b *privateBroker) pid(t *testing.T) int {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(b.run, "kafka.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pid
+}
+
+// crash ends the broker with SIGKILL, as an OOM kill or a node failure would,
+// and returns the command line to bring the same broker (config, data, ports)
+// back with.
+func (b *privateBroker) crash(t *testing.T) []string {
+	t.Helper()
+	pid := b.pid(t)
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil || !bytes.Contains(raw, []byte("kafka.Kafka")) {
+		t.Fatalf("pid %d is not our broker: %v", pid, err)
+	}
+	argv := strings.Split(strings.TrimRight(string(raw), "\x00"), "\x00")
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the broker process gone", func() bool { return syscall.Kill(pid, 0) != nil })
+	return argv
+}
+
+// restart runs the broker again on its data; the PID file is updated so that
+// hack/kafka.sh stop ends this process too.
+func (b *privateBroker) restart(t *testing.T, argv []string) {
+	t.Helper()
+	logf, err := os.Create(filepath.Join(b.run, "kafka-restarted.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	c := exec.Command(argv[0], argv[1:]...)
+	c.Dir = b.root
+	c.Stdout, c.Stderr = logf, logf
+	c.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = c.Wait() }() // reap it whenever hack/kafka.sh stop ends it
+	if err := os.WriteFile(filepath.Join(b.run, "kafka.pid"), []byte(strconv.Itoa(c.Process.Pid)+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// freePortRun finds n consecutive free loopback ports.
+func freePortRun(t *testing.T, n int) int {
+	t.Helper()
+	for base := 19200; base < 20000; base += n {
+		free := true
+		for p := base; p < base+n && free; p++ {
+			ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+			if err != nil {
+				free = false
+				continue
+			}
+			ln.Close()
+		}
+		if free {
+			return base
+		}
+	}
+	t.Fatal("no free run of loopback ports in 19200-20000")
+	return 0
+}
+
+// The broker process is killed while the sensor captures and started again
+// on its data: the sensor never exits, and every captured packet ends up in
+// the topic or in a drop counter with its cause, never neither and never
+// twice (the idempotent producer dedupes its retries).
+func TestBrokerCrashAndRestart(t *testing.T) {
+	n := newVethNS(t)
+	b := startPrivateBroker(t)
+	topic := kafkatest.NewTopic(t, b.cfg, e2ePartitions)
+	file := sharedPcap(t, e2ePcap)
+	all, _ := readPcap(t, file)
+
+	cfg := e2eConfig(n, b.cfg, topic)
+	cfg.BufferPackets = 300
+	cfg.FlushTimeout = 2 * time.Minute
+	s := startSensor(t, cfg)
+
+	argv := b.crash(t)
+	sent := n.replay(t, file, 20000)
+	waitFor(t, "every packet captured during the outage", func() bool {
+		return s.Counters().PacketsCaptured >= uint64(sent)
+	})
+	during := s.Counters()
+	if during.BufferDrops == 0 || during.PacketsPublished != 0 {
+		t.Fatalf("the outage did not bite: %+v", during)
+	}
+	b.restart(t, argv)
+	deadline := time.Now().Add(5 * time.Minute) // a JVM boot on a busy machine
+	for s.Counters().Buffered() > 0 {
+		select {
+		case err := <-s.done:
+			t.Fatalf("the sensor exited: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("buffer not delivered 5 minutes after the restart: %+v", s.Counters())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	s.stop(t)
+
+	c := s.Counters()
+	t.Logf("counters: %+v", c)
+	if c.PacketsCaptured != uint64(sent) ||
+		c.PacketsPublished+c.BufferDrops+c.ProduceFailures != c.PacketsCaptured {
+		t.Errorf("captured %d of %d; published %d + buffer drops %d + produce failures %d",
+			c.PacketsCaptured, sent, c.PacketsPublished, c.BufferDrops, c.ProduceFailures)
+	}
+	recs := consumeAll(t, b.cfg, topic)
+	if uint64(len(recs)) != c.PacketsPublished {
+		t.Fatalf("topic holds %d records, the sensor counted %d published", len(recs), c.PacketsPublished)
+	}
+	if d := diffMultisets(multiset(all[:len(recs)]), multiset(frames(recs))); d != "" {
+		t.Fatalf("topic vs the first %d packets of the file: %s", len(recs), d)
+	}
+	checkRecords(t, recs, n.Rx)
+}
