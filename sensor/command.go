@@ -8,11 +8,14 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"capfleet.dev/capfleet/heartbeat"
 )
 
 // NewCommand is `capfleet sensor`, the CaptureSensor DaemonSet's workload.
 func NewCommand() *cobra.Command {
 	cfg := DefaultConfig()
+	hb := heartbeat.DefaultConfig(heartbeat.KindCaptureSensor)
 	cmd := &cobra.Command{
 		Use:   "sensor",
 		Short: "Capture packets on this node's interfaces and publish them to Kafka",
@@ -29,6 +32,11 @@ files in --kafka-secret-dir. NODE_NAME names the node in every record.`,
 			if err != nil {
 				return fmt.Errorf("sensor: %w", err)
 			}
+			stopBeats, err := startHeartbeat(hb, cfg, s, log) // issue 6
+			if err != nil {
+				return fmt.Errorf("sensor: heartbeat: %w", err)
+			}
+			defer stopBeats()
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			if err := s.Run(ctx); err != nil {
@@ -38,5 +46,6 @@ files in --kafka-secret-dir. NODE_NAME names the node in every record.`,
 		},
 	}
 	cfg.AddFlags(cmd.Flags())
+	hb.AddFlags(cmd.Flags())
 	return cmd
 }

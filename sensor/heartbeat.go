@@ -1,0 +1,45 @@
+package sensor
+
+// Heartbeats (issue 6): the sensor's counters to the operator's stats topic.
+// Kept apart from the capture code; command.go only calls startHeartbeat.
+
+import (
+	"context"
+	"log/slog"
+
+	"capfleet.dev/capfleet/heartbeat"
+)
+
+// heartbeatCounters is the sensor's view of the heartbeat counters: Packets
+// are what left the kernel filter, RecordsOut what Kafka acknowledged, and
+// packets skipped on purpose by --sample-rate count as Filtered, not drops.
+func heartbeatCounters(c Counters) heartbeat.Counters {
+	return heartbeat.Counters{
+		Packets:    c.PacketsCaptured,
+		Bytes:      c.BytesCaptured,
+		RecordsOut: c.PacketsPublished,
+		Filtered:   c.PacketsSampledOut,
+		Drops: heartbeat.Drops{
+			KernelRing:   c.KernelDrops,
+			Interface:    c.InterfaceDrops,
+			SensorQueue:  c.BufferDrops,
+			KafkaProduce: c.ProduceFailures,
+		},
+	}
+}
+
+// startHeartbeat beats s's counters through a Kafka client of its own (so a
+// full packet buffer cannot hold beats back). The returned stop sends the
+// final beat: call it after s.Run returned, so that beat holds the flushed
+// counters.
+func startHeartbeat(hb heartbeat.Config, cfg Config, s *Sensor, log *slog.Logger) (stop func(), err error) {
+	hb.Node = cfg.Node // the same name as in every packet record
+	p, err := heartbeat.Dial(hb, cfg.Kafka, func() heartbeat.Counters { return heartbeatCounters(s.Counters()) }, log)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { p.Run(ctx); close(done) }()
+	return func() { cancel(); <-done }, nil
+}

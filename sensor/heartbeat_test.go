@@ -1,0 +1,75 @@
+package sensor
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"capfleet.dev/capfleet/heartbeat"
+	"capfleet.dev/capfleet/internal/kafkatest"
+)
+
+func TestHeartbeatCountersMapEveryCause(t *testing.T) {
+	got := heartbeatCounters(Counters{PacketsCaptured: 100, BytesCaptured: 9000, PacketsSampledOut: 10,
+		PacketsPublished: 80, BytesPublished: 7000, KernelDrops: 1, InterfaceDrops: 2, BufferDrops: 3, ProduceFailures: 4})
+	want := heartbeat.Counters{Packets: 100, Bytes: 9000, Filtered: 10, RecordsOut: 80,
+		Drops: heartbeat.Drops{KernelRing: 1, Interface: 2, SensorQueue: 3, KafkaProduce: 4}}
+	if got != want {
+		t.Errorf("got %+v\nwant %+v", got, want)
+	}
+}
+
+// `capfleet sensor` with a resource identity beats to the stats topic, and
+// its final beat counts every packet tcpreplay sent.
+func TestSensorCommandPublishesHeartbeats(t *testing.T) {
+	n := newVethNS(t)
+	kafka := kafkatest.Plain(t)
+	topic := kafkatest.NewTopic(t, kafka, 1)
+	stats := kafkatest.NewTopic(t, kafka, 1)
+	file := sharedPcap(t, e2ePcap)
+
+	t.Setenv("NODE_NAME", "hb-node") // read when the command is made
+	t.Setenv("POD_NAME", "edge-abcde")
+	cmd := NewCommand()
+	cmd.SetArgs([]string{"--interfaces", n.Rx, "--netns", n.Path, "--topic", topic,
+		"--kafka-brokers", kafka.Brokers[0], "--metrics-addr", "127.0.0.1:0", "--health-addr", "127.0.0.1:0",
+		"--ring-blocks", "16", "--stats-topic", stats, "--heartbeat-interval", "200ms",
+		"--resource-namespace", "capture", "--resource-name", "edge", "--resource-uid", "u1"})
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	cmdErr := make(chan error, 1)
+	go func() { cmdErr <- cmd.ExecuteContext(ctx) }()
+
+	agg := heartbeat.NewAggregator(heartbeat.Options{})
+	cl, err := kafka.NewClient(heartbeat.ConsumerOptions(stats, time.Hour)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	cctx, cstop := context.WithCancel(context.Background())
+	consumed := make(chan struct{})
+	go func() { agg.Consume(cctx, cl, time.Second, nil); close(consumed) }()
+	defer func() { cstop(); <-consumed }()
+	key := heartbeat.ResourceKey{Kind: heartbeat.KindCaptureSensor, Namespace: "capture", Name: "edge", UID: "u1"}
+	summary := func() heartbeat.Summary { s, _ := agg.Summary(key); return s }
+
+	waitFor(t, "the first heartbeat", func() bool { return summary().PodsLive == 1 })
+	sent := n.replay(t, file, 20000)
+	waitFor(t, "a heartbeat counting every packet", func() bool { return summary().Totals.RecordsOut >= uint64(sent) })
+	stop()
+	if err := <-cmdErr; err != nil {
+		t.Fatalf("sensor: %v", err)
+	}
+	waitFor(t, "the final heartbeat", func() bool { return summary().PodsExited == 1 })
+
+	s := summary()
+	if s.Totals.Packets != uint64(sent) || s.Totals.RecordsOut != uint64(sent) || s.Totals.Drops.Total() != 0 {
+		t.Errorf("final beat %+v, tcpreplay sent %d", s.Totals, sent)
+	}
+	if len(s.Nodes) != 1 || s.Nodes[0].Node != "hb-node" {
+		t.Errorf("nodes %+v", s.Nodes)
+	}
+	if st := agg.Stats(); st.BadRecords != 0 || st.Beats < 3 {
+		t.Errorf("aggregator %+v", st)
+	}
+}
