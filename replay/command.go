@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"capfleet.dev/capfleet/heartbeat"
 	"capfleet.dev/capfleet/internal/kafkaconn"
 )
 
@@ -41,6 +42,7 @@ type options struct {
 // NewCommand is `capfleet replay`, the workload of a ReplayJob.
 func NewCommand() *cobra.Command {
 	o := &options{topicFlag: "--topic"}
+	hb := heartbeat.DefaultConfig(heartbeat.KindReplayJob)
 	cmd := &cobra.Command{
 		Use:   "replay",
 		Short: "Replay a capture file onto an interface or into a packets topic, paced like tcpreplay",
@@ -52,10 +54,15 @@ Progress is served on --metrics-addr /metrics; a tcpreplay-like summary is print
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.pace.changed(cmd.Flags())
+			if err := hb.Validate(); err != nil { // issue 6: heartbeats
+				return err
+			}
+			o.onStart = heartbeatOnStart(hb, o.kafka, o.onStart)
 			return o.run(cmd.Context(), cmd.OutOrStdout())
 		},
 	}
 	fs := cmd.Flags()
+	hb.AddFlags(fs)
 	fs.StringVar(&o.file, "file", "", "capture file to replay (pcap or pcapng, plain or gzip)")
 	fs.StringVar(&o.url, "url", "", "HTTP(S) URL of the capture file to replay (needs --sha256)")
 	fs.StringVar(&o.sha256, "sha256", "", "SHA-256 (hex) the capture must have; required with --url, checked before sending")
