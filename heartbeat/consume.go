@@ -2,9 +2,12 @@ package heartbeat
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"capfleet.dev/capfleet/internal/kafkaconn"
 )
 
 // ConsumerOptions are the kgo options of the operator's stats consumer: the
@@ -57,4 +60,68 @@ func (a *Aggregator) Consume(ctx context.Context, cl *kgo.Client, sweep time.Dur
 			a.Observe(b)
 		})
 	}
+}
+
+// Consumer is the operator's stats consumer as a controller-runtime manager
+// Runnable (it has Start and NeedLeaderElection, without importing the
+// manager): mgr.Add(&heartbeat.Consumer{...}).
+type Consumer struct {
+	Aggregator *Aggregator
+	Kafka      kafkaconn.Config
+	Topic      string // default DefaultTopic
+	// Lookback is how far back a starting consumer reads (default: one
+	// minute, enough to fill the default window at once).
+	Lookback time.Duration
+	// SweepEvery is how often silence is checked for (default 5s).
+	SweepEvery time.Duration
+	// OnChange is called, from one goroutine, with each resource that has
+	// new figures; it should only enqueue (a reconcile), not block.
+	OnChange func(ResourceKey)
+	// OnError receives fetch errors (the client retries them by itself).
+	OnError func(error)
+	// LeaderOnly makes NeedLeaderElection true: only the leader consumes.
+	LeaderOnly bool
+}
+
+// NeedLeaderElection tells the manager whether to start this only on the leader.
+func (c *Consumer) NeedLeaderElection() bool { return c.LeaderOnly }
+
+// Start consumes until ctx ends. It fails only when the client cannot be
+// made (bad Kafka secret files); a broker that is away is waited for.
+func (c *Consumer) Start(ctx context.Context) error {
+	topic, lookback := c.Topic, c.Lookback
+	if topic == "" {
+		topic = DefaultTopic
+	}
+	if lookback <= 0 {
+		lookback = time.Minute
+	}
+	kc := c.Kafka
+	if kc.ClientID == "" {
+		kc.ClientID = "capfleet-operator-stats"
+	}
+	cl, err := kc.NewClient(ConsumerOptions(topic, lookback)...)
+	if err != nil {
+		return fmt.Errorf("stats consumer: %w", err)
+	}
+	defer cl.Close()
+	notified := make(chan struct{})
+	go func() {
+		defer close(notified)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-c.Aggregator.Notify():
+				for _, k := range c.Aggregator.TakeChanged() {
+					if c.OnChange != nil {
+						c.OnChange(k)
+					}
+				}
+			}
+		}
+	}()
+	c.Aggregator.Consume(ctx, cl, c.SweepEvery, c.OnError)
+	<-notified
+	return nil
 }

@@ -157,3 +157,47 @@ func TestOperatorRestartReadsTheWindowBack(t *testing.T) {
 		t.Errorf("%d pods exited, rate %v: want the pod exited, adding no rate", s.PodsExited, s.Rates.Packets)
 	}
 }
+
+// The Consumer runnable tells OnChange which resources have new figures.
+func TestConsumerRunnableReportsChangedResources(t *testing.T) {
+	plain := kafkatest.Plain(t)
+	topic := kafkatest.NewTopic(t, plain, 2)
+	sensorCfg, replayCfg := testConfig("sensor-a"), testConfig("rj-1")
+	replayCfg.Kind, replayCfg.Name = KindReplayJob, "rj"
+	for _, cfg := range []Config{sensorCfg, replayCfg} {
+		cfg.Topic = topic
+		p, err := Dial(cfg, plain, func() Counters { return Counters{Packets: 1} }, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		p.Run(ctx) // one beat and the final one
+	}
+
+	agg := NewAggregator(Options{})
+	changed := make(chan ResourceKey, 16)
+	c := &Consumer{Aggregator: agg, Kafka: plain, Topic: topic, OnChange: func(k ResourceKey) { changed <- k }}
+	ctx, cancel := context.WithCancel(context.Background())
+	started := make(chan error, 1)
+	go func() { started <- c.Start(ctx) }()
+	seen := map[string]bool{}
+	for len(seen) < 2 {
+		select {
+		case k := <-changed:
+			seen[k.Kind+"/"+k.Name] = true
+		case <-time.After(time.Minute):
+			t.Fatalf("changed resources seen: %v", seen)
+		}
+	}
+	if !seen["CaptureSensor/edge"] || !seen["ReplayJob/rj"] {
+		t.Errorf("seen %v", seen)
+	}
+	cancel()
+	if err := <-started; err != nil {
+		t.Errorf("Start: %v", err)
+	}
+	if st := agg.Stats(); st.Beats != 4 || st.Resources != 2 {
+		t.Errorf("aggregator %+v", st)
+	}
+}

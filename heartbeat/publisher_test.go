@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -81,5 +82,16 @@ func TestDialRefusesABadIdentity(t *testing.T) {
 	cfg := testConfig("")
 	if _, err := Dial(cfg, kafkaconn.Config{Brokers: []string{deadBroker(t)}}, nil, nil); err == nil {
 		t.Error("a beat without pod name accepted")
+	}
+}
+
+func TestConsumerStartFailsOnBadSecrets(t *testing.T) {
+	c := &Consumer{Aggregator: NewAggregator(Options{}),
+		Kafka: kafkaconn.Config{Brokers: []string{deadBroker(t)}, TLS: true, SecretDir: t.TempDir() + "/missing"}}
+	if err := c.Start(context.Background()); err == nil || !strings.Contains(err.Error(), "missing") {
+		t.Errorf("Start with a missing secret dir: %v", err)
+	}
+	if c.NeedLeaderElection() {
+		t.Error("LeaderOnly unset, yet NeedLeaderElection")
 	}
 }
