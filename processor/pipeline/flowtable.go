@@ -1,12 +1,10 @@
 package pipeline
 
 import (
-	"cmp"
 	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"slices"
-	"strings"
 	"time"
 
 	"capfleet.dev/capfleet/processor/decode"
@@ -37,7 +35,7 @@ func (c FlowConfig) Validate() error {
 // NewFlowTableFactory returns Deps.NewFlowTable for cfg; evictions are counted in c.
 func NewFlowTableFactory(cfg FlowConfig, c *Counters) func(state []byte, emit func(store.Flow)) (FlowTable, error) {
 	return func(state []byte, emit func(store.Flow)) (FlowTable, error) {
-		t := &flowTable{cfg: cfg, emit: emit, flows: map[flowKey]*flowEntry{}, counters: c}
+		t := &flowTable{cfg: cfg, emit: emit, flows: map[flowKey]*flowEntry{}, counters: c, age: entryList{i: 1}}
 		if state != nil {
 			if err := t.unmarshal(state); err != nil {
 				return nil, err
@@ -62,6 +60,9 @@ type flowEntry struct {
 	InnerVLAN   uint16 // part of the key; the stored record keeps the outer tag
 	HistorySeen uint64 // bit per (letter, direction) already in the history
 	Dirty       bool
+
+	key        flowKey
+	prev, next [2]*flowEntry // lru and age links
 }
 
 // flowTable aggregates the flows of one partition by packet time.
@@ -73,11 +74,42 @@ type flowEntry struct {
 // The accounting (TCP endpoint states, sequence-space bytes, history rules) follows processor/flow's,
 // field for field; the parity test is what keeps the two from drifting apart.
 type flowTable struct {
-	cfg       FlowConfig
-	emit      func(store.Flow)
-	flows     map[flowKey]*flowEntry
-	lastSweep time.Time
-	counters  *Counters
+	cfg      FlowConfig
+	emit     func(store.Flow)
+	flows    map[flowKey]*flowEntry
+	lru      entryList // by last packet, least recent first: idle expiry and eviction
+	age      entryList // by first packet, oldest first: active expiry
+	counters *Counters
+}
+
+// entryList is an intrusive doubly linked list of entries; which links it uses is set by its index.
+type entryList struct {
+	head, tail *flowEntry
+	i          int // 0: lru links, 1: age links
+}
+
+func (l *entryList) pushBack(e *flowEntry) {
+	e.prev[l.i], e.next[l.i] = l.tail, nil
+	if l.tail != nil {
+		l.tail.next[l.i] = e
+	} else {
+		l.head = e
+	}
+	l.tail = e
+}
+
+func (l *entryList) remove(e *flowEntry) {
+	if p := e.prev[l.i]; p != nil {
+		p.next[l.i] = e.next[l.i]
+	} else {
+		l.head = e.next[l.i]
+	}
+	if n := e.next[l.i]; n != nil {
+		n.prev[l.i] = e.prev[l.i]
+	} else {
+		l.tail = e.prev[l.i]
+	}
+	e.prev[l.i], e.next[l.i] = nil, nil
 }
 
 func (t *flowTable) Len() int { return len(t.flows) }
@@ -135,8 +167,13 @@ func (t *flowTable) Add(p *decode.Packet) {
 		key := flow.Key{Orig: orig.Addr(), Resp: resp.Addr(), OrigPort: orig.Port(), RespPort: resp.Port(), Proto: proto, VLAN: p.VLAN}
 		named := flow.Flow{Key: key, First: ts}
 		e.Flow.UID, e.Flow.CommunityID = named.UID(), named.CommunityID()
+		e.key = k
 		t.flows[k] = e
+		t.age.pushBack(e)
+	} else {
+		t.lru.remove(e)
 	}
+	t.lru.pushBack(e)
 	if ts.After(e.Flow.End) {
 		e.Flow.End = ts
 	}
@@ -369,65 +406,38 @@ func (e *flowEntry) connState() string {
 
 func (t *flowTable) close(k flowKey, e *flowEntry) {
 	delete(t.flows, k)
+	t.lru.remove(e)
+	t.age.remove(e)
 	f := e.record()
 	f.Closed = true
 	t.emit(f)
 }
 
-// Expire closes the flows whose timeouts passed at now. Sweeping costs a pass over the table, so it runs
-// at most once per second of packet time; a packet of a timed-out flow closes it on arrival anyway, so
-// the records do not depend on when sweeps happen.
+// Expire closes the flows whose timeouts passed at now, at the cost of the flows it closes.
 func (t *flowTable) Expire(now time.Time) {
-	if now.Sub(t.lastSweep) < time.Second {
-		return
+	for e := t.lru.head; e != nil && now.Sub(e.Flow.End) >= t.cfg.IdleTimeout; e = t.lru.head {
+		t.close(e.key, e)
 	}
-	t.lastSweep = now
-	var done []flowKey
-	for k, e := range t.flows {
-		if now.Sub(e.Flow.End) >= t.cfg.IdleTimeout || now.Sub(e.Flow.Start) >= t.cfg.ActiveTimeout {
-			done = append(done, k)
-		}
-	}
-	t.closeSorted(done)
-}
-
-// closeSorted closes flows in start order, so that the emitted order does not follow map iteration.
-func (t *flowTable) closeSorted(keys []flowKey) {
-	slices.SortFunc(keys, func(a, b flowKey) int {
-		ea, eb := t.flows[a], t.flows[b]
-		return cmp.Or(ea.Flow.Start.Compare(eb.Flow.Start), strings.Compare(ea.Flow.UID, eb.Flow.UID))
-	})
-	for _, k := range keys {
-		t.close(k, t.flows[k])
+	for e := t.age.head; e != nil && now.Sub(e.Flow.Start) >= t.cfg.ActiveTimeout; e = t.age.head {
+		t.close(e.key, e)
 	}
 }
 
-// evictOldest closes the least recently seen flow early, to keep the table bound.
+// evictOldest closes the least recently active flow early, to keep the table bound.
 func (t *flowTable) evictOldest() {
-	var (
-		oldest flowKey
-		found  *flowEntry
-	)
-	for k, e := range t.flows {
-		if found == nil || e.Flow.End.Before(found.Flow.End) || (e.Flow.End.Equal(found.Flow.End) && e.Flow.UID < found.Flow.UID) {
-			oldest, found = k, e
-		}
-	}
-	if found != nil {
-		t.close(oldest, found)
+	if e := t.lru.head; e != nil {
+		t.close(e.key, e)
 		if t.counters != nil {
 			t.counters.FlowsEvicted.Add(1)
 		}
 	}
 }
 
-// Flush closes every open flow (for an offline run).
+// Flush closes every open flow, oldest first (for an offline run).
 func (t *flowTable) Flush() {
-	keys := make([]flowKey, 0, len(t.flows))
-	for k := range t.flows {
-		keys = append(keys, k)
+	for e := t.age.head; e != nil; e = t.age.head {
+		t.close(e.key, e)
 	}
-	t.closeSorted(keys)
 }
 
 func (t *flowTable) Dirty() []store.Flow {
@@ -441,17 +451,17 @@ func (t *flowTable) Dirty() []store.Flow {
 	return out
 }
 
-// The checkpoint format: a version byte, the last sweep time, the flow count, then each flow as
+// The checkpoint format: a version byte, the flow count, then each flow as
 // varints and length-prefixed bytes (see putEntry). A hand-written format: gob spends 7 µs a flow on
 // reflection, and a checkpoint holds every open flow of a partition.
-const flowStateVersion = 3
+const flowStateVersion = 4
 
 func (t *flowTable) MarshalState() ([]byte, error) {
 	b := make([]byte, 0, 16+len(t.flows)*120)
 	b = append(b, flowStateVersion)
-	b = binary.AppendVarint(b, t.lastSweep.UnixNano())
 	b = binary.AppendUvarint(b, uint64(len(t.flows)))
-	for _, e := range t.flows {
+	// In least-recently-active order: reading back rebuilds the eviction order exactly.
+	for e := t.lru.head; e != nil; e = e.next[0] {
 		b = putEntry(b, e)
 	}
 	return b, nil
@@ -581,8 +591,8 @@ func (t *flowTable) unmarshal(b []byte) error {
 	if v := r.byte1("version"); r.err == nil && v != flowStateVersion {
 		return fmt.Errorf("flow checkpoint version %d, this build reads %d", v, flowStateVersion)
 	}
-	t.lastSweep = time.Unix(0, r.varint("sweep time"))
 	n := r.uvarint("flow count")
+	var restored []*flowEntry
 	if n > uint64(len(b)) { // every flow takes more than a byte: a count beyond the size is corrupt
 		r.fail("flow count beyond the data")
 	}
@@ -623,7 +633,19 @@ func (t *flowTable) unmarshal(b []byte) error {
 		if !e.OrigIsLo {
 			k.lo, k.hi = rs, o
 		}
+		if _, dup := t.flows[k]; dup {
+			r.fail("flow " + f.UID + " twice")
+			break
+		}
+		e.key = k
 		t.flows[k] = e
+		t.lru.pushBack(e)
+		restored = append(restored, e)
+	}
+	// The age order is creation order: by first packet, ties in the order the flows were read.
+	slices.SortStableFunc(restored, func(a, b *flowEntry) int { return a.Flow.Start.Compare(b.Flow.Start) })
+	for _, e := range restored {
+		t.age.pushBack(e)
 	}
 	if r.err == nil && len(r.b) != 0 {
 		r.fail(fmt.Sprintf("%d bytes after the last flow", len(r.b)))

@@ -14,7 +14,17 @@ import (
 // an uninterrupted run: what makes a restarted pipeline split no flow.
 func TestFlowTableResumesFromItsStateAnywhere(t *testing.T) {
 	frames := pipelinetest.ReadCapture(t, pipelinetest.SharedPcap(t, "ndpi/ethereum.pcap"))
-	cfg := pipeline.FlowConfig{IdleTimeout: 5 * time.Second, ActiveTimeout: time.Minute, MaxFlows: 1000}
+	for _, cfg := range []pipeline.FlowConfig{
+		{IdleTimeout: 5 * time.Second, ActiveTimeout: time.Minute, MaxFlows: 1000},
+		// Evictions: resuming must restore which flow is least recently active.
+		{IdleTimeout: 200 * time.Millisecond, ActiveTimeout: time.Second, MaxFlows: 8},
+	} {
+		resumeAnywhere(t, frames, cfg)
+	}
+}
+
+func resumeAnywhere(t *testing.T, frames []pipelinetest.Frame, cfg pipeline.FlowConfig) {
+	t.Helper()
 	want := pipelinetest.ExpectedFlows(t, frames, cfg, "")
 	for _, cut := range []int{1, 137, len(frames) / 2, len(frames) - 1} {
 		var got []store.Flow

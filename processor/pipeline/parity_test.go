@@ -26,6 +26,10 @@ func TestFlowTableAgreesWithFlowPackage(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			frames := pipelinetest.ReadCapture(t, pipelinetest.SharedPcap(t, name))
 			cfg := pipeline.FlowConfig{IdleTimeout: time.Minute, ActiveTimeout: 30 * time.Minute, MaxFlows: 1 << 20}
+			if strings.HasPrefix(t.Name(), "TestFlowTableAgreesWithFlowPackageUnderPressure") {
+				// Short timeouts and a small table: idle and active expiry and evictions all happen.
+				cfg = pipeline.FlowConfig{IdleTimeout: 200 * time.Millisecond, ActiveTimeout: time.Second, MaxFlows: 8}
+			}
 			ours := map[string]string{}
 			for _, f := range pipelinetest.ExpectedFlows(t, frames, cfg, "") {
 				ours[flowKey(f.OrigAddr, f.OrigPort, f.RespAddr, f.RespPort, f.Proto, f.Start)] = counts(f.OrigPkts, f.RespPkts, f.OrigIPBytes, f.RespIPBytes, f.End) +
@@ -63,6 +67,11 @@ func TestFlowTableAgreesWithFlowPackage(t *testing.T) {
 			t.Logf("%d flows agree", len(theirs))
 		})
 	}
+}
+
+// The same with timeouts and a table bound that bite: flows split and evicted at the same places.
+func TestFlowTableAgreesWithFlowPackageUnderPressure(t *testing.T) {
+	TestFlowTableAgreesWithFlowPackage(t)
 }
 
 func flowKey(o netip.Addr, op uint16, r netip.Addr, rp uint16, proto uint8, start time.Time) string {
