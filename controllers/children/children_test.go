@@ -392,3 +392,22 @@ func mustAtoi(t *testing.T, s string) int32 {
 	}
 	return int32(n)
 }
+
+// TestSecretsReadableByNonRootWorkloads: Secrets are mounted 0400 and owned by root, so a workload running as
+// a non-root user reads them only through the pod's fsGroup being that user's group.
+func TestSecretsReadableByNonRootWorkloads(t *testing.T) {
+	withSecret := func(pp *v1alpha1.PacketPipeline) {
+		pp.Spec.Sinks.Cassandra.Connection = &v1alpha1.CassandraConnection{SecretRef: &corev1.LocalObjectReference{Name: "cass"}}
+	}
+	for name, pod := range map[string]corev1.PodSpec{
+		"processor": PipelineDeployment(pipeline(withSecret), "t", opts).Spec.Template.Spec,
+		"topic replay": ReplayJobObject(replayJob(func(rj *v1alpha1.ReplayJob) {
+			rj.Spec.Kafka = &v1alpha1.KafkaConnection{SecretRef: &corev1.LocalObjectReference{Name: "k"}}
+		}), opts).Spec.Template.Spec,
+	} {
+		user := pod.Containers[0].SecurityContext.RunAsUser
+		if user == nil || *user == 0 || pod.SecurityContext == nil || pod.SecurityContext.FSGroup == nil || *pod.SecurityContext.FSGroup != *user {
+			t.Errorf("%s: runAsUser %v, pod securityContext %+v: the mounted Secret is unreadable", name, user, pod.SecurityContext)
+		}
+	}
+}

@@ -106,6 +106,7 @@ func PipelineDeployment(pp *v1alpha1.PacketPipeline, sourceTopic string, o Optio
 				ObjectMeta: metav1.ObjectMeta{Labels: labels},
 				Spec: corev1.PodSpec{
 					HostNetwork:                   o.HostNetwork,
+					SecurityContext:               nonRootPodSecurity(),
 					DNSPolicy:                     dnsPolicy(o.HostNetwork),
 					NodeSelector:                  s.NodeSelector,
 					Tolerations:                   s.Tolerations,

@@ -46,6 +46,7 @@ func ReplayJobObject(rj *v1alpha1.ReplayJob, o Options) *batchv1.Job {
 	pod := corev1.PodSpec{
 		HostNetwork:                  hostNetwork,
 		DNSPolicy:                    dnsPolicy(hostNetwork),
+		SecurityContext:              nonRootPodSecurity(),
 		RestartPolicy:                corev1.RestartPolicyNever,
 		NodeSelector:                 s.NodeSelector,
 		Tolerations:                  s.Tolerations,
@@ -167,6 +168,15 @@ func pinToNode(node string) *corev1.Affinity {
 	}}
 }
 
+// nonRootPodSecurity gives mounted Secrets (mode 0400, owned by root) the group of the non-root user, so
+// that user can read its credentials; the kubelet then adds group read to the files.
+func nonRootPodSecurity() *corev1.PodSecurityContext {
+	return &corev1.PodSecurityContext{FSGroup: ptr(int64(nonRootUID))}
+}
+
+// nonRootUID is the user workloads without privileges run as.
+const nonRootUID = 65532
+
 // restrictedSecurityContext is the Pod Security "restricted" profile: workloads that need no privilege get none.
 func restrictedSecurityContext() *corev1.SecurityContext {
 	return &corev1.SecurityContext{
@@ -174,7 +184,7 @@ func restrictedSecurityContext() *corev1.SecurityContext {
 		AllowPrivilegeEscalation: ptr(false),
 		ReadOnlyRootFilesystem:   ptr(true),
 		RunAsNonRoot:             ptr(true),
-		RunAsUser:                ptr(int64(65532)),
+		RunAsUser:                ptr(int64(nonRootUID)),
 		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 		SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 	}
