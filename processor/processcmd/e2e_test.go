@@ -352,7 +352,16 @@ func TestKilledMidStreamAndRestartedStoresEverythingOnce(t *testing.T) {
 	kcfg := kafkatest.Plain(t)
 	ccfg := cassandratest.Config(t)
 	ks := cassandratest.NewKeyspace(t, ccfg)
-	frames := pipelinetest.ReadCapture(t, pipelinetest.SharedPcap(t, "ndpi/ethereum.pcap"))
+	// The capture three times, 40 minutes apart: long enough a stream to be killed in the middle of, and
+	// spread over several hour buckets.
+	base := pipelinetest.ReadCapture(t, pipelinetest.SharedPcap(t, "ndpi/ethereum.pcap"))
+	var frames []pipelinetest.Frame
+	for rep := range 3 {
+		for _, f := range base {
+			f.Meta.Timestamp = f.Meta.Timestamp.Add(time.Duration(rep) * 40 * time.Minute)
+			frames = append(frames, f)
+		}
+	}
 	topic := kafkatest.NewTopic(t, kcfg, 3)
 	group := unique("kill-")
 	pipelinetest.Produce(t, kcfg, topic, frames)

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
+	"capfleet.dev/capfleet/heartbeat"
 	"capfleet.dev/capfleet/internal/cassconn"
 	"capfleet.dev/capfleet/internal/kafkaconn"
 	"capfleet.dev/capfleet/processor/bpffilter"
@@ -42,11 +43,12 @@ type options struct {
 	replication string
 	metricsAddr string
 	healthAddr  string
+	heartbeat   heartbeat.Config // issue 6
 }
 
 // NewCommand returns `capfleet process`.
 func NewCommand() *cobra.Command {
-	var o options
+	o := options{heartbeat: heartbeat.DefaultConfig(heartbeat.KindPacketPipeline)}
 	cmd := &cobra.Command{
 		Use:   "process",
 		Short: "Consume a packets topic: decode, filter, aggregate flows, store packets and flows in Cassandra",
@@ -64,6 +66,7 @@ commit and resumed by whoever consumes the partition next.`,
 	fs := cmd.Flags()
 	o.kafka.AddFlags(fs)
 	o.cass.AddFlags(fs)
+	o.heartbeat.AddFlags(fs)
 	fs.StringVar(&o.pipe.Topic, "topic", "", "packets topic to consume")
 	fs.StringVar(&o.pipe.Group, "group", "", "consumer group (one per pipeline; replicas share its partitions)")
 	fs.StringVar(&o.filter, "filter", "", "BPF filter in tcpdump syntax: packets it rejects are counted and dropped")
@@ -109,6 +112,11 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		keep = func(frame []byte, lt decode.LinkType) bool { return set.Match(frame, uint32(lt), len(frame)) }
 	}
 	counters := &pipeline.Counters{}
+	stopBeats, err := startHeartbeat(o.heartbeat, o.kafka, counters, log)
+	if err != nil {
+		return fmt.Errorf("heartbeat: %w", err)
+	}
+	defer stopBeats()
 	deps := pipeline.Deps{Kafka: kopts, Keep: keep, Counters: counters, Log: log}
 	var current atomic.Pointer[pipeline.Pipeline]
 	ready := func() bool { p := current.Load(); return p != nil && p.Ready() }
