@@ -230,7 +230,7 @@ func (p *Pipeline) handle(ctx context.Context, fetches kgo.Fetches) error {
 	if err := p.flush(ctx); err != nil {
 		return err
 	}
-	// A checkpoint serializes every open flow (about 1 ms and 110 bytes per thousand flows): with big
+	// A checkpoint serializes every open flow (under 1 ms and about 110 bytes per thousand flows): with big
 	// tables it is spaced out so that it never takes more than a tenth of the time.
 	if time.Since(p.lastCommit) >= max(p.cfg.CommitInterval, 10*p.lastCost) {
 		if err := p.checkpoint(ctx, nil); err != nil {
