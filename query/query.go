@@ -22,6 +22,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"capfleet.dev/capfleet/internal/cassconn"
+	"capfleet.dev/capfleet/processor/bpffilter"
 	"capfleet.dev/capfleet/processor/store"
 )
 
@@ -70,6 +71,8 @@ func flowsCommand() *cobra.Command {
 		c      common
 		ip     string
 		output string
+		port   int
+		proto  string
 	)
 	cmd := &cobra.Command{
 		Use:   "flows",
@@ -78,6 +81,12 @@ func flowsCommand() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if output != "table" && output != "json" {
 				return fmt.Errorf("-o %q: want table or json", output)
+			}
+			if port < 0 || port > 65535 {
+				return fmt.Errorf("--port %d is not a port", port)
+			}
+			if proto != "" && proto != "tcp" && proto != "udp" && proto != "icmp" && proto != "sctp" {
+				return fmt.Errorf("--proto %q: want tcp, udp, icmp or sctp", proto)
 			}
 			from, to, err := timeRange(c.since, c.from, c.to, time.Now())
 			if err != nil {
@@ -103,6 +112,7 @@ func flowsCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			flows = selectFlows(flows, port, proto)
 			if output == "json" {
 				return writeFlowsJSON(cmd.OutOrStdout(), flows)
 			}
@@ -112,7 +122,28 @@ func flowsCommand() *cobra.Command {
 	c.addFlags(cmd)
 	cmd.Flags().StringVar(&ip, "ip", "", "only flows with this address as either endpoint")
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "table, or json (one Zeek conn.log-style object per line)")
+	cmd.Flags().IntVar(&port, "port", 0, "only flows with this port on either side")
+	cmd.Flags().StringVar(&proto, "proto", "", "only flows of this transport: tcp, udp, icmp or sctp")
 	return cmd
+}
+
+// selectFlows keeps the flows with port on either side (0: any) and of proto ("": any). The tables are
+// keyed by time and address only, so these filters run here, on what one address or hour returned.
+func selectFlows(flows []store.Flow, port int, proto string) []store.Flow {
+	out := flows[:0]
+	for _, f := range flows {
+		if port != 0 && int(f.OrigPort) != port && int(f.RespPort) != port {
+			continue
+		}
+		if port != 0 && (f.Proto == 1 || f.Proto == 58) {
+			continue // ICMP "ports" are message types
+		}
+		if proto != "" && store.ProtoName(f.Proto) != proto {
+			continue
+		}
+		out = append(out, f)
+	}
+	return out
 }
 
 func writeFlowsJSON(w io.Writer, flows []store.Flow) error {
@@ -154,6 +185,7 @@ func packetsCommand() *cobra.Command {
 		c              common
 		sensor, output string
 		format         string
+		filter         string
 	)
 	cmd := &cobra.Command{
 		Use:   "packets",
@@ -173,12 +205,20 @@ func packetsCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			keep := func(store.Packet) bool { return true }
+			if filter != "" {
+				set, err := bpffilter.NewSet(filter)
+				if err != nil {
+					return fmt.Errorf("--filter: %w", err)
+				}
+				keep = func(p store.Packet) bool { return set.Match(p.Data, uint32(p.LinkType), len(p.Data)) }
+			}
 			r, done, err := c.reader()
 			if err != nil {
 				return err
 			}
 			defer done()
-			n, chosen, err := exportPackets(cmd.Context(), r, sensor, from, to, format, output, cmd.OutOrStdout())
+			n, chosen, err := exportPackets(cmd.Context(), r, sensor, from, to, format, output, keep, cmd.OutOrStdout())
 			if err != nil {
 				return err
 			}
@@ -191,13 +231,15 @@ func packetsCommand() *cobra.Command {
 	c.addFlags(cmd)
 	cmd.Flags().StringVar(&sensor, "sensor", "", "sensor name the pipeline stored the packets under (its --sensor)")
 	cmd.Flags().StringVarP(&output, "write", "w", "", "capture file to write, - for standard output")
+	cmd.Flags().StringVar(&filter, "filter", "", "BPF filter in tcpdump syntax: export only the packets it accepts")
 	cmd.Flags().StringVar(&format, "format", "auto",
 		"pcap (one link type, nanosecond timestamps), pcapng (an interface per node, interface and link type), or auto: pcap unless the packets have several link types")
 	return cmd
 }
 
 // exportPackets writes the packets to path (or stdout for "-") and returns how many and in which format.
-func exportPackets(ctx context.Context, r *store.Reader, sensor string, from, to time.Time, format, path string, stdout io.Writer) (int, string, error) {
+func exportPackets(ctx context.Context, r *store.Reader, sensor string, from, to time.Time, format, path string,
+	keep func(store.Packet) bool, stdout io.Writer) (int, string, error) {
 	var single layers.LinkType
 	if format == "auto" || format == "pcap" {
 		lts, err := r.LinkTypes(ctx, sensor, from, to)
@@ -239,6 +281,9 @@ func exportPackets(ctx context.Context, r *store.Reader, sensor string, from, to
 		w = pw
 	}
 	err := r.Packets(ctx, sensor, from, to, func(p store.Packet) error {
+		if !keep(p) {
+			return nil
+		}
 		if w == nil {
 			nw, err := newPcapngWriter(out, p)
 			if err != nil {

@@ -267,6 +267,23 @@ func TestCaptureThroughKafkaAndCassandraAnswersQueries(t *testing.T) {
 	if a, b := tcpdumpHex(t, input), tcpdumpHex(t, out); a != b {
 		t.Fatalf("tcpdump -r -nn -x differs between the input (%d bytes of output) and the export (%d)", len(a), len(b))
 	}
+	// The same with a BPF filter at export: what tcpdump's filter keeps of the input.
+	const filter = "udp and port 30303"
+	runQuery(t, append([]string{"packets", "--keyspace", ks, "--sensor", "lab", "--from", epoch(first), "--to", epoch(last),
+		"--filter", filter, "-w", out}, conn[2:]...)...)
+	if want, err := exec.Command("tcpdump", "-r", input, "-nn", "-x", filter).Output(); err != nil || tcpdumpHex(t, out) != string(want) {
+		t.Fatalf("query packets --filter %q differs from tcpdump's (%v)", filter, err)
+	}
+	var wantUDP []store.Flow
+	for _, f := range want {
+		if f.Proto == 17 && (f.OrigPort == 30303 || f.RespPort == 30303) {
+			wantUDP = append(wantUDP, f)
+		}
+	}
+	gotUDP := queryFlows(t, conn, ks, "--proto", "udp", "--port", "30303", "--from", epoch(first), "--to", epoch(last))
+	if d := pipelinetest.DiffFlows(gotUDP, wantUDP); d != "" || len(wantUDP) == 0 || len(wantUDP) == len(want) {
+		t.Fatalf("query flows --proto udp --port 30303 (%d of %d flows):\n%s", len(wantUDP), len(want), d)
+	}
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("process: %v", err)
