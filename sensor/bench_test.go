@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"capfleet.dev/capfleet/internal/kafkatest"
 )
 
@@ -82,5 +84,55 @@ func startBench(b *testing.B, s *Sensor) (stop func()) {
 		if err := <-done; err != nil {
 			b.Error(err)
 		}
+	}
+}
+
+// BenchmarkCaptureOnly is the capture path alone: ring, VLAN restore, record
+// encoding and TryProduce into a producer that holds everything (manual
+// flushing), so Kafka sets no pace. tcpreplay --topspeed, 20 loops.
+//
+//	go test -run '^$' -bench CaptureOnly -benchtime 1x ./sensor
+func BenchmarkCaptureOnly(b *testing.B) {
+	const loops = 20
+	file := sharedPcap(b, e2ePcap)
+	all, _ := readPcap(b, file)
+	n := newVethNS(b)
+	kafka := kafkatest.Plain(b)
+	topic := kafkatest.NewTopic(b, kafka, e2ePartitions)
+	cfg := e2eConfig(n, kafka, topic)
+	cfg.RingBlocks = DefaultConfig().RingBlocks
+	cfg.BufferPackets = 10 * loops * len(all)
+	cfg.BufferMB = 4096
+	cfg.FlushTimeout = 1 // nanosecond: what is held is not the point, it fails at stop
+	cfg.kafkaOpts = []kgo.Opt{kgo.ManualFlushing()}
+	s, err := New(cfg, testLogger(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	stop := startBench(b, s)
+	defer stop()
+	for b.Loop() {
+		before := s.Counters()
+		start := time.Now()
+		n.run(b, "tcpreplay", "-i", n.Tx, "--topspeed", "--loop", strconv.Itoa(loops), file)
+		want := before.PacketsCaptured + before.KernelDrops + uint64(loops*len(all))
+		deadline := time.Now().Add(2 * time.Minute)
+		for {
+			s.pollStats(s.rings)
+			c := s.Counters()
+			if c.PacketsCaptured+c.KernelDrops+c.InterfaceDrops >= want {
+				break
+			}
+			if time.Now().After(deadline) {
+				b.Fatalf("stalled: %+v", c)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		elapsed := time.Since(start).Seconds()
+		c := s.Counters()
+		b.ReportMetric(float64(c.PacketsCaptured-before.PacketsCaptured)/elapsed, "captured_pps")
+		b.ReportMetric(float64(c.BytesCaptured-before.BytesCaptured)*8/elapsed/1e6, "captured_Mbps")
+		b.ReportMetric(float64(c.KernelDrops-before.KernelDrops), "kernel_drops")
+		b.ReportMetric(float64(c.InterfaceDrops-before.InterfaceDrops), "iface_drops")
 	}
 }
