@@ -1,6 +1,7 @@
 package pipeline_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -94,5 +95,28 @@ func TestFlowTableRejectsATruncatedState(t *testing.T) {
 	again, err := newTable(state, func(store.Flow) {})
 	if err != nil || again.Len() != tbl.Len() {
 		t.Fatalf("whole state: %v, %d flows, want %d", err, again.Len(), tbl.Len())
+	}
+}
+
+func TestNewRejectsIncoherentSettings(t *testing.T) {
+	for _, tc := range []struct {
+		cfg  pipeline.Config
+		want string
+	}{
+		{pipeline.Config{Group: "g"}, "--topic"},
+		{pipeline.Config{Topic: "t"}, "--group"},
+		{pipeline.Config{Topic: "t", Group: "g", StorePackets: true}, "--sensor"},
+		{pipeline.Config{Topic: "t", Group: "g", FlowsTopic: "f"}, "--store-flows"},
+		{pipeline.Config{Topic: "t", Group: "g", StoreFlows: true}, "Cassandra"},
+	} {
+		if _, err := pipeline.New(tc.cfg, pipeline.Deps{}); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: error %v, want one naming %s", tc.cfg, err, tc.want)
+		}
+	}
+	bad := []pipeline.FlowConfig{{ActiveTimeout: time.Second, MaxFlows: 1}, {IdleTimeout: time.Second, MaxFlows: 1}, {IdleTimeout: time.Second, ActiveTimeout: time.Second}}
+	for _, c := range bad {
+		if c.Validate() == nil {
+			t.Errorf("%+v accepted", c)
+		}
 	}
 }

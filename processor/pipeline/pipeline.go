@@ -145,6 +145,8 @@ func New(cfg Config, deps Deps) (*Pipeline, error) {
 		return nil, errors.New("--sensor is required with --store-packets: packets are stored and queried by sensor")
 	case (cfg.StorePackets || cfg.StoreFlows) && deps.Writer == nil:
 		return nil, errors.New("a Cassandra writer is required to store packets or flows")
+	case cfg.FlowsTopic != "" && !cfg.StoreFlows:
+		return nil, errors.New("--flows-topic needs --store-flows: open flows are checkpointed in Cassandra so that none is lost or split on a restart")
 	case cfg.StoreFlows && (deps.NewFlowTable == nil || deps.Reader == nil):
 		return nil, errors.New("storing flows needs a flow table and a Cassandra reader (for checkpoints)")
 	}
