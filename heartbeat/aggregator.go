@@ -20,8 +20,9 @@ func KeyOf(b *Beat) ResourceKey {
 
 // Options bound the Aggregator's view; zero fields take the defaults.
 type Options struct {
-	// Window is the span rates are computed over (default 30s). It is also
-	// limited by MaxSamples beats of each pod.
+	// Window is the span rates are computed over (default 15s: three beats at
+	// the default interval, so a status settles 15s after traffic changes).
+	// It is also limited by MaxSamples beats of each pod.
 	Window time.Duration
 	// MaxSamples is how many beats of each pod are kept (default 8: 35s at 5s beats).
 	MaxSamples int
@@ -47,7 +48,7 @@ func (o Options) withDefaults() Options {
 			*d = v
 		}
 	}
-	def(&o.Window, 30*time.Second)
+	def(&o.Window, 15*time.Second)
 	def(&o.StaleAfter, 15*time.Second)
 	def(&o.ForgetAfter, 5*time.Minute)
 	def(&o.IdleResourceAfter, time.Hour)
