@@ -48,6 +48,7 @@ type Decoder struct {
 	ah     ah
 	pbb    pbb
 	vntag  vntag
+	ayiya  ayiya
 
 	truncated bool // set by gopacket layers through DecodeFeedback
 	// per-frame state
@@ -67,7 +68,7 @@ func NewDecoder() *Decoder {
 	for _, l := range []gopacket.DecodingLayer{
 		&d.eth, &d.dot1q, &d.ip4, &d.tcp, &d.udp, &d.sctp, &d.icmp4, &d.icmp6, &d.vxlan,
 		&d.sll, &d.sll2, &d.loop, &d.mpls, &d.ip6, &d.gre, &d.erspan, &d.teredo, &d.dns,
-		&d.pppoe, &d.gtpu, &d.geneve, &d.ah, &d.pbb, &d.vntag,
+		&d.pppoe, &d.gtpu, &d.geneve, &d.ah, &d.pbb, &d.vntag, &d.ayiya,
 	} {
 		c = c.Put(l)
 	}
@@ -213,6 +214,11 @@ func (d *Decoder) record(typ gopacket.LayerType, dl gopacket.DecodingLayer, p *P
 	var scratch IPHeader
 	switch typ {
 	case layers.LayerTypeEthernet:
+		// Cisco FabricPath: the outer header is FabricPath's own, and tshark names the frame
+		// inside it eth; so do we.
+		if d.eth.EthernetType == 0x8903 && len(d.eth.Payload) >= 2 { // FTag and TTL, then the frame
+			return layers.LayerTypeEthernet, d.eth.Payload[2:]
+		}
 		if !p.HasEth {
 			p.HasEth = true
 			copy(p.EthDst[:], d.eth.DstMAC)
@@ -338,6 +344,10 @@ func (d *Decoder) record(typ gopacket.LayerType, dl gopacket.DecodingLayer, p *P
 		if d.tunnel == TunnelNone {
 			d.tunnel = TunnelGeneve
 		}
+	case LayerTypeAYIYA:
+		if d.tunnel == TunnelNone {
+			d.tunnel = TunnelAYIYA
+		}
 	case LayerTypeAH:
 		if h := lastIP(p); h != nil {
 			h.Proto = d.ah.Next
@@ -393,6 +403,8 @@ func udpPortLayer(port uint16) gopacket.LayerType {
 		return LayerTypeTeredo
 	case 4754:
 		return LayerTypeGRE
+	case 5072:
+		return LayerTypeAYIYA
 	}
 	return gopacket.LayerTypePayload
 }

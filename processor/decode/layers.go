@@ -32,6 +32,7 @@ var (
 	LayerTypeIPv4     = gopacket.RegisterLayerType(1814, gopacket.LayerTypeMetadata{Name: "capfleet-IPv4"})
 	LayerTypePBB      = gopacket.RegisterLayerType(1815, gopacket.LayerTypeMetadata{Name: "capfleet-PBB"})
 	LayerTypeVNTag    = gopacket.RegisterLayerType(1816, gopacket.LayerTypeMetadata{Name: "capfleet-VNTag"})
+	LayerTypeAYIYA    = gopacket.RegisterLayerType(1817, gopacket.LayerTypeMetadata{Name: "capfleet-AYIYA"})
 )
 
 // Preallocated so the error path does not allocate either.
@@ -817,5 +818,37 @@ func (l *vntag) DecodeFromBytes(data []byte, df gopacket.DecodeFeedback) error {
 // setName stores one of the texts tshark shows in place of a name it cannot expand.
 func (l *dns) setName(text string) error {
 	l.nameLen = copy(l.name[:], text)
+	return nil
+}
+
+// ayiya is an "Anything In Anything" tunnel header (UDP 5072): identity and signature of
+// announced sizes, then the packet its next-header field names.
+type ayiya struct {
+	layers.BaseLayer
+	Next uint8
+}
+
+func (l *ayiya) LayerType() gopacket.LayerType  { return LayerTypeAYIYA }
+func (l *ayiya) CanDecode() gopacket.LayerClass { return LayerTypeAYIYA }
+func (l *ayiya) NextLayerType() gopacket.LayerType {
+	switch l.Next {
+	case 4, 41:
+		return protoNext(l.Next)
+	}
+	return gopacket.LayerTypePayload
+}
+func (l *ayiya) DecodeFromBytes(data []byte, df gopacket.DecodeFeedback) error {
+	if len(data) < 8 {
+		return errTruncated
+	}
+	n := 8 + 1<<(data[0]>>4) + int(data[1]>>4)*4
+	if data[0]>>4 == 0 {
+		n-- // identity length 0 means none, not 2^0 bytes
+	}
+	if len(data) < n {
+		return errTruncated
+	}
+	l.Next = data[3]
+	l.BaseLayer = layers.BaseLayer{Contents: data[:n], Payload: data[n:]}
 	return nil
 }

@@ -67,9 +67,10 @@ const (
 	TunnelTeredo
 	TunnelGTP
 	TunnelGeneve
+	TunnelAYIYA
 )
 
-var tunnelNames = [...]string{"", "gre", "vxlan", "ipip", "teredo", "gtp", "geneve"}
+var tunnelNames = [...]string{"", "gre", "vxlan", "ipip", "teredo", "gtp", "geneve", "ayiya"}
 
 func (t Tunnel) String() string {
 	if int(t) < len(tunnelNames) {
