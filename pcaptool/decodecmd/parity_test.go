@@ -57,12 +57,7 @@ var knownDisagreements = []knownDisagreement{
 	{"zeek/dns/tkey.pcap", "dns.qry.name", "DNS over TCP split across segments: tshark reassembles, we read whole messages only"},
 	{"zeek/quic/vector-max-size-crash.pcap", "dns.qry.name", "tshark names an extended label type; we leave the name empty"},
 	{"zeek/smtp.pcap", "tcp.seq_raw", "tshark omits seq_raw for some TCP headers quoted in ICMP errors (not others: see 6in4tunnel.pcap)"},
-	// Headers cut short or fuzzed: tshark shows fields read before the cut; we drop the header.
-	{"zeek/trunc/ip4-trunc.pcap", "*", "IPv4 header cut short"},
-	{"zeek/trunc/ip6-trunc.pcap", "*", "IPv6 header cut short"},
-	{"zeek/trunc/ipv4-internally-truncated-header.pcap", "*", "IPv4 header cut short"},
-	{"zeek/trunc/ipv4-truncated-broken-header.pcap", "*", "IPv4 header cut short"},
-	{"zeek/trunc/mpls-6in6-6in6-4in6-trunc.pcap", "*", "IPv4 header cut short inside MPLS"},
+	// Fuzzed captures and garbage.
 	{"zeek/trunc/mpls-6in6-broken.pcap", "*", "garbage after MPLS guessed differently as IPv4"},
 	{"ndpi/ip_fragmented_garbage.pcap", "*", "garbage TCP headers in fragments"},
 	{"ndpi/fuzz-2006-06-26-2594.pcap", "*", "fuzzed capture"},

@@ -452,6 +452,23 @@ func (d *Decoder) recordUDP(p *Packet, hdr []byte) {
 // as tshark shows them.
 func (d *Decoder) recordPartial(typ gopacket.LayerType, data []byte, p *Packet) {
 	switch typ {
+	case LayerTypeIPv4:
+		if len(data) < 4 || data[0]>>4 != 4 {
+			break
+		}
+		switch ihl, total := int(data[0]&15)*4, int(be16(data[2:])); {
+		case ihl < 20 || (total != 0 && total < ihl):
+			// tshark shows the total length, then stops at the bogus header or total length
+			d.recordPartialIP(p, data[:4], 4)
+		case len(data) < 20:
+			d.recordPartialIP(p, data, 4)
+		case len(data) < ihl: // options cut: tshark shows the source but not the destination
+			d.recordPartialIP(p, data[:19], 4)
+		}
+	case LayerTypeIPv6:
+		if len(data) >= 6 && len(data) < 40 && data[0]>>4 == 6 {
+			d.recordPartialIP(p, data, 6)
+		}
 	case layers.LayerTypeTCP:
 		d.recordTCP(p, data)
 	case layers.LayerTypeUDP:
@@ -472,6 +489,41 @@ func (d *Decoder) recordPartial(typ gopacket.LayerType, data []byte, p *Packet) 
 func (d *Decoder) reported(total int, data []byte) int {
 	offset := d.frameLen - len(data)
 	return max(min(total, d.wireLen-offset), 0)
+}
+
+// recordPartialIP keeps the fields of an IP header cut short that lie before the cut, as tshark
+// shows them. Partial marks the header so that flows ignore it.
+func (d *Decoder) recordPartialIP(p *Packet, data []byte, version uint8) {
+	var scratch IPHeader
+	h := d.newIP(p, &scratch)
+	h.Version, h.Partial = version, uint8(min(len(data), 40))
+	n := len(data)
+	if version == 4 {
+		h.TotalLen, h.HeaderLen = int(be16(data[2:])), int(data[0]&15)*4
+		if n >= 9 {
+			h.TTL = data[8]
+		}
+		if n >= 10 {
+			h.NextHeader, h.Proto = data[9], data[9]
+		}
+		if n >= 16 {
+			h.Src = netip.AddrFrom4([4]byte(data[12:16]))
+		}
+		if n >= 20 {
+			h.Dst = netip.AddrFrom4([4]byte(data[16:20]))
+		}
+		return
+	}
+	h.TotalLen = 40 + int(be16(data[4:]))
+	if n >= 7 {
+		h.NextHeader, h.Proto = data[6], data[6]
+	}
+	if n >= 8 {
+		h.TTL = data[7]
+	}
+	if n >= 24 {
+		h.Src = netip.AddrFrom16([16]byte(data[8:24]))
+	}
 }
 
 func be16(b []byte) uint16 { return uint16(b[0])<<8 | uint16(b[1]) }

@@ -103,10 +103,12 @@ func appendHex(dst []byte, v uint64, width int) []byte {
 	return dst
 }
 
-func ipField(version uint8, get func(dst []byte, h *IPHeader) []byte) func([]byte, int, *Packet) ([]byte, bool) {
+// ipField is a field of the first IP header of a version, ending at byte `end` of the header:
+// absent when the header was cut before it.
+func ipField(version uint8, end int, get func(dst []byte, h *IPHeader) []byte) func([]byte, int, *Packet) ([]byte, bool) {
 	return func(dst []byte, _ int, p *Packet) ([]byte, bool) {
 		h := firstIP(p, version)
-		if h == nil {
+		if h == nil || (h.Partial != 0 && int(h.Partial) < end) {
 			return dst, false
 		}
 		return get(dst, h), true
@@ -188,21 +190,22 @@ func init() {
 	})
 
 	for _, v := range []struct {
-		prefix  string
-		version uint8
-	}{{"ip", 4}, {"ipv6", 6}} {
-		reg(v.prefix+".src", false, ipField(v.version, func(dst []byte, h *IPHeader) []byte { return h.Src.AppendTo(dst) }))
-		reg(v.prefix+".dst", false, ipField(v.version, func(dst []byte, h *IPHeader) []byte { return h.Dst.AppendTo(dst) }))
+		prefix         string
+		version        uint8
+		srcEnd, dstEnd int
+	}{{"ip", 4, 16, 20}, {"ipv6", 6, 24, 40}} {
+		reg(v.prefix+".src", false, ipField(v.version, v.srcEnd, func(dst []byte, h *IPHeader) []byte { return h.Src.AppendTo(dst) }))
+		reg(v.prefix+".dst", false, ipField(v.version, v.dstEnd, func(dst []byte, h *IPHeader) []byte { return h.Dst.AppendTo(dst) }))
 	}
-	reg("ip.proto", true, ipField(4, func(dst []byte, h *IPHeader) []byte { return u(dst, uint64(h.NextHeader)) }))
-	reg("ip.ttl", true, ipField(4, func(dst []byte, h *IPHeader) []byte { return u(dst, uint64(h.TTL)) }))
-	reg("ip.len", true, ipField(4, func(dst []byte, h *IPHeader) []byte { return u(dst, uint64(h.TotalLen)) }))
-	reg("ip.hdr_len", true, ipField(4, func(dst []byte, h *IPHeader) []byte { return u(dst, uint64(h.HeaderLen)) }))
-	reg("ip.id", false, ipField(4, func(dst []byte, h *IPHeader) []byte { return appendHex(dst, uint64(h.ID), 4) }))
-	reg("ip.frag_offset", true, ipField(4, func(dst []byte, h *IPHeader) []byte { return u(dst, uint64(h.FragOffset)) }))
-	reg("ipv6.nxt", true, ipField(6, func(dst []byte, h *IPHeader) []byte { return u(dst, uint64(h.NextHeader)) }))
-	reg("ipv6.hlim", true, ipField(6, func(dst []byte, h *IPHeader) []byte { return u(dst, uint64(h.TTL)) }))
-	reg("ipv6.plen", true, ipField(6, func(dst []byte, h *IPHeader) []byte { return u(dst, uint64(h.TotalLen-40)) }))
+	reg("ip.proto", true, ipField(4, 10, func(dst []byte, h *IPHeader) []byte { return u(dst, uint64(h.NextHeader)) }))
+	reg("ip.ttl", true, ipField(4, 9, func(dst []byte, h *IPHeader) []byte { return u(dst, uint64(h.TTL)) }))
+	reg("ip.len", true, ipField(4, 4, func(dst []byte, h *IPHeader) []byte { return u(dst, uint64(h.TotalLen)) }))
+	reg("ip.hdr_len", true, ipField(4, 1, func(dst []byte, h *IPHeader) []byte { return u(dst, uint64(h.HeaderLen)) }))
+	reg("ip.id", false, ipField(4, 6, func(dst []byte, h *IPHeader) []byte { return appendHex(dst, uint64(h.ID), 4) }))
+	reg("ip.frag_offset", true, ipField(4, 8, func(dst []byte, h *IPHeader) []byte { return u(dst, uint64(h.FragOffset)) }))
+	reg("ipv6.nxt", true, ipField(6, 7, func(dst []byte, h *IPHeader) []byte { return u(dst, uint64(h.NextHeader)) }))
+	reg("ipv6.hlim", true, ipField(6, 8, func(dst []byte, h *IPHeader) []byte { return u(dst, uint64(h.TTL)) }))
+	reg("ipv6.plen", true, ipField(6, 6, func(dst []byte, h *IPHeader) []byte { return u(dst, uint64(h.TotalLen-40)) }))
 
 	port := func(src bool) func(dst []byte, t *Transport) []byte {
 		return func(dst []byte, t *Transport) []byte {

@@ -152,7 +152,10 @@ type IPHeader struct {
 	Fragment bool
 	// Quoted is true for the header inside an ICMP error message: it describes another packet.
 	Quoted bool
-	L4     Transport
+	// Partial, when not 0, is how many bytes of a header cut short were captured: only the
+	// fields within them are set, and flows ignore the header.
+	Partial uint8
+	L4      Transport
 }
 
 // Packet is one decoded frame. The Decoder overwrites it on every call; copy what must outlive it.
@@ -191,12 +194,12 @@ type Packet struct {
 // DNSName is the first query name, valid until the Packet is reused.
 func (p *Packet) DNSName() []byte { return p.dnsName[:p.dnsLen] }
 
-// Inner returns the innermost IP header that is not quoted inside an ICMP error: the one a flow
-// is keyed by. ok is false when the frame carries no IP.
+// Inner returns the innermost IP header that is whole and not quoted inside an ICMP error: the
+// one a flow is keyed by. ok is false when the frame carries no IP.
 func (p *Packet) Inner() (h *IPHeader, ok bool) {
 	for i := int(p.NIP) - 1; i >= 0; i-- {
-		if !p.IP[i].Quoted {
-			return &p.IP[i], true
+		if h := &p.IP[i]; !h.Quoted && h.Partial == 0 {
+			return h, true
 		}
 	}
 	return nil, false
