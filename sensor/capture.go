@@ -206,8 +206,11 @@ func (r *ring) next() (captured, error) {
 	if !ci.Timestamp.After(r.duplicateUntil) {
 		return captured{}, nil
 	}
-	// Read the tag while data is still the untouched ring slice.
-	tpid, tci, hasTag := vlanTag(data, r.macoff)
+	// Read the header while data is still the untouched ring slice.
+	meta, _ := readRingMeta(data, r.macoff)
+	if r.link.Loopback && meta.pktType == unix.PACKET_OUTGOING {
+		return captured{}, nil // seen again as it comes in
+	}
 	if !ci.Timestamp.After(r.attached) {
 		// The kernel filters frames without their outer tag: so must we.
 		n := r.filter.keep(data)
@@ -217,8 +220,8 @@ func (r *ring) next() (captured, error) {
 		data = data[:n]
 	}
 	f := captured{data: data, ts: ci.Timestamp, origLen: ci.Length}
-	if hasTag {
-		r.tagged = withVLANTag(r.tagged, data, tpid, tci)
+	if meta.hasTag {
+		r.tagged = withVLANTag(r.tagged, data, meta.tpid, meta.tci)
 		f.data = r.tagged
 		f.origLen += 4
 	}

@@ -25,6 +25,7 @@ type Config struct {
 	RingBlocks      int
 	FanoutGroup     int
 	Promisc         bool
+	ExcludeKafka    bool
 	Topic           string
 	BufferPackets   int
 	BufferMB        int
@@ -56,6 +57,7 @@ func DefaultConfig() Config {
 		RingBlockSizeKB: 1024,
 		RingBlocks:      64,
 		Promisc:         true,
+		ExcludeKafka:    true,
 		BufferPackets:   100000,
 		BufferMB:        256,
 		Compression:     "lz4",
@@ -78,6 +80,7 @@ func (c *Config) AddFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&c.RingBlocks, "ring-blocks", c.RingBlocks, "number of blocks in each ring")
 	fs.IntVar(&c.FanoutGroup, "fanout-group", c.FanoutGroup, "PACKET_FANOUT group id (0 = off): one ring per CPU on each interface, flows hashed across them; interface i uses id+i")
 	fs.BoolVar(&c.Promisc, "promisc", c.Promisc, "put the interfaces in promiscuous mode while capturing, as tcpdump does (--promisc=false: only traffic to this host)")
+	fs.BoolVar(&c.ExcludeKafka, "exclude-kafka", c.ExcludeKafka, "leave TCP to and from the Kafka brokers out of the capture, so the sensor does not capture its own produce traffic")
 	fs.StringVar(&c.Topic, "topic", c.Topic, "Kafka topic for the packets")
 	fs.IntVar(&c.BufferPackets, "buffer-packets", c.BufferPackets, "packets held for Kafka at most; beyond that they are dropped and counted")
 	fs.IntVar(&c.BufferMB, "buffer-mb", c.BufferMB, "bytes (MiB) held for Kafka at most; beyond that packets are dropped and counted")

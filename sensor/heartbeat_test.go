@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"capfleet.dev/capfleet/heartbeat"
 	"capfleet.dev/capfleet/internal/kafkatest"
 )
@@ -72,4 +74,59 @@ func TestSensorCommandPublishesHeartbeats(t *testing.T) {
 	if st := agg.Stats(); st.BadRecords != 0 || st.Beats < 3 {
 		t.Errorf("aggregator %+v", st)
 	}
+}
+
+// While the broker is away for the packets, the heartbeat (its own client,
+// its own connection) still reports, and the packets shed by the full buffer
+// show under sensor_queue; the sensor's own counters are the oracle.
+func TestHeartbeatReportsQueueDropsDuringAnOutage(t *testing.T) {
+	n := newVethNS(t)
+	kafka := kafkatest.Plain(t)
+	topic := kafkatest.NewTopic(t, kafka, e2ePartitions)
+	stats := kafkatest.NewTopic(t, kafka, 1)
+	file := sharedPcap(t, e2ePcap)
+
+	gate := &brokerGate{}
+	cfg := e2eConfig(n, kafka, topic)
+	cfg.BufferPackets = 300
+	cfg.kafkaOpts = []kgo.Opt{kgo.Dialer(gate.dial)}
+	s := startSensor(t, cfg)
+	hb := heartbeat.Config{Topic: stats, Interval: 200 * time.Millisecond, Kind: heartbeat.KindCaptureSensor,
+		Namespace: "capture", Name: "edge", UID: "u1", Pod: "edge-abcde"}
+	stopBeats, err := startHeartbeat(hb, cfg, s.Sensor, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stopBeats()
+
+	agg := heartbeat.NewAggregator(heartbeat.Options{})
+	cl, err := kafka.NewClient(heartbeat.ConsumerOptions(stats, time.Hour)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	consumed := make(chan struct{})
+	go func() { agg.Consume(ctx, cl, time.Second, nil); close(consumed) }()
+	defer func() { cancel(); <-consumed }()
+	key := heartbeat.ResourceKey{Kind: heartbeat.KindCaptureSensor, Namespace: "capture", Name: "edge", UID: "u1"}
+	summary := func() heartbeat.Summary { s, _ := agg.Summary(key); return s }
+
+	gate.cut()
+	sent := n.replay(t, file, 20000)
+	waitFor(t, "every packet captured during the outage", func() bool { return s.Counters().PacketsCaptured >= uint64(sent) })
+	want := s.Counters()
+	if want.BufferDrops == 0 {
+		t.Fatalf("the outage did not bite: %+v", want)
+	}
+	waitFor(t, "a heartbeat with the drops", func() bool { return summary().Totals.Drops.SensorQueue == want.BufferDrops })
+	got := summary()
+	if got.Totals.Packets != want.PacketsCaptured || got.Totals.RecordsOut != 0 ||
+		got.Totals.Drops.KernelRing+got.Totals.Drops.Interface+got.Totals.Drops.KafkaProduce != 0 {
+		t.Errorf("heartbeat totals %+v, sensor %+v", got.Totals, want)
+	}
+	if got.TotalDropRatio <= 0 || got.Nodes[0].Drops.SensorQueue != want.BufferDrops {
+		t.Errorf("drop ratio %v, node %+v", got.TotalDropRatio, got.Nodes[0])
+	}
+	gate.restore()
 }

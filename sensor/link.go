@@ -17,6 +17,7 @@ type link struct {
 	Name     string
 	Index    int
 	LinkType layers.LinkType
+	Loopback bool
 }
 
 // lookupLink finds an interface and the framing AF_PACKET delivers on it.
@@ -34,7 +35,7 @@ func lookupLink(name string) (link, error) {
 	if !ok {
 		return link{}, fmt.Errorf("interface %q: hardware type %d is not supported (Ethernet, loopback, or raw IP like tun)", name, arphrd)
 	}
-	return link{Name: name, Index: ifi.Index, LinkType: lt}, nil
+	return link{Name: name, Index: ifi.Index, LinkType: lt, Loopback: arphrd == unix.ARPHRD_LOOPBACK}, nil
 }
 
 func linkTypeOfARPHRD(t uint16) (layers.LinkType, bool) {

@@ -112,6 +112,12 @@ func (s *Sensor) Run(ctx context.Context) error {
 		cl.Close()
 		return err
 	}
+	if s.cfg.ExcludeKafka {
+		if err := s.excludeKafka(ctx, cl); err != nil {
+			cl.Close()
+			return err
+		}
+	}
 	rings, err := s.openRings()
 	if err != nil {
 		cl.Close()
@@ -125,7 +131,7 @@ func (s *Sensor) Run(ctx context.Context) error {
 	s.rings = rings
 	s.pollStats(rings) // baselines for rx_dropped
 	s.ready.Store(true)
-	s.log.Info("capturing", "interfaces", s.cfg.Interfaces, "rings", len(rings), "filter", s.cfg.Filter,
+	s.log.Info("capturing", "interfaces", s.cfg.Interfaces, "rings", len(rings), "filter", s.filters[0].expr,
 		"topic", s.cfg.Topic, "node", s.cfg.Node)
 
 	var wg sync.WaitGroup
@@ -160,6 +166,26 @@ func (s *Sensor) drain(cl *kgo.Client) {
 	}
 	final, _ := json.Marshal(s.Counters())
 	s.log.Info("stopped", "counters", string(final))
+}
+
+// excludeKafka recompiles each interface's filter with the brokers' endpoints
+// left out.
+func (s *Sensor) excludeKafka(ctx context.Context, cl *kgo.Client) error {
+	eps, err := brokerEndpoints(ctx, cl, s.cfg.Kafka.Brokers)
+	if err != nil {
+		return err
+	}
+	expr := excludeEndpoints(s.cfg.Filter, eps)
+	return inNetNS(s.cfg.NetNS, func() error {
+		for i, l := range s.links {
+			f, err := compileFilter(expr, l.Name, l.LinkType, s.cfg.SnapLen)
+			if err != nil {
+				return fmt.Errorf("filter with the Kafka brokers left out: %w", err)
+			}
+			s.filters[i] = f
+		}
+		return nil
+	})
 }
 
 func (s *Sensor) openRings() ([]*ring, error) {
