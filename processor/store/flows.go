@@ -6,6 +6,7 @@ import (
 	"encoding/base32"
 	"encoding/binary"
 	"fmt"
+	"hash/fnv"
 	"net"
 	"net/netip"
 	"slices"
@@ -74,8 +75,8 @@ const flowCols = `uid, community_id, sensor, start_ns, end_ns, proto, vlan, orig
 	orig_pkts, resp_pkts, orig_bytes, resp_bytes, orig_ip_bytes, resp_ip_bytes, tcp_flags, history, conn_state, closed`
 
 const (
-	insertFlowByTime = `INSERT INTO flows_by_time (bucket, ` + flowCols + `)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ? AND TIMESTAMP ?`
+	insertFlowByTime = `INSERT INTO flows_by_time (bucket, shard, ` + flowCols + `)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ? AND TIMESTAMP ?`
 	insertFlowByIP = `INSERT INTO flows_by_ip (ip, bucket, ` + flowCols + `)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ? AND TIMESTAMP ?`
 )
@@ -107,15 +108,23 @@ func (w *Writer) WriteFlows(ctx context.Context, flows []Flow, ttl time.Duration
 		vals := f.values()
 		size := 160 + len(f.History) + len(f.Sensor)
 		for _, b := range bucketsBetween(f.Start, f.End, FlowBucket) {
-			args := append(append([]any{b}, vals...), secs, f.writeTime())
-			stmts = append(stmts, statement{partition: "t" + b.String(), cql: insertFlowByTime, args: args, size: size})
+			shard := flowShard(f.UID)
+			args := append(append([]any{b, shard}, vals...), secs, f.writeTime())
+			stmts = append(stmts, statement{partition: fmt.Sprintf("t%d\x00%d", b.UnixNano(), shard), cql: insertFlowByTime, args: args, size: size})
 			for _, a := range endpoints(f) {
 				args := append(append([]any{ipOf(a), b}, vals...), secs, f.writeTime())
-				stmts = append(stmts, statement{partition: "i" + a.String() + b.String(), cql: insertFlowByIP, args: args, size: size})
+				stmts = append(stmts, statement{partition: fmt.Sprintf("i%s\x00%d", a, b.UnixNano()), cql: insertFlowByIP, args: args, size: size})
 			}
 		}
 	}
 	return w.exec(ctx, stmts)
+}
+
+// flowShard spreads an hour's flows over FlowShards partitions.
+func flowShard(uid string) int {
+	h := fnv.New32a()
+	h.Write([]byte(uid))
+	return int(h.Sum32() % FlowShards)
 }
 
 func endpoints(f *Flow) []netip.Addr {
@@ -133,41 +142,46 @@ func endpoints(f *Flow) []netip.Addr {
 // oldest first. One partition read per hour of the range.
 func (r *Reader) FlowsByIP(ctx context.Context, ip netip.Addr, from, to time.Time) ([]Flow, error) {
 	ip = ip.Unmap()
-	return r.flows(ctx, from, to, func(b time.Time) ([]any, string) {
-		return []any{ipOf(ip), b}, `SELECT ` + flowCols + ` FROM flows_by_ip WHERE ip = ? AND bucket = ?`
-	})
+	return r.flows(ctx, from, to, func(b time.Time) [][]any {
+		return [][]any{{ipOf(ip), b}}
+	}, `SELECT `+flowCols+` FROM flows_by_ip WHERE ip = ? AND bucket = ?`)
 }
 
 // FlowsBetween returns every flow active at some time in [from, to], oldest first.
 func (r *Reader) FlowsBetween(ctx context.Context, from, to time.Time) ([]Flow, error) {
-	return r.flows(ctx, from, to, func(b time.Time) ([]any, string) {
-		return []any{b}, `SELECT ` + flowCols + ` FROM flows_by_time WHERE bucket = ?`
-	})
+	return r.flows(ctx, from, to, func(b time.Time) [][]any {
+		parts := make([][]any, FlowShards)
+		for shard := range FlowShards {
+			parts[shard] = []any{b, shard}
+		}
+		return parts
+	}, `SELECT `+flowCols+` FROM flows_by_time WHERE bucket = ? AND shard = ?`)
 }
 
-func (r *Reader) flows(ctx context.Context, from, to time.Time, query func(bucket time.Time) ([]any, string)) ([]Flow, error) {
+func (r *Reader) flows(ctx context.Context, from, to time.Time, partitions func(bucket time.Time) [][]any, cql string) ([]Flow, error) {
 	if to.Before(from) {
 		return nil, fmt.Errorf("time range: --to %s is before --from %s", to.Format(time.RFC3339Nano), from.Format(time.RFC3339Nano))
 	}
 	// A flow sits in every hour it spans, so it is seen once per hour read: keep its newest version.
 	byUID := map[string]Flow{}
 	for _, b := range bucketsBetween(from, to, FlowBucket) {
-		args, cql := query(b)
-		iter := r.s.Query(cql, args...).WithContext(ctx).PageSize(1000).Iter()
-		for {
-			f, ok := scanFlow(iter.Scan)
-			if !ok {
-				break
+		for _, args := range partitions(b) {
+			iter := r.s.Query(cql, args...).WithContext(ctx).PageSize(1000).Iter()
+			for {
+				f, ok := scanFlow(iter.Scan)
+				if !ok {
+					break
+				}
+				if f.Start.After(to) || f.End.Before(from) {
+					continue
+				}
+				if old, seen := byUID[f.UID]; !seen || f.writeTime() > old.writeTime() {
+					byUID[f.UID] = f
+				}
 			}
-			if f.Start.After(to) || f.End.Before(from) {
-				continue
+			if err := iter.Close(); err != nil {
+				return nil, fmt.Errorf("cassandra: read flows at %s: %w", b.Format(time.RFC3339), err)
 			}
-			if old, seen := byUID[f.UID]; !seen || f.writeTime() > old.writeTime() {
-				byUID[f.UID] = f
-			}
-		}
-		if err := iter.Close(); err != nil {
-			return nil, fmt.Errorf("cassandra: read flows at %s: %w", b.Format(time.RFC3339), err)
 		}
 	}
 	out := make([]Flow, 0, len(byUID))

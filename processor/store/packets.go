@@ -42,8 +42,14 @@ func bucketsBetween(from, to time.Time, w time.Duration) []time.Time {
 	return out
 }
 
-const insertPacket = `INSERT INTO packets (sensor, bucket, ts_ns, kafka_partition, kafka_offset, node, iface, linktype, origlen, frame)
-	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?`
+const insertPacket = `INSERT INTO packets (sensor, bucket, shard, ts_ns, kafka_partition, kafka_offset, node, iface, linktype, origlen, frame)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?`
+
+// packetShard spreads a sensor's minute over PacketShards partitions by Kafka partition, which keeps the
+// packets of one flow (partitioned by flow hash) together.
+func packetShard(kafkaPartition int32) int {
+	return int(uint32(kafkaPartition) % PacketShards)
+}
 
 // WritePackets stores packets with the given time to live (0 keeps them forever) and returns once
 // Cassandra acknowledged all of them.
@@ -53,10 +59,11 @@ func (w *Writer) WritePackets(ctx context.Context, pkts []Packet, ttl time.Durat
 	for i := range pkts {
 		p := &pkts[i]
 		b := bucketOf(p.Timestamp, PacketBucket)
+		shard := packetShard(p.Partition)
 		stmts = append(stmts, statement{
-			partition: p.Sensor + "\x00" + b.String(),
+			partition: fmt.Sprintf("%s\x00%d\x00%d", p.Sensor, b.UnixNano(), shard),
 			cql:       insertPacket,
-			args: []any{p.Sensor, b, p.Timestamp.UnixNano(), p.Partition, p.Offset, p.Node, p.Interface,
+			args: []any{p.Sensor, b, shard, p.Timestamp.UnixNano(), p.Partition, p.Offset, p.Node, p.Interface,
 				int(p.LinkType), p.OrigLen, p.Data, secs},
 			size: len(p.Data) + len(p.Node) + len(p.Interface) + len(p.Sensor) + 48,
 		})
@@ -86,25 +93,84 @@ func (r *Reader) Packets(ctx context.Context, sensor string, from, to time.Time,
 		return fmt.Errorf("time range: --to %s is before --from %s", to.Format(time.RFC3339Nano), from.Format(time.RFC3339Nano))
 	}
 	for _, b := range bucketsBetween(from, to, PacketBucket) {
-		iter := r.s.Query(`SELECT ts_ns, kafka_partition, kafka_offset, node, iface, linktype, origlen, frame
-			FROM packets WHERE sensor = ? AND bucket = ? AND ts_ns >= ? AND ts_ns <= ?`,
-			sensor, b, from.UnixNano(), to.UnixNano()).WithContext(ctx).PageSize(1000).Iter()
-		var (
-			p           = Packet{Sensor: sensor}
-			ts          int64
-			lt, origLen int
-		)
-		for iter.Scan(&ts, &p.Partition, &p.Offset, &p.Node, &p.Interface, &lt, &origLen, &p.Data) {
-			p.Timestamp = time.Unix(0, ts).UTC()
-			p.LinkType = layers.LinkType(lt)
-			p.OrigLen = origLen
-			if err := fn(p); err != nil {
-				iter.Close()
-				return err
+		if err := r.packetsInBucket(ctx, sensor, b, from, to, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// shardCursor is one shard's rows of a bucket, read a page at a time, with its current row.
+type shardCursor struct {
+	iter *gocql.Iter
+	p    Packet
+	ts   int64
+}
+
+func (c *shardCursor) next() bool {
+	var lt, origLen int
+	if !c.iter.Scan(&c.ts, &c.p.Partition, &c.p.Offset, &c.p.Node, &c.p.Interface, &lt, &origLen, &c.p.Data) {
+		return false
+	}
+	c.p.Timestamp = time.Unix(0, c.ts).UTC()
+	c.p.LinkType, c.p.OrigLen = layers.LinkType(lt), origLen
+	return true
+}
+
+func (c *shardCursor) before(o *shardCursor) bool {
+	if c.ts != o.ts {
+		return c.ts < o.ts
+	}
+	if c.p.Partition != o.p.Partition {
+		return c.p.Partition < o.p.Partition
+	}
+	return c.p.Offset < o.p.Offset
+}
+
+// packetsInBucket merges the shards of one bucket, each already in key order, into one ordered stream.
+func (r *Reader) packetsInBucket(ctx context.Context, sensor string, b, from, to time.Time, fn func(p Packet) error) error {
+	var live []*shardCursor
+	closeAll := func() error {
+		var first error
+		for _, c := range live {
+			if err := c.iter.Close(); err != nil && first == nil {
+				first = err
 			}
 		}
-		if err := iter.Close(); err != nil {
+		return first
+	}
+	for shard := range PacketShards {
+		c := &shardCursor{p: Packet{Sensor: sensor}}
+		c.iter = r.s.Query(`SELECT ts_ns, kafka_partition, kafka_offset, node, iface, linktype, origlen, frame
+			FROM packets WHERE sensor = ? AND bucket = ? AND shard = ? AND ts_ns >= ? AND ts_ns <= ?`,
+			sensor, b, shard, from.UnixNano(), to.UnixNano()).WithContext(ctx).PageSize(500).Iter()
+		if c.next() {
+			live = append(live, c)
+		} else if err := c.iter.Close(); err != nil {
+			closeAll()
 			return fmt.Errorf("cassandra: read packets of %s at %s: %w", sensor, b.Format(time.RFC3339), err)
+		}
+	}
+	// At most PacketShards cursors: a linear scan for the smallest beats a heap.
+	for len(live) > 0 {
+		min := 0
+		for i := 1; i < len(live); i++ {
+			if live[i].before(live[min]) {
+				min = i
+			}
+		}
+		c := live[min]
+		if err := fn(c.p); err != nil {
+			closeAll()
+			return err
+		}
+		if !c.next() {
+			err := c.iter.Close()
+			live = append(live[:min], live[min+1:]...)
+			if err != nil {
+				closeAll()
+				return fmt.Errorf("cassandra: read packets of %s at %s: %w", sensor, b.Format(time.RFC3339), err)
+			}
 		}
 	}
 	return nil
@@ -114,14 +180,16 @@ func (r *Reader) Packets(ctx context.Context, sensor string, from, to time.Time,
 func (r *Reader) LinkTypes(ctx context.Context, sensor string, from, to time.Time) (map[layers.LinkType]int, error) {
 	out := map[layers.LinkType]int{}
 	for _, b := range bucketsBetween(from, to, PacketBucket) {
-		iter := r.s.Query(`SELECT linktype FROM packets WHERE sensor = ? AND bucket = ? AND ts_ns >= ? AND ts_ns <= ?`,
-			sensor, b, from.UnixNano(), to.UnixNano()).WithContext(ctx).PageSize(5000).Iter()
-		var lt int
-		for iter.Scan(&lt) {
-			out[layers.LinkType(lt)]++
-		}
-		if err := iter.Close(); err != nil {
-			return nil, fmt.Errorf("cassandra: read packets of %s at %s: %w", sensor, b.Format(time.RFC3339), err)
+		for shard := range PacketShards {
+			iter := r.s.Query(`SELECT linktype FROM packets WHERE sensor = ? AND bucket = ? AND shard = ? AND ts_ns >= ? AND ts_ns <= ?`,
+				sensor, b, shard, from.UnixNano(), to.UnixNano()).WithContext(ctx).PageSize(5000).Iter()
+			var lt int
+			for iter.Scan(&lt) {
+				out[layers.LinkType(lt)]++
+			}
+			if err := iter.Close(); err != nil {
+				return nil, fmt.Errorf("cassandra: read packets of %s at %s: %w", sensor, b.Format(time.RFC3339), err)
+			}
 		}
 	}
 	return out, nil

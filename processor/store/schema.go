@@ -1,10 +1,13 @@
 // Package store keeps packets and flows in Cassandra and reads them back.
 //
 // Layout (see the migrations below for the CQL):
-//   - packets: one partition per (sensor, minute); rows ordered by capture time in nanoseconds, then by the
-//     Kafka partition and offset the packet came from. Those two make a deterministic key, so writing the
-//     same record twice (a restarted consumer) lands on the same row instead of adding one.
-//   - flows_by_time: one partition per hour; a flow is written into every hour it was active in.
+//   - packets: one partition per (sensor, minute, shard), the shard being the Kafka partition modulo
+//     PacketShards, so that a busy sensor spreads over several replica sets and partitions stay small;
+//     rows ordered by capture time in nanoseconds, then by the Kafka partition and offset the packet came
+//     from. Those make a deterministic key, so writing the same record twice (a restarted consumer) lands
+//     on the same row instead of adding one. Readers merge a minute's shards back into time order.
+//   - flows_by_time: one partition per (hour, shard), the shard derived from the flow's uid; a flow is
+//     written into every hour it was active in.
 //   - flows_by_ip: one partition per (address, hour), written for both endpoints, so "the flows of this IP
 //     in this hour" is a single partition read.
 //   - flow_checkpoints: the open flows of one Kafka partition at one committed offset, so a restarted
@@ -32,6 +35,8 @@ import (
 const (
 	PacketBucket = time.Minute
 	FlowBucket   = time.Hour
+	PacketShards = 8
+	FlowShards   = 8
 )
 
 // DefaultReplication suits one local node.
@@ -48,14 +53,14 @@ type migration struct {
 var migrations = []migration{
 	{1, "packets, flows by time and by ip, flow checkpoints", []string{
 		`CREATE TABLE IF NOT EXISTS %[1]s.packets (
-			sensor text, bucket timestamp, ts_ns bigint, kafka_partition int, kafka_offset bigint,
+			sensor text, bucket timestamp, shard int, ts_ns bigint, kafka_partition int, kafka_offset bigint,
 			node text, iface text, linktype int, origlen int, frame blob,
-			PRIMARY KEY ((sensor, bucket), ts_ns, kafka_partition, kafka_offset)
+			PRIMARY KEY ((sensor, bucket, shard), ts_ns, kafka_partition, kafka_offset)
 		) WITH CLUSTERING ORDER BY (ts_ns ASC, kafka_partition ASC, kafka_offset ASC)
 		  AND compaction = {'class': 'TimeWindowCompactionStrategy', 'compaction_window_unit': 'HOURS', 'compaction_window_size': 1}`,
 		`CREATE TABLE IF NOT EXISTS %[1]s.flows_by_time (` + flowColumnsDDL + `,
-			bucket timestamp,
-			PRIMARY KEY ((bucket), start_ns, uid)
+			bucket timestamp, shard int,
+			PRIMARY KEY ((bucket, shard), start_ns, uid)
 		) WITH CLUSTERING ORDER BY (start_ns ASC, uid ASC)`,
 		`CREATE TABLE IF NOT EXISTS %[1]s.flows_by_ip (` + flowColumnsDDL + `,
 			ip inet, bucket timestamp,
