@@ -15,7 +15,7 @@ import (
 )
 
 var opts = Options{
-	Image: "capfleet:test", ImagePullPolicy: corev1.PullIfNotPresent,
+	Image: "capfleet:test", ImagePullPolicy: corev1.PullIfNotPresent, StatsTopic: "fleet.stats",
 	Kafka:     KafkaDefaults{Brokers: []string{"k1:9092", "k2:9092"}},
 	Cassandra: CassandraDefaults{Hosts: []string{"c1"}, Port: 9042},
 }
@@ -136,7 +136,9 @@ func checkSensorInvariants(t *testing.T, pod corev1.PodSpec, c corev1.Container)
 	}
 	env := map[string]string{}
 	for _, e := range c.Env {
-		env[e.Name] = e.ValueFrom.FieldRef.FieldPath
+		if e.ValueFrom != nil {
+			env[e.Name] = e.ValueFrom.FieldRef.FieldPath
+		}
 	}
 	if env["NODE_NAME"] != "spec.nodeName" {
 		t.Errorf("NODE_NAME from %q", env["NODE_NAME"])
@@ -208,7 +210,7 @@ func TestReplayJobObject(t *testing.T) {
 				rj.Spec.Target = v1alpha1.ReplayTarget{Interface: &v1alpha1.InterfaceTarget{Name: "veth0", NodeName: "node-7"}}
 			},
 			wantArgs:   []string{"--url=https://x/y.pcap", "--sha256=" + strings.Repeat("ab", 32), "--top-speed", "--interface=veth0"},
-			absentArgs: []string{"--topic=ns.rp.packets", "--kafka-brokers=k1:9092,k2:9092"},
+			absentArgs: []string{"--topic=ns.rp.packets"},
 			hostNet:    true,
 		},
 	}
@@ -408,6 +410,36 @@ func TestSecretsReadableByNonRootWorkloads(t *testing.T) {
 		user := pod.Containers[0].SecurityContext.RunAsUser
 		if user == nil || *user == 0 || pod.SecurityContext == nil || pod.SecurityContext.FSGroup == nil || *pod.SecurityContext.FSGroup != *user {
 			t.Errorf("%s: runAsUser %v, pod securityContext %+v: the mounted Secret is unreadable", name, user, pod.SecurityContext)
+		}
+	}
+}
+
+// Every workload names the resource it serves and the stats topic, so its heartbeats reach that resource's status.
+func TestWorkloadsBeatForTheirResource(t *testing.T) {
+	cs := defaultedSensor(nil)
+	rj := replayJob(func(rj *v1alpha1.ReplayJob) {
+		rj.Spec.Target = v1alpha1.ReplayTarget{Interface: &v1alpha1.InterfaceTarget{Name: "eth0", NodeName: "n"}}
+	})
+	pp := pipeline(nil)
+	for _, w := range []struct {
+		kind  string
+		owner metav1.Object
+		c     corev1.Container
+	}{
+		{"CaptureSensor", cs, SensorDaemonSet(cs, opts).Spec.Template.Spec.Containers[0]},
+		{"ReplayJob", rj, ReplayJobObject(rj, opts).Spec.Template.Spec.Containers[0]},
+		{"PacketPipeline", pp, PipelineDeployment(pp, "t", opts).Spec.Template.Spec.Containers[0]},
+	} {
+		env := map[string]string{}
+		for _, e := range w.c.Env {
+			env[e.Name] = e.Value
+		}
+		if env["CAPFLEET_RESOURCE_KIND"] != w.kind || env["CAPFLEET_RESOURCE_NAME"] != w.owner.GetName() ||
+			env["CAPFLEET_RESOURCE_NAMESPACE"] != "ns" || env["CAPFLEET_RESOURCE_UID"] != string(w.owner.GetUID()) {
+			t.Errorf("%s: identity env %v", w.kind, env)
+		}
+		if !slices.Contains(w.c.Args, "--stats-topic=fleet.stats") || !slices.Contains(w.c.Args, "--kafka-brokers=k1:9092,k2:9092") {
+			t.Errorf("%s: no stats topic or Kafka in %v", w.kind, w.c.Args)
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"capfleet.dev/capfleet/api/v1alpha1"
 )
@@ -23,6 +24,8 @@ type Options struct {
 	// HostNetwork runs every workload in its node's network namespace, not only those that must (sensors,
 	// replays onto an interface): for nodes without a pod network, like the one-machine local cluster.
 	HostNetwork bool
+	// StatsTopic is where workloads publish heartbeats; empty keeps each workload's default.
+	StatsTopic string
 }
 
 // KafkaDefaults is the operator-wide Kafka connection.
@@ -149,12 +152,27 @@ func tmpVolume() (corev1.Volume, corev1.VolumeMount) {
 		corev1.VolumeMount{Name: "tmp", MountPath: "/tmp"}
 }
 
-// downwardEnv tells a workload which pod and node it is, for its records and heartbeats.
-func downwardEnv() []corev1.EnvVar {
+// downwardEnv tells a workload which pod and node it is, and which resource it serves, for its records and
+// the heartbeats the operator folds into that resource's status.
+func downwardEnv(kind string, owner metav1.Object) []corev1.EnvVar {
 	field := func(name, path string) corev1.EnvVar {
 		return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: path}}}
 	}
-	return []corev1.EnvVar{field("NODE_NAME", "spec.nodeName"), field("POD_NAME", "metadata.name"), field("POD_NAMESPACE", "metadata.namespace")}
+	return []corev1.EnvVar{
+		field("NODE_NAME", "spec.nodeName"), field("POD_NAME", "metadata.name"), field("POD_NAMESPACE", "metadata.namespace"),
+		{Name: "CAPFLEET_RESOURCE_KIND", Value: kind},
+		{Name: "CAPFLEET_RESOURCE_NAMESPACE", Value: owner.GetNamespace()},
+		{Name: "CAPFLEET_RESOURCE_NAME", Value: owner.GetName()},
+		{Name: "CAPFLEET_RESOURCE_UID", Value: string(owner.GetUID())},
+	}
+}
+
+// statsArgs points a workload's heartbeats at the operator's stats topic.
+func statsArgs(o Options) []string {
+	if o.StatsTopic == "" {
+		return nil
+	}
+	return []string{"--stats-topic=" + o.StatsTopic}
 }
 
 // workloadPorts are the metrics and health ports of a workload. In its own network namespace every kind

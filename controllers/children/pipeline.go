@@ -58,6 +58,7 @@ func PipelineDeployment(pp *v1alpha1.PacketPipeline, sourceTopic string, o Optio
 	}
 	kargs, ksecret := kafkaArgs(s.Kafka, o.Kafka)
 	args = append(args, kargs...)
+	args = append(args, statsArgs(o)...)
 
 	tmp, tmpMount := tmpVolume()
 	volumes, mounts := []corev1.Volume{tmp}, []corev1.VolumeMount{tmpMount}
@@ -118,7 +119,7 @@ func PipelineDeployment(pp *v1alpha1.PacketPipeline, sourceTopic string, o Optio
 						Image:           o.Image,
 						ImagePullPolicy: o.ImagePullPolicy,
 						Args:            args,
-						Env:             downwardEnv(),
+						Env:             downwardEnv("PacketPipeline", pp),
 						Ports:           ports(metricsPort, healthPort),
 						LivenessProbe:   liveness,
 						ReadinessProbe:  readiness,

@@ -67,12 +67,14 @@ func ReplayJobObject(rj *v1alpha1.ReplayJob, o Options) *batchv1.Job {
 		}
 	} else {
 		args = append(args, "--topic="+ReplayTopic(rj))
-		kargs, ksecret := kafkaArgs(s.Kafka, o.Kafka)
-		args = append(args, kargs...)
-		if ksecret != "" {
-			v, m := secretVolume("kafka", ksecret, kafkaSecretDir)
-			volumes, mounts = append(volumes, v), append(mounts, m)
-		}
+	}
+	// Kafka carries the packets of a topic replay and the heartbeats of every replay.
+	kargs, ksecret := kafkaArgs(s.Kafka, o.Kafka)
+	args = append(args, kargs...)
+	args = append(args, statsArgs(o)...)
+	if ksecret != "" {
+		v, m := secretVolume("kafka", ksecret, kafkaSecretDir)
+		volumes, mounts = append(volumes, v), append(mounts, m)
 	}
 	pod.Volumes = volumes
 	pod.Containers = []corev1.Container{{
@@ -80,7 +82,7 @@ func ReplayJobObject(rj *v1alpha1.ReplayJob, o Options) *batchv1.Job {
 		Image:           o.Image,
 		ImagePullPolicy: o.ImagePullPolicy,
 		Args:            args,
-		Env:             downwardEnv(),
+		Env:             downwardEnv("ReplayJob", rj),
 		Ports:           ports(metricsPort, healthPort)[:1],
 		Resources:       workloadResources(s.Resources, "100m", 64, 256),
 		VolumeMounts:    mounts,

@@ -47,6 +47,7 @@ func SensorDaemonSet(cs *v1alpha1.CaptureSensor, o Options) *appsv1.DaemonSet {
 	}
 	kargs, ksecret := kafkaArgs(s.Kafka, o.Kafka)
 	args = append(args, kargs...)
+	args = append(args, statsArgs(o)...)
 
 	tmp, tmpMount := tmpVolume()
 	volumes, mounts := []corev1.Volume{tmp}, []corev1.VolumeMount{tmpMount}
@@ -82,7 +83,7 @@ func SensorDaemonSet(cs *v1alpha1.CaptureSensor, o Options) *appsv1.DaemonSet {
 						Image:           o.Image,
 						ImagePullPolicy: o.ImagePullPolicy,
 						Args:            args,
-						Env:             downwardEnv(),
+						Env:             downwardEnv("CaptureSensor", cs),
 						Ports:           ports(metricsPort, healthPort),
 						LivenessProbe:   liveness,
 						ReadinessProbe:  readiness,
