@@ -13,6 +13,9 @@ import (
 // ConsumerOptions are the kgo options of the operator's stats consumer: the
 // whole topic without a group (every operator replica sees every beat),
 // starting lookback ago, so a restarted operator has its window at once.
+// (Staleness is judged by the operator's clock when a beat is read, so a pod
+// that died within the lookback looks live for three of its intervals after
+// an operator restart, then stale.)
 func ConsumerOptions(topic string, lookback time.Duration) []kgo.Opt {
 	return []kgo.Opt{
 		kgo.ConsumeTopics(topic),
