@@ -56,6 +56,9 @@ type Config struct {
 	CheckpointTTL  time.Duration // default 30 days: how long a stopped group can resume its open flows
 }
 
+// flows is whether flows are aggregated: to store them, to publish them, or both.
+func (c Config) flows() bool { return c.StoreFlows || c.FlowsTopic != "" }
+
 func (c Config) withDefaults() Config {
 	if c.CommitInterval <= 0 {
 		c.CommitInterval = 2 * time.Second
@@ -145,9 +148,9 @@ func New(cfg Config, deps Deps) (*Pipeline, error) {
 		return nil, errors.New("--sensor is required with --store-packets: packets are stored and queried by sensor")
 	case (cfg.StorePackets || cfg.StoreFlows) && deps.Writer == nil:
 		return nil, errors.New("a Cassandra writer is required to store packets or flows")
-	case cfg.FlowsTopic != "" && !cfg.StoreFlows:
-		return nil, errors.New("--flows-topic needs --store-flows: open flows are checkpointed in Cassandra so that none is lost or split on a restart")
-	case cfg.StoreFlows && (deps.NewFlowTable == nil || deps.Reader == nil):
+	case cfg.FlowsTopic != "" && (deps.Writer == nil || deps.Reader == nil):
+		return nil, errors.New("--flows-topic needs Cassandra (--store-flows or --store-packets): open flows are checkpointed there so that none is lost or split on a restart")
+	case cfg.flows() && (deps.NewFlowTable == nil || deps.Reader == nil):
 		return nil, errors.New("storing flows needs a flow table and a Cassandra reader (for checkpoints)")
 	}
 	if deps.Counters == nil {
@@ -260,7 +263,7 @@ func (p *Pipeline) record(ctx context.Context, ps *partition, r *kgo.Record) err
 	if ps.next < 0 {
 		ps.first = r.Offset
 	}
-	if p.cfg.StoreFlows && ps.flows == nil {
+	if p.cfg.flows() && ps.flows == nil {
 		if err := p.restore(ctx, ps, r.Offset); err != nil {
 			return err
 		}
@@ -380,10 +383,12 @@ func (p *Pipeline) flush(ctx context.Context) error {
 		p.packets = p.packets[:0]
 	}
 	if len(p.closed) > 0 {
-		if err := p.deps.Writer.WriteFlows(ctx, p.closed, p.cfg.FlowTTL); err != nil {
-			return p.sinkFailed("store flows", err)
+		if p.cfg.StoreFlows {
+			if err := p.deps.Writer.WriteFlows(ctx, p.closed, p.cfg.FlowTTL); err != nil {
+				return p.sinkFailed("store flows", err)
+			}
+			p.c.FlowsWritten.Add(uint64(len(p.closed)))
 		}
-		p.c.FlowsWritten.Add(uint64(len(p.closed)))
 		if err := p.publish(ctx, p.closed); err != nil {
 			return err
 		}
@@ -422,8 +427,10 @@ func (p *Pipeline) checkpoint(ctx context.Context, only []int32) error {
 		}
 		if ps.flows != nil {
 			for _, f := range ps.flows.Dirty() {
-				f.Sensor = p.cfg.Sensor
-				updates = append(updates, f)
+				if p.cfg.StoreFlows {
+					f.Sensor = p.cfg.Sensor
+					updates = append(updates, f)
+				}
 			}
 			began := time.Now()
 			state, err := ps.flows.MarshalState()

@@ -26,6 +26,7 @@ import (
 	"capfleet.dev/capfleet/internal/cassconn"
 	"capfleet.dev/capfleet/internal/kafkaconn"
 	"capfleet.dev/capfleet/internal/kafkatest"
+	"capfleet.dev/capfleet/processor/bpffilter"
 	"capfleet.dev/capfleet/processor/pipeline"
 	"capfleet.dev/capfleet/processor/pipeline/pipelinetest"
 	"capfleet.dev/capfleet/processor/store"
@@ -513,8 +514,11 @@ func TestFilterStoresWhatTcpdumpKeeps(t *testing.T) {
 	topic := kafkatest.NewTopic(t, kcfg, 2)
 	pipelinetest.Produce(t, kcfg, topic, frames)
 	metricsAddr := freePort(t)
+	// Packets stored, flows only published (checkpointed in Cassandra all the same).
+	flowsTopic := kafkatest.NewTopic(t, kcfg, 1)
 	args := append([]string{"--topic", topic, "--group", unique("filter-"), "--sensor", "f", "--store-packets",
-		"--keyspace", ks, "--metrics-addr", metricsAddr, "--health-addr", "", "--filter", filter}, connArgs(kcfg, ccfg)...)
+		"--keyspace", ks, "--metrics-addr", metricsAddr, "--health-addr", "", "--filter", filter,
+		"--flows-topic", flowsTopic, "--flow-idle-timeout", "2s"}, connArgs(kcfg, ccfg)...)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	cmd := NewCommand()
@@ -544,6 +548,26 @@ func TestFilterStoresWhatTcpdumpKeeps(t *testing.T) {
 	}
 	if got := tcpdumpHex(t, out); got != string(want) {
 		t.Fatal("the stored packets differ from those tcpdump's filter keeps")
+	}
+	set, err := bpffilter.NewSet(filter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kept []pipelinetest.Frame
+	for _, f := range frames {
+		if set.Match(f.Data, uint32(f.Meta.LinkType), len(f.Data)) {
+			kept = append(kept, f)
+		}
+	}
+	wantFlows := pipelinetest.ExpectedFlows(t, kept, pipeline.FlowConfig{IdleTimeout: 2 * time.Second, ActiveTimeout: 30 * time.Minute, MaxFlows: 1000000}, "f")
+	published := consumeFlows(t, kcfg, flowsTopic, len(wantFlows))
+	for _, f := range wantFlows {
+		if j, ok := published[f.UID]; !ok || j.OrigPkts != f.OrigPkts || j.RespPkts != f.RespPkts {
+			t.Fatalf("flow %s published as %+v, want %+v", f.UID, j, f)
+		}
+	}
+	if stored, err := r.FlowsBetween(ctx, first, last); err != nil || len(stored) != 0 {
+		t.Fatalf("flows stored without --store-flows: %d (%v)", len(stored), err)
 	}
 	cancel()
 	if err := <-done; err != nil {
