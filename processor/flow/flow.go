@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"hash/fnv"
 	"net/netip"
+	"strings"
 	"time"
 
 	"capfleet.dev/capfleet/processor/decode"
@@ -19,12 +20,23 @@ type Key struct {
 	VLAN               [2]uint16 // outer and inner VLAN ID, 0 when untagged
 }
 
-// lookupKey is Key with the endpoints in a canonical order, so both directions find the flow.
+// lookupKey is a Key with the endpoints in a canonical order, so both directions find the
+// flow, and addresses as 16 bytes (IPv4 mapped), which keeps it at 44 bytes: the flow table's
+// memory per flow is mostly this key, once in the map and once in the Flow.
 type lookupKey struct {
-	a, b         netip.Addr
+	a, b         [16]byte
 	aPort, bPort uint16
-	proto        uint8
 	vlan         [2]uint16
+	proto        uint8
+	v4           bool
+}
+
+func addr(b [16]byte, v4 bool) netip.Addr {
+	a := netip.AddrFrom16(b)
+	if v4 {
+		return a.Unmap()
+	}
+	return a
 }
 
 // tcpState is a TCP endpoint's state as Zeek tracks it, reduced to what conn_state needs.
@@ -44,30 +56,32 @@ const (
 type Endpoint struct {
 	Pkts    uint64
 	IPBytes uint64
-	// payload sums UDP, ICMP and other payloads; TCP bytes come from the sequence space covered
-	// instead (see Bytes), so retransmissions count once, as in Zeek.
-	payload uint64
-	Flags   uint16 // union of TCP flags
-
-	state      tcpState
-	seqStarted bool
-	didSYN     bool
-	finSeen    bool
-	startSeq   uint32
-	maxEnd     uint64 // highest sequence offset reached, relative to startSeq
+	// count sums UDP, ICMP and other payloads; for TCP it is the highest sequence offset reached
+	// relative to startSeq, so retransmissions count once, as in Zeek (see Bytes).
+	count    uint64
+	startSeq uint32
+	Flags    uint16 // union of TCP flags
+	state    tcpState
+	bits     uint8 // seqStarted, didSYN, finSeen
 }
+
+const (
+	seqStarted uint8 = 1 << iota
+	didSYN
+	finSeen
+)
 
 // Bytes is the payload the endpoint sent as Zeek counts it (orig_bytes or resp_bytes): for TCP
 // the sequence space covered less SYN and FIN, otherwise the sum of payloads.
 func (e *Endpoint) Bytes(proto uint8) uint64 {
+	n := e.count
 	if proto != decode.ProtoTCP {
-		return e.payload
+		return n
 	}
-	n := e.maxEnd
-	if e.didSYN && n > 0 {
+	if e.bits&didSYN != 0 && n > 0 {
 		n--
 	}
-	if e.finSeen && n > 0 {
+	if e.bits&finSeen != 0 && n > 0 {
 		n--
 	}
 	return n
@@ -76,8 +90,9 @@ func (e *Endpoint) Bytes(proto uint8) uint64 {
 // trackSeq extends the sequence space the endpoint covered, ignoring segments that start
 // before what was already seen (retransmissions and reordering) except for their new tail.
 func (e *Endpoint) trackSeq(seq uint32, payload int, flags uint16) {
-	if !e.seqStarted {
-		e.seqStarted, e.startSeq = true, seq
+	if e.bits&seqStarted == 0 {
+		e.bits |= seqStarted
+		e.startSeq = seq
 	}
 	rel := seq - e.startSeq
 	if rel > 1<<31 {
@@ -85,47 +100,73 @@ func (e *Endpoint) trackSeq(seq uint32, payload int, flags uint16) {
 	}
 	end := uint64(rel) + uint64(max(payload, 0))
 	if flags&decode.TCPSyn != 0 {
-		e.didSYN = true
+		e.bits |= didSYN
 		end++
 	}
 	if flags&decode.TCPFin != 0 {
-		e.finSeen = true
+		e.bits |= finSeen
 		end++
 	}
-	e.maxEnd = max(e.maxEnd, end)
+	e.count = max(e.count, end)
 }
 
-const maxHistory = 32
+// historyLetters are the events recorded, each once per direction; '^' comes from Flipped.
+const historyLetters = "shadfrq"
+
+// maxHistory holds every letter of historyLetters once per direction.
+const maxHistory = 2 * len(historyLetters)
 
 // Flow is one bidirectional conversation. A *Flow handed to the expiry callback is valid only
-// during the call: copy it, or take its Record.
+// during the call: copy it, or take its Record. Its fields are laid out to keep it at 160 bytes
+// (a size class), the larger part of the table's memory per flow.
 type Flow struct {
-	Key
-	First, Last time.Time
-	Orig, Resp  Endpoint
+	lookup  lookupKey
+	origIsB bool // the originator is lookup.b
 	// Flipped is true when the first packet seen came from the responder (a SYN-ACK), so the
 	// roles were swapped, as Zeek marks with '^' in the history.
-	Flipped bool
-
-	history    [maxHistory]byte
+	Flipped    bool
 	historyLen uint8
-	historySet uint64 // which (letter, direction) pairs are already in history
 
-	lookup           lookupKey
+	first, last int64 // Unix nanoseconds
+	Orig, Resp  Endpoint
+
+	historySet uint16 // which (letter, direction) pairs are already in history
+	history    [maxHistory]byte
+
 	lruPrev, lruNext *Flow // by last activity, least recent first
-	agePrev, ageNext *Flow // by creation, oldest first
 }
 
-// History is Zeek's history string: one letter per event, upper case from the originator.
-func (f *Flow) History() string { return string(f.history[:f.historyLen]) }
-
-// addHistory records an event letter (lower case) once per direction.
-func (f *Flow) addHistory(c byte, fromOrig bool) {
-	idx := uint(c - 'a')
-	if fromOrig {
-		idx += 32
+// Key is the flow's key in the direction of its originator.
+func (f *Flow) Key() Key {
+	l := &f.lookup
+	k := Key{Orig: addr(l.a, l.v4), Resp: addr(l.b, l.v4), OrigPort: l.aPort, RespPort: l.bPort, Proto: l.proto, VLAN: l.vlan}
+	if f.origIsB {
+		k.Orig, k.Resp, k.OrigPort, k.RespPort = k.Resp, k.Orig, k.RespPort, k.OrigPort
 	}
-	bit := uint64(1) << idx
+	return k
+}
+
+// First is the time of the first packet.
+func (f *Flow) First() time.Time { return time.Unix(0, f.first) }
+
+// Last is the time of the last packet.
+func (f *Flow) Last() time.Time { return time.Unix(0, f.last) }
+
+// History is Zeek's history string: one letter per event, upper case from the originator.
+func (f *Flow) History() string {
+	if f.Flipped {
+		return "^" + string(f.history[:f.historyLen])
+	}
+	return string(f.history[:f.historyLen])
+}
+
+// addHistory records an event letter of historyLetters (lower case) once per direction.
+func (f *Flow) addHistory(c byte, fromOrig bool) {
+	idx := uint(strings.IndexByte(historyLetters, c))
+	if fromOrig {
+		idx += uint(len(historyLetters))
+	}
+	bit := uint16(1) << idx
 	if f.historySet&bit != 0 || int(f.historyLen) >= maxHistory {
 		return
 	}
@@ -138,19 +179,20 @@ func (f *Flow) addHistory(c byte, fromOrig bool) {
 }
 
 // Duration is the time between the first and last packet.
-func (f *Flow) Duration() time.Duration { return f.Last.Sub(f.First) }
+func (f *Flow) Duration() time.Duration { return time.Duration(f.last - f.first) }
 
 // ConnState is Zeek's conn_state, from the endpoints' TCP states or whether each side sent.
 func (f *Flow) ConnState() string {
 	os, rs := f.Orig.state, f.Resp.state
-	switch f.Proto {
+	proto := f.lookup.proto
+	switch proto {
 	case decode.ProtoTCP:
 		oInactive := os == tcpInactive || os == tcpPartial
 		rInactive := rs == tcpInactive || rs == tcpPartial
 		switch {
 		case rs == tcpReset:
 			if os == tcpSynSent || os == tcpSynAckSent ||
-				(os == tcpReset && f.Orig.Bytes(f.Proto) == 0 && f.Resp.Bytes(f.Proto) == 0) {
+				(os == tcpReset && f.Orig.Bytes(proto) == 0 && f.Resp.Bytes(proto) == 0) {
 				return "REJ"
 			}
 			if oInactive {
@@ -196,24 +238,26 @@ func (f *Flow) ConnState() string {
 
 // CommunityID is the flow's Community ID v1 with seed 0.
 func (f *Flow) CommunityID() string {
-	return CommunityID(0, f.Key.Orig, f.Key.Resp, f.OrigPort, f.RespPort, f.Proto)
+	k := f.Key()
+	return CommunityID(0, k.Orig, k.Resp, k.OrigPort, k.RespPort, k.Proto)
 }
 
 // UID is a Zeek-style connection identifier derived from the key and start time, so that the
 // same flow read twice (a restarted pipeline) gets the same UID and overwrites its record.
 func (f *Flow) UID() string {
+	k := f.Key()
 	h := fnv.New64a()
 	var b [8]byte
-	h.Write(f.Key.Orig.AsSlice())
-	h.Write(f.Key.Resp.AsSlice())
-	binary.BigEndian.PutUint16(b[:], f.OrigPort)
-	binary.BigEndian.PutUint16(b[2:], f.RespPort)
-	b[4] = f.Proto
+	h.Write(k.Orig.AsSlice())
+	h.Write(k.Resp.AsSlice())
+	binary.BigEndian.PutUint16(b[:], k.OrigPort)
+	binary.BigEndian.PutUint16(b[2:], k.RespPort)
+	b[4] = k.Proto
 	h.Write(b[:5])
-	binary.BigEndian.PutUint16(b[:], f.VLAN[0])
-	binary.BigEndian.PutUint16(b[2:], f.VLAN[1])
+	binary.BigEndian.PutUint16(b[:], k.VLAN[0])
+	binary.BigEndian.PutUint16(b[2:], k.VLAN[1])
 	h.Write(b[:4])
-	binary.BigEndian.PutUint64(b[:], uint64(f.First.UnixNano()))
+	binary.BigEndian.PutUint64(b[:], uint64(f.first))
 	h.Write(b[:])
 	v := h.Sum64()
 	const digits = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"

@@ -54,15 +54,17 @@ func ProtoName(p uint8) string {
 
 // Record summarises f.
 func (f *Flow) Record(why EndReason) Record {
+	k := f.Key()
+	first := f.First()
 	r := Record{
-		TS: f.First, TSSeconds: float64(f.First.UnixMicro()) / 1e6, LastTS: f.Last, UID: f.UID(),
-		OrigH: f.Key.Orig.String(), OrigP: f.OrigPort, RespH: f.Key.Resp.String(), RespP: f.RespPort,
-		Proto: ProtoName(f.Proto), IPProto: f.Proto,
-		OrigBytes: f.Orig.Bytes(f.Proto), RespBytes: f.Resp.Bytes(f.Proto),
+		TS: first, TSSeconds: float64(first.UnixMicro()) / 1e6, LastTS: f.Last(), UID: f.UID(),
+		OrigH: k.Orig.String(), OrigP: k.OrigPort, RespH: k.Resp.String(), RespP: k.RespPort,
+		Proto: ProtoName(k.Proto), IPProto: k.Proto,
+		OrigBytes: f.Orig.Bytes(k.Proto), RespBytes: f.Resp.Bytes(k.Proto),
 		ConnState: f.ConnState(), History: f.History(),
 		OrigPkts: f.Orig.Pkts, OrigIPBytes: f.Orig.IPBytes, RespPkts: f.Resp.Pkts, RespIPBytes: f.Resp.IPBytes,
 		OrigFlags: f.Orig.Flags, RespFlags: f.Resp.Flags,
-		CommunityID: f.CommunityID(), VLAN: f.VLAN[0], InnerVLAN: f.VLAN[1], EndReason: why.String(),
+		CommunityID: f.CommunityID(), VLAN: k.VLAN[0], InnerVLAN: k.VLAN[1], EndReason: why.String(),
 	}
 	if d := f.Duration(); d > 0 {
 		r.Duration, r.HasDuration = d.Seconds(), true

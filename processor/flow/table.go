@@ -1,6 +1,7 @@
 package flow
 
 import (
+	"bytes"
 	"time"
 
 	"capfleet.dev/capfleet/processor/decode"
@@ -52,8 +53,6 @@ type Table struct {
 	flows   map[lookupKey]*Flow
 	lruHead *Flow // least recently active
 	lruTail *Flow
-	ageHead *Flow // oldest
-	ageTail *Flow
 	free    []*Flow
 	now     time.Time
 	Stats   Stats
@@ -95,15 +94,17 @@ func packetKey(p *decode.Packet, h *decode.IPHeader) (k Key, oneWay bool) {
 	return k, oneWay
 }
 
-func canonical(k Key, oneWay bool) lookupKey {
-	l := lookupKey{a: k.Orig, b: k.Resp, aPort: k.OrigPort, bPort: k.RespPort, proto: k.Proto, vlan: k.VLAN}
+// canonical is the lookup key of k; swapped says the packet's source is lookup.b.
+func canonical(k Key, oneWay bool) (l lookupKey, swapped bool) {
+	l = lookupKey{a: k.Orig.As16(), b: k.Resp.As16(), aPort: k.OrigPort, bPort: k.RespPort, proto: k.Proto, vlan: k.VLAN, v4: k.Orig.Is4()}
 	if !oneWay {
-		c := l.a.Compare(l.b)
+		c := bytes.Compare(l.a[:], l.b[:])
 		if c > 0 || (c == 0 && l.aPort > l.bPort) {
 			l.a, l.b, l.aPort, l.bPort = l.b, l.a, l.bPort, l.aPort
+			swapped = true
 		}
 	}
-	return l
+	return l, swapped
 }
 
 // Add accounts one decoded packet, first ending the flows its timestamp has timed out.
@@ -123,21 +124,24 @@ func (t *Table) Add(p *decode.Packet) {
 		t.Expire(now)
 	}
 	k, oneWay := packetKey(p, h)
-	lk := canonical(k, oneWay)
+	lk, swapped := canonical(k, oneWay)
 	f := t.flows[lk]
+	if f != nil && time.Duration(now.UnixNano()-f.first) >= t.cfg.ActiveTimeout {
+		t.end(f, EndActive)
+		f = nil
+	}
 	if f == nil {
-		f = t.create(k, lk, now, h)
+		f = t.create(lk, swapped, now, h)
 	}
-	fromOrig := h.Src == f.Key.Orig && k.OrigPort == f.OrigPort
-	if f.Key.Orig == f.Key.Resp && f.OrigPort == f.RespPort {
-		fromOrig = true // a host talking to itself on one port: one direction
-	}
-	t.account(f, h, fromOrig, now)
+	// The packet comes from the originator when its source is the key's originator side; a
+	// host talking to itself on one port has one direction only.
+	fromOrig := swapped == f.origIsB || (lk.a == lk.b && lk.aPort == lk.bPort)
+	t.account(f, h, fromOrig, now.UnixNano())
 	t.touch(f)
 	t.Stats.Packets++
 }
 
-func (t *Table) create(k Key, lk lookupKey, now time.Time, h *decode.IPHeader) *Flow {
+func (t *Table) create(lk lookupKey, swapped bool, now time.Time, h *decode.IPHeader) *Flow {
 	if len(t.flows) >= t.cfg.MaxFlows && t.lruHead != nil {
 		t.end(t.lruHead, EndEvicted)
 	}
@@ -148,37 +152,26 @@ func (t *Table) create(k Key, lk lookupKey, now time.Time, h *decode.IPHeader) *
 	} else {
 		f = &Flow{}
 	}
+	f.lookup, f.origIsB = lk, swapped
 	// A first packet that is a SYN-ACK comes from the responder: Zeek swaps the roles.
 	if h.Proto == decode.ProtoTCP && h.L4.Proto == decode.ProtoTCP &&
 		h.L4.Flags&(decode.TCPSyn|decode.TCPAck) == decode.TCPSyn|decode.TCPAck {
-		k.Orig, k.Resp, k.OrigPort, k.RespPort = k.Resp, k.Orig, k.RespPort, k.OrigPort
+		f.origIsB = !swapped
 		f.Flipped = true
-		f.history[0] = '^'
-		f.historyLen = 1
 	}
-	f.Key, f.lookup, f.First, f.Last = k, lk, now, now
+	f.first, f.last = now.UnixNano(), now.UnixNano()
 	t.flows[lk] = f
 	t.Stats.Created++
-	// append to the age list
-	f.agePrev = t.ageTail
-	if t.ageTail != nil {
-		t.ageTail.ageNext = f
-	} else {
-		t.ageHead = f
-	}
-	t.ageTail = f
 	return f
 }
 
 // account updates the counters, TCP state and history of f with one packet.
-func (t *Table) account(f *Flow, h *decode.IPHeader, fromOrig bool, now time.Time) {
+func (t *Table) account(f *Flow, h *decode.IPHeader, fromOrig bool, now int64) {
 	ep, peer := &f.Orig, &f.Resp
 	if !fromOrig {
 		ep, peer = peer, ep
 	}
-	if now.After(f.Last) {
-		f.Last = now
-	}
+	f.last = max(f.last, now)
 	ep.Pkts++
 	ep.IPBytes += uint64(max(h.TotalLen, 0))
 	l4 := &h.L4
@@ -189,14 +182,14 @@ func (t *Table) account(f *Flow, h *decode.IPHeader, fromOrig bool, now time.Tim
 		tcpTransition(ep, peer, l4.Flags)
 		tcpHistory(f, l4, fromOrig)
 	case h.Proto == decode.ProtoUDP && l4.Proto == decode.ProtoUDP:
-		ep.payload += uint64(l4.PayloadLen)
+		ep.count += uint64(l4.PayloadLen)
 		if l4.PayloadLen > 0 {
 			f.addHistory('d', fromOrig)
 		}
 	case h.Proto == decode.ProtoICMP || h.Proto == decode.ProtoICMPv6:
-		ep.payload += uint64(max(h.TotalLen-h.HeaderLen-8, 0))
+		ep.count += uint64(max(h.TotalLen-h.HeaderLen-8, 0))
 	default:
-		ep.payload += uint64(max(h.TotalLen-h.HeaderLen, 0))
+		ep.count += uint64(max(h.TotalLen-h.HeaderLen, 0))
 	}
 }
 
@@ -284,44 +277,29 @@ func (t *Table) unlinkLRU(f *Flow) {
 	f.lruPrev, f.lruNext = nil, nil
 }
 
-func (t *Table) unlinkAge(f *Flow) {
-	if f.agePrev != nil {
-		f.agePrev.ageNext = f.ageNext
-	} else {
-		t.ageHead = f.ageNext
-	}
-	if f.ageNext != nil {
-		f.ageNext.agePrev = f.agePrev
-	} else {
-		t.ageTail = f.agePrev
-	}
-	f.agePrev, f.ageNext = nil, nil
-}
-
 // end removes f, hands it to the callback and recycles it.
 func (t *Table) end(f *Flow, why EndReason) {
 	delete(t.flows, f.lookup)
 	t.unlinkLRU(f)
-	t.unlinkAge(f)
 	t.Stats.Ended[why]++
 	t.cfg.OnEnd(f, why)
 	t.free = append(t.free, f)
 }
 
-// Expire ends the flows idle for IdleTimeout or open for ActiveTimeout at now. Add calls it as
-// packet time advances; call it on a timer too if the packet stream can pause.
+// Expire ends the flows idle for IdleTimeout at now. Add calls it as packet time advances; call
+// it on a timer too if the packet stream can pause. A flow open for ActiveTimeout ends when its
+// next packet comes (which starts a new flow), as NetFlow exporters do: a flow that sends nothing
+// more ends by idling instead.
 func (t *Table) Expire(now time.Time) {
-	for f := t.lruHead; f != nil && now.Sub(f.Last) >= t.cfg.IdleTimeout; f = t.lruHead {
+	ns := now.UnixNano()
+	for f := t.lruHead; f != nil && time.Duration(ns-f.last) >= t.cfg.IdleTimeout; f = t.lruHead {
 		t.end(f, EndIdle)
-	}
-	for f := t.ageHead; f != nil && now.Sub(f.First) >= t.cfg.ActiveTimeout; f = t.ageHead {
-		t.end(f, EndActive)
 	}
 }
 
-// Flush ends every flow, oldest first.
+// Flush ends every flow, least recently active first.
 func (t *Table) Flush() {
-	for t.ageHead != nil {
-		t.end(t.ageHead, EndFlushed)
+	for t.lruHead != nil {
+		t.end(t.lruHead, EndFlushed)
 	}
 }
