@@ -6,6 +6,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/client-go/tools/record"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -13,6 +14,7 @@ import (
 	"capfleet.dev/capfleet/api/v1alpha1"
 	"capfleet.dev/capfleet/controllers/children"
 	"capfleet.dev/capfleet/controllers/topics"
+	"capfleet.dev/capfleet/heartbeat"
 )
 
 // CaptureSensorReconciler turns a CaptureSensor into a DaemonSet of sensors.
@@ -22,6 +24,8 @@ type CaptureSensorReconciler struct {
 	Options  children.Options
 	// Topics tends the sensors' Kafka topics; nil leaves topics to someone else.
 	Topics *topics.Manager
+	// Figures brings the sensors' heartbeats into the status; nil reports rollout only.
+	Figures *Figures
 }
 
 // +kubebuilder:rbac:groups=capture.capfleet.dev,resources=capturesensors,verbs=get;list;watch
@@ -37,6 +41,9 @@ func (r *CaptureSensorReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	cs := &v1alpha1.CaptureSensor{}
 	if err := r.Get(ctx, req.NamespacedName, cs); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if cs.DeletionTimestamp != nil && r.Figures != nil {
+		r.Figures.forget(heartbeat.KindCaptureSensor, cs)
 	}
 	if deleting, err := finalizeTopics(ctx, r.Client, r.Topics, cs, cs.Spec.TopicDeletionPolicy, cs.Status.Topics); deleting || err != nil {
 		return ctrl.Result{}, err
@@ -86,6 +93,23 @@ func (r *CaptureSensorReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	cs.Status.NodesReady = ds.Status.NumberReady
 	cs.Status.Nodes = fmt.Sprintf("%d/%d", ds.Status.NumberReady, ds.Status.DesiredNumberScheduled)
 	result = daemonSetOutcome(ds)
+
+	// 7. Traffic and losses, from the sensors' heartbeats, rewritten at most once per status interval;
+	// between rewrites a degraded sensor stays degraded rather than flapping to Ready.
+	if r.Figures != nil {
+		var degraded string
+		if s, fresh, wait := r.Figures.take(heartbeat.KindCaptureSensor, cs); fresh {
+			degraded = sensorFigures(&cs.Status, s, cs.Spec.DropThresholdPercent)
+		} else {
+			res.RequeueAfter = shortest(res.RequeueAfter, wait)
+			if c := meta.FindStatusCondition(before.Status.Conditions, v1alpha1.ConditionReady); c != nil && c.Reason == ReasonDegraded {
+				degraded = c.Message
+			}
+		}
+		if degraded != "" && result.ready {
+			result = outcome{degraded: true, reason: ReasonDegraded, message: degraded}
+		}
+	}
 	if topicTrouble != nil {
 		result = *topicTrouble
 	}
@@ -111,6 +135,7 @@ func (r *CaptureSensorReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.CaptureSensor{}).
 		Owns(&appsv1.DaemonSet{}).
+		WatchesRawSource(figureWakeups(r.Figures, heartbeat.KindCaptureSensor)).
 		Named("capturesensor").
 		Complete(r)
 }

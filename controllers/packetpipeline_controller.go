@@ -17,6 +17,7 @@ import (
 	"capfleet.dev/capfleet/api/v1alpha1"
 	"capfleet.dev/capfleet/controllers/children"
 	"capfleet.dev/capfleet/controllers/topics"
+	"capfleet.dev/capfleet/heartbeat"
 )
 
 // PacketPipelineReconciler turns a PacketPipeline into a Deployment of processors.
@@ -26,6 +27,8 @@ type PacketPipelineReconciler struct {
 	Options  children.Options
 	// Topics tends the pipelines' flows topics; nil leaves topics to someone else.
 	Topics *topics.Manager
+	// Figures brings the processors' heartbeats into the status; nil reports rollout only.
+	Figures *Figures
 }
 
 // +kubebuilder:rbac:groups=capture.capfleet.dev,resources=packetpipelines,verbs=get;list;watch
@@ -101,6 +104,15 @@ func (r *PacketPipelineReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	pp.Status.Replicas = dep.Status.Replicas
 	pp.Status.ReadyReplicas = dep.Status.ReadyReplicas
 	result = deploymentOutcome(dep)
+
+	// 8. Throughput, lag and errors, from the processors' heartbeats.
+	if r.Figures != nil {
+		if s, ok, wait := r.Figures.take(heartbeat.KindPacketPipeline, pp); ok {
+			pipelineFigures(&pp.Status, s)
+		} else if wait > 0 {
+			res.RequeueAfter = shortest(res.RequeueAfter, wait)
+		}
+	}
 	if topicTrouble != nil {
 		result = *topicTrouble
 	}
@@ -132,6 +144,7 @@ func (r *PacketPipelineReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.PacketPipeline{}).
 		Owns(&appsv1.Deployment{}).
+		WatchesRawSource(figureWakeups(r.Figures, heartbeat.KindPacketPipeline)).
 		Watches(&v1alpha1.CaptureSensor{}, handler.EnqueueRequestsFromMapFunc(r.pipelinesReading)).
 		Named("packetpipeline").
 		Complete(r)

@@ -13,6 +13,7 @@ import (
 
 	"capfleet.dev/capfleet/api/v1alpha1"
 	"capfleet.dev/capfleet/controllers/children"
+	"capfleet.dev/capfleet/heartbeat"
 )
 
 // ReplayJobReconciler turns a ReplayJob into a Job that replays its capture.
@@ -20,6 +21,8 @@ type ReplayJobReconciler struct {
 	client.Client
 	Recorder record.EventRecorder
 	Options  children.Options
+	// Figures brings the replayers' heartbeats (progress) into the status; nil follows the Job only.
+	Figures *Figures
 }
 
 // +kubebuilder:rbac:groups=capture.capfleet.dev,resources=replayjobs,verbs=get;list;watch
@@ -78,11 +81,18 @@ func (r *ReplayJobReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	rj.Status.Phase = phase
 	rj.Status.StartTime = job.Status.StartTime
 	rj.Status.CompletionTime = job.Status.CompletionTime
+	if r.Figures != nil {
+		if s, ok, wait := r.Figures.take(heartbeat.KindReplayJob, rj); ok {
+			replayFigures(&rj.Status, s)
+		} else if wait > 0 {
+			res.RequeueAfter = shortest(res.RequeueAfter, wait)
+		}
+	}
 	if phase == v1alpha1.ReplaySucceeded {
 		rj.Status.Progress = "100%"
 	}
 	result = replayOutcome(phase, msg)
-	return ctrl.Result{}, nil
+	return res, nil
 }
 
 // retireOtherJobs deletes the Jobs of earlier specs, with their pods.
@@ -157,6 +167,7 @@ func (r *ReplayJobReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.ReplayJob{}).
 		Owns(&batchv1.Job{}).
+		WatchesRawSource(figureWakeups(r.Figures, heartbeat.KindReplayJob)).
 		Named("replayjob").
 		Complete(r)
 }

@@ -26,9 +26,11 @@ type outcome struct {
 	// stalled: nothing will change until the spec (or the world) does.
 	stalled bool
 	// ready: the resource does what its spec says.
-	ready   bool
-	reason  string
-	message string
+	ready bool
+	// degraded: it runs as the spec says but does its job badly (drops, silent nodes); nothing is in progress.
+	degraded bool
+	reason   string
+	message  string
 }
 
 func progressing(msg string) outcome { return outcome{reason: ReasonProgressing, message: msg} }
@@ -44,6 +46,10 @@ func summarize(st *v1alpha1.CommonStatus, generation int64, o outcome) {
 	switch {
 	case o.stalled:
 		set(v1alpha1.ConditionStalled, metav1.ConditionTrue, o.reason, o.message)
+		set(v1alpha1.ConditionReconciling, metav1.ConditionFalse, o.reason, "")
+		set(v1alpha1.ConditionReady, metav1.ConditionFalse, o.reason, o.message)
+	case o.degraded:
+		set(v1alpha1.ConditionStalled, metav1.ConditionFalse, o.reason, "")
 		set(v1alpha1.ConditionReconciling, metav1.ConditionFalse, o.reason, "")
 		set(v1alpha1.ConditionReady, metav1.ConditionFalse, o.reason, o.message)
 	case o.ready:

@@ -25,6 +25,8 @@ import (
 	"capfleet.dev/capfleet/controllers"
 	"capfleet.dev/capfleet/controllers/children"
 	"capfleet.dev/capfleet/controllers/topics"
+	"capfleet.dev/capfleet/heartbeat"
+	"capfleet.dev/capfleet/internal/kafkaconn"
 	"capfleet.dev/capfleet/internal/kafkatest"
 	"capfleet.dev/capfleet/internal/testenv"
 	"capfleet.dev/capfleet/manager"
@@ -41,7 +43,11 @@ var (
 	stopMgr context.CancelFunc
 	// topicsMgr is the operator's topic manager, on the broker hack/kafka.sh started; nil without one.
 	topicsMgr *topics.Manager
-	testOpts  = children.Options{
+	// figures brings heartbeats from statsTopic into status, every statusInterval; nil without a broker.
+	figures        *controllers.Figures
+	statsTopic     = fmt.Sprintf("capfleet.stats.test-%d", time.Now().UnixNano())
+	statusInterval = 2 * time.Second
+	testOpts       = children.Options{
 		Image: "capfleet:test", ImagePullPolicy: corev1.PullNever,
 		Kafka:     children.KafkaDefaults{Brokers: []string{"kafka.test:9092"}},
 		Cassandra: children.CassandraDefaults{Hosts: []string{"cassandra.test"}, Port: 9042},
@@ -92,8 +98,14 @@ func cluster(t *testing.T) client.Client {
 		if envErr != nil {
 			return
 		}
-		topicsMgr = realKafkaTopics()
-		if envErr = controllers.Setup(mgr, testOpts, topicsMgr); envErr != nil {
+		var kc kafkaconn.Config
+		topicsMgr, kc = realKafkaTopics()
+		if topicsMgr != nil {
+			if figures, envErr = heartbeats(mgr, topicsMgr, kc); envErr != nil {
+				return
+			}
+		}
+		if envErr = controllers.Setup(mgr, testOpts, topicsMgr, figures); envErr != nil {
 			return
 		}
 		var ctx context.Context
@@ -112,26 +124,38 @@ func cluster(t *testing.T) client.Client {
 
 // realKafkaTopics connects the operator to the broker hack/kafka.sh started, when it runs; the topic tests
 // then fail (under CI) or skip, and the other tests run without topics.
-func realKafkaTopics() *topics.Manager {
+func realKafkaTopics() (*topics.Manager, kafkaconn.Config) {
 	path, err := kafkatest.EnvPath()
 	if err != nil {
-		return nil
+		return nil, kafkaconn.Config{}
 	}
 	kenv, err := kafkatest.ReadEnv(path)
 	if err != nil {
-		return nil
+		return nil, kafkaconn.Config{}
 	}
 	kc := kenv.Plain()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := kafkatest.Ping(ctx, kc); err != nil {
-		return nil
+		return nil, kc
 	}
 	cl, err := kc.NewClient()
 	if err != nil {
-		return nil
+		return nil, kc
 	}
-	return topics.New(cl)
+	return topics.New(cl), kc
+}
+
+// heartbeats runs the operator's stats consumer on a topic of the suite's own.
+func heartbeats(mgr ctrl.Manager, tm *topics.Manager, kc kafkaconn.Config) (*controllers.Figures, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := tm.Ensure(ctx, topics.Want{Name: statsTopic, Partitions: 3, ReplicationFactor: 1}); err != nil {
+		return nil, err
+	}
+	agg := heartbeat.NewAggregator(heartbeat.Options{})
+	f := controllers.NewFigures(agg, statusInterval)
+	return f, mgr.Add(&heartbeat.Consumer{Aggregator: agg, Kafka: kc, Topic: statsTopic, OnChange: f.Changed})
 }
 
 // namespace makes a fresh namespace for one test, so tests never see each other's objects.

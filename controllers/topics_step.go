@@ -4,9 +4,12 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 
 	"capfleet.dev/capfleet/api/v1alpha1"
 	"capfleet.dev/capfleet/controllers/topics"
@@ -100,4 +103,28 @@ func setFinalizer(ctx context.Context, c client.Client, obj client.Object, on bo
 		return fmt.Errorf("update finalizers: %w", err)
 	}
 	return nil
+}
+
+// StatsTopicCreator makes the heartbeat topic exist when the operator starts, retrying while Kafka is out of
+// reach. Heartbeats are small and only the recent ones matter, hence an hour of retention.
+func StatsTopicCreator(m *topics.Manager, name string) manager.RunnableFunc {
+	return func(ctx context.Context) error {
+		log := ctrllog.FromContext(ctx).WithName("stats-topic")
+		want := topics.Want{Name: name, Partitions: 6, ReplicationFactor: 1, RetentionMs: int64(time.Hour / time.Millisecond)}
+		for {
+			st, err := m.Ensure(ctx, want)
+			if err == nil {
+				if st.Problem != "" {
+					log.Info("stats topic differs from what the operator would create; using it as it is", "problem", st.Problem)
+				}
+				return nil
+			}
+			log.Error(err, "creating the stats topic; retrying")
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(kafkaRetry):
+			}
+		}
+	}
 }

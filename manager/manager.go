@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
@@ -21,6 +22,7 @@ import (
 	"capfleet.dev/capfleet/controllers"
 	"capfleet.dev/capfleet/controllers/children"
 	"capfleet.dev/capfleet/controllers/topics"
+	"capfleet.dev/capfleet/heartbeat"
 	"capfleet.dev/capfleet/internal/kafkaconn"
 )
 
@@ -48,6 +50,8 @@ type Flags struct {
 	Kafka          kafkaconn.Config
 	KafkaSecret    string
 	ManageTopics   bool
+	StatsTopic     string
+	StatusInterval time.Duration
 	CassandraHosts []string
 	CassandraPort  int32
 	CassandraTLS   bool
@@ -76,6 +80,8 @@ func NewCommand() *cobra.Command {
 	f.Kafka.AddFlags(fs)
 	fs.StringVar(&f.KafkaSecret, "kafka-secret", "", "default Secret (in each resource's namespace) with the workloads' Kafka credentials")
 	fs.BoolVar(&f.ManageTopics, "manage-topics", true, "create and tend the Kafka topics resources declare")
+	fs.StringVar(&f.StatsTopic, "stats-topic", heartbeat.DefaultTopic, "topic the workloads' heartbeats go to; empty turns status figures off")
+	fs.DurationVar(&f.StatusInterval, "status-interval", 10*time.Second, "a resource's status figures change at most once per this interval")
 	fs.StringSliceVar(&f.CassandraHosts, "cassandra-hosts", []string{"cassandra"}, "default Cassandra contact points")
 	fs.Int32Var(&f.CassandraPort, "cassandra-port", 9042, "default Cassandra CQL port")
 	fs.BoolVar(&f.CassandraTLS, "cassandra-tls", false, "use TLS to Cassandra by default")
@@ -90,6 +96,7 @@ func (f *Flags) Options() children.Options {
 		Image:           f.Image,
 		ImagePullPolicy: corev1.PullPolicy(f.PullPolicy),
 		Kafka:           children.KafkaDefaults{Brokers: f.Kafka.Brokers, TLS: f.Kafka.TLS, SecretName: f.KafkaSecret},
+		StatsTopic:      f.StatsTopic,
 		Cassandra: children.CassandraDefaults{
 			Hosts: f.CassandraHosts, Port: f.CassandraPort, TLS: f.CassandraTLS, SecretName: f.CassandraSec,
 		},
@@ -123,7 +130,24 @@ func run(f *Flags) error {
 		defer cl.Close()
 		tm = topics.New(cl)
 	}
-	if err := controllers.Setup(mgr, f.Options(), tm); err != nil {
+	var figures *controllers.Figures
+	if f.StatsTopic != "" {
+		agg := heartbeat.NewAggregator(heartbeat.Options{})
+		figures = controllers.NewFigures(agg, f.StatusInterval)
+		if tm != nil {
+			if err := mgr.Add(controllers.StatsTopicCreator(tm, f.StatsTopic)); err != nil {
+				return err
+			}
+		}
+		log := ctrl.Log.WithName("heartbeats")
+		if err := mgr.Add(&heartbeat.Consumer{
+			Aggregator: agg, Kafka: f.Kafka, Topic: f.StatsTopic, OnChange: figures.Changed, LeaderOnly: f.LeaderElect,
+			OnError: func(err error) { log.Error(err, "reading heartbeats") },
+		}); err != nil {
+			return err
+		}
+	}
+	if err := controllers.Setup(mgr, f.Options(), tm, figures); err != nil {
 		return err
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {

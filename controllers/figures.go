@@ -1,0 +1,151 @@
+package controllers
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"sync"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+
+	"capfleet.dev/capfleet/api/v1alpha1"
+	"capfleet.dev/capfleet/heartbeat"
+)
+
+// ReasonDegraded says a sensor runs but loses more than its spec tolerates, or a node went silent.
+const ReasonDegraded = "Degraded"
+
+// Figures joins the workloads' heartbeats to the reconcilers: it turns the aggregator's summaries into status
+// figures, wakes the reconciler of a resource with new figures, and lets each resource's figures be written
+// at most once per interval, so a fleet of beating pods costs a bounded number of status writes.
+type Figures struct {
+	agg      *heartbeat.Aggregator
+	interval time.Duration
+
+	mu     sync.Mutex
+	last   map[types.UID]time.Time
+	events map[string]chan event.GenericEvent
+}
+
+// NewFigures reads summaries from agg and allows a resource's figures to change once per interval.
+func NewFigures(agg *heartbeat.Aggregator, interval time.Duration) *Figures {
+	f := &Figures{agg: agg, interval: interval, last: map[types.UID]time.Time{}, events: map[string]chan event.GenericEvent{}}
+	for _, k := range []string{heartbeat.KindCaptureSensor, heartbeat.KindReplayJob, heartbeat.KindPacketPipeline} {
+		f.events[k] = make(chan event.GenericEvent, 1024)
+	}
+	return f
+}
+
+// Changed is the heartbeat consumer's OnChange: it asks for a reconcile of the resource. When the queue is
+// full the wake-up is dropped; the resource's next beat, seconds later, asks again.
+func (f *Figures) Changed(k heartbeat.ResourceKey) {
+	ch, ok := f.events[k.Kind]
+	if !ok {
+		return
+	}
+	obj := &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Namespace: k.Namespace, Name: k.Name}}
+	select {
+	case ch <- event.GenericEvent{Object: obj}:
+	default:
+	}
+}
+
+func (f *Figures) wakeups(kind string) <-chan event.GenericEvent { return f.events[kind] }
+
+// take returns the resource's summary when its figures may be rewritten now; otherwise it says how long
+// until they may.
+func (f *Figures) take(kind string, obj client.Object) (heartbeat.Summary, bool, time.Duration) {
+	s, ok := f.agg.Summary(heartbeat.ResourceKey{Kind: kind, Namespace: obj.GetNamespace(), Name: obj.GetName(), UID: string(obj.GetUID())})
+	if !ok {
+		return s, false, 0
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if wait := f.interval - time.Since(f.last[obj.GetUID()]); wait > 0 {
+		return s, false, wait
+	}
+	f.last[obj.GetUID()] = time.Now()
+	return s, true, 0
+}
+
+// forget drops what is kept of a deleted resource.
+func (f *Figures) forget(kind string, obj client.Object) {
+	f.agg.Forget(heartbeat.ResourceKey{Kind: kind, Namespace: obj.GetNamespace(), Name: obj.GetName(), UID: string(obj.GetUID())})
+	f.mu.Lock()
+	delete(f.last, obj.GetUID())
+	f.mu.Unlock()
+}
+
+func drops(d heartbeat.Drops) v1alpha1.Drops {
+	return v1alpha1.Drops{
+		KernelRing: int64(d.KernelRing), Interface: int64(d.Interface), SensorQueue: int64(d.SensorQueue),
+		KafkaProduce: int64(d.KafkaProduce), Total: int64(d.Total()),
+	}
+}
+
+func percent(ratio float64) string { return fmt.Sprintf("%.2f%%", 100*ratio) }
+
+func rate(v float64) int64 { return int64(math.Round(v)) }
+
+// sensorFigures writes a sensor's traffic and losses into its status, and says whether it is degraded.
+func sensorFigures(st *v1alpha1.CaptureSensorStatus, s heartbeat.Summary, thresholdPercent int32) (degraded string) {
+	st.PacketsPerSecond = rate(s.Rates.Packets)
+	st.BytesPerSecond = rate(s.Rates.Bytes)
+	d := drops(s.Totals.Drops)
+	st.Drops = &d
+	st.DropPercent = percent(s.DropRatio)
+	st.PerNode = st.PerNode[:0]
+	var silent []string
+	for _, n := range s.Nodes {
+		ns := v1alpha1.NodeCaptureStatus{
+			Node: n.Node, PacketsPerSecond: rate(n.Rates.Packets), BytesPerSecond: rate(n.Rates.Bytes), Drops: drops(n.Drops),
+		}
+		if !n.LastHeartbeat.IsZero() {
+			t := metav1.NewTime(n.LastHeartbeat.Truncate(time.Second))
+			ns.LastHeartbeat = &t
+		}
+		st.PerNode = append(st.PerNode, ns)
+		if n.Stale {
+			silent = append(silent, n.Node)
+		}
+	}
+	switch {
+	case len(silent) > 0:
+		sort.Strings(silent)
+		return fmt.Sprintf("no heartbeat from the sensor on %v", silent)
+	case 100*s.DropRatio > float64(thresholdPercent):
+		return fmt.Sprintf("dropping %s of packets, above the %d%% threshold (kernel ring %d, interface %d, sensor queue %d, Kafka %d so far)",
+			percent(s.DropRatio), thresholdPercent, d.KernelRing, d.Interface, d.SensorQueue, d.KafkaProduce)
+	}
+	return ""
+}
+
+// replayFigures writes a replay's progress into its status.
+func replayFigures(st *v1alpha1.ReplayJobStatus, s heartbeat.Summary) {
+	p := s.Progress
+	st.PacketsSent = int64(s.Totals.Packets)
+	st.BytesSent = int64(s.Totals.Bytes)
+	st.PacketsTotal = int64(p.PacketsTotal)
+	st.PacketsPerSecond = rate(s.Rates.PacketsDone)
+	st.Failed = int64(s.Totals.Failed)
+	st.Truncated = int64(s.Totals.Truncated)
+	if p.Percent >= 0 {
+		st.Progress = fmt.Sprintf("%d%%", int(math.Floor(p.Percent)))
+	}
+}
+
+// pipelineFigures writes a pipeline's throughput, lag and errors into its status.
+func pipelineFigures(st *v1alpha1.PacketPipelineStatus, s heartbeat.Summary) {
+	st.RecordsInPerSecond = rate(s.Rates.RecordsIn)
+	st.RecordsOutPerSecond = rate(s.Rates.RecordsOut)
+	st.ConsumerLag = s.Totals.ConsumerLag
+	st.DecodeErrors = int64(s.Totals.DecodeErrors)
+	st.Filtered = int64(s.Totals.Filtered)
+	st.SinkErrors = int64(s.Totals.SinkErrors)
+	st.Errors = st.DecodeErrors + st.SinkErrors
+	st.ActiveFlows = s.Totals.FlowsActive
+}
