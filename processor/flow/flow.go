@@ -116,15 +116,26 @@ const historyLetters = "shadfrq"
 // maxHistory holds every letter of historyLetters once per direction.
 const maxHistory = 2 * len(historyLetters)
 
-// Flow is one bidirectional conversation. A *Flow handed to the expiry callback is valid only
-// during the call: copy it, or take its Record. Its fields are laid out to keep it at 160 bytes
-// (a size class), the larger part of the table's memory per flow.
+// Flow is one bidirectional conversation as the table hands it to OnEnd: valid only during the
+// call (copy it, or take its Record).
 type Flow struct {
-	lookup  lookupKey
-	origIsB bool // the originator is lookup.b
+	Key
+	First, Last time.Time
+	Orig, Resp  Endpoint
 	// Flipped is true when the first packet seen came from the responder (a SYN-ACK), so the
 	// roles were swapped, as Zeek marks with '^' in the history.
-	Flipped    bool
+	Flipped bool
+
+	history    [maxHistory]byte
+	historyLen uint8
+}
+
+// entry is a flow while it is in the table, laid out to take 160 bytes (a size class): with the
+// map's slot for its key, the table's memory per flow.
+type entry struct {
+	lookup     lookupKey
+	origIsB    bool // the originator is lookup.b
+	flipped    bool
 	historyLen uint8
 
 	first, last int64 // Unix nanoseconds
@@ -133,24 +144,26 @@ type Flow struct {
 	historySet uint16 // which (letter, direction) pairs are already in history
 	history    [maxHistory]byte
 
-	lruPrev, lruNext *Flow // by last activity, least recent first
+	lruPrev, lruNext *entry // by last activity, least recent first
 }
 
-// Key is the flow's key in the direction of its originator.
-func (f *Flow) Key() Key {
-	l := &f.lookup
+// key is the entry's key in the direction of its originator.
+func (e *entry) key() Key {
+	l := &e.lookup
 	k := Key{Orig: addr(l.a, l.v4), Resp: addr(l.b, l.v4), OrigPort: l.aPort, RespPort: l.bPort, Proto: l.proto, VLAN: l.vlan}
-	if f.origIsB {
+	if e.origIsB {
 		k.Orig, k.Resp, k.OrigPort, k.RespPort = k.Resp, k.Orig, k.RespPort, k.OrigPort
 	}
 	return k
 }
 
-// First is the time of the first packet.
-func (f *Flow) First() time.Time { return time.Unix(0, f.first) }
-
-// Last is the time of the last packet.
-func (f *Flow) Last() time.Time { return time.Unix(0, f.last) }
+// flow fills f from the entry.
+func (e *entry) flow(f *Flow) {
+	*f = Flow{
+		Key: e.key(), First: time.Unix(0, e.first), Last: time.Unix(0, e.last),
+		Orig: e.Orig, Resp: e.Resp, Flipped: e.flipped, history: e.history, historyLen: e.historyLen,
+	}
+}
 
 // History is Zeek's history string: one letter per event, upper case from the originator.
 func (f *Flow) History() string {
@@ -161,30 +174,30 @@ func (f *Flow) History() string {
 }
 
 // addHistory records an event letter of historyLetters (lower case) once per direction.
-func (f *Flow) addHistory(c byte, fromOrig bool) {
+func (e *entry) addHistory(c byte, fromOrig bool) {
 	idx := uint(strings.IndexByte(historyLetters, c))
 	if fromOrig {
 		idx += uint(len(historyLetters))
 	}
 	bit := uint16(1) << idx
-	if f.historySet&bit != 0 || int(f.historyLen) >= maxHistory {
+	if e.historySet&bit != 0 || int(e.historyLen) >= maxHistory {
 		return
 	}
-	f.historySet |= bit
+	e.historySet |= bit
 	if fromOrig {
 		c -= 'a' - 'A'
 	}
-	f.history[f.historyLen] = c
-	f.historyLen++
+	e.history[e.historyLen] = c
+	e.historyLen++
 }
 
 // Duration is the time between the first and last packet.
-func (f *Flow) Duration() time.Duration { return time.Duration(f.last - f.first) }
+func (f *Flow) Duration() time.Duration { return f.Last.Sub(f.First) }
 
 // ConnState is Zeek's conn_state, from the endpoints' TCP states or whether each side sent.
 func (f *Flow) ConnState() string {
 	os, rs := f.Orig.state, f.Resp.state
-	proto := f.lookup.proto
+	proto := f.Proto
 	switch proto {
 	case decode.ProtoTCP:
 		oInactive := os == tcpInactive || os == tcpPartial
@@ -238,14 +251,13 @@ func (f *Flow) ConnState() string {
 
 // CommunityID is the flow's Community ID v1 with seed 0.
 func (f *Flow) CommunityID() string {
-	k := f.Key()
-	return CommunityID(0, k.Orig, k.Resp, k.OrigPort, k.RespPort, k.Proto)
+	return CommunityID(0, f.Key.Orig, f.Key.Resp, f.OrigPort, f.RespPort, f.Proto)
 }
 
 // UID is a Zeek-style connection identifier derived from the key and start time, so that the
 // same flow read twice (a restarted pipeline) gets the same UID and overwrites its record.
 func (f *Flow) UID() string {
-	k := f.Key()
+	k := f.Key
 	h := fnv.New64a()
 	var b [8]byte
 	h.Write(k.Orig.AsSlice())
@@ -257,7 +269,7 @@ func (f *Flow) UID() string {
 	binary.BigEndian.PutUint16(b[:], k.VLAN[0])
 	binary.BigEndian.PutUint16(b[2:], k.VLAN[1])
 	h.Write(b[:4])
-	binary.BigEndian.PutUint64(b[:], uint64(f.first))
+	binary.BigEndian.PutUint64(b[:], uint64(f.First.UnixNano()))
 	h.Write(b[:])
 	v := h.Sum64()
 	const digits = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"

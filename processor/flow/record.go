@@ -54,10 +54,9 @@ func ProtoName(p uint8) string {
 
 // Record summarises f.
 func (f *Flow) Record(why EndReason) Record {
-	k := f.Key()
-	first := f.First()
+	k := f.Key
 	r := Record{
-		TS: first, TSSeconds: float64(first.UnixMicro()) / 1e6, LastTS: f.Last(), UID: f.UID(),
+		TS: f.First, TSSeconds: float64(f.First.UnixMicro()) / 1e6, LastTS: f.Last, UID: f.UID(),
 		OrigH: k.Orig.String(), OrigP: k.OrigPort, RespH: k.Resp.String(), RespP: k.RespPort,
 		Proto: ProtoName(k.Proto), IPProto: k.Proto,
 		OrigBytes: f.Orig.Bytes(k.Proto), RespBytes: f.Resp.Bytes(k.Proto),

@@ -50,10 +50,11 @@ type Stats struct {
 // for concurrent use: shard by flow (packetrecord.FlowHash) and give each shard a Table.
 type Table struct {
 	cfg     Config
-	flows   map[lookupKey]*Flow
-	lruHead *Flow // least recently active
-	lruTail *Flow
-	free    []*Flow
+	flows   map[lookupKey]*entry
+	lruHead *entry // least recently active
+	lruTail *entry
+	free    []*entry
+	out     Flow // handed to OnEnd
 	now     time.Time
 	Stats   Stats
 }
@@ -72,7 +73,7 @@ func New(cfg Config) *Table {
 	if cfg.OnEnd == nil {
 		cfg.OnEnd = func(*Flow, EndReason) {}
 	}
-	return &Table{cfg: cfg, flows: make(map[lookupKey]*Flow)}
+	return &Table{cfg: cfg, flows: make(map[lookupKey]*entry)}
 }
 
 // Len is the number of flows in the table.
@@ -141,23 +142,23 @@ func (t *Table) Add(p *decode.Packet) {
 	t.Stats.Packets++
 }
 
-func (t *Table) create(lk lookupKey, swapped bool, now time.Time, h *decode.IPHeader) *Flow {
+func (t *Table) create(lk lookupKey, swapped bool, now time.Time, h *decode.IPHeader) *entry {
 	if len(t.flows) >= t.cfg.MaxFlows && t.lruHead != nil {
 		t.end(t.lruHead, EndEvicted)
 	}
-	var f *Flow
+	var f *entry
 	if n := len(t.free); n > 0 {
 		f, t.free = t.free[n-1], t.free[:n-1]
-		*f = Flow{}
+		*f = entry{}
 	} else {
-		f = &Flow{}
+		f = &entry{}
 	}
 	f.lookup, f.origIsB = lk, swapped
 	// A first packet that is a SYN-ACK comes from the responder: Zeek swaps the roles.
 	if h.Proto == decode.ProtoTCP && h.L4.Proto == decode.ProtoTCP &&
 		h.L4.Flags&(decode.TCPSyn|decode.TCPAck) == decode.TCPSyn|decode.TCPAck {
 		f.origIsB = !swapped
-		f.Flipped = true
+		f.flipped = true
 	}
 	f.first, f.last = now.UnixNano(), now.UnixNano()
 	t.flows[lk] = f
@@ -166,7 +167,7 @@ func (t *Table) create(lk lookupKey, swapped bool, now time.Time, h *decode.IPHe
 }
 
 // account updates the counters, TCP state and history of f with one packet.
-func (t *Table) account(f *Flow, h *decode.IPHeader, fromOrig bool, now int64) {
+func (t *Table) account(f *entry, h *decode.IPHeader, fromOrig bool, now int64) {
 	ep, peer := &f.Orig, &f.Resp
 	if !fromOrig {
 		ep, peer = peer, ep
@@ -223,7 +224,7 @@ func tcpTransition(ep, peer *Endpoint, flags uint16) {
 	}
 }
 
-func tcpHistory(f *Flow, l4 *decode.Transport, fromOrig bool) {
+func tcpHistory(f *entry, l4 *decode.Transport, fromOrig bool) {
 	fl := l4.Flags
 	syn, ack, fin, rst := fl&decode.TCPSyn != 0, fl&decode.TCPAck != 0, fl&decode.TCPFin != 0, fl&decode.TCPRst != 0
 	switch {
@@ -249,7 +250,7 @@ func tcpHistory(f *Flow, l4 *decode.Transport, fromOrig bool) {
 }
 
 // touch moves f to the most-recently-active end of the LRU list.
-func (t *Table) touch(f *Flow) {
+func (t *Table) touch(f *entry) {
 	if t.lruTail == f {
 		return
 	}
@@ -263,7 +264,7 @@ func (t *Table) touch(f *Flow) {
 	t.lruTail = f
 }
 
-func (t *Table) unlinkLRU(f *Flow) {
+func (t *Table) unlinkLRU(f *entry) {
 	if f.lruPrev != nil {
 		f.lruPrev.lruNext = f.lruNext
 	} else if t.lruHead == f {
@@ -278,11 +279,12 @@ func (t *Table) unlinkLRU(f *Flow) {
 }
 
 // end removes f, hands it to the callback and recycles it.
-func (t *Table) end(f *Flow, why EndReason) {
+func (t *Table) end(f *entry, why EndReason) {
 	delete(t.flows, f.lookup)
 	t.unlinkLRU(f)
 	t.Stats.Ended[why]++
-	t.cfg.OnEnd(f, why)
+	f.flow(&t.out)
+	t.cfg.OnEnd(&t.out, why)
 	t.free = append(t.free, f)
 }
 
