@@ -4,7 +4,7 @@
 # Idempotent: does nothing when all are present.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
-PKGS="libpcap-dev tcpdump tcpreplay tshark iproute2 openssl curl"
+PKGS="libpcap-dev tcpdump tcpreplay tshark iproute2 openssl curl time"
 missing=""
 for p in $PKGS; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"; done
 [ -z "$missing" ] && exit 0

@@ -1,0 +1,453 @@
+#!/usr/bin/env bash
+# hack/bench.sh (make bench): issue 8's benchmarks of capfleet against the tools users would
+# otherwise use (capinfos, tcpdump, tshark, tcpreplay, a bare franz-go producer), side by side on
+# the same inputs in one run, then the Go benchmarks of the hot paths. Prints the headline table and
+# writes docs/benchmarks.md.
+#
+#   BENCH_RUNS=5         runs of each figure (median, min-max)
+#   BENCH_QUICK=1        smoke pass: 1 run, 100k-packet inputs, page written under .cache/bench/
+#   BENCH_PACKETS=N      packets in each input (default 1,000,000)
+#   BENCH_TSHARK_PACKETS=N  packets of each input tshark decodes (default 100,000: tshark needs tens of
+#                        seconds per million packets here, five runs on both inputs would not fit in 20 min)
+#   BENCH_E2E_PACKETS=N  packets of the end-to-end run through Cassandra (default 50,000; 0 skips it
+#                        and Cassandra)
+#   BENCH_PREPARE=1      only build (and cache) the inputs
+#   BENCH_OUT=FILE       where the page goes (default docs/benchmarks.md)
+#
+# Needs root (network namespaces, AF_PACKET). Starts Kafka and Cassandra with hack/kafka.sh and
+# hack/cassandra.sh when they are not running and stops them afterwards only then; everything else it
+# creates (netns, topics, keyspaces) it removes.
+set -euo pipefail
+shopt -s inherit_errexit
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$ROOT"
+
+QUICK=${BENCH_QUICK:-0}
+if [ "$QUICK" = 1 ]; then RUNS=1 DEF_PACKETS=100000 DEF_TSHARK=20000 DEF_E2E=20000 DEF_OUT=$CACHE/bench/benchmarks-quick.md
+else RUNS=${BENCH_RUNS:-5} DEF_PACKETS=1000000 DEF_TSHARK=100000 DEF_E2E=50000 DEF_OUT=$ROOT/docs/benchmarks.md; fi
+E2E_PACKETS=${BENCH_E2E_PACKETS:-$DEF_E2E}
+PACKETS=${BENCH_PACKETS:-$DEF_PACKETS}
+TSHARK_PACKETS=${BENCH_TSHARK_PACKETS:-$DEF_TSHARK}
+OUT=${BENCH_OUT:-$DEF_OUT}
+PCAPS=${BENCH_PCAPS:-$(cd "$ROOT/.." && pwd)/shared/pcaps}
+CAPFLEET=$ROOT/bin/capfleet
+BENCH=$CACHE/bench
+WORK=$BENCH/run
+RESULTS=$WORK/results.tsv
+TOOL=$WORK/benchtool
+NS=cfbench$$
+TX=cfb-tx RX=cfb-rx
+STARTED_KAFKA=0 STARTED_CASSANDRA=0
+T_START=$SECONDS
+
+[ "$(id -u)" = 0 ] || die "needs root: network namespaces, AF_PACKET capture and raw sends"
+[ -x "$CAPFLEET" ] || die "$CAPFLEET missing: run make build (make bench does)"
+[ -f "$PCAPS/MANIFEST.tsv" ] || die "no captures at $PCAPS (set BENCH_PCAPS)"
+for t in mergecap editcap capinfos tcpdump tshark tcpreplay /usr/bin/time curl ip; do
+  command -v "$t" >/dev/null || die "$t missing: run bash hack/deps.sh"
+done
+
+rm -rf "$WORK" && mkdir -p "$WORK" "$BENCH/inputs"
+: >"$RESULTS"
+
+cleanup() {
+  set +e
+  [ -n "${SENSOR_PID:-}" ] && kill "$SENSOR_PID" 2>/dev/null
+  [ -n "${TCPDUMP_PID:-}" ] && kill "$TCPDUMP_PID" 2>/dev/null
+  [ -n "${PROCESS_PID:-}" ] && kill "$PROCESS_PID" 2>/dev/null
+  ip netns del "$NS" 2>/dev/null
+  if [ "$STARTED_CASSANDRA" = 1 ]; then bash hack/cassandra.sh stop; fi
+  if [ "$STARTED_KAFKA" = 1 ]; then bash hack/kafka.sh stop; fi
+}
+trap cleanup EXIT
+
+emit() { printf '%s\t%s\t%s\t%s\t%s\n' "$@" >>"$RESULTS"; }
+calc() { awk "BEGIN { printf \"%.6f\", $* }"; }
+# phase logs a step and samples the load average, so the page can say how busy the machine was.
+phase() {
+  log "$* ($(( SECONDS - T_START ))s in)"
+  cut -d' ' -f1 /proc/loadavg >>"$WORK/load.txt"
+}
+
+# ---------------------------------------------------------------- inputs
+# select_captures small|mix: Ethernet captures of the corpus that tcpdump, capinfos and Go all read
+# whole (no errors, no truncated packets, the same count); "small" keeps those whose records average
+# at most 100 bytes (file bytes per packet, headers included). Prints path and packet count.
+select_captures() {
+  awk -F'\t' -v kind="$1" -v dir="$PCAPS" '
+    NR == 1 { for (i = 1; i <= NF; i++) col[$i] = i; next }
+    $col["linktype_tcpdump"] != "link-type EN10MB (Ethernet)" { next }
+    $col["tcpdump_stderr"] != "" || $col["capinfos_err"] != "" || $col["gopacket_read_err"] != "" { next }
+    $col["truncated_pkts"] + 0 != 0 { next }
+    # pcapgo'"'"'s parser tests: crafted blocks, some of which no pcap file can hold
+    $col["local_path"] ~ /^gopacket\/pcapgo\/tests\// { next }
+    { n = $col["pkts_tcpdump"] + 0 }
+    n == 0 || $col["pkts_capinfos"] + 0 != n || $col["pkts_gopacket"] + 0 != n { next }
+    kind == "small" && $col["size_bytes"] / n > 100 { next }
+    { print dir "/" $col["local_path"] "\t" n }' "$PCAPS/MANIFEST.tsv" | sort
+}
+
+# make_input NAME: at least $PACKETS packets, the selected captures concatenated (mergecap -a) and
+# the result repeated; cached under $CACHE/bench/inputs by a hash of the list and the repeat count.
+make_input() {
+  local name=$1 list total reps key out base
+  list=$(select_captures "$name")
+  [ -n "$list" ] || die "no $name captures selected from $PCAPS/MANIFEST.tsv"
+  total=$(awk -F'\t' '{ s += $2 } END { print s }' <<<"$list")
+  reps=$(( (PACKETS + total - 1) / total ))
+  key=$( { echo "v1 $reps"; cut -f1 <<<"$list" | xargs stat -c '%n %s'; } | sha256sum | cut -c1-16)
+  out=$BENCH/inputs/$name-$key.pcap
+  if [ ! -s "$out" ]; then
+    log "building the $name input: $(wc -l <<<"$list") captures, $total packets, repeated $reps times"
+    base=$BENCH/inputs/$name-$key.once.pcap
+    # shellcheck disable=SC2046
+    mergecap -a -F pcap -w "$base" $(cut -f1 <<<"$list") || die "mergecap could not concatenate the $name captures"
+    local args=() i
+    for ((i = 0; i < reps; i++)); do args+=("$base"); done
+    mergecap -a -F pcap -w "$out.tmp" "${args[@]}" || die "mergecap could not repeat $base"
+    mv "$out.tmp" "$out"
+    rm -f "$base"
+    cut -f1 <<<"$list" | sed "s|^$PCAPS/||" >"$out.list"
+  fi
+  echo "$out"
+}
+
+# slice FILE N: the first N packets of FILE (cached beside it)
+slice() {
+  local out=${1%.pcap}.first$2.pcap
+  [ -s "$out" ] || editcap -r "$1" "$out" "1-$2"
+  echo "$out"
+}
+
+packets_of() { "$CAPFLEET" pcap info -o json "$1" | grep -o '"packets": *[0-9]*' | head -1 | grep -o '[0-9]*$'; }
+
+phase "building hack/benchtool"
+go build -o "$TOOL" ./hack/benchtool
+phase "preparing inputs (>= $PACKETS packets each)"
+declare -A FILE NPKT NBYTES
+for k in small mix; do
+  FILE[$k]=$(make_input "$k")
+  NPKT[$k]=$(packets_of "${FILE[$k]}")
+  NBYTES[$k]=$(stat -c %s "${FILE[$k]}")
+  cat "${FILE[$k]}" >/dev/null # into the page cache before the first timed read
+  log "input $k: ${FILE[$k]} (${NPKT[$k]} packets, ${NBYTES[$k]} bytes)"
+done
+[ "${BENCH_PREPARE:-0}" = 1 ] && { log "inputs ready (BENCH_PREPARE=1: nothing measured)"; exit 0; }
+
+# ---------------------------------------------------------------- measuring
+# measure SECTION CASE TOOL PACKETS BYTES CMD...: one timed run; stdout goes to $MEASURE_OUT
+# (default /dev/null), the packet rate from the wall clock is named $RATE_NAME (default Mpkt/s).
+# Sets LAST_WALL, LAST_CPU, LAST_RSS_MB for the caller's own figures.
+measure() {
+  local sec=$1 kase=$2 tool=$3 pkts=$4 bytes=$5; shift 5
+  local tv=$WORK/time.txt t0 t1
+  t0=$(date +%s%N)
+  if ! /usr/bin/time -v -o "$tv" "$@" >"${MEASURE_OUT:-/dev/null}" 2>"$WORK/stderr.txt"; then
+    tail -5 "$WORK/stderr.txt" >&2
+    die "$tool failed: $*"
+  fi
+  t1=$(date +%s%N)
+  LAST_WALL=$(calc "($t1 - $t0) / 1e9")
+  LAST_CPU=$(awk -F': ' '/User time|System time/ { s += $2 } END { printf "%.3f", s }' "$tv")
+  LAST_RSS_MB=$(awk -F': ' '/Maximum resident set size/ { printf "%.1f", $2 / 1024 }' "$tv")
+  emit "$sec" "$kase" "$tool" "${RATE_NAME:-Mpkt/s}" "$(calc "$pkts / $LAST_WALL / 1e6")"
+  case $sec in
+    read) emit "$sec" "$kase" "$tool" "MB/s" "$(calc "$bytes / $LAST_WALL / 1e6")" ;;
+    decode | flows) emit "$sec" "$kase" "$tool" "Mpkt/s per core" "$(calc "$pkts / ($LAST_CPU > 0 ? $LAST_CPU : 0.01) / 1e6")" ;;
+  esac
+  emit "$sec" "$kase" "$tool" "wall s" "$LAST_WALL"
+  emit "$sec" "$kase" "$tool" "CPU s" "$LAST_CPU"
+  emit "$sec" "$kase" "$tool" "peak RSS MB" "$LAST_RSS_MB"
+}
+
+FIELDS=frame.number,frame.time_epoch,frame.len,eth.src,eth.dst,vlan.id,ip.src,ip.dst,ipv6.src,ipv6.dst,ip.proto,tcp.srcport,tcp.dstport,tcp.flags,udp.srcport,udp.dstport,dns.qry.name
+# tshark as decode's parity tests run it: the first occurrence of each field, no reassembly.
+TSHARK=(tshark -n -T fields -E separator=/t -E occurrence=f -o ip.defragment:FALSE -o ipv6.defragment:FALSE)
+for f in ${FIELDS//,/ }; do TSHARK+=(-e "$f"); done
+
+phase "read, decode, flows: $RUNS runs"
+for ((run = 1; run <= RUNS; run++)); do
+  for k in small mix; do
+    f=${FILE[$k]} p=${NPKT[$k]} b=${NBYTES[$k]}
+    measure read "$k" "capfleet pcap info" "$p" "$b" "$CAPFLEET" pcap info "$f"
+    measure read "$k" "capinfos" "$p" "$b" capinfos "$f"
+    measure read "$k" "tcpdump -r -w /dev/null" "$p" "$b" tcpdump -r "$f" -w /dev/null
+    measure decode "$k" "capfleet pcap decode" "$p" "$b" "$CAPFLEET" pcap decode --fields "$FIELDS" "$f"
+    measure decode "$k" "tcpdump -nn -r" "$p" "$b" tcpdump -nn -r "$f"
+    if [ "$TSHARK_PACKETS" -gt 0 ]; then
+      s=$(slice "$f" "$TSHARK_PACKETS") sk="$k, first $TSHARK_PACKETS packets"
+      measure decode "$sk" "capfleet pcap decode" "$TSHARK_PACKETS" 0 "$CAPFLEET" pcap decode --fields "$FIELDS" "$s"
+      measure decode "$sk" "tcpdump -nn -r" "$TSHARK_PACKETS" 0 tcpdump -nn -r "$s"
+      measure decode "$sk" "tshark -T fields" "$TSHARK_PACKETS" 0 "${TSHARK[@]}" -r "$s"
+    fi
+    measure flows "$k" "capfleet pcap flows" "$p" "$b" "$CAPFLEET" pcap flows "$f"
+  done
+done
+
+# ---------------------------------------------------------------- a veth pair in a namespace
+# Both ends live in $NS: senders write to $TX, the peer $RX receives (and is where captures listen).
+# No addresses and no IPv6, so the only packets on the pair are the ones replayed.
+phase "veth pair $TX <-> $RX in netns $NS"
+ip netns add "$NS"
+ip netns exec "$NS" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+ip -n "$NS" link add "$TX" type veth peer name "$RX"
+# The largest MTU a veth takes, so the mix's jumbo and offloaded frames go out as they were captured.
+ip -n "$NS" link set "$TX" mtu 65535 up
+ip -n "$NS" link set "$RX" mtu 65535 up
+ip -n "$NS" link set lo up
+rx_packets() { ip netns exec "$NS" cat "/sys/class/net/$RX/statistics/rx_packets"; }
+inns() { ip netns exec "$NS" "$@"; }
+
+# rated OUT: packets/s, Mbit/s, successful and failed packets from tcpreplay's summary (capfleet
+# replay prints the same lines).
+rated() {
+  RATE_PPS=$(sed -n 's/.*Rated: .* Mbps, \([0-9.]*\) pps.*/\1/p' "$1" | tail -1)
+  RATE_MBPS=$(sed -n 's/.*Rated: .* Bps, \([0-9.]*\) Mbps.*/\1/p' "$1" | tail -1)
+  SENT=$(awk '/Successful packets:/ { n = $3 } END { print n + 0 }' "$1")
+  FAILED=$(awk '/Failed packets:/ { n = $3 } END { print n + 0 }' "$1")
+  [ -n "$RATE_PPS" ] || { cat "$1" >&2; die "no 'Rated:' line in the replay's summary"; }
+}
+
+# replay_figures SECTION CASE TOOL PACKETS OUT: the figures of a replay from its own summary
+replay_figures() {
+  rated "$5"
+  emit "$1" "$2" "$3" "Mpkt/s" "$(calc "$RATE_PPS / 1e6")"
+  emit "$1" "$2" "$3" "Mbit/s" "$RATE_MBPS"
+  emit "$1" "$2" "$3" "CPU ns/pkt" "$(calc "$LAST_CPU * 1e9 / ($SENT > 0 ? $SENT : 1)")"
+  emit "$1" "$2" "$3" "sent" "$SENT"
+  emit "$1" "$2" "$3" "failed" "$FAILED"
+  emit "$1" "$2" "$3" "packets in file" "$4"
+}
+
+phase "replay onto the veth: $RUNS runs"
+for ((run = 1; run <= RUNS; run++)); do
+  for k in small mix; do
+    f=${FILE[$k]} p=${NPKT[$k]} b=${NBYTES[$k]}
+    r0=$(rx_packets)
+    MEASURE_OUT=$WORK/replay.out RATE_NAME="Mpkt/s incl. start-up" \
+      measure replay-veth "$k" "capfleet pcap replay --interface" "$p" "$b" \
+      ip netns exec "$NS" "$CAPFLEET" pcap replay "$f" --interface "$TX" --top-speed
+    replay_figures replay-veth "$k" "capfleet pcap replay --interface" "$p" "$WORK/replay.out"
+    emit replay-veth "$k" "capfleet pcap replay --interface" "received on peer" "$(( $(rx_packets) - r0 ))"
+    r0=$(rx_packets)
+    MEASURE_OUT=$WORK/replay.out RATE_NAME="Mpkt/s incl. start-up" \
+      measure replay-veth "$k" "tcpreplay --topspeed" "$p" "$b" \
+      ip netns exec "$NS" tcpreplay -i "$TX" --topspeed --no-flow-stats "$f"
+    replay_figures replay-veth "$k" "tcpreplay --topspeed" "$p" "$WORK/replay.out"
+    emit replay-veth "$k" "tcpreplay --topspeed" "received on peer" "$(( $(rx_packets) - r0 ))"
+  done
+done
+
+# ---------------------------------------------------------------- Kafka
+if bash hack/kafka.sh status >/dev/null 2>&1; then
+  log "using the running Kafka ($(bash hack/kafka.sh status))"
+else
+  phase "starting Kafka (hack/kafka.sh start; stopped again at the end)"
+  bash hack/kafka.sh start
+  STARTED_KAFKA=1
+fi
+PARTITIONS=3
+new_topic() { local t=cfbench-$$-$1; "$TOOL" topic create "$t" --partitions "$PARTITIONS" >&2; echo "$t"; }
+
+phase "replay into Kafka: $RUNS runs (small input, $PARTITIONS partitions)"
+k=small f=${FILE[small]} p=${NPKT[small]} b=${NBYTES[small]}
+for ((run = 1; run <= RUNS; run++)); do
+  t=$(new_topic "replay-$run")
+  MEASURE_OUT=$WORK/replay.out RATE_NAME="Mpkt/s incl. start-up" \
+    measure replay-kafka "$k" "capfleet pcap replay --to-topic" "$p" "$b" \
+    env NODE_NAME=bench "$CAPFLEET" pcap replay "$f" --to-topic "$t" --top-speed
+  rated "$WORK/replay.out"
+  emit replay-kafka "$k" "capfleet pcap replay --to-topic" "Mpkt/s" "$(calc "$RATE_PPS / 1e6")"
+  emit replay-kafka "$k" "capfleet pcap replay --to-topic" "records in topic" "$("$TOOL" topic count "$t")"
+  "$TOOL" topic delete "$t"
+  t=$(new_topic "ceiling-$run")
+  MEASURE_OUT=$WORK/produce.out RATE_NAME="Mpkt/s incl. start-up" \
+    measure replay-kafka "$k" "franz-go producer ceiling" "$p" "$b" "$TOOL" produce --file "$f" --topic "$t"
+  pps=$(grep -o 'pps=[0-9.]*' "$WORK/produce.out" | cut -d= -f2)
+  emit replay-kafka "$k" "franz-go producer ceiling" "Mpkt/s" "$(calc "$pps / 1e6")"
+  emit replay-kafka "$k" "franz-go producer ceiling" "records in topic" "$("$TOOL" topic count "$t")"
+  "$TOOL" topic delete "$t"
+done
+
+# ---------------------------------------------------------------- capture at line rate
+HZ=$(getconf CLK_TCK)
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+peak_rss_mb() { awk '/^VmHWM:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
+PORT=$((39000 + $$ % 1000))
+METRICS=127.0.0.1:$PORT HEALTH=127.0.0.1:$((PORT + 1))
+sensor_metric() { # NAME LABEL=VALUE: one counter of the sensor's /metrics
+  { curl -fs "http://$METRICS/metrics" || true; } | awk -v n="$1" -v l="$2" '$1 ~ "^"n"[{]" && index($1, l) { s += $2 } END { printf "%.0f", s }'
+}
+# offer K: tcpreplay at top speed onto the veth; sets SENT and RATE_PPS
+offer() {
+  inns tcpreplay -i "$TX" --topspeed --no-flow-stats "${FILE[$1]}" >"$WORK/offer.out" 2>&1 || { cat "$WORK/offer.out" >&2; die "tcpreplay failed"; }
+  rated "$WORK/offer.out"
+}
+
+phase "capture at line rate: $RUNS runs (small input at tcpreplay's top speed)"
+k=small
+for ((run = 1; run <= RUNS; run++)); do
+  tool="capfleet sensor → Kafka"
+  t=$(new_topic "capture-$run")
+  NODE_NAME=bench "$CAPFLEET" sensor --netns "/var/run/netns/$NS" --interfaces "$RX" --topic "$t" \
+    --metrics-addr "$METRICS" --health-addr "$HEALTH" >"$WORK/sensor.log" 2>&1 &
+  SENSOR_PID=$!
+  for ((i = 0; i < 600; i++)); do
+    curl -fs "http://$HEALTH/readyz" >/dev/null 2>&1 && break
+    kill -0 "$SENSOR_PID" 2>/dev/null || { tail "$WORK/sensor.log" >&2; die "the sensor exited at start"; }
+    sleep 0.1
+  done
+  c0=$(cpu_ticks "$SENSOR_PID") r0=$(rx_packets)
+  offer "$k"
+  # The sensor is done when every packet the kernel handed over has left its buffer for Kafka.
+  last=-1
+  for ((i = 0; i < 1200; i++)); do
+    cap=$(sensor_metric capfleet_sensor_packets_total 'outcome="captured"')
+    buf=$(sensor_metric capfleet_sensor_buffered_packets interface)
+    [ "$buf" = 0 ] && [ "$cap" = "$last" ] && break
+    last=$cap
+    sleep 0.5
+  done
+  c1=$(cpu_ticks "$SENSOR_PID") rss=$(peak_rss_mb "$SENSOR_PID")
+  pub=$(sensor_metric capfleet_sensor_packets_total 'outcome="published"')
+  kd=$(sensor_metric capfleet_sensor_drops_total 'cause="kernel"')
+  idrops=$(sensor_metric capfleet_sensor_drops_total 'cause="interface"')
+  kill "$SENSOR_PID"; wait "$SENSOR_PID" || true; SENSOR_PID=
+  emit capture "$k" "$tool" "captured %" "$(calc "$cap * 100 / $SENT")"
+  emit capture "$k" "$tool" "offered Mpkt/s" "$(calc "$RATE_PPS / 1e6")"
+  emit capture "$k" "$tool" "sent" "$SENT"
+  emit capture "$k" "$tool" "received on peer" "$(( $(rx_packets) - r0 ))"
+  emit capture "$k" "$tool" "captured" "$cap"
+  emit capture "$k" "$tool" "kernel drops" "$kd"
+  emit capture "$k" "$tool" "interface drops" "$idrops"
+  emit capture "$k" "$tool" "published to Kafka" "$pub"
+  emit capture "$k" "$tool" "CPU ns/pkt" "$(calc "($c1 - $c0) / $HZ * 1e9 / ($cap > 0 ? $cap : 1)")"
+  emit capture "$k" "$tool" "peak RSS MB" "$rss"
+  "$TOOL" topic delete "$t"
+
+  tool="tcpdump -i -w /dev/null"
+  : >"$WORK/tcpdump.err"
+  # not through inns: $! must be tcpdump itself (ip netns exec execs it), to read its /proc and signal it
+  ip netns exec "$NS" tcpdump -i "$RX" -w /dev/null 2>"$WORK/tcpdump.err" &
+  TCPDUMP_PID=$!
+  for ((i = 0; i < 300; i++)); do grep -q "listening on" "$WORK/tcpdump.err" && break; sleep 0.1; done
+  c0=$(cpu_ticks "$TCPDUMP_PID") r0=$(rx_packets)
+  offer "$k"
+  sleep 1 # tcpdump drains its buffer
+  c1=$(cpu_ticks "$TCPDUMP_PID") rss=$(peak_rss_mb "$TCPDUMP_PID")
+  kill -INT "$TCPDUMP_PID"; wait "$TCPDUMP_PID" || true; TCPDUMP_PID=
+  cap=$(awk '/packets captured/ { print $1 }' "$WORK/tcpdump.err")
+  kd=$(awk '/packets dropped by kernel/ { print $1 }' "$WORK/tcpdump.err")
+  emit capture "$k" "$tool" "captured %" "$(calc "$cap * 100 / $SENT")"
+  emit capture "$k" "$tool" "offered Mpkt/s" "$(calc "$RATE_PPS / 1e6")"
+  emit capture "$k" "$tool" "sent" "$SENT"
+  emit capture "$k" "$tool" "received on peer" "$(( $(rx_packets) - r0 ))"
+  emit capture "$k" "$tool" "captured" "$cap"
+  emit capture "$k" "$tool" "kernel drops" "$kd"
+  emit capture "$k" "$tool" "CPU ns/pkt" "$(calc "($c1 - $c0) / $HZ * 1e9 / ($cap > 0 ? $cap : 1)")"
+  emit capture "$k" "$tool" "peak RSS MB" "$rss"
+done
+ip netns del "$NS"
+
+# ---------------------------------------------------------------- end to end
+# The small input's first $E2E_PACKETS packets are put in a topic, then `capfleet process` drains it
+# into Cassandra (packets and flows): the rate it sustains is packets over the time from its first
+# record consumed to every packet stored and every offset committed.
+if [ "$E2E_PACKETS" -gt 0 ]; then
+  if bash hack/cassandra.sh status >/dev/null 2>&1; then
+    log "using the running Cassandra"
+  else
+    phase "starting Cassandra (hack/cassandra.sh start; stopped again at the end)"
+    bash hack/cassandra.sh start
+    STARTED_CASSANDRA=1
+  fi
+  # shellcheck disable=SC1091
+  . "$RUN/cassandra/env"
+  CASS=(--cassandra-hosts "$CASSANDRA_HOSTS" --cassandra-port "$CASSANDRA_PORT" --cassandra-secret-dir "$CASSANDRA_SECRET_DIR")
+  process_metric() {
+    { curl -fs "http://$METRICS/metrics" || true; } | awk -v n="capfleet_process_$1" '$1 == n || index($1, n"{") == 1 { s += $2 } END { printf "%.0f", s }'
+  }
+  phase "end to end: $RUNS runs of $E2E_PACKETS packets"
+  tool="replay → Kafka → capfleet process → Cassandra"
+  for ((run = 1; run <= RUNS; run++)); do
+    t=$(new_topic "e2e-$run") ks=cfbench_$$_$run
+    env NODE_NAME=bench "$CAPFLEET" pcap replay "${FILE[small]}" --to-topic "$t" --top-speed --limit "$E2E_PACKETS" >/dev/null
+    t0=$(date +%s%N)
+    "$CAPFLEET" process --topic "$t" --group "cfbench-$$-$run" --store-packets --store-flows --keyspace "$ks" \
+      --sensor bench --stats-topic "" --metrics-addr "$METRICS" --health-addr "$HEALTH" "${CASS[@]}" >"$WORK/process.log" 2>&1 &
+    PROCESS_PID=$!
+    t1= maxq=0 done=0
+    for ((i = 0; i < 2400; i++)); do
+      kill -0 "$PROCESS_PID" 2>/dev/null || { tail "$WORK/process.log" >&2; die "capfleet process exited"; }
+      recs=$(process_metric records_total)
+      [ -z "$t1" ] && [ "${recs:-0}" -gt 0 ] && t1=$(date +%s%N)
+      q=$(process_metric uncommitted_records)
+      [ "${q:-0}" -gt "$maxq" ] && maxq=$q
+      written=$(process_metric packets_written_total)
+      lag=$(process_metric commit_lag)
+      if [ "${written:-0}" -ge "$E2E_PACKETS" ] && [ "$lag" = 0 ]; then done=1; break; fi
+      sleep 0.25
+    done
+    t2=$(date +%s%N)
+    [ "$done" = 1 ] || { tail "$WORK/process.log" >&2; die "capfleet process did not store $E2E_PACKETS packets in 10 minutes (stored $written)"; }
+    cpu=$(cpu_ticks "$PROCESS_PID") rss=$(peak_rss_mb "$PROCESS_PID")
+    kill "$PROCESS_PID"; wait "$PROCESS_PID" || true; PROCESS_PID=
+    emit e2e small "$tool" "Mpkt/s" "$(calc "$E2E_PACKETS / (($t2 - $t1) / 1e9) / 1e6")"
+    emit e2e small "$tool" "wall s incl. start-up" "$(calc "($t2 - $t0) / 1e9")"
+    emit e2e small "$tool" "process CPU ns/pkt" "$(calc "$cpu / $HZ * 1e9 / $E2E_PACKETS")"
+    emit e2e small "$tool" "process peak RSS MB" "$rss"
+    emit e2e small "$tool" "max uncommitted records" "$maxq"
+    "$TOOL" topic delete "$t"
+    "$TOOL" keyspace drop "$ks" "${CASS[@]}"
+  done
+fi
+
+# ---------------------------------------------------------------- Go benchmarks of the hot paths
+phase "Go benchmarks (-count $RUNS)"
+gobench() { # PKG REGEXP
+  go test -run '^$' -bench "$2" -benchmem -count "$RUNS" "$1" 2>&1 | tee -a "$WORK/gobench.log" |
+    "$TOOL" gobench >>"$RESULTS" || log "go benchmarks of $1 failed: see $WORK/gobench.log"
+}
+gobench ./pcapfile '^BenchmarkReadPcap(|ng|File)$'
+gobench ./processor/decode '^BenchmarkDecode$'
+gobench ./processor/flow '^Benchmark(DecodeAndAggregate|ActiveFlowMemory)$'
+gobench ./processor/pipeline '^BenchmarkFlowTableAdd$'
+gobench ./packetrecord '^Benchmark(Encode|FlowHash)$'
+if grep -qs "func BenchmarkObserveFleet" heartbeat/*_test.go; then
+  gobench ./heartbeat '^Benchmark(ObserveFleet|SummaryFleet)$'
+fi
+
+# ---------------------------------------------------------------- the page
+phase "writing $OUT"
+first_line() { "$@" 2>&1 | grep -v '^Running as user' | head -1; }
+kafka_version=$(sed -n 's/^KAFKA_VERSION=${KAFKA_VERSION:-\(.*\)}$/\1/p' hack/kafka.sh)
+load_min=$(sort -n "$WORK/load.txt" | head -1) load_max=$(sort -n "$WORK/load.txt" | tail -1)
+cores=$(nproc)
+noisy="calm"
+awk -v l="$load_max" -v c="$cores" 'BEGIN { exit !(l > c) }' &&
+  noisy="**noisy**: the 1-minute load went above the $cores cores (others were building and testing); figures are lower and wider than on an idle machine"
+describe_input() {
+  local k=$1 f=${FILE[$1]}
+  echo "- **$k**: $(basename "$f"), ${NPKT[$k]} packets, $(( NBYTES[$k] / 1000000 )) MB: $(wc -l <"$f.list") captures of \`../shared/pcaps\` ($2) concatenated with \`mergecap -a\`, then repeated to at least $PACKETS packets; list in \`$(realpath --relative-to="$ROOT" "$f.list")\`"
+}
+{
+  echo "## Machine, tools and inputs"
+  echo
+  echo "- run: $(date -u '+%Y-%m-%d %H:%M UTC'), $(( (SECONDS - T_START) / 60 )) min, $RUNS runs of each figure, capfleet $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . 2>/dev/null || echo ' (with uncommitted changes in the checkout)')"
+  echo "- machine: $cores cores ($(lscpu | sed -n 's/^Model name: *//p' | head -1)), $(free -g | awk '/^Mem:/ { print $2 }') GiB memory, Linux $(uname -r), $(. /etc/os-release && echo "$PRETTY_NAME")"
+  echo "- load average (1 min) sampled at each step: $load_min to $load_max: $noisy"
+  echo "- Kafka $kafka_version (one broker, KRaft, hack/kafka.sh) on the same machine; $(first_line java -version)"
+  echo "- $(first_line go version), $(first_line tcpdump --version), $(tcpdump --version 2>&1 | sed -n 2p)"
+  echo "- $(first_line tshark --version), $(first_line capinfos --version), $(first_line mergecap --version)"
+  echo "- $(tcpreplay --version 2>&1 | sed -n 1p) (Debian builds it with debug on), run with \`--no-flow-stats\` (its flow tracking is bookkeeping capfleet does not do); GNU time $(dpkg-query -W -f='${Version}' time 2>/dev/null)"
+  echo
+  describe_input small "Ethernet, at most 100 bytes per record on average"
+  describe_input mix "every Ethernet capture that tcpdump, capinfos and Go read whole"
+  echo "- decode against tshark uses the first $TSHARK_PACKETS packets of each input (tshark needs tens of seconds per million packets here); capfleet and tcpdump run on that slice too, so the three are side by side on the same packets"
+  echo "- decode fields (capfleet \`--fields\`, tshark \`-e\`): \`$FIELDS\`; tcpdump prints its own default line (\`-nn\`)"
+  echo "- replay and capture use a veth pair (MTU 65535, the most a veth takes) in a network namespace made for the run: frames of the mix longer than that (captured with segmentation offload) fail to send with either tool and are counted as failed; the sensor and tcpdump capture on the receiving end while \`tcpreplay --topspeed\` sends the small input, so the offered load is whatever tcpreplay reaches while the capturer (and, for the sensor, Kafka) share the 2 cores; Kafka topics have $PARTITIONS partitions"
+  [ "$E2E_PACKETS" -gt 0 ] && echo "- end to end: the first $E2E_PACKETS packets of the small input are put in a topic, then one \`capfleet process\` (packets and flows stored) drains it into the Cassandra of hack/cassandra.sh on the same machine; the rate is packets over the time from its first record to the last stored and committed"
+} >"$WORK/machine.md"
+mkdir -p "$(dirname "$OUT")"
+"$TOOL" report --results "$RESULTS" --machine "$WORK/machine.md" --out "$OUT"
+log "wrote $OUT in $(( (SECONDS - T_START) / 60 )) min; raw figures in $RESULTS"
