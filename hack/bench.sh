@@ -135,6 +135,12 @@ done
 [ "${BENCH_PREPARE:-0}" = 1 ] && { log "inputs ready (BENCH_PREPARE=1: nothing measured)"; exit 0; }
 
 # ---------------------------------------------------------------- measuring
+HZ=$(getconf CLK_TCK)
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# svc_ticks NAME: CPU ticks used so far by the service hack/NAME.sh started (0 if none), so the
+# broker's and the database's share of a figure shows; others using them at the time count too.
+svc_ticks() { if running "$1"; then cpu_ticks "$(cat "$RUN/$1.pid")"; else echo 0; fi; }
+per_pkt_ns() { calc "($2 - $1) / $HZ * 1e9 / ($3 > 0 ? $3 : 1)"; } # TICKS0 TICKS1 PACKETS
 # measure SECTION CASE TOOL PACKETS BYTES CMD...: one timed run; stdout goes to $MEASURE_OUT
 # (default /dev/null), the packet rate from the wall clock is named $RATE_NAME (default Mpkt/s).
 # Sets LAST_WALL, LAST_CPU, LAST_RSS_MB for the caller's own figures.
@@ -152,7 +158,9 @@ measure() {
   LAST_RSS_MB=$(awk -F': ' '/Maximum resident set size/ { printf "%.1f", $2 / 1024 }' "$tv")
   emit "$sec" "$kase" "$tool" "${RATE_NAME:-Mpkt/s}" "$(calc "$pkts / $LAST_WALL / 1e6")"
   case $sec in
-    read) emit "$sec" "$kase" "$tool" "MB/s" "$(calc "$bytes / $LAST_WALL / 1e6")" ;;
+    read)
+      emit "$sec" "$kase" "$tool" "MB/s" "$(calc "$bytes / $LAST_WALL / 1e6")"
+      emit "$sec" "$kase" "$tool" "MB/s per core" "$(calc "$bytes / ($LAST_CPU > 0 ? $LAST_CPU : 0.01) / 1e6")" ;;
     decode | flows) emit "$sec" "$kase" "$tool" "Mpkt/s per core" "$(calc "$pkts / ($LAST_CPU > 0 ? $LAST_CPU : 0.01) / 1e6")" ;;
   esac
   emit "$sec" "$kase" "$tool" "wall s" "$LAST_WALL"
@@ -252,26 +260,26 @@ new_topic() { local t=cfbench-$$-$1; "$TOOL" topic create "$t" --partitions "$PA
 phase "replay into Kafka: $RUNS runs (small input, $PARTITIONS partitions)"
 k=small f=${FILE[small]} p=${NPKT[small]} b=${NBYTES[small]}
 for ((run = 1; run <= RUNS; run++)); do
-  t=$(new_topic "replay-$run")
+  t=$(new_topic "replay-$run") k0=$(svc_ticks kafka)
   MEASURE_OUT=$WORK/replay.out RATE_NAME="Mpkt/s incl. start-up" \
     measure replay-kafka "$k" "capfleet pcap replay --to-topic" "$p" "$b" \
     env NODE_NAME=bench "$CAPFLEET" pcap replay "$f" --to-topic "$t" --top-speed
   rated "$WORK/replay.out"
   emit replay-kafka "$k" "capfleet pcap replay --to-topic" "Mpkt/s" "$(calc "$RATE_PPS / 1e6")"
+  emit replay-kafka "$k" "capfleet pcap replay --to-topic" "broker CPU ns/pkt" "$(per_pkt_ns "$k0" "$(svc_ticks kafka)" "$p")"
   emit replay-kafka "$k" "capfleet pcap replay --to-topic" "records in topic" "$("$TOOL" topic count "$t")"
   "$TOOL" topic delete "$t"
-  t=$(new_topic "ceiling-$run")
+  t=$(new_topic "ceiling-$run") k0=$(svc_ticks kafka)
   MEASURE_OUT=$WORK/produce.out RATE_NAME="Mpkt/s incl. start-up" \
     measure replay-kafka "$k" "franz-go producer ceiling" "$p" "$b" "$TOOL" produce --file "$f" --topic "$t"
   pps=$(grep -o 'pps=[0-9.]*' "$WORK/produce.out" | cut -d= -f2)
   emit replay-kafka "$k" "franz-go producer ceiling" "Mpkt/s" "$(calc "$pps / 1e6")"
+  emit replay-kafka "$k" "franz-go producer ceiling" "broker CPU ns/pkt" "$(per_pkt_ns "$k0" "$(svc_ticks kafka)" "$p")"
   emit replay-kafka "$k" "franz-go producer ceiling" "records in topic" "$("$TOOL" topic count "$t")"
   "$TOOL" topic delete "$t"
 done
 
 # ---------------------------------------------------------------- capture at line rate
-HZ=$(getconf CLK_TCK)
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 peak_rss_mb() { awk '/^VmHWM:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
 PORT=$((39000 + $$ % 1000))
 METRICS=127.0.0.1:$PORT HEALTH=127.0.0.1:$((PORT + 1))
@@ -297,7 +305,7 @@ for ((run = 1; run <= RUNS; run++)); do
     kill -0 "$SENSOR_PID" 2>/dev/null || { tail "$WORK/sensor.log" >&2; die "the sensor exited at start"; }
     sleep 0.1
   done
-  c0=$(cpu_ticks "$SENSOR_PID") r0=$(rx_packets)
+  c0=$(cpu_ticks "$SENSOR_PID") r0=$(rx_packets) k0=$(svc_ticks kafka)
   offer "$k"
   # The sensor is done when every packet the kernel handed over has left its buffer for Kafka.
   last=-1
@@ -308,7 +316,7 @@ for ((run = 1; run <= RUNS; run++)); do
     last=$cap
     sleep 0.5
   done
-  c1=$(cpu_ticks "$SENSOR_PID") rss=$(peak_rss_mb "$SENSOR_PID")
+  c1=$(cpu_ticks "$SENSOR_PID") rss=$(peak_rss_mb "$SENSOR_PID") k1=$(svc_ticks kafka)
   pub=$(sensor_metric capfleet_sensor_packets_total 'outcome="published"')
   kd=$(sensor_metric capfleet_sensor_drops_total 'cause="kernel"')
   idrops=$(sensor_metric capfleet_sensor_drops_total 'cause="interface"')
@@ -321,8 +329,9 @@ for ((run = 1; run <= RUNS; run++)); do
   emit capture "$k" "$tool" "kernel drops" "$kd"
   emit capture "$k" "$tool" "interface drops" "$idrops"
   emit capture "$k" "$tool" "published to Kafka" "$pub"
-  emit capture "$k" "$tool" "CPU ns/pkt" "$(calc "($c1 - $c0) / $HZ * 1e9 / ($cap > 0 ? $cap : 1)")"
+  emit capture "$k" "$tool" "CPU ns/pkt" "$(per_pkt_ns "$c0" "$c1" "$cap")"
   emit capture "$k" "$tool" "peak RSS MB" "$rss"
+  emit capture "$k" "$tool" "broker CPU ns/pkt" "$(per_pkt_ns "$k0" "$k1" "$cap")"
   "$TOOL" topic delete "$t"
 
   tool="tcpdump -i -w /dev/null"
@@ -344,7 +353,7 @@ for ((run = 1; run <= RUNS; run++)); do
   emit capture "$k" "$tool" "received on peer" "$(( $(rx_packets) - r0 ))"
   emit capture "$k" "$tool" "captured" "$cap"
   emit capture "$k" "$tool" "kernel drops" "$kd"
-  emit capture "$k" "$tool" "CPU ns/pkt" "$(calc "($c1 - $c0) / $HZ * 1e9 / ($cap > 0 ? $cap : 1)")"
+  emit capture "$k" "$tool" "CPU ns/pkt" "$(per_pkt_ns "$c0" "$c1" "$cap")"
   emit capture "$k" "$tool" "peak RSS MB" "$rss"
 done
 ip netns del "$NS"
@@ -372,7 +381,7 @@ if [ "$E2E_PACKETS" -gt 0 ]; then
   for ((run = 1; run <= RUNS; run++)); do
     t=$(new_topic "e2e-$run") ks=cfbench_$$_$run
     env NODE_NAME=bench "$CAPFLEET" pcap replay "${FILE[small]}" --to-topic "$t" --top-speed --limit "$E2E_PACKETS" >/dev/null
-    t0=$(date +%s%N)
+    t0=$(date +%s%N) k0=$(svc_ticks kafka) d0=$(svc_ticks cassandra)
     "$CAPFLEET" process --topic "$t" --group "cfbench-$$-$run" --store-packets --store-flows --keyspace "$ks" \
       --sensor bench --stats-topic "" --metrics-addr "$METRICS" --health-addr "$HEALTH" "${CASS[@]}" >"$WORK/process.log" 2>&1 &
     PROCESS_PID=$!
@@ -390,15 +399,18 @@ if [ "$E2E_PACKETS" -gt 0 ]; then
     done
     t2=$(date +%s%N)
     [ "$done" = 1 ] || { tail "$WORK/process.log" >&2; die "capfleet process did not store $E2E_PACKETS packets in 10 minutes (stored $written)"; }
-    cpu=$(cpu_ticks "$PROCESS_PID") rss=$(peak_rss_mb "$PROCESS_PID")
+    cpu=$(cpu_ticks "$PROCESS_PID") rss=$(peak_rss_mb "$PROCESS_PID") k1=$(svc_ticks kafka) d1=$(svc_ticks cassandra)
     kill "$PROCESS_PID"; wait "$PROCESS_PID" || true; PROCESS_PID=
     emit e2e small "$tool" "Mpkt/s" "$(calc "$E2E_PACKETS / (($t2 - $t1) / 1e9) / 1e6")"
     emit e2e small "$tool" "wall s incl. start-up" "$(calc "($t2 - $t0) / 1e9")"
-    emit e2e small "$tool" "process CPU ns/pkt" "$(calc "$cpu / $HZ * 1e9 / $E2E_PACKETS")"
+    emit e2e small "$tool" "process CPU ns/pkt" "$(per_pkt_ns 0 "$cpu" "$E2E_PACKETS")"
+    emit e2e small "$tool" "Cassandra CPU ns/pkt" "$(per_pkt_ns "$d0" "$d1" "$E2E_PACKETS")"
+    emit e2e small "$tool" "broker CPU ns/pkt" "$(per_pkt_ns "$k0" "$k1" "$E2E_PACKETS")"
     emit e2e small "$tool" "process peak RSS MB" "$rss"
     emit e2e small "$tool" "max uncommitted records" "$maxq"
     "$TOOL" topic delete "$t"
     "$TOOL" keyspace drop "$ks" "${CASS[@]}"
+    "$TOOL" group delete "cfbench-$$-$run"
   done
 fi
 

@@ -68,6 +68,9 @@ var aims = []aim{
 			for _, k := range r.cases["read"] {
 				v, ok := r.med("read", k, "capfleet pcap info", "MB/s")
 				c.compare("`capfleet pcap info`, "+k, v, ok, 1000, false, " MB/s")
+				if v, ok := r.med("read", k, "capfleet pcap info", "MB/s per core"); ok {
+					c.note(fmt.Sprintf("per CPU second, %s: %s MB/s (what one uncontended core would read)", k, num(v)))
+				}
 			}
 			return c.result()
 		},
@@ -152,6 +155,9 @@ var aims = []aim{
 			for _, k := range r.cases["capture"] {
 				v, ok := r.med("capture", k, sensor, "captured %")
 				c.compare("sensor captured of sent, "+k, v, ok, 100, false, " %")
+				if d, ok := r.med("capture", k, sensor, "interface drops"); ok && d > 0 && v >= 100 {
+					c.note(fmt.Sprintf("the sensor's interface drops (%s, the receiving veth's rx_dropped) are frames the namespace's own stack discarded after they were captured, not capture losses: captured = sent", num(d)))
+				}
 				v, ok = r.med("capture", k, sensor, "kernel drops")
 				c.compare("sensor kernel drops, "+k, v, ok, 0, true, "")
 				v, ok = r.med("capture", k, sensor, "peak RSS MB")

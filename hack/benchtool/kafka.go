@@ -95,6 +95,31 @@ func loadRecords(path string) ([]*kgo.Record, int64, error) {
 	}
 }
 
+// group deletes a consumer group the end-to-end run's ` + "`capfleet process`" + ` joined.
+func group(args []string) error {
+	fs := pflag.NewFlagSet("group", pflag.ContinueOnError)
+	var kc kafkaconn.Config
+	kc.AddFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 2 || fs.Arg(0) != "delete" {
+		return errors.New("group delete NAME")
+	}
+	cl, err := kc.NewClient()
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	resp, err := kadm.NewClient(cl).DeleteGroup(ctx, fs.Arg(1))
+	if err == nil {
+		err = resp.Err
+	}
+	return err
+}
+
 // topic creates, deletes or counts the records of (the sum of its partitions' end offsets) a topic.
 func topic(args []string) error {
 	fs := pflag.NewFlagSet("topic", pflag.ContinueOnError)

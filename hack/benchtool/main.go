@@ -2,6 +2,7 @@
 //
 //	benchtool produce --file F --topic T [kafka flags]   the franz-go producer ceiling for F's packets
 //	benchtool topic create|delete|count NAME [--partitions N] [kafka flags]
+//	benchtool group delete NAME [kafka flags]
 //	benchtool keyspace drop cfbench_NAME [cassandra flags]
 //	benchtool gobench SECTION < `go test -bench` output  >> results.tsv
 //	benchtool report --results R --machine M --out OUT   the table and docs/benchmarks.md
@@ -26,6 +27,8 @@ func main() {
 		err = topic(args)
 	case "gobench":
 		err = gobench(args, os.Stdin, os.Stdout)
+	case "group":
+		err = group(args)
 	case "keyspace":
 		err = keyspace(args)
 	case "report":
