@@ -26,7 +26,8 @@ type Sensor struct {
 	ifaces  []*ifaceCounters
 	rings   []*ring
 	ready   atomic.Bool
-	addrs   []string // where the HTTP endpoints listen (tests ask for port 0)
+	started chan struct{} // closed once the rings are open and the broker answered
+	addrs   []string      // where the HTTP endpoints listen (tests ask for port 0)
 }
 
 // New checks the configuration, finds the interfaces and compiles the filter,
@@ -38,7 +39,7 @@ func New(cfg Config, log *slog.Logger) (*Sensor, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	s := &Sensor{cfg: cfg, log: log}
+	s := &Sensor{cfg: cfg, log: log, started: make(chan struct{})}
 	err := inNetNS(cfg.NetNS, func() error {
 		for _, name := range cfg.Interfaces {
 			l, err := lookupLink(name)
@@ -63,6 +64,10 @@ func New(cfg Config, log *slog.Logger) (*Sensor, error) {
 
 // Ready is true once the rings are open and the broker has answered.
 func (s *Sensor) Ready() bool { return s.ready.Load() }
+
+// Started is closed once capture has begun (and stays closed after it ends):
+// what happened on the wire before then was never the sensor's to count.
+func (s *Sensor) Started() <-chan struct{} { return s.started }
 
 // Healthy fails once an interface the sensor captures on has vanished: its
 // rings stay bound to the old interface, and only a restart, which looks the
@@ -131,6 +136,7 @@ func (s *Sensor) Run(ctx context.Context) error {
 	s.rings = rings
 	s.pollStats(rings) // baselines for rx_dropped
 	s.ready.Store(true)
+	close(s.started)
 	s.log.Info("capturing", "interfaces", s.cfg.Interfaces, "rings", len(rings), "filter", s.filters[0].expr,
 		"topic", s.cfg.Topic, "node", s.cfg.Node)
 
