@@ -13,8 +13,11 @@ import (
 //
 // Each captured packet that was not sampled out ends up in exactly one of
 // PacketsPublished, BufferDrops or ProduceFailures, or is still buffered
-// (PacketsCaptured - PacketsSampledOut - those three). KernelDrops and
-// InterfaceDrops count packets that never reached the sensor.
+// (PacketsCaptured - PacketsSampledOut - those three). KernelDrops count
+// packets that never reached the sensor. InterfaceDrops is the growth of the
+// interface's rx_dropped, which Linux also bumps for frames its own stack
+// throws away after packet sockets got them (802.1ad/QinQ frames with no
+// VLAN device, for one): an upper bound on what the NIC and driver lost.
 type Counters struct {
 	PacketsCaptured   uint64 `json:"packetsCaptured"`   // read off the rings, after the kernel filter
 	BytesCaptured     uint64 `json:"bytesCaptured"`     // their length on the wire
