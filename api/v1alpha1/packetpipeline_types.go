@@ -33,6 +33,7 @@ type PacketPipelineSpec struct {
 
 	// Sinks the processor writes to.
 	// +kubebuilder:validation:XValidation:rule="has(self.cassandra) || has(self.kafka)",message="sinks: set at least one of cassandra, kafka"
+	// +kubebuilder:validation:XValidation:rule="!has(self.kafka) || has(self.cassandra)",message="sinks.kafka needs sinks.cassandra too: open flows are checkpointed in Cassandra so a restart neither loses nor splits them"
 	Sinks PipelineSinks `json:"sinks"`
 
 	// Kafka connection for the source and the Kafka sink; empty fields take the operator's defaults.

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -29,7 +30,7 @@ type State struct {
 	Partitions        int32
 	ReplicationFactor int16
 	RetentionMs       int64
-	// Created is true when this call created the topic.
+	// Created is true when this manager created the topic.
 	Created bool
 	// Problem says why the topic cannot match the spec (empty when it does).
 	Problem string
@@ -44,15 +45,36 @@ var (
 // Manager talks to one Kafka cluster's admin API.
 type Manager struct {
 	adm *kadm.Client
+
+	// created remembers the topics this process created. The resource's status records them too, but a
+	// reconcile may read a cached resource from before that status was written.
+	mu      sync.Mutex
+	created map[string]bool
 }
 
 // New wraps a franz-go client; the caller keeps ownership of it.
-func New(cl *kgo.Client) *Manager { return &Manager{adm: kadm.NewClient(cl)} }
+func New(cl *kgo.Client) *Manager { return &Manager{adm: kadm.NewClient(cl), created: map[string]bool{}} }
+
+func (m *Manager) createdHere(topic string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.created[topic]
+}
+
+func (m *Manager) remember(topic string, created bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if created {
+		m.created[topic] = true
+	} else {
+		delete(m.created, topic)
+	}
+}
 
 // Ensure makes the topic exist as wanted as far as Kafka allows. A topic that exists but cannot match
 // (fewer partitions wanted, another replication factor) is left alone, with the reason in State.Problem.
 func (m *Manager) Ensure(ctx context.Context, w Want) (State, error) {
-	st := State{Name: w.Name}
+	st := State{Name: w.Name, Created: m.createdHere(w.Name)}
 	details, err := m.adm.ListTopics(ctx, w.Name)
 	if err != nil {
 		return st, fmt.Errorf("describe topic %s: %w", w.Name, err)
@@ -117,6 +139,7 @@ func (m *Manager) create(ctx context.Context, w Want) (State, error) {
 	if err != nil {
 		return State{Name: w.Name}, fmt.Errorf("create topic %s: %w", w.Name, err)
 	}
+	m.remember(w.Name, true)
 	st := State{Name: w.Name, Partitions: w.Partitions, ReplicationFactor: w.ReplicationFactor, Created: true}
 	st.RetentionMs, _ = m.retention(ctx, w.Name)
 	return st, nil
@@ -146,5 +169,6 @@ func (m *Manager) Delete(ctx context.Context, topic string) error {
 	if err != nil && !errors.Is(err, kerr.UnknownTopicOrPartition) {
 		return fmt.Errorf("delete topic %s: %w", topic, err)
 	}
+	m.remember(topic, false)
 	return nil
 }
