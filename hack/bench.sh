@@ -37,7 +37,7 @@ RESULTS=$WORK/results.tsv
 TOOL=$WORK/benchtool
 NS=cfbench$$
 TX=cfb-tx RX=cfb-rx
-STARTED_KAFKA=0 STARTED_CASSANDRA=0
+STARTED_KAFKA=0 STARTED_CASSANDRA=0 CASS=()
 T_START=$SECONDS
 
 [ "$(id -u)" = 0 ] || die "needs root: network namespaces, AF_PACKET capture and raw sends"
@@ -56,6 +56,11 @@ cleanup() {
   [ -n "${TCPDUMP_PID:-}" ] && kill "$TCPDUMP_PID" 2>/dev/null
   [ -n "${PROCESS_PID:-}" ] && kill "$PROCESS_PID" 2>/dev/null
   ip netns del "$NS" 2>/dev/null
+  # what an interrupted run left behind (a finished run removed each as soon as it was measured)
+  local x
+  [ "${FINISHED:-0}" = 1 ] || for x in $(cat "$WORK/topics" 2>/dev/null); do "$TOOL" topic delete "$x" >/dev/null 2>&1; done
+  [ "${FINISHED:-0}" = 1 ] || for x in $(cat "$WORK/groups" 2>/dev/null); do "$TOOL" group delete "$x" >/dev/null 2>&1; done
+  [ "${FINISHED:-0}" = 1 ] || for x in $(cat "$WORK/keyspaces" 2>/dev/null); do "$TOOL" keyspace drop "$x" "${CASS[@]}" >/dev/null 2>&1; done
   if [ "$STARTED_CASSANDRA" = 1 ]; then bash hack/cassandra.sh stop; fi
   if [ "$STARTED_KAFKA" = 1 ]; then bash hack/kafka.sh stop; fi
 }
@@ -255,7 +260,12 @@ else
   STARTED_KAFKA=1
 fi
 PARTITIONS=3
-new_topic() { local t=cfbench-$$-$1; "$TOOL" topic create "$t" --partitions "$PARTITIONS" >&2; echo "$t"; }
+new_topic() {
+  local t=cfbench-$$-$1
+  echo "$t" >>"$WORK/topics"
+  "$TOOL" topic create "$t" --partitions "$PARTITIONS" >&2
+  echo "$t"
+}
 
 phase "replay into Kafka: $RUNS runs (small input, $PARTITIONS partitions)"
 k=small f=${FILE[small]} p=${NPKT[small]} b=${NBYTES[small]}
@@ -281,8 +291,15 @@ done
 
 # ---------------------------------------------------------------- capture at line rate
 peak_rss_mb() { awk '/^VmHWM:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
-PORT=$((39000 + $$ % 1000))
-METRICS=127.0.0.1:$PORT HEALTH=127.0.0.1:$((PORT + 1))
+# free_port: a port nobody listens on, below the ephemeral range (32768+) that outgoing connections use
+free_port() {
+  local p
+  for p in $(shuf -i 20000-29999 -n 50); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+  done
+  die "no free port found in 20000-29999"
+}
+METRICS=127.0.0.1:$(free_port) HEALTH=127.0.0.1:$(free_port)
 sensor_metric() { # NAME LABEL=VALUE: one counter of the sensor's /metrics
   { curl -fs "http://$METRICS/metrics" || true; } | awk -v n="$1" -v l="$2" '$1 ~ "^"n"[{]" && index($1, l) { s += $2 } END { printf "%.0f", s }'
 }
@@ -380,6 +397,8 @@ if [ "$E2E_PACKETS" -gt 0 ]; then
   tool="replay → Kafka → capfleet process → Cassandra"
   for ((run = 1; run <= RUNS; run++)); do
     t=$(new_topic "e2e-$run") ks=cfbench_$$_$run
+    echo "$ks" >>"$WORK/keyspaces"
+    echo "cfbench-$$-$run" >>"$WORK/groups"
     env NODE_NAME=bench "$CAPFLEET" pcap replay "${FILE[small]}" --to-topic "$t" --top-speed --limit "$E2E_PACKETS" >/dev/null
     t0=$(date +%s%N) k0=$(svc_ticks kafka) d0=$(svc_ticks cassandra)
     "$CAPFLEET" process --topic "$t" --group "cfbench-$$-$run" --store-packets --store-flows --keyspace "$ks" \
@@ -461,5 +480,6 @@ describe_input() {
   [ "$E2E_PACKETS" -gt 0 ] && echo "- end to end: the first $E2E_PACKETS packets of the small input are put in a topic, then one \`capfleet process\` (packets and flows stored) drains it into the Cassandra of hack/cassandra.sh on the same machine; the rate is packets over the time from its first record to the last stored and committed"
 } >"$WORK/machine.md"
 mkdir -p "$(dirname "$OUT")"
+FINISHED=1
 "$TOOL" report --results "$RESULTS" --machine "$WORK/machine.md" --out "$OUT"
 log "wrote $OUT in $(( (SECONDS - T_START) / 60 )) min; raw figures in $RESULTS"

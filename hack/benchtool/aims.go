@@ -227,10 +227,13 @@ func writeAims(w io.Writer, r *results) {
 		}
 		switch {
 		case measured && a.partly != "":
-			fmt.Fprintf(w, "  - not measured here: %s\n", strings.TrimSpace(a.partly))
+			fmt.Fprintf(w, "  - not measured here: %s\n", oneLine(a.partly))
 		case measured && (!met || a.noBound) && a.why != "":
-			fmt.Fprintf(w, "  - why: %s\n", strings.TrimSpace(a.why))
+			fmt.Fprintf(w, "  - why: %s\n", oneLine(a.why))
 		}
 	}
 	fmt.Fprintln(w)
 }
+
+// oneLine keeps a paragraph inside its markdown list item.
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

@@ -107,8 +107,8 @@ func (r *results) capfleetTool(section, kase string) string {
 func num(v float64) string {
 	a := math.Abs(v)
 	switch {
-	case v == 0:
-		return "0"
+	case v == math.Trunc(v) && a < 1e15:
+		return strconv.FormatFloat(v, 'f', 0, 64) // counts: packets, drops, records
 	case a >= 100:
 		return strconv.FormatFloat(v, 'f', 0, 64)
 	case a >= 10:

@@ -16,15 +16,14 @@ arguments, which weighs on short files.`
 	whyDecode = `text formatting dominates: a CPU profile of ` + "`pcap decode`" + ` on the small input puts
 57 % of the time in writing the 17 fields as text (numbers and addresses), 20 % in decoding and 13 % in
 reading, so 5 M packets/s per core (200 ns a packet) is out of reach while every field is printed, and
-decoding alone (BenchmarkDecode) already costs 120–200 ns a packet here. The ratio to tcpdump is about 5×
-on wall time and a little more per CPU second, not 15×. Against tshark the comparison is on the first
+decoding alone (BenchmarkDecode) already costs 120–200 ns a packet here. The same formatting cost caps the ratio
+to tcpdump. Against tshark the comparison is on the first
 100,000 packets (tshark's 1–2 s of start-up loading its dissectors is part of what a user pays), and
 tshark then needs 35–40 µs of CPU a packet: 500× would mean capfleet at 0.1 µs a packet, formatting included.`
 
 	whyFlows = `per packet, ` + "`pcap flows`" + ` is reading (100–350 ns, BenchmarkReadPcap) plus
 decoding (120–200 ns, BenchmarkDecode) plus the flow table (~125–165 ns, BenchmarkFlowTableAdd), about
-0.35–0.6 µs in all on this machine, so 1.7–2.7 M packets/s per core; 3 M needs the three under 330 ns
-together. Live memory per active flow is measured separately (BenchmarkActiveFlowMemory: a table of
+0.35–0.6 µs in all on this machine; 3 M packets/s per core needs the three under 330 ns together. Live memory per active flow is measured separately (BenchmarkActiveFlowMemory: a table of
 1,000,000 UDP flows, the heap it holds after a GC divided by the flows).`
 
 	whyReplayVeth = `both tools send one frame per write() on an AF_PACKET socket; on a veth most of the cost
