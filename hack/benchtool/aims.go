@@ -179,7 +179,9 @@ var aims = []aim{
 				for _, t := range r.tools[[2]string{"e2e", k}] {
 					if s, ok := r.stat("e2e", k, t, "Mpkt/s"); ok {
 						c.measured = true
-						c.note(fmt.Sprintf("%s, %s: %s M packets/s", t, k, s))
+						q, _ := r.stat("e2e", k, t, "max uncommitted records")
+						c.note(fmt.Sprintf("%s, %s: %s packets/s (min–max %s–%s), at most %s records consumed and not yet committed",
+							t, k, num(s.med*1e6), num(s.min*1e6), num(s.max*1e6), num(q.max)))
 					}
 				}
 			}
@@ -187,6 +189,30 @@ var aims = []aim{
 		},
 		why:     whyE2E,
 		noBound: true,
+	},
+	{
+		what: "hot paths allocate nothing per packet", target: "reader, decoder, flow table; record encoding as designed",
+		check: func(r *results) ([]string, bool, bool) {
+			c := newChecker()
+			// Packets per op of the whole-capture benchmarks: zeek/echo-connections.pcap.
+			const echoPackets = 82582
+			for _, b := range []struct {
+				pkg, name, what string
+				perOp           float64
+			}{
+				{"pcapfile", "ReadPcap", "reader (per packet)", echoPackets},
+				{"processor/decode", "Decode", "decoder (per packet)", echoPackets},
+				{"processor/pipeline", "FlowTableAdd", "flow table add (per packet)", 1},
+			} {
+				v, ok := r.med("go", b.pkg, b.name, "allocs/op")
+				c.compare(b.what+", Benchmark"+b.name, v/b.perOp, ok, 0.001, true, " allocations")
+			}
+			if v, ok := r.med("go", "packetrecord", "Encode", "allocs/op"); ok {
+				c.note(fmt.Sprintf("record encoding, BenchmarkEncode: %s allocations a record (the buffer, the headers, the *kgo.Record franz-go takes: by design)", num(v)))
+			}
+			return c.result()
+		},
+		why: "an allocation per packet appeared on a path that had none; run the named benchmark with -memprofile.",
 	},
 	{
 		what: "status at fleet scale", target: "≤ 1 status write per resource per interval; operator RSS ≤ 200 MB",
