@@ -55,6 +55,7 @@ cleanup() {
   [ -n "${SENSOR_PID:-}" ] && kill "$SENSOR_PID" 2>/dev/null
   [ -n "${TCPDUMP_PID:-}" ] && kill "$TCPDUMP_PID" 2>/dev/null
   [ -n "${PROCESS_PID:-}" ] && kill "$PROCESS_PID" 2>/dev/null
+  [ -n "${REPLAY_PID:-}" ] && kill "$REPLAY_PID" 2>/dev/null
   ip netns del "$NS" 2>/dev/null
   # what an interrupted run left behind (a finished run removed each as soon as it was measured)
   local x
@@ -418,13 +419,38 @@ if [ "$E2E_PACKETS" -gt 0 ]; then
     done
     t2=$(date +%s%N)
     [ "$done" = 1 ] || { tail "$WORK/process.log" >&2; die "capfleet process did not store $E2E_PACKETS packets in 10 minutes (stored $written)"; }
+    # Paced: as many packets again, offered at 80 % of the rate just drained while the pipeline runs;
+    # the lag it builds up and how long it takes to catch up after the last send say whether it keeps up.
+    pps=$(calc "0.8 * $E2E_PACKETS / (($t2 - $t1) / 1e9)")
+    env NODE_NAME=bench "$CAPFLEET" pcap replay "${FILE[small]}" --to-topic "$t" --pps "$pps" --limit "$E2E_PACKETS" >"$WORK/paced.out" 2>&1 &
+    REPLAY_PID=$!
+    maxlag=0
+    while kill -0 "$REPLAY_PID" 2>/dev/null; do
+      lag=$(process_metric commit_lag)
+      [ "$lag" -gt "$maxlag" ] && maxlag=$lag
+      sleep 0.25
+    done
+    wait "$REPLAY_PID" || { cat "$WORK/paced.out" >&2; die "the paced replay failed"; }
+    REPLAY_PID=
+    t3=$(date +%s%N) done=0
+    for ((i = 0; i < 2400; i++)); do
+      written=$(process_metric packets_written_total) lag=$(process_metric commit_lag)
+      [ "$lag" -gt "$maxlag" ] && maxlag=$lag
+      if [ "$written" -ge $((2 * E2E_PACKETS)) ] && [ "$lag" = 0 ]; then done=1; break; fi
+      sleep 0.25
+    done
+    t4=$(date +%s%N)
+    [ "$done" = 1 ] || { tail "$WORK/process.log" >&2; die "capfleet process did not catch up with the paced replay in 10 minutes"; }
     cpu=$(cpu_ticks "$PROCESS_PID") rss=$(peak_rss_mb "$PROCESS_PID") k1=$(svc_ticks kafka) d1=$(svc_ticks cassandra)
     kill "$PROCESS_PID"; wait "$PROCESS_PID" || true; PROCESS_PID=
     emit e2e small "$tool" "Mpkt/s" "$(calc "$E2E_PACKETS / (($t2 - $t1) / 1e9) / 1e6")"
     emit e2e small "$tool" "wall s incl. start-up" "$(calc "($t2 - $t0) / 1e9")"
-    emit e2e small "$tool" "process CPU ns/pkt" "$(per_pkt_ns 0 "$cpu" "$E2E_PACKETS")"
-    emit e2e small "$tool" "Cassandra CPU ns/pkt" "$(per_pkt_ns "$d0" "$d1" "$E2E_PACKETS")"
-    emit e2e small "$tool" "broker CPU ns/pkt" "$(per_pkt_ns "$k0" "$k1" "$E2E_PACKETS")"
+    emit e2e small "$tool" "paced: offered pkt/s" "$pps"
+    emit e2e small "$tool" "paced: max lag (records)" "$maxlag"
+    emit e2e small "$tool" "paced: s to catch up after the last send" "$(calc "($t4 - $t3) / 1e9")"
+    emit e2e small "$tool" "process CPU ns/pkt" "$(per_pkt_ns 0 "$cpu" $((2 * E2E_PACKETS)))"
+    emit e2e small "$tool" "Cassandra CPU ns/pkt" "$(per_pkt_ns "$d0" "$d1" $((2 * E2E_PACKETS)))"
+    emit e2e small "$tool" "broker CPU ns/pkt" "$(per_pkt_ns "$k0" "$k1" $((2 * E2E_PACKETS)))"
     emit e2e small "$tool" "process peak RSS MB" "$rss"
     emit e2e small "$tool" "max uncommitted records" "$maxq"
     "$TOOL" topic delete "$t"
@@ -477,7 +503,7 @@ describe_input() {
   echo "- decode against tshark uses the first $TSHARK_PACKETS packets of each input (tshark needs tens of seconds per million packets here); capfleet and tcpdump run on that slice too, so the three are side by side on the same packets"
   echo "- decode fields (capfleet \`--fields\`, tshark \`-e\`): \`$FIELDS\`; tcpdump prints its own default line (\`-nn\`)"
   echo "- replay and capture use a veth pair (MTU 65535, the most a veth takes) in a network namespace made for the run: frames of the mix longer than that (captured with segmentation offload) fail to send with either tool and are counted as failed; the sensor and tcpdump capture on the receiving end while \`tcpreplay --topspeed\` sends the small input, so the offered load is whatever tcpreplay reaches while the capturer (and, for the sensor, Kafka) share the 2 cores; Kafka topics have $PARTITIONS partitions"
-  [ "$E2E_PACKETS" -gt 0 ] && echo "- end to end: the first $E2E_PACKETS packets of the small input are put in a topic, then one \`capfleet process\` (packets and flows stored) drains it into the Cassandra of hack/cassandra.sh on the same machine; the rate is packets over the time from its first record to the last stored and committed"
+  [ "$E2E_PACKETS" -gt 0 ] && echo "- end to end: the first $E2E_PACKETS packets of the small input are put in a topic, then one \`capfleet process\` (packets and flows stored) drains it into the Cassandra of hack/cassandra.sh on the same machine; the rate is packets over the time from its first record to the last stored and committed; then as many packets again are replayed at 80 % of that rate while it runs (paced), and the largest commit lag seen is reported"
 } >"$WORK/machine.md"
 mkdir -p "$(dirname "$OUT")"
 FINISHED=1

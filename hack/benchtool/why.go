@@ -50,7 +50,9 @@ the broker's own CPU per packet is in the table.`
 
 	whyE2E = `every packet becomes a Cassandra row (and flows are stored too), and Kafka, Cassandra, the
 pipeline and the replay share two cores with the other engineers' jobs: the "Cassandra CPU ns/pkt"
-column shows where the time goes, so this figure describes this machine more than ` + "`capfleet process`" + `.`
+column shows where the time goes, so this figure describes this machine more than ` + "`capfleet process`" + `. Offsets are committed every 2 s
+(--commit-interval), so a commit lag of up to about two seconds of the offered traffic is the pipeline
+keeping up, not falling behind; a lag that grew with the run, or no catching up, would be.`
 
 	whyFleet = `the number of status writes per resource per interval and the operator's RSS with 1,000
 nodes need the operator running against an API server with 1,000 simulated nodes heartbeating, which
