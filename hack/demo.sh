@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# hack/demo.sh [up|down] : capfleet on a real node of this machine, end to end.
+# hack/demo.sh [up|infra|down] : capfleet on a real node of this machine, end to end.
 #   up    local node + Kafka + Cassandra, the image, the operator (config/local); a veth pair; a
 #         CaptureSensor on one end, a PacketPipeline storing flows in Cassandra, and a ReplayJob replaying
 #         testdata/ftp-bruteforce.pcap onto the other end; `kubectl get capfleet` while it runs; the flows
 #         stored, read back with `capfleet query flows`.
+#   infra only the node, Kafka, Cassandra, the image and the operator (what hack/e2e.sh needs)
 #   down  removes all of it. Kafka and Cassandra are stopped only when this script started them.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -122,9 +123,8 @@ results() {
     awk 'NR == 1 {print; next} {split($7, b, "/"); print b[1] + b[2] "\t" $0 | "sort -rn | cut -f2- | head -15"}' 
 }
 
-up() {
-  local t0
-  t0=$(now)
+# infra: the node, Kafka, Cassandra, the image and the operator; what the demo and the e2e test stand on.
+infra() {
   step "Debian packages (libpcap, tcpdump, tshark)" "output above" bash "$ROOT/hack/deps.sh"
   step "Local node: etcd, kube-apiserver, controller-manager, scheduler, containerd, kubelet on 127.0.0.1" \
     "$RUN/lc-*.log" bash "$ROOT/hack/local-cluster.sh" up
@@ -133,6 +133,12 @@ up() {
     bash "$ROOT/hack/local-cluster.sh" image
   step "CRDs and the operator (kubectl apply -k config/local)" \
     "kubectl -n capfleet-system logs deploy/capfleet-manager" operator
+}
+
+up() {
+  local t0
+  t0=$(now)
+  infra
   step "veth pair $TX <-> $RX" "ip link" veth
   step "CaptureSensor on $RX, PacketPipeline into Cassandra" \
     "kubectl -n $NS describe capturesensor,packetpipeline; kubectl -n $NS logs -l app.kubernetes.io/name=capfleet" resources
@@ -160,6 +166,7 @@ down() {
 
 case "${1:-up}" in
   up) up ;;
+  infra) infra ;;
   down) down ;;
-  *) echo "usage: $0 [up|down]" >&2; exit 2 ;;
+  *) echo "usage: $0 [up|infra|down]" >&2; exit 2 ;;
 esac

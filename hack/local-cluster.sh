@@ -13,6 +13,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 KUBE_VERSION=${KUBE_VERSION:-v1.34.4}
+ASSETS=$CACHE/kube/$KUBE_VERSION
 LC=$RUN/local-cluster
 PKI=$LC/pki
 KUBECONFIG_FILE=$LC/kubeconfig
@@ -292,7 +293,7 @@ status() {
   for p in lc-etcd lc-apiserver lc-containerd lc-kcm lc-scheduler lc-kubelet; do
     if running "$p"; then echo "$p: running (pid $(cat "$RUN/$p.pid"))"; else echo "$p: stopped"; rc=1; fi
   done
-  [ $rc = 0 ] && ASSETS=$CACHE/kube/$KUBE_VERSION && kc get nodes -o wide && echo "export KUBECONFIG=$KUBECONFIG_FILE"
+  [ $rc = 0 ] && kc get nodes -o wide && echo "export KUBECONFIG=$KUBECONFIG_FILE"
   return $rc
 }
 
