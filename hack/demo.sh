@@ -68,13 +68,17 @@ veth() {
 }
 
 resources() {
+  mkdir -p "$STATE"
   kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
   # The processors log in to Cassandra with the role hack/cassandra.sh created; mounted as files.
   kubectl -n "$NS" create secret generic cassandra-creds --from-file="$RUN/cassandra/client-secret/" \
     --dry-run=client -o yaml | kubectl apply -f - >/dev/null
   kubectl -n "$NS" create configmap demo-captures --from-file=ftp-bruteforce.pcap="$ROOT/testdata/ftp-bruteforce.pcap" \
     --dry-run=client -o yaml | kubectl apply -f - >/dev/null
-  kubectl -n "$NS" apply -f "$ROOT/config/local/demo/sensor.yaml" -f "$ROOT/config/local/demo/pipeline.yaml"
+  # A keyspace per demo (kept until demo-down): tables an older build created would not match a newer one.
+  [ -f "$STATE/keyspace" ] || echo "capfleet_demo_$(date +%s)" >"$STATE/keyspace"
+  kubectl -n "$NS" apply -f "$ROOT/config/local/demo/sensor.yaml"
+  sed "s/keyspace: capfleet_demo/keyspace: $(cat "$STATE/keyspace")/" "$ROOT/config/local/demo/pipeline.yaml" | kubectl -n "$NS" apply -f -
   kubectl -n "$NS" wait --for=condition=Ready capturesensor/demo packetpipeline/demo-flows --timeout=180s
   kubectl -n "$NS" get pods -o wide
 }
@@ -117,8 +121,8 @@ results() {
   echo "    file: $want packets; sensor captured $captured, published $published; pipeline stored $written packets and $flows flows"
   echo "    (counters since the pods started; a second run adds to them)"
   echo
-  echo "    capfleet query flows --keyspace capfleet_demo --from $(cat "$STATE/replay-start")   (most bytes first)"
-  "$ROOT/bin/capfleet" query flows --keyspace capfleet_demo --from "$(cat "$STATE/replay-start")" \
+  echo "    capfleet query flows --keyspace $(cat "$STATE/keyspace") --from $(cat "$STATE/replay-start")   (most bytes first)"
+  "$ROOT/bin/capfleet" query flows --keyspace "$(cat "$STATE/keyspace")" --from "$(cat "$STATE/replay-start")" \
     --cassandra-hosts 127.0.0.1 --cassandra-secret-dir "$RUN/cassandra/client-secret" -o table |
     awk 'NR == 1 {print; next} {split($7, b, "/"); print b[1] + b[2] "\t" $0 | "sort -rn | cut -f2- | head -15"}' 
 }
