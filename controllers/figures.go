@@ -59,7 +59,7 @@ func (f *Figures) wakeups(kind string) <-chan event.GenericEvent { return f.even
 // take returns the resource's summary when its figures may be rewritten now; otherwise it says how long
 // until they may.
 func (f *Figures) take(kind string, obj client.Object) (heartbeat.Summary, bool, time.Duration) {
-	s, ok := f.agg.Summary(heartbeat.ResourceKey{Kind: kind, Namespace: obj.GetNamespace(), Name: obj.GetName(), UID: string(obj.GetUID())})
+	s, ok := f.Summary(kind, obj)
 	if !ok {
 		return s, false, 0
 	}
@@ -70,6 +70,11 @@ func (f *Figures) take(kind string, obj client.Object) (heartbeat.Summary, bool,
 	}
 	f.last[obj.GetUID()] = time.Now()
 	return s, true, 0
+}
+
+// Summary is what the heartbeats of a resource add up to now.
+func (f *Figures) Summary(kind string, obj client.Object) (heartbeat.Summary, bool) {
+	return f.agg.Summary(heartbeat.ResourceKey{Kind: kind, Namespace: obj.GetNamespace(), Name: obj.GetName(), UID: string(obj.GetUID())})
 }
 
 // forget drops what is kept of a deleted resource.

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
 	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -19,6 +20,8 @@ import (
 	"capfleet.dev/capfleet/heartbeat"
 	"capfleet.dev/capfleet/internal/kafkatest"
 	"capfleet.dev/capfleet/internal/testenv"
+	"capfleet.dev/capfleet/processor/pipeline/pipelinetest"
+	"capfleet.dev/capfleet/processor/processcmd"
 	"capfleet.dev/capfleet/replay"
 )
 
@@ -180,4 +183,63 @@ func TestReplayProgressFromHeartbeats(t *testing.T) {
 		t.Errorf("status %+v, want %d packets in all, none failed", rj.Status, 2*filePackets)
 	}
 	t.Logf("progress %v, %d packets sent", seen, rj.Status.PacketsSent)
+}
+
+// The real processor, run as the workload of a PacketPipeline, drains a packets topic: the pipeline's status
+// reports records flowing, then the consumer lag at 0 with every record read, and the decode error counted.
+func TestPipelineStatusFromHeartbeats(t *testing.T) {
+	c := cluster(t)
+	needFigures(t)
+	kc := kafkatest.Plain(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ns := namespace(t, c)
+
+	frames := pipelinetest.ReadCapture(t, filepath.Join(testenv.Pcaps(t), "ndpi", "ethereum.pcap"))
+	topic := kafkatest.NewTopic(t, kc, 2)
+	pipelinetest.Produce(t, kc, topic, frames)
+	cl, err := kc.NewClient(kgo.DefaultProduceTopic(topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	pipelinetest.ProduceRecords(t, cl, &kgo.Record{Value: []byte("not a packet record")})
+
+	pp := &v1alpha1.PacketPipeline{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "draining"},
+		Spec: v1alpha1.PacketPipelineSpec{
+			Source: v1alpha1.PipelineSource{Topic: topic},
+			Sinks:  v1alpha1.PipelineSinks{Cassandra: &v1alpha1.CassandraSink{Flows: true, Keyspace: "k", ReplicationFactor: 1}},
+		},
+	}
+	if err := c.Create(ctx, pp); err != nil {
+		t.Fatal(err)
+	}
+	get(t, c, pp)
+
+	// envtest runs no kubelet: the test runs what the Deployment's pod would, with its identity.
+	cmd := processcmd.NewCommand()
+	cmd.SetArgs([]string{"--topic", topic, "--group", "capfleet." + ns + ".draining", "--metrics-addr", "", "--health-addr", "",
+		"--kafka-brokers", strings.Join(kc.Brokers, ","), "--stats-topic", statsTopic, "--heartbeat-interval", "1s",
+		"--resource-kind", "PacketPipeline", "--resource-namespace", ns, "--resource-name", pp.Name, "--resource-uid", string(pp.UID)})
+	cmd.SetOut(&strings.Builder{})
+	done := make(chan error, 1)
+	go func() { done <- cmd.ExecuteContext(ctx) }()
+
+	eventually(t, "every record read, lag 0, the bad record counted", func() error {
+		get(t, c, pp)
+		st := pp.Status
+		if st.ConsumerLag != 0 || st.DecodeErrors < 1 || st.Errors < st.DecodeErrors {
+			return fmt.Errorf("lag %d, decode errors %d, errors %d, records/s %d", st.ConsumerLag, st.DecodeErrors, st.Errors, st.RecordsInPerSecond)
+		}
+		s, ok := figures.Summary(heartbeat.KindPacketPipeline, pp)
+		if !ok || s.Totals.RecordsIn != uint64(len(frames)+1) {
+			return fmt.Errorf("records in %d of %d", s.Totals.RecordsIn, len(frames)+1)
+		}
+		return nil
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("process: %v", err)
+	}
 }
