@@ -24,7 +24,12 @@ step() {
   echo
   echo "==> $title"
   t=$(now)
-  if ! "$@"; then
+  # In a subshell outside any `if`, so that set -e stops the step at its first failing command.
+  set +e
+  (set -e; "$@")
+  local rc=$?
+  set -e
+  if [ $rc != 0 ]; then
     echo "==> FAILED: $title after $(took "$t")s. Look at: $hint" >&2
     exit 1
   fi
@@ -120,6 +125,8 @@ results() {
   done
   echo "    file: $want packets; sensor captured $captured, published $published; pipeline stored $written packets and $flows flows"
   echo "    (counters since the pods started; a second run adds to them)"
+  [ "$published" -ge "$want" ] && [ "$written" -ge "$want" ] && [ "$flows" -gt 0 ] ||
+    { echo "    not every packet made it: see the sensor's and the processor's logs" >&2; return 1; }
   echo
   echo "    capfleet query flows --keyspace $(cat "$STATE/keyspace") --from $(cat "$STATE/replay-start")   (most bytes first)"
   "$ROOT/bin/capfleet" query flows --keyspace "$(cat "$STATE/keyspace")" --from "$(cat "$STATE/replay-start")" \
