@@ -230,6 +230,22 @@ var aims = []aim{
 			if v, ok := r.med("go", "heartbeat", "SummaryFleet", "ns/op"); ok {
 				c.note(fmt.Sprintf("one status summary of a 1,000-node resource: %s µs", num(v/1000)))
 			}
+			if v, ok := r.med("fleet", "1,000 nodes", "TestFiguresAtMostOncePerInterval", "passed"); ok {
+				c.measured = true
+				verdict := "passed: however many beats arrive, a resource's figures are released once per interval"
+				if v != 1 {
+					verdict, c.met = "**failed**", false
+				}
+				c.note("status writes per resource per interval, controllers' TestFiguresAtMostOncePerInterval (5 rounds of 1,000 nodes, 100 wake-ups each): " + verdict)
+			}
+			if v, ok := r.med("go", "controllers", "FleetStatus", "heap-B/node"); ok {
+				round, _ := r.med("go", "controllers", "FleetStatus", "ns/op")
+				c.note(fmt.Sprintf("one round of 1,000 beats plus the status derived from them (BenchmarkFleetStatus): %s ms; heap the operator holds for them: %s B a node, %s MB for 1,000 nodes",
+					num(round/1e6), num(v), num(v*1000/1e6)))
+			}
+			if v, ok := r.med("go", "heartbeat", "StatePerPod", "bytes/pod"); ok {
+				c.note(fmt.Sprintf("the Aggregator's state once every window is full (BenchmarkStatePerPod): %s B a pod", num(v)))
+			}
 			return c.result()
 		},
 		partly: whyFleet,

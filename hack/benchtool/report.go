@@ -19,7 +19,8 @@ var sectionInfo = map[string]struct{ title, headline string }{
 	"replay-kafka": {"Replay into Kafka", "Mpkt/s"},
 	"capture":      {"Capture at line rate", "captured %"},
 	"e2e":          {"End to end", "Mpkt/s"},
-	"go":           {"Go benchmarks (hot paths)", ""},
+	"fleet":        {"Status at fleet scale", ""},
+	"go":           {"Go benchmarks", ""},
 }
 
 func report(args []string) error {
