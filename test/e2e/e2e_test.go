@@ -98,18 +98,7 @@ func TestReplayCaptureStore(t *testing.T) {
 		Target: v1alpha1.ReplayTarget{Interface: &v1alpha1.InterfaceTarget{Name: tx, NodeName: node}},
 	}}
 	mustCreate(t, c, replay)
-	eventually(t, 5*time.Minute, "replay Succeeded", func() error {
-		if err := c.Get(ctx, client.ObjectKeyFromObject(replay), replay); err != nil {
-			return err
-		}
-		if replay.Status.Phase == v1alpha1.ReplayFailed {
-			t.Fatalf("replay failed: %+v", replay.Status)
-		}
-		if replay.Status.Phase != v1alpha1.ReplaySucceeded {
-			return fmt.Errorf("phase %q", replay.Status.Phase)
-		}
-		return current(c, replay)
-	})
+	waitReplay(t, c, replay)
 
 	t.Run("replay sent every packet", func(t *testing.T) {
 		sent := replaySummary(t, ns, replay.Status.Job)
@@ -169,7 +158,7 @@ func TestReplayCaptureStore(t *testing.T) {
 		})
 	})
 
-	t.Run("a killed sensor pod is replaced", func(t *testing.T) {
+	t.Run("a killed sensor pod is replaced and captures", func(t *testing.T) {
 		pods := podsOf(t, c, ns, "sensor")
 		if len(pods) != 1 {
 			t.Fatalf("%d sensor pods, want 1", len(pods))
@@ -184,6 +173,18 @@ func TestReplayCaptureStore(t *testing.T) {
 			}
 			return current(c, sensor)
 		})
+		// Running is not capturing: the replacement must capture a second replay in full.
+		again := replay.DeepCopy()
+		again.ObjectMeta = metav1.ObjectMeta{Name: "replay-after-kill", Namespace: ns}
+		again.Status = v1alpha1.ReplayJobStatus{}
+		mustCreate(t, c, again)
+		waitReplay(t, c, again)
+		if got := countRecords(t, kcfg, topic, 2*wantPackets); got != 2*wantPackets {
+			t.Errorf("topic %s holds %d records after two replays of %d packets", topic, got, wantPackets)
+		}
+		if err := c.Delete(ctx, again); err != nil {
+			t.Fatal(err)
+		}
 	})
 
 	t.Run("deleting the resources removes the pods and keeps the topic", func(t *testing.T) {
@@ -205,6 +206,23 @@ func TestReplayCaptureStore(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// waitReplay waits for the ReplayJob to succeed and be Current; a failed replay ends the test.
+func waitReplay(t *testing.T, c client.Client, rj *v1alpha1.ReplayJob) {
+	t.Helper()
+	eventually(t, 5*time.Minute, "replay "+rj.Name+" Succeeded", func() error {
+		if err := c.Get(context.Background(), client.ObjectKeyFromObject(rj), rj); err != nil {
+			return err
+		}
+		if rj.Status.Phase == v1alpha1.ReplayFailed {
+			t.Fatalf("replay %s failed: %+v", rj.Name, rj.Status)
+		}
+		if rj.Status.Phase != v1alpha1.ReplaySucceeded {
+			return fmt.Errorf("phase %q", rj.Status.Phase)
+		}
+		return current(c, rj)
+	})
+}
 
 func mustCreate(t *testing.T, c client.Client, objs ...client.Object) {
 	t.Helper()
