@@ -28,7 +28,7 @@ type CaptureSensorReconciler struct {
 	Figures *Figures
 }
 
-// +kubebuilder:rbac:groups=capture.capfleet.dev,resources=capturesensors,verbs=get;list;watch
+// +kubebuilder:rbac:groups=capture.capfleet.dev,resources=capturesensors,verbs=get;list;watch;patch;update
 // +kubebuilder:rbac:groups=capture.capfleet.dev,resources=capturesensors/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=capture.capfleet.dev,resources=capturesensors/finalizers,verbs=update
 // +kubebuilder:rbac:groups=apps,resources=daemonsets,verbs=get;list;watch;create;update;patch;delete

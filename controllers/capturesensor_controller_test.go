@@ -92,6 +92,15 @@ func TestCaptureSensorLifecycle(t *testing.T) {
 	})
 
 	t.Run("no status write when nothing changed", func(t *testing.T) {
+		// Let earlier work (topic, rollout) settle first.
+		for last, i := "", 0; i < 20; i++ {
+			get(t, c, cs)
+			if cs.ResourceVersion == last {
+				break
+			}
+			last = cs.ResourceVersion
+			time.Sleep(time.Second)
+		}
 		// A metadata-only change brings a reconcile but no new generation: nothing to report.
 		change(t, c, cs, func() { cs.Annotations = map[string]string{"nudge": "1"} })
 		rv := cs.ResourceVersion

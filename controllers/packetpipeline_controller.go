@@ -31,7 +31,7 @@ type PacketPipelineReconciler struct {
 	Figures *Figures
 }
 
-// +kubebuilder:rbac:groups=capture.capfleet.dev,resources=packetpipelines,verbs=get;list;watch
+// +kubebuilder:rbac:groups=capture.capfleet.dev,resources=packetpipelines,verbs=get;list;watch;patch;update
 // +kubebuilder:rbac:groups=capture.capfleet.dev,resources=packetpipelines/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=capture.capfleet.dev,resources=packetpipelines/finalizers,verbs=update
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;patch;delete

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -21,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/yaml"
 
 	"capfleet.dev/capfleet/controllers"
 	"capfleet.dev/capfleet/controllers/children"
@@ -91,8 +93,14 @@ func cluster(t *testing.T) client.Client {
 		if k8s, envErr = client.New(cfg, client.Options{Scheme: scheme}); envErr != nil {
 			return
 		}
+		// The manager runs as a user granted only the generated ClusterRole, so a missing RBAC marker fails here
+		// as it would on a cluster.
+		var opCfg *rest.Config
+		if opCfg, envErr = operatorUser(root); envErr != nil {
+			return
+		}
 		var mgr ctrl.Manager
-		mgr, envErr = ctrl.NewManager(cfg, ctrl.Options{
+		mgr, envErr = ctrl.NewManager(opCfg, ctrl.Options{
 			Scheme: scheme, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
 		})
 		if envErr != nil {
@@ -120,6 +128,36 @@ func cluster(t *testing.T) client.Client {
 		t.Fatalf("starting envtest with assets in %s: %v", assets, envErr)
 	}
 	return k8s
+}
+
+// operatorUser provisions the user the operator runs as, bound to config/rbac/role.yaml and nothing else.
+func operatorUser(root string) (*rest.Config, error) {
+	data, err := os.ReadFile(filepath.Join(root, "config", "rbac", "role.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	role := &rbacv1.ClusterRole{}
+	if err := yaml.Unmarshal(data, role); err != nil {
+		return nil, err
+	}
+	ctx := context.Background()
+	if err := k8s.Create(ctx, role); err != nil {
+		return nil, err
+	}
+	const name = "capfleet-operator"
+	binding := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: role.Name},
+		Subjects:   []rbacv1.Subject{{Kind: "User", APIGroup: "rbac.authorization.k8s.io", Name: name}},
+	}
+	if err := k8s.Create(ctx, binding); err != nil {
+		return nil, err
+	}
+	u, err := env.AddUser(envtest.User{Name: name}, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return u.Config(), nil
 }
 
 // realKafkaTopics connects the operator to the broker hack/kafka.sh started, when it runs; the topic tests
