@@ -4,7 +4,7 @@ export PATH := /usr/local/go/bin:$(PATH)
 CONTROLLER_GEN := go tool controller-gen
 IMG ?= capfleet:dev
 
-.PHONY: all build generate manifests fmt vet test unit bench demo run clean
+.PHONY: all build generate manifests fmt vet deps test e2e bench demo demo-down run clean
 
 all: build
 
@@ -39,6 +39,17 @@ test:
 ## run: the operator against a local control plane with the samples applied (see README)
 run: build
 	bash hack/run-local.sh
+
+## demo: a real node on this machine: operator, sensor, replay and pipeline end to end (see README)
+demo: deps
+	bash hack/demo.sh up
+
+demo-down:
+	bash hack/demo.sh down
+
+## e2e: end-to-end test on the local node; brings up and takes down what it needs
+e2e: deps
+	bash hack/e2e.sh
 
 ## bench: benchmarks against tcpdump, tshark and tcpreplay
 bench: build
