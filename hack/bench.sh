@@ -470,8 +470,16 @@ gobench ./processor/decode '^BenchmarkDecode$'
 gobench ./processor/flow '^Benchmark(DecodeAndAggregate|ActiveFlowMemory)$'
 gobench ./processor/pipeline '^BenchmarkFlowTableAdd$'
 gobench ./packetrecord '^Benchmark(Encode|FlowHash)$'
+# Fleet scale: the heartbeat engineer's Aggregator and the operator's status path at 1,000 nodes, and
+# the controllers' test that a resource's figures are released at most once per interval.
 if grep -qs "func BenchmarkObserveFleet" heartbeat/*_test.go; then
-  gobench ./heartbeat '^Benchmark(ObserveFleet|SummaryFleet)$'
+  gobench ./heartbeat '^Benchmark(ObserveFleet|SummaryFleet|StatePerPod)$'
+fi
+if grep -qs "func BenchmarkFleetStatus" controllers/*_test.go; then
+  gobench ./controllers '^BenchmarkFleetStatus$'
+  passed=0
+  go test -count 1 -run '^TestFiguresAtMostOncePerInterval$' ./controllers >>"$WORK/gobench.log" 2>&1 && passed=1
+  emit fleet "1,000 nodes" TestFiguresAtMostOncePerInterval passed "$passed"
 fi
 
 # ---------------------------------------------------------------- the page

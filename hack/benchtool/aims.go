@@ -166,6 +166,9 @@ var aims = []aim{
 					t, _ := r.med("capture", k, "tcpdump -i -w /dev/null", "CPU ns/pkt")
 					c.note(fmt.Sprintf("CPU per packet, %s: sensor %s ns (capture and publishing), tcpdump %s ns", k, num(v), num(t)))
 				}
+				if d, ok := r.stat("capture", k, "tcpdump -i -w /dev/null", "kernel drops"); ok && d.max > 0 {
+					c.note(fmt.Sprintf("tcpdump, at tcpreplay's top speed too, lost up to %s packets to kernel drops in a run (libpcap's 2 MiB default buffer)", num(d.max)))
+				}
 			}
 			return c.result()
 		},

@@ -26,18 +26,23 @@ decoding (120–200 ns, BenchmarkDecode) plus the flow table (~125–165 ns, Ben
 0.35–0.6 µs in all on this machine; 3 M packets/s per core needs the three under 330 ns together. Live memory per active flow is measured separately (BenchmarkActiveFlowMemory: a table of
 1,000,000 UDP flows, the heap it holds after a GC divided by the flows).`
 
-	whyReplayVeth = `both tools send one frame per write() on an AF_PACKET socket; on a veth most of the cost
-of a packet is the kernel's (the receiving namespace's stack runs in the sender's context), so the
-ratio moves with the load others put on the two cores from run to run.`
+	whyReplayVeth = `both tools send one frame per system call on an AF_PACKET socket (tcpreplay sendto() on
+a socket bound to ETH_P_ALL, capfleet write() on one bound to protocol 0), and capfleet spends more CPU
+per packet ("CPU ns/pkt"). A CPU profile of BenchmarkReplayTopSpeedVeth puts 86 % of capfleet's replay in
+the write system call itself and about 10 % in reading the file and pacing, so the extra CPU is spent in
+the kernel's send path as capfleet's socket and the Go runtime's system-call entry use it, not in
+capfleet's own work; which of the differences costs it is not pinned down yet. On a veth the receiving
+namespace's stack also runs in the sender's context, and the ratio moves with the load others put on the
+two cores.`
 
-	whyReplayKafka = `the replay process is not what limits it: a CPU profile of BenchmarkReplayTopSpeedTopic
-shows it busy ~40–60 % of one core (reading, packetrecord.Encode, franz-go's batching and snappy
-compression), waiting the rest on acknowledgements (acks from all in-sync replicas, idempotent) from a
-broker that shares the same two cores. The franz-go ceiling has every record encoded before its clock
-starts, so each produce request leaves full (up to 1 MB per partition) and the broker spends less CPU per
-record ("broker CPU ns/pkt"); the replay's records go out as they are read, in smaller batches. Even the
-bare producer stays under 1 M records/s on this machine: the broker (a JVM on the same two cores) is the
-limit here.`
+	whyReplayKafka = `capfleet's replay does per record, on the clock, what the franz-go ceiling does before
+its clock starts: reading the file, building the record (packetrecord.Encode, three allocations), pacing
+and accounting; franz-go's batching and snappy compression both do. That is about 2.3 µs of CPU a record
+here ("CPU s" over the packets): a whole core at 0.4 M records/s on a machine of two, where the broker (a
+JVM) takes about 1 µs a record besides ("broker CPU ns/pkt"). The bare producer, with every record
+prepared in advance, reaches about 0.9 M records/s here (its range touches 1.1 M), so on this machine 1 M/s
+is at the limit of the broker and the client even without capfleet's own work; it also holds every record
+in memory (its RSS), which a replay of a large capture cannot.`
 
 	whyCapture = `the sensor's resident memory is mostly mapped, not heap: the capture ring as deployed
 (--ring-blocks 64 × --ring-block-size-kb 1024 = 64 MiB) is filled by the kernel and counts as resident,
@@ -51,8 +56,9 @@ the broker's own CPU per packet is in the table.`
 	whyE2E = `every packet becomes a Cassandra row (and flows are stored too), and Kafka, Cassandra, the
 pipeline and the replay share two cores with the other engineers' jobs: the "Cassandra CPU ns/pkt"
 column shows where the time goes, so this figure describes this machine more than ` + "`capfleet process`" + `. Offsets are committed every 2 s
-(--commit-interval), so a commit lag of up to about two seconds of the offered traffic is the pipeline
-keeping up, not falling behind; a lag that grew with the run, or no catching up, would be.`
+(--commit-interval) once Cassandra has acknowledged the batches before them, so a commit lag of a few
+seconds of the offered traffic that is gone within seconds of the last send is the pipeline keeping up;
+a lag that grew with the run, or no catching up, would be falling behind.`
 
 	whyFleet = `the operator's RSS as a process with 1,000 nodes heartbeating, and the writes an API server
 actually receives, need the operator running against a control plane with 1,000 simulated nodes, which
