@@ -53,7 +53,9 @@ type Manager struct {
 }
 
 // New wraps a franz-go client; the caller keeps ownership of it.
-func New(cl *kgo.Client) *Manager { return &Manager{adm: kadm.NewClient(cl), created: map[string]bool{}} }
+func New(cl *kgo.Client) *Manager {
+	return &Manager{adm: kadm.NewClient(cl), created: map[string]bool{}}
+}
 
 func (m *Manager) createdHere(topic string) bool {
 	m.mu.Lock()

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"capfleet.dev/capfleet/internal/cassconn"
+	"capfleet.dev/capfleet/internal/testenv"
 )
 
 // Keys of the env file written by hack/cassandra.sh.
@@ -61,30 +62,11 @@ func Dir() (string, error) {
 	if run := os.Getenv("CAPFLEET_RUN"); run != "" {
 		return filepath.Join(run, "cassandra"), nil
 	}
-	root, err := repoRoot()
+	root, err := testenv.RepoRoot()
 	if err != nil {
 		return "", err
 	}
 	return filepath.Join(root, ".run", "cassandra"), nil
-}
-
-// repoRoot walks up from the working directory (a package dir under go test)
-// to the directory holding go.mod.
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.mod above the working directory")
-		}
-		dir = parent
-	}
 }
 
 // ReadEnv parses the env file in dir. Relative secret dirs are taken relative to dir.

@@ -6,7 +6,6 @@ package kafkatest
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -16,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 
 	"capfleet.dev/capfleet/internal/kafkaconn"
+	"capfleet.dev/capfleet/internal/testenv"
 )
 
 // Keys of the env file written by hack/kafka.sh.
@@ -61,30 +61,11 @@ func EnvPath() (string, error) {
 	if run := os.Getenv("CAPFLEET_RUN"); run != "" {
 		return filepath.Join(run, "kafka", "env"), nil
 	}
-	root, err := repoRoot()
+	root, err := testenv.RepoRoot()
 	if err != nil {
 		return "", err
 	}
 	return filepath.Join(root, ".run", "kafka", "env"), nil
-}
-
-// repoRoot walks up from the working directory (a package dir under go test)
-// to the directory holding go.mod.
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.mod above the working directory")
-		}
-		dir = parent
-	}
 }
 
 // ReadEnv parses the KEY=value lines of an env file written by hack/kafka.sh.

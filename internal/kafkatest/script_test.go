@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"capfleet.dev/capfleet/internal/testenv"
 )
 
 // script runs hack/kafka.sh with a private run dir and port block, so these
@@ -26,7 +28,7 @@ type script struct {
 
 func newScript(t *testing.T) script {
 	t.Helper()
-	root, err := repoRoot()
+	root, err := testenv.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}

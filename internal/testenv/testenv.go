@@ -3,6 +3,7 @@
 package testenv
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -11,23 +12,33 @@ import (
 // KubeVersion is the Kubernetes release hack/envtest.sh builds by default.
 const KubeVersion = "v1.34.4"
 
-// Root is the repository root: the nearest folder above the working directory holding go.mod.
-func Root(t testing.TB) string {
-	t.Helper()
+// RepoRoot is the repository root: the nearest folder above the working directory (a package's folder
+// under go test) holding go.mod.
+func RepoRoot() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
-		t.Fatal(err)
+		return "", err
 	}
 	for {
 		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
+			return dir, nil
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			t.Fatal("no go.mod above the working directory")
+			return "", errors.New("no go.mod above the working directory")
 		}
 		dir = parent
 	}
+}
+
+// Root is RepoRoot for a test, which it ends when there is none.
+func Root(t testing.TB) string {
+	t.Helper()
+	root, err := RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
 }
 
 // Missing ends a test that lacks a service the project's scripts provide: under CI it fails, since CI must
