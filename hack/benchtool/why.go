@@ -40,9 +40,9 @@ its clock starts: reading the file, building the record (packetrecord.Encode, th
 and accounting; franz-go's batching and snappy compression both do. That is about 2.3 µs of CPU a record
 here ("CPU s" over the packets): a whole core at 0.4 M records/s on a machine of two, where the broker (a
 JVM) takes about 1 µs a record besides ("broker CPU ns/pkt"). The bare producer, with every record
-prepared in advance, reaches about 0.9 M records/s here (its range touches 1.1 M), so on this machine 1 M/s
-is at the limit of the broker and the client even without capfleet's own work; it also holds every record
-in memory (its RSS), which a replay of a large capture cannot.`
+prepared in advance, got 0.9 M records/s (up to 1.1 M) in a quieter full run and less when the machine was
+busier, so on this machine 1 M/s is at the limit of the broker and the client even without capfleet's own
+work; it also holds every record in memory (its RSS), which a replay of a large capture cannot.`
 
 	whyCapture = `the sensor's resident memory is mostly mapped, not heap: the capture ring as deployed
 (--ring-blocks 64 × --ring-block-size-kb 1024 = 64 MiB) is filled by the kernel and counts as resident,
