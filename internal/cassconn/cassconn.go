@@ -9,9 +9,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -19,6 +17,8 @@ import (
 
 	"github.com/gocql/gocql"
 	"github.com/spf13/pflag"
+
+	"capfleet.dev/capfleet/internal/secretdir"
 )
 
 // Names of the optional files in Config.SecretDir (the keys of a Kubernetes Secret).
@@ -105,10 +105,10 @@ func (c *Config) Cluster() (*gocql.ClusterConfig, error) {
 			return nil, err
 		}
 		cl.SslOpts = &gocql.SslOptions{Config: tc, EnableHostVerification: true}
-	} else if sec.has(FileCA) {
+	} else if sec.Has(FileCA) {
 		// A CA is only ever given to verify a TLS listener: ignoring it would
 		// send the password in clear text where the operator meant TLS.
-		return nil, fmt.Errorf("cassandra: %s is present but --cassandra-tls is off", sec.path(FileCA))
+		return nil, fmt.Errorf("cassandra: %s is present but --cassandra-tls is off", sec.Path(FileCA))
 	}
 	return cl, nil
 }
@@ -174,62 +174,30 @@ func (c *Config) hosts() ([]string, error) {
 	return out, nil
 }
 
-// secretDir holds the contents of the files present in the secret directory.
-type secretDir struct {
-	dir   string
-	files map[string][]byte
-}
-
+// readSecretDir loads the credential files this client knows.
 func readSecretDir(dir string) (secretDir, error) {
-	s := secretDir{dir: dir, files: map[string][]byte{}}
-	if dir == "" {
-		return s, nil
-	}
-	st, err := os.Stat(dir)
-	if err != nil {
-		return s, fmt.Errorf("cassandra: --cassandra-secret-dir: %w", err)
-	}
-	if !st.IsDir() {
-		return s, fmt.Errorf("cassandra: --cassandra-secret-dir %s is not a directory", dir)
-	}
-	for _, name := range []string{FileUsername, FilePassword, FileCA} {
-		b, err := os.ReadFile(filepath.Join(dir, name))
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return s, fmt.Errorf("cassandra secret: %w", err)
-		}
-		s.files[name] = b
-	}
-	return s, nil
+	d, err := secretdir.Read(dir, "cassandra: --cassandra-secret-dir", FileUsername, FilePassword, FileCA)
+	return secretDir{d}, err
 }
 
-func (s secretDir) has(name string) bool { _, ok := s.files[name]; return ok }
-
-func (s secretDir) path(name string) string { return filepath.Join(s.dir, name) }
-
-// text returns a file's value without the trailing newline that `echo >file`
-// and many secret generators add; inner spaces are kept as they may be meant.
-func (s secretDir) text(name string) string {
-	return strings.TrimRight(string(s.files[name]), "\r\n")
-}
+// secretDir adds this client's credential logic to the files of a mounted Secret.
+type secretDir struct{ secretdir.Dir }
 
 // authenticator returns nil when the directory holds no credentials at all, so
 // a cluster without authentication needs no secret.
 func (s secretDir) authenticator() (*gocql.PasswordAuthenticator, error) {
-	if !s.has(FileUsername) && !s.has(FilePassword) {
+	if !s.Has(FileUsername) && !s.Has(FilePassword) {
 		return nil, nil
 	}
 	for _, pair := range [][2]string{{FileUsername, FilePassword}, {FilePassword, FileUsername}} {
-		if !s.has(pair[1]) {
-			return nil, fmt.Errorf("cassandra secret: %s is present but %s is missing", s.path(pair[0]), s.path(pair[1]))
+		if !s.Has(pair[1]) {
+			return nil, fmt.Errorf("cassandra secret: %s is present but %s is missing", s.Path(pair[0]), s.Path(pair[1]))
 		}
 	}
-	user, pass := s.text(FileUsername), s.text(FilePassword)
+	user, pass := s.Text(FileUsername), s.Text(FilePassword)
 	for _, f := range []struct{ name, v string }{{FileUsername, user}, {FilePassword, pass}} {
 		if f.v == "" {
-			return nil, fmt.Errorf("cassandra secret %s: empty", s.path(f.name))
+			return nil, fmt.Errorf("cassandra secret %s: empty", s.Path(f.name))
 		}
 	}
 	return &gocql.PasswordAuthenticator{Username: user, Password: pass}, nil
@@ -237,10 +205,10 @@ func (s secretDir) authenticator() (*gocql.PasswordAuthenticator, error) {
 
 func (s secretDir) tlsConfig() (*tls.Config, error) {
 	tc := &tls.Config{MinVersion: tls.VersionTLS12}
-	if s.has(FileCA) {
+	if s.Has(FileCA) {
 		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(s.files[FileCA]) {
-			return nil, fmt.Errorf("cassandra secret %s: no PEM certificate found", s.path(FileCA))
+		if !pool.AppendCertsFromPEM(s.Bytes(FileCA)) {
+			return nil, fmt.Errorf("cassandra secret %s: no PEM certificate found", s.Path(FileCA))
 		}
 		tc.RootCAs = pool
 	}

@@ -8,10 +8,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net"
-	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -19,6 +16,8 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
+
+	"capfleet.dev/capfleet/internal/secretdir"
 )
 
 // Names of the optional files in Config.SecretDir (the keys of a Kubernetes Secret).
@@ -81,7 +80,7 @@ func (c *Config) Options() ([]kgo.Opt, error) {
 			return nil, err
 		}
 		opts = append(opts, kgo.DialTLSConfig(tc))
-	} else if sec.has(FileCert) || sec.has(FileKey) {
+	} else if sec.Has(FileCert) || sec.Has(FileKey) {
 		// A client certificate is only ever meant for a TLS listener: ignoring it
 		// would connect in clear text where the operator asked for mutual TLS.
 		return nil, fmt.Errorf("kafka: %s has a client certificate (%s/%s) but --kafka-tls is off",
@@ -132,89 +131,57 @@ func mechanisms() []string {
 	return []string{MechanismScramSHA256, MechanismScramSHA512, MechanismPlain}
 }
 
-// secretDir holds the contents of the files present in the secret directory.
-type secretDir struct {
-	dir   string
-	files map[string][]byte
-}
-
+// readSecretDir loads the credential files this client knows.
 func readSecretDir(dir string) (secretDir, error) {
-	s := secretDir{dir: dir, files: map[string][]byte{}}
-	if dir == "" {
-		return s, nil
-	}
-	st, err := os.Stat(dir)
-	if err != nil {
-		return s, fmt.Errorf("kafka: --kafka-secret-dir: %w", err)
-	}
-	if !st.IsDir() {
-		return s, fmt.Errorf("kafka: --kafka-secret-dir %s is not a directory", dir)
-	}
-	for _, name := range []string{FileCA, FileCert, FileKey, FileMechanism, FileUsername, FilePassword} {
-		b, err := os.ReadFile(filepath.Join(dir, name))
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return s, fmt.Errorf("kafka secret: %w", err)
-		}
-		s.files[name] = b
-	}
-	return s, nil
+	d, err := secretdir.Read(dir, "kafka: --kafka-secret-dir", FileCA, FileCert, FileKey, FileMechanism, FileUsername, FilePassword)
+	return secretDir{d}, err
 }
 
-func (s secretDir) has(name string) bool { _, ok := s.files[name]; return ok }
-
-func (s secretDir) path(name string) string { return filepath.Join(s.dir, name) }
-
-// text returns a file's value without the trailing newline that `echo >file`
-// and many secret generators add; inner spaces are kept as they may be meant.
-func (s secretDir) text(name string) string {
-	return strings.TrimRight(string(s.files[name]), "\r\n")
-}
+// secretDir adds this client's credential logic to the files of a mounted Secret.
+type secretDir struct{ secretdir.Dir }
 
 func (s secretDir) tlsConfig() (*tls.Config, error) {
 	tc := &tls.Config{MinVersion: tls.VersionTLS12}
-	if s.has(FileCA) {
+	if s.Has(FileCA) {
 		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(s.files[FileCA]) {
-			return nil, fmt.Errorf("kafka secret %s: no PEM certificate found", s.path(FileCA))
+		if !pool.AppendCertsFromPEM(s.Bytes(FileCA)) {
+			return nil, fmt.Errorf("kafka secret %s: no PEM certificate found", s.Path(FileCA))
 		}
 		tc.RootCAs = pool
 	}
 	switch {
-	case s.has(FileCert) && s.has(FileKey):
-		cert, err := tls.X509KeyPair(s.files[FileCert], s.files[FileKey])
+	case s.Has(FileCert) && s.Has(FileKey):
+		cert, err := tls.X509KeyPair(s.Bytes(FileCert), s.Bytes(FileKey))
 		if err != nil {
-			return nil, fmt.Errorf("kafka secret %s, %s: %w", s.path(FileCert), s.path(FileKey), err)
+			return nil, fmt.Errorf("kafka secret %s, %s: %w", s.Path(FileCert), s.Path(FileKey), err)
 		}
 		tc.Certificates = []tls.Certificate{cert}
-	case s.has(FileCert):
-		return nil, fmt.Errorf("kafka secret: %s is present but %s is missing", s.path(FileCert), s.path(FileKey))
-	case s.has(FileKey):
-		return nil, fmt.Errorf("kafka secret: %s is present but %s is missing", s.path(FileKey), s.path(FileCert))
+	case s.Has(FileCert):
+		return nil, fmt.Errorf("kafka secret: %s is present but %s is missing", s.Path(FileCert), s.Path(FileKey))
+	case s.Has(FileKey):
+		return nil, fmt.Errorf("kafka secret: %s is present but %s is missing", s.Path(FileKey), s.Path(FileCert))
 	}
 	return tc, nil
 }
 
 func (s secretDir) saslMechanism() (sasl.Mechanism, error) {
-	if !s.has(FileMechanism) {
-		if s.has(FileUsername) || s.has(FilePassword) {
+	if !s.Has(FileMechanism) {
+		if s.Has(FileUsername) || s.Has(FilePassword) {
 			// Credentials without a mechanism would be dropped silently and the
 			// broker would then refuse the connection with a far vaguer error.
 			return nil, fmt.Errorf("kafka secret: %s is missing (one of %s) while %s/%s are present",
-				s.path(FileMechanism), strings.Join(mechanisms(), ", "), FileUsername, FilePassword)
+				s.Path(FileMechanism), strings.Join(mechanisms(), ", "), FileUsername, FilePassword)
 		}
 		return nil, nil
 	}
-	mech := strings.ToUpper(strings.TrimSpace(string(s.files[FileMechanism])))
-	user, pass := s.text(FileUsername), s.text(FilePassword)
+	mech := strings.ToUpper(strings.TrimSpace(string(s.Bytes(FileMechanism))))
+	user, pass := s.Text(FileUsername), s.Text(FilePassword)
 	for _, f := range []struct{ name, v string }{{FileUsername, user}, {FilePassword, pass}} {
-		if !s.has(f.name) {
-			return nil, fmt.Errorf("kafka secret: %s is %s but %s is missing", s.path(FileMechanism), mech, s.path(f.name))
+		if !s.Has(f.name) {
+			return nil, fmt.Errorf("kafka secret: %s is %s but %s is missing", s.Path(FileMechanism), mech, s.Path(f.name))
 		}
 		if f.v == "" {
-			return nil, fmt.Errorf("kafka secret %s: empty", s.path(f.name))
+			return nil, fmt.Errorf("kafka secret %s: empty", s.Path(f.name))
 		}
 	}
 	switch mech {
@@ -226,5 +193,5 @@ func (s secretDir) saslMechanism() (sasl.Mechanism, error) {
 		return plain.Auth{User: user, Pass: pass}.AsMechanism(), nil
 	}
 	return nil, fmt.Errorf("kafka secret %s: unsupported SASL mechanism %q (want one of %s)",
-		s.path(FileMechanism), mech, strings.Join(mechanisms(), ", "))
+		s.Path(FileMechanism), mech, strings.Join(mechanisms(), ", "))
 }
