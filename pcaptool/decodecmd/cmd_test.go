@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"capfleet.dev/capfleet/internal/testenv"
 )
 
 func decodeOut(t *testing.T, file string, o *decodeOptions) string {
@@ -22,7 +24,7 @@ func decodeOut(t *testing.T, file string, o *decodeOptions) string {
 // TestDecodeJSONMatchesTSV: the json output carries the same values as the tsv columns, numbers
 // as numbers, and leaves out exactly the fields the tsv shows empty.
 func TestDecodeJSONMatchesTSV(t *testing.T) {
-	file := filepath.Join(sharedPcaps(t), "zeek/wikipedia.pcap")
+	file := filepath.Join(testenv.Pcaps(t), "zeek/wikipedia.pcap")
 	fields := strings.Join(parityFields, ",")
 	tsv := strings.Split(strings.TrimSuffix(decodeOut(t, file, &decodeOptions{fields: fields, output: "tsv"}), "\n"), "\n")
 	js := strings.Split(strings.TrimSpace(decodeOut(t, file, &decodeOptions{fields: fields, output: "json"})), "\n")
@@ -63,7 +65,7 @@ func TestDecodeUnknownFieldNamesKnownOnes(t *testing.T) {
 // TestDecodeFilterKeepsMatchingPackets: with --filter, exactly the packets the unfiltered run
 // shows on UDP port 53 remain, with their original frame numbers.
 func TestDecodeFilterKeepsMatchingPackets(t *testing.T) {
-	file := filepath.Join(sharedPcaps(t), "zeek/wikipedia.pcap")
+	file := filepath.Join(testenv.Pcaps(t), "zeek/wikipedia.pcap")
 	fields := "frame.number,udp.srcport,udp.dstport"
 	var want []string
 	for _, l := range strings.Split(strings.TrimSpace(decodeOut(t, file, &decodeOptions{fields: fields, output: "tsv"})), "\n") {
@@ -81,7 +83,7 @@ func TestDecodeFilterKeepsMatchingPackets(t *testing.T) {
 // TestDecodeDamagedFileReportsWhere: a capture cut mid-record prints the packets before the cut
 // and then fails naming where.
 func TestDecodeDamagedFileReportsWhere(t *testing.T) {
-	data, err := os.ReadFile(filepath.Join(sharedPcaps(t), "zeek/wikipedia.pcap"))
+	data, err := os.ReadFile(filepath.Join(testenv.Pcaps(t), "zeek/wikipedia.pcap"))
 	if err != nil {
 		t.Fatal(err)
 	}

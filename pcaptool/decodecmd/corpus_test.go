@@ -11,34 +11,6 @@ import (
 	"testing"
 )
 
-// sharedPcaps locates ../shared/pcaps next to the repository root (the directory with go.mod).
-// Without it the test skips, or fails under CI=true where the corpus must be present.
-func sharedPcaps(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("no go.mod above the test's directory")
-		}
-		dir = parent
-	}
-	p := filepath.Join(filepath.Dir(dir), "shared", "pcaps")
-	if _, err := os.Stat(p); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("capture corpus missing at %s (it must sit next to the repository): %v", p, err)
-		}
-		t.Skipf("capture corpus not found at %s", p)
-	}
-	return p
-}
-
 // needTool returns the path of an oracle binary, failing under CI=true when it is missing.
 func needTool(t testing.TB, name string) string {
 	t.Helper()

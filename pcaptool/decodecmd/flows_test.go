@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"capfleet.dev/capfleet/processor/flow"
+
+	"capfleet.dev/capfleet/internal/testenv"
 )
 
 // zeekConn is one conn.log line, keyed by column name.
@@ -58,7 +60,7 @@ func readConnLog(t *testing.T, path string) []zeekConn {
 // TestFlowParityWithZeek aggregates the traces Zeek's own test suite logged and compares every
 // connection's packets and bytes each way, state and history with Zeek's conn.log baseline.
 func TestFlowParityWithZeek(t *testing.T) {
-	root := sharedPcaps(t)
+	root := testenv.Pcaps(t)
 	for _, tc := range []struct{ pcap, connLog string }{
 		{"zeek/wikipedia.pcap", "zeek-oracles/opt.basic/conn.log"},
 		{"zeek/q-in-q.pcap", "zeek-oracles/core.q-in-q/conn.log"},

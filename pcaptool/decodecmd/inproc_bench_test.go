@@ -5,12 +5,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"capfleet.dev/capfleet/internal/testenv"
 )
 
 // BenchmarkDecodeCommand runs `pcap decode` with the parity fields in-process over the benchmark
 // capture, output discarded: the reader, decoder and field formatting without process start-up.
 func BenchmarkDecodeCommand(b *testing.B) {
-	file := filepath.Join(sharedPcaps(b), benchProcessCapture)
+	file := filepath.Join(testenv.Pcaps(b), benchProcessCapture)
 	packets := countPackets(b, file)
 	o := &decodeOptions{fields: strings.Join(parityFields, ","), output: "tsv"}
 	b.ReportAllocs()
@@ -24,7 +26,7 @@ func BenchmarkDecodeCommand(b *testing.B) {
 
 // BenchmarkFlowsCommand runs `pcap flows` in-process over the benchmark capture.
 func BenchmarkFlowsCommand(b *testing.B) {
-	file := filepath.Join(sharedPcaps(b), benchProcessCapture)
+	file := filepath.Join(testenv.Pcaps(b), benchProcessCapture)
 	packets := countPackets(b, file)
 	o := &flowsOptions{output: "tsv"}
 	b.ReportAllocs()

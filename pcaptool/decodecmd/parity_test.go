@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"capfleet.dev/capfleet/internal/testenv"
 )
 
 // parityFields are compared with tshark for every packet.
@@ -80,7 +82,7 @@ func exempt(file, field string) bool {
 // cached in .cache/tshark-fields by file content, field list and tshark version: the first run
 // takes minutes (one tshark start per file), later ones seconds.
 func TestDecodeParityWithTshark(t *testing.T) {
-	root := sharedPcaps(t)
+	root := testenv.Pcaps(t)
 	tshark := needTool(t, "tshark")
 	files := corpusFiles(t, []string{filepath.Join(root, "ndpi"), filepath.Join(root, "zeek")}, 256<<10, 1)
 	if len(files) < 100 {

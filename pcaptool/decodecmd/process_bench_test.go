@@ -12,6 +12,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"capfleet.dev/capfleet/pcapfile"
+
+	"capfleet.dev/capfleet/internal/testenv"
 )
 
 // mainEnv makes the test binary act as the command when re-executed, so benchmarks can time a
@@ -39,7 +41,7 @@ const benchProcessCapture = "zeek/echo-connections.pcap"
 // fields and `tcpdump -nn`. Compare ns/op across sub-benchmarks for the ratios. Run with
 // -benchtime 3x: tshark takes seconds per run.
 func BenchmarkProcess(b *testing.B) {
-	file := filepath.Join(sharedPcaps(b), benchProcessCapture)
+	file := filepath.Join(testenv.Pcaps(b), benchProcessCapture)
 	packets := countPackets(b, file)
 	self, err := os.Executable()
 	if err != nil {

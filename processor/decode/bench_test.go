@@ -5,13 +5,15 @@ import (
 	"testing"
 
 	"capfleet.dev/capfleet/processor/decode"
+
+	"capfleet.dev/capfleet/internal/testenv"
 )
 
 // benchCapture is a real capture with many flows and protocols (TCP, UDP, DNS, ICMP).
 const benchCapture = "zeek/echo-connections.pcap"
 
 func loadBench(b testing.TB) []frame {
-	frames := readFrames(b, filepath.Join(sharedPcaps(b), benchCapture), 0)
+	frames := readFrames(b, filepath.Join(testenv.Pcaps(b), benchCapture), 0)
 	if len(frames) == 0 {
 		b.Fatalf("no packets in %s", benchCapture)
 	}
@@ -38,7 +40,7 @@ func BenchmarkDecode(b *testing.B) {
 // TestDecodeDoesNotAllocate holds the decoder to zero allocations per packet on captures that
 // exercise VLAN, Q-in-Q, MPLS, IPv6 extension headers, tunnels, DNS and ICMP errors.
 func TestDecodeDoesNotAllocate(t *testing.T) {
-	root := sharedPcaps(t)
+	root := testenv.Pcaps(t)
 	var frames []frame
 	for _, f := range []string{
 		benchCapture, "zeek/wikipedia.pcap", "zeek/q-in-q.pcap", "zeek/mpls-in-vlan.pcap",

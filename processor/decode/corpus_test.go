@@ -9,35 +9,9 @@ import (
 
 	"capfleet.dev/capfleet/pcapfile"
 	"capfleet.dev/capfleet/processor/decode"
-)
 
-// sharedPcaps locates ../shared/pcaps next to the repository root; missing, the test skips, or
-// fails under CI=true where the corpus must be present.
-func sharedPcaps(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("no go.mod above the test's directory")
-		}
-		dir = parent
-	}
-	p := filepath.Join(filepath.Dir(dir), "shared", "pcaps")
-	if _, err := os.Stat(p); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("capture corpus missing at %s (it must sit next to the repository): %v", p, err)
-		}
-		t.Skipf("capture corpus not found at %s", p)
-	}
-	return p
-}
+	"capfleet.dev/capfleet/internal/testenv"
+)
 
 // frame is one captured packet kept in memory.
 type frame struct {
@@ -72,7 +46,7 @@ func readFrames(t testing.TB, path string, max int) []frame {
 // deliberately malformed) through the decoder: none may panic, every one gets a reason, and the
 // field formatters accept whatever came out.
 func TestTcpdumpCorpusDecodes(t *testing.T) {
-	dir := filepath.Join(sharedPcaps(t), "tcpdump")
+	dir := filepath.Join(testenv.Pcaps(t), "tcpdump")
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		t.Fatal(err)
