@@ -146,6 +146,15 @@ func secretVolume(name, secret, dir string) (corev1.Volume, corev1.VolumeMount) 
 		}
 }
 
+// mountSecret adds a read-only Secret volume and its mount, unless no Secret is named.
+func mountSecret(volumes []corev1.Volume, mounts []corev1.VolumeMount, name, secret, dir string) ([]corev1.Volume, []corev1.VolumeMount) {
+	if secret == "" {
+		return volumes, mounts
+	}
+	v, m := secretVolume(name, secret, dir)
+	return append(volumes, v), append(mounts, m)
+}
+
 // tmpVolume gives a read-only-root container a writable /tmp.
 func tmpVolume() (corev1.Volume, corev1.VolumeMount) {
 	return corev1.Volume{Name: "tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},

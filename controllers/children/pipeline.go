@@ -62,10 +62,7 @@ func PipelineDeployment(pp *v1alpha1.PacketPipeline, sourceTopic string, o Optio
 
 	tmp, tmpMount := tmpVolume()
 	volumes, mounts := []corev1.Volume{tmp}, []corev1.VolumeMount{tmpMount}
-	if ksecret != "" {
-		v, m := secretVolume("kafka", ksecret, kafkaSecretDir)
-		volumes, mounts = append(volumes, v), append(mounts, m)
-	}
+	volumes, mounts = mountSecret(volumes, mounts, "kafka", ksecret, kafkaSecretDir)
 	if c := s.Sinks.Cassandra; c != nil {
 		if c.Packets {
 			args = append(args, "--store-packets", "--packet-ttl="+durationOr(c.PacketTTL, "168h0m0s"))
@@ -77,10 +74,7 @@ func PipelineDeployment(pp *v1alpha1.PacketPipeline, sourceTopic string, o Optio
 			fmt.Sprintf(`--replication={"class":"SimpleStrategy","replication_factor":%d}`, c.ReplicationFactor))
 		cargs, csecret := cassandraArgs(c.Connection, o.Cassandra)
 		args = append(args, cargs...)
-		if csecret != "" {
-			v, m := secretVolume("cassandra", csecret, cassandraSecretDir)
-			volumes, mounts = append(volumes, v), append(mounts, m)
-		}
+		volumes, mounts = mountSecret(volumes, mounts, "cassandra", csecret, cassandraSecretDir)
 	}
 	if s.Sinks.Kafka != nil {
 		args = append(args, "--flows-topic="+FlowsTopic(pp))

@@ -72,10 +72,7 @@ func ReplayJobObject(rj *v1alpha1.ReplayJob, o Options) *batchv1.Job {
 	kargs, ksecret := kafkaArgs(s.Kafka, o.Kafka)
 	args = append(args, kargs...)
 	args = append(args, statsArgs(o)...)
-	if ksecret != "" {
-		v, m := secretVolume("kafka", ksecret, kafkaSecretDir)
-		volumes, mounts = append(volumes, v), append(mounts, m)
-	}
+	volumes, mounts = mountSecret(volumes, mounts, "kafka", ksecret, kafkaSecretDir)
 	pod.Volumes = volumes
 	pod.Containers = []corev1.Container{{
 		Name:            "replay",

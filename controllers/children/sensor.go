@@ -51,10 +51,7 @@ func SensorDaemonSet(cs *v1alpha1.CaptureSensor, o Options) *appsv1.DaemonSet {
 
 	tmp, tmpMount := tmpVolume()
 	volumes, mounts := []corev1.Volume{tmp}, []corev1.VolumeMount{tmpMount}
-	if ksecret != "" {
-		v, m := secretVolume("kafka", ksecret, kafkaSecretDir)
-		volumes, mounts = append(volumes, v), append(mounts, m)
-	}
+	volumes, mounts = mountSecret(volumes, mounts, "kafka", ksecret, kafkaSecretDir)
 	liveness, readiness := probes(healthPort)
 	labels := commonLabels(ComponentSensor, cs.Name)
 
