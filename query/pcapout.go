@@ -2,6 +2,7 @@ package query
 
 import (
 	"bufio"
+	"encoding/binary"
 	"fmt"
 	"io"
 
@@ -25,16 +26,23 @@ type packetWriter interface {
 type pcapWriter struct {
 	bw *bufio.Writer
 	w  *pcapgo.Writer
-	lt layers.LinkType
+	lt uint32
 }
 
-func newPcapWriter(out io.Writer, lt layers.LinkType) (*pcapWriter, error) {
+// newPcapWriter writes the file header itself: gopacket's takes an 8-bit link type, and Linux cooked v2
+// (276) is what `tcpdump -i any` captures.
+func newPcapWriter(out io.Writer, lt uint32) (*pcapWriter, error) {
 	bw := bufio.NewWriterSize(out, 1<<16)
-	w := pcapgo.NewWriterNanos(bw)
-	if err := w.WriteFileHeader(snapLen, lt); err != nil {
+	var h [24]byte
+	binary.LittleEndian.PutUint32(h[0:], 0xa1b23c4d) // nanosecond resolution
+	binary.LittleEndian.PutUint16(h[4:], 2)
+	binary.LittleEndian.PutUint16(h[6:], 4)
+	binary.LittleEndian.PutUint32(h[16:], snapLen)
+	binary.LittleEndian.PutUint32(h[20:], lt)
+	if _, err := bw.Write(h[:]); err != nil {
 		return nil, err
 	}
-	return &pcapWriter{bw: bw, w: w, lt: lt}, nil
+	return &pcapWriter{bw: bw, w: pcapgo.NewWriterNanos(bw), lt: lt}, nil
 }
 
 func (w *pcapWriter) write(p store.Packet) error {
@@ -56,13 +64,17 @@ type pcapngWriter struct {
 
 type ngKey struct {
 	node, iface string
-	lt          layers.LinkType
+	lt          uint32
 }
 
 func newPcapngWriter(out io.Writer, first store.Packet) (*pcapngWriter, error) {
 	bw := bufio.NewWriterSize(out, 1<<16)
 	k := ngKey{first.Node, first.Interface, first.LinkType}
-	w, err := pcapgo.NewNgWriterInterface(bw, ngInterface(k), pcapgo.NgWriterOptions{
+	iface, err := ngInterface(k)
+	if err != nil {
+		return nil, err
+	}
+	w, err := pcapgo.NewNgWriterInterface(bw, iface, pcapgo.NgWriterOptions{
 		SectionInfo: pcapgo.NgSectionInfo{Application: "capfleet query packets"},
 	})
 	if err != nil {
@@ -71,20 +83,26 @@ func newPcapngWriter(out io.Writer, first store.Packet) (*pcapngWriter, error) {
 	return &pcapngWriter{bw: bw, w: w, ifaces: map[ngKey]int{k: 0}}, nil
 }
 
-func ngInterface(k ngKey) pcapgo.NgInterface {
+func ngInterface(k ngKey) (pcapgo.NgInterface, error) {
 	name := k.iface
 	if k.node != "" {
 		name = k.node + ":" + k.iface
 	}
-	return pcapgo.NgInterface{Name: name, LinkType: k.lt, SnapLength: snapLen}
+	if k.lt > 255 {
+		return pcapgo.NgInterface{}, fmt.Errorf("interface %s has link type %d, which this pcapng writer cannot record: use --format pcap (with a --filter or --ip that selects one link type)", name, k.lt)
+	}
+	return pcapgo.NgInterface{Name: name, LinkType: layers.LinkType(k.lt), SnapLength: snapLen}, nil
 }
 
 func (w *pcapngWriter) write(p store.Packet) error {
 	k := ngKey{p.Node, p.Interface, p.LinkType}
 	id, ok := w.ifaces[k]
 	if !ok {
-		var err error
-		if id, err = w.w.AddInterface(ngInterface(k)); err != nil {
+		iface, err := ngInterface(k)
+		if err != nil {
+			return err
+		}
+		if id, err = w.w.AddInterface(iface); err != nil {
 			return err
 		}
 		w.ifaces[k] = id

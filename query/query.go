@@ -18,7 +18,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/google/gopacket/layers"
 	"github.com/spf13/cobra"
 
 	"capfleet.dev/capfleet/internal/cassconn"
@@ -186,11 +185,18 @@ func packetsCommand() *cobra.Command {
 		sensor, output string
 		format         string
 		filter         string
+		ip, flowID     string
+		stats          bool
 	)
 	cmd := &cobra.Command{
 		Use:   "packets",
-		Short: "Stored packets of a sensor in a time range, written as a capture file in timestamp order",
-		Args:  cobra.NoArgs,
+		Short: "Stored packets of a sensor (in a time range, of an address or of one flow), written as a capture file in timestamp order",
+		Long: `packets writes the stored packets of --sensor as a pcap or pcapng file, streaming: the export is never
+held in memory. It reads only the blocks that can hold what is asked: those active in the time range, and
+with --ip or --flow those whose address index may hold the addresses. --flow takes a flow's uid or its
+Community ID (both in the flow rows, see query flows) and returns exactly that flow's packets; the flow is
+looked up in the time range given (--since, --from/--to).`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if sensor == "" {
 				return errors.New("--sensor is required")
@@ -201,29 +207,54 @@ func packetsCommand() *cobra.Command {
 			if format != "auto" && format != "pcap" && format != "pcapng" {
 				return fmt.Errorf("--format %q: want auto, pcap or pcapng", format)
 			}
+			if ip != "" && flowID != "" {
+				return errors.New("--ip and --flow select differently: give one (a flow has both its addresses)")
+			}
 			from, to, err := timeRange(c.since, c.from, c.to, time.Now())
 			if err != nil {
 				return err
 			}
-			keep := func(store.Packet) bool { return true }
+			sel := selection{q: store.PacketQuery{Sensor: sensor, From: from, To: to}}
 			if filter != "" {
-				set, err := bpffilter.NewSet(filter)
-				if err != nil {
+				if sel.bpf, err = bpffilter.NewSet(filter); err != nil {
 					return fmt.Errorf("--filter: %w", err)
 				}
-				keep = func(p store.Packet) bool { return set.Match(p.Data, uint32(p.LinkType), len(p.Data)) }
+			}
+			if ip != "" {
+				a, err := netip.ParseAddr(ip)
+				if err != nil {
+					return fmt.Errorf("--ip %q: %w", ip, err)
+				}
+				sel.q.Hosts, sel.addr = []netip.Addr{a.Unmap()}, a.Unmap()
 			}
 			r, done, err := c.reader()
 			if err != nil {
 				return err
 			}
 			defer done()
-			n, chosen, err := exportPackets(cmd.Context(), r, sensor, from, to, format, output, keep, cmd.OutOrStdout())
+			if flowID != "" {
+				f, err := findFlow(cmd.Context(), r, flowID, from, to)
+				if err != nil {
+					return err
+				}
+				sel.flow = &f
+				sel.q.From, sel.q.To, sel.q.Hosts = f.Start, f.End, []netip.Addr{f.OrigAddr, f.RespAddr}
+			}
+			skipped := 0
+			sel.q.OnSkip = func(key string, err error) {
+				skipped++
+				fmt.Fprintf(cmd.ErrOrStderr(), "warning: skipped %s: %v\n", key, err)
+			}
+			n, chosen, st, err := exportPackets(cmd.Context(), r, sel, format, output, cmd.OutOrStdout())
 			if err != nil {
 				return err
 			}
 			if output != "-" {
 				fmt.Fprintf(cmd.ErrOrStderr(), "wrote %d packets to %s (%s)\n", n, output, chosen)
+			}
+			if stats || skipped > 0 {
+				fmt.Fprintf(cmd.ErrOrStderr(), "read %d of %d blocks in range (%d compressed bytes), %d unreadable, %d missing; %d rows of the per-packet layout; %d duplicate records dropped\n",
+					st.BlocksRead, st.BlocksIndexed, st.BytesRead, st.BlocksCorrupt, st.BlocksMissing, st.LegacyRows, st.Duplicates)
 			}
 			return nil
 		},
@@ -232,28 +263,34 @@ func packetsCommand() *cobra.Command {
 	cmd.Flags().StringVar(&sensor, "sensor", "", "sensor name the pipeline stored the packets under (its --sensor)")
 	cmd.Flags().StringVarP(&output, "write", "w", "", "capture file to write, - for standard output")
 	cmd.Flags().StringVar(&filter, "filter", "", "BPF filter in tcpdump syntax: export only the packets it accepts")
+	cmd.Flags().StringVar(&ip, "ip", "", "only packets with this address as source or destination of any of their IP headers (outer or inner)")
+	cmd.Flags().StringVar(&flowID, "flow", "", "only the packets of this flow: its uid or Community ID")
+	cmd.Flags().BoolVar(&stats, "stats", false, "say on standard error how many blocks were read")
 	cmd.Flags().StringVar(&format, "format", "auto",
 		"pcap (one link type, nanosecond timestamps), pcapng (an interface per node, interface and link type), or auto: pcap unless the packets have several link types")
 	return cmd
 }
 
-// exportPackets writes the packets to path (or stdout for "-") and returns how many and in which format.
-func exportPackets(ctx context.Context, r *store.Reader, sensor string, from, to time.Time, format, path string,
-	keep func(store.Packet) bool, stdout io.Writer) (int, string, error) {
-	var single layers.LinkType
+// exportPackets writes the selected packets to path (or stdout for "-") and returns how many, in which
+// format, and what the scan read.
+func exportPackets(ctx context.Context, r *store.Reader, sel selection, format, path string, stdout io.Writer) (int, string, store.ScanStats, error) {
+	var (
+		single uint32
+		st     store.ScanStats
+	)
 	if format == "auto" || format == "pcap" {
-		lts, err := r.LinkTypes(ctx, sensor, from, to)
+		lts, err := r.LinkTypes(ctx, sel.q.Sensor, sel.q.From, sel.q.To)
 		if err != nil {
-			return 0, "", err
+			return 0, "", st, err
 		}
 		switch {
 		case len(lts) > 1 && format == "pcap":
-			return 0, "", fmt.Errorf("the packets have %d link types (%s): pcap holds one, use --format pcapng", len(lts), linkTypeList(lts))
+			return 0, "", st, fmt.Errorf("the packets have %d link types (%s): pcap holds one, use --format pcapng", len(lts), linkTypeList(lts))
 		case len(lts) > 1:
 			format = "pcapng"
 		default:
 			format = "pcap"
-			single = layers.LinkTypeEthernet // an empty file still needs one
+			single = 1 // Ethernet: an empty file still needs one
 			for lt := range lts {
 				single = lt
 			}
@@ -264,7 +301,7 @@ func exportPackets(ctx context.Context, r *store.Reader, sensor string, from, to
 	if path != "-" {
 		var err error
 		if f, err = os.Create(path); err != nil {
-			return 0, "", err
+			return 0, "", st, err
 		}
 		defer f.Close()
 		out = f
@@ -276,12 +313,13 @@ func exportPackets(ctx context.Context, r *store.Reader, sensor string, from, to
 	if format == "pcap" {
 		pw, err := newPcapWriter(out, single)
 		if err != nil {
-			return 0, "", err
+			return 0, "", st, err
 		}
 		w = pw
 	}
-	err := r.Packets(ctx, sensor, from, to, func(p store.Packet) error {
-		if !keep(p) {
+	keep := sel.matcher()
+	st, err := r.Scan(ctx, sel.q, func(p store.Packet) error {
+		if !keep(&p) {
 			return nil
 		}
 		if w == nil {
@@ -295,26 +333,26 @@ func exportPackets(ctx context.Context, r *store.Reader, sensor string, from, to
 		return w.write(p)
 	})
 	if err == nil && w == nil {
-		w, err = newPcapngWriter(out, store.Packet{LinkType: layers.LinkTypeEthernet})
+		w, err = newPcapngWriter(out, store.Packet{LinkType: 1})
 	}
 	if err != nil {
-		return n, "", err
+		return n, "", st, err
 	}
 	if err := w.flush(); err != nil {
-		return n, "", err
+		return n, "", st, err
 	}
 	if f != nil {
 		if err := f.Close(); err != nil {
-			return n, "", err
+			return n, "", st, err
 		}
 	}
 	if format == "pcap" {
-		return n, fmt.Sprintf("pcap, link type %d", single), nil
+		return n, fmt.Sprintf("pcap, link type %d", single), st, nil
 	}
-	return n, "pcapng", nil
+	return n, "pcapng", st, nil
 }
 
-func linkTypeList(lts map[layers.LinkType]int) string {
+func linkTypeList(lts map[uint32]int) string {
 	var s []string
 	for lt, n := range lts {
 		s = append(s, fmt.Sprintf("%d×%d", lt, n))

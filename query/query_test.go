@@ -7,15 +7,16 @@ import (
 	"io"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/google/gopacket/layers"
 
 	"capfleet.dev/capfleet/internal/cassandratest"
 	"capfleet.dev/capfleet/pcapfile"
+	"capfleet.dev/capfleet/processor/block"
 	"capfleet.dev/capfleet/processor/store"
 )
 
@@ -44,13 +45,13 @@ func TestQueryPacketsMixedLinkTypesWritesPcapng(t *testing.T) {
 	var pkts []store.Packet
 	for i := range 6 {
 		p := store.Packet{Sensor: "mixed", Timestamp: base.Add(time.Duration(i)*time.Second + 123456789), Partition: 0, Offset: int64(i),
-			Node: "n1", Interface: "eth0", LinkType: layers.LinkTypeEthernet, Data: eth, OrigLen: len(eth)}
+			Node: "n1", Interface: "eth0", LinkType: 1, Data: eth, OrigLen: len(eth)}
 		if i%2 == 1 {
-			p.Interface, p.LinkType, p.Data, p.OrigLen = "tun0", layers.LinkTypeRaw, ipv4, len(ipv4)
+			p.Interface, p.LinkType, p.Data, p.OrigLen = "tun0", 101, ipv4, len(ipv4)
 		}
 		pkts = append(pkts, p)
 	}
-	if err := store.NewWriter(s, store.Options{}).WritePackets(ctx, pkts, time.Hour); err != nil {
+	if err := store.NewWriter(s, store.Options{}).WriteBlocks(ctx, blocksOf("mixed", pkts), time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	conn := []string{"--keyspace", ks, "--cassandra-hosts", strings.Join(ccfg.Hosts, ","), "--cassandra-port", strconv.Itoa(ccfg.Port),
@@ -79,7 +80,7 @@ func TestQueryPacketsMixedLinkTypesWritesPcapng(t *testing.T) {
 			t.Fatal(err)
 		}
 		w := pkts[i]
-		if !p.Timestamp.Equal(w.Timestamp) || p.LinkType != w.LinkType || !bytes.Equal(p.Data, w.Data) {
+		if !p.Timestamp.Equal(w.Timestamp) || p.LinkTypeRaw != w.LinkType || !bytes.Equal(p.Data, w.Data) {
 			t.Fatalf("packet %d: %s lt %d %x, want %s lt %d %x", i, p.Timestamp, p.LinkType, p.Data, w.Timestamp, w.LinkType, w.Data)
 		}
 	}
@@ -97,6 +98,32 @@ func TestQueryPacketsMixedLinkTypesWritesPcapng(t *testing.T) {
 		!strings.Contains(err.Error(), "pcapng") {
 		t.Fatalf("--format pcap over two link types: %v, want an error pointing to pcapng", err)
 	}
+}
+
+// blocksOf packs packets into blocks, one Kafka partition's run at a time, as the pipeline stores them.
+func blocksOf(sensor string, pkts []store.Packet) []store.Block {
+	var out []store.Block
+	b := block.NewBuilder(block.Limits{})
+	var lts []uint32
+	seal := func(part int32) {
+		out = append(out, store.NewBlock(sensor, part, b.Seal(), lts))
+		lts = nil
+	}
+	for i, p := range pkts {
+		bp := block.Packet{Offset: p.Offset, Timestamp: p.Timestamp.UnixNano(), OrigLen: p.OrigLen, LinkType: p.LinkType,
+			Node: p.Node, Interface: p.Interface, Data: p.Data}
+		if b.Len() > 0 && (b.Full(&bp) || p.Partition != pkts[i-1].Partition) {
+			seal(pkts[i-1].Partition)
+		}
+		b.Add(&bp)
+		if !slices.Contains(lts, p.LinkType) {
+			lts = append(lts, p.LinkType)
+		}
+	}
+	if b.Len() > 0 {
+		seal(pkts[len(pkts)-1].Partition)
+	}
+	return out
 }
 
 func run(args ...string) (string, error) {

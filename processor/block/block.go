@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"sync"
 	"time"
 )
 
@@ -95,7 +96,24 @@ type Builder struct {
 // NewBuilder starts an empty block.
 func NewBuilder(lim Limits) *Builder {
 	lim = lim.withDefaults()
-	return &Builder{lim: lim, body: make([]byte, 0, lim.MaxBytes+maxHeader), addrs: map[netip.Addr]struct{}{}}
+	return &Builder{lim: lim, addrs: map[netip.Addr]struct{}{}}
+}
+
+// bodies recycles block bodies: a pipeline seals one every few milliseconds at full speed.
+var bodies sync.Pool
+
+// Release hands back the body of a Sealed block once it is compressed (or no longer needed).
+func Release(body []byte) {
+	if cap(body) > 0 {
+		bodies.Put(body[:0])
+	}
+}
+
+func newBody(lim Limits) []byte {
+	if b, ok := bodies.Get().([]byte); ok && cap(b) >= lim.MaxBytes {
+		return b
+	}
+	return make([]byte, 0, lim.MaxBytes+maxHeader+footerSize+256)
 }
 
 // Len is the number of packets in the block being built.
@@ -117,6 +135,9 @@ func (b *Builder) Full(p *Packet) bool {
 // increase within a block.
 func (b *Builder) Add(p *Packet, addrs ...netip.Addr) {
 	m := &b.meta
+	if b.body == nil {
+		b.body = newBody(b.lim)
+	}
 	if m.Packets == 0 {
 		m.FirstOffset, m.MinTime, m.MaxTime = p.Offset, p.Timestamp, p.Timestamp
 		b.first, b.prevTS, m.LastOffset = p.Timestamp, 0, p.Offset-1
@@ -147,8 +168,8 @@ func (b *Builder) sourceOf(p *Packet) int {
 	return len(b.sources) - 1
 }
 
-// Seal finishes the block and starts the next one. The returned body is the builder's own buffer until
-// the next Add: the caller compresses it (or copies it) before adding more.
+// Seal finishes the block and starts the next one. The body now belongs to the caller, who may hand it
+// back with Release once compressed.
 func (b *Builder) Seal() Sealed {
 	start := len(b.body)
 	b.body = binary.AppendUvarint(b.body, uint64(len(b.sources)))
@@ -162,7 +183,7 @@ func (b *Builder) Seal() Sealed {
 	b.body = append(b.body, magic...)
 	b.meta.RawBytes = len(b.body)
 	s := Sealed{Meta: b.meta, Index: NewBloom(b.addrs), Body: b.body}
-	b.body, b.sources, b.meta = b.body[:0], b.sources[:0], Meta{}
+	b.body, b.sources, b.meta = nil, b.sources[:0], Meta{}
 	clear(b.addrs)
 	return s
 }

@@ -17,6 +17,8 @@ type Counters struct {
 	DecodeErrors    [decode.NumReasons]atomic.Uint64 // index 0 (ok) stays 0
 	Filtered        atomic.Uint64
 	PacketsWritten  atomic.Uint64
+	BlocksWritten   atomic.Uint64 // packet blocks stored (each holds many packets)
+	BlockBytes      atomic.Uint64 // compressed bytes of the blocks stored
 	FlowsWritten    atomic.Uint64 // final (closed) flow records stored
 	FlowUpdates     atomic.Uint64 // running totals of open flows stored at checkpoints
 	FlowsEvicted    atomic.Uint64 // flows closed early because the table was full
@@ -40,6 +42,8 @@ type Snapshot struct {
 	DecodeErrors   map[string]uint64 `json:"decodeErrors"`
 	Filtered       uint64            `json:"filtered"`
 	PacketsWritten uint64            `json:"packetsWritten"`
+	BlocksWritten  uint64            `json:"blocksWritten"`
+	BlockBytes     uint64            `json:"blockBytes"`
 	FlowsWritten   uint64            `json:"flowsWritten"`
 	FlowUpdates    uint64            `json:"flowUpdates"`
 	FlowsEvicted   uint64            `json:"flowsEvicted"`
@@ -61,6 +65,8 @@ func (c *Counters) Snapshot() Snapshot {
 		DecodeErrors:   map[string]uint64{},
 		Filtered:       c.Filtered.Load(),
 		PacketsWritten: c.PacketsWritten.Load(),
+		BlocksWritten:  c.BlocksWritten.Load(),
+		BlockBytes:     c.BlockBytes.Load(),
 		FlowsWritten:   c.FlowsWritten.Load(),
 		FlowUpdates:    c.FlowUpdates.Load(),
 		FlowsEvicted:   c.FlowsEvicted.Load(),
@@ -97,6 +103,8 @@ func NewCollector(c *Counters) prometheus.Collector {
 		"decode_errors": desc("decode_errors_total", "Packets not fully decoded, by reason.", "reason"),
 		"filtered":      desc("filtered_total", "Packets the BPF filter dropped."),
 		"packets":       desc("packets_written_total", "Packets stored in Cassandra."),
+		"blocks":        desc("blocks_written_total", "Compressed packet blocks stored in Cassandra."),
+		"block_bytes":   desc("block_bytes_written_total", "Compressed bytes of the packet blocks stored."),
 		"flows":         desc("flows_written_total", "Closed flow records stored in Cassandra."),
 		"flow_updates":  desc("flow_updates_total", "Running totals of open flows stored at checkpoints."),
 		"evicted":       desc("flows_evicted_total", "Flows closed early because the flow table was full."),
@@ -132,6 +140,8 @@ func (k *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	counter("filtered", c.Filtered.Load())
 	counter("packets", c.PacketsWritten.Load())
+	counter("blocks", c.BlocksWritten.Load())
+	counter("block_bytes", c.BlockBytes.Load())
 	counter("flows", c.FlowsWritten.Load())
 	counter("flow_updates", c.FlowUpdates.Load())
 	counter("evicted", c.FlowsEvicted.Load())

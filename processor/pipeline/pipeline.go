@@ -29,6 +29,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,6 +37,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"capfleet.dev/capfleet/packetrecord"
+	"capfleet.dev/capfleet/processor/block"
 	"capfleet.dev/capfleet/processor/decode"
 	"capfleet.dev/capfleet/processor/store"
 )
@@ -54,6 +56,11 @@ type Config struct {
 	MaxPollRecords int           // default 5000
 	IdleGrace      time.Duration // default 1s: how long a caught-up partition stays quiet before its clock follows the wall
 	CheckpointTTL  time.Duration // default 30 days: how long a stopped group can resume its open flows
+	// Blocks bounds the packet blocks (default 1 MiB, 16384 packets, 1 s of packet time); a checkpoint
+	// also ends the open block of every partition it commits.
+	Blocks block.Limits
+	// BlockWrites bounds the blocks being compressed and stored at once (default 4).
+	BlockWrites int
 }
 
 // flows is whether flows are aggregated: to store them, to publish them, or both.
@@ -71,6 +78,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.CheckpointTTL <= 0 {
 		c.CheckpointTTL = 30 * 24 * time.Hour
+	}
+	if c.BlockWrites <= 0 {
+		c.BlockWrites = 4
 	}
 	return c
 }
@@ -116,7 +126,8 @@ type Pipeline struct {
 	lastCommit time.Time
 	lastCost   time.Duration // how long serializing the open flows took at the last checkpoint
 	closed     []store.Flow  // flows closed since the last flush, all partitions
-	packets    []store.Packet
+	writes     blockWrites
+	addrs      [2 * decode.MaxIP]netip.Addr
 
 	dec   *decode.Decoder
 	pkt   decode.Packet
@@ -134,6 +145,8 @@ type partition struct {
 	hwm       int64
 	clock     time.Time // newest packet time seen
 	lastSeen  time.Time // wall time of the last record
+	blocks    *block.Builder
+	linkTypes []uint32 // of the packets in the open block
 }
 
 // New checks the configuration; Run does the work.
@@ -159,7 +172,9 @@ func New(cfg Config, deps Deps) (*Pipeline, error) {
 	if deps.Log == nil {
 		deps.Log = slog.Default()
 	}
-	return &Pipeline{cfg: cfg, deps: deps, c: deps.Counters, log: deps.Log, parts: map[int32]*partition{}, dec: decode.NewDecoder()}, nil
+	p := &Pipeline{cfg: cfg, deps: deps, c: deps.Counters, log: deps.Log, parts: map[int32]*partition{}, dec: decode.NewDecoder()}
+	p.writes.init(cfg.BlockWrites)
+	return p, nil
 }
 
 // Ready reports whether the pipeline joined its group and its last write succeeded.
@@ -185,6 +200,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	}
 	p.cl = cl
 	defer cl.Close()
+	defer p.writes.cancel()
 	p.lastCommit = time.Now()
 	for {
 		pollCtx, cancel := context.WithTimeout(ctx, p.cfg.IdleGrace)
@@ -249,7 +265,7 @@ func (p *Pipeline) handle(ctx context.Context, fetches kgo.Fetches) error {
 func (p *Pipeline) partitionOf(id int32) *partition {
 	ps := p.parts[id]
 	if ps == nil {
-		ps = &partition{id: id, committed: -1, next: -1}
+		ps = &partition{id: id, committed: -1, next: -1, blocks: block.NewBuilder(p.cfg.Blocks)}
 		p.parts[id] = ps
 	}
 	return ps
@@ -291,11 +307,17 @@ func (p *Pipeline) record(ctx context.Context, ps *partition, r *kgo.Record) err
 		ps.clock = meta.Timestamp
 	}
 	if p.cfg.StorePackets {
-		p.packets = append(p.packets, store.Packet{
-			Sensor: p.cfg.Sensor, Timestamp: meta.Timestamp, Partition: r.Partition, Offset: r.Offset,
-			Node: meta.Node, Interface: meta.Interface, LinkType: meta.LinkType, OrigLen: meta.OrigLen,
-			Data: frame, // aliases the record, which lives until the flush of this poll
-		})
+		bp := block.Packet{Offset: r.Offset, Timestamp: meta.Timestamp.UnixNano(), OrigLen: meta.OrigLen,
+			LinkType: uint32(meta.LinkType), Node: meta.Node, Interface: meta.Interface, Data: frame}
+		if ps.blocks.Full(&bp) {
+			if err := p.sealBlock(ctx, ps); err != nil {
+				return err
+			}
+		}
+		ps.blocks.Add(&bp, p.addresses()...)
+		if !containsLT(ps.linkTypes, bp.LinkType) {
+			ps.linkTypes = append(ps.linkTypes, bp.LinkType)
+		}
 	}
 	if ps.flows != nil {
 		ps.flows.Add(&p.pkt)
@@ -372,15 +394,11 @@ func (p *Pipeline) expireQuiet() {
 	}
 }
 
-// flush stores the packets and closed flows gathered so far; it returns once all are acknowledged.
+// flush stores the closed flows gathered so far and returns once they are acknowledged, or reports a
+// block write that failed. Blocks are stored in the background: checkpoint waits for them.
 func (p *Pipeline) flush(ctx context.Context) error {
-	if len(p.packets) > 0 {
-		if err := p.deps.Writer.WritePackets(ctx, p.packets, p.cfg.PacketTTL); err != nil {
-			return p.sinkFailed("store packets", err)
-		}
-		p.c.PacketsWritten.Add(uint64(len(p.packets)))
-		clear(p.packets) // drop the references to the records' frames
-		p.packets = p.packets[:0]
+	if err := p.writes.failed(); err != nil {
+		return p.sinkFailed("store packets", err)
 	}
 	if len(p.closed) > 0 {
 		if p.cfg.StoreFlows {
@@ -409,6 +427,16 @@ func (p *Pipeline) sinkFailed(what string, err error) error {
 // checkpoint stores the open flows' totals and tables of the given partitions (all when nil), then
 // commits their offsets. Nothing is committed unless everything before it was stored.
 func (p *Pipeline) checkpoint(ctx context.Context, only []int32) error {
+	for id, ps := range p.parts {
+		if (only == nil || contains(only, id)) && ps.blocks.Len() > 0 {
+			if err := p.sealBlock(ctx, ps); err != nil {
+				return err
+			}
+		}
+	}
+	if err := p.writes.wait(ctx); err != nil {
+		return p.sinkFailed("store packets", err)
+	}
 	if err := p.flush(ctx); err != nil {
 		return err
 	}

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/gocql/gocql"
-	"github.com/google/gopacket/layers"
 )
 
 // Packet is one stored frame. Partition and Offset are where it was read from Kafka: with the timestamp
@@ -18,7 +17,7 @@ type Packet struct {
 	Offset    int64
 	Node      string
 	Interface string
-	LinkType  layers.LinkType
+	LinkType  uint32 // pcap LINKTYPE_ value
 	OrigLen   int
 	Data      []byte
 }
@@ -42,35 +41,6 @@ func bucketsBetween(from, to time.Time, w time.Duration) []time.Time {
 	return out
 }
 
-const insertPacket = `INSERT INTO packets (sensor, bucket, shard, ts_ns, kafka_partition, kafka_offset, node, iface, linktype, origlen, frame)
-	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?`
-
-// packetShard spreads a sensor's minute over PacketShards partitions by Kafka partition, which keeps the
-// packets of one flow (partitioned by flow hash) together.
-func packetShard(kafkaPartition int32) int {
-	return int(uint32(kafkaPartition) % PacketShards)
-}
-
-// WritePackets stores packets with the given time to live (0 keeps them forever) and returns once
-// Cassandra acknowledged all of them.
-func (w *Writer) WritePackets(ctx context.Context, pkts []Packet, ttl time.Duration) error {
-	stmts := make([]statement, 0, len(pkts))
-	secs := ttlSeconds(ttl)
-	for i := range pkts {
-		p := &pkts[i]
-		b := bucketOf(p.Timestamp, PacketBucket)
-		shard := packetShard(p.Partition)
-		stmts = append(stmts, statement{
-			partition: fmt.Sprintf("%s\x00%d\x00%d", p.Sensor, b.UnixNano(), shard),
-			cql:       insertPacket,
-			args: []any{p.Sensor, b, shard, p.Timestamp.UnixNano(), p.Partition, p.Offset, p.Node, p.Interface,
-				int(p.LinkType), p.OrigLen, p.Data, secs},
-			size: len(p.Data) + len(p.Node) + len(p.Interface) + len(p.Sensor) + 48,
-		})
-	}
-	return w.exec(ctx, stmts)
-}
-
 func ttlSeconds(d time.Duration) int {
 	if d <= 0 {
 		return 0
@@ -86,12 +56,15 @@ type Reader struct {
 // NewReader reads through s, bound to the keyspace (see Connect).
 func NewReader(s *gocql.Session) *Reader { return &Reader{s: s} }
 
-// Packets calls fn for every packet of sensor captured in [from, to] (both ends included), in timestamp
-// order (ties in Kafka partition and offset order). fn may keep nothing of p.Data past its return.
+// Packets calls fn for every packet of sensor captured in [from, to] (both ends included): Scan without
+// an address.
 func (r *Reader) Packets(ctx context.Context, sensor string, from, to time.Time, fn func(p Packet) error) error {
-	if to.Before(from) {
-		return fmt.Errorf("time range: --to %s is before --from %s", to.Format(time.RFC3339Nano), from.Format(time.RFC3339Nano))
-	}
+	_, err := r.Scan(ctx, PacketQuery{Sensor: sensor, From: from, To: to}, fn)
+	return err
+}
+
+// legacyScan reads the one-row-per-packet table of schema version 1, in the same order as Scan.
+func (r *Reader) legacyScan(ctx context.Context, sensor string, from, to time.Time, fn func(p Packet) error) error {
 	for _, b := range bucketsBetween(from, to, PacketBucket) {
 		if err := r.packetsInBucket(ctx, sensor, b, from, to, fn); err != nil {
 			return err
@@ -113,7 +86,7 @@ func (c *shardCursor) next() bool {
 		return false
 	}
 	c.p.Timestamp = time.Unix(0, c.ts).UTC()
-	c.p.LinkType, c.p.OrigLen = layers.LinkType(lt), origLen
+	c.p.LinkType, c.p.OrigLen = uint32(lt), origLen
 	return true
 }
 
@@ -176,16 +149,26 @@ func (r *Reader) packetsInBucket(ctx context.Context, sensor string, b, from, to
 	return nil
 }
 
-// LinkTypes counts the stored packets of sensor in [from, to] by link type, without reading their frames.
-func (r *Reader) LinkTypes(ctx context.Context, sensor string, from, to time.Time) (map[layers.LinkType]int, error) {
-	out := map[layers.LinkType]int{}
+// LinkTypes gives the link types of the stored packets of sensor in [from, to], with a packet count each
+// (a block of several link types counts all its packets under each), without reading any frame.
+func (r *Reader) LinkTypes(ctx context.Context, sensor string, from, to time.Time) (map[uint32]int, error) {
+	refs, err := r.BlockRefs(ctx, sensor, from, to)
+	if err != nil {
+		return nil, err
+	}
+	out := map[uint32]int{}
+	for _, ref := range refs {
+		for _, lt := range ref.LinkTypes {
+			out[lt] += ref.Packets
+		}
+	}
 	for _, b := range bucketsBetween(from, to, PacketBucket) {
 		for shard := range PacketShards {
 			iter := r.s.Query(`SELECT linktype FROM packets WHERE sensor = ? AND bucket = ? AND shard = ? AND ts_ns >= ? AND ts_ns <= ?`,
 				sensor, b, shard, from.UnixNano(), to.UnixNano()).WithContext(ctx).PageSize(5000).Iter()
 			var lt int
 			for iter.Scan(&lt) {
-				out[layers.LinkType(lt)]++
+				out[uint32(lt)]++
 			}
 			if err := iter.Close(); err != nil {
 				return nil, fmt.Errorf("cassandra: read packets of %s at %s: %w", sensor, b.Format(time.RFC3339), err)

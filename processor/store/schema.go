@@ -1,7 +1,12 @@
 // Package store keeps packets and flows in Cassandra and reads them back.
 //
-// Layout (see the migrations below for the CQL):
-//   - packets: one partition per (sensor, minute, shard), the shard being the Kafka partition modulo
+// Layout (see the migrations below for the CQL, and docs/packet-storage.md for why):
+//   - packet_blocks: the packets of one Kafka partition in compressed blocks (package block), one row and
+//     partition per block, keyed by (sensor, Kafka partition, first offset).
+//   - packet_block_index: per (sensor, minute), a small row for every block active in that minute, with
+//     its time range, offsets, link types and address index, so a reader fetches only the blocks that can
+//     hold what it looks for.
+//   - packets (schema version 1, no longer written): one partition per (sensor, minute, shard), the shard being the Kafka partition modulo
 //     PacketShards, so that a busy sensor spreads over several replica sets and partitions stay small;
 //     rows ordered by capture time in nanoseconds, then by the Kafka partition and offset the packet came
 //     from. Those make a deterministic key, so writing the same record twice (a restarted consumer) lands
@@ -70,6 +75,24 @@ var migrations = []migration{
 			consumer_group text, topic text, kafka_partition int, kafka_offset bigint, chunk int, chunks int, state blob,
 			PRIMARY KEY ((consumer_group, topic, kafka_partition), kafka_offset, chunk)
 		) WITH CLUSTERING ORDER BY (kafka_offset DESC, chunk ASC)`,
+	}},
+	{2, "packets in compressed blocks: packet_blocks and their time index", []string{
+		// One partition per block: its key is where the block starts in Kafka, so a consumer that
+		// repeats work rewrites the row. The body is compressed already; Cassandra's own compression
+		// would spend CPU for nothing.
+		`CREATE TABLE IF NOT EXISTS %[1]s.packet_blocks (
+			sensor text, kafka_partition int, first_offset bigint,
+			last_offset bigint, min_ns bigint, max_ns bigint, packets int, raw_bytes int, codec int, data blob,
+			PRIMARY KEY ((sensor, kafka_partition, first_offset))
+		) WITH compression = {'enabled': 'false'}
+		  AND compaction = {'class': 'TimeWindowCompactionStrategy', 'compaction_window_unit': 'HOURS', 'compaction_window_size': 1}`,
+		// A small row per block and minute it touches: what a reader scans to pick the blocks to fetch.
+		`CREATE TABLE IF NOT EXISTS %[1]s.packet_block_index (
+			sensor text, bucket timestamp, kafka_partition int, first_offset bigint,
+			last_offset bigint, min_ns bigint, max_ns bigint, packets int, stored_bytes int,
+			linktypes set<bigint>, addrs blob,
+			PRIMARY KEY ((sensor, bucket), kafka_partition, first_offset)
+		) WITH compaction = {'class': 'TimeWindowCompactionStrategy', 'compaction_window_unit': 'HOURS', 'compaction_window_size': 1}`,
 	}},
 }
 

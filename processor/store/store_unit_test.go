@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"encoding/json"
 	"net/netip"
 	"strings"
@@ -136,5 +137,22 @@ func TestFlowJSONUsesZeekNames(t *testing.T) {
 		if m[k] != want {
 			t.Errorf("%s = %v, want %v (%s)", k, m[k], want, b)
 		}
+	}
+}
+
+// A write whose context has ended must leave every concurrency slot free, whichever way its select went:
+// slots kept by cancelled writes would, after a few rebalances during an outage, stall every later write.
+func TestCancelledWritesReleaseTheirSlots(t *testing.T) {
+	w := NewWriter(nil, Options{Concurrency: 2})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	stmts := []statement{{partition: "a", cql: "x"}, {partition: "b", cql: "y"}, {partition: "c", cql: "z"}}
+	for range 200 {
+		if err := w.exec(ctx, stmts); err == nil {
+			t.Fatal("a cancelled write reported success")
+		}
+	}
+	if n := len(w.sem); n != 0 {
+		t.Fatalf("%d of 2 slots still held after cancelled writes", n)
 	}
 }

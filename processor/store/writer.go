@@ -89,11 +89,7 @@ func (w *Writer) exec(ctx context.Context, stmts []statement) error {
 		firstErr error
 	)
 	for _, b := range w.batches(stmts) {
-		select {
-		case w.sem <- struct{}{}:
-		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
+		if !w.acquire(ctx) {
 			break
 		}
 		wg.Add(1)
@@ -115,6 +111,22 @@ func (w *Writer) exec(ctx context.Context, stmts []statement) error {
 		return firstErr
 	}
 	return ctx.Err()
+}
+
+// acquire takes a concurrency slot, or returns false (holding none) once ctx ended. When both are ready
+// select picks either: a slot taken together with the end must go back, or every rebalance during an
+// outage would keep one more until no write could start.
+func (w *Writer) acquire(ctx context.Context) bool {
+	select {
+	case w.sem <- struct{}{}:
+		if ctx.Err() != nil {
+			<-w.sem
+			return false
+		}
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // batches keeps the order of first appearance of each partition, so a run is reproducible.
