@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-
 	"capfleet.dev/capfleet/internal/cassandratest"
 	"capfleet.dev/capfleet/pcapfile"
 	"capfleet.dev/capfleet/processor/block"
