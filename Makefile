@@ -47,7 +47,7 @@ fmt:
 vet: deps
 	go vet ./...
 
-## deps: Debian packages builds and tests need (libpcap, tcpdump, tcpreplay, tshark)
+## deps: Debian packages builds and tests need (libpcap, gcc, tcpdump, tcpreplay, tshark, Java 17, Maven...)
 deps:
 	bash hack/deps.sh
 
