@@ -4,7 +4,7 @@ export PATH := /usr/local/go/bin:$(PATH)
 CONTROLLER_GEN := go tool controller-gen
 IMG ?= capfleet:dev
 
-.PHONY: all build generate manifests fmt vet deps test e2e bench demo demo-down run clean
+.PHONY: all build generate manifests verify fmt vet deps test e2e bench demo demo-down run clean
 
 all: build
 
@@ -18,13 +18,36 @@ manifests:
 		paths="./api/...;./controllers/..." \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
 
+# What generate and manifests write
+GENERATED := api/v1alpha1/zz_generated.deepcopy.go config/crd/bases config/rbac/role.yaml
+
+## verify: regenerate deepcopy, CRDs and RBAC; fail when they differ from what is committed
+verify:
+	@dirty=$$(git status --porcelain -- $(GENERATED)); \
+	if [ -n "$$dirty" ]; then \
+		echo "make verify: generated files have uncommitted changes (edited by hand, or regenerated and not committed):" >&2; \
+		echo "$$dirty" >&2; \
+		echo "make verify: revert or commit them first (git diff -- $(GENERATED)); they are never edited by hand" >&2; \
+		exit 1; \
+	fi
+	$(MAKE) --no-print-directory generate manifests
+	@changed=$$(git status --porcelain -- $(GENERATED)); \
+	if [ -n "$$changed" ]; then \
+		echo "make verify: the committed generated files are out of date with the markers in api/ and controllers/:" >&2; \
+		echo "$$changed" >&2; \
+		git --no-pager diff --stat -- $(GENERATED) >&2; \
+		echo "make verify: commit the regenerated files now in the tree (make generate manifests)" >&2; \
+		exit 1; \
+	fi; \
+	echo "make verify: deepcopy, CRDs and RBAC match the markers in api/ and controllers/"
+
 fmt:
 	gofmt -l -w $$(git ls-files '*.go')
 
 vet: deps
 	go vet ./...
 
-## deps: Debian packages builds and tests need (libpcap, tcpdump, tcpreplay, tshark)
+## deps: Debian packages builds and tests need (libpcap, gcc, tcpdump, tcpreplay, tshark, Java 17, Maven...)
 deps:
 	bash hack/deps.sh
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# hack/bench.sh (make bench): issue 8's benchmarks of capfleet against the tools users would
+# hack/bench.sh (make bench): benchmarks of capfleet against the tools users would
 # otherwise use (capinfos, tcpdump, tshark, tcpreplay, a bare franz-go producer), side by side on
 # the same inputs in one run, then the Go benchmarks of the hot paths. Prints the headline table and
-# writes docs/benchmarks.md.
+# writes docs/benchmarks.md, with which of capfleet's performance aims (hack/benchtool/aims.go) are met.
 #
 #   BENCH_RUNS=5         runs of each figure (median, min-max)
 #   BENCH_QUICK=1        smoke pass: 1 run, 100k-packet inputs, page written under .cache/bench/

@@ -14,7 +14,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 CASSANDRA_VERSION=${CASSANDRA_VERSION:-5.0.9}
-JAVA_HOME=${CASSANDRA_JAVA_HOME:-/usr/lib/jvm/java-17-openjdk-amd64}
+JAVA_HOME=${CASSANDRA_JAVA_HOME:-$(java17_home || true)}
 CQL_PORT=${CASSANDRA_PORT:-9042}
 # A second, TLS-only CQL port; CASSANDRA_TLS_PORT=0 starts the node without it.
 TLS_PORT=${CASSANDRA_TLS_PORT:-9142}
@@ -264,7 +264,7 @@ start() {
   for p in "$CQL_PORT" "$STORAGE_PORT" $([ "$TLS_PORT" = 0 ] || echo "$TLS_PORT"); do
     port_busy "$p" && die "port $p on 127.0.0.1 is taken by another process (not ours); free it or set CASSANDRA_PORT, CASSANDRA_STORAGE_PORT, CASSANDRA_TLS_PORT"
   done
-  [ -x "$JAVA_HOME/bin/java" ] || die "no Java at $JAVA_HOME (apt-get install openjdk-17-jdk-headless, or set CASSANDRA_JAVA_HOME)"
+  [ -x "$JAVA_HOME/bin/java" ] || die "no Java 17 at '$JAVA_HOME' (bash hack/deps.sh installs openjdk-17-jdk-headless, or set CASSANDRA_JAVA_HOME)"
   local t0=$SECONDS
   fetch
   mkdir -p "$STATE"

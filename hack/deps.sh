@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
-# Installs the Debian packages that builds and tests need: libpcap (cgo, BPF compilation),
-# tcpdump, tcpreplay and tshark (oracles and traffic sources), iproute2 (network namespaces).
-# Idempotent: does nothing when all are present.
+# Installs the Debian 12 packages that builds and tests need: libpcap, gcc and libc6-dev (cgo, BPF
+# compilation), tcpdump, tcpreplay and tshark (oracles and traffic sources), iproute2 (network namespaces),
+# procps (pgrep), openssl and curl (test certificates, downloads), time (benchmarks), OpenJDK 17 and Maven
+# (Kafka and Cassandra from Maven Central), git and make. Then checks Go 1.26 (not packaged by Debian 12)
+# and that Java 17 is found. Idempotent: installs nothing when all are present.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
-PKGS="libpcap-dev tcpdump tcpreplay tshark iproute2 openssl curl time"
+PKGS="libpcap-dev gcc libc6-dev tcpdump tcpreplay tshark iproute2 procps openssl curl ca-certificates time
+  openjdk-17-jdk-headless maven git make"
 missing=""
 for p in $PKGS; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"; done
-[ -z "$missing" ] && exit 0
-log "installing:$missing"
-export DEBIAN_FRONTEND=noninteractive
-echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends $missing >/dev/null
+if [ -n "$missing" ]; then
+  log "installing:$missing"
+  export DEBIAN_FRONTEND=noninteractive
+  echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+command -v go >/dev/null || die "go not found: install Go 1.26 from https://go.dev/dl/ into /usr/local/go"
+java17_home >/dev/null || die "no Java 17 found in /usr/lib/jvm/*17* or on PATH (apt-get install openjdk-17-jdk-headless)"

@@ -38,3 +38,14 @@ debian_extract() {
   (cd "$d" && apt-get download -qq "$@" 2>/dev/null) || { apt-get update -qq && (cd "$d" && apt-get download -qq "$@"); }
   for p in "$@"; do for f in "$d"/${p}_*.deb; do dpkg-deb -x "$f" "$CACHE/debroot"; done; done
 }
+
+# java17_home : the home of a Java 17 installation on any architecture: the first of /usr/lib/jvm/*17*
+# (Debian's java-17-openjdk-<arch>) and the `java` on PATH that reports version 17. Fails when none does.
+java17_home() {
+  local d j
+  j=$(command -v java 2>/dev/null) && j=$(dirname "$(dirname "$(readlink -f "$j")")")
+  for d in /usr/lib/jvm/*17* $j; do
+    [ -x "$d/bin/java" ] && "$d/bin/java" -version 2>&1 | grep -q 'version "17[."]' && { readlink -f "$d"; return 0; }
+  done
+  return 1
+}

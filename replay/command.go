@@ -54,7 +54,7 @@ Progress is served on --metrics-addr /metrics; a tcpreplay-like summary is print
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.pace.changed(cmd.Flags())
-			if err := hb.Validate(); err != nil { // issue 6: heartbeats
+			if err := hb.Validate(); err != nil { // heartbeats: progress to the operator's stats topic
 				return err
 			}
 			o.onStart = heartbeatOnStart(hb, o.kafka, o.onStart)

@@ -1,6 +1,6 @@
 package replay
 
-// Heartbeats (issue 6): a ReplayJob's progress to the operator's stats topic.
+// Heartbeats: a ReplayJob's progress to the operator's stats topic.
 // Kept apart from the engine; command.go only installs heartbeatOnStart.
 
 import (

@@ -32,7 +32,7 @@ files in --kafka-secret-dir. NODE_NAME names the node in every record.`,
 			if err != nil {
 				return fmt.Errorf("sensor: %w", err)
 			}
-			stopBeats, err := startHeartbeat(hb, cfg, s, log) // issue 6
+			stopBeats, err := startHeartbeat(hb, cfg, s, log) // counters to the operator's stats topic
 			if err != nil {
 				return fmt.Errorf("sensor: heartbeat: %w", err)
 			}

@@ -1,6 +1,6 @@
 package sensor
 
-// Heartbeats (issue 6): the sensor's counters to the operator's stats topic.
+// Heartbeats: the sensor's counters to the operator's stats topic.
 // Kept apart from the capture code; command.go only calls startHeartbeat.
 
 import (

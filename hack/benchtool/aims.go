@@ -6,7 +6,7 @@ import (
 	"strings"
 )
 
-// An aim of issue 8, checked against this run's medians. why is printed when it is not met: what
+// One of capfleet's performance aims (what, target), checked against this run's medians. why is printed when it is not met: what
 // the measurements and the code say holds capfleet back, so the page explains a shortfall instead of
 // only stating it.
 type aim struct {
@@ -256,7 +256,7 @@ var aims = []aim{
 }
 
 func writeAims(w io.Writer, r *results) {
-	fmt.Fprintln(w, "## Aims of issue 8")
+	fmt.Fprintln(w, "## Performance aims")
 	fmt.Fprintln(w)
 	for _, a := range aims {
 		lines, met, measured := a.check(r)

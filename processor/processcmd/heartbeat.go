@@ -1,6 +1,6 @@
 package processcmd
 
-// Heartbeats (issue 6): the pipeline's counters to the operator's stats topic.
+// Heartbeats: the pipeline's counters to the operator's stats topic.
 // Kept apart from the command; run only calls startHeartbeat.
 
 import (

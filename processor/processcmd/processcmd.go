@@ -43,7 +43,7 @@ type options struct {
 	replication string
 	metricsAddr string
 	healthAddr  string
-	heartbeat   heartbeat.Config // issue 6
+	heartbeat   heartbeat.Config // counters to the operator's stats topic
 }
 
 // NewCommand returns `capfleet process`.
