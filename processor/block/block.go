@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 )
@@ -37,9 +38,14 @@ type Packet struct {
 // on the packets since the block's first: a consumer that restarts at a block's first offset cuts the
 // same blocks again and rewrites the same rows.
 type Limits struct {
-	MaxBytes   int           // body size before compression (default 1 MiB)
-	MaxPackets int           // default 16384
-	MaxSpan    time.Duration // packet time from the block's first packet, either way (default 1s)
+	MaxBytes   int // body size before compression (default 1 MiB)
+	MaxPackets int // default 16384
+	// MaxBuckets bounds the distinct Bucket-wide slices of packet time a block's packets fall in
+	// (default 8 of 1 minute): a reader finds a block through one index row per slice. Packet time is
+	// not monotonic on a topic (sensors' clocks, replays of old captures), so the bound is on the
+	// slices met, not on a span.
+	MaxBuckets int
+	Bucket     time.Duration
 }
 
 func (l Limits) withDefaults() Limits {
@@ -49,8 +55,11 @@ func (l Limits) withDefaults() Limits {
 	if l.MaxPackets <= 0 {
 		l.MaxPackets = 16384
 	}
-	if l.MaxSpan <= 0 {
-		l.MaxSpan = time.Second
+	if l.MaxBuckets <= 0 {
+		l.MaxBuckets = 8
+	}
+	if l.Bucket <= 0 {
+		l.Bucket = time.Minute
 	}
 	return l
 }
@@ -60,7 +69,8 @@ type Meta struct {
 	FirstOffset, LastOffset int64
 	MinTime, MaxTime        int64 // ns since the epoch
 	Packets                 int
-	RawBytes                int // body size before compression
+	RawBytes                int     // body size before compression
+	Buckets                 []int64 // start (ns) of each Bucket-wide slice of time the packets fall in
 }
 
 // Sealed is a finished block: its metadata, its address index and its body (not compressed).
@@ -89,7 +99,7 @@ type Builder struct {
 	sources []source
 	addrs   map[netip.Addr]struct{}
 	meta    Meta
-	first   int64 // time of the first packet: the span limit is measured from it
+	buckets []int64
 	prevTS  int64
 }
 
@@ -125,10 +135,19 @@ func (b *Builder) Full(p *Packet) bool {
 	if b.meta.Packets == 0 {
 		return false
 	}
-	span := p.Timestamp - b.first
 	return b.meta.Packets >= b.lim.MaxPackets ||
 		len(b.body)+maxHeader+len(p.Data) > b.lim.MaxBytes ||
-		span > int64(b.lim.MaxSpan) || -span > int64(b.lim.MaxSpan)
+		(len(b.buckets) >= b.lim.MaxBuckets && !slices.Contains(b.buckets, b.bucketOf(p.Timestamp)))
+}
+
+// bucketOf is the start of the slice holding ts, on the epoch grid (also for times before 1970).
+func (b *Builder) bucketOf(ts int64) int64 {
+	w := int64(b.lim.Bucket)
+	r := ts % w
+	if r < 0 {
+		r += w
+	}
+	return ts - r
 }
 
 // Add appends p (its frame is copied) and the addresses it carries, for the block's index. Offsets must
@@ -140,7 +159,10 @@ func (b *Builder) Add(p *Packet, addrs ...netip.Addr) {
 	}
 	if m.Packets == 0 {
 		m.FirstOffset, m.MinTime, m.MaxTime = p.Offset, p.Timestamp, p.Timestamp
-		b.first, b.prevTS, m.LastOffset = p.Timestamp, 0, p.Offset-1
+		b.prevTS, m.LastOffset = 0, p.Offset-1
+	}
+	if bk := b.bucketOf(p.Timestamp); !slices.Contains(b.buckets, bk) {
+		b.buckets = append(b.buckets, bk)
 	}
 	b.body = binary.AppendUvarint(b.body, uint64(b.sourceOf(p)))
 	b.body = binary.AppendVarint(b.body, p.Timestamp-b.prevTS)
@@ -182,8 +204,10 @@ func (b *Builder) Seal() Sealed {
 	b.body = binary.LittleEndian.AppendUint32(b.body, uint32(b.meta.Packets))
 	b.body = append(b.body, magic...)
 	b.meta.RawBytes = len(b.body)
+	b.meta.Buckets = slices.Clone(b.buckets)
+	slices.Sort(b.meta.Buckets)
 	s := Sealed{Meta: b.meta, Index: NewBloom(b.addrs), Body: b.body}
-	b.body, b.sources, b.meta = nil, b.sources[:0], Meta{}
+	b.body, b.sources, b.meta, b.buckets = nil, b.sources[:0], Meta{}, b.buckets[:0]
 	clear(b.addrs)
 	return s
 }

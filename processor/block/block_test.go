@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/netip"
 	"path/filepath"
+	"reflect"
 	"testing"
 	"time"
 
@@ -110,7 +111,7 @@ func TestRoundTripRealCaptures(t *testing.T) {
 			if len(pkts) == 0 {
 				t.Fatal("no packets")
 			}
-			lim := Limits{MaxBytes: 32 << 10, MaxPackets: 100, MaxSpan: 500 * time.Millisecond}
+			lim := Limits{MaxBytes: 32 << 10, MaxPackets: 100, MaxBuckets: 3, Bucket: 500 * time.Millisecond}
 			blocks := build(pkts, lim)
 			got := unpack(t, blocks)
 			if len(got) != len(pkts) {
@@ -125,7 +126,7 @@ func TestRoundTripRealCaptures(t *testing.T) {
 			}
 			for _, b := range blocks {
 				if b.meta.Packets > lim.MaxPackets || (b.meta.Packets > 1 && b.meta.RawBytes > lim.MaxBytes+footerSize+64) ||
-					b.meta.MaxTime-b.meta.MinTime > 2*int64(lim.MaxSpan) {
+					len(b.meta.Buckets) > lim.MaxBuckets || len(b.meta.Buckets) == 0 {
 					t.Errorf("block %+v breaks the limits %+v", b.meta, lim)
 				}
 			}
@@ -138,7 +139,7 @@ func TestRoundTripRealCaptures(t *testing.T) {
 // rows it writes then replace the ones written before the restart instead of overlapping them.
 func TestCutsRepeatFromAnyBlockStart(t *testing.T) {
 	pkts := readCapture(t, corpus(t)[0])
-	lim := Limits{MaxBytes: 8 << 10, MaxPackets: 37, MaxSpan: 200 * time.Millisecond}
+	lim := Limits{MaxBytes: 8 << 10, MaxPackets: 37, MaxBuckets: 2, Bucket: 200 * time.Millisecond}
 	all := build(pkts, lim)
 	if len(all) < 5 {
 		t.Fatalf("only %d blocks: the test needs cuts", len(all))
@@ -150,7 +151,7 @@ func TestCutsRepeatFromAnyBlockStart(t *testing.T) {
 			t.Fatalf("restart at block %d: %d blocks, want %d", i, len(again), len(all)-i)
 		}
 		for j := range again {
-			if again[j].meta != all[i+j].meta || !bytes.Equal(again[j].data, all[i+j].data) {
+			if !reflect.DeepEqual(again[j].meta, all[i+j].meta) || !bytes.Equal(again[j].data, all[i+j].data) {
 				t.Fatalf("restart at block %d: block %d differs", i, j)
 			}
 		}

@@ -3,7 +3,6 @@ package block
 import (
 	"errors"
 	"testing"
-	"time"
 )
 
 // FuzzBlock feeds block bodies, real ones first, to the reader: it must return the packets or an error
@@ -11,7 +10,7 @@ import (
 // authors; TestCorruptBodiesAreErrors checks that its failures surface as ErrCorrupt.)
 func FuzzBlock(f *testing.F) {
 	for _, path := range corpus(f) {
-		blocks := build(readCapture(f, path), Limits{MaxBytes: 2 << 10, MaxSpan: time.Second})
+		blocks := build(readCapture(f, path), Limits{MaxBytes: 2 << 10})
 		body, err := Decompress(nil, blocks[0].data, CodecZstd)
 		if err != nil {
 			f.Fatal(err)

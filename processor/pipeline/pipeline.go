@@ -51,12 +51,12 @@ type Config struct {
 	PacketTTL    time.Duration
 	FlowTTL      time.Duration
 	FlowsTopic   string // optional: closed flows as JSON, keyed by uid
-	// CommitInterval spaces checkpoints and commits (default 2s): each writes every open flow's totals.
+	// CommitInterval spaces checkpoints and commits (default 1s): each writes every open flow's totals.
 	CommitInterval time.Duration
 	MaxPollRecords int           // default 5000
 	IdleGrace      time.Duration // default 1s: how long a caught-up partition stays quiet before its clock follows the wall
 	CheckpointTTL  time.Duration // default 30 days: how long a stopped group can resume its open flows
-	// Blocks bounds the packet blocks (default 1 MiB, 16384 packets, 1 s of packet time); a checkpoint
+	// Blocks bounds the packet blocks (default 1 MiB, 16384 packets, 8 minutes of the index); a checkpoint
 	// also ends the open block of every partition it commits.
 	Blocks block.Limits
 	// BlockWrites bounds the blocks being compressed and stored at once (default 4).
@@ -68,7 +68,7 @@ func (c Config) flows() bool { return c.StoreFlows || c.FlowsTopic != "" }
 
 func (c Config) withDefaults() Config {
 	if c.CommitInterval <= 0 {
-		c.CommitInterval = 2 * time.Second
+		c.CommitInterval = time.Second
 	}
 	if c.MaxPollRecords <= 0 {
 		c.MaxPollRecords = 5000
@@ -265,7 +265,7 @@ func (p *Pipeline) handle(ctx context.Context, fetches kgo.Fetches) error {
 func (p *Pipeline) partitionOf(id int32) *partition {
 	ps := p.parts[id]
 	if ps == nil {
-		ps = &partition{id: id, committed: -1, next: -1, blocks: block.NewBuilder(p.cfg.Blocks)}
+		ps = &partition{id: id, committed: -1, next: -1, blocks: block.NewBuilder(store.BlockLimits(p.cfg.Blocks))}
 		p.parts[id] = ps
 	}
 	return ps

@@ -81,7 +81,7 @@ commit and resumed by whoever consumes the partition next.`,
 	fs.StringVar(&o.replication, "replication", store.DefaultReplication, "replication of the keyspace when it is created, as JSON")
 	fs.StringVar(&o.pipe.Sensor, "sensor", "", "name packets and flows are stored under (default: the topic)")
 	fs.StringVar(&o.pipe.FlowsTopic, "flows-topic", "", "also produce closed flows as JSON to this topic")
-	fs.DurationVar(&o.pipe.CommitInterval, "commit-interval", 2*time.Second, "how often open flows are checkpointed and offsets committed")
+	fs.DurationVar(&o.pipe.CommitInterval, "commit-interval", time.Second, "how often open flows are checkpointed, open packet blocks stored and offsets committed")
 	fs.IntVar(&o.pipe.MaxPollRecords, "max-poll-records", 5000, "records taken per poll; each poll's packets are stored before the next")
 	_ = fs.MarkHidden("max-poll-records")
 	fs.StringVar(&o.metricsAddr, "metrics-addr", ":9090", "serve Prometheus /metrics here (empty: off)")

@@ -40,8 +40,12 @@ func (w *Writer) WriteBlocks(ctx context.Context, blocks []Block, ttl time.Durat
 	stmts := make([]statement, 0, 2*len(blocks))
 	for i := range blocks {
 		b := &blocks[i]
+		// All rows of a block go as one request when they fit in a batch: Cassandra's cost here is per
+		// request far more than per byte. A batch of several partitions is fine for rows that are
+		// written together and idempotent; the writer splits it at MaxBatchBytes.
+		group := fmt.Sprintf("b%s\x00%d\x00%d", b.Sensor, b.Partition, b.FirstOffset)
 		stmts = append(stmts, statement{
-			partition: fmt.Sprintf("b%s\x00%d\x00%d", b.Sensor, b.Partition, b.FirstOffset),
+			partition: group,
 			cql:       insertBlock,
 			args: []any{b.Sensor, b.Partition, b.FirstOffset, b.LastOffset, b.MinTime, b.MaxTime, b.Packets,
 				b.RawBytes, int(b.Codec), b.Data, secs},
@@ -51,9 +55,9 @@ func (w *Writer) WriteBlocks(ctx context.Context, blocks []Block, ttl time.Durat
 		for j, lt := range b.LinkTypes {
 			lts[j] = int64(lt)
 		}
-		for _, bucket := range bucketsBetween(time.Unix(0, b.MinTime), time.Unix(0, b.MaxTime), PacketBucket) {
+		for _, bucket := range indexBuckets(b) {
 			stmts = append(stmts, statement{
-				partition: fmt.Sprintf("x%s\x00%d", b.Sensor, bucket.UnixNano()),
+				partition: group,
 				cql:       insertBlockIndex,
 				args: []any{b.Sensor, bucket, b.Partition, b.FirstOffset, b.LastOffset, b.MinTime, b.MaxTime, b.Packets,
 					len(b.Data), lts, []byte(b.Index), secs},
@@ -143,4 +147,27 @@ func (r *Reader) ReadBlock(ctx context.Context, sensor string, partition int32, 
 func NewBlock(sensor string, partition int32, s block.Sealed, linkTypes []uint32) Block {
 	return Block{Sensor: sensor, Partition: partition, Meta: s.Meta, LinkTypes: linkTypes, Index: s.Index,
 		Codec: block.CodecZstd, Data: block.Compress(nil, s.Body)}
+}
+
+// indexBuckets are the minutes a block is indexed under: those its packets fall in. The builder cuts
+// with PacketBucket as its Bucket (see BlockLimits); a block from elsewhere gets its whole range.
+func indexBuckets(b *Block) []time.Time {
+	if len(b.Buckets) == 0 {
+		return bucketsBetween(time.Unix(0, b.MinTime), time.Unix(0, b.MaxTime), PacketBucket)
+	}
+	out := make([]time.Time, 0, len(b.Buckets))
+	for _, ns := range b.Buckets {
+		t := bucketOf(time.Unix(0, ns), PacketBucket)
+		if len(out) == 0 || !out[len(out)-1].Equal(t) {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// BlockLimits completes lim with the index's bucket width: a block's slices of time must be the
+// index's minutes.
+func BlockLimits(lim block.Limits) block.Limits {
+	lim.Bucket = PacketBucket
+	return lim
 }

@@ -90,7 +90,7 @@ var migrations = []migration{
 		`CREATE TABLE IF NOT EXISTS %[1]s.packet_block_index (
 			sensor text, bucket timestamp, kafka_partition int, first_offset bigint,
 			last_offset bigint, min_ns bigint, max_ns bigint, packets int, stored_bytes int,
-			linktypes set<bigint>, addrs blob,
+			linktypes frozen<set<bigint>>, addrs blob,
 			PRIMARY KEY ((sensor, bucket), kafka_partition, first_offset)
 		) WITH compaction = {'class': 'TimeWindowCompactionStrategy', 'compaction_window_unit': 'HOURS', 'compaction_window_size': 1}`,
 	}},

@@ -49,7 +49,7 @@ func (o Options) withDefaults() Options {
 
 // statement is one bound insert and the partition it lands in.
 type statement struct {
-	partition string // grouping key: statements with equal keys go to one replica set, so batch together
+	partition string // grouping key: statements with equal keys go as one batch (one replica set, or rows written together)
 	cql       string
 	args      []any
 	size      int
