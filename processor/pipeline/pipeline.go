@@ -33,6 +33,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/google/gopacket/layers"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"capfleet.dev/capfleet/packetrecord"
@@ -293,7 +294,7 @@ func (p *Pipeline) record(ctx context.Context, ps *partition, r *kgo.Record) err
 	if p.cfg.StorePackets {
 		p.packets = append(p.packets, store.Packet{
 			Sensor: p.cfg.Sensor, Timestamp: meta.Timestamp, Partition: r.Partition, Offset: r.Offset,
-			Node: meta.Node, Interface: meta.Interface, LinkType: meta.LinkType, OrigLen: meta.OrigLen,
+			Node: meta.Node, Interface: meta.Interface, LinkType: layers.LinkType(meta.LinkType), OrigLen: meta.OrigLen,
 			Data: frame, // aliases the record, which lives until the flush of this poll
 		})
 	}
