@@ -4,15 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 
-	"github.com/google/gopacket/layers"
-)
-
-// Values of DLT_RAW that some writers leave in files instead of LINKTYPE_RAW.
-// (Linux cooked v2, 276, does not fit gopacket's 8-bit LinkType and so cannot
-// reach this package.)
-const (
-	linkTypeRawBSD    layers.LinkType = 12
-	linkTypeRawOpenBS layers.LinkType = 14
+	"capfleet.dev/capfleet/linktype"
 )
 
 const (
@@ -27,7 +19,7 @@ const (
 // FlowHash is a symmetric hash of a frame's 5-tuple (addresses, protocol,
 // ports): both directions of a flow get the same value, so partitioning by it
 // brings a whole conversation to one consumer. It reads Ethernet with any
-// number of 802.1Q/802.1ad tags, Linux cooked (v1), raw IP and BSD
+// number of 802.1Q/802.1ad tags, Linux cooked (v1 and v2), raw IP and BSD
 // loopback framing, IPv4 and IPv6 (walking extension headers), and the ports
 // of TCP, UDP, UDP-Lite, DCCP and SCTP.
 //
@@ -36,10 +28,10 @@ const (
 // pair of MAC addresses and EtherType (again symmetric), or else by its link
 // type alone: unknown traffic still lands in one stable partition. It never
 // allocates.
-func FlowHash(frame []byte, lt layers.LinkType) uint32 {
+func FlowHash(frame []byte, lt linktype.Type) uint32 {
 	et, off, ok := networkLayer(frame, lt)
 	if !ok {
-		return fmix32(hashByte(fnvOffset, byte(lt)))
+		return fmix32(hashLinkType(lt))
 	}
 	switch et {
 	case etherIPv4:
@@ -51,34 +43,51 @@ func FlowHash(frame []byte, lt layers.LinkType) uint32 {
 			return h
 		}
 	}
-	if lt == layers.LinkTypeEthernet && len(frame) >= 14 {
+	if lt == linktype.Ethernet && len(frame) >= 14 {
 		h := hashPair(fnvOffset, frame[0:6], frame[6:12])
 		return fmix32(hashUint16(h, et))
 	}
-	return fmix32(hashUint16(hashByte(fnvOffset, byte(lt)), et))
+	return fmix32(hashUint16(hashLinkType(lt), et))
+}
+
+// hashLinkType feeds a link type that fits a byte as that one byte, as when
+// link types were 8 bits, so records of those keep their partitions; wider
+// ones feed all four bytes.
+func hashLinkType(lt linktype.Type) uint32 {
+	if lt <= 0xff {
+		return hashByte(fnvOffset, byte(lt))
+	}
+	h := hashUint16(fnvOffset, uint16(lt>>16))
+	return hashUint16(h, uint16(lt))
 }
 
 // networkLayer finds the EtherType of what the link layer carries and where
 // it starts. Raw-IP link types report the EtherType of their IP version.
-func networkLayer(frame []byte, lt layers.LinkType) (etherType uint16, off int, ok bool) {
+func networkLayer(frame []byte, lt linktype.Type) (etherType uint16, off int, ok bool) {
 	switch lt {
-	case layers.LinkTypeEthernet:
+	case linktype.Ethernet:
 		if len(frame) < 14 {
 			return 0, 0, false
 		}
 		return skipVLANs(frame, binary.BigEndian.Uint16(frame[12:14]), 14)
-	case layers.LinkTypeLinuxSLL:
+	case linktype.LinuxSLL:
 		if len(frame) < 16 {
 			return 0, 0, false
 		}
 		return skipVLANs(frame, binary.BigEndian.Uint16(frame[14:16]), 16)
-	case layers.LinkTypeRaw, linkTypeRawBSD, linkTypeRawOpenBS:
+	case linktype.LinuxSLL2:
+		// The protocol type leads SLL2's 20-byte header.
+		if len(frame) < 20 {
+			return 0, 0, false
+		}
+		return skipVLANs(frame, binary.BigEndian.Uint16(frame[0:2]), 20)
+	case linktype.Raw, linktype.RawBSD, linktype.RawOpenBSD:
 		return ipVersion(frame, 0)
-	case layers.LinkTypeIPv4:
+	case linktype.IPv4:
 		return etherIPv4, 0, true
-	case layers.LinkTypeIPv6:
+	case linktype.IPv6:
 		return etherIPv6, 0, true
-	case layers.LinkTypeNull, layers.LinkTypeLoop:
+	case linktype.Null, linktype.Loop:
 		// The 4-byte address family is in the writer's byte order (Null) or
 		// network order (Loop); the IP version nibble settles it either way.
 		if len(frame) < 4 {

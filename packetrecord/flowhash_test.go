@@ -9,11 +9,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"capfleet.dev/capfleet/linktype"
 )
 
 // sharedPcaps is ../shared/pcaps next to the checkout (CAPFLEET_PCAPS overrides).
@@ -41,7 +44,7 @@ func sharedPcaps(t testing.TB) string {
 
 type frame struct {
 	data []byte
-	lt   layers.LinkType
+	lt   linktype.Type
 }
 
 func readCapture(t testing.TB, path string) []frame {
@@ -55,7 +58,7 @@ func readCapture(t testing.TB, path string) []frame {
 		ReadPacketData() ([]byte, gopacket.CaptureInfo, error)
 	}
 	var src source
-	var lt layers.LinkType
+	var lt layers.LinkType // the captures read here all have link types below 256
 	if strings.HasSuffix(path, ".pcapng") {
 		r, err := pcapgo.NewNgReader(f, pcapgo.DefaultNgReaderOptions)
 		if err != nil {
@@ -78,7 +81,7 @@ func readCapture(t testing.TB, path string) []frame {
 		if err != nil {
 			t.Fatalf("%s: packet %d: %v", path, len(out)+1, err)
 		}
-		out = append(out, frame{data, lt})
+		out = append(out, frame{data, linktype.Type(lt)})
 	}
 }
 
@@ -87,7 +90,7 @@ func readCapture(t testing.TB, path string) []frame {
 // whether this packet went the "reverse" way, and ok=false for packets that
 // are no plain (unfragmented) TCP/UDP/SCTP over IP.
 func flowOf(f frame) (key string, reverse, ok bool) {
-	p := gopacket.NewPacket(f.data, f.lt, gopacket.DecodeOptions{Lazy: true, NoCopy: true})
+	p := gopacket.NewPacket(f.data, layers.LinkType(f.lt), gopacket.DecodeOptions{Lazy: true, NoCopy: true})
 	if ip4, is := p.NetworkLayer().(*layers.IPv4); is && (ip4.Flags&layers.IPv4MoreFragments != 0 || ip4.FragOffset != 0) {
 		return "", false, false
 	}
@@ -190,20 +193,66 @@ func TestFlowHashNonIP(t *testing.T) {
 		f[12], f[13] = 0x08, 0x06
 		return f
 	}
-	if FlowHash(arp(1, 2), layers.LinkTypeEthernet) != FlowHash(arp(2, 1), layers.LinkTypeEthernet) {
+	if FlowHash(arp(1, 2), linktype.Ethernet) != FlowHash(arp(2, 1), linktype.Ethernet) {
 		t.Error("ARP between two MACs is not symmetric")
 	}
-	if FlowHash(arp(1, 2), layers.LinkTypeEthernet) == FlowHash(arp(1, 3), layers.LinkTypeEthernet) {
+	if FlowHash(arp(1, 2), linktype.Ethernet) == FlowHash(arp(1, 3), linktype.Ethernet) {
 		t.Error("different MAC pairs collide")
 	}
-	for _, lt := range []layers.LinkType{layers.LinkTypeEthernet, layers.LinkTypeLinuxSLL, layers.LinkTypeRaw,
-		layers.LinkTypeNull, layers.LinkTypeIPv4, layers.LinkTypeIPv6, layers.LinkTypeIEEE802_11} {
+	for _, lt := range []linktype.Type{linktype.Ethernet, linktype.LinuxSLL, linktype.LinuxSLL2, linktype.Raw,
+		linktype.Null, linktype.IPv4, linktype.IPv6, linktype.IEEE802_11, 1 << 20} {
 		for n := 0; n < 80; n++ {
 			a := FlowHash(bytes.Repeat([]byte{0x45}, n), lt)
 			if b := FlowHash(bytes.Repeat([]byte{0x45}, n), lt); a != b {
 				t.Fatalf("linktype %d, %d bytes: unstable", lt, n)
 			}
 		}
+	}
+}
+
+// ipv4TCP is a minimal IPv4 TCP packet between 10.0.0.a:sport and 10.0.0.b:dport.
+func ipv4TCP(a, b byte, sport, dport uint16) []byte {
+	p := make([]byte, 40)
+	p[0], p[9] = 0x45, 6
+	copy(p[12:16], []byte{10, 0, 0, a})
+	copy(p[16:20], []byte{10, 0, 0, b})
+	p[20], p[21], p[22], p[23] = byte(sport>>8), byte(sport), byte(dport>>8), byte(dport)
+	return p
+}
+
+// sll2Frame wraps an IPv4 packet in a Linux cooked v2 header: protocol type,
+// reserved, interface index, ARPHRD type, packet type, address length, address.
+func sll2Frame(ip []byte) []byte {
+	h := []byte{0x08, 0x00, 0, 0, 0, 0, 0, 2, 0, 1, 0, 6, 2, 0, 0, 0, 0, 1, 0, 0}
+	return append(h, ip...)
+}
+
+// An SLL2 frame hashes by its 5-tuple like the same packet in any framing, in
+// both directions, and the partitioner reads its 276 from the header.
+func TestFlowHashSLL2(t *testing.T) {
+	fwd, rev := ipv4TCP(1, 2, 40000, 443), ipv4TCP(2, 1, 443, 40000)
+	want := FlowHash(fwd, linktype.Raw)
+	if got := FlowHash(sll2Frame(fwd), linktype.LinuxSLL2); got != want {
+		t.Errorf("SLL2 hash %08x, raw IP %08x", got, want)
+	}
+	if got := FlowHash(sll2Frame(rev), linktype.LinuxSLL2); got != want {
+		t.Errorf("reverse direction %08x, forward %08x", got, want)
+	}
+	f := sll2Frame(fwd)
+	r := Encode(Meta{LinkType: linktype.LinuxSLL2, OrigLen: len(f)}, f)
+	if got := Partition(r, 1000); got != int(want%1000) {
+		t.Errorf("partition %d, want %d", got, want%1000)
+	}
+}
+
+// Link types that fit a byte hash as they did when link types were 8 bits,
+// so records of those keep their partitions across the widening.
+func TestFlowHashUnknownLinkTypeKeepsItsPartition(t *testing.T) {
+	if got, want := FlowHash([]byte{1, 2, 3}, 147), fmix32(hashByte(fnvOffset, 147)); got != want {
+		t.Errorf("link type 147: %08x, want %08x", got, want)
+	}
+	if FlowHash(nil, 147) == FlowHash(nil, 147+256) {
+		t.Error("link types 147 and 403 share a hash")
 	}
 }
 
@@ -233,11 +282,28 @@ func BenchmarkFlowHash(b *testing.B) {
 }
 
 func FuzzFlowHash(f *testing.F) {
-	f.Add([]byte("\x45\x00\x00\x28\x00\x00\x40\x00\x40\x06\x00\x00\x0a\x00\x00\x01\x0a\x00\x00\x02\x00\x50\x01\xbb"), uint8(layers.LinkTypeRaw))
-	f.Add(bytes.Repeat([]byte{0x81, 0x00}, 30), uint8(layers.LinkTypeEthernet))
-	f.Fuzz(func(t *testing.T, data []byte, lt uint8) {
-		if FlowHash(data, layers.LinkType(lt)) != FlowHash(data, layers.LinkType(lt)) {
+	f.Add([]byte("\x45\x00\x00\x28\x00\x00\x40\x00\x40\x06\x00\x00\x0a\x00\x00\x01\x0a\x00\x00\x02\x00\x50\x01\xbb"), uint32(linktype.Raw))
+	f.Add(bytes.Repeat([]byte{0x81, 0x00}, 30), uint32(linktype.Ethernet))
+	f.Add(bytes.Repeat([]byte{0x81, 0x00}, 30), uint32(linktype.LinuxSLL2))
+	f.Fuzz(func(t *testing.T, data []byte, lt uint32) {
+		if FlowHash(data, linktype.Type(lt)) != FlowHash(data, linktype.Type(lt)) {
 			t.Fatal("unstable")
 		}
 	})
+}
+
+// The partitioner's allocation-free parse reads the linktype header as Decode
+// does, and hashes what Decode refuses as Ethernet.
+func TestLinkTypeOfAgreesWithDecode(t *testing.T) {
+	for _, v := range []string{"0", "1", "276", "0276", "4294967295", "4294967296", "99999999999", "", "-1", "1a"} {
+		r := Encode(Meta{Timestamp: time.Unix(1, 0), OrigLen: 1}, []byte{1})
+		r.Headers[3].Value = []byte(v)
+		want := linktype.Ethernet
+		if m, _, err := Decode(r); err == nil {
+			want = m.LinkType
+		}
+		if got := linkTypeOf(r); got != want {
+			t.Errorf("linktype=%q: partitioner reads %d, Decode %d", v, got, want)
+		}
+	}
 }

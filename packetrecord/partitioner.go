@@ -1,8 +1,9 @@
 package packetrecord
 
 import (
-	"github.com/google/gopacket/layers"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"capfleet.dev/capfleet/linktype"
 )
 
 // Partitioner sends each record to partition FlowHash % n, so both directions
@@ -27,31 +28,33 @@ func Partition(r *kgo.Record, n int) int {
 	return int(FlowHash(r.Value, linkTypeOf(r)) % uint32(n))
 }
 
-// linkTypeUnrepresentable stands for link types above 255 (gopacket's LinkType
-// is 8 bits): FlowHash does not read it, so all such frames share a partition.
-const linkTypeUnrepresentable layers.LinkType = 255
-
 // linkTypeOf parses the linktype header by hand: strconv would allocate per
-// record on this hot path. Records without one are Metron's, hence Ethernet.
-func linkTypeOf(r *kgo.Record) layers.LinkType {
+// record on this hot path. Records without one are Metron's, hence Ethernet;
+// a malformed one, which Decode rejects, also hashes as Ethernet.
+func linkTypeOf(r *kgo.Record) linktype.Type {
 	for _, h := range r.Headers {
-		if h.Key != HeaderLinkType {
-			continue
+		if h.Key == HeaderLinkType {
+			return parseLinkTypeFast(h.Value)
 		}
-		if len(h.Value) == 0 || len(h.Value) > 3 {
-			return layers.LinkTypeEthernet
-		}
-		var v uint16
-		for _, c := range h.Value {
-			if c < '0' || c > '9' {
-				return layers.LinkTypeEthernet
-			}
-			v = v*10 + uint16(c-'0')
-		}
-		if v > 255 {
-			return linkTypeUnrepresentable
-		}
-		return layers.LinkType(v)
 	}
-	return layers.LinkTypeEthernet
+	return linktype.Ethernet
+}
+
+// parseLinkTypeFast accepts what parseLinkType does: 1 to 10 decimal digits
+// of a value below 2^32.
+func parseLinkTypeFast(v []byte) linktype.Type {
+	if len(v) == 0 || len(v) > 10 {
+		return linktype.Ethernet
+	}
+	var n uint64
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return linktype.Ethernet
+		}
+		n = n*10 + uint64(c-'0')
+	}
+	if n > 1<<32-1 {
+		return linktype.Ethernet
+	}
+	return linktype.Type(n)
 }

@@ -9,8 +9,9 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/google/gopacket/layers"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"capfleet.dev/capfleet/linktype"
 )
 
 // Header names carried by every record.
@@ -30,7 +31,7 @@ type Meta struct {
 	Timestamp time.Time
 	Node      string
 	Interface string
-	LinkType  layers.LinkType
+	LinkType  linktype.Type
 	OrigLen   int
 }
 
@@ -106,7 +107,7 @@ func Decode(r *kgo.Record) (Meta, []byte, error) {
 			r.Topic, r.Partition, r.Offset, len(r.Key), KeyLen)
 	}
 	m.Timestamp = time.UnixMicro(int64(binary.BigEndian.Uint64(r.Key)))
-	m.LinkType = layers.LinkTypeEthernet
+	m.LinkType = linktype.Ethernet
 	m.OrigLen = len(r.Value)
 	for _, h := range r.Headers {
 		var err error
@@ -120,10 +121,7 @@ func Decode(r *kgo.Record) (Meta, []byte, error) {
 		case HeaderInterface:
 			m.Interface = string(h.Value)
 		case HeaderLinkType:
-			var lt uint64
-			// gopacket's LinkType is 8 bits: a larger one cannot be represented.
-			lt, err = strconv.ParseUint(string(h.Value), 10, 8)
-			m.LinkType = layers.LinkType(lt)
+			m.LinkType, err = parseLinkType(h.Value)
 		case HeaderOrigLen:
 			var n int64
 			n, err = strconv.ParseInt(string(h.Value), 10, 32)
@@ -138,4 +136,15 @@ func Decode(r *kgo.Record) (Meta, []byte, error) {
 		}
 	}
 	return m, r.Value, nil
+}
+
+// parseLinkType reads the linktype header: the LINKTYPE_ value in decimal. Records written when the
+// link type was 8 bits carry the same text, so they read unchanged; only values up to 2^32-1 are link
+// types.
+func parseLinkType(v []byte) (linktype.Type, error) {
+	lt, err := strconv.ParseUint(string(v), 10, 32)
+	if err != nil {
+		return 0, fmt.Errorf("not a 32-bit decimal link type: %w", err)
+	}
+	return linktype.Type(lt), nil
 }

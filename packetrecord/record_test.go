@@ -6,13 +6,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/gopacket/layers"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"capfleet.dev/capfleet/linktype"
 )
 
 func TestEncodeKeyIsMetronMicrosBigEndian(t *testing.T) {
 	ts := time.Date(2026, 11, 25, 13, 30, 1, 123456789, time.UTC)
-	r := Encode(Meta{Timestamp: ts, LinkType: layers.LinkTypeEthernet, OrigLen: 3}, []byte{1, 2, 3})
+	r := Encode(Meta{Timestamp: ts, LinkType: linktype.Ethernet, OrigLen: 3}, []byte{1, 2, 3})
 	// 2026-11-25T13:30:01.123456Z is 1795613401123456 µs after the epoch; the bytes
 	// are what Python prints for struct.pack(">Q", 1795613401123456), pycapa's pack_ts.
 	want := []byte{0x00, 0x06, 0x61, 0x19, 0xd2, 0xed, 0x8a, 0x80}
@@ -27,7 +28,7 @@ func TestEncodeKeyIsMetronMicrosBigEndian(t *testing.T) {
 func TestEncodeDecodeRoundTrip(t *testing.T) {
 	ts := time.Unix(1700000000, 987654321)
 	frame := []byte("\x00\x11\x22\x33\x44\x55\x66\x77\x88\x99\xaa\xbb\x08\x00payload")
-	m := Meta{Timestamp: ts, Node: "node-a", Interface: "eth1", LinkType: layers.LinkTypeLinuxSLL, OrigLen: 1500}
+	m := Meta{Timestamp: ts, Node: "node-a", Interface: "eth1", LinkType: linktype.LinuxSLL, OrigLen: 1500}
 	r := Encode(m, frame)
 	frame[0] = 0xff // the record must own its copy: capture rings reuse their slots
 	got, value, err := Decode(r)
@@ -53,6 +54,36 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 	}
 }
 
+// Linux cooked v2 (276), what `tcpdump -i any` writes, crosses Kafka whole.
+func TestEncodeDecodeSLL2(t *testing.T) {
+	frame := sll2Frame(ipv4TCP(10, 20, 1234, 80))
+	m := Meta{Timestamp: time.Unix(1700000000, 0), Node: "node-a", Interface: "any", LinkType: linktype.LinuxSLL2, OrigLen: len(frame)}
+	r := Encode(m, frame)
+	got, value, err := Decode(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.LinkType != linktype.LinuxSLL2 || !bytes.Equal(value, frame) {
+		t.Fatalf("decoded link type %d, frame % x; want 276, % x", got.LinkType, value, frame)
+	}
+	if h := r.Headers[3]; h.Key != HeaderLinkType || string(h.Value) != "276" {
+		t.Fatalf("header %s=%q, want linktype=\"276\"", h.Key, h.Value)
+	}
+}
+
+// The linktype header was decimal text when link types had 8 bits, and still
+// is: records written then read the same now.
+func TestDecodeRecordsOfThe8BitEncoding(t *testing.T) {
+	for v, want := range map[string]linktype.Type{"0": linktype.Null, "1": linktype.Ethernet,
+		"101": linktype.Raw, "113": linktype.LinuxSLL, "255": 255} {
+		r := Encode(Meta{Timestamp: time.Unix(1, 0), OrigLen: 1}, []byte{1})
+		r.Headers[3].Value = []byte(v)
+		if m, _, err := Decode(r); err != nil || m.LinkType != want {
+			t.Errorf("linktype=%q: got %d, %v; want %d", v, m.LinkType, err, want)
+		}
+	}
+}
+
 func TestEncodeClampsPreEpochKey(t *testing.T) {
 	r := Encode(Meta{Timestamp: time.Unix(-5, 0)}, nil)
 	if !bytes.Equal(r.Key, make([]byte, 8)) {
@@ -71,7 +102,7 @@ func TestDecodeMetronRecordWithoutHeaders(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.Timestamp.UnixMicro() != 0x0005e1582f4d3a40 || m.LinkType != layers.LinkTypeEthernet || m.OrigLen != 60 || len(v) != 60 {
+	if m.Timestamp.UnixMicro() != 0x0005e1582f4d3a40 || m.LinkType != linktype.Ethernet || m.OrigLen != 60 || len(v) != 60 {
 		t.Fatalf("got %+v", m)
 	}
 }
@@ -84,8 +115,13 @@ func TestDecodeErrorsNameTheFault(t *testing.T) {
 	}{
 		"short key":     {func(r *kgo.Record) { r.Key = r.Key[:4] }, "key is 4 bytes, want 8"},
 		"ts_ns garbage": {func(r *kgo.Record) { r.Headers[0].Value = []byte("12x") }, `header ts_ns="12x"`},
-		"linktype 276":  {func(r *kgo.Record) { r.Headers[3].Value = []byte("276") }, `header linktype="276"`},
-		"origlen short": {func(r *kgo.Record) { r.Headers[4].Value = []byte("2") }, "shorter than the 4-byte frame"},
+		"linktype beyond 32 bits": {func(r *kgo.Record) { r.Headers[3].Value = []byte("4294967296") },
+			`header linktype="4294967296": not a 32-bit decimal link type`},
+		"linktype negative": {func(r *kgo.Record) { r.Headers[3].Value = []byte("-1") }, `header linktype="-1"`},
+		"linktype empty":    {func(r *kgo.Record) { r.Headers[3].Value = nil }, `header linktype=""`},
+		// Big-endian bytes are no encoding this header ever had: refused, not misread.
+		"linktype binary": {func(r *kgo.Record) { r.Headers[3].Value = []byte{0x01, 0x14} }, `header linktype="\x01\x14"`},
+		"origlen short":   {func(r *kgo.Record) { r.Headers[4].Value = []byte("2") }, "shorter than the 4-byte frame"},
 	}
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -104,7 +140,7 @@ func TestDecodeErrorsNameTheFault(t *testing.T) {
 
 func BenchmarkEncode(b *testing.B) {
 	frame := make([]byte, 1514)
-	m := Meta{Timestamp: time.Now(), Node: "node-a", Interface: "eth0", LinkType: layers.LinkTypeEthernet, OrigLen: 1514}
+	m := Meta{Timestamp: time.Now(), Node: "node-a", Interface: "eth0", LinkType: linktype.Ethernet, OrigLen: 1514}
 	b.ReportAllocs()
 	b.SetBytes(int64(len(frame)))
 	for b.Loop() {

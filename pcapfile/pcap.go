@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"time"
+
+	"capfleet.dev/capfleet/linktype"
 )
 
 // Magic numbers of classic pcap, as read big-endian from the first four bytes.
@@ -107,8 +109,7 @@ func (r *Reader) nextPcap() (Packet, error) {
 		Timestamp:     time.Unix(int64(sec), nsec).UTC(),
 		CaptureLength: int(caplen),
 		Length:        int(length),
-		LinkType:      packetLinkType(s.linkType),
-		LinkTypeRaw:   s.linkType,
+		LinkType:      linktype.Type(s.linkType),
 		Data:          data,
 	}, nil
 }

@@ -7,6 +7,8 @@ import (
 	"math/bits"
 	"strings"
 	"time"
+
+	"capfleet.dev/capfleet/linktype"
 )
 
 // pcapng block types (https://www.ietf.org/archive/id/draft-ietf-opsawg-pcapng-02.html).
@@ -281,8 +283,7 @@ func (r *Reader) packet(id uint32, ts uint64, caplen, length uint32, data []byte
 		Timestamp:      ifc.time(ts),
 		CaptureLength:  int(caplen),
 		Length:         int(length),
-		LinkType:       packetLinkType(ifc.linkType),
-		LinkTypeRaw:    ifc.linkType,
+		LinkType:       linktype.Type(ifc.linkType),
 		InterfaceIndex: int(id),
 		Data:           data[:caplen:caplen],
 	}, nil

@@ -26,7 +26,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/google/gopacket/layers"
+	"capfleet.dev/capfleet/linktype"
 )
 
 const (
@@ -70,13 +70,11 @@ type Packet struct {
 	CaptureLength int
 	// Length is the frame's length on the wire, as the file records it.
 	Length int
-	// LinkType is the interface's link type; layers.LinkType has 8 bits, so link types above 255 (for
-	// example LINUX_SLL2, 276) show as 255 here and in full in LinkTypeRaw.
-	LinkType layers.LinkType
+	// LinkType is the interface's link type.
+	LinkType linktype.Type
 	// InterfaceIndex is the interface's index within its pcapng section (always 0 for pcap).
 	InterfaceIndex int
 	Data           []byte
-	LinkTypeRaw    uint32
 }
 
 // Reader reads packets from one capture file.
@@ -90,7 +88,7 @@ type Reader struct {
 	err     error // sticky: once set, every Next returns it
 
 	next         func() (Packet, error)
-	linkTypes    []uint32 // distinct link types declared so far, in order of appearance
+	linkTypes    []linktype.Type // distinct link types declared so far, in order of appearance
 	seenLinkType *[1 << 10]uint64
 
 	pcap   pcapState
@@ -167,8 +165,8 @@ func (r *Reader) Format() string {
 }
 
 // LinkTypes lists the distinct link types the file has declared so far (in pcapng, by the interface
-// description blocks read up to now), as raw LINKTYPE_ values.
-func (r *Reader) LinkTypes() []uint32 { return r.linkTypes }
+// description blocks read up to now).
+func (r *Reader) LinkTypes() []linktype.Type { return r.linkTypes }
 
 // Offset is the number of (decompressed) bytes consumed so far.
 func (r *Reader) Offset() int64 { return r.off }
@@ -194,7 +192,7 @@ func (r *Reader) noteLinkType(lt uint32) {
 		r.seenLinkType[lt/64] |= 1 << (lt % 64)
 	}
 	// Only classic pcap, with its single link type, gets here with a larger value.
-	r.linkTypes = append(r.linkTypes, lt)
+	r.linkTypes = append(r.linkTypes, linktype.Type(lt))
 }
 
 // fill reads exactly n bytes into the reused buffer. It returns io.EOF only when no byte at all was
@@ -253,11 +251,4 @@ func (r *Reader) skip(n int64, start int64, what string) error {
 		return &FormatError{Offset: start, Reason: fmt.Sprintf("truncated %s: need %d bytes, file has %d", what, n, got), Err: ErrTruncated}
 	}
 	return &FormatError{Offset: start, Reason: "reading " + what, Err: err}
-}
-
-func packetLinkType(raw uint32) layers.LinkType {
-	if raw > 255 {
-		return 255
-	}
-	return layers.LinkType(raw)
 }

@@ -8,9 +8,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/gopacket/layers"
 	"github.com/spf13/cobra"
 
+	"capfleet.dev/capfleet/linktype"
 	"capfleet.dev/capfleet/pcapfile"
 )
 
@@ -31,7 +31,7 @@ type FileInfo struct {
 	ErrorOffset *int64 `json:"error_offset,omitempty"`
 }
 
-// LinkType is a raw LINKTYPE_ value with gopacket's name for it, when it has one.
+// LinkType is a raw LINKTYPE_ value with its name, when it has one.
 type LinkType struct {
 	Value uint32 `json:"value"`
 	Name  string `json:"name,omitempty"`
@@ -92,14 +92,8 @@ func (fi *FileInfo) setError(err error) {
 	}
 }
 
-func linkType(v uint32) LinkType {
-	l := LinkType{Value: v}
-	if v <= 255 {
-		if name := layers.LinkType(v).String(); name != "" && name != "UnknownLinkType" {
-			l.Name = name
-		}
-	}
-	return l
+func linkType(lt linktype.Type) LinkType {
+	return LinkType{Value: uint32(lt), Name: lt.Name()}
 }
 
 func newInfoCommand() *cobra.Command {

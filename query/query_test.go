@@ -79,7 +79,7 @@ func TestQueryPacketsMixedLinkTypesWritesPcapng(t *testing.T) {
 			t.Fatal(err)
 		}
 		w := pkts[i]
-		if !p.Timestamp.Equal(w.Timestamp) || p.LinkTypeRaw != w.LinkType || !bytes.Equal(p.Data, w.Data) {
+		if !p.Timestamp.Equal(w.Timestamp) || uint32(p.LinkType) != uint32(w.LinkType) || !bytes.Equal(p.Data, w.Data) {
 			t.Fatalf("packet %d: %s lt %d %x, want %s lt %d %x", i, p.Timestamp, p.LinkType, p.Data, w.Timestamp, w.LinkType, w.Data)
 		}
 	}

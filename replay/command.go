@@ -9,13 +9,13 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/google/gopacket/layers"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"capfleet.dev/capfleet/heartbeat"
 	"capfleet.dev/capfleet/internal/kafkaconn"
+	"capfleet.dev/capfleet/linktype"
 )
 
 // options are the flags shared by `capfleet replay` and `capfleet pcap replay`.
@@ -150,7 +150,7 @@ func (o *options) run(ctx context.Context, out io.Writer) error {
 	defer target.Close()
 	cfg := Config{Open: OpenFile(path), Pace: pace, Loops: o.loop, Limit: o.limit, Target: target}
 	if o.iface != "" {
-		cfg.LinkTypes = []layers.LinkType{layers.LinkTypeEthernet}
+		cfg.LinkTypes = []linktype.Type{linktype.Ethernet}
 	}
 	r, err := New(cfg)
 	if err != nil {

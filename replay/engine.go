@@ -12,7 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/google/gopacket/layers"
+	"capfleet.dev/capfleet/linktype"
 )
 
 // Target sends frames somewhere. Send may complete later (a Kafka produce);
@@ -35,7 +35,7 @@ type Config struct {
 	// LinkTypes, when set, lists the only link types the target can send;
 	// the pre-scan refuses captures holding others (an Ethernet interface
 	// cannot put a raw-IP or 802.11 record on the wire as it was captured).
-	LinkTypes []layers.LinkType
+	LinkTypes []linktype.Type
 }
 
 // ErrNoPackets is the pre-scan's verdict on a capture without a single packet,
@@ -98,7 +98,7 @@ func (r *Replayer) Scan() error {
 			return fmt.Errorf("%w (after %d good packets; nothing was sent)", err, r.filePackets)
 		}
 		if !r.linkTypeAllowed(p.LinkType) {
-			return fmt.Errorf("packet %d has link type %s (%d), which %s cannot send", r.filePackets+1, p.LinkType, uint8(p.LinkType), r.cfg.Target)
+			return fmt.Errorf("packet %d has link type %s (%d), which %s cannot send", r.filePackets+1, p.LinkType, uint32(p.LinkType), r.cfg.Target)
 		}
 		r.filePackets++
 		r.fileBytes += uint64(len(p.Data))
@@ -113,7 +113,7 @@ func (r *Replayer) Scan() error {
 	return nil
 }
 
-func (r *Replayer) linkTypeAllowed(lt layers.LinkType) bool {
+func (r *Replayer) linkTypeAllowed(lt linktype.Type) bool {
 	if len(r.cfg.LinkTypes) == 0 {
 		return true
 	}

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/gopacket/layers"
+	"capfleet.dev/capfleet/linktype"
 )
 
 // memSource replays a slice; it reuses one buffer for Data as file readers do,
@@ -66,7 +66,7 @@ func synthetic(n int) []Packet {
 	for i := range pkts {
 		data := []byte(fmt.Sprintf("frame-%04d", i))
 		pkts[i] = Packet{Timestamp: t0.Add(time.Duration(i) * time.Millisecond), CaptureLength: len(data), Length: len(data),
-			LinkType: layers.LinkTypeEthernet, Data: data}
+			LinkType: linktype.Ethernet, Data: data}
 	}
 	return pkts
 }
@@ -148,14 +148,14 @@ func TestFailedAndTruncatedAreCounted(t *testing.T) {
 
 func TestScanRejects(t *testing.T) {
 	wifi := synthetic(3)
-	wifi[2].LinkType = layers.LinkTypeIEEE80211Radio
+	wifi[2].LinkType = linktype.IEEE80211Radio
 	cases := []struct {
 		name string
 		cfg  Config
 		want string
 	}{
 		{"empty capture", Config{Open: memOpener(nil)}, "the capture holds no packets"},
-		{"link type the target cannot send", Config{Open: memOpener(wifi), LinkTypes: []layers.LinkType{layers.LinkTypeEthernet}},
+		{"link type the target cannot send", Config{Open: memOpener(wifi), LinkTypes: []linktype.Type{linktype.Ethernet}},
 			"packet 3 has link type RadioTap (127), which memory cannot send"},
 		{"open fails", Config{Open: func() (Source, error) { return nil, errors.New("capture file: open x: no such file") }},
 			"capture file: open x: no such file"},

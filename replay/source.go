@@ -3,7 +3,7 @@ package replay
 import (
 	"time"
 
-	"github.com/google/gopacket/layers"
+	"capfleet.dev/capfleet/linktype"
 )
 
 // Packet is one captured frame as the replayer needs it. Data is only valid
@@ -12,7 +12,7 @@ type Packet struct {
 	Timestamp     time.Time
 	CaptureLength int // bytes present in Data
 	Length        int // bytes on the wire when captured; > CaptureLength when truncated
-	LinkType      layers.LinkType
+	LinkType      linktype.Type
 	Data          []byte
 }
 

@@ -4,9 +4,11 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcap"
 	"golang.org/x/net/bpf"
+
+	"capfleet.dev/capfleet/linktype"
+	"capfleet.dev/capfleet/processor/bpffilter"
 )
 
 // filter is a tcpdump expression compiled by libpcap for one interface. Its
@@ -29,17 +31,14 @@ type filter struct {
 // namespace. Without an interface name, or where no live handle can be
 // opened, it compiles for the link type alone, which differs only for `vlan`
 // filters.
-func compileFilter(expr, iface string, lt layers.LinkType, snaplen int) (*filter, error) {
-	insns, err := compileLive(expr, iface, snaplen)
+func compileFilter(expr, iface string, lt linktype.Type, snaplen int) (*filter, error) {
+	raw, err := compileLive(expr, iface, snaplen)
 	if errors.Is(err, errNoLiveHandle) {
-		insns, err = pcap.CompileBPFFilter(lt, snaplen, expr)
+		// bpffilter rather than gopacket's compiler: gopacket's link type has 8 bits.
+		raw, err = bpffilter.Program(expr, uint32(lt), snaplen)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("--filter %q: %v", expr, err)
-	}
-	raw := make([]bpf.RawInstruction, len(insns))
-	for i, in := range insns {
-		raw[i] = bpf.RawInstruction{Op: in.Code, Jt: in.Jt, Jf: in.Jf, K: in.K}
 	}
 	f := &filter{expr: expr, raw: raw}
 	if prog, ok := bpf.Disassemble(raw); ok {
@@ -50,7 +49,7 @@ func compileFilter(expr, iface string, lt layers.LinkType, snaplen int) (*filter
 
 var errNoLiveHandle = errors.New("no live libpcap handle")
 
-func compileLive(expr, iface string, snaplen int) ([]pcap.BPFInstruction, error) {
+func compileLive(expr, iface string, snaplen int) ([]bpf.RawInstruction, error) {
 	if iface == "" {
 		return nil, errNoLiveHandle
 	}
@@ -71,7 +70,15 @@ func compileLive(expr, iface string, snaplen int) ([]pcap.BPFInstruction, error)
 		return nil, fmt.Errorf("%w: %v", errNoLiveHandle, err)
 	}
 	defer h.Close()
-	return h.CompileBPFFilter(expr)
+	insns, err := h.CompileBPFFilter(expr)
+	if err != nil {
+		return nil, err
+	}
+	raw := make([]bpf.RawInstruction, len(insns))
+	for i, in := range insns {
+		raw[i] = bpf.RawInstruction{Op: in.Code, Jt: in.Jt, Jf: in.Jf, K: in.K}
+	}
+	return raw, nil
 }
 
 // keep returns how many bytes of frame to keep (0: rejected) for a packet

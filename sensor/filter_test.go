@@ -3,7 +3,7 @@ package sensor
 import (
 	"testing"
 
-	"github.com/google/gopacket/layers"
+	"capfleet.dev/capfleet/linktype"
 )
 
 // The userspace run of the compiled program, used for packets that reached a
@@ -34,7 +34,7 @@ func TestFilterInUserspaceAgreesWithTcpdump(t *testing.T) {
 
 // The program returns the snap length, so the kernel truncates what it keeps.
 func TestFilterTruncatesToSnaplen(t *testing.T) {
-	f, err := compileFilter("", "", layers.LinkTypeEthernet, 96)
+	f, err := compileFilter("", "", linktype.Ethernet, 96)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,12 +18,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/gopacket/layers"
 	"github.com/google/gopacket/pcapgo"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"capfleet.dev/capfleet/internal/kafkaconn"
+	"capfleet.dev/capfleet/linktype"
 )
 
 // failOrSkip fails under CI=true, where every prerequisite must be present,
@@ -52,8 +52,9 @@ func sharedPcap(t testing.TB, name string) string {
 	return p
 }
 
-// readPcap returns the frames of a pcap file as pcapgo reads them.
-func readPcap(t testing.TB, path string) (frames [][]byte, lt layers.LinkType) {
+// readPcap returns the frames of a pcap file as pcapgo reads them. pcapgo's
+// link type has 8 bits, enough for the Ethernet captures the tests use.
+func readPcap(t testing.TB, path string) (frames [][]byte, lt linktype.Type) {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
@@ -67,7 +68,7 @@ func readPcap(t testing.TB, path string) (frames [][]byte, lt layers.LinkType) {
 	for {
 		data, _, err := r.ReadPacketData()
 		if errors.Is(err, io.EOF) {
-			return frames, r.LinkType()
+			return frames, linktype.Type(r.LinkType())
 		}
 		if err != nil {
 			t.Fatalf("%s: packet %d: %v", path, len(frames)+1, err)

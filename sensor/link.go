@@ -8,15 +8,16 @@ import (
 	"syscall"
 	"unsafe"
 
-	"github.com/google/gopacket/layers"
 	"golang.org/x/sys/unix"
+
+	"capfleet.dev/capfleet/linktype"
 )
 
 // link is what the sensor needs to know about an interface.
 type link struct {
 	Name     string
 	Index    int
-	LinkType layers.LinkType
+	LinkType linktype.Type
 	Loopback bool
 }
 
@@ -38,12 +39,12 @@ func lookupLink(name string) (link, error) {
 	return link{Name: name, Index: ifi.Index, LinkType: lt, Loopback: arphrd == unix.ARPHRD_LOOPBACK}, nil
 }
 
-func linkTypeOfARPHRD(t uint16) (layers.LinkType, bool) {
+func linkTypeOfARPHRD(t uint16) (linktype.Type, bool) {
 	switch t {
 	case unix.ARPHRD_ETHER, unix.ARPHRD_LOOPBACK:
-		return layers.LinkTypeEthernet, true
+		return linktype.Ethernet, true
 	case unix.ARPHRD_NONE: // tun, wireguard: AF_PACKET hands over bare IP
-		return layers.LinkTypeRaw, true
+		return linktype.Raw, true
 	}
 	return 0, false
 }

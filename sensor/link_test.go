@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/google/gopacket/layers"
+	"capfleet.dev/capfleet/linktype"
 )
 
 // rtnetlink reports the same rx_dropped as sysfs, for every interface here.
@@ -36,7 +36,7 @@ func TestLinkStatsMatchSysfs(t *testing.T) {
 		}
 	}
 	l, err := lookupLink("lo")
-	if err != nil || l.LinkType != layers.LinkTypeEthernet {
+	if err != nil || l.LinkType != linktype.Ethernet {
 		t.Fatalf("lo: %+v, %v", l, err)
 	}
 }

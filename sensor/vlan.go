@@ -4,8 +4,9 @@ import (
 	"encoding/binary"
 	"unsafe"
 
-	"github.com/google/gopacket/layers"
 	"golang.org/x/sys/unix"
+
+	"capfleet.dev/capfleet/linktype"
 )
 
 // The ring's per-packet header carries two things gopacket does not pass on.
@@ -36,9 +37,9 @@ const (
 // macOffset is where the kernel puts the frame after the packet's header
 // (tpacket_rcv, SOCK_RAW, no tp_reserve, no vnet header): the network header
 // lands TPACKET_ALIGNed after at least 16 bytes of link header room.
-func macOffset(lt layers.LinkType) int {
+func macOffset(lt linktype.Type) int {
 	maclen := 0
-	if lt == layers.LinkTypeEthernet {
+	if lt == linktype.Ethernet {
 		maclen = 14
 	}
 	netoff := (tp3HdrLen + max(maclen, 16) + unix.TPACKET_ALIGNMENT - 1) &^ (unix.TPACKET_ALIGNMENT - 1)

@@ -96,10 +96,10 @@ func runDecode(stdout, stderr io.Writer, path string, o *decodeOptions) error {
 			return fmt.Errorf("%s: after %d packets: %w", path, n, err)
 		}
 		n++
-		if !filter.Match(pkt.Data, pkt.LinkTypeRaw, pkt.Length) {
+		if !filter.Match(pkt.Data, uint32(pkt.LinkType), pkt.Length) {
 			continue
 		}
-		dec.Decode(pkt.Data, decode.LinkType(pkt.LinkTypeRaw), pkt.Timestamp, pkt.Length, &p)
+		dec.Decode(pkt.Data, pkt.LinkType, pkt.Timestamp, pkt.Length, &p)
 		line = write(w, line, n, &p)
 	}
 	if err := w.Flush(); err != nil {

@@ -101,10 +101,10 @@ func runFlows(stdout, stderr io.Writer, path string, o *flowsOptions) error {
 			break
 		}
 		n++
-		if !filter.Match(pkt.Data, pkt.LinkTypeRaw, pkt.Length) {
+		if !filter.Match(pkt.Data, uint32(pkt.LinkType), pkt.Length) {
 			continue
 		}
-		dec.Decode(pkt.Data, decode.LinkType(pkt.LinkTypeRaw), pkt.Timestamp, pkt.Length, &p)
+		dec.Decode(pkt.Data, pkt.LinkType, pkt.Timestamp, pkt.Length, &p)
 		table.Add(&p)
 	}
 	// What was read before a damaged record still makes flows worth printing.

@@ -32,7 +32,7 @@ func readCapture(t testing.TB, path string) []Packet {
 			t.Fatal(err)
 		}
 		out = append(out, Packet{Offset: off, Timestamp: p.Timestamp.UnixNano(), OrigLen: p.Length,
-			LinkType: p.LinkTypeRaw, Node: "node-a", Interface: "eth0", Data: bytes.Clone(p.Data)})
+			LinkType: uint32(p.LinkType), Node: "node-a", Interface: "eth0", Data: bytes.Clone(p.Data)})
 	}
 }
 

@@ -20,6 +20,13 @@ type Filter struct {
 	vm       *bpf.VM
 }
 
+// Program compiles expr to classic BPF for frames of the given LINKTYPE_ value, returning
+// snaplen for the frames it accepts: the program a kernel socket filter runs. It exists for the
+// sensor, whose fallback used gopacket's compiler and its 8-bit link type.
+func Program(expr string, linkType uint32, snaplen int) ([]bpf.RawInstruction, error) {
+	return compile(expr, linkType, snaplen)
+}
+
 // Compile compiles expr for frames of the given LINKTYPE_ value.
 func Compile(expr string, linkType uint32) (*Filter, error) {
 	raw, err := compile(expr, linkType, DefaultSnaplen)

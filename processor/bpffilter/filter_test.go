@@ -63,7 +63,7 @@ func readAll(path string) ([]pkt, error) {
 		if err != nil {
 			return out, err
 		}
-		out = append(out, pkt{append([]byte(nil), p.Data...), p.LinkTypeRaw})
+		out = append(out, pkt{append([]byte(nil), p.Data...), uint32(p.LinkType)})
 	}
 }
 

@@ -37,7 +37,7 @@ func readFrames(t testing.TB, path string, max int) []frame {
 		}
 		d := append([]byte(nil), p.Data...)
 		p.Data = d
-		out = append(out, frame{data: d, linkType: p.LinkTypeRaw, pkt: p})
+		out = append(out, frame{data: d, linkType: uint32(p.LinkType), pkt: p})
 	}
 	return out
 }

@@ -6,24 +6,26 @@ package decode
 import (
 	"net/netip"
 	"time"
+
+	"capfleet.dev/capfleet/linktype"
 )
 
-// LinkType is a pcap LINKTYPE_ value. It is wider than gopacket's layers.LinkType (a uint8)
-// because LINKTYPE_LINUX_SLL2 is 276.
-type LinkType uint32
+// LinkType is a pcap LINKTYPE_ value: the link type shared with the capture reader and the Kafka
+// packet record.
+type LinkType = linktype.Type
 
 // Link types the decoder understands.
 const (
-	LinkTypeNull       LinkType = 0   // BSD loopback: 4-byte host-order address family
-	LinkTypeEthernet   LinkType = 1   //
-	LinkTypeRawOpenBSD LinkType = 12  // DLT_RAW as OpenBSD numbers it
-	LinkTypeRawBSD     LinkType = 14  // DLT_RAW as BSD/OS numbers it
-	LinkTypeRaw        LinkType = 101 // raw IPv4 or IPv6, version from the first nibble
-	LinkTypeLoop       LinkType = 108 // OpenBSD loopback: 4-byte network-order address family
-	LinkTypeLinuxSLL   LinkType = 113 // Linux cooked capture v1
-	LinkTypeIPv4       LinkType = 228
-	LinkTypeIPv6       LinkType = 229
-	LinkTypeLinuxSLL2  LinkType = 276 // Linux cooked capture v2
+	LinkTypeNull       = linktype.Null
+	LinkTypeEthernet   = linktype.Ethernet
+	LinkTypeRawBSD     = linktype.RawBSD
+	LinkTypeRawOpenBSD = linktype.RawOpenBSD
+	LinkTypeRaw        = linktype.Raw
+	LinkTypeLoop       = linktype.Loop
+	LinkTypeLinuxSLL   = linktype.LinuxSLL
+	LinkTypeIPv4       = linktype.IPv4
+	LinkTypeIPv6       = linktype.IPv6
+	LinkTypeLinuxSLL2  = linktype.LinuxSLL2
 )
 
 // Reason says why a frame was not decoded down to its transport header. The set is fixed so

@@ -63,7 +63,7 @@ func BenchmarkDecodeAndAggregate(b *testing.B) {
 		t := flow.New(flow.Config{OnEnd: func(*flow.Flow, flow.EndReason) { flows++ }})
 		for i := range frames {
 			f := &frames[i]
-			d.Decode(f.data, decode.LinkType(f.pkt.LinkTypeRaw), f.pkt.Timestamp, f.pkt.Length, &p)
+			d.Decode(f.data, f.pkt.LinkType, f.pkt.Timestamp, f.pkt.Length, &p)
 			t.Add(&p)
 		}
 		t.Flush()

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/gocql/gocql"
-	"github.com/google/gopacket/layers"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"capfleet.dev/capfleet/internal/cassandratest"
@@ -95,7 +94,7 @@ func TestCassandraOutageCommitsNothingUnstoredAndCatchesUp(t *testing.T) {
 	// A record that is not a packet record, and a frame of a link type no decoder knows.
 	junkTS := frames[half-1].Meta.Timestamp
 	unknownLink := packetrecord.Encode(packetrecord.Meta{Timestamp: junkTS, Node: "node-a", Interface: "eth0",
-		LinkType: layers.LinkType(147), OrigLen: 4}, []byte{0xde, 0xad, 0xbe, 0xef})
+		LinkType: 147, OrigLen: 4}, []byte{0xde, 0xad, 0xbe, 0xef})
 	pipelinetest.ProduceRecords(t, producer, &kgo.Record{Key: []byte{1, 2, 3}, Value: []byte("not a packet")}, unknownLink)
 
 	counters := &pipeline.Counters{}

@@ -15,11 +15,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/gopacket/layers"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"capfleet.dev/capfleet/internal/kafkaconn"
+	"capfleet.dev/capfleet/linktype"
 	"capfleet.dev/capfleet/packetrecord"
 	"capfleet.dev/capfleet/pcapfile"
 	"capfleet.dev/capfleet/processor/decode"
@@ -252,7 +252,7 @@ func Eventually(t testing.TB, within time.Duration, what string, cond func() (bo
 func EthernetOnly(t testing.TB, frames []Frame) {
 	t.Helper()
 	for i, f := range frames {
-		if f.Meta.LinkType != layers.LinkTypeEthernet {
+		if f.Meta.LinkType != linktype.Ethernet {
 			t.Fatalf("frame %d has link type %d", i, f.Meta.LinkType)
 		}
 	}
