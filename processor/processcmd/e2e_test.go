@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -85,6 +86,44 @@ func runQuery(t *testing.T, args ...string) string {
 	return out.String()
 }
 
+// runQueryStderr runs `capfleet query ARGS` in-process and returns its standard error.
+func runQueryStderr(t *testing.T, args ...string) string {
+	t.Helper()
+	cmd := query.NewCommand()
+	var out, errOut bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&errOut)
+	cmd.SetArgs(args)
+	if err := cmd.Execute(); err != nil {
+		t.Fatalf("query %v: %v\n%s", args, err, errOut.String())
+	}
+	return errOut.String()
+}
+
+// uniqueTuples are the TCP and UDP flows whose 5-tuple no other flow has, so that a BPF filter on it
+// selects exactly their packets; those with the most packets first.
+func uniqueTuples(flows []store.Flow) []store.Flow {
+	key := func(f store.Flow) string {
+		a, b := netip.AddrPortFrom(f.OrigAddr, f.OrigPort).String(), netip.AddrPortFrom(f.RespAddr, f.RespPort).String()
+		if a > b {
+			a, b = b, a
+		}
+		return fmt.Sprintf("%d %s %s", f.Proto, a, b)
+	}
+	n := map[string]int{}
+	for _, f := range flows {
+		n[key(f)]++
+	}
+	var out []store.Flow
+	for _, f := range flows {
+		if n[key(f)] == 1 && (f.Proto == 6 || f.Proto == 17) && f.OrigAddr.Is4() {
+			out = append(out, f)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].OrigPkts+out[i].RespPkts > out[j].OrigPkts+out[j].RespPkts })
+	return out
+}
+
 func queryFlows(t *testing.T, conn []string, ks string, extra ...string) []store.Flow {
 	t.Helper()
 	out := runQuery(t, append(append([]string{"flows", "--keyspace", ks, "-o", "json"}, conn[2:]...), extra...)...)
@@ -138,6 +177,16 @@ func fromJSON(t *testing.T, j store.FlowJSON) store.Flow {
 func tcpdumpHex(t *testing.T, path string) string {
 	t.Helper()
 	out, err := exec.Command("tcpdump", "-r", path, "-nn", "-x").Output()
+	if err != nil {
+		t.Fatalf("tcpdump -r %s: %v", path, err)
+	}
+	return string(out)
+}
+
+// tcpdumpText is `tcpdump -r FILE -nn`, a line per packet.
+func tcpdumpText(t *testing.T, path string) string {
+	t.Helper()
+	out, err := exec.Command("tcpdump", "-r", path, "-nn").Output()
 	if err != nil {
 		t.Fatalf("tcpdump -r %s: %v", path, err)
 	}
@@ -274,6 +323,42 @@ func TestCaptureThroughKafkaAndCassandraAnswersQueries(t *testing.T) {
 		"--filter", filter, "-w", out}, conn[2:]...)...)
 	if want, err := exec.Command("tcpdump", "-r", input, "-nn", "-x", filter).Output(); err != nil || tcpdumpHex(t, out) != string(want) {
 		t.Fatalf("query packets --filter %q differs from tcpdump's (%v)", filter, err)
+	}
+	// --ip: what tcpdump's "host" keeps (the capture has no tunnels, so its one IP header is all there is).
+	runQuery(t, append([]string{"packets", "--keyspace", ks, "--sensor", "lab", "--from", epoch(first), "--to", epoch(last),
+		"--ip", ip.String(), "-w", out}, conn[2:]...)...)
+	if want, err := exec.Command("tcpdump", "-r", input, "-nn", "-x", "host "+ip.String()).Output(); err != nil || tcpdumpHex(t, out) != string(want) {
+		t.Fatalf("query packets --ip %s differs from tcpdump's host filter (%v)", ip, err)
+	}
+	// --flow, by uid and by Community ID: exactly the packets of that flow, as tcpdump's filter on its
+	// 5-tuple keeps them (for flows whose 5-tuple occurs once in the capture).
+	checked := 0
+	for _, f := range uniqueTuples(want) {
+		if checked == 3 {
+			break
+		}
+		id := f.UID
+		if checked == 1 {
+			id = f.CommunityID
+		}
+		stats := runQueryStderr(t, append([]string{"packets", "--keyspace", ks, "--sensor", "lab", "--from", epoch(first), "--to", epoch(last),
+			"--flow", id, "--stats", "-w", out}, conn[2:]...)...)
+		oracle := fmt.Sprintf("%s and host %s and host %s and port %d and port %d", store.ProtoName(f.Proto), f.OrigAddr, f.RespAddr, f.OrigPort, f.RespPort)
+		wantHex, err := exec.Command("tcpdump", "-r", input, "-nn", "-x", oracle).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := tcpdumpHex(t, out); got != string(wantHex) || strings.Count(got, "\n") == 0 {
+			t.Fatalf("query packets --flow %s (%s) differs from tcpdump %q", id, f.UID, oracle)
+		}
+		if n := strings.Count(tcpdumpText(t, out), "\n"); uint64(n) != f.OrigPkts+f.RespPkts {
+			t.Fatalf("--flow %s: %d packets, the flow counts %d", id, n, f.OrigPkts+f.RespPkts)
+		}
+		t.Logf("--flow %s: %s", id, strings.TrimSpace(stats))
+		checked++
+	}
+	if checked < 3 {
+		t.Fatalf("only %d flows with a unique 5-tuple to check --flow with", checked)
 	}
 	var wantUDP []store.Flow
 	for _, f := range want {
@@ -468,6 +553,128 @@ func TestKilledMidStreamAndRestartedStoresEverythingOnce(t *testing.T) {
 	if i != len(frames) {
 		t.Fatalf("%d packets stored, want %d", i, len(frames))
 	}
+}
+
+// startChild runs `capfleet process args` as a child process that a test can kill with SIGKILL.
+func startChild(t *testing.T, args []string) (*exec.Cmd, *bytes.Buffer) {
+	t.Helper()
+	enc, _ := json.Marshal(args)
+	c := exec.Command(os.Args[0], "-test.run=^$")
+	c.Env = append(os.Environ(), childEnv+"="+string(enc))
+	var log bytes.Buffer
+	c.Stdout, c.Stderr = &log, &log
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if c.ProcessState == nil {
+			c.Process.Kill()
+			c.Wait()
+		}
+	})
+	return c, &log
+}
+
+// Two replicas split the partitions of one topic, a third joins, one is killed with SIGKILL mid-stream:
+// after the rebalances, what is stored is exactly the input, each packet once and byte for byte, and the
+// flows are exactly those the offline aggregation finds.
+func TestReplicasSplitPartitionsAndSurviveAKill(t *testing.T) {
+	kcfg := kafkatest.Plain(t)
+	ccfg := cassandratest.Config(t)
+	ks := cassandratest.NewKeyspace(t, ccfg)
+	base := pipelinetest.ReadCapture(t, pipelinetest.SharedPcap(t, "ndpi/ethereum.pcap"))
+	var frames []pipelinetest.Frame
+	for rep := range 4 {
+		for _, f := range base {
+			f.Meta.Timestamp = f.Meta.Timestamp.Add(time.Duration(rep) * 40 * time.Minute)
+			frames = append(frames, f)
+		}
+	}
+	topic := kafkatest.NewTopic(t, kcfg, 6)
+	group := unique("scale-")
+	pipelinetest.Produce(t, kcfg, topic, frames)
+	ctx := context.Background()
+	args := func() []string {
+		return append([]string{"--topic", topic, "--group", group, "--sensor", "lab", "--store-packets", "--store-flows",
+			"--keyspace", ks, "--metrics-addr", freePort(t), "--health-addr", "", "--commit-interval", "100ms",
+			"--max-poll-records", "10"}, connArgs(kcfg, ccfg)...)
+	}
+	committed := func() int64 {
+		c, _, err := pipelinetest.Committed(ctx, kcfg, group, topic)
+		if err != nil {
+			return 0
+		}
+		return c
+	}
+	total := int64(len(frames))
+	a, _ := startChild(t, args())
+	b, logB := startChild(t, args())
+	pipelinetest.Eventually(t, 3*time.Minute, "two replicas commit a sixth", func() (bool, string) {
+		c := committed()
+		if c >= total {
+			t.Fatalf("all %d records committed before the third replica joined: the stream is too short", total)
+		}
+		return c > total/6, fmt.Sprintf("committed %d of %d", c, total)
+	})
+	c, logC := startChild(t, args())
+	pipelinetest.Eventually(t, 3*time.Minute, "three replicas commit a third", func() (bool, string) {
+		n := committed()
+		if n >= total {
+			t.Fatalf("all %d records committed before a replica could be killed", total)
+		}
+		return n > total/3, fmt.Sprintf("committed %d of %d", n, total)
+	})
+	if err := a.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	a.Wait()
+	atKill := committed()
+	pipelinetest.Eventually(t, 4*time.Minute, "all offsets committed by the two left", func() (bool, string) {
+		n := committed()
+		return n == total, fmt.Sprintf("committed %d of %d", n, total)
+	})
+	for _, ch := range []*exec.Cmd{b, c} {
+		ch.Process.Signal(syscall.SIGTERM)
+		if err := ch.Wait(); err != nil {
+			t.Errorf("replica: %v\n%s\n%s", err, tail(logB.String(), 10), tail(logC.String(), 10))
+		}
+	}
+	t.Logf("killed one of three with %d of %d records committed", atKill, total)
+
+	first, last := pipelinetest.TimeSpan(frames)
+	fcfg := pipeline.FlowConfig{IdleTimeout: 60 * time.Second, ActiveTimeout: 30 * time.Minute, MaxFlows: 1000000}
+	want := pipelinetest.ExpectedFlows(t, frames, fcfg, "lab")
+	r := connectReader(t, ccfg, ks)
+	got, err := r.FlowsBetween(ctx, first, last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := pipelinetest.DiffFlows(got, want); d != "" {
+		t.Fatalf("flows differ from the offline aggregation:\n%s", d)
+	}
+	// Each packet once, byte for byte: every frame's bytes are met exactly as often as they occur in the
+	// input (the order across partitions is by time, and equal times may interleave).
+	remaining := map[string]int{}
+	for _, f := range frames {
+		remaining[f.Meta.Timestamp.String()+string(f.Data)]++
+	}
+	n := 0
+	st, err := r.Scan(ctx, store.PacketQuery{Sensor: "lab", From: first, To: last}, func(p store.Packet) error {
+		k := p.Timestamp.String() + string(p.Data)
+		if remaining[k] == 0 {
+			return fmt.Errorf("packet at %s (partition %d offset %d) stored once too often or never sent", p.Timestamp, p.Partition, p.Offset)
+		}
+		remaining[k]--
+		n++
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != len(frames) {
+		t.Fatalf("%d packets stored, want %d", n, len(frames))
+	}
+	t.Logf("%d packets in %d blocks; %d records met in two blocks and returned once", n, st.BlocksRead, st.Duplicates)
 }
 
 func parseAddr(s string) (netip.Addr, error) {
