@@ -62,16 +62,14 @@ func (e *entry) appendState(b []byte) []byte {
 }
 
 func (e *entry) stateFlags() uint8 {
-	var fl uint8
-	for _, bit := range [...]struct {
-		on   bool
-		flag uint8
-	}{{e.lookup.v4, stateV4}, {e.origIsB, stateOrigIsB}, {e.flipped, stateFlipped}, {e.dirty, stateDirty}} {
-		if bit.on {
-			fl |= bit.flag
-		}
+	return flagIf(e.lookup.v4, stateV4) | flagIf(e.origIsB, stateOrigIsB) | flagIf(e.flipped, stateFlipped) | flagIf(e.dirty, stateDirty)
+}
+
+func flagIf(on bool, flag uint8) uint8 {
+	if on {
+		return flag
 	}
-	return fl
+	return 0
 }
 
 func (ep *Endpoint) appendState(b []byte) []byte {
