@@ -10,7 +10,8 @@ import (
 
 // StateVersion leads every saved state. A change to what AppendState writes takes a new version, so
 // that a state saved by another build is refused with an error that says so rather than misread.
-const StateVersion = 1
+// Versions up to 4 were the pipeline's own flow table's checkpoints.
+const StateVersion = 5
 
 // Per-flow flag bits of the state.
 const (
