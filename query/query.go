@@ -22,6 +22,7 @@ import (
 
 	"capfleet.dev/capfleet/internal/cassconn"
 	"capfleet.dev/capfleet/processor/bpffilter"
+	"capfleet.dev/capfleet/processor/flow"
 	"capfleet.dev/capfleet/processor/store"
 )
 
@@ -137,7 +138,7 @@ func selectFlows(flows []store.Flow, port int, proto string) []store.Flow {
 		if port != 0 && (f.Proto == 1 || f.Proto == 58) {
 			continue // ICMP "ports" are message types
 		}
-		if proto != "" && store.ProtoName(f.Proto) != proto {
+		if proto != "" && flow.ProtoName(f.Proto) != proto {
 			continue
 		}
 		out = append(out, f)
@@ -165,7 +166,7 @@ func writeFlowsTable(w io.Writer, flows []store.Flow) error {
 			state += "(open)"
 		}
 		fmt.Fprintf(tw, "%s\t%.6f\t%s\t%s\t%s\t%d/%d\t%d/%d\t%d/%d\t%s\t%s\t%s\n",
-			f.Start.UTC().Format("2006-01-02T15:04:05.000000Z"), f.Duration().Seconds(), store.ProtoName(f.Proto),
+			f.Start.UTC().Format("2006-01-02T15:04:05.000000Z"), f.Duration().Seconds(), flow.ProtoName(f.Proto),
 			endpoint(f.OrigAddr, f.OrigPort), endpoint(f.RespAddr, f.RespPort),
 			f.OrigPkts, f.RespPkts, f.OrigBytes, f.RespBytes, f.OrigIPBytes, f.RespIPBytes, state, f.History, f.UID)
 	}

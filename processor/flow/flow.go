@@ -137,6 +137,7 @@ type entry struct {
 	origIsB    bool // the originator is lookup.b
 	flipped    bool
 	historyLen uint8
+	dirty      bool // changed since the last Table.Dirty; in the padding before first, so free
 
 	first, last int64 // Unix nanoseconds
 	Orig, Resp  Endpoint

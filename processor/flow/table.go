@@ -138,6 +138,7 @@ func (t *Table) Add(p *decode.Packet) {
 	// host talking to itself on one port has one direction only.
 	fromOrig := swapped == f.origIsB || (lk.a == lk.b && lk.aPort == lk.bPort)
 	t.account(f, h, fromOrig, now.UnixNano())
+	f.dirty = true
 	t.touch(f)
 	t.Stats.Packets++
 }
@@ -303,5 +304,17 @@ func (t *Table) Expire(now time.Time) {
 func (t *Table) Flush() {
 	for t.lruHead != nil {
 		t.end(t.lruHead, EndFlushed)
+	}
+}
+
+// Dirty hands fn each open flow changed since the last call (or since New), most recently active
+// first, for a consumer that writes running totals of open flows. Every change moves a flow to the
+// recent end of the LRU list, so the changed flows are its tail: the walk costs what it returns,
+// not the table's size.
+func (t *Table) Dirty(fn func(f *Flow)) {
+	for f := t.lruTail; f != nil && f.dirty; f = f.lruPrev {
+		f.dirty = false
+		f.flow(&t.out)
+		fn(&t.out)
 	}
 }

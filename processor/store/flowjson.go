@@ -2,9 +2,10 @@ package store
 
 import (
 	"encoding/json"
-	"fmt"
 	"net/netip"
 	"time"
+
+	"capfleet.dev/capfleet/processor/flow"
 )
 
 // FlowJSON is a flow as the flows topic and `capfleet query flows -o json` print it: Zeek conn.log field
@@ -36,27 +37,12 @@ type FlowJSON struct {
 	Closed   bool   `json:"closed"`
 }
 
-// ProtoName is how Zeek names a transport protocol, or the number for the others.
-func ProtoName(p uint8) string {
-	switch p {
-	case 6:
-		return "tcp"
-	case 17:
-		return "udp"
-	case 1, 58:
-		return "icmp"
-	case 132:
-		return "sctp"
-	}
-	return fmt.Sprint(p)
-}
-
 // JSON converts f to its printed form.
 func (f *Flow) JSON() FlowJSON {
 	return FlowJSON{
 		TS: float64(f.Start.UnixNano()) / 1e9, UID: f.UID,
 		OrigH: addrString(f.OrigAddr), OrigP: f.OrigPort, RespH: addrString(f.RespAddr), RespP: f.RespPort,
-		Proto: ProtoName(f.Proto), Duration: f.End.Sub(f.Start).Seconds(),
+		Proto: flow.ProtoName(f.Proto), Duration: f.End.Sub(f.Start).Seconds(),
 		OrigBytes: f.OrigBytes, RespBytes: f.RespBytes, ConnState: f.State, History: f.History,
 		OrigPkts: f.OrigPkts, OrigIPBytes: f.OrigIPBytes, RespPkts: f.RespPkts, RespIPBytes: f.RespIPBytes,
 		VLAN: f.VLAN, CommunityID: f.CommunityID,

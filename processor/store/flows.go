@@ -2,9 +2,6 @@ package store
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/base32"
-	"encoding/binary"
 	"fmt"
 	"hash/fnv"
 	"net"
@@ -15,7 +12,7 @@ import (
 
 // Flow is one stored connection record, Zeek conn.log style: "orig" is the side that sent the first packet.
 type Flow struct {
-	UID         string // deterministic, see FlowUID
+	UID         string // deterministic, from the first packet time and key: see flow.Flow.UID
 	CommunityID string
 	Sensor      string
 	Start, End  time.Time
@@ -36,28 +33,6 @@ type Flow struct {
 	State       string
 	// Closed is false for a flow still open when it was written (a checkpoint of its running totals).
 	Closed bool
-}
-
-var uidEncoding = base32.NewEncoding("0123456789abcdefghijklmnopqrstuv").WithPadding(base32.NoPadding)
-
-// FlowUID names a flow by what defines it: its first packet's time and its key. Replaying the same
-// packets yields the same uid, which is what makes flow writes idempotent.
-func FlowUID(start time.Time, vlan uint16, proto uint8, orig netip.Addr, origPort uint16, resp netip.Addr, respPort uint16) string {
-	h := sha256.New()
-	var b [8]byte
-	binary.BigEndian.PutUint64(b[:], uint64(start.UnixNano()))
-	h.Write(b[:])
-	binary.BigEndian.PutUint16(b[:2], vlan)
-	h.Write(b[:2])
-	h.Write([]byte{proto})
-	o, r := orig.Unmap().As16(), resp.Unmap().As16()
-	h.Write(o[:])
-	binary.BigEndian.PutUint16(b[:2], origPort)
-	h.Write(b[:2])
-	h.Write(r[:])
-	binary.BigEndian.PutUint16(b[:2], respPort)
-	h.Write(b[:2])
-	return "C" + uidEncoding.EncodeToString(h.Sum(nil)[:12])
 }
 
 // writeTime orders the versions of one flow: a version with more packets is newer, and the closing write

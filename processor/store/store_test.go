@@ -12,6 +12,7 @@ import (
 
 	"capfleet.dev/capfleet/internal/cassandratest"
 	"capfleet.dev/capfleet/processor/block"
+	"capfleet.dev/capfleet/processor/flow"
 	"capfleet.dev/capfleet/processor/store"
 )
 
@@ -271,10 +272,16 @@ func TestLegacyRowsAndCorruptBlocks(t *testing.T) {
 	}
 }
 
-func flow(start time.Time, d time.Duration, pkts uint64, closed bool) store.Flow {
+// uid names a TCP flow as the pipeline does.
+func uid(start time.Time, o netip.Addr, op uint16, r netip.Addr, rp uint16) string {
+	f := flow.Flow{Key: flow.Key{Orig: o, Resp: r, OrigPort: op, RespPort: rp, Proto: 6}, First: start}
+	return f.UID()
+}
+
+func storedFlow(start time.Time, d time.Duration, pkts uint64, closed bool) store.Flow {
 	a, b := netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("2001:db8::20")
 	return store.Flow{
-		UID:         store.FlowUID(start, 0, 6, a, 40000, b, 443),
+		UID:         uid(start, a, 40000, b, 443),
 		CommunityID: "1:test", Sensor: "s1", Start: start, End: start.Add(d), Proto: 6,
 		OrigAddr: a, OrigPort: 40000, RespAddr: b, RespPort: 443,
 		OrigPkts: pkts, RespPkts: pkts, OrigBytes: 100 * pkts, RespBytes: 200 * pkts, OrigIPBytes: 140 * pkts, RespIPBytes: 240 * pkts,
@@ -287,11 +294,11 @@ func TestFlowsByIPAndTimeNewestVersionWins(t *testing.T) {
 	w, r := store.NewWriter(s, store.Options{}), store.NewReader(s)
 	ctx := context.Background()
 	start := time.Date(2024, 3, 1, 10, 50, 0, 0, time.UTC)
-	final := flow(start, 20*time.Minute, 10, true) // spans 10:50-11:10
-	partial := flow(start, 5*time.Minute, 4, false)
-	other := flow(start.Add(2*time.Hour), time.Second, 1, true)
+	final := storedFlow(start, 20*time.Minute, 10, true) // spans 10:50-11:10
+	partial := storedFlow(start, 5*time.Minute, 4, false)
+	other := storedFlow(start.Add(2*time.Hour), time.Second, 1, true)
 	other.OrigAddr = netip.MustParseAddr("198.51.100.1")
-	other.UID = store.FlowUID(other.Start, 0, 6, other.OrigAddr, 1, other.RespAddr, 2)
+	other.UID = uid(other.Start, other.OrigAddr, 1, other.RespAddr, 2)
 	// The newest version first, then an older one (a replay after a restart): it must not win.
 	for _, batch := range [][]store.Flow{{final, other}, {partial}} {
 		if err := w.WriteFlows(ctx, batch, 24*time.Hour); err != nil {

@@ -69,29 +69,6 @@ func TestValidateKeyspace(t *testing.T) {
 	}
 }
 
-func TestFlowUIDIsDeterministicAndKeyed(t *testing.T) {
-	start := time.Unix(1700000000, 123)
-	a, b := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2")
-	u := FlowUID(start, 0, 6, a, 1234, b, 80)
-	if u != FlowUID(start, 0, 6, netip.AddrFrom16(a.As16()), 1234, b, 80) {
-		t.Error("a v4-mapped address changes the uid")
-	}
-	for _, other := range []string{
-		FlowUID(start.Add(1), 0, 6, a, 1234, b, 80),
-		FlowUID(start, 1, 6, a, 1234, b, 80),
-		FlowUID(start, 0, 17, a, 1234, b, 80),
-		FlowUID(start, 0, 6, b, 1234, a, 80),
-		FlowUID(start, 0, 6, a, 1235, b, 80),
-	} {
-		if other == u {
-			t.Errorf("uid %s does not depend on every key field", u)
-		}
-	}
-	if !strings.HasPrefix(u, "C") || len(u) != 21 {
-		t.Errorf("uid %q: want C + 20 characters", u)
-	}
-}
-
 func TestBatchesSplitByPartitionAndSize(t *testing.T) {
 	w := NewWriter(nil, Options{MaxBatchStatements: 3, MaxBatchBytes: 100})
 	var stmts []statement

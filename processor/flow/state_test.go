@@ -1,0 +1,100 @@
+package flow_test
+
+import (
+	"bytes"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"capfleet.dev/capfleet/processor/decode"
+	"capfleet.dev/capfleet/processor/flow"
+)
+
+// run feeds frames to t, decoding each.
+func run(t *flow.Table, frames []frame) {
+	d := decode.NewDecoder()
+	var p decode.Packet
+	for i := range frames {
+		f := &frames[i]
+		d.Decode(f.data, decode.LinkType(f.pkt.LinkTypeRaw), f.pkt.Timestamp, f.pkt.Length, &p)
+		t.Add(&p)
+	}
+}
+
+func tsv(out *[]ended) []string {
+	var lines []string
+	for _, e := range *out {
+		lines = append(lines, string(e.rec.AppendTSV(nil)))
+	}
+	return lines
+}
+
+// A table restored from a state saved mid-capture saves the same state and ends the same flows,
+// for the same reasons, as the table it was saved from.
+func TestRestoredTableCarriesOn(t *testing.T) {
+	frames := loadCapture(t, "zeek/wikipedia.pcap")
+	cfg := flow.Config{IdleTimeout: time.Second, MaxFlows: 8}
+	orig, origOut := newTable(cfg)
+	run(orig, frames[:len(frames)/2])
+	state := orig.AppendState(nil)
+	if orig.Len() == 0 {
+		t.Fatal("no flow open at the cut: the test proves nothing")
+	}
+	again, againOut := newTable(cfg)
+	if err := again.RestoreState(state); err != nil {
+		t.Fatal(err)
+	}
+	if resaved := again.AppendState(nil); !bytes.Equal(resaved, state) {
+		t.Fatalf("restored table saves %d bytes that differ from the %d restored", len(resaved), len(state))
+	}
+	*origOut = (*origOut)[:0]
+	for _, tab := range []*flow.Table{orig, again} {
+		run(tab, frames[len(frames)/2:])
+		tab.Flush()
+	}
+	if a, b := tsv(origOut), tsv(againOut); !slices.Equal(a, b) || len(a) == 0 {
+		t.Fatalf("uninterrupted:\n%s\nrestored:\n%s", strings.Join(a, ""), strings.Join(b, ""))
+	}
+}
+
+func TestRestoreRejectsOtherVersionsAndCutStates(t *testing.T) {
+	tab, _ := newTable(flow.Config{})
+	tab.Add(udp(0, "10.0.0.1", "2001:db8::1", 5000, 53, 30))
+	tab.Add(udp(time.Second, "10.0.0.2", "10.0.0.1", 53, 5000, 100))
+	state := tab.AppendState(nil)
+	other := append([]byte{flow.StateVersion + 1}, state[1:]...)
+	if err := flow.New(flow.Config{}).RestoreState(other); err == nil || !strings.Contains(err.Error(), "version") {
+		t.Errorf("another version: %v", err)
+	}
+	for n := range len(state) {
+		fresh := flow.New(flow.Config{})
+		if err := fresh.RestoreState(state[:n]); err == nil || fresh.Len() != 0 {
+			t.Fatalf("state cut to %d of %d bytes: %v, %d flows", n, len(state), err, fresh.Len())
+		}
+	}
+	if err := tab.RestoreState(state); err == nil {
+		t.Error("restored into a table that holds flows")
+	}
+}
+
+// Dirty reports each changed flow once, with its running totals, and nothing unchanged.
+func TestDirtyReportsChangedFlowsOnce(t *testing.T) {
+	tab, _ := newTable(flow.Config{})
+	dirty := func() (pkts []uint64) {
+		tab.Dirty(func(f *flow.Flow) { pkts = append(pkts, f.Orig.Pkts+f.Resp.Pkts) })
+		return pkts
+	}
+	tab.Add(udp(0, "10.0.0.1", "10.0.0.9", 1, 53, 1))
+	tab.Add(udp(1, "10.0.0.2", "10.0.0.9", 2, 53, 1))
+	if got := dirty(); !slices.Equal(got, []uint64{1, 1}) {
+		t.Fatalf("first call: %v", got)
+	}
+	if got := dirty(); len(got) != 0 {
+		t.Fatalf("nothing changed, got %v", got)
+	}
+	tab.Add(udp(2, "10.0.0.9", "10.0.0.1", 53, 1, 1))
+	if got := dirty(); !slices.Equal(got, []uint64{2}) {
+		t.Fatalf("after one packet: %v", got)
+	}
+}
