@@ -17,7 +17,7 @@ func run(t *flow.Table, frames []frame) {
 	var p decode.Packet
 	for i := range frames {
 		f := &frames[i]
-		d.Decode(f.data, decode.LinkType(f.pkt.LinkTypeRaw), f.pkt.Timestamp, f.pkt.Length, &p)
+		d.Decode(f.data, f.pkt.LinkType, f.pkt.Timestamp, f.pkt.Length, &p)
 		t.Add(&p)
 	}
 }

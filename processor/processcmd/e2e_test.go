@@ -28,6 +28,7 @@ import (
 	"capfleet.dev/capfleet/internal/kafkaconn"
 	"capfleet.dev/capfleet/internal/kafkatest"
 	"capfleet.dev/capfleet/processor/bpffilter"
+	"capfleet.dev/capfleet/processor/flow"
 	"capfleet.dev/capfleet/processor/pipeline"
 	"capfleet.dev/capfleet/processor/pipeline/pipelinetest"
 	"capfleet.dev/capfleet/processor/store"
@@ -343,7 +344,7 @@ func TestCaptureThroughKafkaAndCassandraAnswersQueries(t *testing.T) {
 		}
 		stats := runQueryStderr(t, append([]string{"packets", "--keyspace", ks, "--sensor", "lab", "--from", epoch(first), "--to", epoch(last),
 			"--flow", id, "--stats", "-w", out}, conn[2:]...)...)
-		oracle := fmt.Sprintf("%s and host %s and host %s and port %d and port %d", store.ProtoName(f.Proto), f.OrigAddr, f.RespAddr, f.OrigPort, f.RespPort)
+		oracle := fmt.Sprintf("%s and host %s and host %s and port %d and port %d", flow.ProtoName(f.Proto), f.OrigAddr, f.RespAddr, f.OrigPort, f.RespPort)
 		wantHex, err := exec.Command("tcpdump", "-r", input, "-nn", "-x", oracle).Output()
 		if err != nil {
 			t.Fatal(err)
