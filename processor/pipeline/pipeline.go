@@ -61,6 +61,10 @@ type Config struct {
 	Blocks block.Limits
 	// BlockWrites bounds the blocks being compressed and stored at once (default 4).
 	BlockWrites int
+	// FlowUpdateInterval spaces the writes of open flows' running totals (default 10s), which only make
+	// long flows visible before they end: a restart resumes from the checkpoint, not from them. Writing
+	// them at every commit cost more than storing the packets.
+	FlowUpdateInterval time.Duration
 }
 
 // flows is whether flows are aggregated: to store them, to publish them, or both.
@@ -81,6 +85,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.BlockWrites <= 0 {
 		c.BlockWrites = 4
+	}
+	if c.FlowUpdateInterval <= 0 {
+		c.FlowUpdateInterval = 10 * time.Second
 	}
 	return c
 }
@@ -127,6 +134,8 @@ type Pipeline struct {
 	lastCost   time.Duration // how long serializing the open flows took at the last checkpoint
 	closed     []store.Flow  // flows closed since the last flush, all partitions
 	writes     blockWrites
+	lastUpdate time.Time // when open flows' running totals were last written
+	closing    bool      // the final checkpoint: everything is written
 	addrs      [2 * decode.MaxIP]netip.Addr
 
 	dec   *decode.Decoder
@@ -446,6 +455,12 @@ func (p *Pipeline) checkpoint(ctx context.Context, only []int32) error {
 		commit  = map[int32]kgo.EpochOffset{}
 		cost    time.Duration
 	)
+	// Partitions leaving (only != nil) and the final checkpoint write their open flows' totals whatever
+	// the interval: their next owner may not write them for a while.
+	updatesDue := only != nil || p.closing || time.Since(p.lastUpdate) >= p.cfg.FlowUpdateInterval
+	if updatesDue && only == nil {
+		p.lastUpdate = time.Now()
+	}
 	for id, ps := range p.parts {
 		if only != nil && !contains(only, id) {
 			continue
@@ -454,8 +469,8 @@ func (p *Pipeline) checkpoint(ctx context.Context, only []int32) error {
 			continue
 		}
 		if ps.flows != nil {
-			for _, f := range ps.flows.Dirty() {
-				if p.cfg.StoreFlows {
+			if updatesDue && p.cfg.StoreFlows {
+				for _, f := range ps.flows.Dirty() {
 					f.Sensor = p.cfg.Sensor
 					updates = append(updates, f)
 				}
@@ -614,6 +629,7 @@ func (p *Pipeline) shutdown() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	p.mu.Lock()
+	p.closing = true
 	err := p.checkpoint(ctx, nil)
 	p.mu.Unlock()
 	if err != nil {
