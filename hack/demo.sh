@@ -127,6 +127,14 @@ results() {
   echo "    (counters since the pods started; a second run adds to them)"
   [ "$published" -ge "$want" ] && [ "$written" -ge "$want" ] && [ "$flows" -gt 0 ] ||
     { echo "    not every packet made it: see the sensor's and the processor's logs" >&2; return 1; }
+  # The stored packets read back from their blocks, as an analyst exports them.
+  local back
+  back=$("$ROOT/bin/capfleet" query packets --keyspace "$(cat "$STATE/keyspace")" --sensor demo --from "$(cat "$STATE/replay-start")" \
+    --cassandra-hosts 127.0.0.1 --cassandra-secret-dir "$RUN/cassandra/client-secret" --stats -w "$STATE/stored.pcap" 2>&1) ||
+    { echo "$back" >&2; return 1; }
+  echo "    capfleet query packets --sensor demo -w $STATE/stored.pcap: $(echo "$back" | tr '\n' ';' | sed 's/;$//; s/;/; /')"
+  [ "$(echo "$back" | awk '/^wrote/ {print $2}')" -ge "$want" ] ||
+    { echo "    fewer packets read back than the file holds" >&2; return 1; }
   echo
   echo "    capfleet query flows --keyspace $(cat "$STATE/keyspace") --from $(cat "$STATE/replay-start")   (most bytes first)"
   "$ROOT/bin/capfleet" query flows --keyspace "$(cat "$STATE/keyspace")" --from "$(cat "$STATE/replay-start")" \

@@ -37,3 +37,18 @@ go vet ./...
 log "go test"
 # -p 1: packages share one broker, one Cassandra and the machine's two cores; paced tests need calm.
 go test -count=1 -p 1 -timeout 60m ${GO_TEST_FLAGS:-} ${PKGS:-./...}
+
+# The race detector over the packages whose goroutines share state: the pipeline's background block
+# writes, the store's writer slots, the block pool.
+log "go test -race (pipeline, store, block)"
+go test -race -count=1 -p 1 -timeout 20m ./processor/block/ ./processor/store/ ./processor/pipeline/
+
+# A short run of every fuzz target, from its seeds (real captures and blocks): a crasher found here fails CI
+# and is written under the package's testdata/fuzz for the fix to replay.
+log "fuzz: ${FUZZ_TIME:-10s} per target"
+grep -rl --include='*_test.go' '^func Fuzz' . | sort | while read -r f; do
+  pkg=./$(dirname "${f#./}")
+  for target in $(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' "$f"); do
+    go test -run '^$' -fuzz "^$target\$" -fuzztime "${FUZZ_TIME:-10s}" -fuzzminimizetime 5s "$pkg"
+  done
+done
