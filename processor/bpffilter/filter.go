@@ -20,16 +20,9 @@ type Filter struct {
 	vm       *bpf.VM
 }
 
-// Program compiles expr to classic BPF for frames of the given LINKTYPE_ value, returning
-// snaplen for the frames it accepts: the program a kernel socket filter runs. It exists for the
-// sensor, whose fallback used gopacket's compiler and its 8-bit link type.
-func Program(expr string, linkType uint32, snaplen int) ([]bpf.RawInstruction, error) {
-	return compile(expr, linkType, snaplen)
-}
-
-// Compile compiles expr for frames of the given LINKTYPE_ value.
-func Compile(expr string, linkType uint32) (*Filter, error) {
-	raw, err := compile(expr, linkType, DefaultSnaplen)
+// NewFilter compiles expr for frames of the given LINKTYPE_ value, to run in user space.
+func NewFilter(expr string, linkType uint32) (*Filter, error) {
+	raw, err := Compile(expr, linkType, DefaultSnaplen)
 	if err != nil {
 		return nil, err
 	}
@@ -75,7 +68,7 @@ func NewSet(expr string) (*Set, error) {
 	if expr == "" {
 		return s, nil
 	}
-	f, err := Compile(expr, 1)
+	f, err := NewFilter(expr, 1)
 	if err != nil {
 		return nil, err
 	}
@@ -98,7 +91,7 @@ func (s *Set) Match(frame []byte, linkType uint32, _ int) bool {
 			return false
 		}
 		var err error
-		f, err = Compile(s.expr, linkType)
+		f, err = NewFilter(s.expr, linkType)
 		if err != nil {
 			s.badLink[linkType] = err
 			s.Rejected++
