@@ -47,7 +47,7 @@ func (e *Error) Error() string {
 func Compile(expr string, linkType uint32, snaplen int) ([]bpf.RawInstruction, error) {
 	compileMu.Lock()
 	defer compileMu.Unlock()
-	h := C.pcap_open_dead(C.int(linkType), C.int(snaplen))
+	h := C.pcap_open_dead(dlt(linkType), C.int(snaplen))
 	if h == nil {
 		return nil, fmt.Errorf("libpcap cannot open a handle for link type %d", linkType)
 	}
@@ -57,6 +57,23 @@ func Compile(expr string, linkType uint32, snaplen int) ([]bpf.RawInstruction, e
 		return nil, &Error{Expr: expr, LinkType: linkType, Msg: msg}
 	}
 	return raw, nil
+}
+
+// linkTypeDLT maps the LINKTYPE_ values below 104 whose DLT_ differs. pcap_open_dead takes a
+// DLT_, and libpcap's own mapping (linktype_to_dlt) is not exported: without this, raw IP
+// frames (LINKTYPE_RAW, 101) could not be filtered at all.
+var linkTypeDLT = map[uint32]C.int{
+	100: C.DLT_ATM_RFC1483,
+	101: C.DLT_RAW,
+	102: C.DLT_SLIP_BSDOS,
+	103: C.DLT_PPP_BSDOS,
+}
+
+func dlt(linkType uint32) C.int {
+	if d, ok := linkTypeDLT[linkType]; ok {
+		return d
+	}
+	return C.int(linkType)
 }
 
 // ErrNoLiveHandle wraps CompileLive's failure to open the interface, as opposed to the

@@ -72,3 +72,16 @@ func hasExtension(insns []bpf.Instruction) bool {
 	}
 	return false
 }
+
+// Raw IP frames carry LINKTYPE_RAW (101), which libpcap knows as DLT_RAW (12 on Linux).
+func TestCompileRawIP(t *testing.T) {
+	raw, err := Compile("udp port 53", 101, DefaultSnaplen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// IPv4, 20-byte header, protocol UDP, then source port 1024 and destination port 53.
+	frame := []byte{0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2, 0x04, 0x00, 0, 53, 0, 8, 0, 0}
+	if n, err := newVM(t, raw).Run(frame); err != nil || n == 0 {
+		t.Fatalf("raw IPv4 DNS packet rejected: %d, %v", n, err)
+	}
+}
