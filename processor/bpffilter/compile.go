@@ -16,10 +16,6 @@ import (
 	"golang.org/x/net/bpf"
 )
 
-// This file is capfleet's one BPF compiler: the operator's check before a rollout, the sensor's
-// kernel filter and the processor's and query's userspace filters all compile here, with
-// libpcap itself, so a filter means what it means to tcpdump everywhere.
-
 // compileMu serialises pcap_compile, which kept global parser state in libpcap before 1.8 and
 // costs nothing to guard: filters are compiled once per link type or interface.
 var compileMu sync.Mutex

@@ -1,6 +1,8 @@
-// Package bpffilter runs tcpdump filter expressions on captured frames in user space: libpcap
-// compiles the expression to classic BPF (so the semantics are tcpdump's), and the program runs
-// in golang.org/x/net/bpf's virtual machine on the raw frame.
+// Package bpffilter is capfleet's one compiler of tcpdump filter expressions, and runs them on
+// captured frames in user space: libpcap compiles the expression to classic BPF (so the
+// semantics are tcpdump's) for the operator's check, the sensor's kernel filter, and the
+// processor's and query's filters, which run the program in golang.org/x/net/bpf's virtual
+// machine on the raw frame.
 package bpffilter
 
 import (
