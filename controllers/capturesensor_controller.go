@@ -63,7 +63,7 @@ func (r *CaptureSensorReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	}()
 
 	// 3. A filter the kernel would refuse stops everything before any rollout; the running sensors stay as they are.
-	if ferr := checkFilter(cs.Spec.Filter, cs.Spec.SnapLength); ferr != nil {
+	if ferr := checkSensorFilter(cs.Spec.Filter, cs.Spec.Interfaces, cs.Spec.SnapLength); ferr != nil {
 		result = outcome{stalled: true, reason: ReasonInvalidFilter, message: fmt.Sprintf("spec.filter %q: %v", cs.Spec.Filter, ferr)}
 		r.Recorder.Eventf(cs, "Warning", ReasonInvalidFilter, "%s", result.message)
 		return ctrl.Result{}, nil

@@ -1,19 +1,60 @@
 package controllers
 
 import (
-	"github.com/google/gopacket/layers"
-	"github.com/google/gopacket/pcap"
+	"errors"
+	"fmt"
+
+	"capfleet.dev/capfleet/linktype"
+	"capfleet.dev/capfleet/processor/bpffilter"
 )
 
-// checkFilter compiles a tcpdump-syntax filter with libpcap, the same compiler the workloads use, so a filter
-// that would fail on a node is refused before anything is rolled out.
-func checkFilter(expr string, snaplen int32) error {
+// checkSensorFilter compiles a CaptureSensor's filter with the compiler the sensors use, so a
+// filter that would fail on a node is refused before anything is rolled out. The first failure
+// is returned with libpcap's message first, then the interface and link type it failed for.
+func checkSensorFilter(expr string, ifaces []string, snaplen int32) error {
 	if expr == "" {
 		return nil
 	}
 	if snaplen <= 0 {
-		snaplen = 262144
+		snaplen = bpffilter.DefaultSnaplen
 	}
-	_, err := pcap.CompileBPFFilter(layers.LinkTypeEthernet, int(snaplen), expr)
+	for _, iface := range ifaces {
+		for _, lt := range framings(iface) {
+			if _, err := bpffilter.Compile(expr, uint32(lt), int(snaplen)); err != nil {
+				return fmt.Errorf("%v (interface %s as %s)", compilerMessage(err), iface, lt)
+			}
+		}
+	}
+	return nil
+}
+
+// framings are the link types an interface may be captured as on a node. The operator cannot
+// see a remote node's interfaces, so it assumes what libpcap would: a named interface is Ethernet
+// (so are loopback and veth, which is nearly all a pod or node has), and `any` is Linux cooked,
+// v1 before libpcap 1.10 and v2 since, so both. Cooked framing is not assumed for named
+// interfaces: libpcap refuses `vlan`, `mpls` and `ether host` on it, and those are right on
+// Ethernet. A tun-like interface (raw IP) is not assumed either, for the same reason; a filter
+// that fails there fails in that node's sensor, which says so.
+func framings(iface string) []linktype.Type {
+	if iface == "any" {
+		return []linktype.Type{linktype.LinuxSLL, linktype.LinuxSLL2}
+	}
+	return []linktype.Type{linktype.Ethernet}
+}
+
+// checkPipelineFilter compiles a PacketPipeline's filter as its processors do when they start.
+func checkPipelineFilter(expr string) error {
+	if _, err := bpffilter.NewSet(expr); err != nil {
+		return compilerMessage(err)
+	}
+	return nil
+}
+
+// compilerMessage is libpcap's message alone: the status names the expression already.
+func compilerMessage(err error) error {
+	var ce *bpffilter.Error
+	if errors.As(err, &ce) {
+		return errors.New(ce.Msg)
+	}
 	return err
 }

@@ -61,7 +61,7 @@ func (r *PacketPipelineReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	}()
 
 	// 3. Refuse a filter libpcap cannot compile before anything rolls out.
-	if ferr := checkFilter(pp.Spec.Filter, 0); ferr != nil {
+	if ferr := checkPipelineFilter(pp.Spec.Filter); ferr != nil {
 		result = outcome{stalled: true, reason: ReasonInvalidFilter, message: fmt.Sprintf("spec.filter %q: %v", pp.Spec.Filter, ferr)}
 		r.Recorder.Eventf(pp, "Warning", ReasonInvalidFilter, "%s", result.message)
 		return ctrl.Result{}, nil

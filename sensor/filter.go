@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/google/gopacket/pcap"
 	"golang.org/x/net/bpf"
 
 	"capfleet.dev/capfleet/linktype"
@@ -16,11 +15,9 @@ import (
 // truncates as well as filters; an empty expression accepts everything.
 //
 // It is compiled the way tcpdump compiles for a live Linux interface, on a
-// libpcap handle opened on it: the kernel has moved the outer VLAN tag out of
-// the frame by the time the filter runs, and only a live handle makes libpcap
-// test `vlan` against the tag's metadata instead of bytes no longer there.
-// As with `tcpdump -i`, a filter without `vlan` also sees tagged frames as if
-// untagged.
+// libpcap handle opened on it (see bpffilter.CompileLive): only then does
+// `vlan` test the tag's metadata. As with `tcpdump -i`, a filter without
+// `vlan` also sees tagged frames as if untagged.
 type filter struct {
 	expr string
 	raw  []bpf.RawInstruction
@@ -33,12 +30,11 @@ type filter struct {
 // filters.
 func compileFilter(expr, iface string, lt linktype.Type, snaplen int) (*filter, error) {
 	raw, err := compileLive(expr, iface, snaplen)
-	if errors.Is(err, errNoLiveHandle) {
-		// bpffilter rather than gopacket's compiler: gopacket's link type has 8 bits.
-		raw, err = bpffilter.Program(expr, uint32(lt), snaplen)
+	if errors.Is(err, bpffilter.ErrNoLiveHandle) {
+		raw, err = bpffilter.Compile(expr, uint32(lt), snaplen)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("--filter %q: %v", expr, err)
+		return nil, fmt.Errorf("--filter %q: %v", expr, compilerMessage(err))
 	}
 	f := &filter{expr: expr, raw: raw}
 	if prog, ok := bpf.Disassemble(raw); ok {
@@ -47,38 +43,21 @@ func compileFilter(expr, iface string, lt linktype.Type, snaplen int) (*filter, 
 	return f, nil
 }
 
-var errNoLiveHandle = errors.New("no live libpcap handle")
-
 func compileLive(expr, iface string, snaplen int) ([]bpf.RawInstruction, error) {
 	if iface == "" {
-		return nil, errNoLiveHandle
+		return nil, bpffilter.ErrNoLiveHandle
 	}
-	in, err := pcap.NewInactiveHandle(iface)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", errNoLiveHandle, err)
+	return bpffilter.CompileLive(expr, iface, snaplen)
+}
+
+// compilerMessage is libpcap's own message, without bpffilter's repetition of
+// the expression, which the flag's error names already.
+func compilerMessage(err error) error {
+	var ce *bpffilter.Error
+	if errors.As(err, &ce) {
+		return errors.New(ce.Msg)
 	}
-	defer in.CleanUp()
-	if err := in.SetSnapLen(snaplen); err != nil {
-		return nil, fmt.Errorf("%w: %v", errNoLiveHandle, err)
-	}
-	// The handle only compiles: keep the ring libpcap allocates small.
-	if err := in.SetBufferSize(64 << 10); err != nil {
-		return nil, fmt.Errorf("%w: %v", errNoLiveHandle, err)
-	}
-	h, err := in.Activate()
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", errNoLiveHandle, err)
-	}
-	defer h.Close()
-	insns, err := h.CompileBPFFilter(expr)
-	if err != nil {
-		return nil, err
-	}
-	raw := make([]bpf.RawInstruction, len(insns))
-	for i, in := range insns {
-		raw[i] = bpf.RawInstruction{Op: in.Code, Jt: in.Jt, Jf: in.Jf, K: in.K}
-	}
-	return raw, nil
+	return err
 }
 
 // keep returns how many bytes of frame to keep (0: rejected) for a packet

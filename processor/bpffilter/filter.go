@@ -1,6 +1,8 @@
-// Package bpffilter runs tcpdump filter expressions on captured frames in user space: libpcap
-// compiles the expression to classic BPF (so the semantics are tcpdump's), and the program runs
-// in golang.org/x/net/bpf's virtual machine on the raw frame.
+// Package bpffilter is capfleet's one compiler of tcpdump filter expressions, and runs them on
+// captured frames in user space: libpcap compiles the expression to classic BPF (so the
+// semantics are tcpdump's) for the operator's check, the sensor's kernel filter, and the
+// processor's and query's filters, which run the program in golang.org/x/net/bpf's virtual
+// machine on the raw frame.
 package bpffilter
 
 import (
@@ -20,16 +22,9 @@ type Filter struct {
 	vm       *bpf.VM
 }
 
-// Program compiles expr to classic BPF for frames of the given LINKTYPE_ value, returning
-// snaplen for the frames it accepts: the program a kernel socket filter runs. It exists for the
-// sensor, whose fallback used gopacket's compiler and its 8-bit link type.
-func Program(expr string, linkType uint32, snaplen int) ([]bpf.RawInstruction, error) {
-	return compile(expr, linkType, snaplen)
-}
-
-// Compile compiles expr for frames of the given LINKTYPE_ value.
-func Compile(expr string, linkType uint32) (*Filter, error) {
-	raw, err := compile(expr, linkType, DefaultSnaplen)
+// NewFilter compiles expr for frames of the given LINKTYPE_ value, to run in user space.
+func NewFilter(expr string, linkType uint32) (*Filter, error) {
+	raw, err := Compile(expr, linkType, DefaultSnaplen)
 	if err != nil {
 		return nil, err
 	}
@@ -75,7 +70,7 @@ func NewSet(expr string) (*Set, error) {
 	if expr == "" {
 		return s, nil
 	}
-	f, err := Compile(expr, 1)
+	f, err := NewFilter(expr, 1)
 	if err != nil {
 		return nil, err
 	}
@@ -98,7 +93,7 @@ func (s *Set) Match(frame []byte, linkType uint32, _ int) bool {
 			return false
 		}
 		var err error
-		f, err = Compile(s.expr, linkType)
+		f, err = NewFilter(s.expr, linkType)
 		if err != nil {
 			s.badLink[linkType] = err
 			s.Rejected++

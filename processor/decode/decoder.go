@@ -323,31 +323,6 @@ func (d *Decoder) record(typ gopacket.LayerType, dl gopacket.DecodingLayer, p *P
 			return LayerTypeIPv6, d.icmp6.Payload[4:]
 		}
 		return gopacket.LayerTypePayload, nil
-	case layers.LayerTypeVXLAN:
-		if d.tunnel == TunnelNone {
-			d.tunnel = TunnelVXLAN
-		}
-		return layers.LayerTypeEthernet, d.vxlan.Payload
-	case LayerTypeGRE:
-		if d.tunnel == TunnelNone {
-			d.tunnel = TunnelGRE
-		}
-	case LayerTypeTeredo:
-		if d.tunnel == TunnelNone {
-			d.tunnel = TunnelTeredo
-		}
-	case LayerTypeGTPU:
-		if d.tunnel == TunnelNone {
-			d.tunnel = TunnelGTP
-		}
-	case LayerTypeGeneve:
-		if d.tunnel == TunnelNone {
-			d.tunnel = TunnelGeneve
-		}
-	case LayerTypeAYIYA:
-		if d.tunnel == TunnelNone {
-			d.tunnel = TunnelAYIYA
-		}
 	case LayerTypeAH:
 		if h := lastIP(p); h != nil {
 			h.Proto = d.ah.Next
@@ -359,8 +334,31 @@ func (d *Decoder) record(typ gopacket.LayerType, dl gopacket.DecodingLayer, p *P
 			p.dnsLen = copy(p.dnsName[:], d.dns.name[:d.dns.nameLen])
 		}
 		return gopacket.LayerTypePayload, nil
+	default:
+		d.enterTunnel(typ)
 	}
 	return dl.NextLayerType(), dl.LayerPayload()
+}
+
+// tunnels is the encapsulation each tunnel layer opens. IP in IP has no layer of its own: newIP
+// tells it from the stack of IP headers.
+var tunnels = map[gopacket.LayerType]Tunnel{
+	layers.LayerTypeVXLAN: TunnelVXLAN,
+	LayerTypeGRE:          TunnelGRE,
+	LayerTypeTeredo:       TunnelTeredo,
+	LayerTypeGTPU:         TunnelGTP,
+	LayerTypeGeneve:       TunnelGeneve,
+	LayerTypeAYIYA:        TunnelAYIYA,
+}
+
+// enterTunnel notes the tunnel a layer opens; a packet is labelled with its outermost one.
+func (d *Decoder) enterTunnel(typ gopacket.LayerType) {
+	if d.tunnel != TunnelNone {
+		return
+	}
+	if t, ok := tunnels[typ]; ok {
+		d.tunnel = t
+	}
 }
 
 // udpNext picks what a UDP payload is by port, as tshark does for these protocols.
