@@ -2,9 +2,13 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
+
+	"github.com/gocql/gocql"
 
 	"capfleet.dev/capfleet/processor/block"
 )
@@ -109,6 +113,9 @@ func (r *Reader) BlockRefs(ctx context.Context, sensor string, from, to time.Tim
 			out = append(out, ref)
 		}
 		if err := iter.Close(); err != nil {
+			if noTable(err) {
+				return nil, nil // a keyspace of schema version 1, not migrated yet: no blocks, only packet rows
+			}
 			return nil, fmt.Errorf("cassandra: read the block index of %s at %s: %w", sensor, b.Format(time.RFC3339), err)
 		}
 	}
@@ -170,4 +177,11 @@ func indexBuckets(b *Block) []time.Time {
 func BlockLimits(lim block.Limits) block.Limits {
 	lim.Bucket = PacketBucket
 	return lim
+}
+
+// noTable says whether Cassandra refused a query because its table does not exist.
+func noTable(err error) bool {
+	var re gocql.RequestError
+	return errors.As(err, &re) && re.Code() == gocql.ErrCodeInvalid &&
+		(strings.Contains(re.Message(), "unconfigured table") || strings.Contains(re.Message(), "does not exist"))
 }
