@@ -41,7 +41,7 @@ type Limits struct {
 	MaxBytes   int // body size before compression (default 1 MiB)
 	MaxPackets int // default 16384
 	// MaxBuckets bounds the distinct Bucket-wide slices of packet time a block's packets fall in
-	// (default 8 of 1 minute): a reader finds a block through one index row per slice. Packet time is
+	// (default 32 of 1 minute): a reader finds a block through one index row per slice. Packet time is
 	// not monotonic on a topic (sensors' clocks, replays of old captures), so the bound is on the
 	// slices met, not on a span.
 	MaxBuckets int
@@ -56,7 +56,7 @@ func (l Limits) withDefaults() Limits {
 		l.MaxPackets = 16384
 	}
 	if l.MaxBuckets <= 0 {
-		l.MaxBuckets = 8
+		l.MaxBuckets = 32
 	}
 	if l.Bucket <= 0 {
 		l.Bucket = time.Minute
