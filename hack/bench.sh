@@ -299,6 +299,9 @@ if [ "$NEED_KAFKA" = 0 ]; then
   :
 elif bash hack/kafka.sh status >/dev/null 2>&1; then
   log "using the running Kafka ($(bash hack/kafka.sh status))"
+elif running kafka; then
+  # started by hack/kafka.sh and alive but not answering: neither start another nor stop it at the end
+  die "the Kafka of $RUN/kafka.pid is running but not ready ($(bash hack/kafka.sh status 2>&1 || true))"
 else
   phase "starting Kafka (hack/kafka.sh start; stopped again at the end)"
   bash hack/kafka.sh start
@@ -438,6 +441,8 @@ ip netns del "$NS" 2>/dev/null || true
 if [ "$E2E_PACKETS" -gt 0 ] && want e2e; then
   if bash hack/cassandra.sh status >/dev/null 2>&1; then
     log "using the running Cassandra"
+  elif running cassandra; then
+    die "the Cassandra of $RUN/cassandra.pid is running but not ready (bash hack/cassandra.sh status): not starting or stopping it"
   else
     phase "starting Cassandra (hack/cassandra.sh start; stopped again at the end)"
     bash hack/cassandra.sh start
