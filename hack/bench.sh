@@ -9,8 +9,11 @@
 #   BENCH_PACKETS=N      packets in each input (default 1,000,000)
 #   BENCH_TSHARK_PACKETS=N  packets of each input tshark decodes (default 100,000: tshark needs tens of
 #                        seconds per million packets here, five runs on both inputs would not fit in 20 min)
-#   BENCH_E2E_PACKETS=N  packets of the end-to-end run through Cassandra (default 50,000; 0 skips it
-#                        and Cassandra)
+#   BENCH_E2E_PACKETS=N  packets of each end-to-end run through Cassandra (default 1,000,000, quick
+#                        100,000; 0 skips it and Cassandra)
+#   BENCH_ONLY=a,b       only these sections (comma-separated): read, decode, flows, replay-veth,
+#                        replay-kafka, capture, e2e, go; the inputs are prepared and the page written
+#                        whatever is chosen (default: all)
 #   BENCH_PREPARE=1      only build (and cache) the inputs
 #   BENCH_OUT=FILE       where the page goes (default docs/benchmarks.md)
 #
@@ -23,12 +26,20 @@ shopt -s inherit_errexit
 cd "$ROOT"
 
 QUICK=${BENCH_QUICK:-0}
-if [ "$QUICK" = 1 ]; then RUNS=1 DEF_PACKETS=100000 DEF_TSHARK=20000 DEF_E2E=20000 DEF_OUT=$CACHE/bench/benchmarks-quick.md
-else RUNS=${BENCH_RUNS:-5} DEF_PACKETS=1000000 DEF_TSHARK=100000 DEF_E2E=50000 DEF_OUT=$ROOT/docs/benchmarks.md; fi
+if [ "$QUICK" = 1 ]; then RUNS=1 DEF_PACKETS=100000 DEF_TSHARK=20000 DEF_E2E=100000 DEF_OUT=$CACHE/bench/benchmarks-quick.md
+else RUNS=${BENCH_RUNS:-5} DEF_PACKETS=1000000 DEF_TSHARK=100000 DEF_E2E=1000000 DEF_OUT=$ROOT/docs/benchmarks.md; fi
 E2E_PACKETS=${BENCH_E2E_PACKETS:-$DEF_E2E}
 PACKETS=${BENCH_PACKETS:-$DEF_PACKETS}
 TSHARK_PACKETS=${BENCH_TSHARK_PACKETS:-$DEF_TSHARK}
 OUT=${BENCH_OUT:-$DEF_OUT}
+ONLY=,${BENCH_ONLY:-read,decode,flows,replay-veth,replay-kafka,capture,e2e,go},
+# want SECTION: whether BENCH_ONLY chose it
+want() { [[ $ONLY == *,$1,* ]]; }
+for x in ${ONLY//,/ }; do
+  case $x in read | decode | flows | replay-veth | replay-kafka | capture | e2e | go) ;;
+    *) echo "BENCH_ONLY: no section '$x' (read, decode, flows, replay-veth, replay-kafka, capture, e2e, go)" >&2; exit 2 ;;
+  esac
+done
 PCAPS=${BENCH_PCAPS:-$(cd "$ROOT/.." && pwd)/shared/pcaps}
 CAPFLEET=$ROOT/bin/capfleet
 BENCH=$CACHE/bench
@@ -118,6 +129,23 @@ make_input() {
   echo "$out"
 }
 
+# make_live_input SMALL: the small input with its timestamps rewritten as a live sensor capturing it
+# would stamp them: in file order, 2 µs apart, from an hour before the input was built (benchtool
+# retime, nanosecond pcap), cached beside it under the same key. Why: a packet record carries its
+# capture time (the Metron convention), and the processor cuts blocks and indexes them by packet time;
+# the small input concatenates captures from different years (194 of the corpus, of the 1,542 the mix
+# takes) and repeats them, so its timestamps jump across years and the packets of one Kafka partition spread over many index minutes, which a sensor's
+# own records, in time order, never do. The end-to-end section runs on both.
+make_live_input() {
+  local src=$1 out
+  out=$BENCH/inputs/small-live-${src##*/small-}
+  if [ ! -s "$out" ]; then
+    log "building the small-live input: $(basename "$src") retimed (benchtool retime)"
+    "$TOOL" retime "$src" "$out" || die "benchtool retime $src failed"
+  fi
+  echo "$out"
+}
+
 # slice FILE N: the first N packets of FILE (cached beside it)
 slice() {
   local out=${1%.pcap}.first$2.pcap
@@ -138,6 +166,12 @@ for k in small mix; do
   cat "${FILE[$k]}" >/dev/null # into the page cache before the first timed read
   log "input $k: ${FILE[$k]} (${NPKT[$k]} packets, ${NBYTES[$k]} bytes)"
 done
+if [ "$E2E_PACKETS" -gt 0 ]; then
+  FILE[small-live]=$(make_live_input "${FILE[small]}")
+  NPKT[small-live]=$(packets_of "${FILE[small-live]}")
+  NBYTES[small-live]=$(stat -c %s "${FILE[small-live]}")
+  log "input small-live: ${FILE[small-live]} (${NPKT[small-live]} packets, ${NBYTES[small-live]} bytes)"
+fi
 [ "${BENCH_PREPARE:-0}" = 1 ] && { log "inputs ready (BENCH_PREPARE=1: nothing measured)"; exit 0; }
 
 # ---------------------------------------------------------------- measuring
@@ -179,13 +213,16 @@ FIELDS=frame.number,frame.time_epoch,frame.len,eth.src,eth.dst,vlan.id,ip.src,ip
 TSHARK=(tshark -n -T fields -E separator=/t -E occurrence=f -o ip.defragment:FALSE -o ipv6.defragment:FALSE)
 for f in ${FIELDS//,/ }; do TSHARK+=(-e "$f"); done
 
-phase "read, decode, flows: $RUNS runs"
+want read || want decode || want flows && phase "read, decode, flows: $RUNS runs"
 for ((run = 1; run <= RUNS; run++)); do
   for k in small mix; do
     f=${FILE[$k]} p=${NPKT[$k]} b=${NBYTES[$k]}
-    measure read "$k" "capfleet pcap info" "$p" "$b" "$CAPFLEET" pcap info "$f"
-    measure read "$k" "capinfos" "$p" "$b" capinfos "$f"
-    measure read "$k" "tcpdump -r -w /dev/null" "$p" "$b" tcpdump -r "$f" -w /dev/null
+    if want read; then
+      measure read "$k" "capfleet pcap info" "$p" "$b" "$CAPFLEET" pcap info "$f"
+      measure read "$k" "capinfos" "$p" "$b" capinfos "$f"
+      measure read "$k" "tcpdump -r -w /dev/null" "$p" "$b" tcpdump -r "$f" -w /dev/null
+    fi
+    want decode || { want flows && measure flows "$k" "capfleet pcap flows" "$p" "$b" "$CAPFLEET" pcap flows "$f"; continue; }
     measure decode "$k" "capfleet pcap decode" "$p" "$b" "$CAPFLEET" pcap decode --fields "$FIELDS" "$f"
     measure decode "$k" "tcpdump -nn -r" "$p" "$b" tcpdump -nn -r "$f"
     if [ "$TSHARK_PACKETS" -gt 0 ]; then
@@ -194,13 +231,14 @@ for ((run = 1; run <= RUNS; run++)); do
       measure decode "$sk" "tcpdump -nn -r" "$TSHARK_PACKETS" 0 tcpdump -nn -r "$s"
       measure decode "$sk" "tshark -T fields" "$TSHARK_PACKETS" 0 "${TSHARK[@]}" -r "$s"
     fi
-    measure flows "$k" "capfleet pcap flows" "$p" "$b" "$CAPFLEET" pcap flows "$f"
+    want flows && measure flows "$k" "capfleet pcap flows" "$p" "$b" "$CAPFLEET" pcap flows "$f"
   done
 done
 
 # ---------------------------------------------------------------- a veth pair in a namespace
 # Both ends live in $NS: senders write to $TX, the peer $RX receives (and is where captures listen).
 # No addresses and no IPv6, so the only packets on the pair are the ones replayed.
+if want replay-veth || want capture; then
 phase "veth pair $TX <-> $RX in netns $NS"
 ip netns add "$NS"
 ip netns exec "$NS" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
@@ -211,6 +249,7 @@ ip -n "$NS" link set "$RX" mtu 65535 up
 ip -n "$NS" link set lo up
 rx_packets() { ip netns exec "$NS" cat "/sys/class/net/$RX/statistics/rx_packets"; }
 inns() { ip netns exec "$NS" "$@"; }
+fi
 
 # rated OUT: packets/s, Mbit/s, successful and failed packets from tcpreplay's summary (capfleet
 # replay prints the same lines).
@@ -233,8 +272,9 @@ replay_figures() {
   emit "$1" "$2" "$3" "packets in file" "$4"
 }
 
-phase "replay onto the veth: $RUNS runs"
+want replay-veth && phase "replay onto the veth: $RUNS runs"
 for ((run = 1; run <= RUNS; run++)); do
+  want replay-veth || break
   for k in small mix; do
     f=${FILE[$k]} p=${NPKT[$k]} b=${NBYTES[$k]}
     r0=$(rx_packets)
@@ -253,8 +293,15 @@ for ((run = 1; run <= RUNS; run++)); do
 done
 
 # ---------------------------------------------------------------- Kafka
-if bash hack/kafka.sh status >/dev/null 2>&1; then
+NEED_KAFKA=0
+want replay-kafka || want capture || { want e2e && [ "$E2E_PACKETS" -gt 0 ]; } && NEED_KAFKA=1
+if [ "$NEED_KAFKA" = 0 ]; then
+  :
+elif bash hack/kafka.sh status >/dev/null 2>&1; then
   log "using the running Kafka ($(bash hack/kafka.sh status))"
+elif running kafka; then
+  # started by hack/kafka.sh and alive but not answering: neither start another nor stop it at the end
+  die "the Kafka of $RUN/kafka.pid is running but not ready ($(bash hack/kafka.sh status 2>&1 || true))"
 else
   phase "starting Kafka (hack/kafka.sh start; stopped again at the end)"
   bash hack/kafka.sh start
@@ -268,9 +315,10 @@ new_topic() {
   echo "$t"
 }
 
-phase "replay into Kafka: $RUNS runs (small input, $PARTITIONS partitions)"
+want replay-kafka && phase "replay into Kafka: $RUNS runs (small input, $PARTITIONS partitions)"
 k=small f=${FILE[small]} p=${NPKT[small]} b=${NBYTES[small]}
 for ((run = 1; run <= RUNS; run++)); do
+  want replay-kafka || break
   t=$(new_topic "replay-$run") k0=$(svc_ticks kafka)
   MEASURE_OUT=$WORK/replay.out RATE_NAME="Mpkt/s incl. start-up" \
     measure replay-kafka "$k" "capfleet pcap replay --to-topic" "$p" "$b" \
@@ -310,9 +358,10 @@ offer() {
   rated "$WORK/offer.out"
 }
 
-phase "capture at line rate: $RUNS runs (small input at tcpreplay's top speed)"
+want capture && phase "capture at line rate: $RUNS runs (small input at tcpreplay's top speed)"
 k=small
 for ((run = 1; run <= RUNS; run++)); do
+  want capture || break
   tool="capfleet sensor → Kafka"
   t=$(new_topic "capture-$run")
   NODE_NAME=bench "$CAPFLEET" sensor --netns "/var/run/netns/$NS" --interfaces "$RX" --topic "$t" \
@@ -374,15 +423,26 @@ for ((run = 1; run <= RUNS; run++)); do
   emit capture "$k" "$tool" "CPU ns/pkt" "$(per_pkt_ns "$c0" "$c1" "$cap")"
   emit capture "$k" "$tool" "peak RSS MB" "$rss"
 done
-ip netns del "$NS"
+ip netns del "$NS" 2>/dev/null || true
 
 # ---------------------------------------------------------------- end to end
-# The small input's first $E2E_PACKETS packets are put in a topic, then `capfleet process` drains it
-# into Cassandra (packets and flows): the rate it sustains is packets over the time from its first
-# record consumed to every packet stored and every offset committed.
-if [ "$E2E_PACKETS" -gt 0 ]; then
+# Per run and input, the first $E2E_PACKETS packets go into a topic, then one `capfleet process` drains
+# it into Cassandra: the rate it sustains is packets over the time from its first record consumed (t1)
+# to every packet stored and every offset committed (t2).
+#   - small: the small input with its files' own timestamps; small-live: the same packets stamped as a
+#     live sensor would (see make_live_input); both with packets and flows stored, then as many packets
+#     again offered at 80 % of the drained rate while it runs (paced), to see whether it keeps up.
+#   - mix: packets only (no flows), one drain: the rate on larger packets and what blocks store of them.
+# Cassandra's and the broker's CPU per packet count from t1: at start the process creates the keyspace
+# and its tables, which Cassandra pays once per keyspace, not per packet. The process's own CPU is given
+# from t1 and, besides, for the whole process (start-up included).
+# After each small-live run the flow with the most packets is exported with `capfleet query packets
+# --flow` and timed.
+if [ "$E2E_PACKETS" -gt 0 ] && want e2e; then
   if bash hack/cassandra.sh status >/dev/null 2>&1; then
     log "using the running Cassandra"
+  elif running cassandra; then
+    die "the Cassandra of $RUN/cassandra.pid is running but not ready (bash hack/cassandra.sh status): not starting or stopping it"
   else
     phase "starting Cassandra (hack/cassandra.sh start; stopped again at the end)"
     bash hack/cassandra.sh start
@@ -394,74 +454,149 @@ if [ "$E2E_PACKETS" -gt 0 ]; then
   process_metric() {
     { curl -fs "http://$METRICS/metrics" || true; } | awk -v n="capfleet_process_$1" '$1 == n || index($1, n"{") == 1 { s += $2 } END { printf "%.0f", s }'
   }
-  phase "end to end: $RUNS runs of $E2E_PACKETS packets"
-  tool="replay → Kafka → capfleet process → Cassandra"
-  for ((run = 1; run <= RUNS; run++)); do
-    t=$(new_topic "e2e-$run") ks=cfbench_$$_$run
-    echo "$ks" >>"$WORK/keyspaces"
-    echo "cfbench-$$-$run" >>"$WORK/groups"
-    env NODE_NAME=bench "$CAPFLEET" pcap replay "${FILE[small]}" --to-topic "$t" --top-speed --limit "$E2E_PACKETS" >/dev/null
-    t0=$(date +%s%N) k0=$(svc_ticks kafka) d0=$(svc_ticks cassandra)
-    "$CAPFLEET" process --topic "$t" --group "cfbench-$$-$run" --store-packets --store-flows --keyspace "$ks" \
+  # The whole time range of the live input, in seconds since the epoch, for the queries.
+  live_info=$("$CAPFLEET" pcap info -o json "${FILE[small-live]}")
+  LIVE_FROM=$(date -d "$(sed -n 's/.*"first": *"\([^"]*\)".*/\1/p' <<<"$live_info")" +%s)
+  LIVE_TO=$(( $(date -d "$(sed -n 's/.*"last": *"\([^"]*\)".*/\1/p' <<<"$live_info")" +%s) + 2 ))
+
+  # e2e_drain K N RUN FLAGS...: N packets of input K into a new topic, then `capfleet process FLAGS`
+  # (left running, PROCESS_PID) drains it into keyspace $KS. Sets T0 (before the start), T1 (first record
+  # consumed), T2 (N stored and committed), C1 K1 D1 (CPU ticks of the process, Kafka, Cassandra at T1),
+  # MAXQ (most uncommitted records seen), TOPIC and GROUP.
+  e2e_drain() {
+    local k=$1 n=$2 run=$3 recs q written lag deadline; shift 3
+    TOPIC=$(new_topic "e2e-$k-$run") KS=cfbench_$$_${k//-/_}_$run GROUP=cfbench-$$-$k-$run
+    echo "$KS" >>"$WORK/keyspaces"
+    echo "$GROUP" >>"$WORK/groups"
+    env NODE_NAME=bench "$CAPFLEET" pcap replay "${FILE[$k]}" --to-topic "$TOPIC" --top-speed --limit "$n" >/dev/null
+    T0=$(date +%s%N)
+    "$CAPFLEET" process --topic "$TOPIC" --group "$GROUP" --keyspace "$KS" "$@" \
       --sensor bench --stats-topic "" --metrics-addr "$METRICS" --health-addr "$HEALTH" "${CASS[@]}" >"$WORK/process.log" 2>&1 &
     PROCESS_PID=$!
-    t1= maxq=0 done=0
-    for ((i = 0; i < 2400; i++)); do
+    T1='' MAXQ=0 deadline=$((SECONDS + 600))
+    # Until the first record, polled every 50 ms, so t1 is close to the start of the work.
+    while [ -z "$T1" ]; do
       kill -0 "$PROCESS_PID" 2>/dev/null || { tail "$WORK/process.log" >&2; die "capfleet process exited"; }
+      [ "$SECONDS" -lt "$deadline" ] || die "capfleet process consumed nothing in 10 minutes"
       recs=$(process_metric records_total)
-      [ -z "$t1" ] && [ "${recs:-0}" -gt 0 ] && t1=$(date +%s%N)
+      if [ "${recs:-0}" -gt 0 ]; then
+        T1=$(date +%s%N) C1=$(cpu_ticks "$PROCESS_PID") K1=$(svc_ticks kafka) D1=$(svc_ticks cassandra)
+      else
+        sleep 0.05
+      fi
+    done
+    while :; do
+      kill -0 "$PROCESS_PID" 2>/dev/null || { tail "$WORK/process.log" >&2; die "capfleet process exited"; }
       q=$(process_metric uncommitted_records)
-      [ "${q:-0}" -gt "$maxq" ] && maxq=$q
-      written=$(process_metric packets_written_total)
-      lag=$(process_metric commit_lag)
-      if [ "${written:-0}" -ge "$E2E_PACKETS" ] && [ "$lag" = 0 ]; then done=1; break; fi
-      sleep 0.25
-    done
-    t2=$(date +%s%N)
-    [ "$done" = 1 ] || { tail "$WORK/process.log" >&2; die "capfleet process did not store $E2E_PACKETS packets in 10 minutes (stored $written)"; }
-    # Paced: as many packets again, offered at 80 % of the rate just drained while the pipeline runs;
-    # the lag it builds up and how long it takes to catch up after the last send say whether it keeps up.
-    pps=$(calc "0.8 * $E2E_PACKETS / (($t2 - $t1) / 1e9)")
-    env NODE_NAME=bench "$CAPFLEET" pcap replay "${FILE[small]}" --to-topic "$t" --pps "$pps" --limit "$E2E_PACKETS" >"$WORK/paced.out" 2>&1 &
-    REPLAY_PID=$!
-    maxlag=0
-    while kill -0 "$REPLAY_PID" 2>/dev/null; do
-      lag=$(process_metric commit_lag)
-      [ "$lag" -gt "$maxlag" ] && maxlag=$lag
-      sleep 0.25
-    done
-    wait "$REPLAY_PID" || { cat "$WORK/paced.out" >&2; die "the paced replay failed"; }
-    REPLAY_PID=
-    t3=$(date +%s%N) done=0
-    for ((i = 0; i < 2400; i++)); do
+      [ "${q:-0}" -gt "$MAXQ" ] && MAXQ=$q
       written=$(process_metric packets_written_total) lag=$(process_metric commit_lag)
-      [ "$lag" -gt "$maxlag" ] && maxlag=$lag
-      if [ "$written" -ge $((2 * E2E_PACKETS)) ] && [ "$lag" = 0 ]; then done=1; break; fi
+      [ "${written:-0}" -ge "$n" ] && [ "$lag" = 0 ] && break
+      [ "$SECONDS" -lt "$deadline" ] || { tail "$WORK/process.log" >&2; die "capfleet process did not store $n packets of $k in 10 minutes (stored $written)"; }
       sleep 0.25
     done
-    t4=$(date +%s%N)
-    [ "$done" = 1 ] || { tail "$WORK/process.log" >&2; die "capfleet process did not catch up with the paced replay in 10 minutes"; }
-    cpu=$(cpu_ticks "$PROCESS_PID") rss=$(peak_rss_mb "$PROCESS_PID") k1=$(svc_ticks kafka) d1=$(svc_ticks cassandra)
+    T2=$(date +%s%N)
+  }
+  # e2e_end K TOOL PACKETS: the figures every input gets, at the end of a run (the process still running)
+  e2e_end() {
+    local k=$1 tool=$2 n=$3 cpu written blocks bytes stored pcap
+    cpu=$(cpu_ticks "$PROCESS_PID")
+    written=$(process_metric packets_written_total) blocks=$(process_metric blocks_written_total)
+    bytes=$(process_metric block_bytes_written_total)
+    stored=$(calc "$bytes / ($written > 0 ? $written : 1)") pcap=$(calc "${NBYTES[$k]} / ${NPKT[$k]}")
+    emit e2e "$k" "$tool" "process CPU ns/pkt" "$(per_pkt_ns "$C1" "$cpu" "$n")"
+    emit e2e "$k" "$tool" "process CPU ns/pkt incl. start-up" "$(per_pkt_ns 0 "$cpu" "$n")"
+    emit e2e "$k" "$tool" "Cassandra CPU ns/pkt" "$(per_pkt_ns "$D1" "$(svc_ticks cassandra)" "$n")"
+    emit e2e "$k" "$tool" "broker CPU ns/pkt" "$(per_pkt_ns "$K1" "$(svc_ticks kafka)" "$n")"
+    emit e2e "$k" "$tool" "process peak RSS MB" "$(peak_rss_mb "$PROCESS_PID")"
+    emit e2e "$k" "$tool" "max uncommitted records" "$MAXQ"
+    emit e2e "$k" "$tool" "packets per block" "$(calc "$written / ($blocks > 0 ? $blocks : 1)")"
+    emit e2e "$k" "$tool" "stored B/pkt" "$stored"
+    emit e2e "$k" "$tool" "pcap B/pkt" "$pcap"
+    emit e2e "$k" "$tool" "stored ÷ pcap" "$(calc "$stored / $pcap")"
     kill "$PROCESS_PID"; wait "$PROCESS_PID" || true; PROCESS_PID=
-    emit e2e small "$tool" "Mpkt/s" "$(calc "$E2E_PACKETS / (($t2 - $t1) / 1e9) / 1e6")"
-    emit e2e small "$tool" "wall s incl. start-up" "$(calc "($t2 - $t0) / 1e9")"
-    emit e2e small "$tool" "paced: offered pkt/s" "$pps"
-    emit e2e small "$tool" "paced: max lag (records)" "$maxlag"
-    emit e2e small "$tool" "paced: s to catch up after the last send" "$(calc "($t4 - $t3) / 1e9")"
-    emit e2e small "$tool" "process CPU ns/pkt" "$(per_pkt_ns 0 "$cpu" $((2 * E2E_PACKETS)))"
-    emit e2e small "$tool" "Cassandra CPU ns/pkt" "$(per_pkt_ns "$d0" "$d1" $((2 * E2E_PACKETS)))"
-    emit e2e small "$tool" "broker CPU ns/pkt" "$(per_pkt_ns "$k0" "$k1" $((2 * E2E_PACKETS)))"
-    emit e2e small "$tool" "process peak RSS MB" "$rss"
-    emit e2e small "$tool" "max uncommitted records" "$maxq"
-    "$TOOL" topic delete "$t"
-    "$TOOL" keyspace drop "$ks" "${CASS[@]}"
-    "$TOOL" group delete "cfbench-$$-$run"
+  }
+  e2e_cleanup() {
+    "$TOOL" topic delete "$TOPIC"
+    "$TOOL" keyspace drop "$KS" "${CASS[@]}"
+    "$TOOL" group delete "$GROUP"
+  }
+  # query_flow: the flow with the most packets in $KS, its packets exported with query packets --flow
+  query_flow() {
+    local tool="capfleet query packets --flow" top uid n q0 q1 wrote
+    "$CAPFLEET" query flows -o json --keyspace "$KS" --from "$LIVE_FROM" --to "$LIVE_TO" "${CASS[@]}" >"$WORK/flows.json"
+    top=$(awk '
+      { u = ""; n = 0
+        if (match($0, /"uid": *"[^"]*"/)) { u = substr($0, RSTART, RLENGTH); sub(/^"uid": *"/, "", u); sub(/"$/, "", u) }
+        if (match($0, /"orig_pkts": *[0-9]+/)) { x = substr($0, RSTART, RLENGTH); sub(/.*: */, "", x); n += x }
+        if (match($0, /"resp_pkts": *[0-9]+/)) { x = substr($0, RSTART, RLENGTH); sub(/.*: */, "", x); n += x }
+        if (u != "" && n > best) { best = n; bu = u } }
+      END { if (bu != "") print bu, best }' "$WORK/flows.json")
+    [ -n "$top" ] || { log "query flows found no flow in $KS ($(wc -l <"$WORK/flows.json") lines): no flow query"; return 0; }
+    read -r uid n <<<"$top"
+    q0=$(date +%s%N)
+    "$CAPFLEET" query packets --keyspace "$KS" --sensor bench --flow "$uid" --from "$LIVE_FROM" --to "$LIVE_TO" \
+      --stats -w "$WORK/flow.pcap" "${CASS[@]}" 2>"$WORK/query.err" || { cat "$WORK/query.err" >&2; die "query packets --flow $uid failed"; }
+    q1=$(date +%s%N)
+    wrote=$(sed -n 's/^wrote \([0-9]*\) packets.*/\1/p' "$WORK/query.err")
+    emit flow-query small-live "$tool" "s" "$(calc "($q1 - $q0) / 1e9")"
+    emit flow-query small-live "$tool" "flow's packets (query flows)" "$n"
+    emit flow-query small-live "$tool" "packets written" "${wrote:-0}"
+    emit flow-query small-live "$tool" "blocks read" "$(sed -n 's/^read \([0-9]*\) of .*/\1/p' "$WORK/query.err")"
+    emit flow-query small-live "$tool" "blocks in range" "$(sed -n 's/^read [0-9]* of \([0-9]*\) blocks.*/\1/p' "$WORK/query.err")"
+    emit flow-query small-live "$tool" "compressed MB read" "$(calc "$(sed -n 's/.*(\([0-9]*\) compressed bytes).*/\1/p' "$WORK/query.err") / 1e6")"
+  }
+
+  phase "end to end: $RUNS runs of $E2E_PACKETS packets of small, small-live (paced too) and mix"
+  for ((run = 1; run <= RUNS; run++)); do
+    for k in small small-live; do
+      tool="replay → Kafka → capfleet process → Cassandra"
+      n=$(( E2E_PACKETS < ${NPKT[$k]} ? E2E_PACKETS : ${NPKT[$k]} ))
+      e2e_drain "$k" "$n" "$run" --store-packets --store-flows
+      # Paced: as many packets again, offered at 80 % of the rate just drained while the pipeline runs;
+      # the lag it builds up and how long it takes to catch up after the last send say whether it keeps up.
+      pps=$(calc "0.8 * $n / (($T2 - $T1) / 1e9)")
+      env NODE_NAME=bench "$CAPFLEET" pcap replay "${FILE[$k]}" --to-topic "$TOPIC" --pps "$pps" --limit "$n" >"$WORK/paced.out" 2>&1 &
+      REPLAY_PID=$!
+      maxlag=0
+      while kill -0 "$REPLAY_PID" 2>/dev/null; do
+        lag=$(process_metric commit_lag)
+        [ "$lag" -gt "$maxlag" ] && maxlag=$lag
+        sleep 0.25
+      done
+      wait "$REPLAY_PID" || { cat "$WORK/paced.out" >&2; die "the paced replay failed"; }
+      REPLAY_PID=
+      t3=$(date +%s%N) done=0
+      for ((i = 0; i < 2400; i++)); do
+        written=$(process_metric packets_written_total) lag=$(process_metric commit_lag)
+        [ "$lag" -gt "$maxlag" ] && maxlag=$lag
+        if [ "$written" -ge $((2 * n)) ] && [ "$lag" = 0 ]; then done=1; break; fi
+        sleep 0.25
+      done
+      t4=$(date +%s%N)
+      [ "$done" = 1 ] || { tail "$WORK/process.log" >&2; die "capfleet process did not catch up with the paced replay in 10 minutes"; }
+      emit e2e "$k" "$tool" "Mpkt/s" "$(calc "$n / (($T2 - $T1) / 1e9) / 1e6")"
+      emit e2e "$k" "$tool" "wall s incl. start-up" "$(calc "($T2 - $T0) / 1e9")"
+      emit e2e "$k" "$tool" "paced: offered pkt/s" "$pps"
+      emit e2e "$k" "$tool" "paced: max lag (records)" "$maxlag"
+      emit e2e "$k" "$tool" "paced: s to catch up after the last send" "$(calc "($t4 - $t3) / 1e9")"
+      e2e_end "$k" "$tool" $((2 * n))
+      [ "$k" = small-live ] && query_flow
+      e2e_cleanup
+    done
+    k=mix tool="replay → Kafka → capfleet process (packets only) → Cassandra"
+    n=$(( E2E_PACKETS < ${NPKT[mix]} ? E2E_PACKETS : ${NPKT[mix]} ))
+    e2e_drain mix "$n" "$run" --store-packets
+    emit e2e mix "$tool" "Mpkt/s" "$(calc "$n / (($T2 - $T1) / 1e9) / 1e6")"
+    emit e2e mix "$tool" "wall s incl. start-up" "$(calc "($T2 - $T0) / 1e9")"
+    e2e_end mix "$tool" "$n"
+    e2e_cleanup
   done
 fi
 
 # ---------------------------------------------------------------- Go benchmarks of the hot paths
-phase "Go benchmarks (-count $RUNS)"
+want go && phase "Go benchmarks (-count $RUNS)"
 gobench() { # PKG REGEXP
+  want go || return 0
   go test -run '^$' -bench "$2" -benchmem -count "$RUNS" "$1" 2>&1 | tee -a "$WORK/gobench.log" |
     "$TOOL" gobench >>"$RESULTS" || log "go benchmarks of $1 failed: see $WORK/gobench.log"
 }
@@ -475,7 +610,7 @@ gobench ./packetrecord '^Benchmark(Encode|FlowHash)$'
 if grep -qs "func BenchmarkObserveFleet" heartbeat/*_test.go; then
   gobench ./heartbeat '^Benchmark(ObserveFleet|SummaryFleet|StatePerPod)$'
 fi
-if grep -qs "func BenchmarkFleetStatus" controllers/*_test.go; then
+if want go && grep -qs "func BenchmarkFleetStatus" controllers/*_test.go; then
   gobench ./controllers '^BenchmarkFleetStatus$'
   passed=0
   go test -count 1 -run '^TestFiguresAtMostOncePerInterval$' ./controllers >>"$WORK/gobench.log" 2>&1 && passed=1
@@ -511,7 +646,11 @@ describe_input() {
   echo "- decode against tshark uses the first $TSHARK_PACKETS packets of each input (tshark needs tens of seconds per million packets here); capfleet and tcpdump run on that slice too, so the three are side by side on the same packets"
   echo "- decode fields (capfleet \`--fields\`, tshark \`-e\`): \`$FIELDS\`; tcpdump prints its own default line (\`-nn\`)"
   echo "- replay and capture use a veth pair (MTU 65535, the most a veth takes) in a network namespace made for the run: frames of the mix longer than that (captured with segmentation offload) fail to send with either tool and are counted as failed; the sensor and tcpdump capture on the receiving end while \`tcpreplay --topspeed\` sends the small input, so the offered load is whatever tcpreplay reaches while the capturer (and, for the sensor, Kafka) share the 2 cores; Kafka topics have $PARTITIONS partitions"
-  [ "$E2E_PACKETS" -gt 0 ] && echo "- end to end: the first $E2E_PACKETS packets of the small input are put in a topic, then one \`capfleet process\` (packets and flows stored) drains it into the Cassandra of hack/cassandra.sh on the same machine; the rate is packets over the time from its first record to the last stored and committed; then as many packets again are replayed at 80 % of that rate while it runs (paced), and the largest commit lag seen is reported"
+  if [ "$E2E_PACKETS" -gt 0 ] && want e2e; then
+    echo "- **small-live**: $(basename "${FILE[small-live]}"), the small input's packets with their timestamps rewritten as a live sensor capturing them would stamp them (\`benchtool retime\`: in order, 2 µs apart, from an hour before the input was built; nanosecond pcap). A packet record carries its capture time (the Metron convention) and the processor cuts and indexes blocks by it; the small input is $(wc -l <"${FILE[small]}.list") captures from different years concatenated, so its timestamps jump across years and one Kafka partition's packets spread over many index minutes, which a sensor's own records, in time order, never do"
+    echo "- end to end: in each run, the first $E2E_PACKETS packets of an input are put in a topic (3 partitions), then one \`capfleet process\` drains it into the Cassandra of hack/cassandra.sh on the same machine. small and small-live: packets and flows stored, then as many packets again replayed at 80 % of the drained rate while it runs (paced: the largest commit lag and the time to catch up after the last send); mix: packets only, one drain. The rate is packets over the time from the first record consumed (t1) to the last stored and committed. CPU per packet of Cassandra, the broker and \`capfleet process\` counts from t1 (at start the process creates the keyspace and tables, a one-off cost per keyspace), over every packet of the run; the process's whole CPU, start-up included, is the \"incl. start-up\" column. Stored B/pkt is the compressed bytes of the packet blocks (\`capfleet_process_block_bytes_written_total\`; the index rows and Cassandra's own overhead not counted) over the packets written; pcap B/pkt is the input file's size over its packets"
+    echo "- one flow's packets: after each small-live run, the flow with the most packets (\`query flows -o json\` over the input's time range) is exported with \`capfleet query packets --flow UID --stats -w FILE\`, timed with the wall clock (start-up included); the paced phase offered the same packets again with the same timestamps, so the export holds each of them twice"
+  fi
 } >"$WORK/machine.md"
 mkdir -p "$(dirname "$OUT")"
 FINISHED=1

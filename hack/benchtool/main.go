@@ -4,6 +4,7 @@
 //	benchtool topic create|delete|count NAME [--partitions N] [kafka flags]
 //	benchtool group delete NAME [kafka flags]
 //	benchtool keyspace drop cfbench_NAME [cassandra flags]
+//	benchtool retime [--start T] [--step D] IN OUT        IN's packets stamped as a live sensor would (retime.go)
 //	benchtool gobench SECTION < `go test -bench` output  >> results.tsv
 //	benchtool report --results R --machine M --out OUT   the table and docs/benchmarks.md
 //
@@ -33,6 +34,8 @@ func main() {
 		err = keyspace(args)
 	case "report":
 		err = report(args)
+	case "retime":
+		err = retime(args)
 	default:
 		usage()
 	}
@@ -43,6 +46,6 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: benchtool produce|topic|gobench|report ... (see hack/benchtool/main.go)")
+	fmt.Fprintln(os.Stderr, "usage: benchtool produce|topic|group|keyspace|retime|gobench|report ... (see hack/benchtool/main.go)")
 	os.Exit(2)
 }

@@ -19,6 +19,7 @@ var sectionInfo = map[string]struct{ title, headline string }{
 	"replay-kafka": {"Replay into Kafka", "Mpkt/s"},
 	"capture":      {"Capture at line rate", "captured %"},
 	"e2e":          {"End to end", "Mpkt/s"},
+	"flow-query":   {"One flow's packets (query packets --flow)", ""},
 	"fleet":        {"Status at fleet scale", ""},
 	"go":           {"Go benchmarks", ""},
 }

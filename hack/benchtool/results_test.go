@@ -68,3 +68,39 @@ func TestReadResultsRejectsBadLines(t *testing.T) {
 		t.Fatalf("error %v, want one naming line 1", err)
 	}
 }
+
+// The end-to-end aim bounds the runs that store packets and flows, holds the mix to the storage ratio
+// and reports the one-flow query.
+func TestCheckE2E(t *testing.T) {
+	r := &results{cases: map[string][]string{}, tools: map[[2]string][]string{},
+		metrics: map[[2]string][]string{}, values: map[[4]string][]float64{}}
+	for _, l := range []struct {
+		sec, k, tool, m string
+		v               float64
+	}{
+		{"e2e", "small-live", e2eTool, "Mpkt/s", 0.35},
+		{"e2e", "small-live", e2eTool, "process CPU ns/pkt", 1500},
+		{"e2e", "small-live", e2eTool, "Cassandra CPU ns/pkt", 1900},
+		{"e2e", "small-live", e2eTool, "stored ÷ pcap", 0.9},
+		{"e2e", "mix", e2eMixTool, "Mpkt/s", 0.1},
+		{"e2e", "mix", e2eMixTool, "stored ÷ pcap", 0.5},
+		{"flow-query", "small-live", "capfleet query packets --flow", "s", 0.4},
+	} {
+		r.add(l.sec, l.k, l.tool, l.m, l.v)
+	}
+	lines, met, measured := checkE2E(r)
+	text := strings.Join(lines, "\n")
+	if !met || !measured {
+		t.Fatalf("met %v measured %v:\n%s", met, measured, text)
+	}
+	for _, want := range []string{"stored and committed, small-live: 350000 packets/s (aim ≥ 300000 packets/s): yes",
+		"stored ÷ pcap, mix", "(aim ≤ 0.800): yes", "`query packets --flow`", "small-live (", ": 0.900"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("no %q in:\n%s", want, text)
+		}
+	}
+	r.add("e2e", "small", e2eTool, "Mpkt/s", 0.05)
+	if _, met, _ := checkE2E(r); met {
+		t.Error("the original-timestamp run at 50,000 packets/s met the aim")
+	}
+}
