@@ -56,7 +56,7 @@ type Config struct {
 	MaxPollRecords int           // default 5000
 	IdleGrace      time.Duration // default 1s: how long a caught-up partition stays quiet before its clock follows the wall
 	CheckpointTTL  time.Duration // default 30 days: how long a stopped group can resume its open flows
-	// Blocks bounds the packet blocks (default 1 MiB, 16384 packets, 8 minutes of the index); a checkpoint
+	// Blocks bounds the packet blocks (default 1 MiB, 16384 packets, 32 minutes of the index); a checkpoint
 	// also ends the open block of every partition it commits.
 	Blocks block.Limits
 	// BlockWrites bounds the blocks being compressed and stored at once (default 4).

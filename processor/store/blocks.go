@@ -32,7 +32,8 @@ func (b *Block) Key() string {
 const (
 	insertBlock = `INSERT INTO packet_blocks (sensor, kafka_partition, first_offset, last_offset, min_ns, max_ns, packets, raw_bytes, codec, data)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?`
-	insertBlockIndex = `INSERT INTO packet_block_index (sensor, bucket, kafka_partition, first_offset, last_offset, min_ns, max_ns, packets, stored_bytes, linktypes, addrs)
+	insertBlockMinute = `INSERT INTO packet_block_minutes (sensor, bucket) VALUES (?, ?) USING TTL ?`
+	insertBlockIndex  = `INSERT INTO packet_block_index (sensor, bucket, kafka_partition, first_offset, last_offset, min_ns, max_ns, packets, stored_bytes, linktypes, addrs)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?`
 )
 
@@ -67,6 +68,7 @@ func (w *Writer) WriteBlocks(ctx context.Context, blocks []Block, ttl time.Durat
 					len(b.Data), lts, []byte(b.Index), secs},
 				size: len(b.Index) + 96,
 			})
+			stmts = append(stmts, statement{partition: group, cql: insertBlockMinute, args: []any{b.Sensor, bucket, secs}, size: 48})
 		}
 	}
 	return w.exec(ctx, stmts)
@@ -90,7 +92,11 @@ func (r *Reader) BlockRefs(ctx context.Context, sensor string, from, to time.Tim
 	}
 	seen := map[key]bool{}
 	var out []BlockRef
-	for _, b := range bucketsBetween(from, to, PacketBucket) {
+	minutes, err := r.blockMinutes(ctx, sensor, from, to)
+	if err != nil || minutes == nil {
+		return nil, err
+	}
+	for _, b := range minutes {
 		iter := r.s.Query(`SELECT kafka_partition, first_offset, last_offset, min_ns, max_ns, packets, stored_bytes, linktypes, addrs
 			FROM packet_block_index WHERE sensor = ? AND bucket = ?`, sensor, b).WithContext(ctx).PageSize(1000).Iter()
 		for {
@@ -128,6 +134,25 @@ func (r *Reader) BlockRefs(ctx context.Context, sensor string, from, to time.Tim
 		}
 		return out[i].FirstOffset < out[j].FirstOffset
 	})
+	return out, nil
+}
+
+// blockMinutes lists the index minutes of sensor in [from, to] that hold blocks; nil (no error) on a
+// keyspace without the block tables.
+func (r *Reader) blockMinutes(ctx context.Context, sensor string, from, to time.Time) ([]time.Time, error) {
+	iter := r.s.Query(`SELECT bucket FROM packet_block_minutes WHERE sensor = ? AND bucket >= ? AND bucket <= ?`,
+		sensor, bucketOf(from, PacketBucket), bucketOf(to, PacketBucket)).WithContext(ctx).PageSize(5000).Iter()
+	out := []time.Time{}
+	var b time.Time
+	for iter.Scan(&b) {
+		out = append(out, b.UTC())
+	}
+	if err := iter.Close(); err != nil {
+		if noTable(err) {
+			return nil, nil // a keyspace of schema version 1, not migrated yet: no blocks, only packet rows
+		}
+		return nil, fmt.Errorf("cassandra: read the minutes of %s that hold blocks: %w", sensor, err)
+	}
 	return out, nil
 }
 

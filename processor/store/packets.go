@@ -50,7 +50,8 @@ func ttlSeconds(d time.Duration) int {
 
 // Reader answers questions from the stored packets and flows.
 type Reader struct {
-	s *gocql.Session
+	s      *gocql.Session
+	legacy *bool // whether the per-packet table of schema version 1 holds any row; asked once
 }
 
 // NewReader reads through s, bound to the keyspace (see Connect).
@@ -65,6 +66,9 @@ func (r *Reader) Packets(ctx context.Context, sensor string, from, to time.Time,
 
 // legacyScan reads the one-row-per-packet table of schema version 1, in the same order as Scan.
 func (r *Reader) legacyScan(ctx context.Context, sensor string, from, to time.Time, fn func(p Packet) error) error {
+	if has, err := r.hasLegacy(ctx); err != nil || !has {
+		return err
+	}
 	for _, b := range bucketsBetween(from, to, PacketBucket) {
 		if err := r.packetsInBucket(ctx, sensor, b, from, to, fn); err != nil {
 			return err
@@ -162,6 +166,9 @@ func (r *Reader) LinkTypes(ctx context.Context, sensor string, from, to time.Tim
 			out[lt] += ref.Packets
 		}
 	}
+	if has, err := r.hasLegacy(ctx); err != nil || !has {
+		return out, err
+	}
 	for _, b := range bucketsBetween(from, to, PacketBucket) {
 		for shard := range PacketShards {
 			iter := r.s.Query(`SELECT linktype FROM packets WHERE sensor = ? AND bucket = ? AND shard = ? AND ts_ns >= ? AND ts_ns <= ?`,
@@ -176,4 +183,20 @@ func (r *Reader) LinkTypes(ctx context.Context, sensor string, from, to time.Tim
 		}
 	}
 	return out, nil
+}
+
+// hasLegacy says whether the per-packet table holds any row. Its partitions are one per minute and shard,
+// so reading a range means trying each: a keyspace written only with blocks must not pay that (a month is
+// 345,600 partitions).
+func (r *Reader) hasLegacy(ctx context.Context) (bool, error) {
+	if r.legacy == nil {
+		var sensor string
+		err := r.s.Query(`SELECT sensor FROM packets LIMIT 1`).WithContext(ctx).Scan(&sensor)
+		if err != nil && !isNotFound(err) {
+			return false, fmt.Errorf("cassandra: look for packets of schema version 1: %w", err)
+		}
+		has := err == nil
+		r.legacy = &has
+	}
+	return *r.legacy, nil
 }

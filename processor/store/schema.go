@@ -6,6 +6,8 @@
 //   - packet_block_index: per (sensor, minute), a small row for every block active in that minute, with
 //     its time range, offsets, link types and address index, so a reader fetches only the blocks that can
 //     hold what it looks for.
+//   - packet_block_minutes: per sensor, the minutes that hold blocks, so that a long range reads only
+//     those.
 //   - packets (schema version 1, no longer written): one partition per (sensor, minute, shard), the shard being the Kafka partition modulo
 //     PacketShards, so that a busy sensor spreads over several replica sets and partitions stay small;
 //     rows ordered by capture time in nanoseconds, then by the Kafka partition and offset the packet came
@@ -93,6 +95,12 @@ var migrations = []migration{
 			linktypes frozen<set<bigint>>, addrs blob,
 			PRIMARY KEY ((sensor, bucket), kafka_partition, first_offset)
 		) WITH compaction = {'class': 'TimeWindowCompactionStrategy', 'compaction_window_unit': 'HOURS', 'compaction_window_size': 1}`,
+		// The minutes of a sensor that hold blocks: a reader asking for a month, or for the years a replayed
+		// capture spans, reads the few minutes that exist instead of trying every one in the range.
+		`CREATE TABLE IF NOT EXISTS %[1]s.packet_block_minutes (
+			sensor text, bucket timestamp,
+			PRIMARY KEY ((sensor), bucket)
+		)`,
 	}},
 }
 
