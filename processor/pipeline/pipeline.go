@@ -465,16 +465,18 @@ func (p *Pipeline) checkpoint(ctx context.Context, only []int32) error {
 		if only != nil && !contains(only, id) {
 			continue
 		}
+		// Before the skip below: a partition committed already may still hold flows changed since the
+		// last update (restored dirty from a checkpoint, or changed before its commit).
+		if ps.flows != nil && updatesDue && p.cfg.StoreFlows {
+			for _, f := range ps.flows.Dirty() {
+				f.Sensor = p.cfg.Sensor
+				updates = append(updates, f)
+			}
+		}
 		if ps.next < 0 || ps.next == ps.committed {
 			continue
 		}
 		if ps.flows != nil {
-			if updatesDue && p.cfg.StoreFlows {
-				for _, f := range ps.flows.Dirty() {
-					f.Sensor = p.cfg.Sensor
-					updates = append(updates, f)
-				}
-			}
 			began := time.Now()
 			state, err := ps.flows.MarshalState()
 			cost += time.Since(began)

@@ -456,11 +456,11 @@ func TestKilledMidStreamAndRestartedStoresEverythingOnce(t *testing.T) {
 	kcfg := kafkatest.Plain(t)
 	ccfg := cassandratest.Config(t)
 	ks := cassandratest.NewKeyspace(t, ccfg)
-	// The capture three times, 40 minutes apart: long enough a stream to be killed in the middle of, and
+	// The capture twelve times, 40 minutes apart: long enough a stream to be killed in the middle of, and
 	// spread over several hour buckets.
 	base := pipelinetest.ReadCapture(t, pipelinetest.SharedPcap(t, "ndpi/ethereum.pcap"))
 	var frames []pipelinetest.Frame
-	for rep := range 3 {
+	for rep := range 12 {
 		for _, f := range base {
 			f.Meta.Timestamp = f.Meta.Timestamp.Add(time.Duration(rep) * 40 * time.Minute)
 			frames = append(frames, f)
@@ -585,7 +585,7 @@ func TestReplicasSplitPartitionsAndSurviveAKill(t *testing.T) {
 	ks := cassandratest.NewKeyspace(t, ccfg)
 	base := pipelinetest.ReadCapture(t, pipelinetest.SharedPcap(t, "ndpi/ethereum.pcap"))
 	var frames []pipelinetest.Frame
-	for rep := range 4 {
+	for rep := range 8 {
 		for _, f := range base {
 			f.Meta.Timestamp = f.Meta.Timestamp.Add(time.Duration(rep) * 40 * time.Minute)
 			frames = append(frames, f)
