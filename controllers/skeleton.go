@@ -97,11 +97,15 @@ func (s skeleton[T]) deletion(ctx context.Context, obj T) (bool, error) {
 	return deleting, nil
 }
 
-// tell summarizes the pass into the conditions and patches the status when it changed. An error leaves the
-// resource reconciling. It returns the pass's error, or the patch's when that failed.
+// tell summarizes the pass into the conditions and patches the status when it changed. A child the API server
+// refuses as Invalid is one the spec makes impossible (a node selector that is no label, say): retrying cannot
+// mend it, so the resource is Stalled until its spec changes. Any other error leaves it reconciling. It returns
+// the pass's error, or the patch's when that failed.
 func (s skeleton[T]) tell(ctx context.Context, obj, before T, p *pass, err error) error {
 	o := p.outcome
 	switch {
+	case apierrors.IsInvalid(err):
+		o = outcome{stalled: true, reason: ReasonApplyFailed, message: err.Error()}
 	case err != nil:
 		o = outcome{reason: ReasonApplyFailed, message: err.Error()}
 	case p.trouble != nil:
