@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	appsv1 "k8s.io/api/apps/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/client-go/tools/record"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -36,84 +35,75 @@ type CaptureSensorReconciler struct {
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile brings one CaptureSensor's DaemonSet in line with its spec and reports how it runs.
-func (r *CaptureSensorReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, err error) {
-	// 1. Load the sensor; a deleted one has nothing left to do (the garbage collector takes the DaemonSet).
-	cs := &v1alpha1.CaptureSensor{}
-	if err := r.Get(ctx, req.NamespacedName, cs); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
-	}
-	if cs.DeletionTimestamp != nil && r.Figures != nil {
-		r.Figures.forget(heartbeat.KindCaptureSensor, cs)
-	}
-	if deleting, err := finalizeTopics(ctx, r.Client, r.Topics, cs, cs.Spec.TopicDeletionPolicy, cs.Status.Topics); deleting || err != nil {
-		return ctrl.Result{}, err
-	}
-	before := cs.DeepCopy()
+func (r *CaptureSensorReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	s := skeleton[*v1alpha1.CaptureSensor]{Client: r.Client, figures: r.Figures, kind: kindOf[*v1alpha1.CaptureSensor]{
+		heartbeat: heartbeat.KindCaptureSensor,
+		status: func(cs *v1alpha1.CaptureSensor) (*v1alpha1.CommonStatus, any) {
+			return &cs.Status.CommonStatus, cs.Status
+		},
+		// The garbage collector takes the DaemonSet; only the topics need the operator.
+		finalize: func(ctx context.Context, cs *v1alpha1.CaptureSensor) (bool, error) {
+			return finalizeTopics(ctx, r.Client, r.Topics, cs, cs.Spec.TopicDeletionPolicy, cs.Status.Topics)
+		},
+	}}
+	return s.reconcile(ctx, req, &v1alpha1.CaptureSensor{}, []step[*v1alpha1.CaptureSensor]{
+		r.checkFilter, r.tendTopic, r.rollOut, r.figures,
+	})
+}
 
-	// 2. Whatever happens below, tell it in the status, once, at the end.
-	var result outcome
-	defer func() {
-		if err != nil && !result.stalled {
-			result = outcome{reason: ReasonApplyFailed, message: err.Error()}
-		}
-		summarize(&cs.Status.CommonStatus, cs.Generation, result)
-		if perr := patchStatus(ctx, r.Client, cs, before, before.Status, cs.Status); perr != nil && !apierrors.IsNotFound(perr) {
-			err = perr
-		}
-	}()
-
-	// 3. A filter the kernel would refuse stops everything before any rollout; the running sensors stay as they are.
-	if ferr := checkSensorFilter(cs.Spec.Filter, cs.Spec.Interfaces, cs.Spec.SnapLength); ferr != nil {
-		result = outcome{stalled: true, reason: ReasonInvalidFilter, message: fmt.Sprintf("spec.filter %q: %v", cs.Spec.Filter, ferr)}
-		r.Recorder.Eventf(cs, "Warning", ReasonInvalidFilter, "%s", result.message)
-		return ctrl.Result{}, nil
+// checkFilter stops everything before any rollout when the kernel would refuse the filter; the running
+// sensors stay as they are.
+func (r *CaptureSensorReconciler) checkFilter(_ context.Context, cs *v1alpha1.CaptureSensor, p *pass) error {
+	if err := checkSensorFilter(cs.Spec.Filter, cs.Spec.Interfaces, cs.Spec.SnapLength); err != nil {
+		p.stop(outcome{stalled: true, reason: ReasonInvalidFilter, message: fmt.Sprintf("spec.filter %q: %v", cs.Spec.Filter, err)})
+		r.Recorder.Eventf(cs, "Warning", ReasonInvalidFilter, "%s", p.outcome.message)
 	}
+	return nil
+}
 
-	// 4. Make the packets topic exist as declared; trouble there is reported, but does not hold back the sensors.
-	var topicTrouble *outcome
+// tendTopic makes the packets topic exist as declared, when it lives on the operator's Kafka.
+func (r *CaptureSensorReconciler) tendTopic(ctx context.Context, cs *v1alpha1.CaptureSensor, p *pass) error {
 	if r.Topics != nil && usesDefaultKafka(cs.Spec.Kafka) {
-		want := topicWant(children.SensorTopic(cs), cs.Spec.Topic)
-		sts, trouble, terr := tendTopics(ctx, r.Topics, []topics.Want{want}, cs.Status.Topics)
-		if terr != nil {
-			trouble, res.RequeueAfter = &outcome{reason: ReasonKafkaUnavailable, message: terr.Error()}, kafkaRetry
-		}
-		cs.Status.Topics, topicTrouble = sts, trouble
+		tendTopic(ctx, r.Topics, topicWant(children.SensorTopic(cs), cs.Spec.Topic), &cs.Status.Topics, p)
 	}
+	return nil
+}
 
-	// 5. Apply the DaemonSet the spec describes.
+// rollOut applies the DaemonSet the spec describes and reports its rollout.
+func (r *CaptureSensorReconciler) rollOut(ctx context.Context, cs *v1alpha1.CaptureSensor, p *pass) error {
 	ds := children.SensorDaemonSet(cs, r.Options)
 	if err := applyChild(ctx, r.Client, r.Recorder, cs, ds); err != nil {
-		return ctrl.Result{}, err
+		return err
 	}
-
-	// 6. Report the rollout.
 	cs.Status.DaemonSet = ds.Name
 	cs.Status.Topic = children.SensorTopic(cs)
 	cs.Status.NodesDesired = ds.Status.DesiredNumberScheduled
 	cs.Status.NodesReady = ds.Status.NumberReady
 	cs.Status.Nodes = fmt.Sprintf("%d/%d", ds.Status.NumberReady, ds.Status.DesiredNumberScheduled)
-	result = daemonSetOutcome(ds)
+	p.outcome = daemonSetOutcome(ds)
+	return nil
+}
 
-	// 7. Traffic and losses, from the sensors' heartbeats, rewritten at most once per status interval;
-	// between rewrites a degraded sensor stays degraded rather than flapping to Ready.
-	if r.Figures != nil {
-		var degraded string
-		if s, fresh, wait := r.Figures.take(heartbeat.KindCaptureSensor, cs); fresh {
-			degraded = sensorFigures(&cs.Status, s, cs.Spec.DropThresholdPercent)
-		} else {
-			res.RequeueAfter = shortest(res.RequeueAfter, wait)
-			if c := meta.FindStatusCondition(before.Status.Conditions, v1alpha1.ConditionReady); c != nil && c.Reason == ReasonDegraded {
-				degraded = c.Message
-			}
-		}
-		if degraded != "" && result.ready {
-			result = outcome{degraded: true, reason: ReasonDegraded, message: degraded}
+// figures brings traffic and losses from the sensors' heartbeats, rewritten at most once per status interval;
+// between rewrites a degraded sensor stays degraded rather than flapping to Ready.
+func (r *CaptureSensorReconciler) figures(_ context.Context, cs *v1alpha1.CaptureSensor, p *pass) error {
+	if r.Figures == nil {
+		return nil
+	}
+	var degraded string
+	if s, fresh, wait := r.Figures.take(heartbeat.KindCaptureSensor, cs); fresh {
+		degraded = sensorFigures(&cs.Status, s, cs.Spec.DropThresholdPercent)
+	} else {
+		p.after(wait)
+		// The conditions are rewritten only when the pass ends: these are still the last pass's.
+		if c := meta.FindStatusCondition(cs.Status.Conditions, v1alpha1.ConditionReady); c != nil && c.Reason == ReasonDegraded {
+			degraded = c.Message
 		}
 	}
-	if topicTrouble != nil {
-		result = *topicTrouble
+	if degraded != "" && p.outcome.ready {
+		p.outcome = outcome{degraded: true, reason: ReasonDegraded, message: degraded}
 	}
-	return res, nil
+	return nil
 }
 
 // daemonSetOutcome says whether every selected node runs a ready sensor of the current spec.

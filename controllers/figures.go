@@ -26,14 +26,15 @@ type Figures struct {
 	agg      *heartbeat.Aggregator
 	interval time.Duration
 
-	mu     sync.Mutex
-	last   map[types.UID]time.Time
+	mu sync.Mutex
+	// last is keyed like the aggregator, so an object gone from the API server (UID unknown) can be forgotten by name.
+	last   map[heartbeat.ResourceKey]time.Time
 	events map[string]chan event.GenericEvent
 }
 
 // NewFigures reads summaries from agg and allows a resource's figures to change once per interval.
 func NewFigures(agg *heartbeat.Aggregator, interval time.Duration) *Figures {
-	f := &Figures{agg: agg, interval: interval, last: map[types.UID]time.Time{}, events: map[string]chan event.GenericEvent{}}
+	f := &Figures{agg: agg, interval: interval, last: map[heartbeat.ResourceKey]time.Time{}, events: map[string]chan event.GenericEvent{}}
 	for _, k := range []string{heartbeat.KindCaptureSensor, heartbeat.KindReplayJob, heartbeat.KindPacketPipeline} {
 		f.events[k] = make(chan event.GenericEvent, 1024)
 	}
@@ -59,30 +60,56 @@ func (f *Figures) wakeups(kind string) <-chan event.GenericEvent { return f.even
 // take returns the resource's summary when its figures may be rewritten now; otherwise it says how long
 // until they may.
 func (f *Figures) take(kind string, obj client.Object) (heartbeat.Summary, bool, time.Duration) {
-	s, ok := f.Summary(kind, obj)
+	k := resourceKey(kind, obj)
+	s, ok := f.agg.Summary(k)
 	if !ok {
 		return s, false, 0
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if wait := f.interval - time.Since(f.last[obj.GetUID()]); wait > 0 {
+	if wait := f.interval - time.Since(f.last[k]); wait > 0 {
 		return s, false, wait
 	}
-	f.last[obj.GetUID()] = time.Now()
+	f.last[k] = time.Now()
 	return s, true, 0
 }
 
 // Summary is what the heartbeats of a resource add up to now.
 func (f *Figures) Summary(kind string, obj client.Object) (heartbeat.Summary, bool) {
-	return f.agg.Summary(heartbeat.ResourceKey{Kind: kind, Namespace: obj.GetNamespace(), Name: obj.GetName(), UID: string(obj.GetUID())})
+	return f.agg.Summary(resourceKey(kind, obj))
 }
 
-// forget drops what is kept of a deleted resource.
+func resourceKey(kind string, obj client.Object) heartbeat.ResourceKey {
+	return heartbeat.ResourceKey{Kind: kind, Namespace: obj.GetNamespace(), Name: obj.GetName(), UID: string(obj.GetUID())}
+}
+
+// forget drops what is kept of a resource being deleted. Without figures there is nothing to drop.
 func (f *Figures) forget(kind string, obj client.Object) {
-	f.agg.Forget(heartbeat.ResourceKey{Kind: kind, Namespace: obj.GetNamespace(), Name: obj.GetName(), UID: string(obj.GetUID())})
+	if f == nil {
+		return
+	}
+	k := resourceKey(kind, obj)
+	f.agg.Forget(k)
 	f.mu.Lock()
-	delete(f.last, obj.GetUID())
+	delete(f.last, k)
 	f.mu.Unlock()
+}
+
+// forgetGone drops what is kept of a resource already gone from the API server, whose UID can no longer be
+// read: every UID it had under that name. Late beats of its terminating pods bring it back, but each also
+// wakes its reconciler, which finds it gone and forgets it again.
+func (f *Figures) forgetGone(kind string, name types.NamespacedName) {
+	if f == nil {
+		return
+	}
+	f.agg.ForgetObject(kind, name.Namespace, name.Name)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for k := range f.last {
+		if k.Kind == kind && k.Namespace == name.Namespace && k.Name == name.Name {
+			delete(f.last, k)
+		}
+	}
 }
 
 func drops(d heartbeat.Drops) v1alpha1.Drops {

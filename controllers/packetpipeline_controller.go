@@ -37,86 +37,82 @@ type PacketPipelineReconciler struct {
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;patch;delete
 
 // Reconcile brings one PacketPipeline's Deployment in line with its spec and reports how it runs.
-func (r *PacketPipelineReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, err error) {
-	// 1. Load the pipeline.
-	pp := &v1alpha1.PacketPipeline{}
-	if err := r.Get(ctx, req.NamespacedName, pp); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
-	}
-	if deleting, err := finalizeTopics(ctx, r.Client, r.Topics, pp, pp.Spec.TopicDeletionPolicy, pp.Status.Topics); deleting || err != nil {
-		return ctrl.Result{}, err
-	}
-	before := pp.DeepCopy()
+func (r *PacketPipelineReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	s := skeleton[*v1alpha1.PacketPipeline]{Client: r.Client, figures: r.Figures, kind: kindOf[*v1alpha1.PacketPipeline]{
+		heartbeat: heartbeat.KindPacketPipeline,
+		status: func(pp *v1alpha1.PacketPipeline) (*v1alpha1.CommonStatus, any) {
+			return &pp.Status.CommonStatus, pp.Status
+		},
+		finalize: func(ctx context.Context, pp *v1alpha1.PacketPipeline) (bool, error) {
+			return finalizeTopics(ctx, r.Client, r.Topics, pp, pp.Spec.TopicDeletionPolicy, pp.Status.Topics)
+		},
+	}}
+	return s.reconcile(ctx, req, &v1alpha1.PacketPipeline{}, []step[*v1alpha1.PacketPipeline]{
+		r.checkFilter, r.findSource, r.tendTopic, r.rollOut, r.figures,
+	})
+}
 
-	// 2. Report whatever happens, once, at the end.
-	var result outcome
-	defer func() {
-		if err != nil && !result.stalled {
-			result = outcome{reason: ReasonApplyFailed, message: err.Error()}
-		}
-		summarize(&pp.Status.CommonStatus, pp.Generation, result)
-		if perr := patchStatus(ctx, r.Client, pp, before, before.Status, pp.Status); perr != nil && !apierrors.IsNotFound(perr) {
-			err = perr
-		}
-	}()
-
-	// 3. Refuse a filter libpcap cannot compile before anything rolls out.
-	if ferr := checkPipelineFilter(pp.Spec.Filter); ferr != nil {
-		result = outcome{stalled: true, reason: ReasonInvalidFilter, message: fmt.Sprintf("spec.filter %q: %v", pp.Spec.Filter, ferr)}
-		r.Recorder.Eventf(pp, "Warning", ReasonInvalidFilter, "%s", result.message)
-		return ctrl.Result{}, nil
+// checkFilter refuses a filter libpcap cannot compile before anything rolls out.
+func (r *PacketPipelineReconciler) checkFilter(_ context.Context, pp *v1alpha1.PacketPipeline, p *pass) error {
+	if err := checkPipelineFilter(pp.Spec.Filter); err != nil {
+		p.stop(outcome{stalled: true, reason: ReasonInvalidFilter, message: fmt.Sprintf("spec.filter %q: %v", pp.Spec.Filter, err)})
+		r.Recorder.Eventf(pp, "Warning", ReasonInvalidFilter, "%s", p.outcome.message)
 	}
+	return nil
+}
 
-	// 4. Find the packets topic. A sensor applied later (GitOps applies in any order) is waited for, not an error.
+// findSource finds the packets topic. A sensor applied later (GitOps applies in any order) is waited for, not
+// an error.
+func (r *PacketPipelineReconciler) findSource(ctx context.Context, pp *v1alpha1.PacketPipeline, p *pass) error {
 	topic := pp.Spec.Source.Topic
 	if name := pp.Spec.Source.Sensor; name != "" {
 		cs := &v1alpha1.CaptureSensor{}
-		if gerr := r.Get(ctx, types.NamespacedName{Namespace: pp.Namespace, Name: name}, cs); gerr != nil {
-			if !apierrors.IsNotFound(gerr) {
-				return ctrl.Result{}, gerr
+		if err := r.Get(ctx, types.NamespacedName{Namespace: pp.Namespace, Name: name}, cs); err != nil {
+			if !apierrors.IsNotFound(err) {
+				return err
 			}
-			result = outcome{reason: ReasonWaiting, message: fmt.Sprintf("CaptureSensor %q not found in namespace %s", name, pp.Namespace)}
-			return ctrl.Result{RequeueAfter: time.Minute}, nil
+			p.stop(outcome{reason: ReasonWaiting, message: fmt.Sprintf("CaptureSensor %q not found in namespace %s", name, pp.Namespace)})
+			p.after(time.Minute)
+			return nil
 		}
 		topic = children.SensorTopic(cs)
 	}
 	pp.Status.SourceTopic = topic
+	return nil
+}
 
-	// 5. Make the flows topic exist when the Kafka sink is on.
-	var topicTrouble *outcome
+// tendTopic makes the flows topic exist when the Kafka sink is on and writes to the operator's Kafka.
+func (r *PacketPipelineReconciler) tendTopic(ctx context.Context, pp *v1alpha1.PacketPipeline, p *pass) error {
 	if r.Topics != nil && pp.Spec.Sinks.Kafka != nil && usesDefaultKafka(pp.Spec.Kafka) {
-		want := topicWant(children.FlowsTopic(pp), pp.Spec.Sinks.Kafka.Topic)
-		sts, trouble, terr := tendTopics(ctx, r.Topics, []topics.Want{want}, pp.Status.Topics)
-		if terr != nil {
-			trouble, res.RequeueAfter = &outcome{reason: ReasonKafkaUnavailable, message: terr.Error()}, kafkaRetry
-		}
-		pp.Status.Topics, topicTrouble = sts, trouble
+		tendTopic(ctx, r.Topics, topicWant(children.FlowsTopic(pp), pp.Spec.Sinks.Kafka.Topic), &pp.Status.Topics, p)
 	}
+	return nil
+}
 
-	// 6. Apply the Deployment.
-	dep := children.PipelineDeployment(pp, topic, r.Options)
+// rollOut applies the Deployment reading the source topic findSource found, and reports its rollout.
+func (r *PacketPipelineReconciler) rollOut(ctx context.Context, pp *v1alpha1.PacketPipeline, p *pass) error {
+	dep := children.PipelineDeployment(pp, pp.Status.SourceTopic, r.Options)
 	if err := applyChild(ctx, r.Client, r.Recorder, pp, dep); err != nil {
-		return ctrl.Result{}, err
+		return err
 	}
-
-	// 7. Report the rollout.
 	pp.Status.Deployment = dep.Name
 	pp.Status.Replicas = dep.Status.Replicas
 	pp.Status.ReadyReplicas = dep.Status.ReadyReplicas
-	result = deploymentOutcome(dep)
+	p.outcome = deploymentOutcome(dep)
+	return nil
+}
 
-	// 8. Throughput, lag and errors, from the processors' heartbeats.
-	if r.Figures != nil {
-		if s, ok, wait := r.Figures.take(heartbeat.KindPacketPipeline, pp); ok {
-			pipelineFigures(&pp.Status, s)
-		} else if wait > 0 {
-			res.RequeueAfter = shortest(res.RequeueAfter, wait)
-		}
+// figures brings throughput, lag and errors from the processors' heartbeats.
+func (r *PacketPipelineReconciler) figures(_ context.Context, pp *v1alpha1.PacketPipeline, p *pass) error {
+	if r.Figures == nil {
+		return nil
 	}
-	if topicTrouble != nil {
-		result = *topicTrouble
+	if s, ok, wait := r.Figures.take(heartbeat.KindPacketPipeline, pp); ok {
+		pipelineFigures(&pp.Status, s)
+	} else {
+		p.after(wait)
 	}
-	return res, nil
+	return nil
 }
 
 // deploymentOutcome says whether every wanted processor of the current spec is available.

@@ -31,68 +31,75 @@ type ReplayJobReconciler struct {
 // +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch;create;update;patch;delete
 
 // Reconcile runs the Job of the ReplayJob's current spec, retires Jobs of earlier specs, and reports progress.
-func (r *ReplayJobReconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, err error) {
-	// 1. Load the replay.
-	rj := &v1alpha1.ReplayJob{}
-	if err := r.Get(ctx, req.NamespacedName, rj); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
-	}
-	before := rj.DeepCopy()
+func (r *ReplayJobReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	s := skeleton[*v1alpha1.ReplayJob]{Client: r.Client, figures: r.Figures, kind: kindOf[*v1alpha1.ReplayJob]{
+		heartbeat: heartbeat.KindReplayJob,
+		status: func(rj *v1alpha1.ReplayJob) (*v1alpha1.CommonStatus, any) {
+			return &rj.Status.CommonStatus, rj.Status
+		},
+	}}
+	rp := &replayPass{ReplayJobReconciler: r}
+	return s.reconcile(ctx, req, &v1alpha1.ReplayJob{}, []step[*v1alpha1.ReplayJob]{
+		rp.retire, rp.run, rp.follow, rp.figures,
+	})
+}
 
-	// 2. Report whatever happens, once, at the end.
-	var result outcome
-	defer func() {
-		if err != nil {
-			result = outcome{reason: ReasonApplyFailed, message: err.Error()}
-		}
-		summarize(&rj.Status.CommonStatus, rj.Generation, result)
-		if perr := patchStatus(ctx, r.Client, rj, before, before.Status, rj.Status); perr != nil && !apierrors.IsNotFound(perr) {
-			err = perr
-		}
-	}()
+// replayPass is one reconcile of a ReplayJob: its steps share the Job of the current spec.
+type replayPass struct {
+	*ReplayJobReconciler
+	job *batchv1.Job
+}
 
-	// 3. Build the Job of the current spec; its name changes with what it runs.
-	job := children.ReplayJobObject(rj, r.Options)
-	if err := r.retireOtherJobs(ctx, rj, job.Name); err != nil {
-		return ctrl.Result{}, err
-	}
+// retire builds the Job of the current spec, whose name changes with what it runs, and deletes the others.
+func (rp *replayPass) retire(ctx context.Context, rj *v1alpha1.ReplayJob, _ *pass) error {
+	rp.job = children.ReplayJobObject(rj, rp.Options)
+	return rp.retireOtherJobs(ctx, rj, rp.job.Name)
+}
 
-	// 4. A replay that already finished is not run again, even after its Job was cleaned up.
-	finished := rj.Status.Job == job.Name && (rj.Status.Phase == v1alpha1.ReplaySucceeded || rj.Status.Phase == v1alpha1.ReplayFailed)
+// run applies the Job, unless the replay already finished: it is not run again, even after its Job was
+// cleaned up.
+func (rp *replayPass) run(ctx context.Context, rj *v1alpha1.ReplayJob, p *pass) error {
+	finished := rj.Status.Job == rp.job.Name && (rj.Status.Phase == v1alpha1.ReplaySucceeded || rj.Status.Phase == v1alpha1.ReplayFailed)
 	if finished {
 		existing := &batchv1.Job{}
-		if gerr := r.Get(ctx, client.ObjectKeyFromObject(job), existing); apierrors.IsNotFound(gerr) {
-			result = replayOutcome(rj.Status.Phase, "")
-			return ctrl.Result{}, nil
+		if err := rp.Get(ctx, client.ObjectKeyFromObject(rp.job), existing); apierrors.IsNotFound(err) {
+			p.stop(replayOutcome(rj.Status.Phase, ""))
+			return nil
 		}
 	}
-	if rj.Status.Job != job.Name {
-		rj.Status = v1alpha1.ReplayJobStatus{CommonStatus: rj.Status.CommonStatus, Job: job.Name, Phase: v1alpha1.ReplayPending, Progress: "0%"}
+	if rj.Status.Job != rp.job.Name {
+		rj.Status = v1alpha1.ReplayJobStatus{CommonStatus: rj.Status.CommonStatus, Job: rp.job.Name, Phase: v1alpha1.ReplayPending, Progress: "0%"}
 	}
-	if err := applyChild(ctx, r.Client, r.Recorder, rj, job); err != nil {
-		return ctrl.Result{}, err
-	}
+	return applyChild(ctx, rp.Client, rp.Recorder, rj, rp.job)
+}
 
-	// 5. Follow the Job.
-	phase, msg := jobPhase(job)
+// follow reports the Job's phase, telling its end in an event.
+func (rp *replayPass) follow(_ context.Context, rj *v1alpha1.ReplayJob, p *pass) error {
+	phase, msg := jobPhase(rp.job)
 	if phase != rj.Status.Phase && (phase == v1alpha1.ReplaySucceeded || phase == v1alpha1.ReplayFailed) {
-		r.Recorder.Eventf(rj, eventType(phase), string(phase), "Replay %s: %s", phase, msg)
+		rp.Recorder.Eventf(rj, eventType(phase), string(phase), "Replay %s: %s", phase, msg)
 	}
 	rj.Status.Phase = phase
-	rj.Status.StartTime = job.Status.StartTime
-	rj.Status.CompletionTime = job.Status.CompletionTime
-	if r.Figures != nil {
-		if s, ok, wait := r.Figures.take(heartbeat.KindReplayJob, rj); ok {
+	rj.Status.StartTime = rp.job.Status.StartTime
+	rj.Status.CompletionTime = rp.job.Status.CompletionTime
+	p.outcome = replayOutcome(phase, msg)
+	return nil
+}
+
+// figures brings progress from the replayers' heartbeats. A succeeded replay sent everything, whatever its
+// last beat said.
+func (rp *replayPass) figures(_ context.Context, rj *v1alpha1.ReplayJob, p *pass) error {
+	if rp.Figures != nil {
+		if s, ok, wait := rp.Figures.take(heartbeat.KindReplayJob, rj); ok {
 			replayFigures(&rj.Status, s)
-		} else if wait > 0 {
-			res.RequeueAfter = shortest(res.RequeueAfter, wait)
+		} else {
+			p.after(wait)
 		}
 	}
-	if phase == v1alpha1.ReplaySucceeded {
+	if rj.Status.Phase == v1alpha1.ReplaySucceeded {
 		rj.Status.Progress = "100%"
 	}
-	result = replayOutcome(phase, msg)
-	return res, nil
+	return nil
 }
 
 // retireOtherJobs deletes the Jobs of earlier specs, with their pods.

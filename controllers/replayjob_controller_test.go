@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -155,6 +156,48 @@ func TestReplayJobLifecycle(t *testing.T) {
 		if rj.Status.Phase != v1alpha1.ReplaySucceeded {
 			t.Errorf("phase %s after cleanup", rj.Status.Phase)
 		}
+	})
+}
+
+// A spec whose Job the API server refuses (a node selector that is no label) cannot be mended by retrying: the
+// ReplayJob is Stalled, which kstatus reads as Failed, until the spec is fixed.
+func TestReplayJobImpossibleSpecStalls(t *testing.T) {
+	c := cluster(t)
+	ctx := context.Background()
+	ns := namespace(t, c)
+
+	rj := &v1alpha1.ReplayJob{}
+	sample(t, "capture_v1alpha1_replayjob.yaml", ns, rj)
+	rj.Spec.NodeSelector = map[string]string{"not a label!": "x"}
+	if err := c.Create(ctx, rj); err != nil {
+		t.Fatalf("admission refused what only the Job's validation catches: %v", err)
+	}
+	eventually(t, "Stalled with the API server's message", func() error {
+		get(t, c, rj)
+		st := condition(rj, v1alpha1.ConditionStalled)
+		if st == nil || st.Status != metav1.ConditionTrue || st.Reason != "ApplyFailed" || !strings.Contains(st.Message, "nodeSelector") {
+			return fmt.Errorf("Stalled %+v", st)
+		}
+		if r := condition(rj, v1alpha1.ConditionReconciling); r == nil || r.Status != metav1.ConditionFalse {
+			return fmt.Errorf("Reconciling %+v", r)
+		}
+		if st.ObservedGeneration != rj.Generation || rj.Status.ObservedGeneration != rj.Generation {
+			return fmt.Errorf("observed generation %d, condition's %d, want %d", rj.Status.ObservedGeneration, st.ObservedGeneration, rj.Generation)
+		}
+		if s := kstatusOf(t, rj); s != status.FailedStatus {
+			return fmt.Errorf("kstatus %s", s)
+		}
+		return nil
+	})
+
+	change(t, c, rj, func() { rj.Spec.NodeSelector = nil })
+	eventually(t, "no longer stalled once the spec is fixed, and the Job runs", func() error {
+		get(t, c, rj)
+		if st := condition(rj, v1alpha1.ConditionStalled); st == nil || st.Status != metav1.ConditionFalse {
+			return fmt.Errorf("Stalled %+v", st)
+		}
+		_, err := replayJobOf(ctx, c, rj)
+		return err
 	})
 }
 

@@ -66,6 +66,17 @@ func tendTopics(ctx context.Context, m *topics.Manager, wants []topics.Want, pre
 	return out, nil, nil
 }
 
+// tendTopic makes want exist and keeps what exists in *st. Trouble with it is told at the end of the pass, so
+// it does not hold back the workload; Kafka out of reach is retried sooner than the cache resyncs.
+func tendTopic(ctx context.Context, m *topics.Manager, want topics.Want, st *[]v1alpha1.TopicStatus, p *pass) {
+	sts, trouble, err := tendTopics(ctx, m, []topics.Want{want}, *st)
+	if err != nil {
+		trouble = &outcome{reason: ReasonKafkaUnavailable, message: err.Error()}
+		p.after(kafkaRetry)
+	}
+	*st, p.trouble = sts, trouble
+}
+
 // finalizeTopics keeps the topics finalizer exactly when deletion must remove topics, and on deletion removes
 // the topics the operator created. It returns true when the resource is being deleted.
 func finalizeTopics(ctx context.Context, c client.Client, m *topics.Manager, obj client.Object, policy v1alpha1.DeletionPolicy, st []v1alpha1.TopicStatus) (bool, error) {

@@ -303,6 +303,20 @@ func (a *Aggregator) Forget(k ResourceKey) {
 	delete(a.dirty, k)
 }
 
+// ForgetObject drops every resource of that kind, namespace and name, whatever its UID. The operator calls it
+// once the object is gone from the API server: its UID can no longer be read, and no live object of that name
+// is left for the figures to describe.
+func (a *Aggregator) ForgetObject(kind, namespace, name string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for k := range a.res {
+		if k.Kind == kind && k.Namespace == namespace && k.Name == name {
+			delete(a.res, k)
+			delete(a.dirty, k)
+		}
+	}
+}
+
 // Stats reports the Aggregator's size and intake.
 func (a *Aggregator) Stats() AggregatorStats {
 	a.mu.Lock()

@@ -399,6 +399,35 @@ func TestNewUIDIsAnotherResource(t *testing.T) {
 	}
 }
 
+// A deleted object's UID is not known once it is gone: forgetting it by name drops every UID it had, and
+// nothing of another name or kind.
+func TestForgetObjectDropsEveryUID(t *testing.T) {
+	a, _ := newTestAggregator(Options{})
+	old, cur := sensorPod("sensor-a", "node-a"), sensorPod("sensor-x", "node-a")
+	cur.uid = "u2"
+	other := sensorPod("sensor-b", "node-b")
+	other.name = "core"
+	replay := replayPod("rj-1")
+	replay.ns, replay.name = "capture", "edge"
+	for _, p := range []*fleetPod{old, cur, other, replay} {
+		a.Observe(p.beat(Counters{Packets: 1}))
+	}
+	a.ForgetObject(KindCaptureSensor, "capture", "edge")
+	for _, p := range []*fleetPod{old, cur} {
+		if _, ok := a.Summary(p.key()); ok {
+			t.Errorf("%v still summarised", p.key())
+		}
+	}
+	for _, p := range []*fleetPod{other, replay} {
+		if _, ok := a.Summary(p.key()); !ok {
+			t.Errorf("%v forgotten with another object", p.key())
+		}
+	}
+	if got := a.TakeChanged(); len(got) != 2 {
+		t.Errorf("changed %v, want only the two kept", got)
+	}
+}
+
 func TestIdleResourceIsDropped(t *testing.T) {
 	a, clk := newTestAggregator(Options{ForgetAfter: time.Minute, IdleResourceAfter: time.Hour})
 	p := sensorPod("sensor-a", "node-a")
