@@ -4,11 +4,11 @@ package replay
 // Kept apart from the engine; command.go only installs heartbeatOnStart.
 
 import (
-	"context"
 	"log/slog"
 
 	"capfleet.dev/capfleet/heartbeat"
 	"capfleet.dev/capfleet/internal/kafkaconn"
+	"capfleet.dev/capfleet/internal/workload"
 )
 
 // heartbeatCounters is a replay's progress as heartbeat counters: Packets
@@ -35,20 +35,17 @@ func heartbeatOnStart(hb heartbeat.Config, kc kafkaconn.Config, next func(*Repla
 		if next != nil {
 			end = next(r)
 		}
-		p, err := heartbeat.Dial(hb, kc, func() heartbeat.Counters { return heartbeatCounters(r.Progress()) }, nil)
+		snap := func() heartbeat.Counters { return heartbeatCounters(r.Progress()) }
+		stop, err := workload.StartHeartbeat(hb, kc, snap, nil, nil)
 		if err != nil {
 			// Validated before the run; only the Kafka secret files can fail
 			// here, and the replay itself must not stop for its heartbeat.
 			slog.Warn("replay: no heartbeats", "error", err)
 			return end
 		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { p.Run(ctx); close(done) }()
 		return func() {
 			end()
-			cancel()
-			<-done
+			stop()
 		}
 	}
 }

@@ -2,15 +2,11 @@ package replay
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"net"
-	"net/http"
-	"os"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"capfleet.dev/capfleet/internal/workload"
 )
 
 // Register exposes the run's progress on reg. The values are read from the
@@ -50,23 +46,12 @@ func (r *Replayer) Register(reg prometheus.Registerer) error {
 // ServeMetrics serves reg on addr's /metrics until ctx ends. The listener is
 // opened before it returns, so a busy port is an error at start, not later.
 func ServeMetrics(ctx context.Context, addr string, reg *prometheus.Registry) (net.Addr, error) {
-	ln, err := net.Listen("tcp", addr)
+	srv, err := workload.Serve(ctx, workload.HTTP{MetricsAddr: addr, Registry: reg}, nil)
 	if err != nil {
-		return nil, fmt.Errorf("--metrics-addr %s: %w", addr, err)
+		return nil, err
 	}
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-	}()
-	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			fmt.Fprintf(os.Stderr, "metrics server: %v\n", err)
-		}
-	}()
-	return ln.Addr(), nil
+	if addrs := srv.Addrs(); len(addrs) > 0 {
+		return addrs[0], nil
+	}
+	return nil, nil // addr "" serves nothing
 }

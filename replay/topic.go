@@ -4,14 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"capfleet.dev/capfleet/internal/kafkaconn"
+	"capfleet.dev/capfleet/internal/workload"
 	"capfleet.dev/capfleet/packetrecord"
 )
 
@@ -54,45 +52,18 @@ func OpenTopic(ctx context.Context, cfg kafkaconn.Config, topic string, o TopicO
 	if o.DeliveryTimeout <= 0 {
 		o.DeliveryTimeout = 2 * time.Minute
 	}
-	cl, err := cfg.NewClient(
-		kgo.DefaultProduceTopic(topic),
-		kgo.RecordPartitioner(packetrecord.Partitioner()),
-		kgo.RequiredAcks(kgo.AllISRAcks()),
-		kgo.RecordDeliveryTimeout(o.DeliveryTimeout),
-	)
+	cl, err := workload.NewPacketsProducer(ctx, workload.Producer{
+		Kafka:            cfg,
+		Topic:            topic,
+		Timeout:          o.ConnectTimeout,
+		CreatePartitions: o.CreatePartitions,
+		MissingHint:      "the operator creates the topics resources declare; --create-topic N makes it here",
+		Options:          []kgo.Opt{kgo.RecordDeliveryTimeout(o.DeliveryTimeout)},
+	})
 	if err != nil {
-		return nil, err
-	}
-	if err := checkTopic(ctx, cl, cfg.Brokers, topic, o.ConnectTimeout, o.CreatePartitions); err != nil {
-		cl.Close()
 		return nil, err
 	}
 	return &Topic{cl: cl, topic: topic, node: o.Node, iface: o.Interface}, nil
-}
-
-func checkTopic(ctx context.Context, cl *kgo.Client, brokers []string, topic string, timeout time.Duration, create int32) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	where := strings.Join(brokers, ",")
-	topics, err := kadm.NewClient(cl).ListTopics(ctx, topic)
-	if errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("kafka %s: no answer within %s: %w", where, timeout, err)
-	}
-	if err != nil {
-		return fmt.Errorf("kafka %s: looking up topic %q: %w", where, topic, err)
-	}
-	d, ok := topics[topic]
-	switch {
-	case (!ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition)) && create > 0:
-		if _, err := kadm.NewClient(cl).CreateTopic(ctx, create, 1, nil, topic); err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
-			return fmt.Errorf("kafka %s: creating topic %q: %w", where, topic, err)
-		}
-	case !ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition):
-		return fmt.Errorf("kafka %s: topic %q does not exist (the operator creates the topics resources declare; --create-topic N makes it here)", where, topic)
-	case d.Err != nil:
-		return fmt.Errorf("kafka %s: topic %q: %w", where, topic, d.Err)
-	}
-	return nil
 }
 
 func (t *Topic) String() string { return "topic " + t.topic }

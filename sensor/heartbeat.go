@@ -4,10 +4,10 @@ package sensor
 // Kept apart from the capture code; command.go only calls startHeartbeat.
 
 import (
-	"context"
 	"log/slog"
 
 	"capfleet.dev/capfleet/heartbeat"
+	"capfleet.dev/capfleet/internal/workload"
 )
 
 // heartbeatCounters is the sensor's view of the heartbeat counters: Packets
@@ -28,29 +28,11 @@ func heartbeatCounters(c Counters) heartbeat.Counters {
 	}
 }
 
-// startHeartbeat beats s's counters, from the moment capture starts, through
-// a Kafka client of its own (so a full packet buffer cannot hold beats back).
-// The returned stop sends the final beat: call it after s.Run returned, so
-// that beat holds the flushed counters. A sensor that never started sends
-// none.
+// startHeartbeat beats s's counters from the moment capture starts. The
+// returned stop sends the final beat: call it after s.Run returned, so that
+// beat holds the flushed counters. A sensor that never started sends none.
 func startHeartbeat(hb heartbeat.Config, cfg Config, s *Sensor, log *slog.Logger) (stop func(), err error) {
 	hb.Node = cfg.Node // the same name as in every packet record
-	p, err := heartbeat.Dial(hb, cfg.Kafka, func() heartbeat.Counters { return heartbeatCounters(s.Counters()) }, log)
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		// Beats start with the capture: a beat says "capturing", and the
-		// first one is what an observer may wait on before sending traffic.
-		select {
-		case <-s.Started():
-		case <-ctx.Done():
-			return
-		}
-		p.Run(ctx)
-	}()
-	return func() { cancel(); <-done }, nil
+	snap := func() heartbeat.Counters { return heartbeatCounters(s.Counters()) }
+	return workload.StartHeartbeat(hb, cfg.Kafka, snap, s.Started(), log)
 }

@@ -3,14 +3,10 @@ package sensor
 import (
 	"context"
 	"errors"
-	"fmt"
-	"net"
-	"net/http"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"capfleet.dev/capfleet/internal/workload"
 )
 
 var (
@@ -54,63 +50,29 @@ func (s *Sensor) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// serve starts the metrics and health endpoints (one server when both
-// addresses are the same). Listening errors are returned at once, naming the
-// flag; the servers stop when ctx ends.
+// serve starts the metrics and health endpoints until ctx ends.
 func (s *Sensor) serve(ctx context.Context) error {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(s, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	metrics := http.NewServeMux()
-	metrics.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	health := metrics
-	if s.cfg.HealthAddr != s.cfg.MetricsAddr {
-		health = http.NewServeMux()
+	srv, err := workload.Serve(ctx, workload.HTTP{
+		MetricsAddr: s.cfg.MetricsAddr,
+		HealthAddr:  s.cfg.HealthAddr,
+		Registry:    workload.NewRegistry(s),
+		Healthy:     s.Healthy,
+		Ready:       s.readiness,
+		ReadyBody:   "ready\n",
+	}, s.log)
+	if err != nil {
+		return err
 	}
-	health.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		if err := s.Healthy(); err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = w.Write([]byte("ok\n"))
-	})
-	health.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !s.Ready() {
-			http.Error(w, "capture rings or Kafka not up yet", http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = w.Write([]byte("ready\n"))
-	})
-	servers := []struct {
-		flag, addr string
-		mux        *http.ServeMux
-	}{{"--metrics-addr", s.cfg.MetricsAddr, metrics}}
-	if health != metrics {
-		servers = append(servers, struct {
-			flag, addr string
-			mux        *http.ServeMux
-		}{"--health-addr", s.cfg.HealthAddr, health})
+	for _, a := range srv.Addrs() {
+		s.addrs = append(s.addrs, a.String())
 	}
-	for _, sv := range servers {
-		if sv.addr == "" {
-			continue
-		}
-		ln, err := net.Listen("tcp", sv.addr)
-		if err != nil {
-			return fmt.Errorf("%s %s: %w", sv.flag, sv.addr, err)
-		}
-		s.addrs = append(s.addrs, ln.Addr().String())
-		srv := &http.Server{Handler: sv.mux, ReadHeaderTimeout: 10 * time.Second}
-		go func() {
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				s.log.Error("http server stopped", "addr", ln.Addr().String(), "error", err)
-			}
-		}()
-		go func() {
-			<-ctx.Done()
-			shut, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			defer cancel()
-			_ = srv.Shutdown(shut)
-		}()
+	return nil
+}
+
+// readiness is Ready as the readiness probe's answer.
+func (s *Sensor) readiness() error {
+	if !s.Ready() {
+		return errors.New("capture rings or Kafka not up yet")
 	}
 	return nil
 }

@@ -2,23 +2,18 @@ package sensor
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"strings"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"capfleet.dev/capfleet/packetrecord"
+	"capfleet.dev/capfleet/internal/workload"
 )
 
-// newProducer builds the client: idempotent (franz-go's default, kept on
-// explicitly by not disabling it), acks from all in-sync replicas, short
-// linger so batches form under load without delaying a quiet link, batch
-// compression, bounded buffering, and flow partitioning.
-func newProducer(c *Config) (*kgo.Client, error) {
+// newProducer builds the checked client: short linger so batches form under
+// load without delaying a quiet link, batch compression, and bounded
+// buffering, since Kafka must never stall capture. It waits up to
+// --kafka-start-timeout for a broker that is still starting.
+func newProducer(ctx context.Context, c *Config) (*kgo.Client, error) {
 	codec, err := compressionCodec(c.Compression)
 	if err != nil {
 		return nil, err
@@ -26,66 +21,13 @@ func newProducer(c *Config) (*kgo.Client, error) {
 	if c.Kafka.ClientID == "" {
 		c.Kafka.ClientID = "capfleet-sensor-" + c.Node
 	}
-	base, err := c.Kafka.Options()
-	if err != nil {
-		return nil, err
-	}
-	opts := append(base,
-		kgo.DefaultProduceTopic(c.Topic),
-		kgo.RequiredAcks(kgo.AllISRAcks()),
-		kgo.ProducerLinger(5*time.Millisecond),
+	opts := append([]kgo.Opt{
+		kgo.ProducerLinger(5 * time.Millisecond),
 		kgo.ProducerBatchCompression(codec, kgo.NoCompression()),
 		kgo.MaxBufferedRecords(c.BufferPackets),
-		kgo.MaxBufferedBytes(c.BufferMB<<20),
-		kgo.RecordPartitioner(packetrecord.Partitioner()),
-	)
-	opts = append(opts, c.kafkaOpts...)
-	cl, err := kgo.NewClient(opts...)
-	if err != nil {
-		return nil, fmt.Errorf("kafka client: %w", err)
-	}
-	return cl, nil
-}
-
-// checkBroker proves, before capture starts, that the brokers answer, accept
-// our credentials, and hold the topic. Each failure reads as one line.
-func checkBroker(ctx context.Context, cl *kgo.Client, c *Config) error {
-	ctx, cancel := context.WithTimeout(ctx, c.StartTimeout)
-	defer cancel()
-	brokers := strings.Join(c.Kafka.Brokers, ",")
-	var lastErr error
-	for {
-		topics, err := kadm.NewClient(cl).ListTopics(ctx, c.Topic)
-		if err == nil {
-			t, ok := topics[c.Topic]
-			switch {
-			case !ok || errors.Is(t.Err, kerr.UnknownTopicOrPartition):
-				return fmt.Errorf("kafka %s: topic %q does not exist", brokers, c.Topic)
-			case errors.Is(t.Err, kerr.TopicAuthorizationFailed):
-				return fmt.Errorf("kafka %s: not authorized for topic %q", brokers, c.Topic)
-			case t.Err != nil:
-				return fmt.Errorf("kafka %s: topic %q: %w", brokers, c.Topic, t.Err)
-			}
-			return nil
-		}
-		if isAuthError(err) {
-			return fmt.Errorf("kafka %s: authentication failed (check %s in --kafka-secret-dir): %v", brokers, "username/password", err)
-		}
-		if ctx.Err() != nil {
-			if lastErr == nil {
-				lastErr = err
-			}
-			return fmt.Errorf("kafka %s: unreachable for %v: %v", brokers, c.StartTimeout, lastErr)
-		}
-		lastErr = err
-		select {
-		case <-ctx.Done():
-		case <-time.After(500 * time.Millisecond):
-		}
-	}
-}
-
-func isAuthError(err error) bool {
-	return errors.Is(err, kerr.SaslAuthenticationFailed) || errors.Is(err, kerr.IllegalSaslState) ||
-		errors.Is(err, kerr.UnsupportedSaslMechanism) || errors.Is(err, kerr.ClusterAuthorizationFailed)
+		kgo.MaxBufferedBytes(c.BufferMB << 20),
+	}, c.kafkaOpts...)
+	return workload.NewPacketsProducer(ctx, workload.Producer{
+		Kafka: c.Kafka, Topic: c.Topic, Timeout: c.StartTimeout, WaitForKafka: true, Options: opts,
+	})
 }

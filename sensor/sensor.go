@@ -109,12 +109,8 @@ func (s *Sensor) Run(ctx context.Context) error {
 	if err := s.serve(httpCtx); err != nil {
 		return err
 	}
-	cl, err := newProducer(&s.cfg)
+	cl, err := newProducer(ctx, &s.cfg)
 	if err != nil {
-		return err
-	}
-	if err := checkBroker(ctx, cl, &s.cfg); err != nil {
-		cl.Close()
 		return err
 	}
 	if s.cfg.ExcludeKafka {

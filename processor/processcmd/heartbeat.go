@@ -4,11 +4,11 @@ package processcmd
 // Kept apart from the command; run only calls startHeartbeat.
 
 import (
-	"context"
 	"log/slog"
 
 	"capfleet.dev/capfleet/heartbeat"
 	"capfleet.dev/capfleet/internal/kafkaconn"
+	"capfleet.dev/capfleet/internal/workload"
 	"capfleet.dev/capfleet/processor/pipeline"
 )
 
@@ -38,12 +38,6 @@ func heartbeatCounters(s pipeline.Snapshot) heartbeat.Counters {
 // returned stop sends the final beat (call it once the pipeline stopped).
 func startHeartbeat(hb heartbeat.Config, kc kafkaconn.Config, counters *pipeline.Counters, log *slog.Logger) (stop func(), err error) {
 	kc.ClientID = "capfleet-process-heartbeat"
-	p, err := heartbeat.Dial(hb, kc, func() heartbeat.Counters { return heartbeatCounters(counters.Snapshot()) }, log)
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { p.Run(ctx); close(done) }()
-	return func() { cancel(); <-done }, nil
+	snap := func() heartbeat.Counters { return heartbeatCounters(counters.Snapshot()) }
+	return workload.StartHeartbeat(hb, kc, snap, nil, log)
 }

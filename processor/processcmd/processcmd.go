@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -17,14 +15,12 @@ import (
 	"time"
 
 	"github.com/gocql/gocql"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
 	"capfleet.dev/capfleet/heartbeat"
 	"capfleet.dev/capfleet/internal/cassconn"
 	"capfleet.dev/capfleet/internal/kafkaconn"
+	"capfleet.dev/capfleet/internal/workload"
 	"capfleet.dev/capfleet/processor/bpffilter"
 	"capfleet.dev/capfleet/processor/decode"
 	"capfleet.dev/capfleet/processor/pipeline"
@@ -132,7 +128,7 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	defer servers.close()
+	defer servers.Close()
 
 	if o.pipe.StorePackets || o.pipe.StoreFlows {
 		session, err := openStore(ctx, o, log)
@@ -188,63 +184,18 @@ func openStore(ctx context.Context, o options, log *slog.Logger) (*gocql.Session
 	return store.Connect(cl, o.keyspace)
 }
 
-type servers []*http.Server
-
-func (s servers) close() {
-	for _, srv := range s {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_ = srv.Shutdown(ctx)
-		cancel()
-	}
-}
-
 // serve starts /metrics and the probes. /healthz answers while the process runs; /readyz once the
 // pipeline joined its group and its sinks accept writes.
-func serve(o options, c *pipeline.Counters, ready func() bool, log *slog.Logger) (servers, error) {
-	var out servers
-	start := func(addr string, h http.Handler) error {
-		if addr == "" {
-			return nil
-		}
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			return fmt.Errorf("listen %s: %w", addr, err)
-		}
-		srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
-		out = append(out, srv)
-		go func() {
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				log.Error("http server", "addr", addr, "err", err)
+func serve(o options, c *pipeline.Counters, ready func() bool, log *slog.Logger) (*workload.Servers, error) {
+	return workload.Serve(context.Background(), workload.HTTP{
+		MetricsAddr: o.metricsAddr,
+		HealthAddr:  o.healthAddr,
+		Registry:    workload.NewRegistry(pipeline.NewCollector(c)),
+		Ready: func() error {
+			if !ready() {
+				return errors.New("not ready: not joined yet, or a sink is failing")
 			}
-		}()
-		return nil
-	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(pipeline.NewCollector(c), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	metrics := http.NewServeMux()
-	metrics.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	probes := http.NewServeMux()
-	probes.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-	probes.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !ready() {
-			http.Error(w, "not ready: not joined yet, or a sink is failing", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ok")
-	})
-	if o.metricsAddr != "" && o.metricsAddr == o.healthAddr {
-		metrics.Handle("/", probes)
-		if err := start(o.metricsAddr, metrics); err != nil {
-			return nil, err
-		}
-		return out, nil
-	}
-	if err := start(o.metricsAddr, metrics); err != nil {
-		return nil, err
-	}
-	if err := start(o.healthAddr, probes); err != nil {
-		out.close()
-		return nil, err
-	}
-	return out, nil
+			return nil
+		},
+	}, log)
 }

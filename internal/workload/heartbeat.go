@@ -1,0 +1,50 @@
+package workload
+
+import (
+	"context"
+	"log/slog"
+
+	"capfleet.dev/capfleet/heartbeat"
+	"capfleet.dev/capfleet/internal/kafkaconn"
+)
+
+// StartHeartbeat beats snap to the stats topic through a Kafka client of its
+// own, so that a full data buffer cannot hold beats back. Beats begin once
+// start is closed (nil: at once): a first beat is what an observer may wait
+// on, so it must not come before the work does. The returned stop sends the
+// final beat and waits for it; call it once the work has ended, so that beat
+// holds the final counts. A workload stopped before start sends none.
+func StartHeartbeat(hb heartbeat.Config, kc kafkaconn.Config, snap func() heartbeat.Counters, start <-chan struct{}, log *slog.Logger) (stop func(), err error) {
+	p, err := heartbeat.Dial(hb, kc, snap, log)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if waitStart(ctx, start) {
+			p.Run(ctx)
+		}
+	}()
+	return func() { cancel(); <-done }, nil
+}
+
+// waitStart is whether start came before ctx ended. A start already closed
+// wins over a stop already asked for: that work ran, and its final beat is due.
+func waitStart(ctx context.Context, start <-chan struct{}) bool {
+	if start == nil {
+		return true
+	}
+	select {
+	case <-start:
+		return true
+	default:
+	}
+	select {
+	case <-start:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
