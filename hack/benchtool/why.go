@@ -53,20 +53,20 @@ binary without the operator's dependencies. Per packet the sensor also does what
 not: one Kafka record each (packetrecord.Encode, three allocations), lz4 batches and produce round trips;
 the broker's own CPU per packet is in the table.`
 
-	whyE2E = `Cassandra's cost is per request more than per byte, and every block is requests: its row
-and an index row for each minute of packet time it touches. With the files' own timestamps ("small"),
-one partition's packets jump across captures of different years, so blocks are cut by the bound on the
-index minutes a block may touch (8) after a few hundred packets ("packets per block"), and each packet
-carries a large share of a request. The mix keeps its files' timestamps too, and its blocks are cut
-the same way; zstd on blocks of a few hundred packets finds less to share, which weighs on its stored ÷
-pcap. A sensor's own records are in time order ("small-live", stamped as
-one would): blocks fill to their packet and byte bounds, and the figures measured there while writing
-this, on a busy machine, were about 186,000 packets/s with the process at 2.4 µs and Cassandra at 1.97 µs
-of CPU a packet (flows stored too). The replay, the broker, Cassandra and the process share two cores
-with others' jobs, so 300,000 packets/s means both sides under ~2 µs a packet with nothing else running;
-the process's CPU (decoding, the flow table, compressing blocks) is the larger share. Commits come every
-second (--commit-interval) once Cassandra acknowledged what is before them, so a paced lag of a second or
-two of traffic, gone soon after the last send, is the pipeline keeping up.`
+	whyE2E = `Two costs hold it back. Flows: with the files' own timestamps ("small", captures of
+different years concatenated) about 26,000 connections close per million packets, and each is three
+Cassandra rows (by time, by each address), so Cassandra pays per row there what blocks spare it per
+packet; "small-live" (stamped in time order, as a sensor's own records are) closes none within the run
+and stays under 2 µs of Cassandra CPU a packet. Storing flows in blocks too (compressed, with the same
+kind of index) is the next step. The process: decoding, the flow table, the Kafka client's per-record
+allocations and zstd on the blocks cost about 2.7 µs a packet; the replay, the broker, Cassandra and the
+process share the two cores, so 300,000 packets/s needs both the process and Cassandra well under 2 µs.
+Blocks are cut when a partition's packets touch more than 32 index minutes, which replays of old
+captures do after a few thousand packets ("packets per block"); zstd finds less to share in small blocks.
+Cassandra runs with its C2 compiler here (hack/cassandra.sh CASSANDRA_JIT=full, which make bench uses
+when it starts Cassandra): a C1-only test node costs several times the CPU per request. Commits come
+every second (--commit-interval) once Cassandra acknowledged what is before them, so a paced lag of a
+second or two of traffic, gone soon after the last send, is the pipeline keeping up.`
 
 	whyFleet = `the operator's RSS as a process with 1,000 nodes heartbeating, and the writes an API server
 actually receives, need the operator running against a control plane with 1,000 simulated nodes, which
