@@ -78,7 +78,7 @@ commit and resumed by whoever consumes the partition next.`,
 	fs.StringVar(&o.replication, "replication", store.DefaultReplication, "replication of the keyspace when it is created, as JSON")
 	fs.StringVar(&o.pipe.Sensor, "sensor", "", "name packets and flows are stored under (default: the topic)")
 	fs.StringVar(&o.pipe.FlowsTopic, "flows-topic", "", "also produce closed flows as JSON to this topic")
-	fs.DurationVar(&o.pipe.FlowUpdateInterval, "flow-update-interval", 10*time.Second, "how often the running totals of open flows are stored (they show long flows before they end)")
+	fs.DurationVar(&o.pipe.FlowUpdateInterval, "flow-update-interval", 0, "how often the running totals of open flows are stored; 0: with every commit, so that a committed partition's open flows are in Cassandra even if the process dies (longer intervals cost Cassandra less, but leave those totals up to one interval old after a crash)")
 	fs.DurationVar(&o.pipe.CommitInterval, "commit-interval", time.Second, "how often open flows are checkpointed, open packet blocks stored and offsets committed")
 	fs.IntVar(&o.pipe.MaxPollRecords, "max-poll-records", 5000, "records taken per poll; each poll's packets are stored before the next")
 	_ = fs.MarkHidden("max-poll-records")
