@@ -39,15 +39,6 @@ func (p *Pipeline) addresses() []netip.Addr {
 	return p.addrs[:n]
 }
 
-func containsLT(s []uint32, v uint32) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
-}
-
 // blockWrites runs block writes in the background, at most n at once, and keeps the first error: the
 // pipeline reports it at its next flush and commits nothing past it.
 type blockWrites struct {

@@ -30,6 +30,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -323,7 +324,7 @@ func (p *Pipeline) record(ctx context.Context, ps *partition, r *kgo.Record) err
 			}
 		}
 		ps.blocks.Add(&bp, p.addresses()...)
-		if !containsLT(ps.linkTypes, bp.LinkType) {
+		if !slices.Contains(ps.linkTypes, bp.LinkType) {
 			ps.linkTypes = append(ps.linkTypes, bp.LinkType)
 		}
 	}

@@ -474,25 +474,7 @@ func TestKilledMidStreamAndRestartedStoresEverythingOnce(t *testing.T) {
 	args := append([]string{"--topic", topic, "--group", group, "--sensor", "lab", "--store-packets", "--store-flows",
 		"--keyspace", ks, "--metrics-addr", freePort(t), "--health-addr", "", "--commit-interval", "100ms",
 		"--max-poll-records", "20"}, connArgs(kcfg, ccfg)...)
-	start := func() (*exec.Cmd, *bytes.Buffer) {
-		enc, _ := json.Marshal(args)
-		c := exec.Command(os.Args[0], "-test.run=^$")
-		c.Env = append(os.Environ(), childEnv+"="+string(enc))
-		var log bytes.Buffer
-		c.Stdout, c.Stderr = &log, &log
-		if err := c.Start(); err != nil {
-			t.Fatal(err)
-		}
-		return c, &log
-	}
-	child, log := start()
-	killed := false
-	defer func() {
-		if !killed {
-			child.Process.Kill()
-			child.Wait()
-		}
-	}()
+	child, log := startChild(t, args)
 	var atKill int64
 	pipelinetest.Eventually(t, 3*time.Minute, "some but not all offsets committed", func() (bool, string) {
 		c, end, err := pipelinetest.Committed(ctx, kcfg, group, topic)
@@ -509,10 +491,9 @@ func TestKilledMidStreamAndRestartedStoresEverythingOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	child.Wait()
-	killed = true
 	t.Logf("killed with about %d of %d records committed; its log:\n%s", atKill, len(frames), tail(log.String(), 10))
 
-	child, log = start()
+	child, log = startChild(t, args)
 	defer func() {
 		child.Process.Signal(syscall.SIGTERM)
 		if err := child.Wait(); err != nil {
