@@ -537,6 +537,67 @@ func TestKilledMidStreamAndRestartedStoresEverythingOnce(t *testing.T) {
 	}
 }
 
+// A consumer that committed everything and died before writing its open flows' totals (they are
+// written every --flow-update-interval) leaves them only in its checkpoints. The next consumer of the
+// group gets no record at all, yet it loads those checkpoints when the partitions are assigned and
+// writes the flows: exactly the totals the offline aggregation finds.
+func TestNextOwnerWritesTheOpenFlowsOfAQuietPartition(t *testing.T) {
+	kcfg := kafkatest.Plain(t)
+	ccfg := cassandratest.Config(t)
+	ks := cassandratest.NewKeyspace(t, ccfg)
+	frames := pipelinetest.ReadCapture(t, pipelinetest.SharedPcap(t, "ndpi/ethereum.pcap"))
+	topic := kafkatest.NewTopic(t, kcfg, 3)
+	group := unique("quiet-")
+	pipelinetest.Produce(t, kcfg, topic, frames)
+	ctx := context.Background()
+
+	// Flows stay open (an hour of idle time) and their totals are due only after an hour.
+	args := append([]string{"--topic", topic, "--group", group, "--sensor", "lab", "--store-flows",
+		"--flow-idle-timeout", "1h", "--flow-update-interval", "1h", "--commit-interval", "100ms",
+		"--keyspace", ks, "--metrics-addr", "", "--health-addr", ""}, connArgs(kcfg, ccfg)...)
+	child, log := startChild(t, args)
+	pipelinetest.Eventually(t, 3*time.Minute, "every offset committed", func() (bool, string) {
+		c, end, err := pipelinetest.Committed(ctx, kcfg, group, topic)
+		return err == nil && c == end, fmt.Sprintf("committed %d of %d (%v)", c, end, err)
+	})
+	first, last := pipelinetest.TimeSpan(frames)
+	fcfg := pipeline.FlowConfig{IdleTimeout: time.Hour, ActiveTimeout: 30 * time.Minute, MaxFlows: 1000000}
+	want := pipelinetest.ExpectedFlows(t, frames, fcfg, "lab")
+	r := connectReader(t, ccfg, ks)
+	got, err := r.FlowsBetween(ctx, first, last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Without this the test below would prove nothing.
+	if pipelinetest.DiffFlows(got, want) == "" {
+		t.Fatalf("the first consumer wrote every open flow (%d) before it was killed", len(got))
+	}
+	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	child.Wait()
+	t.Logf("killed with %d of %d flows stored; its log:\n%s", len(got), len(want), tail(log.String(), 5))
+
+	child, log = startChild(t, args)
+	defer func() {
+		child.Process.Signal(syscall.SIGTERM)
+		if err := child.Wait(); err != nil {
+			t.Errorf("second process: %v\n%s", err, tail(log.String(), 20))
+		}
+	}()
+	pipelinetest.Eventually(t, time.Minute, "the open flows written by the next owner", func() (bool, string) {
+		got, err := r.FlowsBetween(ctx, first, last)
+		if err != nil {
+			return false, err.Error()
+		}
+		d := pipelinetest.DiffFlows(got, want)
+		return d == "", d
+	})
+	if !strings.Contains(log.String(), "resumed open flows from checkpoint") {
+		t.Errorf("the second process resumed no checkpoint:\n%s", tail(log.String(), 20))
+	}
+}
+
 // startChild runs `capfleet process args` as a child process that a test can kill with SIGKILL.
 func startChild(t *testing.T, args []string) (*exec.Cmd, *bytes.Buffer) {
 	t.Helper()
