@@ -30,9 +30,12 @@ var (
 func encoder() *zstd.Encoder {
 	encOnce.Do(func() {
 		// The fastest level: packets are mostly headers and encrypted payloads, where stronger levels buy
-		// little and cost the CPU the pipeline needs to keep pace with capture.
+		// little and cost the CPU the pipeline needs to keep pace with capture. Without entropy coding
+		// of the literals, blocks of the bench's inputs came out 1-5 % larger (ratio 0.297 against
+		// 0.282 on small packets, 0.582 against 0.576 on the mix) for 1.6-2.5 times the speed.
 		enc, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest),
-			zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithEncoderCRC(true))
+			zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithEncoderCRC(true),
+			zstd.WithNoEntropyCompression(true))
 	})
 	return enc
 }
