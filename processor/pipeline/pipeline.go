@@ -269,7 +269,7 @@ func (p *Pipeline) handle(ctx context.Context, fetches kgo.Fetches) error {
 		return err
 	}
 	p.expireQuiet()
-	if err := p.flush(ctx); err != nil {
+	if err := p.flush(ctx, false); err != nil {
 		return err
 	}
 	// A checkpoint serializes every open flow (under 1 ms and about 110 bytes per thousand flows): with big
@@ -423,13 +423,18 @@ func (p *Pipeline) expireQuiet() {
 	}
 }
 
-// flush stores the closed flows gathered so far and returns once they are acknowledged, or reports a
-// block write that failed. Blocks are stored in the background: checkpoint waits for them.
-func (p *Pipeline) flush(ctx context.Context) error {
+// closedBatch is how many closed flows wait for the next commit at most: flows are stored in blocks, and
+// a block per poll (thousands a minute) would cost Cassandra what rows did.
+const closedBatch = 8192
+
+// flush stores the closed flows gathered so far (all, or only when there are closedBatch of them) and
+// returns once they are acknowledged, or reports a packet block write that failed. Packet blocks are
+// stored in the background: checkpoint waits for them.
+func (p *Pipeline) flush(ctx context.Context, all bool) error {
 	if err := p.writes.failed(); err != nil {
 		return p.sinkFailed("store packets", err)
 	}
-	if len(p.closed) > 0 {
+	if len(p.closed) > 0 && (all || len(p.closed) >= closedBatch) {
 		if p.cfg.StoreFlows {
 			if err := p.deps.Writer.WriteFlows(ctx, p.closed, p.cfg.FlowTTL); err != nil {
 				return p.sinkFailed("store flows", err)
@@ -466,7 +471,7 @@ func (p *Pipeline) checkpoint(ctx context.Context, only []int32) error {
 	if err := p.writes.wait(ctx); err != nil {
 		return p.sinkFailed("store packets", err)
 	}
-	if err := p.flush(ctx); err != nil {
+	if err := p.flush(ctx, true); err != nil {
 		return err
 	}
 	var (
