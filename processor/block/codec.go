@@ -51,6 +51,23 @@ func decoder() *zstd.Decoder {
 // Compress appends body, compressed, to dst. Safe for concurrent use.
 func Compress(dst, body []byte) []byte { return encoder().EncodeAll(body, dst) }
 
+// compressed recycles the buffers of compressed blocks: a fresh one a few milliseconds is memory the
+// runtime zeroes and collects for nothing.
+var compressed sync.Pool
+
+// CompressPooled is Compress into a recycled buffer; hand it back with ReleaseCompressed once stored.
+func CompressPooled(body []byte) []byte {
+	dst, _ := compressed.Get().([]byte)
+	return Compress(dst[:0], body)
+}
+
+// ReleaseCompressed recycles what CompressPooled returned. The caller must not use it afterwards.
+func ReleaseCompressed(data []byte) {
+	if cap(data) > 0 {
+		compressed.Put(data[:0])
+	}
+}
+
 // Decompress returns the body of stored data written with codec, appended to dst.
 func Decompress(dst, data []byte, codec Codec) ([]byte, error) {
 	switch codec {
