@@ -295,7 +295,7 @@ func FuzzFlowHash(f *testing.F) {
 // does, and hashes what Decode refuses as Ethernet.
 func TestLinkTypeOfAgreesWithDecode(t *testing.T) {
 	for _, v := range []string{"0", "1", "276", "0276", "4294967295", "4294967296", "99999999999", "", "-1", "1a"} {
-		r := Encode(Meta{Timestamp: time.Unix(1, 0), OrigLen: 1}, []byte{1})
+		r := encodeText(Meta{Timestamp: time.Unix(1, 0), OrigLen: 1}, []byte{1})
 		r.Headers[3].Value = []byte(v)
 		want := linktype.Ethernet
 		if m, _, err := Decode(r); err == nil {

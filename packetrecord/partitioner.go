@@ -28,12 +28,19 @@ func Partition(r *kgo.Record, n int) int {
 	return int(FlowHash(r.Value, linkTypeOf(r)) % uint32(n))
 }
 
-// linkTypeOf parses the linktype header by hand: strconv would allocate per
-// record on this hot path. Records without one are Metron's, hence Ethernet;
-// a malformed one, which Decode rejects, also hashes as Ethernet.
+// linkTypeOf reads the link type from the metadata header, or parses the text
+// linktype header by hand (strconv would allocate per record on this hot path).
+// Records without either are Metron's, hence Ethernet; a malformed one, which
+// Decode rejects, also hashes as Ethernet.
 func linkTypeOf(r *kgo.Record) linktype.Type {
 	for _, h := range r.Headers {
-		if h.Key == HeaderLinkType {
+		switch h.Key {
+		case HeaderMeta:
+			if _, lt, _, _, _, err := metaFields(h.Value); err == nil {
+				return linktype.Type(lt)
+			}
+			return linktype.Ethernet
+		case HeaderLinkType:
 			return parseLinkTypeFast(h.Value)
 		}
 	}

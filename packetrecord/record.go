@@ -5,6 +5,7 @@ package packetrecord
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -15,7 +16,14 @@ import (
 	"capfleet.dev/capfleet/linktype"
 )
 
-// Header names carried by every record.
+// HeaderMeta is the one header capfleet writes: the metadata in binary (see Encode).
+const HeaderMeta = "cf"
+
+// metaVersion is the first byte of a HeaderMeta value.
+const metaVersion = 1
+
+// Header names of the text encoding that records written before HeaderMeta carry, one value per header
+// in decimal or plain text. Decode still reads them.
 const (
 	HeaderTimestampNanos = "ts_ns"
 	HeaderNode           = "node"
@@ -45,48 +53,82 @@ type Meta struct {
 // epoch_secs*1000000 + delta_micros; pycapa/common.py pack_ts uses
 // struct.pack(">Q", ts); apache/metron, metron-sensors/pycapa). Times before
 // the epoch, which no capture file can hold, are clamped to 0 in the key; the
-// ts_ns header keeps the exact value.
+// metadata keeps the exact value.
+//
+// What the key cannot say goes in one header, HeaderMeta: a version byte (1),
+// then the capture time in ns since the epoch (zigzag varint), the link type,
+// the original length (unsigned varints), the node and the interface (each a
+// length varint and its bytes). One header instead of five text ones: a
+// consumer decodes every header key into a string and every header into a
+// slice element, per record, and five keys and decimal values also cost about
+// 45 bytes a record on the wire.
 //
 // Record.Timestamp is left to the producer (the time of producing): setting it
 // to the capture time would let time-based retention delete replays of old
 // captures the moment they land.
 func Encode(m Meta, frame []byte) *kgo.Record {
-	// One backing array for key, header values and frame: a record costs three
+	// One backing array for key, metadata and frame: a record costs three
 	// allocations (this buffer, the headers, the record) whatever its size.
-	buf := make([]byte, 0, KeyLen+len(frame)+len(m.Node)+len(m.Interface)+3*20)
+	buf := make([]byte, 0, KeyLen+len(frame)+len(m.Node)+len(m.Interface)+1+3*binary.MaxVarintLen64+2*binary.MaxVarintLen16)
 	buf = binary.BigEndian.AppendUint64(buf, metronKey(m.Timestamp))
 	key := buf[:KeyLen:KeyLen]
-
 	start := len(buf)
-	buf = strconv.AppendInt(buf, m.Timestamp.UnixNano(), 10)
-	tsNS := buf[start:len(buf):len(buf)]
-	start = len(buf)
-	buf = append(buf, m.Node...)
-	node := buf[start:len(buf):len(buf)]
-	start = len(buf)
-	buf = append(buf, m.Interface...)
-	iface := buf[start:len(buf):len(buf)]
-	start = len(buf)
-	buf = strconv.AppendUint(buf, uint64(m.LinkType), 10)
-	lt := buf[start:len(buf):len(buf)]
-	start = len(buf)
-	buf = strconv.AppendInt(buf, int64(m.OrigLen), 10)
-	orig := buf[start:len(buf):len(buf)]
+	buf = appendMeta(buf, m)
+	meta := buf[start:len(buf):len(buf)]
 	start = len(buf)
 	buf = append(buf, frame...)
 	value := buf[start:len(buf):len(buf)]
+	return &kgo.Record{Key: key, Value: value, Headers: []kgo.RecordHeader{{Key: HeaderMeta, Value: meta}}}
+}
 
-	return &kgo.Record{
-		Key:   key,
-		Value: value,
-		Headers: []kgo.RecordHeader{
-			{Key: HeaderTimestampNanos, Value: tsNS},
-			{Key: HeaderNode, Value: node},
-			{Key: HeaderInterface, Value: iface},
-			{Key: HeaderLinkType, Value: lt},
-			{Key: HeaderOrigLen, Value: orig},
-		},
+func appendMeta(b []byte, m Meta) []byte {
+	b = append(b, metaVersion)
+	b = binary.AppendVarint(b, m.Timestamp.UnixNano())
+	b = binary.AppendUvarint(b, uint64(m.LinkType))
+	b = binary.AppendUvarint(b, uint64(m.OrigLen))
+	b = binary.AppendUvarint(b, uint64(len(m.Node)))
+	b = append(b, m.Node...)
+	b = binary.AppendUvarint(b, uint64(len(m.Interface)))
+	return append(b, m.Interface...)
+}
+
+// metaFields splits a HeaderMeta value without allocating; node and iface alias v.
+func metaFields(v []byte) (ns int64, lt, origLen uint64, node, iface []byte, err error) {
+	if len(v) == 0 || v[0] != metaVersion {
+		return 0, 0, 0, nil, nil, errors.New("not version 1 metadata")
 	}
+	v = v[1:]
+	var n int
+	if ns, n = binary.Varint(v); n <= 0 {
+		return 0, 0, 0, nil, nil, errors.New("truncated timestamp")
+	}
+	v = v[n:]
+	if lt, n = binary.Uvarint(v); n <= 0 || lt > math.MaxUint32 {
+		return 0, 0, 0, nil, nil, errors.New("truncated or not a 32-bit link type")
+	}
+	v = v[n:]
+	if origLen, n = binary.Uvarint(v); n <= 0 || origLen > math.MaxInt32 {
+		return 0, 0, 0, nil, nil, errors.New("truncated or oversized original length")
+	}
+	v = v[n:]
+	if node, v, err = lengthPrefixed(v); err != nil {
+		return 0, 0, 0, nil, nil, fmt.Errorf("node: %w", err)
+	}
+	if iface, v, err = lengthPrefixed(v); err != nil {
+		return 0, 0, 0, nil, nil, fmt.Errorf("interface: %w", err)
+	}
+	if len(v) != 0 {
+		return 0, 0, 0, nil, nil, fmt.Errorf("%d bytes after the interface", len(v))
+	}
+	return ns, lt, origLen, node, iface, nil
+}
+
+func lengthPrefixed(v []byte) (field, rest []byte, err error) {
+	l, n := binary.Uvarint(v)
+	if n <= 0 || l > uint64(len(v)-n) {
+		return nil, nil, errors.New("truncated")
+	}
+	return v[n : n+int(l)], v[n+int(l):], nil
 }
 
 func metronKey(t time.Time) uint64 {
@@ -112,6 +154,14 @@ type Decoder struct {
 	node, iface string
 }
 
+// name is v as a string, the previous one when v repeats it.
+func (d *Decoder) name(prev *string, v []byte) string {
+	if string(v) != *prev {
+		*prev = string(v)
+	}
+	return *prev
+}
+
 // Decode is Decode with the names of earlier records reused.
 func (d *Decoder) Decode(r *kgo.Record) (Meta, []byte, error) {
 	var m Meta
@@ -125,20 +175,31 @@ func (d *Decoder) Decode(r *kgo.Record) (Meta, []byte, error) {
 	for _, h := range r.Headers {
 		var err error
 		switch h.Key {
+		case HeaderMeta:
+			var (
+				ns          int64
+				lt, orig    uint64
+				node, iface []byte
+			)
+			if ns, lt, orig, node, iface, err = metaFields(h.Value); err == nil {
+				m.Timestamp, m.LinkType, m.OrigLen = time.Unix(0, ns), linktype.Type(lt), int(orig)
+				m.Node, m.Interface = d.name(&d.node, node), d.name(&d.iface, iface)
+				if m.OrigLen < len(r.Value) {
+					err = fmt.Errorf("original length %d shorter than the %d-byte frame", m.OrigLen, len(r.Value))
+				}
+			}
+			if err != nil {
+				return Meta{}, nil, fmt.Errorf("packet record at %s/%d@%d: header %s: %w", r.Topic, r.Partition, r.Offset, h.Key, err)
+			}
+			continue
 		case HeaderTimestampNanos:
 			var ns int64
 			ns, err = parseInt(h.Value, 64)
 			m.Timestamp = time.Unix(0, ns)
 		case HeaderNode:
-			if string(h.Value) != d.node {
-				d.node = string(h.Value)
-			}
-			m.Node = d.node
+			m.Node = d.name(&d.node, h.Value)
 		case HeaderInterface:
-			if string(h.Value) != d.iface {
-				d.iface = string(h.Value)
-			}
-			m.Interface = d.iface
+			m.Interface = d.name(&d.iface, h.Value)
 		case HeaderLinkType:
 			m.LinkType, err = parseLinkType(h.Value)
 		case HeaderOrigLen:

@@ -2,6 +2,7 @@ package packetrecord
 
 import (
 	"bytes"
+	"encoding/binary"
 	"strconv"
 	"strings"
 	"testing"
@@ -43,15 +44,28 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 	if value[0] != 0x00 || !bytes.Equal(value[1:], frame[1:]) {
 		t.Fatalf("value % x", value)
 	}
-	headers := map[string]string{}
-	for _, h := range r.Headers {
-		headers[h.Key] = string(h.Value)
+	if len(r.Headers) != 1 || r.Headers[0].Key != HeaderMeta {
+		t.Fatalf("headers %+v, want the one %q header", r.Headers, HeaderMeta)
 	}
-	for k, v := range map[string]string{"ts_ns": "1700000000987654321", "node": "node-a", "iface": "eth1",
-		"linktype": "113", "origlen": "1500"} {
-		if headers[k] != v {
-			t.Errorf("header %s = %q, want %q", k, headers[k], v)
-		}
+	// The same record in the text encoding of earlier versions decodes to the same metadata.
+	old, oldValue, err := Decode(encodeText(m, frame))
+	if err != nil || old != got || !bytes.Equal(oldValue, frame) {
+		t.Fatalf("text encoding decoded %+v, %v; want %+v", old, err, got)
+	}
+}
+
+// encodeText writes a record as capfleet did before HeaderMeta: five text headers.
+func encodeText(m Meta, frame []byte) *kgo.Record {
+	return &kgo.Record{
+		Key:   binary.BigEndian.AppendUint64(nil, metronKey(m.Timestamp)),
+		Value: append([]byte(nil), frame...),
+		Headers: []kgo.RecordHeader{
+			{Key: HeaderTimestampNanos, Value: []byte(strconv.FormatInt(m.Timestamp.UnixNano(), 10))},
+			{Key: HeaderNode, Value: []byte(m.Node)},
+			{Key: HeaderInterface, Value: []byte(m.Interface)},
+			{Key: HeaderLinkType, Value: []byte(strconv.FormatUint(uint64(m.LinkType), 10))},
+			{Key: HeaderOrigLen, Value: []byte(strconv.Itoa(m.OrigLen))},
+		},
 	}
 }
 
@@ -67,8 +81,8 @@ func TestEncodeDecodeSLL2(t *testing.T) {
 	if got.LinkType != linktype.LinuxSLL2 || !bytes.Equal(value, frame) {
 		t.Fatalf("decoded link type %d, frame % x; want 276, % x", got.LinkType, value, frame)
 	}
-	if h := r.Headers[3]; h.Key != HeaderLinkType || string(h.Value) != "276" {
-		t.Fatalf("header %s=%q, want linktype=\"276\"", h.Key, h.Value)
+	if lt := linkTypeOf(r); lt != linktype.LinuxSLL2 {
+		t.Fatalf("the partitioner reads link type %d, want 276", lt)
 	}
 }
 
@@ -77,7 +91,7 @@ func TestEncodeDecodeSLL2(t *testing.T) {
 func TestDecodeRecordsOfThe8BitEncoding(t *testing.T) {
 	for v, want := range map[string]linktype.Type{"0": linktype.Null, "1": linktype.Ethernet,
 		"101": linktype.Raw, "113": linktype.LinuxSLL, "255": 255} {
-		r := Encode(Meta{Timestamp: time.Unix(1, 0), OrigLen: 1}, []byte{1})
+		r := encodeText(Meta{Timestamp: time.Unix(1, 0), OrigLen: 1}, []byte{1})
 		r.Headers[3].Value = []byte(v)
 		if m, _, err := Decode(r); err != nil || m.LinkType != want {
 			t.Errorf("linktype=%q: got %d, %v; want %d", v, m.LinkType, err, want)
@@ -109,12 +123,27 @@ func TestDecodeMetronRecordWithoutHeaders(t *testing.T) {
 }
 
 func TestDecodeErrorsNameTheFault(t *testing.T) {
-	good := Encode(Meta{Timestamp: time.Unix(1, 0), OrigLen: 4}, []byte{1, 2, 3, 4})
+	meta := Meta{Timestamp: time.Unix(1, 0), Node: "n", Interface: "eth0", OrigLen: 4}
+	good := encodeText(meta, []byte{1, 2, 3, 4})
+	binaryMeta := func(mutate func(b []byte) []byte) func(r *kgo.Record) {
+		return func(r *kgo.Record) {
+			r.Headers = []kgo.RecordHeader{{Key: HeaderMeta, Value: mutate(appendMeta(nil, meta))}}
+		}
+	}
 	cases := map[string]struct {
 		mutate func(r *kgo.Record)
 		want   string
 	}{
-		"short key":     {func(r *kgo.Record) { r.Key = r.Key[:4] }, "key is 4 bytes, want 8"},
+		"short key":      {func(r *kgo.Record) { r.Key = r.Key[:4] }, "key is 4 bytes, want 8"},
+		"meta version":   {binaryMeta(func(b []byte) []byte { b[0] = 2; return b }), "header cf: not version 1 metadata"},
+		"meta truncated": {binaryMeta(func(b []byte) []byte { return b[:len(b)-2] }), "header cf: interface: truncated"},
+		"meta trailing":  {binaryMeta(func(b []byte) []byte { return append(b, 0) }), "header cf: 1 bytes after the interface"},
+		"meta empty":     {binaryMeta(func([]byte) []byte { return nil }), "header cf: not version 1 metadata"},
+		"meta origlen short": {binaryMeta(func(b []byte) []byte {
+			m := meta
+			m.OrigLen = 2
+			return appendMeta(nil, m)
+		}), "original length 2 shorter than the 4-byte frame"},
 		"ts_ns garbage": {func(r *kgo.Record) { r.Headers[0].Value = []byte("12x") }, `header ts_ns="12x"`},
 		"linktype beyond 32 bits": {func(r *kgo.Record) { r.Headers[3].Value = []byte("4294967296") },
 			`header linktype="4294967296": not a 32-bit decimal link type`},
@@ -167,6 +196,31 @@ func FuzzParseInt(f *testing.F) {
 		want, wantErr := strconv.ParseUint(string(v), 10, 32)
 		if (gotErr != nil) != (wantErr != nil) || (wantErr == nil && uint64(got) != want) {
 			t.Fatalf("parseLinkType(%q) = %d, %v; strconv: %d, %v", v, got, gotErr, want, wantErr)
+		}
+	})
+}
+
+// Any metadata header decodes or is refused without a panic, the partitioner reads the link type the
+// metadata holds (Ethernet when it does not parse), and what decodes encodes back to the same bytes.
+func FuzzDecodeMeta(f *testing.F) {
+	m := Meta{Timestamp: time.Unix(1700000000, 987654321), Node: "node-a", Interface: "any", LinkType: linktype.LinuxSLL2, OrigLen: 1500}
+	f.Add(appendMeta(nil, m))
+	f.Add(appendMeta(nil, Meta{Timestamp: time.Unix(-5, 0)}))
+	f.Add([]byte{1})
+	f.Fuzz(func(t *testing.T, v []byte) {
+		r := &kgo.Record{Key: make([]byte, KeyLen), Value: []byte{1, 2, 3}, Headers: []kgo.RecordHeader{{Key: HeaderMeta, Value: v}}}
+		got, _, err := Decode(r)
+		if err == nil {
+			if re := appendMeta(nil, got); !bytes.Equal(re, v) && len(re) == len(v) {
+				t.Fatalf("decoded %+v re-encodes to % x, not % x", got, re, v)
+			}
+		}
+		want := linktype.Ethernet
+		if _, lt, _, _, _, err := metaFields(v); err == nil {
+			want = linktype.Type(lt)
+		}
+		if lt := linkTypeOf(r); lt != want {
+			t.Fatalf("partitioner reads %d, the metadata says %d", lt, want)
 		}
 	})
 }
