@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gocql/gocql"
@@ -43,6 +44,7 @@ const (
 func (w *Writer) WriteBlocks(ctx context.Context, blocks []Block, ttl time.Duration) error {
 	secs := ttlSeconds(ttl)
 	stmts := make([]statement, 0, 2*len(blocks))
+	var minutes []minuteKey
 	for i := range blocks {
 		b := &blocks[i]
 		// All rows of a block go as one request when they fit in a batch: Cassandra's cost here is per
@@ -68,10 +70,73 @@ func (w *Writer) WriteBlocks(ctx context.Context, blocks []Block, ttl time.Durat
 					len(b.Data), lts, []byte(b.Index), secs},
 				size: len(b.Index) + 96,
 			})
-			stmts = append(stmts, statement{partition: group, cql: insertBlockMinute, args: []any{b.Sensor, bucket, secs}, size: 48})
+			key := minuteKey{b.Sensor, bucket.UnixNano()}
+			if w.minutes.fresh(key) {
+				continue
+			}
+			minutes = append(minutes, key)
+			stmts = append(stmts, statement{partition: group, cql: insertBlockMinute, args: []any{b.Sensor, bucket, directoryTTL(secs)}, size: 48})
 		}
 	}
-	return w.exec(ctx, stmts)
+	if err := w.exec(ctx, stmts); err != nil {
+		return err
+	}
+	w.minutes.written(minutes)
+	return nil
+}
+
+// A sensor's blocks of one minute come within seconds of each other, each with a row for the minute in
+// the directory: the same row written again, which costs Cassandra what a new one does. The writer
+// skips a row it wrote in the last directoryReuse, and writes directory rows to live that much longer
+// than the blocks, so that a block written in that window never outlives its minute's row.
+const directoryReuse = 10 * time.Minute
+
+func directoryTTL(secs int) int {
+	if secs == 0 {
+		return 0
+	}
+	return secs + int(directoryReuse/time.Second)
+}
+
+type minuteKey struct {
+	sensor string
+	bucket int64
+}
+
+// recentRows remembers the directory rows written lately. Safe for concurrent use.
+type recentRows struct {
+	mu   sync.Mutex
+	when map[minuteKey]time.Time
+}
+
+func (r *recentRows) fresh(k minuteKey) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t, ok := r.when[k]
+	return ok && time.Since(t) < directoryReuse
+}
+
+// written notes rows acknowledged now; entries past directoryReuse are dropped as the set grows.
+func (r *recentRows) written(keys []minuteKey) {
+	if len(keys) == 0 {
+		return
+	}
+	now := time.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.when == nil {
+		r.when = map[minuteKey]time.Time{}
+	}
+	if len(r.when) > 4096 {
+		for k, t := range r.when {
+			if now.Sub(t) >= directoryReuse {
+				delete(r.when, k)
+			}
+		}
+	}
+	for _, k := range keys {
+		r.when[k] = now
+	}
 }
 
 // BlockRef is an index row: enough to decide whether to fetch the block.

@@ -62,6 +62,7 @@ type Writer struct {
 	opts    Options
 	sem     chan struct{}
 	failing atomic.Bool
+	minutes recentRows // packet_block_minutes rows written lately
 }
 
 // Failing reports whether the latest attempt to write failed (and nothing succeeded since): Cassandra
