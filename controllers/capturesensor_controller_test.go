@@ -49,7 +49,10 @@ func TestCaptureSensorLifecycle(t *testing.T) {
 	if sc == nil || sc.Privileged == nil || *sc.Privileged || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
 		t.Errorf("sensor must not be privileged and must have a read-only root: %+v", sc)
 	}
-	if sc != nil && sc.Capabilities != nil {
+	// No capabilities block at all would leave the runtime's defaults (a dozen, NET_RAW among them).
+	if sc == nil || sc.Capabilities == nil {
+		t.Errorf("sensor container has no capabilities set: %+v", sc)
+	} else {
 		added := slices.Clone(sc.Capabilities.Add)
 		slices.Sort(added)
 		if fmt.Sprint(added) != "[NET_ADMIN NET_RAW]" || !slices.Contains(sc.Capabilities.Drop, "ALL") {
