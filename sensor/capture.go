@@ -207,7 +207,10 @@ func (r *ring) next() (captured, error) {
 		return captured{}, nil
 	}
 	// Read the header while data is still the untouched ring slice.
-	meta, _ := readRingMeta(data, r.macoff)
+	meta, ok := readRingMeta(data, r.macoff)
+	if !ok {
+		r.counters.metaUnread.Add(1)
+	}
 	if r.link.Loopback && meta.pktType == unix.PACKET_OUTGOING {
 		return captured{}, nil // seen again as it comes in
 	}

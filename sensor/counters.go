@@ -28,6 +28,9 @@ type Counters struct {
 	InterfaceDrops    uint64 `json:"interfaceDrops"`    // growth of the interface's rx_dropped
 	BufferDrops       uint64 `json:"bufferDrops"`       // shed because the producer buffer was full
 	ProduceFailures   uint64 `json:"produceFailures"`   // Kafka refused them or they failed at shutdown
+	// MetaUnread counts frames published without what the ring's per-packet header says (an outer VLAN
+	// tag the kernel took off): the header did not describe the frame. Not a loss of packets.
+	MetaUnread uint64 `json:"metaUnread,omitempty"`
 }
 
 // Add returns the field-wise sum.
@@ -42,6 +45,7 @@ func (c Counters) Add(o Counters) Counters {
 		InterfaceDrops:    c.InterfaceDrops + o.InterfaceDrops,
 		BufferDrops:       c.BufferDrops + o.BufferDrops,
 		ProduceFailures:   c.ProduceFailures + o.ProduceFailures,
+		MetaUnread:        c.MetaUnread + o.MetaUnread,
 	}
 }
 
@@ -61,6 +65,7 @@ type ifaceCounters struct {
 	published, publishedBytes           atomic.Uint64
 	kernelDrops, ifaceDrops             atomic.Uint64
 	bufferDrops, produceFailures        atomic.Uint64
+	metaUnread                          atomic.Uint64
 	lastProduceErr                      atomic.Pointer[string]
 	gone                                atomic.Bool // the interface vanished under its rings
 	rxDroppedMu                         sync.Mutex
@@ -79,6 +84,7 @@ func (c *ifaceCounters) snapshot() Counters {
 		InterfaceDrops:    c.ifaceDrops.Load(),
 		BufferDrops:       c.bufferDrops.Load(),
 		ProduceFailures:   c.produceFailures.Load(),
+		MetaUnread:        c.metaUnread.Load(),
 	}
 }
 

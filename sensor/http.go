@@ -21,12 +21,15 @@ var (
 		[]string{"interface", "cause"}, nil)
 	descBuffered = prometheus.NewDesc("capfleet_sensor_buffered_packets",
 		"Packets waiting in the producer buffer.", []string{"interface"}, nil)
+	descMetaUnread = prometheus.NewDesc("capfleet_sensor_ring_meta_unread_total",
+		"Frames published without the ring header's metadata (an outer VLAN tag the kernel removed is not put back): the header did not describe the frame.",
+		[]string{"interface"}, nil)
 )
 
 // Describe and Collect make the sensor a Prometheus collector that reads its
 // counters at scrape time, so nothing on the capture path touches Prometheus.
 func (s *Sensor) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descPackets, descBytes, descDrops, descBuffered} {
+	for _, d := range []*prometheus.Desc{descPackets, descBytes, descDrops, descBuffered, descMetaUnread} {
 		ch <- d
 	}
 }
@@ -46,6 +49,7 @@ func (s *Sensor) Collect(ch chan<- prometheus.Metric) {
 		counter(descDrops, c.InterfaceDrops, "interface")
 		counter(descDrops, c.BufferDrops, "buffer_full")
 		counter(descDrops, c.ProduceFailures, "produce_failed")
+		ch <- prometheus.MustNewConstMetric(descMetaUnread, prometheus.CounterValue, float64(c.MetaUnread), name)
 		ch <- prometheus.MustNewConstMetric(descBuffered, prometheus.GaugeValue, float64(c.Buffered()), name)
 	}
 }
