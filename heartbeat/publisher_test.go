@@ -1,9 +1,10 @@
 package heartbeat
 
 import (
+	"capfleet.dev/capfleet/internal/testenv"
+
 	"context"
 	"errors"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -19,15 +20,7 @@ func testConfig(pod string) Config {
 }
 
 // deadBroker is a loopback address where nothing listens.
-func deadBroker(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
-}
+func deadBroker(t *testing.T) string { return testenv.FreeAddr(t) }
 
 func TestBrokerOutageNeverBlocksTheWorkload(t *testing.T) {
 	kc := kafkaconn.Config{Brokers: []string{deadBroker(t)}}

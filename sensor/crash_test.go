@@ -1,9 +1,10 @@
 package sensor
 
 import (
+	"capfleet.dev/capfleet/internal/testenv"
+
 	"bytes"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -33,7 +34,7 @@ func startPrivateBroker(t *testing.T) *privateBroker {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &privateBroker{run: t.TempDir(), port: strconv.Itoa(freePortRun(t, 4)), root: root}
+	b := &privateBroker{run: t.TempDir(), port: strconv.Itoa(testenv.FreePortRun(t, 4, 19200, 20000)), root: root}
 	if out, err := b.script("start"); err != nil {
 		failOrSkip(t, "hack/kafka.sh start (private, port %s): %v\n%s", b.port, err, out)
 	}
@@ -109,27 +110,6 @@ func (b *privateBroker) restart(t *testing.T, argv []string) {
 	if err := os.WriteFile(filepath.Join(b.run, "kafka.pid"), []byte(strconv.Itoa(c.Process.Pid)+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// freePortRun finds n consecutive free loopback ports.
-func freePortRun(t *testing.T, n int) int {
-	t.Helper()
-	for base := 19200; base < 20000; base += n {
-		free := true
-		for p := base; p < base+n && free; p++ {
-			ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
-			if err != nil {
-				free = false
-				continue
-			}
-			ln.Close()
-		}
-		if free {
-			return base
-		}
-	}
-	t.Fatal("no free run of loopback ports in 19200-20000")
-	return 0
 }
 
 // The broker process is killed while the sensor captures and publishes (records

@@ -1,6 +1,9 @@
 package cassconn
 
 import (
+	"capfleet.dev/capfleet/internal/testenv"
+	"strconv"
+
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -171,12 +174,8 @@ func TestErrorsNeverShowThePassword(t *testing.T) {
 
 // A node that is down must not be reported as a refused login: the fixes differ.
 func TestSessionToClosedPortIsNotAnAuthError(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
+	_, portText, _ := net.SplitHostPort(testenv.FreeAddr(t))
+	port, _ := strconv.Atoi(portText)
 	dir := writeFiles(t, map[string]string{FileUsername: "u", FilePassword: "p"})
 	s, err := (&Config{Hosts: []string{"127.0.0.1"}, Port: port, SecretDir: dir}).Session()
 	if err == nil {

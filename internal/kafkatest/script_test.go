@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -32,7 +31,7 @@ func newScript(t *testing.T) script {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return script{t: t, path: filepath.Join(root, "hack", "kafka.sh"), run: t.TempDir(), port: freePortBlock(t, 4)}
+	return script{t: t, path: filepath.Join(root, "hack", "kafka.sh"), run: t.TempDir(), port: testenv.FreePortRun(t, 4, 29100, 29900)}
 }
 
 func (s script) do(arg string) (string, error) {
@@ -54,28 +53,6 @@ func (s script) pid() int {
 		s.t.Fatal(err)
 	}
 	return p
-}
-
-// freePortBlock finds n consecutive free loopback ports (the script derives
-// all its listeners from the first).
-func freePortBlock(t *testing.T, n int) int {
-	t.Helper()
-	for base := 29100; base < 29900; base += 10 {
-		free := true
-		for p := base; p < base+n && free; p++ {
-			l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
-			if err != nil {
-				free = false
-				continue
-			}
-			l.Close()
-		}
-		if free {
-			return base
-		}
-	}
-	t.Fatal("no free block of loopback ports in 29100-29900")
-	return 0
 }
 
 func needJava(t *testing.T) {

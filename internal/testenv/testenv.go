@@ -4,8 +4,10 @@ package testenv
 
 import (
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 )
 
@@ -82,4 +84,38 @@ func Pcaps(t testing.TB) string {
 		Missing(t, "shared captures not found at %s", d)
 	}
 	return d
+}
+
+// FreeAddr is a loopback address nobody listens on right now: for a service a test starts, or for one
+// that must refuse connections.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// FreePortRun finds n consecutive free loopback ports in [from, to), for a script that derives all its
+// listeners from the first (hack/kafka.sh's KAFKA_PORT).
+func FreePortRun(t testing.TB, n, from, to int) int {
+	t.Helper()
+	for base := from; base+n <= to; base += n {
+		free := true
+		for p := base; p < base+n && free; p++ {
+			ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+			if err != nil {
+				free = false
+				continue
+			}
+			ln.Close()
+		}
+		if free {
+			return base
+		}
+	}
+	t.Fatalf("no run of %d free loopback ports in %d-%d", n, from, to)
+	return 0
 }

@@ -1,6 +1,8 @@
 package processcmd
 
 import (
+	"capfleet.dev/capfleet/internal/testenv"
+
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -8,7 +10,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -215,7 +216,7 @@ func TestCaptureThroughKafkaAndCassandraAnswersQueries(t *testing.T) {
 
 	flowsTopic := kafkatest.NewTopic(t, kcfg, 1)
 	conn := connArgs(kcfg, ccfg)
-	metricsAddr := freePort(t)
+	metricsAddr := testenv.FreeAddr(t)
 	// A short idle timeout: once the capture is consumed, every flow closes within seconds, so the
 	// closing writes and the flows topic are exercised too.
 	args := append([]string{"--topic", topic, "--group", group, "--sensor", "lab", "--store-packets", "--store-flows",
@@ -439,16 +440,6 @@ func connectReader(t *testing.T, ccfg cassconn.Config, ks string) *store.Reader 
 	return store.NewReader(s)
 }
 
-// freePort returns a loopback port nobody listens on right now.
-func freePort(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // The process is killed with SIGKILL in the middle of the stream, after some commits and with flows
 // open, and started again: Cassandra ends up with exactly the expected packets and flows, none twice
 // and no flow split at the kill.
@@ -471,7 +462,7 @@ func TestKilledMidStreamAndRestartedStoresEverythingOnce(t *testing.T) {
 	pipelinetest.Produce(t, kcfg, topic, frames)
 	ctx := context.Background()
 
-	metrics := freePort(t)
+	metrics := testenv.FreeAddr(t)
 	args := append([]string{"--topic", topic, "--group", group, "--sensor", "lab", "--store-packets", "--store-flows",
 		"--keyspace", ks, "--metrics-addr", metrics, "--health-addr", "", "--commit-interval", "100ms",
 		"--max-poll-records", "20"}, connArgs(kcfg, ccfg)...)
@@ -646,7 +637,7 @@ func TestReplicasSplitPartitionsAndSurviveAKill(t *testing.T) {
 	ctx := context.Background()
 	args := func() []string {
 		return append([]string{"--topic", topic, "--group", group, "--sensor", "lab", "--store-packets", "--store-flows",
-			"--keyspace", ks, "--metrics-addr", freePort(t), "--health-addr", "", "--commit-interval", "100ms",
+			"--keyspace", ks, "--metrics-addr", testenv.FreeAddr(t), "--health-addr", "", "--commit-interval", "100ms",
 			"--max-poll-records", "10"}, connArgs(kcfg, ccfg)...)
 	}
 	committed := func() int64 {
@@ -770,7 +761,7 @@ func TestFilterStoresWhatTcpdumpKeeps(t *testing.T) {
 	}
 	topic := kafkatest.NewTopic(t, kcfg, 2)
 	pipelinetest.Produce(t, kcfg, topic, frames)
-	metricsAddr := freePort(t)
+	metricsAddr := testenv.FreeAddr(t)
 	// Packets stored, flows only published (checkpointed in Cassandra all the same).
 	flowsTopic := kafkatest.NewTopic(t, kcfg, 1)
 	args := append([]string{"--topic", topic, "--group", unique("filter-"), "--sensor", "f", "--store-packets",
