@@ -243,7 +243,7 @@ provision() {
     printf capfleet >"$client/username"
     (umask 077 && secret >"$client/password")
   fi
-  (cd "$ROOT" && go run ./internal/cassandratest/provision --port "$CQL_PORT" \
+  (cd "$ROOT" && go run ./hack/cassprovision --port "$CQL_PORT" \
     --admin-secret-dir "$admin" --client-secret-dir "$client" \
     --timeout "$READY_TIMEOUT" --pid-file "$RUN/$NAME.pid") || return 1
   [ "$TLS_PORT" != 0 ] || return 0

@@ -212,7 +212,7 @@ format_storage() {
 # On a machine with a cold Go build cache this takes minutes, so it runs while
 # the broker boots and before the readiness clock starts.
 build_probe() {
-  (cd "$ROOT" && go build -o "$KDIR/kafkaready" ./internal/kafkatest/kafkaready) >"$KDIR/probe-build.log" 2>&1
+  (cd "$ROOT" && go build -o "$KDIR/kafkaready" ./hack/kafkaready) >"$KDIR/probe-build.log" 2>&1
 }
 
 ready() { [ -x "$KDIR/kafkaready" ] && "$KDIR/kafkaready" -env "$KDIR/env" -timeout 5s 2>/dev/null; }
@@ -252,7 +252,7 @@ cmd_start() {
   # A broker that never got ready is ended here, so the next start is not
   # refused by a half-started JVM holding the ports.
   trap 'stop_pid kafka' EXIT
-  wait "$probe_pid" || { cat "$KDIR/probe-build.log" >&2; die "could not build internal/kafkatest/kafkaready"; }
+  wait "$probe_pid" || { cat "$KDIR/probe-build.log" >&2; die "could not build hack/kafkaready"; }
   local deadline=$((SECONDS + READY_TIMEOUT))
   until "$KDIR/kafkaready" -env "$KDIR/env" -timeout 5s 2>"$KDIR/ready.err"; do
     running kafka || { tail -30 "$RUN/kafka.log" >&2; die "Kafka exited during startup; log in $RUN/kafka.log"; }
