@@ -59,7 +59,6 @@ EOF
   touch "$LIB/.complete"
 }
 
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # make_tls writes a throw-away CA, a node certificate for 127.0.0.1 signed by it
 # and the PKCS12 keystore Cassandra reads; the CA goes to the TLS client secret.

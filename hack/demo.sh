@@ -14,8 +14,6 @@ RX=cfdemo-rx
 STATE=$RUN/demo
 export KUBECONFIG=$RUN/local-cluster/kubeconfig
 export PATH=$CACHE/kube/${KUBE_VERSION:-v1.34.4}:$PATH
-now() { date +%s.%N; }
-took() { awk -v a="$1" -v b="$(now)" 'BEGIN{printf "%.1f", b-a}'; }
 
 # step TITLE WHERE-TO-LOOK FUNCTION : run one step, say how long it took, and where to look if it failed.
 step() {

@@ -224,7 +224,6 @@ ours() { running kafka && grep -qa kafka.Kafka "/proc/$(cat "$RUN/kafka.pid")/cm
 
 java_major() { "$JAVA" -XshowSettings:properties -version 2>&1 | awk -F'= ' '/java.specification.version/ {print $2}'; }
 
-port_busy() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
 
 cmd_start() {
   ours || rm -f "$RUN/kafka.pid"
@@ -233,7 +232,7 @@ cmd_start() {
     die "a Kafka started by this script is running (pid $(cat "$RUN/kafka.pid")) but does not answer; see $RUN/kafka.log or run $0 stop"
   fi
   for p in $PLAIN_PORT $SECURE_PORT $CONTROLLER_PORT $MTLS_PORT; do
-    port_busy "$p" && die "port $HOST:$p is taken by a process this script did not start"
+    port_busy "$p" "$HOST" && die "port $HOST:$p is taken by a process this script did not start"
   done
   local t0=$SECONDS password
   [ "$(java_major)" -ge 17 ] 2>/dev/null || die "Kafka $KAFKA_VERSION needs Java 17 or newer; '$JAVA' is '$(java_major)' (set JAVA=/path/to/java)"

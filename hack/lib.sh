@@ -6,6 +6,11 @@ RUN=${CAPFLEET_RUN:-$ROOT/.run}
 export PATH=/usr/local/go/bin:$PATH
 log() { echo "[$(date +%T)] $(basename "$0"): $*" >&2; }
 die() { log "error: $*"; exit 1; }
+# now / took T: wall-clock stamps and the seconds since one, for "done in 3.2s" lines
+now() { date +%s.%N; }
+took() { awk -v a="$1" -v b="$(now)" 'BEGIN{printf "%.1f", b-a}'; }
+# port_busy PORT [HOST]: something accepts TCP connections there (default host 127.0.0.1)
+port_busy() { (exec 3<>"/dev/tcp/${2:-127.0.0.1}/$1") 2>/dev/null; }
 
 # start_bg NAME CMD... : start in the background, PID in $RUN/NAME.pid, output in $RUN/NAME.log
 start_bg() {

@@ -25,8 +25,6 @@ PORTS="6443 2379 2380 10250 10248 10257 10259"
 SOCK=$LC/containerd/containerd.sock
 ctr_() { "$DEB/usr/bin/ctr" --address "$SOCK" -n k8s.io "$@"; }
 kc() { "$ASSETS/kubectl" --kubeconfig="$KUBECONFIG_FILE" "$@"; }
-now() { date +%s.%N; }
-took() { awk -v a="$1" -v b="$(now)" 'BEGIN{printf "%.1f", b-a}'; }
 
 install() {
   local t
