@@ -130,8 +130,13 @@ commitlog_directory: $STATE/commitlog
 saved_caches_directory: $STATE/saved_caches
 hints_directory: $STATE/hints
 cdc_raw_directory: $STATE/cdc_raw
-commitlog_sync: periodic
-commitlog_sync_period: 10000ms
+# Acknowledged means on disk: the pipeline commits Kafka offsets once Cassandra acknowledged what is before
+# them, and with one replica nothing else remembers a write. With Cassandra's default (periodic, 10 s) a
+# node killed with SIGKILL replays its commit log only up to the last sync marker and forgets up to 10 s
+# of acknowledged writes (processor/processcmd's Cassandra kill test lost them). Group mode syncs every
+# 15 ms and answers the writes of that window together.
+commitlog_sync: group
+commitlog_sync_group_window: 15ms
 # Small memtables and caches: the machine is shared with Kafka, envtest and builds.
 memtable_heap_space: 64MiB
 memtable_offheap_space: 64MiB

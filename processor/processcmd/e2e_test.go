@@ -596,6 +596,97 @@ func TestNextOwnerWritesTheOpenFlowsOfAQuietPartition(t *testing.T) {
 	}
 }
 
+// The real Cassandra process is killed with SIGKILL in the middle of the stream and started again on
+// its data: the pipeline retries meanwhile, commits nothing it could not store, and once the node is
+// back Cassandra holds exactly the expected packets and flows, none twice.
+func TestCassandraKilledMidStreamAndRestarted(t *testing.T) {
+	kcfg := kafkatest.Plain(t)
+	node := cassandratest.StartPrivate(t)
+	ccfg := node.Config()
+	ks := cassandratest.NewKeyspace(t, ccfg)
+	base := pipelinetest.ReadCapture(t, pipelinetest.SharedPcap(t, "ndpi/ethereum.pcap"))
+	var frames []pipelinetest.Frame
+	for rep := range 24 {
+		for _, f := range base {
+			f.Meta.Timestamp = f.Meta.Timestamp.Add(time.Duration(rep) * 40 * time.Minute)
+			frames = append(frames, f)
+		}
+	}
+	topic := kafkatest.NewTopic(t, kcfg, 3)
+	group := unique("cass-kill-")
+	pipelinetest.Produce(t, kcfg, topic, frames)
+	ctx := context.Background()
+	metrics := testenv.FreeAddr(t)
+	args := append([]string{"--topic", topic, "--group", group, "--sensor", "lab", "--store-packets", "--store-flows",
+		"--keyspace", ks, "--metrics-addr", metrics, "--health-addr", "", "--commit-interval", "100ms",
+		"--max-poll-records", "20"}, connArgs(kcfg, ccfg)...)
+	child, log := startChild(t, args)
+	defer func() {
+		child.Process.Signal(syscall.SIGTERM)
+		if err := child.Wait(); err != nil {
+			t.Errorf("process: %v\n%s", err, tail(log.String(), 20))
+		}
+	}()
+	for deadline := time.Now().Add(3 * time.Minute); metricValue(httpGetOrEmpty("http://"+metrics+"/metrics"), "capfleet_process_commits_total") < 1; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no commit within 3 minutes:\n%s", tail(log.String(), 20))
+		}
+	}
+	argv := node.Crash(t)
+	atCrash, end, err := pipelinetest.Committed(ctx, kcfg, group, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if atCrash >= end {
+		t.Fatalf("the process stored everything (%d of %d committed) before the node could be killed", atCrash, end)
+	}
+	// While the node is away the process retries and commits nothing more (a commit for writes the
+	// node acknowledged just before it died may still land in the first second).
+	time.Sleep(time.Second)
+	c1, _, err1 := pipelinetest.Committed(ctx, kcfg, group, topic)
+	time.Sleep(3 * time.Second)
+	c2, _, err2 := pipelinetest.Committed(ctx, kcfg, group, topic)
+	if err1 != nil || err2 != nil || c2 != c1 {
+		t.Fatalf("commits went on with the node down: %d, then %d (%v %v)", c1, c2, err1, err2)
+	}
+	if m := httpGetOrEmpty("http://" + metrics + "/metrics"); metricValue(m, "capfleet_process_retries_total") == 0 {
+		t.Errorf("no write retried while the node was down")
+	}
+	node.Restart(t, argv)
+	t.Logf("killed Cassandra with %d of %d records committed; restarted it on its data", atCrash, end)
+	pipelinetest.Eventually(t, 3*time.Minute, "all offsets committed after the restart", func() (bool, string) {
+		c, end, err := pipelinetest.Committed(ctx, kcfg, group, topic)
+		return err == nil && c == end, fmt.Sprintf("committed %d of %d (%v)", c, end, err)
+	})
+
+	first, last := pipelinetest.TimeSpan(frames)
+	fcfg := pipeline.FlowConfig{IdleTimeout: 60 * time.Second, ActiveTimeout: 30 * time.Minute, MaxFlows: 1000000}
+	want := pipelinetest.ExpectedFlows(t, frames, fcfg, "lab")
+	r := connectReader(t, ccfg, ks)
+	pipelinetest.Eventually(t, time.Minute, "exactly the expected flows", func() (bool, string) {
+		got, err := r.FlowsBetween(ctx, first, last)
+		if err != nil {
+			return false, err.Error()
+		}
+		d := pipelinetest.DiffFlows(got, want)
+		return d == "", d
+	})
+	i := 0
+	err = r.Packets(ctx, "lab", first, last, func(p store.Packet) error {
+		if i < len(frames) && !bytes.Equal(p.Data, frames[i].Data) {
+			return fmt.Errorf("packet %d differs from frame %d", i, i)
+		}
+		i++
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if i != len(frames) {
+		t.Fatalf("%d packets stored, want %d", i, len(frames))
+	}
+}
+
 // startChild runs `capfleet process args` as a child process that a test can kill with SIGKILL.
 func startChild(t *testing.T, args []string) (*exec.Cmd, *bytes.Buffer) {
 	t.Helper()
