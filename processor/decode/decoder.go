@@ -59,6 +59,10 @@ type Decoder struct {
 	wireLen   int    // length of the frame on the wire
 
 	Stats Stats
+
+	// HeadersOnly stops decoding at the transport header: nothing is read from the payload
+	// (no DNS), for callers that need headers only, such as a display filter on header fields.
+	HeadersOnly bool
 }
 
 // NewDecoder returns a Decoder for any of the link types listed in this package.
@@ -287,7 +291,7 @@ func (d *Decoder) record(typ gopacket.LayerType, dl gopacket.DecodingLayer, p *P
 		}
 	case layers.LayerTypeTCP:
 		d.recordTCP(p, d.tcp.Contents)
-		if h := lastIP(p); h != nil && !h.Quoted && (d.tcp.SrcPort == 53 || d.tcp.DstPort == 53) {
+		if h := lastIP(p); h != nil && !d.HeadersOnly && !h.Quoted && (d.tcp.SrcPort == 53 || d.tcp.DstPort == 53) {
 			d.dns.overTCP = true
 			return LayerTypeDNS, d.tcp.Payload
 		}
@@ -381,6 +385,9 @@ func (d *Decoder) udpNext(p *Packet) gopacket.LayerType {
 		return gopacket.LayerTypePayload
 	}
 	if next == LayerTypeDNS {
+		if d.HeadersOnly {
+			return gopacket.LayerTypePayload
+		}
 		d.dns.overTCP = false
 	}
 	return next
