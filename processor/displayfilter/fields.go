@@ -218,36 +218,38 @@ func init() {
 	add(&field{name: "frame.cap_len", kind: kUint, bits: 32, num: frameNum(func(p *decode.Packet, _ int) uint64 { return uint64(p.CapLen) })})
 	add(&field{name: "frame.time_epoch", kind: kTime, num: frameNum(func(p *decode.Packet, _ int) uint64 { return uint64(p.Timestamp.UnixNano()) })})
 
-	// The decoder keeps the first Ethernet header only: the outer one of a tunnel.
-	ethOne := func(get func(p *decode.Packet, o *nums)) func(*decode.Packet, int, layers) nums {
+	// Every Ethernet header counts, the ones inside tunnels (VXLAN, Geneve, ERSPAN, GRE) too.
+	eths := func(get func(e *decode.EthHeader, o *nums)) func(*decode.Packet, int, layers) nums {
 		return func(p *decode.Packet, _ int, l layers) nums {
 			var o nums
-			if p.HasEth && l.has(1) {
-				get(p, &o)
+			for i := 0; i < int(p.NEth); i++ {
+				if l.has(i + 1) {
+					get(&p.Eths[i], &o)
+				}
 			}
 			return o
 		}
 	}
-	add(&field{name: "eth", kind: kProto, present: func(p *decode.Packet, l layers) bool { return p.HasEth && l.has(1) }})
-	add(&field{name: "eth.src", kind: kEther, num: ethOne(func(p *decode.Packet, o *nums) { o.add(mac(p.EthSrc)) })})
-	add(&field{name: "eth.dst", kind: kEther, num: ethOne(func(p *decode.Packet, o *nums) { o.add(mac(p.EthDst)) })})
-	add(&field{name: "eth.addr", kind: kEther, num: ethOne(func(p *decode.Packet, o *nums) { o.add(mac(p.EthDst)); o.add(mac(p.EthSrc)) })})
-	add(&field{name: "eth.type", kind: kUint, bits: 16, num: ethOne(func(p *decode.Packet, o *nums) {
-		if p.EthType != 0 {
-			o.add(uint64(p.EthType))
+	add(&field{name: "eth", kind: kProto, present: func(p *decode.Packet, l layers) bool {
+		return p.NEth > 0 && (l.lo == 0 || l.lo <= int(p.NEth))
+	}})
+	add(&field{name: "eth.src", kind: kEther, num: eths(func(e *decode.EthHeader, o *nums) { o.add(mac(e.Src)) })})
+	add(&field{name: "eth.dst", kind: kEther, num: eths(func(e *decode.EthHeader, o *nums) { o.add(mac(e.Dst)) })})
+	add(&field{name: "eth.addr", kind: kEther, num: eths(func(e *decode.EthHeader, o *nums) { o.add(mac(e.Dst)); o.add(mac(e.Src)) })})
+	add(&field{name: "eth.type", kind: kUint, bits: 16, num: eths(func(e *decode.EthHeader, o *nums) {
+		if e.Type != 0 {
+			o.add(uint64(e.Type))
 		}
 	})})
 
 	add(&field{name: "vlan", kind: kProto, present: func(p *decode.Packet, l layers) bool {
-		return p.NVLAN > 0 && (l.lo == 0 || l.lo <= int(p.NVLAN))
+		found := false
+		eachVLAN(p, l, func(decode.VLANTag) { found = true })
+		return found
 	}})
 	add(&field{name: "vlan.id", kind: kUint, bits: 16, num: func(p *decode.Packet, _ int, l layers) nums {
 		var o nums
-		for i := 0; i < int(min(p.NVLAN, 2)); i++ {
-			if l.has(i + 1) {
-				o.add(uint64(p.VLAN[i]))
-			}
-		}
+		eachVLAN(p, l, func(t decode.VLANTag) { o.add(uint64(t.ID)) })
 		return o
 	}})
 	add(&field{name: "mpls", kind: kProto, present: func(p *decode.Packet, l layers) bool {
@@ -308,7 +310,7 @@ func init() {
 		bit  uint16
 	}{
 		{"fin", decode.TCPFin}, {"syn", decode.TCPSyn}, {"reset", decode.TCPRst}, {"push", decode.TCPPsh},
-		{"ack", decode.TCPAck}, {"urg", decode.TCPUrg}, {"ece", decode.TCPEce}, {"cwr", decode.TCPCwr}, {"ns", 0x100},
+		{"ack", decode.TCPAck}, {"urg", decode.TCPUrg}, {"ece", decode.TCPEce}, {"cwr", decode.TCPCwr}, {"ae", 0x100}, {"res", 0xe00},
 	} {
 		add(&field{name: "tcp.flags." + f.name, kind: kBool, num: tcpFlags(f.bit)})
 	}
@@ -345,7 +347,11 @@ func init() {
 		add(&field{name: v.name + ".code", kind: kUint, bits: 8, num: l4Nums(v.proto, func(h *decode.IPHeader, o *nums) { o.add(uint64(h.L4.ICMPCode)) })})
 	}
 
-	add(&field{name: "dns", kind: kProto, payload: true, present: func(p *decode.Packet, l layers) bool { return p.HasDNS && l.has(1) }})
+	// DNS on the mDNS and LLMNR ports is what tshark calls mdns and llmnr; their query names are
+	// dns.qry.name all the same.
+	add(&field{name: "dns", kind: kProto, payload: true, present: func(p *decode.Packet, l layers) bool {
+		return p.HasDNS && p.DNSPort != 5353 && p.DNSPort != 5355 && l.has(1)
+	}})
 	add(&field{name: "dns.qry.name", kind: kString, payload: true, str: func(p *decode.Packet, l layers) ([]byte, bool) {
 		if !p.HasDNS || !l.has(1) {
 			return nil, false
@@ -353,6 +359,20 @@ func init() {
 		n := p.DNSName()
 		return n, len(n) > 0
 	}})
+}
+
+// eachVLAN calls each for the VLAN tags in the layers asked for: tshark names an 802.1ad service
+// tag (TPID 0x88a8) ieee8021ad, not vlan, so those are skipped and not counted.
+func eachVLAN(p *decode.Packet, l layers, each func(t decode.VLANTag)) {
+	n := 0
+	for i := 0; i < int(p.NTags); i++ {
+		if t := p.Tags[i]; t.TPID != 0x88a8 {
+			n++
+			if l.has(n) {
+				each(t)
+			}
+		}
+	}
 }
 
 func b2u(b bool) uint64 {
