@@ -130,7 +130,7 @@ func (c *compiler) fieldOf(o operand, what string) (*field, layers, *Error) {
 func (c *compiler) test(t testExpr) (matcher, *Error) {
 	if !t.hasOp {
 		if t.lhs.tok.kind != tWord {
-			return nil, errAt(ClassSyntax, t.lhs.tok.pos, t.lhs.tok.end, "%s is a value, not a test", t.lhs.tok.text)
+			return nil, errAt(ClassUnknownField, t.lhs.tok.pos, t.lhs.tok.end, "%s is neither a field nor a protocol name", t.lhs.tok.text)
 		}
 		f, l, err := c.fieldOf(t.lhs, "a test")
 		if err != nil {

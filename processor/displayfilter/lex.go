@@ -208,26 +208,31 @@ func lexLayer(s string, i int) (token, int, *Error) {
 	}
 	if j < len(s) && s[j] == '[' {
 		j++
-		lo, ok := num()
-		if !ok {
-			return bad()
+		k := strings.IndexByte(s[j:], ']')
+		if k < 0 {
+			return token{}, 0, errAt(ClassSyntax, j, len(s), "the layer range after \"#[\" has no \"]\"")
+		}
+		inner := s[j : j+k]
+		bad := errAt(ClassValue, j, j+k, "%q is not a valid range", inner)
+		a, b, isRange := strings.Cut(inner, "-")
+		colon := false
+		if !isRange {
+			a, b, colon = strings.Cut(inner, ":")
+		}
+		lo, err := strconv.Atoi(a)
+		if err != nil || lo < 0 || lo > 1e6 || strings.ContainsAny(a, "+-") {
+			return token{}, 0, bad
 		}
 		hi := lo
-		if j < len(s) && (s[j] == '-' || s[j] == ':') {
-			colon := s[j] == ':'
-			j++
-			if hi, ok = num(); !ok {
-				return bad()
+		if isRange || colon {
+			if hi, err = strconv.Atoi(b); err != nil || hi < 0 || hi > 1e6 || strings.ContainsAny(b, "+-") {
+				return token{}, 0, bad
 			}
 			if colon { // #[start:count]
 				hi = lo + hi - 1
 			}
 		}
-		if j >= len(s) || s[j] != ']' {
-			return bad()
-		}
-		j++
-		return token{kind: tLayer, lo: lo, hi: hi}, j - i, nil
+		return token{kind: tLayer, lo: lo, hi: hi}, j + k + 1 - i, nil
 	}
 	n, ok := num()
 	if !ok {
@@ -247,7 +252,7 @@ func lexString(s string, i int) (token, int, *Error) {
 	var b strings.Builder
 	for {
 		if j >= len(s) {
-			return token{}, 0, errAt(ClassSyntax, i, len(s), "the final quote is missing from a quoted string")
+			return token{}, 0, errAt(ClassSyntax, len(s), len(s)+1, "the final quote is missing from a quoted string")
 		}
 		c := s[j]
 		if c == '"' {
@@ -260,7 +265,7 @@ func lexString(s string, i int) (token, int, *Error) {
 			continue
 		}
 		if j+1 >= len(s) {
-			return token{}, 0, errAt(ClassSyntax, i, len(s), "the final quote is missing from a quoted string")
+			return token{}, 0, errAt(ClassSyntax, len(s), len(s)+1, "the final quote is missing from a quoted string")
 		}
 		if raw {
 			b.WriteByte('\\')
