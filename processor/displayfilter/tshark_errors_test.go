@@ -110,7 +110,7 @@ func TestErrorsMatchTshark(t *testing.T) {
 	t.Logf("%d of %d rejected filters get tshark's error class and column (%d listed as differing)", same, compared, len(knownErrorDifferences))
 }
 
-func readLines(t *testing.T, path string) []string {
+func readLines(t testing.TB, path string) []string {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
