@@ -22,6 +22,7 @@ import (
 
 	"capfleet.dev/capfleet/internal/cassconn"
 	"capfleet.dev/capfleet/processor/bpffilter"
+	"capfleet.dev/capfleet/processor/displayfilter"
 	"capfleet.dev/capfleet/processor/flow"
 	"capfleet.dev/capfleet/processor/store"
 )
@@ -186,6 +187,7 @@ func packetsCommand() *cobra.Command {
 		sensor, output string
 		format         string
 		filter         string
+		display        string
 		ip, flowID     string
 		stats          bool
 	)
@@ -219,6 +221,15 @@ looked up in the time range given (--since, --from/--to).`,
 			if filter != "" {
 				if sel.bpf, err = bpffilter.NewSet(filter); err != nil {
 					return fmt.Errorf("--filter: %w", err)
+				}
+			}
+			if strings.TrimSpace(display) != "" {
+				if sel.display, err = displayfilter.Compile(display); err != nil {
+					var e *displayfilter.Error
+					if errors.As(err, &e) {
+						return fmt.Errorf("-Y: %s", e.Caret())
+					}
+					return fmt.Errorf("-Y: %w", err)
 				}
 			}
 			if ip != "" {
@@ -264,6 +275,7 @@ looked up in the time range given (--since, --from/--to).`,
 	cmd.Flags().StringVar(&sensor, "sensor", "", "sensor name the pipeline stored the packets under (its --sensor)")
 	cmd.Flags().StringVarP(&output, "write", "w", "", "capture file to write, - for standard output")
 	cmd.Flags().StringVar(&filter, "filter", "", "BPF filter in tcpdump syntax: export only the packets it accepts")
+	cmd.Flags().StringVarP(&display, "display-filter", "Y", "", "Wireshark display filter (tshark -Y syntax): export only the packets it accepts; frame.number counts the packets the other options select")
 	cmd.Flags().StringVar(&ip, "ip", "", "only packets with this address as source or destination of any of their IP headers (outer or inner)")
 	cmd.Flags().StringVar(&flowID, "flow", "", "only the packets of this flow: its uid or Community ID")
 	cmd.Flags().BoolVar(&stats, "stats", false, "say on standard error how many blocks were read")
