@@ -489,3 +489,127 @@ func formatFrames(v []int) string {
 	}
 	return b.String()
 }
+
+// TestDisplayFilterTapIsTsharkY backs the parity test's shortcut: on the selected capture that
+// carries the most kinds of traffic, every corpus filter keeps the same frames through tshark -Y
+// (one tshark run per filter) as through the tap listeners the parity test uses. Answers are
+// cached like the parity test's.
+func TestDisplayFilterTapIsTsharkY(t *testing.T) {
+	root := testenv.Pcaps(t)
+	tshark := needTool(t, "tshark")
+	version := tsharkVersion(t, tshark)
+	filters := loadDisplayFilters(t)
+	rel := richestCapture(t, root, displayFilterFiles(t, root))
+	tap := tsharkFilterAll(t, tshark, version, root, []string{rel}, filters)[rel]
+	path := filepath.Join(root, rel)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cacheDir := filepath.Join(repoRoot(t), ".cache", "tshark-displayfilter")
+	got := make([][]int, len(filters))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 2)
+	for i, f := range filters {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			got[i] = tsharkY(t, tshark, version, cacheDir, path, data, f)
+		}()
+	}
+	wg.Wait()
+	kept := 0
+	for i, f := range filters {
+		if !slices.Equal(got[i], tap[f]) {
+			t.Errorf("%s: %q: tshark -Y keeps %v, the tap %v", rel, f, head(got[i]), head(tap[f]))
+		}
+		if len(got[i]) > 0 {
+			kept++
+		}
+	}
+	t.Logf("%s: %d filters, %d keep some frames; tshark -Y and the taps agree on each", rel, len(filters), kept)
+}
+
+// richestCapture is the capture with the most MANIFEST.tsv features present, then the most packets.
+func richestCapture(t testing.TB, root string, files []string) string {
+	rows := map[string]manifestRow{}
+	for _, r := range readManifest(t, root) {
+		rows[r.path] = r
+	}
+	best, bestScore := "", -1
+	for _, f := range files {
+		r := rows[f]
+		score := 0
+		for _, n := range r.features {
+			if n > 0 {
+				score++
+			}
+		}
+		score = score*1_000_000 + r.packets
+		if score > bestScore {
+			best, bestScore = f, score
+		}
+	}
+	return best
+}
+
+// tsharkY runs tshark -Y once for a filter, cached by capture content, filter and tshark version.
+func tsharkY(t *testing.T, tshark, version, cacheDir, path string, data []byte, filter string) []int {
+	h := sha256.New()
+	h.Write(data)
+	fmt.Fprintln(h, version, strings.Join(tsharkPrefs, " "), "-Y", filter)
+	cache := filepath.Join(cacheDir, "y-"+hex.EncodeToString(h.Sum(nil))+".txt")
+	if b, err := os.ReadFile(cache); err == nil {
+		return parseFrames(strings.TrimSpace(string(b)))
+	}
+	args := append([]string{"-n", "-r", path, "-Y", filter, "-T", "fields", "-e", "frame.number"}, tsharkPrefs...)
+	out, err := exec.Command(tshark, args...).Output()
+	if err != nil && len(out) == 0 {
+		t.Logf("tshark -Y %q: %v", filter, err)
+	}
+	var frames []int
+	for _, l := range strings.Fields(string(out)) {
+		if n, err := strconv.Atoi(l); err == nil {
+			frames = append(frames, n)
+		}
+	}
+	tmp := fmt.Sprintf("%s.tmp%d", cache, os.Getpid())
+	if os.WriteFile(tmp, []byte(formatFrames(frames)+"\n"), 0o644) == nil {
+		os.Rename(tmp, cache)
+	}
+	return frames
+}
+
+// TestDecodeDisplayFlagMatchesInProcess runs pcap decode -Y as a user does (the decoder stopping at
+// the headers when it may) and checks it prints the frames that the filters keep when evaluated
+// on fully decoded packets, which the parity test compares with tshark.
+func TestDecodeDisplayFlagMatchesInProcess(t *testing.T) {
+	root := testenv.Pcaps(t)
+	files := displayFilterFiles(t, root)
+	filters := loadDisplayFilters(t)
+	// Every eleventh filter of the corpus on every fourth capture: a spread that stays quick.
+	for fi := 0; fi < len(files); fi += 4 {
+		path := filepath.Join(root, files[fi])
+		var sample []string
+		for i := fi % 11; i < len(filters); i += 11 {
+			sample = append(sample, filters[i])
+		}
+		compiled := make([]*displayfilter.Filter, len(sample))
+		for i, f := range sample {
+			compiled[i], _ = displayfilter.Compile(f)
+		}
+		want, _ := ourFrames(path, compiled)
+		for i, f := range sample {
+			var out, errb bytes.Buffer
+			if err := runDecode(&out, &errb, path, &decodeOptions{fields: "frame.number", output: "tsv", display: f}); err != nil {
+				t.Logf("%s: %v", files[fi], err)
+			}
+			got := parseFrames(strings.ReplaceAll(strings.TrimSpace(out.String()), "\n", ","))
+			if !slices.Equal(got, want[i]) {
+				t.Errorf("%s: decode -Y %q printed %v, want %v", files[fi], f, head(got), head(want[i]))
+			}
+		}
+	}
+}
