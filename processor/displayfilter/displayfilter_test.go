@@ -193,3 +193,20 @@ func FuzzCompile(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkMatchMix is one evaluation per op, cycling through benchFilters and the packets of
+// two captures: the per-packet cost make bench reports beside tshark -Y.
+func BenchmarkMatchMix(b *testing.B) {
+	frames := append(decodeFile(b, "dns.pcap", false), decodeFile(b, "http.pcap", false)...)
+	filters := make([]*Filter, len(benchFilters))
+	for i, s := range benchFilters {
+		filters[i] = mustCompile(b, s)
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		fr := &frames[i%len(frames)]
+		filters[i%len(filters)].Match(&fr.p, fr.n)
+		i++
+	}
+}
