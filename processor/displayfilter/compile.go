@@ -20,7 +20,7 @@ import (
 // Filter is a compiled display filter. It is immutable, so one Filter may be shared by
 // goroutines.
 type Filter struct {
-	m       matcher
+	m       matcher[decode.Packet]
 	text    string
 	payload bool
 }
@@ -40,7 +40,7 @@ func compile(text string) (*Filter, *Error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &compiler{}
+	c := &compiler[decode.Packet]{fields: fields}
 	m, err := c.expr(ast)
 	if err != nil {
 		return nil, err
@@ -68,9 +68,16 @@ func (f *Filter) String() string {
 	return f.text
 }
 
-type compiler struct{ payload bool }
+// compiler turns a parsed filter into matchers over records of type T, with T's fields.
+type compiler[T any] struct {
+	fields  map[string]*field[T]
+	payload bool // a field read needs the payload
+	// floats lets integer fields take values such as 1e6 and times take exponents, which tshark
+	// refuses but flow filters (byte counts, durations) read better with.
+	floats bool
+}
 
-func (c *compiler) expr(e exprNode) (matcher, *Error) {
+func (c *compiler[T]) expr(e exprNode) (matcher[T], *Error) {
 	switch e := e.(type) {
 	case andExpr:
 		a, err := c.expr(e.a)
@@ -81,7 +88,7 @@ func (c *compiler) expr(e exprNode) (matcher, *Error) {
 		if err != nil {
 			return nil, err
 		}
-		return &andM{a, b}, nil
+		return &andM[T]{a, b}, nil
 	case orExpr:
 		a, err := c.expr(e.a)
 		if err != nil {
@@ -91,13 +98,13 @@ func (c *compiler) expr(e exprNode) (matcher, *Error) {
 		if err != nil {
 			return nil, err
 		}
-		return &orM{a, b}, nil
+		return &orM[T]{a, b}, nil
 	case notExpr:
 		x, err := c.expr(e.x)
 		if err != nil {
 			return nil, err
 		}
-		return &notM{x}, nil
+		return &notM[T]{x}, nil
 	case testExpr:
 		return c.test(e)
 	}
@@ -105,12 +112,12 @@ func (c *compiler) expr(e exprNode) (matcher, *Error) {
 }
 
 // fieldOf resolves an operand that must name a field; what says where it stands, for the message.
-func (c *compiler) fieldOf(o operand, what string) (*field, layers, *Error) {
+func (c *compiler[T]) fieldOf(o operand, what string) (*field[T], layers, *Error) {
 	t := o.tok
 	if t.kind != tWord {
 		return nil, layers{}, errAt(ClassUnknownField, t.pos, t.end, "%s must be a field, not %s", what, t.text)
 	}
-	f := fields[t.text]
+	f := c.fields[t.text]
 	if f == nil {
 		return nil, layers{}, errAt(ClassUnknownField, t.pos, t.end, "%q is neither a field nor a protocol name that capfleet decodes", t.text)
 	}
@@ -127,7 +134,7 @@ func (c *compiler) fieldOf(o operand, what string) (*field, layers, *Error) {
 	return f, l, nil
 }
 
-func (c *compiler) test(t testExpr) (matcher, *Error) {
+func (c *compiler[T]) test(t testExpr) (matcher[T], *Error) {
 	if !t.hasOp {
 		if t.lhs.tok.kind != tWord {
 			return nil, errAt(ClassUnknownField, t.lhs.tok.pos, t.lhs.tok.end, "%s is neither a field nor a protocol name", t.lhs.tok.text)
@@ -141,13 +148,13 @@ func (c *compiler) test(t testExpr) (matcher, *Error) {
 			if f.kind != kUint {
 				return nil, typeCannot(f, t.lhs.tok, "&")
 			}
-			mask, err := uintLit(f, *t.lhs.mask)
+			mask, err := c.uintLit(f, *t.lhs.mask)
 			if err != nil {
 				return nil, err
 			}
-			return &numM{get: f.num, l: l, mask: mask, op: opAnyNe, x: 0}, nil
+			return &numM[T]{get: f.num, l: l, mask: mask, op: opAnyNe, x: 0}, nil
 		}
-		return &presentM{f: f, l: l}, nil
+		return &presentM[T]{f: f, l: l}, nil
 	}
 	f, l, err := c.fieldOf(t.lhs, fmt.Sprintf("the left side of %q", t.op.text))
 	if err != nil {
@@ -168,7 +175,7 @@ func (c *compiler) test(t testExpr) (matcher, *Error) {
 			return nil, typeCannot(f, t.lhs.tok, op.String())
 		}
 		return c.numTest(f, l, t)
-	case kIPv4, kIPv6:
+	case kIPv4, kIPv6, kIP:
 		if op == opContains || op == opMatches {
 			return nil, typeCannot(f, t.lhs.tok, op.String())
 		}
@@ -179,14 +186,14 @@ func (c *compiler) test(t testExpr) (matcher, *Error) {
 	panic("displayfilter: unknown kind")
 }
 
-func typeCannot(f *field, at token, op string) *Error {
+func typeCannot[T any](f *field[T], at token, op string) *Error {
 	return errAt(ClassType, at.pos, at.end, "%s (type=%s) cannot participate in %q comparison", f.name, kindNames[f.kind], op)
 }
 
 // rhsField resolves a right-hand side that names a field of a compatible kind: a field compared
 // with a field, as "udp.srcport == udp.dstport".
-func (c *compiler) rhsField(f *field, o operand) (*field, layers, bool, *Error) {
-	if o.tok.kind != tWord || fields[o.tok.text] == nil {
+func (c *compiler[T]) rhsField(f *field[T], o operand) (*field[T], layers, bool, *Error) {
+	if o.tok.kind != tWord || c.fields[o.tok.text] == nil {
 		return nil, layers{}, false, nil
 	}
 	g, l, err := c.fieldOf(o, "")
@@ -203,10 +210,10 @@ func (c *compiler) rhsField(f *field, o operand) (*field, layers, bool, *Error) 
 	return g, l, true, nil
 }
 
-func (c *compiler) numTest(f *field, l layers, t testExpr) (matcher, *Error) {
-	m := &numM{get: f.num, l: l, op: t.op.op, mask: math.MaxUint64, bool: f.kind == kBool, signed: f.kind == kTime}
+func (c *compiler[T]) numTest(f *field[T], l layers, t testExpr) (matcher[T], *Error) {
+	m := &numM[T]{get: f.num, l: l, op: t.op.op, mask: math.MaxUint64, bool: f.kind == kBool, signed: f.kind == kTime}
 	if t.lhs.mask != nil {
-		mask, err := uintLit(f, *t.lhs.mask)
+		mask, err := c.uintLit(f, *t.lhs.mask)
 		if err != nil {
 			return nil, err
 		}
@@ -249,12 +256,12 @@ func (c *compiler) numTest(f *field, l layers, t testExpr) (matcher, *Error) {
 
 // numLit converts a value for an integer, boolean, MAC or time field. neg is true for a negative
 // integer on an unsigned field: tshark accepts it, and no value equals it or orders with it.
-func (c *compiler) numLit(f *field, o operand) (uint64, bool, *Error) {
+func (c *compiler[T]) numLit(f *field[T], o operand) (uint64, bool, *Error) {
 	t := o.tok
 	if o.layer != nil || o.mask != nil {
 		return 0, false, errAt(ClassSyntax, t.pos, t.end, "%s is not a field: it takes no layer or mask", t.text)
 	}
-	if _, isField := fields[t.text]; isField && t.kind == tWord {
+	if _, isField := c.fields[t.text]; isField && t.kind == tWord {
 		return 0, false, errAt(ClassType, t.pos, t.end, "%s and %s are not of compatible types", f.name, t.text)
 	}
 	switch t.kind {
@@ -270,7 +277,7 @@ func (c *compiler) numLit(f *field, o operand) (uint64, bool, *Error) {
 		v, err := etherLit(t)
 		return v, false, err
 	case kTime:
-		v, err := timeLit(t)
+		v, err := timeLit(t, c.floats)
 		return v, false, err
 	case kBool:
 		switch t.text {
@@ -289,12 +296,17 @@ func (c *compiler) numLit(f *field, o operand) (uint64, bool, *Error) {
 			return 0, true, nil
 		}
 	}
-	v, err := uintLit(f, t)
+	v, err := c.uintLit(f, t)
 	return v, false, err
 }
 
-func uintLit(f *field, t token) (uint64, *Error) {
+func (c *compiler[T]) uintLit(f *field[T], t token) (uint64, *Error) {
 	v, neg, err := parseUint(t.text)
+	if err != nil && c.floats {
+		if x, ferr := strconv.ParseFloat(t.text, 64); ferr == nil && x >= 0 && x < 1<<63 && x == math.Trunc(x) {
+			v, neg, err = uint64(x), false, nil
+		}
+	}
 	if err == strconv.ErrRange {
 		return 0, errAt(ClassValue, t.pos, t.end, "%q causes an integer overflow", t.text)
 	}
@@ -363,9 +375,17 @@ func etherLit(t token) (uint64, *Error) {
 	return v, nil
 }
 
-// timeLit reads seconds since the epoch with up to nine decimals, held as nanoseconds.
-func timeLit(t token) (uint64, *Error) {
+// timeLit reads seconds (since the epoch, or a duration) with up to nine decimals, held as
+// nanoseconds; with floats, also in exponent form (1e3).
+func timeLit(t token, floats bool) (uint64, *Error) {
 	s := t.text
+	if floats && strings.ContainsAny(s, "eE") {
+		x, err := strconv.ParseFloat(s, 64)
+		if err != nil || math.IsNaN(x) || math.Abs(x) > math.MaxInt64/1e9 {
+			return 0, errAt(ClassValue, t.pos, t.end, "%q is not a valid time in seconds", t.text)
+		}
+		return uint64(int64(math.Round(x * 1e9))), nil
+	}
 	neg := strings.HasPrefix(s, "-")
 	if neg {
 		s = s[1:]
@@ -394,7 +414,7 @@ func timeLit(t token) (uint64, *Error) {
 	return uint64(v), nil
 }
 
-func (c *compiler) addrLit(f *field, o operand) (netip.Prefix, *Error) {
+func (c *compiler[T]) addrLit(f *field[T], o operand) (netip.Prefix, *Error) {
 	t := o.tok
 	if o.layer != nil || o.mask != nil {
 		return netip.Prefix{}, errAt(ClassSyntax, t.pos, t.end, "%s is not a field: it takes no layer or mask", t.text)
@@ -402,17 +422,24 @@ func (c *compiler) addrLit(f *field, o operand) (netip.Prefix, *Error) {
 	if t.kind == tString || t.kind == tChar {
 		return netip.Prefix{}, errAt(ClassValue, t.pos, t.end, "%s cannot be converted from a string (%s)", kindNames[f.kind], t.text)
 	}
-	if _, isField := fields[t.text]; isField {
+	if _, isField := c.fields[t.text]; isField {
 		return netip.Prefix{}, errAt(ClassType, t.pos, t.end, "%s and %s are not of compatible types", f.name, t.text)
 	}
 	want, width, name := 4, 32, "IPv4"
-	if f.kind == kIPv6 {
+	switch f.kind {
+	case kIPv6:
 		want, width, name = 6, 128, "IPv6"
+	case kIP:
+		want, name = 0, "IP"
 	}
 	s, bitsText, hasBits := strings.Cut(t.text, "/")
 	a, err := netip.ParseAddr(s)
 	if err != nil || a.Zone() != "" || (want == 4 && !a.Is4()) || (want == 6 && !a.Is6()) {
 		return netip.Prefix{}, errAt(ClassValue, t.pos, t.end, "%q is not a valid hostname or %s address", s, name)
+	}
+	if want == 0 {
+		a = a.Unmap()
+		width = a.BitLen()
 	}
 	bits := width
 	if hasBits {
@@ -428,8 +455,8 @@ func (c *compiler) addrLit(f *field, o operand) (netip.Prefix, *Error) {
 	return netip.PrefixFrom(a, bits).Masked(), nil
 }
 
-func (c *compiler) addrTest(f *field, l layers, t testExpr) (matcher, *Error) {
-	m := &addrM{get: f.addr, l: l, op: t.op.op}
+func (c *compiler[T]) addrTest(f *field[T], l layers, t testExpr) (matcher[T], *Error) {
+	m := &addrM[T]{get: f.addr, l: l, op: t.op.op}
 	if m.op == opIn {
 		for _, e := range t.set {
 			lo, err := c.addrLit(f, e.lo)
@@ -462,7 +489,7 @@ func (c *compiler) addrTest(f *field, l layers, t testExpr) (matcher, *Error) {
 	return m, nil
 }
 
-func (c *compiler) strLit(o operand) ([]byte, *Error) {
+func (c *compiler[T]) strLit(o operand) ([]byte, *Error) {
 	t := o.tok
 	if o.layer != nil || o.mask != nil {
 		return nil, errAt(ClassSyntax, t.pos, t.end, "%s is not a field: it takes no layer or mask", t.text)
@@ -470,14 +497,14 @@ func (c *compiler) strLit(o operand) ([]byte, *Error) {
 	if t.kind == tString || t.kind == tChar {
 		return []byte(t.val), nil
 	}
-	if f := fields[t.text]; f != nil {
-		return nil, errAt(ClassType, t.pos, t.end, "dns.qry.name and %s are not of compatible types", t.text)
+	if f := c.fields[t.text]; f != nil {
+		return nil, errAt(ClassType, t.pos, t.end, "a string and %s are not of compatible types", t.text)
 	}
 	return []byte(t.text), nil
 }
 
-func (c *compiler) strTest(f *field, l layers, t testExpr) (matcher, *Error) {
-	m := &strM{get: f.str, l: l, op: t.op.op}
+func (c *compiler[T]) strTest(f *field[T], l layers, t testExpr) (matcher[T], *Error) {
+	m := &strM[T]{get: f.str, l: l, op: t.op.op}
 	switch m.op {
 	case opIn:
 		for _, e := range t.set {

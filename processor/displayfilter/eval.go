@@ -4,31 +4,29 @@ import (
 	"bytes"
 	"net/netip"
 	"regexp"
-
-	"capfleet.dev/capfleet/processor/decode"
 )
 
 // matcher is one compiled node. Every implementation reads the packet and its own fields only,
 // so evaluation allocates nothing and terminates in time linear in the filter's size.
-type matcher interface {
-	match(p *decode.Packet, frame int) bool
+type matcher[T any] interface {
+	match(p *T, frame int) bool
 }
 
-type andM struct{ a, b matcher }
-type orM struct{ a, b matcher }
-type notM struct{ x matcher }
+type andM[T any] struct{ a, b matcher[T] }
+type orM[T any] struct{ a, b matcher[T] }
+type notM[T any] struct{ x matcher[T] }
 
-func (m *andM) match(p *decode.Packet, n int) bool { return m.a.match(p, n) && m.b.match(p, n) }
-func (m *orM) match(p *decode.Packet, n int) bool  { return m.a.match(p, n) || m.b.match(p, n) }
-func (m *notM) match(p *decode.Packet, n int) bool { return !m.x.match(p, n) }
+func (m *andM[T]) match(p *T, n int) bool { return m.a.match(p, n) && m.b.match(p, n) }
+func (m *orM[T]) match(p *T, n int) bool  { return m.a.match(p, n) || m.b.match(p, n) }
+func (m *notM[T]) match(p *T, n int) bool { return !m.x.match(p, n) }
 
 // presentM tests that a field or protocol occurs.
-type presentM struct {
-	f *field
+type presentM[T any] struct {
+	f *field[T]
 	l layers
 }
 
-func (m *presentM) match(p *decode.Packet, n int) bool {
+func (m *presentM[T]) match(p *T, n int) bool {
 	switch {
 	case m.f.present != nil:
 		return m.f.present(p, m.l)
@@ -78,8 +76,8 @@ func quantify(op relOp, n int, each func(i int) bool) bool {
 	return every
 }
 
-type numM struct {
-	get    func(*decode.Packet, int, layers) nums
+type numM[T any] struct {
+	get    func(*T, int, layers) nums
 	l      layers
 	op     relOp
 	mask   uint64
@@ -88,18 +86,18 @@ type numM struct {
 	x      uint64
 	neg    bool // the literal was negative on an unsigned field
 	set    [][2]uint64
-	rhs    func(*decode.Packet, int, layers) nums
+	rhs    func(*T, int, layers) nums
 	rl     layers
 }
 
-func (m *numM) norm(v uint64) uint64 {
+func (m *numM[T]) norm(v uint64) uint64 {
 	if m.bool && v != 0 {
 		return 1
 	}
 	return v
 }
 
-func (m *numM) cmp(a, b uint64) int {
+func (m *numM[T]) cmp(a, b uint64) int {
 	if m.signed {
 		switch x, y := int64(a), int64(b); {
 		case x < y:
@@ -118,7 +116,7 @@ func (m *numM) cmp(a, b uint64) int {
 	return 0
 }
 
-func (m *numM) match(p *decode.Packet, n int) bool {
+func (m *numM[T]) match(p *T, n int) bool {
 	o := m.get(p, n, m.l)
 	if o.n == 0 {
 		return false
@@ -138,7 +136,7 @@ func (m *numM) match(p *decode.Packet, n int) bool {
 	return quantify(m.op, o.n, func(i int) bool { return m.test(o.v[i]) })
 }
 
-func (m *numM) test(v uint64) bool {
+func (m *numM[T]) test(v uint64) bool {
 	if m.op == opIn {
 		for _, r := range m.set {
 			if m.cmp(v, r[0]) >= 0 && m.cmp(v, r[1]) <= 0 {
@@ -159,17 +157,17 @@ type addrElem struct {
 	isRange bool
 }
 
-type addrM struct {
-	get func(*decode.Packet, layers) addrs
+type addrM[T any] struct {
+	get func(*T, layers) addrs
 	l   layers
 	op  relOp
 	x   netip.Prefix
 	set []addrElem
-	rhs func(*decode.Packet, layers) addrs
+	rhs func(*T, layers) addrs
 	rl  layers
 }
 
-func (m *addrM) match(p *decode.Packet, _ int) bool {
+func (m *addrM[T]) match(p *T, _ int) bool {
 	o := m.get(p, m.l)
 	if m.rhs != nil {
 		r := m.rhs(p, m.rl)
@@ -180,7 +178,7 @@ func (m *addrM) match(p *decode.Packet, _ int) bool {
 	return quantify(m.op, o.n, func(i int) bool { return m.test(o.v[i]) })
 }
 
-func (m *addrM) test(v netip.Addr) bool {
+func (m *addrM[T]) test(v netip.Addr) bool {
 	if m.op == opIn {
 		for _, e := range m.set {
 			if e.isRange {
@@ -203,18 +201,18 @@ func (m *addrM) test(v netip.Addr) bool {
 	return holds(m.op, v.Compare(m.x.Addr()))
 }
 
-type strM struct {
-	get func(*decode.Packet, layers) ([]byte, bool)
+type strM[T any] struct {
+	get func(*T, layers) ([]byte, bool)
 	l   layers
 	op  relOp
 	x   []byte
 	re  *regexp.Regexp
 	set [][2][]byte
-	rhs func(*decode.Packet, layers) ([]byte, bool)
+	rhs func(*T, layers) ([]byte, bool)
 	rl  layers
 }
 
-func (m *strM) match(p *decode.Packet, _ int) bool {
+func (m *strM[T]) match(p *T, _ int) bool {
 	v, ok := m.get(p, m.l)
 	if !ok {
 		return false

@@ -18,10 +18,11 @@ const (
 	kIPv6               // IPv6 address
 	kEther              // MAC address, held in the low 48 bits of a uint64
 	kString             // text
-	kTime               // seconds since the epoch, held as nanoseconds
+	kTime               // seconds since the epoch (or a duration), held as nanoseconds
+	kIP                 // IPv4 or IPv6 address (flows of either family)
 )
 
-var kindNames = [...]string{"Protocol", "Unsigned integer", "Boolean", "IPv4 address", "IPv6 address", "Ethernet or other MAC address", "Character string", "Time"}
+var kindNames = [...]string{"Protocol", "Unsigned integer", "Boolean", "IPv4 address", "IPv6 address", "Ethernet or other MAC address", "Character string", "Time", "IP address"}
 
 // maxOcc bounds a field's occurrences in one frame: ip.addr and tcp.port have two per header.
 const maxOcc = 2 * decode.MaxIP
@@ -61,22 +62,25 @@ func (o *addrs) add(v netip.Addr) {
 // field is one name a filter may use. Exactly one getter is set, by kind: present for
 // protocols, num for integers, booleans, MAC addresses and times, addr for IP addresses, str for
 // text.
-type field struct {
+type field[T any] struct {
 	name string
 	kind kind
 	bits int // kUint: the width, for tshark's "too big for this field"
 	// payload is true for fields read from beyond the transport header: a filter without such
 	// fields lets the decoder stop at the headers.
 	payload bool
-	present func(p *decode.Packet, l layers) bool
-	num     func(p *decode.Packet, frame int, l layers) nums
-	addr    func(p *decode.Packet, l layers) addrs
-	str     func(p *decode.Packet, l layers) ([]byte, bool)
+	present func(p *T, l layers) bool
+	num     func(p *T, frame int, l layers) nums
+	addr    func(p *T, l layers) addrs
+	str     func(p *T, l layers) ([]byte, bool)
 }
 
-var fields = map[string]*field{}
+// packetField is a field of a decoded packet.
+type packetField = field[decode.Packet]
 
-func add(f *field) { fields[f.name] = f }
+var fields = map[string]*packetField{}
+
+func add(f *packetField) { fields[f.name] = f }
 
 // FieldNames lists the fields and protocols a filter may name, sorted.
 func FieldNames() []string {
@@ -86,12 +90,6 @@ func FieldNames() []string {
 	}
 	sort.Strings(names)
 	return names
-}
-
-// NeedsPayload says whether a field name reads beyond the transport header.
-func fieldNeedsPayload(name string) bool {
-	f := fields[name]
-	return f != nil && f.payload
 }
 
 func frameNum(get func(p *decode.Packet, frame int) uint64) func(*decode.Packet, int, layers) nums {
@@ -212,11 +210,11 @@ func tcpFull(t *decode.Transport) bool { return !t.BadOffset && !t.Short }
 
 func init() {
 	one := func(p *decode.Packet, l layers) bool { return l.has(1) }
-	add(&field{name: "frame", kind: kProto, present: one})
-	add(&field{name: "frame.number", kind: kUint, bits: 32, num: frameNum(func(_ *decode.Packet, n int) uint64 { return uint64(n) })})
-	add(&field{name: "frame.len", kind: kUint, bits: 32, num: frameNum(func(p *decode.Packet, _ int) uint64 { return uint64(p.Len) })})
-	add(&field{name: "frame.cap_len", kind: kUint, bits: 32, num: frameNum(func(p *decode.Packet, _ int) uint64 { return uint64(p.CapLen) })})
-	add(&field{name: "frame.time_epoch", kind: kTime, num: frameNum(func(p *decode.Packet, _ int) uint64 { return uint64(p.Timestamp.UnixNano()) })})
+	add(&packetField{name: "frame", kind: kProto, present: one})
+	add(&packetField{name: "frame.number", kind: kUint, bits: 32, num: frameNum(func(_ *decode.Packet, n int) uint64 { return uint64(n) })})
+	add(&packetField{name: "frame.len", kind: kUint, bits: 32, num: frameNum(func(p *decode.Packet, _ int) uint64 { return uint64(p.Len) })})
+	add(&packetField{name: "frame.cap_len", kind: kUint, bits: 32, num: frameNum(func(p *decode.Packet, _ int) uint64 { return uint64(p.CapLen) })})
+	add(&packetField{name: "frame.time_epoch", kind: kTime, num: frameNum(func(p *decode.Packet, _ int) uint64 { return uint64(p.Timestamp.UnixNano()) })})
 
 	// Every Ethernet header counts, the ones inside tunnels (VXLAN, Geneve, ERSPAN, GRE) too.
 	eths := func(get func(e *decode.EthHeader, o *nums)) func(*decode.Packet, int, layers) nums {
@@ -230,32 +228,32 @@ func init() {
 			return o
 		}
 	}
-	add(&field{name: "eth", kind: kProto, present: func(p *decode.Packet, l layers) bool {
+	add(&packetField{name: "eth", kind: kProto, present: func(p *decode.Packet, l layers) bool {
 		return p.NEth > 0 && (l.lo == 0 || l.lo <= int(p.NEth))
 	}})
-	add(&field{name: "eth.src", kind: kEther, num: eths(func(e *decode.EthHeader, o *nums) { o.add(mac(e.Src)) })})
-	add(&field{name: "eth.dst", kind: kEther, num: eths(func(e *decode.EthHeader, o *nums) { o.add(mac(e.Dst)) })})
-	add(&field{name: "eth.addr", kind: kEther, num: eths(func(e *decode.EthHeader, o *nums) { o.add(mac(e.Dst)); o.add(mac(e.Src)) })})
-	add(&field{name: "eth.type", kind: kUint, bits: 16, num: eths(func(e *decode.EthHeader, o *nums) {
+	add(&packetField{name: "eth.src", kind: kEther, num: eths(func(e *decode.EthHeader, o *nums) { o.add(mac(e.Src)) })})
+	add(&packetField{name: "eth.dst", kind: kEther, num: eths(func(e *decode.EthHeader, o *nums) { o.add(mac(e.Dst)) })})
+	add(&packetField{name: "eth.addr", kind: kEther, num: eths(func(e *decode.EthHeader, o *nums) { o.add(mac(e.Dst)); o.add(mac(e.Src)) })})
+	add(&packetField{name: "eth.type", kind: kUint, bits: 16, num: eths(func(e *decode.EthHeader, o *nums) {
 		if e.Type != 0 {
 			o.add(uint64(e.Type))
 		}
 	})})
 
-	add(&field{name: "vlan", kind: kProto, present: func(p *decode.Packet, l layers) bool {
+	add(&packetField{name: "vlan", kind: kProto, present: func(p *decode.Packet, l layers) bool {
 		found := false
 		eachVLAN(p, l, func(decode.VLANTag) { found = true })
 		return found
 	}})
-	add(&field{name: "vlan.id", kind: kUint, bits: 16, num: func(p *decode.Packet, _ int, l layers) nums {
+	add(&packetField{name: "vlan.id", kind: kUint, bits: 16, num: func(p *decode.Packet, _ int, l layers) nums {
 		var o nums
 		eachVLAN(p, l, func(t decode.VLANTag) { o.add(uint64(t.ID)) })
 		return o
 	}})
-	add(&field{name: "mpls", kind: kProto, present: func(p *decode.Packet, l layers) bool {
+	add(&packetField{name: "mpls", kind: kProto, present: func(p *decode.Packet, l layers) bool {
 		return p.NMPLS > 0 && (l.lo == 0 || l.lo <= int(p.NMPLS))
 	}})
-	add(&field{name: "mpls.label", kind: kUint, bits: 32, num: func(p *decode.Packet, _ int, l layers) nums {
+	add(&packetField{name: "mpls.label", kind: kUint, bits: 32, num: func(p *decode.Packet, _ int, l layers) nums {
 		var o nums
 		if p.NMPLS > 0 && l.has(1) { // the decoder keeps the outer label only
 			o.add(uint64(p.MPLSLabel))
@@ -263,36 +261,36 @@ func init() {
 		return o
 	}})
 
-	add(&field{name: "ip", kind: kProto, present: hasIP(4)})
-	add(&field{name: "ip.src", kind: kIPv4, addr: ipAddrs(4, true, false)})
-	add(&field{name: "ip.dst", kind: kIPv4, addr: ipAddrs(4, false, true)})
-	add(&field{name: "ip.addr", kind: kIPv4, addr: ipAddrs(4, true, true)})
-	add(&field{name: "ip.version", kind: kUint, bits: 8, num: ipNums(4, 1, func(h *decode.IPHeader) uint64 { return 4 })})
-	add(&field{name: "ip.hdr_len", kind: kUint, bits: 8, num: ipNums(4, 1, func(h *decode.IPHeader) uint64 { return uint64(h.HeaderLen) })})
-	add(&field{name: "ip.len", kind: kUint, bits: 16, num: ipNums(4, 4, func(h *decode.IPHeader) uint64 { return uint64(h.TotalLen) })})
-	add(&field{name: "ip.id", kind: kUint, bits: 16, num: ipNums(4, 6, func(h *decode.IPHeader) uint64 { return uint64(h.ID) })})
-	add(&field{name: "ip.flags.df", kind: kBool, num: ipNums(4, 7, func(h *decode.IPHeader) uint64 { return b2u(h.DontFrag) })})
-	add(&field{name: "ip.flags.mf", kind: kBool, num: ipNums(4, 7, func(h *decode.IPHeader) uint64 { return b2u(h.MoreFrags) })})
-	add(&field{name: "ip.frag_offset", kind: kUint, bits: 16, num: ipNums(4, 8, func(h *decode.IPHeader) uint64 { return uint64(h.FragOffset) })})
-	add(&field{name: "ip.ttl", kind: kUint, bits: 8, num: ipNums(4, 9, func(h *decode.IPHeader) uint64 { return uint64(h.TTL) })})
-	add(&field{name: "ip.proto", kind: kUint, bits: 8, num: ipNums(4, 10, func(h *decode.IPHeader) uint64 { return uint64(h.NextHeader) })})
+	add(&packetField{name: "ip", kind: kProto, present: hasIP(4)})
+	add(&packetField{name: "ip.src", kind: kIPv4, addr: ipAddrs(4, true, false)})
+	add(&packetField{name: "ip.dst", kind: kIPv4, addr: ipAddrs(4, false, true)})
+	add(&packetField{name: "ip.addr", kind: kIPv4, addr: ipAddrs(4, true, true)})
+	add(&packetField{name: "ip.version", kind: kUint, bits: 8, num: ipNums(4, 1, func(h *decode.IPHeader) uint64 { return 4 })})
+	add(&packetField{name: "ip.hdr_len", kind: kUint, bits: 8, num: ipNums(4, 1, func(h *decode.IPHeader) uint64 { return uint64(h.HeaderLen) })})
+	add(&packetField{name: "ip.len", kind: kUint, bits: 16, num: ipNums(4, 4, func(h *decode.IPHeader) uint64 { return uint64(h.TotalLen) })})
+	add(&packetField{name: "ip.id", kind: kUint, bits: 16, num: ipNums(4, 6, func(h *decode.IPHeader) uint64 { return uint64(h.ID) })})
+	add(&packetField{name: "ip.flags.df", kind: kBool, num: ipNums(4, 7, func(h *decode.IPHeader) uint64 { return b2u(h.DontFrag) })})
+	add(&packetField{name: "ip.flags.mf", kind: kBool, num: ipNums(4, 7, func(h *decode.IPHeader) uint64 { return b2u(h.MoreFrags) })})
+	add(&packetField{name: "ip.frag_offset", kind: kUint, bits: 16, num: ipNums(4, 8, func(h *decode.IPHeader) uint64 { return uint64(h.FragOffset) })})
+	add(&packetField{name: "ip.ttl", kind: kUint, bits: 8, num: ipNums(4, 9, func(h *decode.IPHeader) uint64 { return uint64(h.TTL) })})
+	add(&packetField{name: "ip.proto", kind: kUint, bits: 8, num: ipNums(4, 10, func(h *decode.IPHeader) uint64 { return uint64(h.NextHeader) })})
 
-	add(&field{name: "ipv6", kind: kProto, present: hasIP(6)})
-	add(&field{name: "ipv6.src", kind: kIPv6, addr: ipAddrs(6, true, false)})
-	add(&field{name: "ipv6.dst", kind: kIPv6, addr: ipAddrs(6, false, true)})
-	add(&field{name: "ipv6.addr", kind: kIPv6, addr: ipAddrs(6, true, true)})
-	add(&field{name: "ipv6.plen", kind: kUint, bits: 16, num: ipNums(6, 6, func(h *decode.IPHeader) uint64 { return uint64(h.TotalLen - 40) })})
-	add(&field{name: "ipv6.nxt", kind: kUint, bits: 8, num: ipNums(6, 7, func(h *decode.IPHeader) uint64 { return uint64(h.NextHeader) })})
-	add(&field{name: "ipv6.hlim", kind: kUint, bits: 8, num: ipNums(6, 8, func(h *decode.IPHeader) uint64 { return uint64(h.TTL) })})
+	add(&packetField{name: "ipv6", kind: kProto, present: hasIP(6)})
+	add(&packetField{name: "ipv6.src", kind: kIPv6, addr: ipAddrs(6, true, false)})
+	add(&packetField{name: "ipv6.dst", kind: kIPv6, addr: ipAddrs(6, false, true)})
+	add(&packetField{name: "ipv6.addr", kind: kIPv6, addr: ipAddrs(6, true, true)})
+	add(&packetField{name: "ipv6.plen", kind: kUint, bits: 16, num: ipNums(6, 6, func(h *decode.IPHeader) uint64 { return uint64(h.TotalLen - 40) })})
+	add(&packetField{name: "ipv6.nxt", kind: kUint, bits: 8, num: ipNums(6, 7, func(h *decode.IPHeader) uint64 { return uint64(h.NextHeader) })})
+	add(&packetField{name: "ipv6.hlim", kind: kUint, bits: 8, num: ipNums(6, 8, func(h *decode.IPHeader) uint64 { return uint64(h.TTL) })})
 
 	for _, v := range []struct {
 		name  string
 		proto uint8
 	}{{"tcp", decode.ProtoTCP}, {"udp", decode.ProtoUDP}, {"sctp", decode.ProtoSCTP}} {
-		add(&field{name: v.name, kind: kProto, present: hasL4(v.proto)})
-		add(&field{name: v.name + ".srcport", kind: kUint, bits: 16, num: l4Nums(v.proto, func(h *decode.IPHeader, o *nums) { o.add(uint64(h.L4.SrcPort)) })})
-		add(&field{name: v.name + ".dstport", kind: kUint, bits: 16, num: l4Nums(v.proto, func(h *decode.IPHeader, o *nums) { o.add(uint64(h.L4.DstPort)) })})
-		add(&field{name: v.name + ".port", kind: kUint, bits: 16, num: l4Nums(v.proto, func(h *decode.IPHeader, o *nums) {
+		add(&packetField{name: v.name, kind: kProto, present: hasL4(v.proto)})
+		add(&packetField{name: v.name + ".srcport", kind: kUint, bits: 16, num: l4Nums(v.proto, func(h *decode.IPHeader, o *nums) { o.add(uint64(h.L4.SrcPort)) })})
+		add(&packetField{name: v.name + ".dstport", kind: kUint, bits: 16, num: l4Nums(v.proto, func(h *decode.IPHeader, o *nums) { o.add(uint64(h.L4.DstPort)) })})
+		add(&packetField{name: v.name + ".port", kind: kUint, bits: 16, num: l4Nums(v.proto, func(h *decode.IPHeader, o *nums) {
 			o.add(uint64(h.L4.SrcPort))
 			o.add(uint64(h.L4.DstPort))
 		})})
@@ -304,7 +302,7 @@ func init() {
 			}
 		})
 	}
-	add(&field{name: "tcp.flags", kind: kUint, bits: 16, num: tcpFlags(0x0fff)})
+	add(&packetField{name: "tcp.flags", kind: kUint, bits: 16, num: tcpFlags(0x0fff)})
 	for _, f := range []struct {
 		name string
 		bit  uint16
@@ -312,47 +310,47 @@ func init() {
 		{"fin", decode.TCPFin}, {"syn", decode.TCPSyn}, {"reset", decode.TCPRst}, {"push", decode.TCPPsh},
 		{"ack", decode.TCPAck}, {"urg", decode.TCPUrg}, {"ece", decode.TCPEce}, {"cwr", decode.TCPCwr}, {"ae", 0x100}, {"res", 0xe00},
 	} {
-		add(&field{name: "tcp.flags." + f.name, kind: kBool, num: tcpFlags(f.bit)})
+		add(&packetField{name: "tcp.flags." + f.name, kind: kBool, num: tcpFlags(f.bit)})
 	}
-	add(&field{name: "tcp.seq_raw", kind: kUint, bits: 32, num: l4Nums(decode.ProtoTCP, func(h *decode.IPHeader, o *nums) {
+	add(&packetField{name: "tcp.seq_raw", kind: kUint, bits: 32, num: l4Nums(decode.ProtoTCP, func(h *decode.IPHeader, o *nums) {
 		if !h.L4.Short {
 			o.add(uint64(h.L4.Seq))
 		}
 	})})
-	add(&field{name: "tcp.ack_raw", kind: kUint, bits: 32, num: l4Nums(decode.ProtoTCP, func(h *decode.IPHeader, o *nums) {
+	add(&packetField{name: "tcp.ack_raw", kind: kUint, bits: 32, num: l4Nums(decode.ProtoTCP, func(h *decode.IPHeader, o *nums) {
 		if tcpFull(&h.L4) {
 			o.add(uint64(h.L4.Ack))
 		}
 	})})
-	add(&field{name: "tcp.window_size_value", kind: kUint, bits: 16, num: l4Nums(decode.ProtoTCP, func(h *decode.IPHeader, o *nums) {
+	add(&packetField{name: "tcp.window_size_value", kind: kUint, bits: 16, num: l4Nums(decode.ProtoTCP, func(h *decode.IPHeader, o *nums) {
 		if tcpFull(&h.L4) {
 			o.add(uint64(h.L4.Window))
 		}
 	})})
 	// tshark leaves tcp.len out for a header quoted in an ICMP error, in an IP fragment, or with
 	// a bad data offset, as decode's field of that name does.
-	add(&field{name: "tcp.len", kind: kUint, bits: 32, num: l4Nums(decode.ProtoTCP, func(h *decode.IPHeader, o *nums) {
+	add(&packetField{name: "tcp.len", kind: kUint, bits: 32, num: l4Nums(decode.ProtoTCP, func(h *decode.IPHeader, o *nums) {
 		if !h.Quoted && !h.Fragment && h.L4.PayloadLen >= 0 {
 			o.add(uint64(h.L4.PayloadLen))
 		}
 	})})
-	add(&field{name: "udp.length", kind: kUint, bits: 16, num: l4Nums(decode.ProtoUDP, func(h *decode.IPHeader, o *nums) { o.add(uint64(h.L4.UDPLen)) })})
+	add(&packetField{name: "udp.length", kind: kUint, bits: 16, num: l4Nums(decode.ProtoUDP, func(h *decode.IPHeader, o *nums) { o.add(uint64(h.L4.UDPLen)) })})
 
 	for _, v := range []struct {
 		name  string
 		proto uint8
 	}{{"icmp", decode.ProtoICMP}, {"icmpv6", decode.ProtoICMPv6}} {
-		add(&field{name: v.name, kind: kProto, present: hasL4(v.proto)})
-		add(&field{name: v.name + ".type", kind: kUint, bits: 8, num: l4Nums(v.proto, func(h *decode.IPHeader, o *nums) { o.add(uint64(h.L4.ICMPType)) })})
-		add(&field{name: v.name + ".code", kind: kUint, bits: 8, num: l4Nums(v.proto, func(h *decode.IPHeader, o *nums) { o.add(uint64(h.L4.ICMPCode)) })})
+		add(&packetField{name: v.name, kind: kProto, present: hasL4(v.proto)})
+		add(&packetField{name: v.name + ".type", kind: kUint, bits: 8, num: l4Nums(v.proto, func(h *decode.IPHeader, o *nums) { o.add(uint64(h.L4.ICMPType)) })})
+		add(&packetField{name: v.name + ".code", kind: kUint, bits: 8, num: l4Nums(v.proto, func(h *decode.IPHeader, o *nums) { o.add(uint64(h.L4.ICMPCode)) })})
 	}
 
 	// DNS on the mDNS and LLMNR ports is what tshark calls mdns and llmnr; their query names are
 	// dns.qry.name all the same.
-	add(&field{name: "dns", kind: kProto, payload: true, present: func(p *decode.Packet, l layers) bool {
+	add(&packetField{name: "dns", kind: kProto, payload: true, present: func(p *decode.Packet, l layers) bool {
 		return p.HasDNS && p.DNSPort != 5353 && p.DNSPort != 5355 && l.has(1)
 	}})
-	add(&field{name: "dns.qry.name", kind: kString, payload: true, str: func(p *decode.Packet, l layers) ([]byte, bool) {
+	add(&packetField{name: "dns.qry.name", kind: kString, payload: true, str: func(p *decode.Packet, l layers) ([]byte, bool) {
 		if !p.HasDNS || !l.has(1) {
 			return nil, false
 		}
