@@ -74,6 +74,7 @@ func flowsCommand() *cobra.Command {
 		output string
 		port   int
 		proto  string
+		filter string
 	)
 	cmd := &cobra.Command{
 		Use:   "flows",
@@ -88,6 +89,14 @@ func flowsCommand() *cobra.Command {
 			}
 			if proto != "" && proto != "tcp" && proto != "udp" && proto != "icmp" && proto != "sctp" {
 				return fmt.Errorf("--proto %q: want tcp, udp, icmp or sctp", proto)
+			}
+			ff, err := compileFlowFilter(strings.TrimSpace(filter))
+			if err != nil {
+				var e *displayfilter.Error
+				if errors.As(err, &e) {
+					return fmt.Errorf("-Y: %s", e.Caret())
+				}
+				return fmt.Errorf("-Y: %w", err)
 			}
 			from, to, err := timeRange(c.since, c.from, c.to, time.Now())
 			if err != nil {
@@ -114,6 +123,15 @@ func flowsCommand() *cobra.Command {
 				return err
 			}
 			flows = selectFlows(flows, port, proto)
+			if ff != nil {
+				kept := flows[:0]
+				for i := range flows {
+					if ff.Match(&flows[i]) {
+						kept = append(kept, flows[i])
+					}
+				}
+				flows = kept
+			}
 			if output == "json" {
 				return writeFlowsJSON(cmd.OutOrStdout(), flows)
 			}
@@ -125,6 +143,8 @@ func flowsCommand() *cobra.Command {
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "table, or json (one Zeek conn.log-style object per line)")
 	cmd.Flags().IntVar(&port, "port", 0, "only flows with this port on either side")
 	cmd.Flags().StringVar(&proto, "proto", "", "only flows of this transport: tcp, udp, icmp or sctp")
+	cmd.Flags().StringVarP(&filter, "display-filter", "Y", "", `only flows this filter accepts: Wireshark display-filter syntax over Zeek conn.log field names, each also as flow.NAME (`+
+		`e.g. 'flow.duration > 10 && flow.orig_bytes > 1e6', 'conn_state == "S0" && flow.addr == 10.0.0.0/8'); fields: `+strings.Join(flowFieldNames(), ", "))
 	return cmd
 }
 
@@ -372,4 +392,15 @@ func linkTypeList(lts map[uint32]int) string {
 	}
 	sort.Strings(s)
 	return strings.Join(s, ", ")
+}
+
+// flowFieldNames are the fields a flow filter names, without their flow. aliases.
+func flowFieldNames() []string {
+	var out []string
+	for _, n := range flowSchema.Names() {
+		if !strings.HasPrefix(n, "flow.") {
+			out = append(out, n)
+		}
+	}
+	return out
 }
