@@ -39,7 +39,10 @@ func NewDecodeCommand() *cobra.Command {
 Fields are named as in tshark (frame.number, eth.src, vlan.id, ip.src, tcp.flags, dns.qry.name, ...)
 and formatted as "tshark -T fields -E separator=/t -E occurrence=f" prints them: when a field occurs
 more than once in a packet (a tunnel, an ICMP error quoting a header) the first occurrence is shown.
-A field the packet lacks is empty (tsv) or left out (json). Known fields: ` + strings.Join(decode.FieldNames(), ", "),
+A field the packet lacks is empty (tsv) or left out (json). Known fields: ` + strings.Join(decode.FieldNames(), ", ") + `
+
+-Y FILTER prints only the packets a Wireshark display filter keeps, with tshark 4's meaning (reassembly
+off). Its fields and protocols: ` + strings.Join(displayfilter.FieldNames(), ", "),
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runDecode(cmd.OutOrStdout(), cmd.ErrOrStderr(), args[0], o)

@@ -613,3 +613,30 @@ func TestDecodeDisplayFlagMatchesInProcess(t *testing.T) {
 		}
 	}
 }
+
+// TestDisplayFilterCorpusCovers keeps the corpus honest: every field and protocol a filter may
+// name, and every operator and form of the language, appears in at least one filter.
+func TestDisplayFilterCorpusCovers(t *testing.T) {
+	filters := loadDisplayFilters(t)
+	words := map[string]bool{}
+	all := strings.Join(filters, "\n")
+	for _, f := range filters {
+		for _, w := range strings.FieldsFunc(f, func(r rune) bool {
+			return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '.' || r == '_')
+		}) {
+			words[w] = true
+		}
+	}
+	for _, name := range displayfilter.FieldNames() {
+		if !words[name] {
+			t.Errorf("no corpus filter names %s", name)
+		}
+	}
+	for _, op := range []string{"==", "!=", "===", "!==", "~=", "<", "<=", ">", ">=", " eq ", " ne ", " gt ", " lt ", " ge ", " le ",
+		" any_eq ", " all_ne ", " all_eq ", " any_ne ", " contains ", " matches ", " ~ ", " in {", "..", " and ", " or ", "not ",
+		"&&", "||", "!", "(", "#", "#[", " & ", "/", "0x", "r\"", "'", "\\x", "True", "False"} {
+		if !strings.Contains(all, op) {
+			t.Errorf("no corpus filter uses %q", op)
+		}
+	}
+}
