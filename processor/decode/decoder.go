@@ -135,6 +135,7 @@ func (d *Decoder) Decode(frame []byte, lt LinkType, ts time.Time, origLen int, p
 	p.reset()
 	p.Timestamp, p.CapLen, p.Len, p.LinkType = ts, len(frame), origLen, lt
 	d.tunnel, d.quoteNext, d.pending, d.tpid = TunnelNone, false, OK, 0x8100
+	d.cmd.inGRE = false // a GRE header with nothing after it left it set
 	d.frameLen, d.wireLen = len(frame), max(origLen, len(frame))
 	d.Stats.Packets++
 
