@@ -524,6 +524,8 @@ if [ "$E2E_PACKETS" -gt 0 ] && want e2e; then
     emit e2e "$k" "$tool" "broker CPU ns/pkt" "$(per_pkt_ns "$K1" "$(svc_ticks kafka)" "$n")"
     emit e2e "$k" "$tool" "process peak RSS MB" "$(peak_rss_mb "$PROCESS_PID")"
     emit e2e "$k" "$tool" "max uncommitted records" "$MAXQ"
+    emit e2e "$k" "$tool" "closed flows stored" "$(process_metric flows_written_total)"
+    emit e2e "$k" "$tool" "open flows' totals stored" "$(process_metric flow_updates_total)"
     emit e2e "$k" "$tool" "packets per block" "$(calc "$written / ($blocks > 0 ? $blocks : 1)")"
     emit e2e "$k" "$tool" "stored B/pkt" "$stored"
     emit e2e "$k" "$tool" "pcap B/pkt" "$pcap"

@@ -6,6 +6,7 @@ package packetrecord
 import (
 	"encoding/binary"
 	"fmt"
+	"math"
 	"strconv"
 	"time"
 
@@ -101,6 +102,18 @@ func metronKey(t time.Time) uint64 {
 // link type and OrigLen equal to the frame length. The returned frame aliases
 // the record's value.
 func Decode(r *kgo.Record) (Meta, []byte, error) {
+	var d Decoder
+	return d.Decode(r)
+}
+
+// Decoder decodes records like Decode, keeping the node and interface names of the last record: a
+// partition's records come from a few sensor interfaces, so the names are not copied per record.
+type Decoder struct {
+	node, iface string
+}
+
+// Decode is Decode with the names of earlier records reused.
+func (d *Decoder) Decode(r *kgo.Record) (Meta, []byte, error) {
 	var m Meta
 	if len(r.Key) != KeyLen {
 		return m, nil, fmt.Errorf("packet record at %s/%d@%d: key is %d bytes, want %d (Metron timestamp)",
@@ -114,17 +127,23 @@ func Decode(r *kgo.Record) (Meta, []byte, error) {
 		switch h.Key {
 		case HeaderTimestampNanos:
 			var ns int64
-			ns, err = strconv.ParseInt(string(h.Value), 10, 64)
+			ns, err = parseInt(h.Value, 64)
 			m.Timestamp = time.Unix(0, ns)
 		case HeaderNode:
-			m.Node = string(h.Value)
+			if string(h.Value) != d.node {
+				d.node = string(h.Value)
+			}
+			m.Node = d.node
 		case HeaderInterface:
-			m.Interface = string(h.Value)
+			if string(h.Value) != d.iface {
+				d.iface = string(h.Value)
+			}
+			m.Interface = d.iface
 		case HeaderLinkType:
 			m.LinkType, err = parseLinkType(h.Value)
 		case HeaderOrigLen:
 			var n int64
-			n, err = strconv.ParseInt(string(h.Value), 10, 32)
+			n, err = parseInt(h.Value, 32)
 			if err == nil && n < int64(len(r.Value)) {
 				err = fmt.Errorf("shorter than the %d-byte frame", len(r.Value))
 			}
@@ -142,9 +161,36 @@ func Decode(r *kgo.Record) (Meta, []byte, error) {
 // link type was 8 bits carry the same text, so they read unchanged; only values up to 2^32-1 are link
 // types.
 func parseLinkType(v []byte) (linktype.Type, error) {
+	if n, ok := parseDigits(v); ok && n <= math.MaxUint32 {
+		return linktype.Type(n), nil
+	}
 	lt, err := strconv.ParseUint(string(v), 10, 32)
 	if err != nil {
 		return 0, fmt.Errorf("not a 32-bit decimal link type: %w", err)
 	}
 	return linktype.Type(lt), nil
+}
+
+// parseInt is strconv.ParseInt(string(v), 10, bits) with a fast path for what producers write (plain
+// digits): strconv's generality costs more than the rest of a record's decoding.
+func parseInt(v []byte, bits int) (int64, error) {
+	if n, ok := parseDigits(v); ok && n <= 1<<(bits-1)-1 {
+		return int64(n), nil
+	}
+	return strconv.ParseInt(string(v), 10, bits)
+}
+
+// parseDigits reads 1 to 19 decimal digits, which cannot overflow 64 bits; anything else is left to strconv.
+func parseDigits(v []byte) (uint64, bool) {
+	if len(v) == 0 || len(v) > 19 {
+		return 0, false
+	}
+	var n uint64
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + uint64(c-'0')
+	}
+	return n, true
 }

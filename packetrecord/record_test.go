@@ -2,6 +2,7 @@ package packetrecord
 
 import (
 	"bytes"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -146,4 +147,26 @@ func BenchmarkEncode(b *testing.B) {
 	for b.Loop() {
 		Encode(m, frame)
 	}
+}
+
+// The fast decimal path agrees with strconv on every input: the same value, or both an error.
+func FuzzParseInt(f *testing.F) {
+	for _, s := range []string{"0", "1", "-1", "1733490000123456789", "9223372036854775807", "9223372036854775808",
+		"99999999999999999999", "2147483647", "2147483648", "+5", "0x10", "1_000", "", " 7", "007"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, v []byte) {
+		for _, bits := range []int{32, 64} {
+			got, gotErr := parseInt(v, bits)
+			want, wantErr := strconv.ParseInt(string(v), 10, bits)
+			if (gotErr != nil) != (wantErr != nil) || (wantErr == nil && got != want) {
+				t.Fatalf("parseInt(%q, %d) = %d, %v; strconv: %d, %v", v, bits, got, gotErr, want, wantErr)
+			}
+		}
+		got, gotErr := parseLinkType(v)
+		want, wantErr := strconv.ParseUint(string(v), 10, 32)
+		if (gotErr != nil) != (wantErr != nil) || (wantErr == nil && uint64(got) != want) {
+			t.Fatalf("parseLinkType(%q) = %d, %v; strconv: %d, %v", v, got, gotErr, want, wantErr)
+		}
+	})
 }

@@ -1,6 +1,8 @@
 package pcapfile
 
 import (
+	"capfleet.dev/capfleet/internal/testenv"
+
 	"bytes"
 	"compress/gzip"
 	"io"
@@ -13,10 +15,7 @@ import (
 func benchFile(b *testing.B, rel string) []byte {
 	dir := sharedPcaps(b)
 	if dir == "" {
-		if os.Getenv("CI") == "true" {
-			b.Fatal("../shared/pcaps is missing beside the repository root")
-		}
-		b.Skip("../shared/pcaps is missing beside the repository root")
+		testenv.Missing(b, "../shared/pcaps is missing beside the repository root")
 	}
 	data, err := os.ReadFile(filepath.Join(dir, rel))
 	if err != nil {

@@ -1,6 +1,8 @@
 package pcaptool
 
 import (
+	"capfleet.dev/capfleet/internal/testenv"
+
 	"bytes"
 	"compress/gzip"
 	"errors"
@@ -53,10 +55,7 @@ func tcpdumpPath(t *testing.T) string {
 
 func missing(t *testing.T, msg string) {
 	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
+	testenv.Missing(t, "%s", msg)
 }
 
 // captureFiles lists every capture under dir (by extension, so the READMEs, licences and logs beside them

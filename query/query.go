@@ -113,6 +113,9 @@ func flowsCommand() *cobra.Command {
 				return err
 			}
 			defer done()
+			r.OnSkip = func(key string, err error) {
+				fmt.Fprintf(cmd.ErrOrStderr(), "warning: skipped %s: %v\n", key, err)
+			}
 			var flows []store.Flow
 			if addr.IsValid() {
 				flows, err = r.FlowsByIP(cmd.Context(), addr, from, to)

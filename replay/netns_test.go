@@ -3,6 +3,8 @@
 package replay
 
 import (
+	"capfleet.dev/capfleet/internal/testenv"
+
 	"bufio"
 	"bytes"
 	"context"
@@ -48,10 +50,7 @@ func needRoot(t testing.TB) {
 		return
 	}
 	msg := "needs " + strings.Join(missing, ", ")
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
+	testenv.Missing(t, "%s", msg)
 }
 
 func run(t testing.TB, name string, args ...string) {

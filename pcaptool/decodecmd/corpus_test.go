@@ -1,6 +1,8 @@
 package decodecmd
 
 import (
+	"capfleet.dev/capfleet/internal/testenv"
+
 	"bufio"
 	"compress/gzip"
 	"encoding/binary"
@@ -16,10 +18,7 @@ func needTool(t testing.TB, name string) string {
 	t.Helper()
 	p, err := exec.LookPath(name)
 	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s not installed: run bash hack/deps.sh", name)
-		}
-		t.Skipf("%s not installed: run bash hack/deps.sh", name)
+		testenv.Missing(t, "%s not installed: run bash hack/deps.sh", name)
 	}
 	return p
 }

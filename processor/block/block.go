@@ -101,6 +101,7 @@ type Builder struct {
 	meta    Meta
 	buckets []int64
 	prevTS  int64
+	recent  [2]netip.Addr // addresses of the previous packet: most packets repeat them
 }
 
 // NewBuilder starts an empty block.
@@ -173,9 +174,13 @@ func (b *Builder) Add(p *Packet, addrs ...netip.Addr) {
 	b.prevTS, m.LastOffset = p.Timestamp, p.Offset
 	m.MinTime, m.MaxTime = min(m.MinTime, p.Timestamp), max(m.MaxTime, p.Timestamp)
 	m.Packets++
-	for _, a := range addrs {
-		if a.IsValid() {
-			b.addrs[a.Unmap()] = struct{}{}
+	for i, a := range addrs {
+		if !a.IsValid() || a == b.recent[0] || a == b.recent[1] {
+			continue
+		}
+		b.addrs[a.Unmap()] = struct{}{}
+		if i < len(b.recent) {
+			b.recent[i] = a
 		}
 	}
 }
@@ -209,6 +214,7 @@ func (b *Builder) Seal() Sealed {
 	s := Sealed{Meta: b.meta, Index: NewBloom(b.addrs), Body: b.body}
 	b.body, b.sources, b.meta, b.buckets = nil, b.sources[:0], Meta{}, b.buckets[:0]
 	clear(b.addrs)
+	b.recent = [2]netip.Addr{}
 	return s
 }
 

@@ -30,9 +30,12 @@ var (
 func encoder() *zstd.Encoder {
 	encOnce.Do(func() {
 		// The fastest level: packets are mostly headers and encrypted payloads, where stronger levels buy
-		// little and cost the CPU the pipeline needs to keep pace with capture.
+		// little and cost the CPU the pipeline needs to keep pace with capture. Without entropy coding
+		// of the literals, blocks of the bench's inputs came out 1-5 % larger (ratio 0.297 against
+		// 0.282 on small packets, 0.582 against 0.576 on the mix) for 1.6-2.5 times the speed.
 		enc, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest),
-			zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithEncoderCRC(true))
+			zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithEncoderCRC(true),
+			zstd.WithNoEntropyCompression(true))
 	})
 	return enc
 }
@@ -47,6 +50,23 @@ func decoder() *zstd.Decoder {
 
 // Compress appends body, compressed, to dst. Safe for concurrent use.
 func Compress(dst, body []byte) []byte { return encoder().EncodeAll(body, dst) }
+
+// compressed recycles the buffers of compressed blocks: a fresh one a few milliseconds is memory the
+// runtime zeroes and collects for nothing.
+var compressed sync.Pool
+
+// CompressPooled is Compress into a recycled buffer; hand it back with ReleaseCompressed once stored.
+func CompressPooled(body []byte) []byte {
+	dst, _ := compressed.Get().([]byte)
+	return Compress(dst[:0], body)
+}
+
+// ReleaseCompressed recycles what CompressPooled returned. The caller must not use it afterwards.
+func ReleaseCompressed(data []byte) {
+	if cap(data) > 0 {
+		compressed.Put(data[:0])
+	}
+}
 
 // Decompress returns the body of stored data written with codec, appended to dst.
 func Decompress(dst, data []byte, codec Codec) ([]byte, error) {

@@ -1,6 +1,8 @@
 package bpffilter
 
 import (
+	"capfleet.dev/capfleet/internal/testenv"
+
 	"errors"
 	"io"
 	"os"
@@ -35,10 +37,7 @@ func corpus(t *testing.T) string {
 	}
 	p := filepath.Join(filepath.Dir(dir), "shared", "pcaps")
 	if _, err := os.Stat(p); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("capture corpus missing at %s: %v", p, err)
-		}
-		t.Skipf("capture corpus not found at %s", p)
+		testenv.Missing(t, "capture corpus missing at %s: %v", p, err)
 	}
 	return p
 }
@@ -96,10 +95,7 @@ func TestMatchesTcpdump(t *testing.T) {
 	root := corpus(t)
 	tcpdump, err := exec.LookPath("tcpdump")
 	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("tcpdump not installed: run bash hack/deps.sh")
-		}
-		t.Skip("tcpdump not installed: run bash hack/deps.sh")
+		testenv.Missing(t, "tcpdump not installed: run bash hack/deps.sh")
 	}
 	var files []string
 	for _, dir := range []string{"zeek/tunnels", "zeek/icmp"} {

@@ -300,6 +300,15 @@ func (t *Table) Expire(now time.Time) {
 	}
 }
 
+// Latest is the time of the newest packet in an open flow (zero when none is open): a table restored
+// from a checkpoint has no other clock until its next packet.
+func (t *Table) Latest() time.Time {
+	if t.lruTail == nil {
+		return time.Time{}
+	}
+	return time.Unix(0, t.lruTail.last)
+}
+
 // Flush ends every flow, least recently active first.
 func (t *Table) Flush() {
 	for t.lruHead != nil {

@@ -24,6 +24,8 @@ func (p *Pipeline) sealBlock(ctx context.Context, ps *partition) error {
 		p.c.PacketsWritten.Add(uint64(b.Packets))
 		p.c.BlocksWritten.Add(1)
 		p.c.BlockBytes.Add(uint64(len(b.Data)))
+		// Only after success: a failed write may still sit in the driver's retry.
+		block.ReleaseCompressed(b.Data)
 		return nil
 	})
 }

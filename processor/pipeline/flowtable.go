@@ -58,6 +58,7 @@ type flowTable struct {
 func (t *flowTable) Add(p *decode.Packet) { t.flows.Add(p) }
 func (t *flowTable) Expire(now time.Time) { t.flows.Expire(now) }
 func (t *flowTable) Len() int             { return t.flows.Len() }
+func (t *flowTable) Latest() time.Time    { return t.flows.Latest() }
 
 func (t *flowTable) ended(f *flow.Flow, why flow.EndReason) {
 	if why == flow.EndEvicted && t.counters != nil {

@@ -35,6 +35,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"capfleet.dev/capfleet/packetrecord"
@@ -62,11 +63,10 @@ type Config struct {
 	Blocks block.Limits
 	// BlockWrites bounds the blocks being compressed and stored at once (default 4).
 	BlockWrites int
-	// FlowUpdateInterval spaces the writes of open flows' running totals. 0 (the default) writes them
-	// with every commit, which keeps the promise above: what a committed partition holds is in
-	// Cassandra even if its consumer dies and nothing more arrives on it. Spacing them out halves
-	// Cassandra's CPU on traffic of many short connections, but after a crash the totals of flows
-	// still open on a partition that receives nothing more stay up to one interval old.
+	// FlowUpdateInterval spaces the writes of open flows' running totals (0: with every commit). Every
+	// commit checkpoints the open flows, and a consumer that takes a partition over loads its checkpoint
+	// at once and writes those flows with its first checkpoint, so after a crash the totals are late,
+	// not lost. Spacing them out divides Cassandra's CPU per packet by several on long-lived traffic.
 	FlowUpdateInterval time.Duration
 }
 
@@ -102,6 +102,8 @@ type FlowTable interface {
 	Dirty() []store.Flow
 	// Len is the number of open flows.
 	Len() int
+	// Latest is the time of the newest packet of an open flow (zero when none is open).
+	Latest() time.Time
 	// MarshalState serializes the open flows, for a checkpoint.
 	MarshalState() ([]byte, error)
 }
@@ -140,17 +142,21 @@ type Pipeline struct {
 	writes     blockWrites
 	lastUpdate time.Time // when open flows' running totals were last written
 	closing    bool      // the final checkpoint: everything is written
+	unloaded   []int32   // assigned partitions whose checkpoint is not loaded yet
+	loadedNew  bool      // flows were loaded since the last update: write them at the next checkpoint
 	addrs      [2 * decode.MaxIP]netip.Addr
 
-	dec   *decode.Decoder
-	pkt   decode.Packet
-	ready atomic.Bool
+	records packetrecord.Decoder
+	dec     *decode.Decoder
+	pkt     decode.Packet
+	ready   atomic.Bool
 }
 
 // partition is what the pipeline knows about one assigned Kafka partition.
 type partition struct {
 	id        int32
-	flows     FlowTable // nil until its first record: the checkpoint to load depends on that offset
+	flows     FlowTable // loaded at assignment from the committed offset's checkpoint, or at the first record
+	loadedAt  int64     // the offset whose checkpoint flows came from
 	next      int64     // offset after the last record handled
 	epoch     int32
 	committed int64 // offset last committed, -1 when none by us
@@ -214,7 +220,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	p.cl = cl
 	defer cl.Close()
 	defer p.writes.cancel()
-	p.lastCommit = time.Now()
+	p.lastCommit, p.lastUpdate = time.Now(), time.Now()
 	for {
 		pollCtx, cancel := context.WithTimeout(ctx, p.cfg.IdleGrace)
 		fetches := cl.PollRecords(pollCtx, p.cfg.MaxPollRecords)
@@ -256,12 +262,18 @@ func (p *Pipeline) handle(ctx context.Context, fetches kgo.Fetches) error {
 				return
 			}
 		}
+		if len(fp.Records) > 0 {
+			ps.lastSeen = time.Now() // once per poll: a clock read per record costs more than the rest
+		}
 	})
 	if err != nil {
 		return err
 	}
+	if err := p.loadAssigned(ctx); err != nil {
+		return err
+	}
 	p.expireQuiet()
-	if err := p.flush(ctx); err != nil {
+	if err := p.flush(ctx, false); err != nil {
 		return err
 	}
 	// A checkpoint serializes every open flow (under 1 ms and about 110 bytes per thousand flows): with big
@@ -292,15 +304,20 @@ func (p *Pipeline) record(ctx context.Context, ps *partition, r *kgo.Record) err
 	if ps.next < 0 {
 		ps.first = r.Offset
 	}
-	if p.cfg.flows() && ps.flows == nil {
+	// The table loaded at assignment is for the committed offset: a first record elsewhere (the offset
+	// was reset) needs that offset's checkpoint instead, usually none.
+	if p.cfg.flows() && (ps.flows == nil || (ps.next < 0 && ps.loadedAt != r.Offset)) {
+		if ps.flows != nil {
+			ps.committed = -1 // not where the group's commit was after all
+		}
 		if err := p.restore(ctx, ps, r.Offset); err != nil {
 			return err
 		}
 	}
-	ps.next, ps.epoch, ps.lastSeen = r.Offset+1, r.LeaderEpoch, time.Now()
+	ps.next, ps.epoch = r.Offset+1, r.LeaderEpoch
 	p.c.RecordsIn.Add(1)
 	p.c.Uncommitted.Add(1)
-	meta, frame, err := packetrecord.Decode(r)
+	meta, frame, err := p.records.Decode(r)
 	if err != nil {
 		p.c.BadRecords.Add(1)
 		p.log.Debug("skipping a record that is not a packet record", "err", err)
@@ -373,7 +390,10 @@ func (p *Pipeline) restore(ctx context.Context, ps *partition, offset int64) err
 	} else if state != nil {
 		p.log.Info("resumed open flows from checkpoint", "partition", ps.id, "offset", offset, "flows", t.Len())
 	}
-	ps.flows = t
+	ps.flows, ps.loadedAt = t, offset
+	// Until its next record, a restored partition's clock is its newest flow's, so that a partition that
+	// gets nothing more still closes its flows by idling (expireQuiet).
+	ps.clock, ps.lastSeen = t.Latest(), time.Now()
 	return nil
 }
 
@@ -411,13 +431,18 @@ func (p *Pipeline) expireQuiet() {
 	}
 }
 
-// flush stores the closed flows gathered so far and returns once they are acknowledged, or reports a
-// block write that failed. Blocks are stored in the background: checkpoint waits for them.
-func (p *Pipeline) flush(ctx context.Context) error {
+// closedBatch is how many closed flows wait for the next commit at most: flows are stored in blocks, and
+// a block per poll (thousands a minute) would cost Cassandra what rows did.
+const closedBatch = 8192
+
+// flush stores the closed flows gathered so far (all, or only when there are closedBatch of them) and
+// returns once they are acknowledged, or reports a packet block write that failed. Packet blocks are
+// stored in the background: checkpoint waits for them.
+func (p *Pipeline) flush(ctx context.Context, all bool) error {
 	if err := p.writes.failed(); err != nil {
 		return p.sinkFailed("store packets", err)
 	}
-	if len(p.closed) > 0 {
+	if len(p.closed) > 0 && (all || len(p.closed) >= closedBatch) {
 		if p.cfg.StoreFlows {
 			if err := p.deps.Writer.WriteFlows(ctx, p.closed, p.cfg.FlowTTL); err != nil {
 				return p.sinkFailed("store flows", err)
@@ -454,7 +479,7 @@ func (p *Pipeline) checkpoint(ctx context.Context, only []int32) error {
 	if err := p.writes.wait(ctx); err != nil {
 		return p.sinkFailed("store packets", err)
 	}
-	if err := p.flush(ctx); err != nil {
+	if err := p.flush(ctx, true); err != nil {
 		return err
 	}
 	var (
@@ -465,9 +490,9 @@ func (p *Pipeline) checkpoint(ctx context.Context, only []int32) error {
 	)
 	// Partitions leaving (only != nil) and the final checkpoint write their open flows' totals whatever
 	// the interval: their next owner may not write them for a while.
-	updatesDue := only != nil || p.closing || p.cfg.FlowUpdateInterval <= 0 || time.Since(p.lastUpdate) >= p.cfg.FlowUpdateInterval
+	updatesDue := only != nil || p.closing || p.loadedNew || p.cfg.FlowUpdateInterval <= 0 || time.Since(p.lastUpdate) >= p.cfg.FlowUpdateInterval
 	if updatesDue && only == nil {
-		p.lastUpdate = time.Now()
+		p.lastUpdate, p.loadedNew = time.Now(), false
 	}
 	for id, ps := range p.parts {
 		if only != nil && !contains(only, id) {
@@ -594,9 +619,47 @@ func contains(s []int32, v int32) bool {
 	return false
 }
 
-// assigned needs nothing: a partition's table is loaded with its first record, whose offset names the
-// checkpoint.
-func (p *Pipeline) assigned(context.Context, *kgo.Client, map[string][]int32) {}
+// assigned notes the partitions whose open flows are to be loaded (loadAssigned, after the poll).
+func (p *Pipeline) assigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
+	if !p.cfg.flows() {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.unloaded = append(p.unloaded, assigned[p.cfg.Topic]...)
+}
+
+// loadAssigned loads the checkpoint of each newly assigned partition at the group's committed offset
+// without waiting for a record. A consumer that died after a commit left its open flows' latest totals
+// only in that checkpoint: a partition that receives nothing more would otherwise never have them
+// written. Restored flows are dirty, so the next checkpoint writes them. Runs while rebalances are
+// blocked (between poll and AllowRebalance), so the offsets read are the ones consumption resumes from.
+func (p *Pipeline) loadAssigned(ctx context.Context) error {
+	if len(p.unloaded) == 0 {
+		return nil
+	}
+	offsets, err := kadm.NewClient(p.cl).FetchOffsets(ctx, p.cfg.Group)
+	if err = errors.Join(err, offsets.Error()); err != nil {
+		// Tried again after the next poll; a record arriving first loads its partition itself.
+		p.c.KafkaErrors.Add(1)
+		p.log.Warn("could not read the committed offsets of newly assigned partitions", "err", err)
+		return nil
+	}
+	for _, id := range p.unloaded {
+		o, ok := offsets.Lookup(p.cfg.Topic, id)
+		ps := p.partitionOf(id)
+		if !ok || o.At < 0 || ps.flows != nil {
+			continue // nothing committed: nothing checkpointed either; or loaded by a record already
+		}
+		if err := p.restore(ctx, ps, o.At); err != nil {
+			return err
+		}
+		ps.first, ps.committed = o.At, o.At
+		p.loadedNew = true
+	}
+	p.unloaded = p.unloaded[:0]
+	return nil
+}
 
 // revoked stores and commits what the partitions hold so that their next owner resumes exactly there.
 // When Cassandra is away the commit is skipped: the next owner repeats the work instead.
@@ -627,6 +690,7 @@ func (p *Pipeline) drop(ids []int32) {
 	for _, id := range ids {
 		delete(p.parts, id)
 	}
+	p.unloaded = slices.DeleteFunc(p.unloaded, func(id int32) bool { return slices.Contains(ids, id) })
 	// Packets and closed flows not yet stored stay queued, whichever partition they came from: the
 	// partitions kept will commit past them only once they are stored, and storing those of a dropped
 	// partition is harmless (the same rows its next owner writes).

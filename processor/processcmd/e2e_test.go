@@ -456,11 +456,11 @@ func TestKilledMidStreamAndRestartedStoresEverythingOnce(t *testing.T) {
 	kcfg := kafkatest.Plain(t)
 	ccfg := cassandratest.Config(t)
 	ks := cassandratest.NewKeyspace(t, ccfg)
-	// The capture twelve times, 40 minutes apart: long enough a stream to be killed in the middle of, and
+	// The capture 48 times, 40 minutes apart: long enough a stream to be killed in the middle of, and
 	// spread over several hour buckets.
 	base := pipelinetest.ReadCapture(t, pipelinetest.SharedPcap(t, "ndpi/ethereum.pcap"))
 	var frames []pipelinetest.Frame
-	for rep := range 12 {
+	for rep := range 48 {
 		for _, f := range base {
 			f.Meta.Timestamp = f.Meta.Timestamp.Add(time.Duration(rep) * 40 * time.Minute)
 			frames = append(frames, f)
@@ -471,27 +471,34 @@ func TestKilledMidStreamAndRestartedStoresEverythingOnce(t *testing.T) {
 	pipelinetest.Produce(t, kcfg, topic, frames)
 	ctx := context.Background()
 
+	metrics := freePort(t)
 	args := append([]string{"--topic", topic, "--group", group, "--sensor", "lab", "--store-packets", "--store-flows",
-		"--keyspace", ks, "--metrics-addr", freePort(t), "--health-addr", "", "--commit-interval", "100ms",
+		"--keyspace", ks, "--metrics-addr", metrics, "--health-addr", "", "--commit-interval", "100ms",
 		"--max-poll-records", "20"}, connArgs(kcfg, ccfg)...)
 	child, log := startChild(t, args)
+	// Killed right after its first commit, watched from its own metrics every few milliseconds: a
+	// fast process drains the topic within a second or two.
 	var atKill int64
-	pipelinetest.Eventually(t, 3*time.Minute, "some but not all offsets committed", func() (bool, string) {
-		c, end, err := pipelinetest.Committed(ctx, kcfg, group, topic)
-		if err != nil {
-			return false, err.Error()
+	deadline := time.Now().Add(3 * time.Minute)
+	for atKill = 0; atKill < 1; {
+		if time.Now().After(deadline) {
+			t.Fatalf("no commit within 3 minutes:\n%s", tail(log.String(), 20))
 		}
-		if c >= end {
-			t.Fatalf("the process finished (%d of %d committed) before it could be killed mid-stream", c, end)
-		}
-		atKill = c
-		return c > int64(len(frames))/5, fmt.Sprintf("committed %d of %d", c, end)
-	})
+		atKill = int64(metricValue(httpGetOrEmpty("http://"+metrics+"/metrics"), "capfleet_process_commits_total"))
+		time.Sleep(5 * time.Millisecond)
+	}
 	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	child.Wait()
-	t.Logf("killed with about %d of %d records committed; its log:\n%s", atKill, len(frames), tail(log.String(), 10))
+	c, end, err := pipelinetest.Committed(ctx, kcfg, group, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c >= end {
+		t.Fatalf("the process finished (%d of %d committed) before it could be killed mid-stream", c, end)
+	}
+	t.Logf("killed after %d commits, with %d of %d records committed; its log:\n%s", atKill, c, len(frames), tail(log.String(), 10))
 
 	child, log = startChild(t, args)
 	defer func() {
@@ -522,7 +529,7 @@ func TestKilledMidStreamAndRestartedStoresEverythingOnce(t *testing.T) {
 	})
 	// Each stored packet once: as many rows as frames, and the same bytes in the same order.
 	i := 0
-	err := r.Packets(ctx, "lab", first, last, func(p store.Packet) error {
+	err = r.Packets(ctx, "lab", first, last, func(p store.Packet) error {
 		if i < len(frames) && !bytes.Equal(p.Data, frames[i].Data) {
 			return fmt.Errorf("packet %d differs from frame %d", i, i)
 		}
@@ -534,6 +541,67 @@ func TestKilledMidStreamAndRestartedStoresEverythingOnce(t *testing.T) {
 	}
 	if i != len(frames) {
 		t.Fatalf("%d packets stored, want %d", i, len(frames))
+	}
+}
+
+// A consumer that committed everything and died before writing its open flows' totals (they are
+// written every --flow-update-interval) leaves them only in its checkpoints. The next consumer of the
+// group gets no record at all, yet it loads those checkpoints when the partitions are assigned and
+// writes the flows: exactly the totals the offline aggregation finds.
+func TestNextOwnerWritesTheOpenFlowsOfAQuietPartition(t *testing.T) {
+	kcfg := kafkatest.Plain(t)
+	ccfg := cassandratest.Config(t)
+	ks := cassandratest.NewKeyspace(t, ccfg)
+	frames := pipelinetest.ReadCapture(t, pipelinetest.SharedPcap(t, "ndpi/ethereum.pcap"))
+	topic := kafkatest.NewTopic(t, kcfg, 3)
+	group := unique("quiet-")
+	pipelinetest.Produce(t, kcfg, topic, frames)
+	ctx := context.Background()
+
+	// Flows stay open (an hour of idle time) and their totals are due only after an hour.
+	args := append([]string{"--topic", topic, "--group", group, "--sensor", "lab", "--store-flows",
+		"--flow-idle-timeout", "1h", "--flow-update-interval", "1h", "--commit-interval", "100ms",
+		"--keyspace", ks, "--metrics-addr", "", "--health-addr", ""}, connArgs(kcfg, ccfg)...)
+	child, log := startChild(t, args)
+	pipelinetest.Eventually(t, 3*time.Minute, "every offset committed", func() (bool, string) {
+		c, end, err := pipelinetest.Committed(ctx, kcfg, group, topic)
+		return err == nil && c == end, fmt.Sprintf("committed %d of %d (%v)", c, end, err)
+	})
+	first, last := pipelinetest.TimeSpan(frames)
+	fcfg := pipeline.FlowConfig{IdleTimeout: time.Hour, ActiveTimeout: 30 * time.Minute, MaxFlows: 1000000}
+	want := pipelinetest.ExpectedFlows(t, frames, fcfg, "lab")
+	r := connectReader(t, ccfg, ks)
+	got, err := r.FlowsBetween(ctx, first, last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Without this the test below would prove nothing.
+	if pipelinetest.DiffFlows(got, want) == "" {
+		t.Fatalf("the first consumer wrote every open flow (%d) before it was killed", len(got))
+	}
+	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	child.Wait()
+	t.Logf("killed with %d of %d flows stored; its log:\n%s", len(got), len(want), tail(log.String(), 5))
+
+	child, log = startChild(t, args)
+	defer func() {
+		child.Process.Signal(syscall.SIGTERM)
+		if err := child.Wait(); err != nil {
+			t.Errorf("second process: %v\n%s", err, tail(log.String(), 20))
+		}
+	}()
+	pipelinetest.Eventually(t, time.Minute, "the open flows written by the next owner", func() (bool, string) {
+		got, err := r.FlowsBetween(ctx, first, last)
+		if err != nil {
+			return false, err.Error()
+		}
+		d := pipelinetest.DiffFlows(got, want)
+		return d == "", d
+	})
+	if !strings.Contains(log.String(), "resumed open flows from checkpoint") {
+		t.Errorf("the second process resumed no checkpoint:\n%s", tail(log.String(), 20))
 	}
 }
 
@@ -762,6 +830,19 @@ func TestFilterStoresWhatTcpdumpKeeps(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
+}
+
+// metricValue is the sum of the samples of a Prometheus metric in a /metrics page (0 when absent).
+func metricValue(page, name string) float64 {
+	var sum float64
+	for _, line := range strings.Split(page, "\n") {
+		f := strings.Fields(line)
+		if len(f) == 2 && (f[0] == name || strings.HasPrefix(f[0], name+"{")) {
+			v, _ := strconv.ParseFloat(f[1], 64)
+			sum += v
+		}
+	}
+	return sum
 }
 
 func httpGetOrEmpty(url string) string {

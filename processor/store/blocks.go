@@ -175,10 +175,11 @@ func (r *Reader) ReadBlock(ctx context.Context, sensor string, partition int32, 
 	return b, true, nil
 }
 
-// NewBlock compresses a sealed block of sensor's Kafka partition for storage.
+// NewBlock compresses a sealed block of sensor's Kafka partition for storage. Its Data may go back to
+// block.ReleaseCompressed once written.
 func NewBlock(sensor string, partition int32, s block.Sealed, linkTypes []uint32) Block {
 	return Block{Sensor: sensor, Partition: partition, Meta: s.Meta, LinkTypes: linkTypes, Index: s.Index,
-		Codec: block.CodecZstd, Data: block.Compress(nil, s.Body)}
+		Codec: block.CodecZstd, Data: block.CompressPooled(s.Body)}
 }
 
 // indexBuckets are the minutes a block is indexed under: those its packets fall in. The builder cuts

@@ -71,16 +71,23 @@ func ipOf(a netip.Addr) net.IP {
 	return net.IP(a.Unmap().AsSlice())
 }
 
-// WriteFlows upserts flows (running totals or final ones) into every hour each was active in, by time and
-// by both endpoints, and returns once Cassandra acknowledged all rows.
+// WriteFlows stores flows (running totals or final ones) in blocks, one per hour of their starts, indexed
+// under every hour they were active in, and returns once Cassandra acknowledged all of it.
 func (w *Writer) WriteFlows(ctx context.Context, flows []Flow, ttl time.Duration) error {
+	stmts, err := flowBlockStatements(flows, ttlSeconds(ttl))
+	if err != nil {
+		return err
+	}
+	return w.exec(ctx, stmts)
+}
+
+// writeFlowRows upserts flows as rows of schema versions 1 and 2 (by time, by each endpoint): what
+// keyspaces written before flow blocks hold, which the readers still read.
+func (w *Writer) writeFlowRows(ctx context.Context, flows []Flow, ttl time.Duration) error {
 	secs := ttlSeconds(ttl)
 	var stmts []statement
 	for i := range flows {
 		f := &flows[i]
-		if f.UID == "" {
-			return fmt.Errorf("flow %s:%d -> %s:%d has no uid", f.OrigAddr, f.OrigPort, f.RespAddr, f.RespPort)
-		}
 		vals := f.values()
 		size := 160 + len(f.History) + len(f.Sensor)
 		for _, b := range bucketsBetween(f.Start, f.End, FlowBucket) {
@@ -128,14 +135,14 @@ func endpoints(f *Flow) []netip.Addr {
 // oldest first. One partition read per hour of the range.
 func (r *Reader) FlowsByIP(ctx context.Context, ip netip.Addr, from, to time.Time) ([]Flow, error) {
 	ip = ip.Unmap()
-	return r.flows(ctx, from, to, func(b time.Time) [][]any {
+	return r.flows(ctx, from, to, ip, func(b time.Time) [][]any {
 		return [][]any{{ipOf(ip), b}}
 	}, `SELECT `+flowCols+` FROM flows_by_ip WHERE ip = ? AND bucket = ?`)
 }
 
 // FlowsBetween returns every flow active at some time in [from, to], oldest first.
 func (r *Reader) FlowsBetween(ctx context.Context, from, to time.Time) ([]Flow, error) {
-	return r.flows(ctx, from, to, func(b time.Time) [][]any {
+	return r.flows(ctx, from, to, netip.Addr{}, func(b time.Time) [][]any {
 		parts := make([][]any, FlowShards)
 		for shard := range FlowShards {
 			parts[shard] = []any{b, shard}
@@ -144,13 +151,32 @@ func (r *Reader) FlowsBetween(ctx context.Context, from, to time.Time) ([]Flow, 
 	}, `SELECT `+flowCols+` FROM flows_by_time WHERE bucket = ? AND shard = ?`)
 }
 
-func (r *Reader) flows(ctx context.Context, from, to time.Time, partitions func(bucket time.Time) [][]any, cql string) ([]Flow, error) {
+func (r *Reader) flows(ctx context.Context, from, to time.Time, ip netip.Addr, partitions func(bucket time.Time) [][]any, cql string) ([]Flow, error) {
 	if to.Before(from) {
 		return nil, fmt.Errorf("time range: --to %s is before --from %s", to.Format(time.RFC3339Nano), from.Format(time.RFC3339Nano))
 	}
-	// A flow sits in every hour it spans, so it is seen once per hour read: keep its newest version.
+	// A flow is written again as its totals grow, and sits in every hour it spans: keep its newest version.
 	byUID := map[string]Flow{}
-	for _, b := range bucketsBetween(from, to, FlowBucket) {
+	keep := func(f Flow) {
+		if f.Start.After(to) || f.End.Before(from) || (ip.IsValid() && f.OrigAddr != ip && f.RespAddr != ip) {
+			return
+		}
+		if old, seen := byUID[f.UID]; !seen || f.writeTime() > old.writeTime() {
+			byUID[f.UID] = f
+		}
+	}
+	if err := r.blockFlows(ctx, from, to, ip, keep); err != nil {
+		return nil, err
+	}
+	legacy, err := r.hasLegacyFlows(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var hours []time.Time
+	if legacy {
+		hours = bucketsBetween(from, to, FlowBucket)
+	}
+	for _, b := range hours {
 		for _, args := range partitions(b) {
 			iter := r.s.Query(cql, args...).WithContext(ctx).PageSize(1000).Iter()
 			for {
@@ -158,12 +184,7 @@ func (r *Reader) flows(ctx context.Context, from, to time.Time, partitions func(
 				if !ok {
 					break
 				}
-				if f.Start.After(to) || f.End.Before(from) {
-					continue
-				}
-				if old, seen := byUID[f.UID]; !seen || f.writeTime() > old.writeTime() {
-					byUID[f.UID] = f
-				}
+				keep(f)
 			}
 			if err := iter.Close(); err != nil {
 				return nil, fmt.Errorf("cassandra: read flows at %s: %w", b.Format(time.RFC3339), err)
@@ -187,6 +208,21 @@ func (r *Reader) flows(ctx context.Context, from, to time.Time, partitions func(
 		return 0
 	})
 	return out, nil
+}
+
+// hasLegacyFlows says whether the flow rows of schema versions 1 and 2 hold anything: reading them means
+// one query per hour and shard of the range, which a keyspace written with flow blocks must not pay.
+func (r *Reader) hasLegacyFlows(ctx context.Context) (bool, error) {
+	if r.legacyFlows == nil {
+		var uid string
+		err := r.s.Query(`SELECT uid FROM flows_by_time LIMIT 1`).WithContext(ctx).Scan(&uid)
+		if err != nil && !isNotFound(err) {
+			return false, fmt.Errorf("cassandra: look for flow rows of schema version 1: %w", err)
+		}
+		has := err == nil
+		r.legacyFlows = &has
+	}
+	return *r.legacyFlows, nil
 }
 
 func scanFlow(scan func(dest ...any) bool) (Flow, bool) {

@@ -50,8 +50,12 @@ func ttlSeconds(d time.Duration) int {
 
 // Reader answers questions from the stored packets and flows.
 type Reader struct {
-	s      *gocql.Session
-	legacy *bool // whether the per-packet table of schema version 1 holds any row; asked once
+	s           *gocql.Session
+	legacy      *bool // whether the per-packet table of schema version 1 holds any row; asked once
+	legacyFlows *bool // the same for the flow rows of schema versions 1 and 2
+	// OnSkip, when set, hears of each flow block that could not be read (its key and why) and the read
+	// goes on without it; when nil such a block fails the read.
+	OnSkip func(key string, err error)
 }
 
 // NewReader reads through s, bound to the keyspace (see Connect).

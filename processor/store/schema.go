@@ -102,6 +102,20 @@ var migrations = []migration{
 			PRIMARY KEY ((sensor), bucket)
 		)`,
 	}},
+	{3, "flows in compressed blocks: flow_blocks, their hour index and the hours holding any", []string{
+		`CREATE TABLE IF NOT EXISTS %[1]s.flow_blocks (
+			id timeuuid PRIMARY KEY, flows int, codec int, data blob
+		) WITH compression = {'enabled': 'false'}`,
+		// Per hour, a small row per block active in it: what a reader scans to pick the blocks to fetch.
+		`CREATE TABLE IF NOT EXISTS %[1]s.flow_block_index (
+			bucket timestamp, id timeuuid, min_ns bigint, max_ns bigint, flows int, addrs blob,
+			PRIMARY KEY ((bucket), id)
+		)`,
+		`CREATE TABLE IF NOT EXISTS %[1]s.flow_block_hours (
+			scope int, bucket timestamp,
+			PRIMARY KEY ((scope), bucket)
+		)`,
+	}},
 }
 
 // flowColumnsDDL is shared by both flow tables so a flow row reads the same from either.

@@ -1,0 +1,281 @@
+package store
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/gocql/gocql"
+
+	"capfleet.dev/capfleet/processor/block"
+)
+
+// Flows are stored in compressed blocks, as packets are: a flow row cost Cassandra about as much CPU as
+// a whole packet block, and a busy link closes thousands of connections a second. A block holds the
+// flows of one write whose first packets fall in one hour; a row of flow_block_index for each hour its
+// flows are active in says which flows' addresses it holds (a Bloom filter), so a query reads only the
+// blocks of its hours that may match. A flow written again (running totals, then its end) is in several
+// blocks; readers keep its newest version (Flow.writeTime), as they do for rows.
+
+const (
+	insertFlowBlock = `INSERT INTO flow_blocks (id, flows, codec, data) VALUES (?, ?, ?, ?) USING TTL ?`
+	insertFlowIndex = `INSERT INTO flow_block_index (bucket, id, min_ns, max_ns, flows, addrs)
+		VALUES (?, ?, ?, ?, ?, ?) USING TTL ?`
+	insertFlowHour = `INSERT INTO flow_block_hours (scope, bucket) VALUES (0, ?) USING TTL ?`
+
+	flowBlockMagic = "CFF1"
+)
+
+// flowBlock is one block being written: flows that started in one hour.
+type flowBlock struct {
+	hour     time.Time
+	body     []byte
+	n        int
+	min, max int64
+	addrs    map[netip.Addr]struct{}
+}
+
+// flowBlockStatements turns flows into blocks (one per hour of their starts) and their index rows.
+func flowBlockStatements(flows []Flow, secs int) ([]statement, error) {
+	byHour := map[time.Time]*flowBlock{}
+	var order []*flowBlock
+	for i := range flows {
+		f := &flows[i]
+		if f.UID == "" {
+			return nil, fmt.Errorf("flow %s:%d -> %s:%d has no uid", f.OrigAddr, f.OrigPort, f.RespAddr, f.RespPort)
+		}
+		h := bucketOf(f.Start, FlowBucket)
+		b := byHour[h]
+		if b == nil {
+			b = &flowBlock{hour: h, body: []byte(flowBlockMagic), min: f.Start.UnixNano(), max: f.End.UnixNano(), addrs: map[netip.Addr]struct{}{}}
+			byHour[h] = b
+			order = append(order, b)
+		}
+		b.body = appendFlow(b.body, f)
+		b.n++
+		b.min, b.max = min(b.min, f.Start.UnixNano()), max(b.max, f.End.UnixNano())
+		for _, a := range endpoints(f) {
+			b.addrs[a] = struct{}{}
+		}
+	}
+	var stmts []statement
+	for _, b := range order {
+		id := gocql.TimeUUID()
+		data := block.Compress(nil, b.body)
+		group := "F" + id.String()
+		index := []byte(block.NewBloom(b.addrs))
+		for _, bucket := range bucketsBetween(time.Unix(0, b.min), time.Unix(0, b.max), FlowBucket) {
+			stmts = append(stmts,
+				statement{partition: group, cql: insertFlowIndex, args: []any{bucket, id, b.min, b.max, b.n, index, secs}, size: len(index) + 64},
+				statement{partition: group, cql: insertFlowHour, args: []any{bucket, secs}, size: 32})
+		}
+		// The block last: once its index rows are written a reader may look for it, and a block whose
+		// index write failed is rewritten whole by the retry anyway.
+		stmts = append(stmts, statement{partition: group, cql: insertFlowBlock, args: []any{id, b.n, int(block.CodecZstd), data, secs}, size: len(data) + 48})
+	}
+	return stmts, nil
+}
+
+// appendFlow encodes f: strings and addresses with a length, numbers as varints.
+func appendFlow(b []byte, f *Flow) []byte {
+	b = appendBytes(b, []byte(f.UID))
+	b = appendBytes(b, []byte(f.CommunityID))
+	b = appendBytes(b, []byte(f.Sensor))
+	b = binary.AppendVarint(b, f.Start.UnixNano())
+	b = binary.AppendVarint(b, f.End.UnixNano()-f.Start.UnixNano())
+	b = append(b, f.Proto, f.TCPFlags)
+	if f.Closed {
+		b = append(b, 1)
+	} else {
+		b = append(b, 0)
+	}
+	for _, v := range []uint64{uint64(f.VLAN), uint64(f.OrigPort), uint64(f.RespPort), f.OrigPkts, f.RespPkts,
+		f.OrigBytes, f.RespBytes, f.OrigIPBytes, f.RespIPBytes} {
+		b = binary.AppendUvarint(b, v)
+	}
+	b = appendBytes(b, addrBytes(f.OrigAddr))
+	b = appendBytes(b, addrBytes(f.RespAddr))
+	b = appendBytes(b, []byte(f.History))
+	return appendBytes(b, []byte(f.State))
+}
+
+func addrBytes(a netip.Addr) []byte {
+	if !a.IsValid() {
+		return nil
+	}
+	return a.Unmap().AsSlice()
+}
+
+func appendBytes(b, v []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(v)))
+	return append(b, v...)
+}
+
+var errFlowBlock = errors.New("corrupt flow block")
+
+// eachFlow decodes a block's body.
+func eachFlow(body []byte, fn func(f Flow)) error {
+	if len(body) < len(flowBlockMagic) || string(body[:len(flowBlockMagic)]) != flowBlockMagic {
+		return fmt.Errorf("%w: no %s header", errFlowBlock, flowBlockMagic)
+	}
+	r := flowReader{b: body[len(flowBlockMagic):]}
+	for len(r.b) > 0 && r.err == nil {
+		var f Flow
+		f.UID, f.CommunityID, f.Sensor = string(r.bytes()), string(r.bytes()), string(r.bytes())
+		start := r.varint()
+		f.Start, f.End = time.Unix(0, start).UTC(), time.Unix(0, start+r.varint()).UTC()
+		fixed := r.take(3)
+		if len(fixed) == 3 {
+			f.Proto, f.TCPFlags, f.Closed = fixed[0], fixed[1], fixed[2] == 1
+		}
+		f.VLAN, f.OrigPort, f.RespPort = uint16(r.uvarint()), uint16(r.uvarint()), uint16(r.uvarint())
+		f.OrigPkts, f.RespPkts, f.OrigBytes, f.RespBytes = r.uvarint(), r.uvarint(), r.uvarint(), r.uvarint()
+		f.OrigIPBytes, f.RespIPBytes = r.uvarint(), r.uvarint()
+		f.OrigAddr, _ = netip.AddrFromSlice(r.bytes())
+		f.RespAddr, _ = netip.AddrFromSlice(r.bytes())
+		f.History, f.State = string(r.bytes()), string(r.bytes())
+		if r.err == nil {
+			fn(f)
+		}
+	}
+	return r.err
+}
+
+type flowReader struct {
+	b   []byte
+	err error
+}
+
+func (r *flowReader) fail() {
+	if r.err == nil {
+		r.err = fmt.Errorf("%w: truncated record", errFlowBlock)
+	}
+	r.b = nil
+}
+
+func (r *flowReader) uvarint() uint64 {
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 {
+		r.fail()
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *flowReader) varint() int64 {
+	v, n := binary.Varint(r.b)
+	if n <= 0 {
+		r.fail()
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *flowReader) take(n int) []byte {
+	if n < 0 || n > len(r.b) {
+		r.fail()
+		return nil
+	}
+	v := r.b[:n]
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *flowReader) bytes() []byte {
+	n := r.uvarint()
+	if n > uint64(len(r.b)) {
+		r.fail()
+		return nil
+	}
+	return r.take(int(n))
+}
+
+// blockFlows hands fn every flow of the blocks indexed in the hours of [from, to] whose index may hold
+// ip (any when ip is not valid). A keyspace older than flow blocks has none.
+func (r *Reader) blockFlows(ctx context.Context, from, to time.Time, ip netip.Addr, fn func(f Flow)) error {
+	hours, err := r.flowHours(ctx, from, to)
+	if err != nil || len(hours) == 0 {
+		return err
+	}
+	seen := map[gocql.UUID]bool{}
+	for _, h := range hours {
+		iter := r.s.Query(`SELECT id, min_ns, max_ns, addrs FROM flow_block_index WHERE bucket = ?`, h).
+			WithContext(ctx).PageSize(1000).Iter()
+		var (
+			id       gocql.UUID
+			lo, hi   int64
+			addrs    []byte
+			toFetch  []gocql.UUID
+			from, to = from.UnixNano(), to.UnixNano()
+		)
+		for iter.Scan(&id, &lo, &hi, &addrs) {
+			if seen[id] || hi < from || lo > to || (ip.IsValid() && !block.Bloom(addrs).MayContain(ip)) {
+				continue
+			}
+			seen[id] = true
+			toFetch = append(toFetch, id)
+		}
+		if err := iter.Close(); err != nil {
+			return fmt.Errorf("cassandra: read the flow index of %s: %w", h.Format(time.RFC3339), err)
+		}
+		for _, id := range toFetch {
+			if err := r.fetchFlowBlock(ctx, id, fn); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (r *Reader) fetchFlowBlock(ctx context.Context, id gocql.UUID, fn func(f Flow)) error {
+	var (
+		codec int
+		data  []byte
+	)
+	err := r.s.Query(`SELECT codec, data FROM flow_blocks WHERE id = ?`, id).WithContext(ctx).Scan(&codec, &data)
+	if isNotFound(err) {
+		return nil // indexed, but its own write has not landed (or expired first): its flows are in a retry
+	}
+	if err != nil {
+		return fmt.Errorf("cassandra: read flow block %s: %w", id, err)
+	}
+	body, err := block.Decompress(nil, data, block.Codec(codec))
+	if err == nil {
+		err = eachFlow(body, fn)
+	}
+	if err != nil {
+		// What was decoded before the damage was handed on; the rest is reported, or fails the read.
+		if r.OnSkip != nil {
+			r.OnSkip("flow block "+id.String(), err)
+			return nil
+		}
+		return fmt.Errorf("flow block %s: %w", id, err)
+	}
+	return nil
+}
+
+// flowHours are the hours of [from, to] that hold flow blocks, read from their directory so that a range
+// of years costs one query, not one per hour.
+func (r *Reader) flowHours(ctx context.Context, from, to time.Time) ([]time.Time, error) {
+	iter := r.s.Query(`SELECT bucket FROM flow_block_hours WHERE scope = 0 AND bucket >= ? AND bucket <= ?`,
+		bucketOf(from, FlowBucket), to).WithContext(ctx).PageSize(5000).Iter()
+	var (
+		out []time.Time
+		b   time.Time
+	)
+	for iter.Scan(&b) {
+		out = append(out, b)
+	}
+	if err := iter.Close(); err != nil {
+		if noTable(err) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("cassandra: list the hours holding flows: %w", err)
+	}
+	return out, nil
+}
