@@ -210,3 +210,40 @@ func BenchmarkMatchMix(b *testing.B) {
 		i++
 	}
 }
+
+type rec struct {
+	a, b string
+	n    uint64
+}
+
+// TestSchemaRecords covers what flow filters rely on beyond packets: text fields compared with
+// each other, exponent values where the schema allows them, and aliases.
+func TestSchemaRecords(t *testing.T) {
+	s := NewSchema[rec]()
+	s.Floats = true
+	s.Text("a", func(r *rec) string { return r.a })
+	s.Text("b", func(r *rec) string { return r.b })
+	s.Uint("n", func(r *rec) (uint64, bool) { return r.n, true })
+	s.Alias("x.n", "n")
+	r := rec{a: "ShADadfF", b: "Dad", n: 2_000_000}
+	for filter, want := range map[string]bool{
+		"a contains b": true, "b contains a": false, "a > b": true, "a == b": false,
+		"n > 1e6": true, "x.n >= 2.5e6": false, `a matches "^s"`: true, "!(a)": false,
+	} {
+		f, err := s.Compile(filter)
+		if err != nil {
+			t.Fatalf("%q: %v", filter, err)
+		}
+		if got := f.Match(&r); got != want {
+			t.Errorf("%q: %v, want %v", filter, got, want)
+		}
+	}
+	if _, err := s.Compile("n > 1.5"); err == nil {
+		t.Error("a fraction on an integer field compiles")
+	}
+	strict := NewSchema[rec]()
+	strict.Uint("n", func(r *rec) (uint64, bool) { return r.n, true })
+	if _, err := strict.Compile("n > 1e6"); err == nil {
+		t.Error("1e6 compiles without Floats, as tshark would refuse it")
+	}
+}

@@ -217,9 +217,15 @@ func (m *strM[T]) match(p *T, _ int) bool {
 	if !ok {
 		return false
 	}
+	x := m.x
+	if m.rhs != nil {
+		if x, ok = m.rhs(p, m.rl); !ok {
+			return false
+		}
+	}
 	switch m.op {
 	case opContains:
-		return bytes.Contains(v, m.x)
+		return bytes.Contains(v, x)
 	case opMatches:
 		return m.re.Match(v)
 	case opIn:
@@ -229,12 +235,6 @@ func (m *strM[T]) match(p *T, _ int) bool {
 			}
 		}
 		return false
-	}
-	x := m.x
-	if m.rhs != nil {
-		if x, ok = m.rhs(p, m.rl); !ok {
-			return false
-		}
 	}
 	return holds(m.op, bytes.Compare(v, x))
 }
