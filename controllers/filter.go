@@ -3,9 +3,11 @@ package controllers
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"capfleet.dev/capfleet/linktype"
 	"capfleet.dev/capfleet/processor/bpffilter"
+	"capfleet.dev/capfleet/processor/displayfilter"
 )
 
 // checkSensorFilter compiles a CaptureSensor's filter with the compiler the sensors use, so a
@@ -48,6 +50,15 @@ func checkPipelineFilter(expr string) error {
 		return compilerMessage(err)
 	}
 	return nil
+}
+
+// checkPipelineDisplayFilter compiles a PacketPipeline's display filter as its processors do.
+func checkPipelineDisplayFilter(expr string) error {
+	if strings.TrimSpace(expr) == "" {
+		return nil
+	}
+	_, err := displayfilter.Compile(expr)
+	return err
 }
 
 // compilerMessage is libpcap's message alone: the status names the expression already.

@@ -57,6 +57,12 @@ func (r *PacketPipelineReconciler) checkFilter(_ context.Context, pp *v1alpha1.P
 	if err := checkPipelineFilter(pp.Spec.Filter); err != nil {
 		p.stop(outcome{stalled: true, reason: ReasonInvalidFilter, message: fmt.Sprintf("spec.filter %q: %v", pp.Spec.Filter, err)})
 		r.Recorder.Eventf(pp, "Warning", ReasonInvalidFilter, "%s", p.outcome.message)
+		return nil
+	}
+	// The display filter is checked here too, so that the processors never start with one they refuse.
+	if err := checkPipelineDisplayFilter(pp.Spec.DisplayFilter); err != nil {
+		p.stop(outcome{stalled: true, reason: ReasonInvalidFilter, message: fmt.Sprintf("spec.displayFilter %q: %v", pp.Spec.DisplayFilter, err)})
+		r.Recorder.Eventf(pp, "Warning", ReasonInvalidFilter, "%s", p.outcome.message)
 	}
 	return nil
 }

@@ -155,6 +155,37 @@ func TestPacketPipelineLifecycle(t *testing.T) {
 		}
 	})
 
+	t.Run("an invalid display filter stalls with the parser's column; a valid one reaches the processors", func(t *testing.T) {
+		get(t, c, dep)
+		rv := dep.ResourceVersion
+		change(t, c, pp, func() {
+			pp.Spec.Filter = ""
+			pp.Spec.DisplayFilter = "tcp.port == 70000"
+		})
+		eventually(t, "Stalled", func() error {
+			get(t, c, pp)
+			st := condition(pp, v1alpha1.ConditionStalled)
+			if st == nil || st.Status != metav1.ConditionTrue || st.Reason != "InvalidFilter" ||
+				!strings.Contains(st.Message, "spec.displayFilter") || !strings.Contains(st.Message, "column 13") {
+				return fmt.Errorf("Stalled %+v", st)
+			}
+			return nil
+		})
+		get(t, c, dep)
+		if dep.ResourceVersion != rv {
+			t.Errorf("Deployment changed under an invalid display filter")
+		}
+		change(t, c, pp, func() { pp.Spec.DisplayFilter = "ip.addr == 10.0.0.0/8 && tcp.flags.syn == 1" })
+		eventually(t, "no longer stalled, Deployment updated", func() error {
+			get(t, c, pp)
+			if st := condition(pp, v1alpha1.ConditionStalled); st == nil || st.Status != metav1.ConditionFalse {
+				return fmt.Errorf("Stalled %+v", st)
+			}
+			get(t, c, dep)
+			return hasArgs(dep.Spec.Template.Spec.Containers[0], "--display-filter=ip.addr == 10.0.0.0/8 && tcp.flags.syn == 1")
+		})
+	})
+
 	t.Run("a topic source needs no sensor", func(t *testing.T) {
 		p2 := &v1alpha1.PacketPipeline{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "raw"},

@@ -11,7 +11,7 @@
 #                        seconds per million packets here, five runs on both inputs would not fit in 20 min)
 #   BENCH_E2E_PACKETS=N  packets of each end-to-end run through Cassandra (default 1,000,000, quick
 #                        100,000; 0 skips it and Cassandra)
-#   BENCH_ONLY=a,b       only these sections (comma-separated): read, decode, flows, replay-veth,
+#   BENCH_ONLY=a,b       only these sections (comma-separated): read, decode, filter, flows, replay-veth,
 #                        replay-kafka, capture, e2e, go; the inputs are prepared and the page written
 #                        whatever is chosen (default: all)
 #   BENCH_PREPARE=1      only build (and cache) the inputs
@@ -32,12 +32,12 @@ E2E_PACKETS=${BENCH_E2E_PACKETS:-$DEF_E2E}
 PACKETS=${BENCH_PACKETS:-$DEF_PACKETS}
 TSHARK_PACKETS=${BENCH_TSHARK_PACKETS:-$DEF_TSHARK}
 OUT=${BENCH_OUT:-$DEF_OUT}
-ONLY=,${BENCH_ONLY:-read,decode,flows,replay-veth,replay-kafka,capture,e2e,go},
+ONLY=,${BENCH_ONLY:-read,decode,filter,flows,replay-veth,replay-kafka,capture,e2e,go},
 # want SECTION: whether BENCH_ONLY chose it
 want() { [[ $ONLY == *,$1,* ]]; }
 for x in ${ONLY//,/ }; do
-  case $x in read | decode | flows | replay-veth | replay-kafka | capture | e2e | go) ;;
-    *) echo "BENCH_ONLY: no section '$x' (read, decode, flows, replay-veth, replay-kafka, capture, e2e, go)" >&2; exit 2 ;;
+  case $x in read | decode | filter | flows | replay-veth | replay-kafka | capture | e2e | go) ;;
+    *) echo "BENCH_ONLY: no section '$x' (read, decode, filter, flows, replay-veth, replay-kafka, capture, e2e, go)" >&2; exit 2 ;;
   esac
 done
 PCAPS=${BENCH_PCAPS:-$(cd "$ROOT/.." && pwd)/shared/pcaps}
@@ -201,7 +201,7 @@ measure() {
     read)
       emit "$sec" "$kase" "$tool" "MB/s" "$(calc "$bytes / $LAST_WALL / 1e6")"
       emit "$sec" "$kase" "$tool" "MB/s per core" "$(calc "$bytes / ($LAST_CPU > 0 ? $LAST_CPU : 0.01) / 1e6")" ;;
-    decode | flows) emit "$sec" "$kase" "$tool" "Mpkt/s per core" "$(calc "$pkts / ($LAST_CPU > 0 ? $LAST_CPU : 0.01) / 1e6")" ;;
+    decode | filter | flows) emit "$sec" "$kase" "$tool" "Mpkt/s per core" "$(calc "$pkts / ($LAST_CPU > 0 ? $LAST_CPU : 0.01) / 1e6")" ;;
   esac
   emit "$sec" "$kase" "$tool" "wall s" "$LAST_WALL"
   emit "$sec" "$kase" "$tool" "CPU s" "$LAST_CPU"
@@ -212,8 +212,13 @@ FIELDS=frame.number,frame.time_epoch,frame.len,eth.src,eth.dst,vlan.id,ip.src,ip
 # tshark as decode's parity tests run it: the first occurrence of each field, no reassembly.
 TSHARK=(tshark -n -T fields -E separator=/t -E occurrence=f -o ip.defragment:FALSE -o ipv6.defragment:FALSE)
 for f in ${FIELDS//,/ }; do TSHARK+=(-e "$f"); done
+# A display filter of addresses, ports, lengths and a DNS name, applied by capfleet pcap decode -Y and by
+# tshark -Y (no reassembly, as the parity test runs it) to the same slice, each printing frame numbers:
+# beside BenchmarkMatch (the evaluation alone), what a user waits for with one tool or the other.
+DFILTER='(ip.addr == 10.0.0.0/8 || ipv6) && (tcp.port in {80, 443, 8000..8080} || udp.port == 53) && frame.len > 60 || dns.qry.name contains "example"'
+TSHARK_Y=(tshark -n -T fields -e frame.number -o ip.defragment:FALSE -o ipv6.defragment:FALSE -Y "$DFILTER")
 
-want read || want decode || want flows && phase "read, decode, flows: $RUNS runs"
+want read || want decode || want filter || want flows && phase "read, decode, flows: $RUNS runs"
 for ((run = 1; run <= RUNS; run++)); do
   for k in small mix; do
     f=${FILE[$k]} p=${NPKT[$k]} b=${NBYTES[$k]}
@@ -221,6 +226,11 @@ for ((run = 1; run <= RUNS; run++)); do
       measure read "$k" "capfleet pcap info" "$p" "$b" "$CAPFLEET" pcap info "$f"
       measure read "$k" "capinfos" "$p" "$b" capinfos "$f"
       measure read "$k" "tcpdump -r -w /dev/null" "$p" "$b" tcpdump -r "$f" -w /dev/null
+    fi
+    if want filter && [ "$TSHARK_PACKETS" -gt 0 ]; then
+      s=$(slice "$f" "$TSHARK_PACKETS") sk="$k, first $TSHARK_PACKETS packets"
+      measure filter "$sk" "capfleet pcap decode -Y" "$TSHARK_PACKETS" 0 "$CAPFLEET" pcap decode --fields frame.number -Y "$DFILTER" "$s"
+      measure filter "$sk" "tshark -Y" "$TSHARK_PACKETS" 0 "${TSHARK_Y[@]}" -r "$s"
     fi
     want decode || { want flows && measure flows "$k" "capfleet pcap flows" "$p" "$b" "$CAPFLEET" pcap flows "$f"; continue; }
     measure decode "$k" "capfleet pcap decode" "$p" "$b" "$CAPFLEET" pcap decode --fields "$FIELDS" "$f"
@@ -609,6 +619,7 @@ gobench() { # PKG REGEXP
 }
 gobench ./pcapfile '^BenchmarkReadPcap(|ng|File)$'
 gobench ./processor/decode '^BenchmarkDecode$'
+gobench ./processor/displayfilter '^BenchmarkMatchMix$'
 gobench ./processor/flow '^Benchmark(DecodeAndAggregate|ActiveFlowMemory)$'
 gobench ./processor/pipeline '^BenchmarkFlowTableAdd$'
 gobench ./packetrecord '^Benchmark(Encode|FlowHash)$'

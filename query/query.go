@@ -22,6 +22,7 @@ import (
 
 	"capfleet.dev/capfleet/internal/cassconn"
 	"capfleet.dev/capfleet/processor/bpffilter"
+	"capfleet.dev/capfleet/processor/displayfilter"
 	"capfleet.dev/capfleet/processor/flow"
 	"capfleet.dev/capfleet/processor/store"
 )
@@ -73,6 +74,7 @@ func flowsCommand() *cobra.Command {
 		output string
 		port   int
 		proto  string
+		filter string
 	)
 	cmd := &cobra.Command{
 		Use:   "flows",
@@ -87,6 +89,14 @@ func flowsCommand() *cobra.Command {
 			}
 			if proto != "" && proto != "tcp" && proto != "udp" && proto != "icmp" && proto != "sctp" {
 				return fmt.Errorf("--proto %q: want tcp, udp, icmp or sctp", proto)
+			}
+			ff, err := compileFlowFilter(strings.TrimSpace(filter))
+			if err != nil {
+				var e *displayfilter.Error
+				if errors.As(err, &e) {
+					return fmt.Errorf("-Y: %s", e.Caret())
+				}
+				return fmt.Errorf("-Y: %w", err)
 			}
 			from, to, err := timeRange(c.since, c.from, c.to, time.Now())
 			if err != nil {
@@ -116,6 +126,15 @@ func flowsCommand() *cobra.Command {
 				return err
 			}
 			flows = selectFlows(flows, port, proto)
+			if ff != nil {
+				kept := flows[:0]
+				for i := range flows {
+					if ff.Match(&flows[i]) {
+						kept = append(kept, flows[i])
+					}
+				}
+				flows = kept
+			}
 			if output == "json" {
 				return writeFlowsJSON(cmd.OutOrStdout(), flows)
 			}
@@ -127,6 +146,8 @@ func flowsCommand() *cobra.Command {
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "table, or json (one Zeek conn.log-style object per line)")
 	cmd.Flags().IntVar(&port, "port", 0, "only flows with this port on either side")
 	cmd.Flags().StringVar(&proto, "proto", "", "only flows of this transport: tcp, udp, icmp or sctp")
+	cmd.Flags().StringVarP(&filter, "display-filter", "Y", "", `only flows this filter accepts: Wireshark display-filter syntax over Zeek conn.log field names, each also as flow.NAME (`+
+		`e.g. 'flow.duration > 10 && flow.orig_bytes > 1e6', 'conn_state == "S0" && flow.addr == 10.0.0.0/8'); fields: `+strings.Join(flowFieldNames(), ", "))
 	return cmd
 }
 
@@ -189,6 +210,7 @@ func packetsCommand() *cobra.Command {
 		sensor, output string
 		format         string
 		filter         string
+		display        string
 		ip, flowID     string
 		stats          bool
 	)
@@ -222,6 +244,15 @@ looked up in the time range given (--since, --from/--to).`,
 			if filter != "" {
 				if sel.bpf, err = bpffilter.NewSet(filter); err != nil {
 					return fmt.Errorf("--filter: %w", err)
+				}
+			}
+			if strings.TrimSpace(display) != "" {
+				if sel.display, err = displayfilter.Compile(display); err != nil {
+					var e *displayfilter.Error
+					if errors.As(err, &e) {
+						return fmt.Errorf("-Y: %s", e.Caret())
+					}
+					return fmt.Errorf("-Y: %w", err)
 				}
 			}
 			if ip != "" {
@@ -267,6 +298,7 @@ looked up in the time range given (--since, --from/--to).`,
 	cmd.Flags().StringVar(&sensor, "sensor", "", "sensor name the pipeline stored the packets under (its --sensor)")
 	cmd.Flags().StringVarP(&output, "write", "w", "", "capture file to write, - for standard output")
 	cmd.Flags().StringVar(&filter, "filter", "", "BPF filter in tcpdump syntax: export only the packets it accepts")
+	cmd.Flags().StringVarP(&display, "display-filter", "Y", "", "Wireshark display filter (tshark -Y syntax): export only the packets it accepts; frame.number counts the packets the other options select")
 	cmd.Flags().StringVar(&ip, "ip", "", "only packets with this address as source or destination of any of their IP headers (outer or inner)")
 	cmd.Flags().StringVar(&flowID, "flow", "", "only the packets of this flow: its uid or Community ID")
 	cmd.Flags().BoolVar(&stats, "stats", false, "say on standard error how many blocks were read")
@@ -363,4 +395,15 @@ func linkTypeList(lts map[uint32]int) string {
 	}
 	sort.Strings(s)
 	return strings.Join(s, ", ")
+}
+
+// flowFieldNames are the fields a flow filter names, without their flow. aliases.
+func flowFieldNames() []string {
+	var out []string
+	for _, n := range flowSchema.Names() {
+		if !strings.HasPrefix(n, "flow.") {
+			out = append(out, n)
+		}
+	}
+	return out
 }

@@ -8,36 +8,47 @@ import (
 
 	"capfleet.dev/capfleet/processor/bpffilter"
 	"capfleet.dev/capfleet/processor/decode"
+	"capfleet.dev/capfleet/processor/displayfilter"
 	"capfleet.dev/capfleet/processor/store"
 )
 
 // selection is what query packets was asked for: the scan (sensor, time, addresses for the block
-// index), then per packet a BPF filter, an address, or a flow's 5-tuple.
+// index), then per packet a BPF filter, an address, or a flow's 5-tuple, and a display filter.
 type selection struct {
-	q    store.PacketQuery
-	bpf  *bpffilter.Set
-	addr netip.Addr
-	flow *store.Flow
+	q       store.PacketQuery
+	bpf     *bpffilter.Set
+	addr    netip.Addr
+	flow    *store.Flow
+	display *displayfilter.Filter
 }
 
 // matcher returns the per-packet test. The block index only rules blocks out; every packet of a block
 // read is still checked.
 func (s selection) matcher() func(p *store.Packet) bool {
 	dec := decode.NewDecoder()
+	// Addresses and flows need headers only; the display filter may need a DNS name.
+	dec.HeadersOnly = !s.display.NeedsPayload()
 	var pkt decode.Packet
-	decoded := func(p *store.Packet) *decode.Packet {
-		dec.Decode(p.Data, decode.LinkType(p.LinkType), p.Timestamp, p.OrigLen, &pkt)
-		return &pkt
-	}
+	// frame numbers the packets as tshark would number them in an export made without the
+	// display filter: those the other selections keep, in the order written.
+	frame := 0
 	return func(p *store.Packet) bool {
 		if s.bpf != nil && !s.bpf.Match(p.Data, p.LinkType, len(p.Data)) {
 			return false
 		}
-		if s.addr.IsValid() && !carries(decoded(p), s.addr) {
+		if !s.addr.IsValid() && s.flow == nil && s.display == nil {
+			return true
+		}
+		dec.Decode(p.Data, decode.LinkType(p.LinkType), p.Timestamp, p.OrigLen, &pkt)
+		if s.addr.IsValid() && !carries(&pkt, s.addr) {
 			return false
 		}
-		if s.flow != nil && !belongs(decoded(p), s.flow) {
+		if s.flow != nil && !belongs(&pkt, s.flow) {
 			return false
+		}
+		if s.display != nil {
+			frame++
+			return s.display.Match(&pkt, frame)
 		}
 		return true
 	}

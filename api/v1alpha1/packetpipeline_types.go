@@ -26,6 +26,14 @@ type PacketPipelineSpec struct {
 	// +kubebuilder:validation:MaxLength=4096
 	Filter string `json:"filter,omitempty"`
 
+	// DisplayFilter is a Wireshark display filter (tshark -Y syntax, e.g. "ip.addr == 10.0.0.0/8 &&
+	// tcp.flags.syn == 1") run on each decoded packet after Filter; packets it rejects are counted as
+	// filtered and neither stored nor aggregated into flows. frame.number is the record's offset in its
+	// Kafka partition plus one. An invalid filter stalls the resource with the parser's message.
+	// +optional
+	// +kubebuilder:validation:MaxLength=4096
+	DisplayFilter string `json:"displayFilter,omitempty"`
+
 	// Flows sets how packets are aggregated into flows.
 	// +optional
 	// +kubebuilder:default={}

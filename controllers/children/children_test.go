@@ -304,12 +304,13 @@ func TestPipelineDeployment(t *testing.T) {
 			edit: func(pp *v1alpha1.PacketPipeline) {
 				pp.Spec.ConsumerGroup = "mine"
 				pp.Spec.Filter = "not arp"
+				pp.Spec.DisplayFilter = "dns.qry.name contains \"corp\""
 				pp.Spec.Sinks.Cassandra.Packets = true
 				pp.Spec.Sinks.Cassandra.Connection = &v1alpha1.CassandraConnection{SecretRef: &corev1.LocalObjectReference{Name: "cass"}, TLS: ptr(true)}
 				pp.Spec.Sinks.Kafka = &v1alpha1.KafkaFlowSink{Topic: v1alpha1.TopicSpec{Name: "flows-json"}}
 				pp.Spec.Kafka = &v1alpha1.KafkaConnection{SecretRef: &corev1.LocalObjectReference{Name: "kaf"}}
 			},
-			wantArgs: []string{"--group=mine", "--filter=not arp", "--store-packets", "--packet-ttl=168h0m0s", "--cassandra-tls",
+			wantArgs: []string{"--group=mine", "--filter=not arp", `--display-filter=dns.qry.name contains "corp"`, "--store-packets", "--packet-ttl=168h0m0s", "--cassandra-tls",
 				"--cassandra-secret-dir=/etc/capfleet/cassandra", "--kafka-secret-dir=/etc/capfleet/kafka", "--flows-topic=flows-json"},
 			secrets: []string{"kaf", "cass"},
 		},

@@ -56,6 +56,9 @@ func PipelineDeployment(pp *v1alpha1.PacketPipeline, sourceTopic string, o Optio
 	if s.Filter != "" {
 		args = append(args, "--filter="+s.Filter)
 	}
+	if s.DisplayFilter != "" {
+		args = append(args, "--display-filter="+s.DisplayFilter)
+	}
 	kargs, ksecret := kafkaArgs(s.Kafka, o.Kafka)
 	args = append(args, kargs...)
 	args = append(args, statsArgs(o)...)

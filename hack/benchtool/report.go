@@ -14,6 +14,7 @@ import (
 var sectionInfo = map[string]struct{ title, headline string }{
 	"read":         {"Read a capture file", "MB/s"},
 	"decode":       {"Decode to fields", "Mpkt/s"},
+	"filter":       {"Display filter (-Y)", "Mpkt/s"},
 	"flows":        {"Flows from a file", "Mpkt/s"},
 	"replay-veth":  {"Replay onto a veth", "Mpkt/s"},
 	"replay-kafka": {"Replay into Kafka", "Mpkt/s"},

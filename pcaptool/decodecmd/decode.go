@@ -15,13 +15,16 @@ import (
 	"capfleet.dev/capfleet/pcapfile"
 	"capfleet.dev/capfleet/processor/bpffilter"
 	"capfleet.dev/capfleet/processor/decode"
+	"capfleet.dev/capfleet/processor/displayfilter"
 )
 
 type decodeOptions struct {
 	fields string
 	output string
 	filter string
-	stats  bool
+	// display is a Wireshark display filter (tshark -Y), applied after decoding.
+	display string
+	stats   bool
 }
 
 // NewDecodeCommand returns `decode FILE`: one line per packet with the fields asked for, named
@@ -36,7 +39,10 @@ func NewDecodeCommand() *cobra.Command {
 Fields are named as in tshark (frame.number, eth.src, vlan.id, ip.src, tcp.flags, dns.qry.name, ...)
 and formatted as "tshark -T fields -E separator=/t -E occurrence=f" prints them: when a field occurs
 more than once in a packet (a tunnel, an ICMP error quoting a header) the first occurrence is shown.
-A field the packet lacks is empty (tsv) or left out (json). Known fields: ` + strings.Join(decode.FieldNames(), ", "),
+A field the packet lacks is empty (tsv) or left out (json). Known fields: ` + strings.Join(decode.FieldNames(), ", ") + `
+
+-Y FILTER prints only the packets a Wireshark display filter keeps, with tshark 4's meaning (reassembly
+off). Its fields and protocols: ` + strings.Join(displayfilter.FieldNames(), ", "),
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runDecode(cmd.OutOrStdout(), cmd.ErrOrStderr(), args[0], o)
@@ -45,6 +51,7 @@ A field the packet lacks is empty (tsv) or left out (json). Known fields: ` + st
 	c.Flags().StringVar(&o.fields, "fields", strings.Join(decode.DefaultFields, ","), "comma-separated tshark field names")
 	c.Flags().StringVarP(&o.output, "output", "o", "tsv", "output format: tsv or json (one object per line)")
 	c.Flags().StringVar(&o.filter, "filter", "", "print only packets matching this tcpdump filter expression")
+	c.Flags().StringVarP(&o.display, "display-filter", "Y", "", "print only packets matching this Wireshark display filter (tshark -Y syntax)")
 	c.Flags().BoolVar(&o.stats, "stats", false, "print decode counters by reason to stderr at the end")
 	return c
 }
@@ -80,9 +87,15 @@ func runDecode(stdout, stderr io.Writer, path string, o *decodeOptions) error {
 	if err != nil {
 		return err
 	}
+	display, err := compileDisplay(o.display)
+	if err != nil {
+		return err
+	}
 
 	w := bufio.NewWriterSize(stdout, 1<<16)
 	dec := decode.NewDecoder()
+	dec.HeadersOnly = !display.NeedsPayload() && !namesPayloadField(fs)
+	var displayed uint64
 	var p decode.Packet
 	var line []byte
 	n := 0
@@ -100,6 +113,10 @@ func runDecode(stdout, stderr io.Writer, path string, o *decodeOptions) error {
 			continue
 		}
 		dec.Decode(pkt.Data, pkt.LinkType, pkt.Timestamp, pkt.Length, &p)
+		if !display.Match(&p, n) {
+			displayed++
+			continue
+		}
 		line = write(w, line, n, &p)
 	}
 	if err := w.Flush(); err != nil {
@@ -107,8 +124,37 @@ func runDecode(stdout, stderr io.Writer, path string, o *decodeOptions) error {
 	}
 	if o.stats {
 		printStats(stderr, &dec.Stats, filter)
+		if display != nil {
+			fmt.Fprintf(stderr, "display_filtered_out\t%d\n", displayed)
+		}
 	}
 	return nil
+}
+
+// compileDisplay compiles a -Y filter; an empty one is no filter (nil passes every packet).
+func compileDisplay(text string) (*displayfilter.Filter, error) {
+	if strings.TrimSpace(text) == "" {
+		return nil, nil
+	}
+	f, err := displayfilter.Compile(text)
+	if err != nil {
+		if e, ok := err.(*displayfilter.Error); ok {
+			return nil, fmt.Errorf("-Y: %s", e.Caret())
+		}
+		return nil, fmt.Errorf("-Y: %w", err)
+	}
+	return f, nil
+}
+
+// namesPayloadField says whether an output field is read from beyond the transport header, so
+// the decoder must go on past it.
+func namesPayloadField(fs []decode.Field) bool {
+	for _, f := range fs {
+		if strings.HasPrefix(f.Name, "dns") {
+			return true
+		}
+	}
+	return false
 }
 
 func printStats(w io.Writer, s *decode.Stats, f *bpffilter.Set) {

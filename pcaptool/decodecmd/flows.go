@@ -20,6 +20,7 @@ import (
 type flowsOptions struct {
 	output        string
 	filter        string
+	display       string
 	idleTimeout   time.Duration
 	activeTimeout time.Duration
 	maxFlows      int
@@ -46,6 +47,7 @@ one timestamp.`,
 	}
 	c.Flags().StringVarP(&o.output, "output", "o", "tsv", "output format: tsv or json (one object per line)")
 	c.Flags().StringVar(&o.filter, "filter", "", "aggregate only packets matching this tcpdump filter expression")
+	c.Flags().StringVarP(&o.display, "display-filter", "Y", "", "aggregate only packets matching this Wireshark display filter (tshark -Y syntax)")
 	c.Flags().DurationVar(&o.idleTimeout, "flow-idle-timeout", 60*time.Second, "end a flow after this long without packets")
 	c.Flags().DurationVar(&o.activeTimeout, "flow-active-timeout", 30*time.Minute, "end (and restart) a flow open this long")
 	c.Flags().IntVar(&o.maxFlows, "flow-table-max", 1_000_000, "flows kept at once; the least recently active is evicted beyond")
@@ -63,6 +65,10 @@ func runFlows(stdout, stderr io.Writer, path string, o *flowsOptions) error {
 	}
 	defer r.Close()
 	filter, err := bpffilter.NewSet(o.filter)
+	if err != nil {
+		return err
+	}
+	display, err := compileDisplay(o.display)
 	if err != nil {
 		return err
 	}
@@ -88,6 +94,9 @@ func runFlows(stdout, stderr io.Writer, path string, o *flowsOptions) error {
 	}
 	table := flow.New(flow.Config{IdleTimeout: o.idleTimeout, ActiveTimeout: o.activeTimeout, MaxFlows: o.maxFlows, OnEnd: emit})
 	dec := decode.NewDecoder()
+	// Flows need headers only; a DNS name is read when the display filter asks for it.
+	dec.HeadersOnly = !display.NeedsPayload()
+	var displayed uint64
 	var p decode.Packet
 	n := 0
 	var readErr error
@@ -105,6 +114,10 @@ func runFlows(stdout, stderr io.Writer, path string, o *flowsOptions) error {
 			continue
 		}
 		dec.Decode(pkt.Data, pkt.LinkType, pkt.Timestamp, pkt.Length, &p)
+		if !display.Match(&p, n) {
+			displayed++
+			continue
+		}
 		table.Add(&p)
 	}
 	// What was read before a damaged record still makes flows worth printing.
@@ -114,6 +127,9 @@ func runFlows(stdout, stderr io.Writer, path string, o *flowsOptions) error {
 	}
 	if o.stats {
 		printStats(stderr, &dec.Stats, filter)
+		if display != nil {
+			fmt.Fprintf(stderr, "display_filtered_out\t%d\n", displayed)
+		}
 		s := table.Stats
 		fmt.Fprintf(stderr, "flow_packets\t%d\nflow_not_ip\t%d\nflow_fragments_skipped\t%d\nflows\t%d\n", s.Packets, s.NotIP, s.Fragments, s.Created)
 		for why := flow.EndReason(0); why < flow.NumEndReasons; why++ {

@@ -49,6 +49,7 @@ type Decoder struct {
 	pbb    pbb
 	vntag  vntag
 	ayiya  ayiya
+	cmd    cmd
 
 	truncated bool // set by gopacket layers through DecodeFeedback
 	// per-frame state
@@ -57,8 +58,14 @@ type Decoder struct {
 	pending   Reason // a problem met after the headers were recorded, reported if nothing worse
 	frameLen  int    // captured length of the frame
 	wireLen   int    // length of the frame on the wire
+	tpid      uint16 // the EtherType that announced the next VLAN tag
+	dnsPort   uint16 // the port that sent the decoder into DNS
 
 	Stats Stats
+
+	// HeadersOnly stops decoding at the transport header: nothing is read from the payload
+	// (no DNS), for callers that need headers only, such as a display filter on header fields.
+	HeadersOnly bool
 }
 
 // NewDecoder returns a Decoder for any of the link types listed in this package.
@@ -68,12 +75,13 @@ func NewDecoder() *Decoder {
 	for _, l := range []gopacket.DecodingLayer{
 		&d.eth, &d.dot1q, &d.ip4, &d.tcp, &d.udp, &d.sctp, &d.icmp4, &d.icmp6, &d.vxlan,
 		&d.sll, &d.sll2, &d.loop, &d.mpls, &d.ip6, &d.gre, &d.erspan, &d.teredo, &d.dns,
-		&d.pppoe, &d.gtpu, &d.geneve, &d.ah, &d.pbb, &d.vntag, &d.ayiya,
+		&d.pppoe, &d.gtpu, &d.geneve, &d.ah, &d.pbb, &d.vntag, &d.ayiya, &d.cmd,
 	} {
 		c = c.Put(l)
 	}
 	d.layers = c
 	d.gre.erspan = &d.erspan
+	d.gre.cmd = &d.cmd
 	return d
 }
 
@@ -126,7 +134,8 @@ func minLen(t gopacket.LayerType) int {
 func (d *Decoder) Decode(frame []byte, lt LinkType, ts time.Time, origLen int, p *Packet) Reason {
 	p.reset()
 	p.Timestamp, p.CapLen, p.Len, p.LinkType = ts, len(frame), origLen, lt
-	d.tunnel, d.quoteNext, d.pending = TunnelNone, false, OK
+	d.tunnel, d.quoteNext, d.pending, d.tpid = TunnelNone, false, OK, 0x8100
+	d.cmd.inGRE = false // a GRE header with nothing after it left it set
 	d.frameLen, d.wireLen = len(frame), max(origLen, len(frame))
 	d.Stats.Packets++
 
@@ -219,6 +228,16 @@ func (d *Decoder) record(typ gopacket.LayerType, dl gopacket.DecodingLayer, p *P
 		if d.eth.EthernetType == 0x8903 && len(d.eth.Payload) >= 2 { // FTag and TTL, then the frame
 			return layers.LayerTypeEthernet, d.eth.Payload[2:]
 		}
+		if int(p.NEth) < MaxEth {
+			e := &p.Eths[p.NEth]
+			copy(e.Dst[:], d.eth.DstMAC)
+			copy(e.Src[:], d.eth.SrcMAC)
+			e.Type = uint16(d.eth.EthernetType)
+			if d.eth.Length != 0 || d.eth.EthernetType == layers.EthernetTypeLLC {
+				e.Type = 0
+			}
+			p.NEth++
+		}
 		if !p.HasEth {
 			p.HasEth = true
 			copy(p.EthDst[:], d.eth.DstMAC)
@@ -231,12 +250,19 @@ func (d *Decoder) record(typ gopacket.LayerType, dl gopacket.DecodingLayer, p *P
 		if d.eth.EthernetType == layers.EthernetTypeLLC {
 			// 802.3 with an LLC/SNAP header carries an EtherType after it.
 			if pl := d.eth.Payload; len(pl) >= 8 && pl[0] == 0xaa && pl[1] == 0xaa && pl[2] == 0x03 {
+				d.tpid = be16(pl[6:])
 				return etherNext(be16(pl[6:])), pl[8:]
 			}
 			return gopacket.LayerTypePayload, nil
 		}
+		d.tpid = uint16(d.eth.EthernetType)
 		return etherNext(uint16(d.eth.EthernetType)), d.eth.Payload
 	case layers.LayerTypeDot1Q:
+		if int(p.NTags) < MaxTags {
+			p.Tags[p.NTags] = VLANTag{TPID: d.tpid, ID: d.dot1q.VLANIdentifier}
+			p.NTags++
+		}
+		d.tpid = uint16(d.dot1q.Type)
 		if int(p.NVLAN) < len(p.VLAN) {
 			p.VLAN[p.NVLAN] = d.dot1q.VLANIdentifier
 		}
@@ -287,8 +313,9 @@ func (d *Decoder) record(typ gopacket.LayerType, dl gopacket.DecodingLayer, p *P
 		}
 	case layers.LayerTypeTCP:
 		d.recordTCP(p, d.tcp.Contents)
-		if h := lastIP(p); h != nil && !h.Quoted && (d.tcp.SrcPort == 53 || d.tcp.DstPort == 53) {
+		if h := lastIP(p); h != nil && !d.HeadersOnly && !h.Quoted && (d.tcp.SrcPort == 53 || d.tcp.DstPort == 53) {
 			d.dns.overTCP = true
+			d.dnsPort = 53
 			return LayerTypeDNS, d.tcp.Payload
 		}
 		return gopacket.LayerTypePayload, nil
@@ -331,6 +358,7 @@ func (d *Decoder) record(typ gopacket.LayerType, dl gopacket.DecodingLayer, p *P
 	case LayerTypeDNS:
 		if !p.HasDNS && !d.dns.skipped {
 			p.HasDNS = true
+			p.DNSPort = d.dnsPort
 			p.dnsLen = copy(p.dnsName[:], d.dns.name[:d.dns.nameLen])
 		}
 		return gopacket.LayerTypePayload, nil
@@ -373,14 +401,19 @@ func (d *Decoder) udpNext(p *Packet) gopacket.LayerType {
 		lo, hi = hi, lo
 	}
 	next := udpPortLayer(uint16(lo))
+	d.dnsPort = uint16(lo)
 	if next == gopacket.LayerTypePayload {
 		next = udpPortLayer(uint16(hi))
+		d.dnsPort = uint16(hi)
 	}
 	// A header quoted in an ICMP error is followed into DNS, as tshark does, but not into tunnels.
 	if h.Quoted && next != LayerTypeDNS {
 		return gopacket.LayerTypePayload
 	}
 	if next == LayerTypeDNS {
+		if d.HeadersOnly {
+			return gopacket.LayerTypePayload
+		}
 		d.dns.overTCP = false
 	}
 	return next

@@ -31,6 +31,7 @@ var (
 	LayerTypePBB      = gopacket.RegisterLayerType(1815, gopacket.LayerTypeMetadata{Name: "capfleet-PBB"})
 	LayerTypeVNTag    = gopacket.RegisterLayerType(1816, gopacket.LayerTypeMetadata{Name: "capfleet-VNTag"})
 	LayerTypeAYIYA    = gopacket.RegisterLayerType(1817, gopacket.LayerTypeMetadata{Name: "capfleet-AYIYA"})
+	LayerTypeCMD      = gopacket.RegisterLayerType(1818, gopacket.LayerTypeMetadata{Name: "capfleet-CMD"})
 )
 
 // Preallocated so the error path does not allocate either.

@@ -26,6 +26,8 @@ func etherNext(t uint16) gopacket.LayerType {
 		return LayerTypePBB
 	case 0x8926:
 		return LayerTypeVNTag
+	case 0x8909:
+		return LayerTypeCMD
 	}
 	return gopacket.LayerTypePayload
 }
@@ -189,5 +191,30 @@ func (l *vntag) DecodeFromBytes(data []byte, df gopacket.DecodeFeedback) error {
 	}
 	l.Type = binary.BigEndian.Uint16(data[4:6])
 	l.BaseLayer = layers.BaseLayer{Contents: data[:6], Payload: data[6:]}
+	return nil
+}
+
+// cmd is Cisco MetaData (EtherType 0x8909, as TrustSec puts it on Ethernet or in GRE): version,
+// length, option type and the security group tag, then the EtherType of what follows; inside GRE
+// the EtherType comes first, as tshark reads it.
+type cmd struct {
+	layers.BaseLayer
+	Type  uint16
+	inGRE bool // set by the GRE layer for the header that follows it
+}
+
+func (l *cmd) LayerType() gopacket.LayerType     { return LayerTypeCMD }
+func (l *cmd) CanDecode() gopacket.LayerClass    { return LayerTypeCMD }
+func (l *cmd) NextLayerType() gopacket.LayerType { return etherNext(l.Type) }
+func (l *cmd) DecodeFromBytes(data []byte, df gopacket.DecodeFeedback) error {
+	if len(data) < 8 {
+		return errTruncated
+	}
+	if l.inGRE {
+		l.Type, l.inGRE = binary.BigEndian.Uint16(data[0:2]), false
+	} else {
+		l.Type = binary.BigEndian.Uint16(data[6:8])
+	}
+	l.BaseLayer = layers.BaseLayer{Contents: data[:8], Payload: data[8:]}
 	return nil
 }

@@ -105,6 +105,25 @@ const (
 // MaxIP is how many IP headers a Packet records; deeper ones are decoded over but not kept.
 const MaxIP = 4
 
+// MaxEth is how many Ethernet headers a Packet records (the outer one and those inside
+// tunnels), and MaxTags how many VLAN tags with their TPID: the occurrences a display filter sees.
+const (
+	MaxEth  = 4
+	MaxTags = 4
+)
+
+// EthHeader is one Ethernet header; Type is 0 for an 802.3 frame with a length field.
+type EthHeader struct {
+	Src, Dst [6]byte
+	Type     uint16
+}
+
+// VLANTag is one 802.1Q or 802.1ad tag: TPID is the EtherType that announced it (0x8100,
+// 0x88a8, 0x9100), which is what tells tshark's vlan from its ieee8021ad.
+type VLANTag struct {
+	TPID, ID uint16
+}
+
 // MaxDNSName bounds the query name kept from a DNS question (a DNS name is at most 255 bytes,
 // but a dotted text form with escapes can be longer).
 const MaxDNSName = 1024
@@ -177,6 +196,14 @@ type Packet struct {
 	VLAN  [2]uint16
 	NVLAN uint8
 
+	// Eths holds the Ethernet headers in wire order, NEth of them; the first is also in
+	// EthSrc, EthDst and EthType.
+	Eths [MaxEth]EthHeader
+	NEth uint8
+	// Tags holds the VLAN tags in wire order, NTags of them.
+	Tags  [MaxTags]VLANTag
+	NTags uint8
+
 	NMPLS     uint8 // number of MPLS labels
 	MPLSLabel uint32
 
@@ -188,7 +215,10 @@ type Packet struct {
 
 	// DNS query name of the first question in the first DNS message, dotted; HasDNS is true
 	// when a DNS header was decoded (the name may still be empty).
-	HasDNS  bool
+	HasDNS bool
+	// DNSPort is the port that made the decoder read DNS (53, or 5353 for mDNS, 5355 for
+	// LLMNR, which tshark names differently).
+	DNSPort uint16
 	dnsName [MaxDNSName]byte
 	dnsLen  int
 }
@@ -225,7 +255,8 @@ func (p *Packet) reset() {
 	p.HasEth, p.EthSrc, p.EthDst, p.EthType = false, [6]byte{}, [6]byte{}, 0
 	p.VLAN, p.NVLAN, p.NMPLS, p.MPLSLabel = [2]uint16{}, 0, 0, 0
 	p.Tunnel, p.NIP = TunnelNone, 0
-	p.HasDNS, p.dnsLen = false, 0
+	p.NEth, p.NTags = 0, 0
+	p.HasDNS, p.DNSPort, p.dnsLen = false, 0, 0
 }
 
 // ReasonNames lists the reasons' names in order, for metric labels.

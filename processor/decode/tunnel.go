@@ -15,6 +15,7 @@ type gre struct {
 	pppNext gopacket.LayerType // for version 1: what the PPP frame carries
 	seq     bool
 	erspan  *erspan // told which ERSPAN version follows
+	cmd     *cmd    // told that its header has the GRE layout
 }
 
 func (l *gre) LayerType() gopacket.LayerType  { return LayerTypeGRE }
@@ -36,6 +37,8 @@ func (l *gre) NextLayerType() gopacket.LayerType {
 	case 0x22eb:
 		l.erspan.version = 3
 		return LayerTypeERSPAN
+	case 0x8909:
+		l.cmd.inGRE = true
 	}
 	return etherNext(l.Proto)
 }

@@ -101,7 +101,7 @@ func NewCollector(c *Counters) prometheus.Collector {
 		"bad_records":   desc("bad_records_total", "Kafka records that are not packet records."),
 		"decoded":       desc("decoded_total", "Packets decoded down to their transport header (or an IP protocol not parsed further)."),
 		"decode_errors": desc("decode_errors_total", "Packets not fully decoded, by reason.", "reason"),
-		"filtered":      desc("filtered_total", "Packets the BPF filter dropped."),
+		"filtered":      desc("filtered_total", "Packets the BPF or display filter dropped."),
 		"packets":       desc("packets_written_total", "Packets stored in Cassandra."),
 		"blocks":        desc("blocks_written_total", "Compressed packet blocks stored in Cassandra."),
 		"block_bytes":   desc("block_bytes_written_total", "Compressed bytes of the packet blocks stored."),

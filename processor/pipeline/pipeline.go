@@ -120,6 +120,10 @@ type Deps struct {
 	Keep     func(frame []byte, lt decode.LinkType) bool
 	Counters *Counters
 	Log      *slog.Logger
+
+	// KeepDecoded, when set, is the display filter, run on the decoded packet with its record's
+	// offset: false drops it (counted as filtered).
+	KeepDecoded func(p *decode.Packet, offset int64) bool
 }
 
 // Pipeline is one consumer of the group.
@@ -328,6 +332,10 @@ func (p *Pipeline) record(ctx context.Context, ps *partition, r *kgo.Record) err
 		p.c.Decoded.Add(1)
 	} else {
 		p.c.DecodeErrors[reason].Add(1)
+	}
+	if p.deps.KeepDecoded != nil && !p.deps.KeepDecoded(&p.pkt, r.Offset) {
+		p.c.Filtered.Add(1)
+		return nil
 	}
 	if meta.Timestamp.After(ps.clock) {
 		ps.clock = meta.Timestamp

@@ -936,3 +936,61 @@ func httpGetOrEmpty(url string) string {
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
 }
+
+// --display-filter drops what tshark -Y drops: the stored packets are exactly those tshark keeps (IP
+// reassembly off, as the parity tests run it), and the rest is counted as filtered on /metrics.
+func TestDisplayFilterStoresWhatTsharkKeeps(t *testing.T) {
+	if _, err := exec.LookPath("tshark"); err != nil {
+		t.Fatal("tshark is needed as the oracle: run hack/deps.sh")
+	}
+	kcfg := kafkatest.Plain(t)
+	ccfg := cassandratest.Config(t)
+	ks := cassandratest.NewKeyspace(t, ccfg)
+	input := pipelinetest.SharedPcap(t, "ndpi/ethereum.pcap")
+	frames := pipelinetest.ReadCapture(t, input)
+	const filter = "udp.port == 30303 && (ip.len > 200 || ip.dst == 10.0.0.0/8)"
+	kept := filepath.Join(t.TempDir(), "tshark-kept.pcap")
+	if out, err := exec.Command("tshark", "-n", "-r", input, "-o", "ip.defragment:FALSE", "-o", "ipv6.defragment:FALSE",
+		"-Y", filter, "-w", kept).CombinedOutput(); err != nil {
+		t.Fatalf("tshark -Y: %v: %s", err, out)
+	}
+	keep := len(pipelinetest.ReadCapture(t, kept))
+	if keep == 0 || keep == len(frames) {
+		t.Fatalf("filter %q keeps %d of %d packets: pick one that selects", filter, keep, len(frames))
+	}
+	topic := kafkatest.NewTopic(t, kcfg, 2)
+	pipelinetest.Produce(t, kcfg, topic, frames)
+	metricsAddr := freePort(t)
+	args := append([]string{"--topic", topic, "--group", unique("display-"), "--sensor", "y", "--store-packets",
+		"--keyspace", ks, "--metrics-addr", metricsAddr, "--health-addr", "", "--display-filter", filter}, connArgs(kcfg, ccfg)...)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cmd := NewCommand()
+	cmd.SetArgs(args)
+	done := make(chan error, 1)
+	go func() { done <- cmd.ExecuteContext(ctx) }()
+	pipelinetest.Eventually(t, 3*time.Minute, "every record consumed", func() (bool, string) {
+		m := httpGetOrEmpty("http://" + metricsAddr + "/metrics")
+		return strings.Contains(m, fmt.Sprintf("capfleet_process_records_total %d\n", len(frames))), "not yet"
+	})
+	m := httpGet(t, "http://"+metricsAddr+"/metrics")
+	if want := fmt.Sprintf("capfleet_process_filtered_total %d\n", len(frames)-keep); !strings.Contains(m, want) {
+		t.Errorf("/metrics lacks %q", want)
+	}
+	first, last := pipelinetest.TimeSpan(frames)
+	r := connectReader(t, ccfg, ks)
+	out := filepath.Join(t.TempDir(), "kept.pcap")
+	pipelinetest.Eventually(t, time.Minute, "kept packets stored", func() (bool, string) {
+		n := 0
+		err := r.Packets(ctx, "y", first, last, func(store.Packet) error { n++; return nil })
+		return err == nil && n == keep, fmt.Sprintf("%d of %d (%v)", n, keep, err)
+	})
+	runQuery(t, append([]string{"packets", "--keyspace", ks, "--sensor", "y", "--from", epoch(first), "--to", epoch(last), "-w", out}, connArgs(kcfg, ccfg)[2:]...)...)
+	if got, want := tcpdumpHex(t, out), tcpdumpHex(t, kept); got != want {
+		t.Fatal("the stored packets differ from those tshark -Y keeps")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

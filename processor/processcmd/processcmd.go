@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"runtime/pprof"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -24,6 +25,7 @@ import (
 	"capfleet.dev/capfleet/internal/workload"
 	"capfleet.dev/capfleet/processor/bpffilter"
 	"capfleet.dev/capfleet/processor/decode"
+	"capfleet.dev/capfleet/processor/displayfilter"
 	"capfleet.dev/capfleet/processor/pipeline"
 	"capfleet.dev/capfleet/processor/store"
 )
@@ -37,6 +39,7 @@ type options struct {
 	pipe        pipeline.Config
 	flows       pipeline.FlowConfig
 	filter      string
+	display     string
 	keyspace    string
 	replication string
 	metricsAddr string
@@ -69,6 +72,7 @@ commit and resumed by whoever consumes the partition next.`,
 	fs.StringVar(&o.pipe.Topic, "topic", "", "packets topic to consume")
 	fs.StringVar(&o.pipe.Group, "group", "", "consumer group (one per pipeline; replicas share its partitions)")
 	fs.StringVar(&o.filter, "filter", "", "BPF filter in tcpdump syntax: packets it rejects are counted and dropped")
+	fs.StringVarP(&o.display, "display-filter", "Y", "", "Wireshark display filter (tshark -Y syntax) on each decoded packet: packets it rejects are counted as filtered and dropped; frame.number is the record's offset plus one")
 	fs.DurationVar(&o.flows.IdleTimeout, "flow-idle-timeout", 60*time.Second, "close a flow after this long without a packet (packet time)")
 	fs.DurationVar(&o.flows.ActiveTimeout, "flow-active-timeout", 30*time.Minute, "close a flow this long after its first packet, and start a new one")
 	fs.IntVar(&o.flows.MaxFlows, "flow-table-max", 1000000, "open flows kept per Kafka partition; beyond, the oldest are closed early (counted)")
@@ -126,13 +130,21 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		}
 		keep = func(frame []byte, lt decode.LinkType) bool { return set.Match(frame, uint32(lt), len(frame)) }
 	}
+	var keepDecoded func(*decode.Packet, int64) bool
+	if strings.TrimSpace(o.display) != "" {
+		f, err := displayfilter.Compile(o.display)
+		if err != nil {
+			return fmt.Errorf("--display-filter: %w", err)
+		}
+		keepDecoded = func(p *decode.Packet, offset int64) bool { return f.Match(p, int(offset+1)) }
+	}
 	counters := &pipeline.Counters{}
 	stopBeats, err := startHeartbeat(o.heartbeat, o.kafka, counters, log)
 	if err != nil {
 		return fmt.Errorf("heartbeat: %w", err)
 	}
 	defer stopBeats()
-	deps := pipeline.Deps{Kafka: kopts, Keep: keep, Counters: counters, Log: log}
+	deps := pipeline.Deps{Kafka: kopts, Keep: keep, KeepDecoded: keepDecoded, Counters: counters, Log: log}
 	var current atomic.Pointer[pipeline.Pipeline]
 	ready := func() bool { p := current.Load(); return p != nil && p.Ready() }
 	servers, err := serve(o, counters, ready, log)
