@@ -960,7 +960,7 @@ func TestDisplayFilterStoresWhatTsharkKeeps(t *testing.T) {
 	}
 	topic := kafkatest.NewTopic(t, kcfg, 2)
 	pipelinetest.Produce(t, kcfg, topic, frames)
-	metricsAddr := freePort(t)
+	metricsAddr := testenv.FreeAddr(t)
 	args := append([]string{"--topic", topic, "--group", unique("display-"), "--sensor", "y", "--store-packets",
 		"--keyspace", ks, "--metrics-addr", metricsAddr, "--health-addr", "", "--display-filter", filter}, connArgs(kcfg, ccfg)...)
 	ctx, cancel := context.WithCancel(context.Background())
