@@ -53,20 +53,17 @@ binary without the operator's dependencies. Per packet the sensor also does what
 not: one Kafka record each (packetrecord.Encode, three allocations), lz4 batches and produce round trips;
 the broker's own CPU per packet is in the table.`
 
-	whyE2E = `Two costs hold it back. Flows: with the files' own timestamps ("small", captures of
-different years concatenated) about 26,000 connections close per million packets, and each is three
-Cassandra rows (by time, by each address), so Cassandra pays per row there what blocks spare it per
-packet. "small-live" (stamped in time order, as a sensor's own records are) closes none within the run,
-but the running totals of its open flows are rewritten with every commit (once a second), the default
-that keeps a dead consumer's committed flows in Cassandra; with --flow-update-interval 10s the same run
-measured 263,000 packets/s and 1.1 µs of Cassandra CPU a packet. Storing flows in blocks too
-(compressed, with the same kind of index) is the next step. The process: decoding, the flow table, the Kafka client's per-record
-allocations and zstd on the blocks cost about 2.7–3.2 µs a packet; the replay, the broker, Cassandra and the
-process share the two cores, so 300,000 packets/s needs both the process and Cassandra well under 2 µs.
-Blocks are cut when a partition's packets touch more than 32 index minutes, which replays of old
-captures do after a few thousand packets ("packets per block"); zstd finds less to share in small blocks.
-Cassandra runs with its C2 compiler here (hack/cassandra.sh CASSANDRA_JIT=full, which make bench uses
-when it starts Cassandra): a C1-only test node costs several times the CPU per request. Commits come
+	whyE2E = `What it costs now: packets and flows are both stored in compressed blocks (one
+Cassandra row per block and a small index row per minute, or per hour for flows), so Cassandra's CPU
+per packet is what the block rows cost spread over thousands of packets; the running totals of open
+flows are written every 10 s (--flow-update-interval), closed flows with each commit. The process
+spends its CPU on the Kafka client (fetching, decompressing the producer's batches, one record and one
+header per packet), zstd on the blocks, decoding and the flow table. "small" (captures of different
+years concatenated) cuts a block whenever a partition's packets touch 32 index minutes, so its blocks
+hold a few thousand packets and it writes an index row for every minute it touches; "small-live",
+stamped in time order as a sensor stamps its records, is what a live sensor sends. Cassandra runs with
+its C2 compiler (hack/cassandra.sh CASSANDRA_JIT=full, which make bench uses when it starts Cassandra)
+and a group commit log (15 ms): a C1-only test node costs several times the CPU per request. Commits come
 every second (--commit-interval) once Cassandra acknowledged what is before them, so a paced lag of a
 second or two of traffic, gone soon after the last send, is the pipeline keeping up.`
 
