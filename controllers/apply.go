@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
 	"k8s.io/client-go/tools/record"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -15,6 +16,10 @@ import (
 func applyChild(ctx context.Context, c client.Client, rec record.EventRecorder, owner client.Object, child client.Object) error {
 	before := child.DeepCopyObject().(client.Object)
 	err := c.Get(ctx, client.ObjectKeyFromObject(child), before)
+	if err != nil && !apierrors.IsNotFound(err) {
+		// Not knowing whether it exists, the event below would say "Created" over an existing child.
+		return fmt.Errorf("read %s %s before applying it: %w", child.GetObjectKind().GroupVersionKind().Kind, child.GetName(), err)
+	}
 	existed := err == nil
 	if err := c.Patch(ctx, child, client.Apply, client.FieldOwner(children.FieldManager), client.ForceOwnership); err != nil {
 		return fmt.Errorf("apply %s %s: %w", child.GetObjectKind().GroupVersionKind().Kind, child.GetName(), err)
