@@ -93,8 +93,8 @@ func (m *Manager) Ensure(ctx context.Context, w Want) (State, error) {
 	if st.ReplicationFactor != w.ReplicationFactor {
 		st.Problem = fmt.Sprintf("%v: topic %s exists with replication factor %d, spec asks %d; left alone",
 			ErrIncompatible, w.Name, st.ReplicationFactor, w.ReplicationFactor)
-		st.RetentionMs, _ = m.retention(ctx, w.Name)
-		return st, nil
+		st.RetentionMs, err = m.retention(ctx, w.Name)
+		return st, err
 	}
 	switch {
 	case st.Partitions < w.Partitions:
@@ -143,8 +143,10 @@ func (m *Manager) create(ctx context.Context, w Want) (State, error) {
 	}
 	m.remember(w.Name, true)
 	st := State{Name: w.Name, Partitions: w.Partitions, ReplicationFactor: w.ReplicationFactor, Created: true}
-	st.RetentionMs, _ = m.retention(ctx, w.Name)
-	return st, nil
+	// A status claiming the broker's default retention because the read failed would be wrong: the error
+	// makes the reconcile retry, and the next look finds the topic and reads it again.
+	st.RetentionMs, err = m.retention(ctx, w.Name)
+	return st, err
 }
 
 // retention reads the topic's effective retention.ms.
