@@ -6,12 +6,14 @@ import (
 
 // CaptureSensorSpec says where to capture, what, and where the packets go.
 type CaptureSensorSpec struct {
-	// Interfaces to capture on, on every selected node.
+	// Interfaces to capture on, on every selected node, by name. The pseudo-interface "any" is refused: name
+	// each interface instead.
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=16
 	// +kubebuilder:validation:items:MinLength=1
 	// +kubebuilder:validation:items:MaxLength=15
 	// +kubebuilder:validation:items:Pattern=`^[a-zA-Z0-9._@-]+$`
+	// +kubebuilder:validation:XValidation:rule="!self.exists(i, i == 'any')",message="interfaces: \"any\" is not supported; list the node's interfaces by name instead (e.g. [eth0, eth1]): each is captured with its own link type"
 	// +listType=set
 	Interfaces []string `json:"interfaces"`
 
@@ -168,7 +170,8 @@ type CaptureSensorStatus struct {
 
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
-// +kubebuilder:resource:shortName=cs,categories=capfleet
+// +kubebuilder:resource:shortName=csensor,categories=capfleet
+// +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 63",message="metadata.name must be at most 63 characters: it becomes the app.kubernetes.io/instance label of the workload's pods"
 // +kubebuilder:printcolumn:name="Nodes",type=string,JSONPath=`.status.nodes`,description="Nodes ready/desired"
 // +kubebuilder:printcolumn:name="Packets/s",type=integer,JSONPath=`.status.packetsPerSecond`
 // +kubebuilder:printcolumn:name="Drops",type=integer,JSONPath=`.status.drops.total`

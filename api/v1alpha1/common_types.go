@@ -86,6 +86,7 @@ type TopicSpec struct {
 	// Retention is how long Kafka keeps records (retention.ms).
 	// +optional
 	// +kubebuilder:default="24h"
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="retention must be a positive duration, e.g. 24h"
 	Retention *metav1.Duration `json:"retention,omitempty"`
 }
 

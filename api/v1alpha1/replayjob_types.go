@@ -140,6 +140,7 @@ type InterfaceTarget struct {
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=15
 	// +kubebuilder:validation:Pattern=`^[a-zA-Z0-9._@-]+$`
+	// +kubebuilder:validation:XValidation:rule="self != 'any'",message="name: packets are sent out of one interface; \"any\" names none"
 	Name string `json:"name"`
 	// NodeName of the node the replay runs on.
 	// +kubebuilder:validation:MinLength=1
@@ -200,7 +201,8 @@ type ReplayJobStatus struct {
 
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
-// +kubebuilder:resource:shortName=rj,categories=capfleet
+// +kubebuilder:resource:shortName=rjob;rj,categories=capfleet
+// +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 63",message="metadata.name must be at most 63 characters: it becomes the app.kubernetes.io/instance label of the workload's pods"
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="Progress",type=string,JSONPath=`.status.progress`
 // +kubebuilder:printcolumn:name="Sent",type=integer,JSONPath=`.status.packetsSent`

@@ -269,6 +269,29 @@ func TestReplayJobNameFollowsWhatItRuns(t *testing.T) {
 	}
 }
 
+// Names that fit keep their plain form; names that do not are cut with a hash of the whole name, so two long
+// owners sharing a prefix still get distinct children.
+func TestChildNamesFitAndDoNotCollide(t *testing.T) {
+	if n := SensorDaemonSetName(defaultedSensor(func(cs *v1alpha1.CaptureSensor) { cs.Name = "edge" })); n != "edge-sensor" {
+		t.Errorf("short name became %q", n)
+	}
+	prefix := strings.Repeat("a", 55)
+	a := SensorDaemonSetName(defaultedSensor(func(cs *v1alpha1.CaptureSensor) { cs.Name = prefix + "-east" }))
+	b := SensorDaemonSetName(defaultedSensor(func(cs *v1alpha1.CaptureSensor) { cs.Name = prefix + "-west" }))
+	if a == b {
+		t.Fatalf("two long sensors share the DaemonSet %s", a)
+	}
+	for _, n := range []string{a, b} {
+		if len(n) > 63 || !strings.HasSuffix(n, "-sensor") || strings.Contains(n, "--") {
+			t.Errorf("DaemonSet name %q (%d characters)", n, len(n))
+		}
+	}
+	p := PipelineDeploymentName(pipeline(func(pp *v1alpha1.PacketPipeline) { pp.Name = strings.Repeat("p", 63) }))
+	if len(p) > 63 || !strings.HasSuffix(p, "-processor") {
+		t.Errorf("Deployment name %q (%d characters)", p, len(p))
+	}
+}
+
 func pipeline(edit func(*v1alpha1.PacketPipeline)) *v1alpha1.PacketPipeline {
 	pp := &v1alpha1.PacketPipeline{ObjectMeta: meta("flows"), Spec: v1alpha1.PacketPipelineSpec{
 		Source:   v1alpha1.PipelineSource{Sensor: "edge"},

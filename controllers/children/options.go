@@ -3,6 +3,8 @@
 package children
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -217,11 +219,15 @@ func ports(metrics, health int32) []corev1.ContainerPort {
 	}
 }
 
-// childName is the owner's name with a suffix, cut so the result stays a valid label value (63 characters).
+// childName is the owner's name with a suffix. When that would pass 63 characters (a label value, and what
+// the controllers that create pods from the child need), the name is cut and a hash of the whole owner name
+// takes the cut's place, so two long names sharing a prefix never make the same child.
 func childName(owner, suffix string) string {
 	const max = 63
-	if len(owner)+len(suffix) > max {
-		owner = strings.TrimRight(owner[:max-len(suffix)], "-.")
+	if len(owner)+len(suffix) <= max {
+		return owner + suffix
 	}
-	return owner + suffix
+	sum := sha256.Sum256([]byte(owner))
+	tag := "-" + hex.EncodeToString(sum[:])[:8]
+	return strings.TrimRight(owner[:max-len(suffix)-len(tag)], "-.") + tag + suffix
 }
