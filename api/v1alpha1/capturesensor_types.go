@@ -178,6 +178,8 @@ type CaptureSensorStatus struct {
 // +kubebuilder:printcolumn:name="Drop %",type=string,JSONPath=`.status.dropPercent`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1,description="Why the resource is or is not Ready"
+// +kubebuilder:printcolumn:name="Message",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].message`,priority=1,description="What the Ready condition says"
 
 // CaptureSensor runs a packet sensor on every selected node and publishes what it captures to Kafka.
 type CaptureSensor struct {

@@ -200,6 +200,8 @@ type PacketPipelineStatus struct {
 // +kubebuilder:printcolumn:name="Lag",type=integer,JSONPath=`.status.consumerLag`
 // +kubebuilder:printcolumn:name="Errors",type=integer,JSONPath=`.status.errors`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1,description="Why the resource is or is not Ready"
+// +kubebuilder:printcolumn:name="Message",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].message`,priority=1,description="What the Ready condition says"
 
 // PacketPipeline decodes a packets topic into flows and stores packets and flows.
 type PacketPipeline struct {

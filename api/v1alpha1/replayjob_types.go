@@ -208,6 +208,8 @@ type ReplayJobStatus struct {
 // +kubebuilder:printcolumn:name="Sent",type=integer,JSONPath=`.status.packetsSent`
 // +kubebuilder:printcolumn:name="Packets/s",type=integer,JSONPath=`.status.packetsPerSecond`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1,description="Why the resource is or is not Ready"
+// +kubebuilder:printcolumn:name="Message",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].message`,priority=1,description="What the Ready condition says"
 
 // ReplayJob replays a capture file onto a node's interface or into a packets topic, like tcpreplay.
 type ReplayJob struct {

@@ -46,6 +46,10 @@ type CassandraDefaults struct {
 	SecretName string
 }
 
+// Every workload container ends with its error as the last line of its log ("capfleet: ..."); with
+// TerminationMessageFallbackToLogsOnError the kubelet keeps that line as the termination message, which the
+// operator copies into the resource's status.
+
 // Ports and paths the workloads and the operator agree on.
 const (
 	MetricsPort        = 9090
@@ -69,6 +73,11 @@ const (
 // selectorLabels identify the pods of one resource's workload.
 func selectorLabels(component, instance string) map[string]string {
 	return map[string]string{LabelName: "capfleet", LabelComponent: component, LabelInstance: instance}
+}
+
+// PodSelector selects the pods of one resource's workload.
+func PodSelector(component, instance string) map[string]string {
+	return selectorLabels(component, instance)
 }
 
 // commonLabels are the selector labels plus those that say who manages the object.

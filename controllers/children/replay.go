@@ -75,15 +75,16 @@ func ReplayJobObject(rj *v1alpha1.ReplayJob, o Options) *batchv1.Job {
 	volumes, mounts = mountSecret(volumes, mounts, "kafka", ksecret, kafkaSecretDir)
 	pod.Volumes = volumes
 	pod.Containers = []corev1.Container{{
-		Name:            "replay",
-		Image:           o.Image,
-		ImagePullPolicy: o.ImagePullPolicy,
-		Args:            args,
-		Env:             downwardEnv("ReplayJob", rj),
-		Ports:           ports(metricsPort, healthPort)[:1],
-		Resources:       workloadResources(s.Resources, "100m", 64, 256),
-		VolumeMounts:    mounts,
-		SecurityContext: security,
+		Name:                     "replay",
+		Image:                    o.Image,
+		ImagePullPolicy:          o.ImagePullPolicy,
+		Args:                     args,
+		Env:                      downwardEnv("ReplayJob", rj),
+		Ports:                    ports(metricsPort, healthPort)[:1],
+		Resources:                workloadResources(s.Resources, "100m", 64, 256),
+		VolumeMounts:             mounts,
+		SecurityContext:          security,
+		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 	}}
 
 	labels := commonLabels(ComponentReplay, rj.Name)
