@@ -28,6 +28,8 @@ type CaptureSensorReconciler struct {
 	Figures *Figures
 	// pods tells why sensors do not run; nil leaves the rollout's count alone.
 	pods *podDoctor
+	// ports gives each sensor node ports of its own; nil leaves every sensor on the first pair.
+	ports *portBook
 }
 
 // +kubebuilder:rbac:groups=capture.capfleet.dev,resources=capturesensors,verbs=get;list;watch;patch;update
@@ -72,8 +74,13 @@ func (r *CaptureSensorReconciler) tendTopic(ctx context.Context, cs *v1alpha1.Ca
 	return nil
 }
 
-// rollOut applies the DaemonSet the spec describes and reports its rollout.
+// rollOut applies the DaemonSet the spec describes, on node ports no other sensor uses, and reports its rollout.
 func (r *CaptureSensorReconciler) rollOut(ctx context.Context, cs *v1alpha1.CaptureSensor, p *pass) error {
+	if r.ports != nil {
+		if err := r.ports.sensorPorts(ctx, r.Client, cs); err != nil {
+			return err
+		}
+	}
 	ds := children.SensorDaemonSet(cs, r.Options)
 	if err := applyChild(ctx, r.Client, r.Recorder, cs, ds); err != nil {
 		return err

@@ -21,7 +21,7 @@ const kafkaRetry = 30 * time.Second
 func Setup(mgr ctrl.Manager, o children.Options, t *topics.Manager, f *Figures) error {
 	c := mgr.GetClient()
 	d := &podDoctor{pods: c, events: mgr.GetAPIReader()}
-	if err := (&CaptureSensorReconciler{Client: c, Recorder: mgr.GetEventRecorderFor("capturesensor-controller"), Options: o, Topics: t, Figures: f, pods: d}).SetupWithManager(mgr); err != nil {
+	if err := (&CaptureSensorReconciler{Client: c, Recorder: mgr.GetEventRecorderFor("capturesensor-controller"), Options: o, Topics: t, Figures: f, pods: d, ports: &portBook{}}).SetupWithManager(mgr); err != nil {
 		return err
 	}
 	if err := (&ReplayJobReconciler{Client: c, Recorder: mgr.GetEventRecorderFor("replayjob-controller"), Options: o, Topics: t, Figures: f, pods: d}).SetupWithManager(mgr); err != nil {

@@ -166,6 +166,13 @@ type CaptureSensorStatus struct {
 	// DaemonSet that runs the sensors.
 	// +optional
 	DaemonSet string `json:"daemonSet,omitempty"`
+	// MetricsPort is the node port the sensors serve Prometheus /metrics on. Sensors share their node's
+	// network, so the operator gives each CaptureSensor its own pair of ports, and several run on one node.
+	// +optional
+	MetricsPort int32 `json:"metricsPort,omitempty"`
+	// HealthPort is the node port the sensors serve /healthz and /readyz on, for the kubelet's probes.
+	// +optional
+	HealthPort int32 `json:"healthPort,omitempty"`
 }
 
 // +kubebuilder:object:root=true
