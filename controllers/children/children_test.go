@@ -377,15 +377,15 @@ func TestWorkloadHostNetwork(t *testing.T) {
 		name            string
 		pod             corev1.PodSpec
 		hostNet         bool
-		metrics, health string // "" when the workload has no such endpoint
+		metrics, health string // "" when the workload has no such endpoint (a replay in the node's network has neither)
 	}{
 		{"sensor, pod network", SensorDaemonSet(defaultedSensor(nil), opts).Spec.Template.Spec, true, "9090", "9091"},
 		{"processor, pod network", PipelineDeployment(pipeline(nil), "t", opts).Spec.Template.Spec, false, "9090", "9091"},
 		{"topic replay, pod network", ReplayJobObject(replayJob(nil), opts).Spec.Template.Spec, false, "9090", ""},
-		{"interface replay, pod network", ReplayJobObject(replayJob(onNode), opts).Spec.Template.Spec, true, "9190", ""},
+		{"interface replay, pod network", ReplayJobObject(replayJob(onNode), opts).Spec.Template.Spec, true, "", ""},
 		{"sensor, host network", SensorDaemonSet(defaultedSensor(nil), hostOpts).Spec.Template.Spec, true, "9090", "9091"},
 		{"processor, host network", PipelineDeployment(pipeline(nil), "t", hostOpts).Spec.Template.Spec, true, "9290", "9291"},
-		{"topic replay, host network", ReplayJobObject(replayJob(nil), hostOpts).Spec.Template.Spec, true, "9190", ""},
+		{"topic replay, host network", ReplayJobObject(replayJob(nil), hostOpts).Spec.Template.Spec, true, "", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -395,6 +395,13 @@ func TestWorkloadHostNetwork(t *testing.T) {
 			}
 			if tt.hostNet != (tt.pod.DNSPolicy == corev1.DNSClusterFirstWithHostNet) {
 				t.Errorf("dnsPolicy %q with hostNetwork %v", tt.pod.DNSPolicy, tt.hostNet)
+			}
+			if tt.metrics == "" {
+				// Many replays share a node: none may claim a node port.
+				if !slices.Contains(c.Args, "--metrics-addr=") || len(c.Ports) != 0 {
+					t.Errorf("a replay in the node's network serves metrics: args %v ports %+v", c.Args, c.Ports)
+				}
+				return
 			}
 			if !slices.Contains(c.Args, "--metrics-addr=:"+tt.metrics) || c.Ports[0].ContainerPort != mustAtoi(t, tt.metrics) {
 				t.Errorf("metrics port %s: args %v ports %+v", tt.metrics, c.Args, c.Ports)

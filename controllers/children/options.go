@@ -195,17 +195,13 @@ func statsArgs(o Options) []string {
 	return []string{"--stats-topic=" + o.StatsTopic}
 }
 
-// workloadPorts are the metrics and health ports of a workload. In its own network namespace every kind
-// uses MetricsPort and HealthPort; in the node's, each kind gets its own pair, so a sensor, a replay and a
-// processor can share a node (two processors of one pipeline on one node would still collide).
-func workloadPorts(component string, hostNetwork bool) (metrics, health int32) {
+// workloadPorts are the metrics and health ports of a processor. In its own network namespace it uses
+// MetricsPort and HealthPort; in the node's, a pair of its own, clear of the sensors' (see sensor_ports.go in
+// the controllers), so a sensor and a processor can share a node (two processors on one node would still
+// collide). Sensors get theirs from the operator (SensorPorts); replays in the node's network serve none.
+func workloadPorts(hostNetwork bool) (metrics, health int32) {
 	if hostNetwork {
-		switch component {
-		case ComponentReplay:
-			return 9190, 9191
-		case ComponentProcessor:
-			return 9290, 9291
-		}
+		return 9290, 9291
 	}
 	return MetricsPort, HealthPort
 }
