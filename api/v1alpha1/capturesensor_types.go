@@ -5,6 +5,9 @@ import (
 )
 
 // CaptureSensorSpec says where to capture, what, and where the packets go.
+// A TPACKET_V3 block holds whole packets only, with a 128-byte header each: a block smaller than one packet
+// of snapLength would make every sensor exit at start, so admission refuses it.
+// +kubebuilder:validation:XValidation:rule="!has(self.ring) || !has(self.ring.blockSizeKiB) || !has(self.snapLength) || self.ring.blockSizeKiB * 1024 >= self.snapLength + 128",message="ring.blockSizeKiB must hold one packet of snapLength bytes plus a 128-byte header (at least 260 for the default snapLength 262144): raise it or lower snapLength",fieldPath=".ring.blockSizeKiB"
 type CaptureSensorSpec struct {
 	// Interfaces to capture on, on every selected node, by name. The pseudo-interface "any" is refused: name
 	// each interface instead.
