@@ -115,7 +115,9 @@ func (d *podDoctor) diagnose(ctx context.Context, pod *corev1.Pod) (*podTrouble,
 		if w := cs.State.Waiting; w != nil && stuckWaiting[w.Reason] {
 			t.reason, t.message = w.Reason, fmt.Sprintf("container %s: %s", cs.Name, w.Message)
 			if last := cs.LastTerminationState.Terminated; last != nil {
-				t.message += "; " + terminated(last)
+				// The kubelet's back-off message changes with every restart ("back-off 20s ..."); the
+				// container's own end says more and stays the same, so the status and events do not churn.
+				t.message = fmt.Sprintf("container %s keeps failing, last %s", cs.Name, terminated(last))
 			}
 			return t, nil
 		}

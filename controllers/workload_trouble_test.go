@@ -163,7 +163,7 @@ func TestSensorPodTroubleInStatus(t *testing.T) {
 					Message: "starting\ncapfleet: sensor: interface eth9 not found on node-a"}},
 			}},
 		})
-		expectStalled(t, c, cs, "CrashLoopBackOff", "interface eth9 not found", "on node node-a", "exited 1")
+		expectStalled(t, c, cs, "CrashLoopBackOff", "interface eth9 not found", "on node node-a", "container main keeps failing, last exited 1 (Error)")
 	})
 
 	t.Run("reconciling again once the pod runs", func(t *testing.T) {
