@@ -52,7 +52,7 @@ func (r *CaptureSensorReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		},
 	}}
 	return s.reconcile(ctx, req, &v1alpha1.CaptureSensor{}, []step[*v1alpha1.CaptureSensor]{
-		r.checkFilter, r.tendTopic, r.rollOut, r.explainPods, r.figures,
+		r.checkFilter, r.tendTopic, r.rollOut, r.explainPods, r.checkFanout, r.figures,
 	})
 }
 

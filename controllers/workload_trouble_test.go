@@ -364,3 +364,38 @@ func TestReplayCreatesItsMissingTopic(t *testing.T) {
 		broker.expect(t, topic, 4, 3600000)
 	})
 }
+
+// Two sensors whose fanout group ids overlap, placed on one node, would each get a part of the packets: the
+// younger is Stalled naming the older and the node, and runs again once given a group of its own.
+func TestSensorsSharingAFanoutGroupStall(t *testing.T) {
+	c := cluster(t)
+	ctx := context.Background()
+	ns := namespace(t, c)
+	mk := func(name string, group int32, ifaces ...string) *v1alpha1.CaptureSensor {
+		cs := &v1alpha1.CaptureSensor{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: v1alpha1.CaptureSensorSpec{
+			Interfaces: ifaces, Ring: v1alpha1.RingSpec{BlockSizeKiB: 1024, Blocks: 8, FanoutGroup: group}}}
+		if err := c.Create(ctx, cs); err != nil {
+			t.Fatal(err)
+		}
+		pod := workloadPod(t, c, ns, name+"-sensor-p1", sensorLabels(name), "node-f", corev1.RestartPolicyAlways, corev1.PodStatus{})
+		bindPod(t, c, pod, "node-f")
+		return cs
+	}
+	older := mk("older", 40, "eth0", "eth1") // ids 40-41
+	time.Sleep(1100 * time.Millisecond)      // creation times are in seconds
+	younger := mk("younger", 41, "eth1")     // id 41
+	expectStalled(t, c, younger, "FanoutGroupShared", "overlaps CaptureSensor "+ns+"/older's (ids 40-41) on node(s) node-f")
+	get(t, c, older)
+	if st := condition(older, v1alpha1.ConditionStalled); st != nil && st.Status == metav1.ConditionTrue {
+		t.Errorf("the older sensor is stalled too: %+v", st)
+	}
+
+	change(t, c, younger, func() { younger.Spec.Ring.FanoutGroup = 42 })
+	eventually(t, "no longer stalled with a group of its own", func() error {
+		get(t, c, younger)
+		if st := condition(younger, v1alpha1.ConditionStalled); st == nil || st.Status != metav1.ConditionFalse || st.ObservedGeneration != younger.Generation {
+			return fmt.Errorf("Stalled %+v", st)
+		}
+		return nil
+	})
+}
