@@ -90,7 +90,7 @@ func (r *CaptureSensorReconciler) checkFanout(ctx context.Context, cs *v1alpha1.
 				"fanout group split the packets between them; give this sensor a ring.fanoutGroup of its own",
 			cs.Spec.Ring.FanoutGroup, first, last, o.Namespace, o.Name, oFirst, oLast, strings.Join(shared, ", "))}
 		p.trouble = shares
-		if c := meta.FindStatusCondition(cs.Status.Conditions, v1alpha1.ConditionStalled); c == nil || c.Message != shares.message {
+		if c := meta.FindStatusCondition(cs.Status.Conditions, v1alpha1.ConditionReady); c == nil || c.Message != shares.message {
 			r.Recorder.Eventf(cs, corev1.EventTypeWarning, shares.reason, "%s", shares.message)
 		}
 		return nil

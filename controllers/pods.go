@@ -55,6 +55,9 @@ func podsOf(component string) handler.EventHandler {
 	})
 }
 
+// reasonContainerFailed: a pod that never restarts (a replay's) ended in an error.
+const reasonContainerFailed = "ContainerFailed"
+
 // podTrouble is one pod's reason for not running.
 type podTrouble struct {
 	pod, node, reason, message string
@@ -123,7 +126,7 @@ func (d *podDoctor) diagnose(ctx context.Context, pod *corev1.Pod) (*podTrouble,
 		}
 		// A Job's pod restarts never: its container's end is the replay's.
 		if term := cs.State.Terminated; term != nil && term.ExitCode != 0 && pod.Spec.RestartPolicy == corev1.RestartPolicyNever {
-			t.reason, t.message = "ContainerFailed", fmt.Sprintf("container %s %s", cs.Name, terminated(term))
+			t.reason, t.message = reasonContainerFailed, fmt.Sprintf("container %s %s", cs.Name, terminated(term))
 			return t, nil
 		}
 	}
@@ -244,7 +247,9 @@ func troubleOutcome(found []podTrouble, want int) *outcome {
 	if len(reasons) > 1 {
 		msg += fmt.Sprintf("; also %d pods with other troubles (%s)", len(found)-len(top), strings.Join(reasons[1:], ", "))
 	}
-	return &outcome{stalled: true, reason: reasons[0], message: msg}
+	// A replay's failed attempt is retried by its Job while the backoff limit allows: only the Job's failure
+	// is final (and told by the Job's own outcome, with this message).
+	return &outcome{stalled: reasons[0] != reasonContainerFailed, reason: reasons[0], message: msg}
 }
 
 // explainPods is the step every kind runs after its rollout: when the workload is not ready, the pods' own
@@ -258,7 +263,7 @@ func explainPods(ctx context.Context, d *podDoctor, rec record.EventRecorder, ob
 		return err
 	}
 	p.outcome = *o
-	if c := meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionStalled); c == nil || c.Message != o.message {
+	if c := meta.FindStatusCondition(st.Conditions, v1alpha1.ConditionReady); c == nil || c.Message != o.message {
 		rec.Eventf(obj, corev1.EventTypeWarning, o.reason, "%s", o.message)
 	}
 	return nil

@@ -399,3 +399,38 @@ func TestSensorsSharingAFanoutGroupStall(t *testing.T) {
 		return nil
 	})
 }
+
+// A replay allowed retries whose first attempt failed is still reconciling, and says why the attempt failed;
+// only the Job's failure stalls it.
+func TestReplayFailedAttemptIsNotFinal(t *testing.T) {
+	c := cluster(t)
+	ctx := context.Background()
+	ns := namespace(t, c)
+	rj := replayWithTopic(ns, "retried", "nowhere", 3)
+	rj.Spec.Kafka = &v1alpha1.KafkaConnection{BootstrapServers: []string{"elsewhere:9092"}}
+	rj.Spec.BackoffLimit = ptrTo(int32(2))
+	if err := c.Create(ctx, rj); err != nil {
+		t.Fatal(err)
+	}
+	var job *batchv1.Job
+	eventually(t, "Job created", func() (err error) { job, err = replayJobOf(ctx, c, rj); return err })
+	const last = `capfleet: kafka elsewhere:9092: connection refused`
+	pod := replayPod(t, c, rj, job, "", corev1.PodStatus{})
+	bindPod(t, c, pod, "node-e")
+	setPodStatus(t, c, pod, corev1.PodStatus{
+		Phase: corev1.PodFailed,
+		ContainerStatuses: []corev1.ContainerStatus{{Name: "main", Image: "capfleet:test",
+			State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 1, Reason: "Error", Message: last}}}},
+	})
+	eventually(t, "Reconciling with the attempt's end", func() error {
+		get(t, c, rj)
+		r, st := condition(rj, v1alpha1.ConditionReconciling), condition(rj, v1alpha1.ConditionStalled)
+		if r == nil || r.Status != metav1.ConditionTrue || r.Reason != "ContainerFailed" || !strings.Contains(r.Message, last) {
+			return fmt.Errorf("Reconciling %+v", r)
+		}
+		if st == nil || st.Status != metav1.ConditionFalse {
+			return fmt.Errorf("Stalled %+v", st)
+		}
+		return nil
+	})
+}
