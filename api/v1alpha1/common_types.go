@@ -67,6 +67,7 @@ type TopicSpec struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=249
 	// +kubebuilder:validation:Pattern=`^[a-zA-Z0-9._-]*$`
+	// +kubebuilder:validation:XValidation:rule="self != '.' && self != '..'",message="name: Kafka refuses the topic names . and .."
 	Name string `json:"name,omitempty"`
 
 	// Partitions of the topic. Raising it adds partitions; lowering it is refused, as Kafka cannot.

@@ -61,6 +61,7 @@ type PipelineSource struct {
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=249
 	// +kubebuilder:validation:Pattern=`^[a-zA-Z0-9._-]+$`
+	// +kubebuilder:validation:XValidation:rule="self != '.' && self != '..'",message="topic: Kafka refuses the topic names . and .."
 	Topic string `json:"topic,omitempty"`
 }
 
