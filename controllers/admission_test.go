@@ -9,12 +9,14 @@ import (
 	"strings"
 	"testing"
 
+	appsv1 "k8s.io/api/apps/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
 	"capfleet.dev/capfleet/api/v1alpha1"
@@ -195,4 +197,22 @@ func writeKubeconfig(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// "any" alone is taken, as tcpdump users write it, and reaches the sensors as it is.
+func TestSensorOnAnyAccepted(t *testing.T) {
+	c := cluster(t)
+	ns := namespace(t, c)
+	cs := &v1alpha1.CaptureSensor{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "everything"},
+		Spec: v1alpha1.CaptureSensorSpec{Interfaces: []string{"any"}, Filter: "tcp port 80"}}
+	if err := c.Create(context.Background(), cs); err != nil {
+		t.Fatalf("interfaces [any] refused: %v", err)
+	}
+	eventually(t, "DaemonSet capturing on any", func() error {
+		ds := &appsv1.DaemonSet{}
+		if err := c.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "everything-sensor"}, ds); err != nil {
+			return err
+		}
+		return hasArgs(ds.Spec.Template.Spec.Containers[0], "--interfaces=any", "--filter=tcp port 80")
+	})
 }

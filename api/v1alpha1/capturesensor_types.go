@@ -9,14 +9,15 @@ import (
 // of snapLength would make every sensor exit at start, so admission refuses it.
 // +kubebuilder:validation:XValidation:rule="!has(self.ring) || !has(self.ring.blockSizeKiB) || !has(self.snapLength) || self.ring.blockSizeKiB * 1024 >= self.snapLength + 128",message="ring.blockSizeKiB must hold one packet of snapLength bytes plus a 128-byte header (at least 260 for the default snapLength 262144): raise it or lower snapLength",fieldPath=".ring.blockSizeKiB"
 type CaptureSensorSpec struct {
-	// Interfaces to capture on, on every selected node, by name. The pseudo-interface "any" is refused: name
-	// each interface instead.
+	// Interfaces to capture on, on every selected node, by name; or "any" alone, which captures every
+	// interface of the node as tcpdump -i any does: each packet framed as Linux cooked v2 (link type 276,
+	// naming its interface), the filter run by the sensor rather than the kernel, VLAN tags not put back.
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=16
 	// +kubebuilder:validation:items:MinLength=1
 	// +kubebuilder:validation:items:MaxLength=15
 	// +kubebuilder:validation:items:Pattern=`^[a-zA-Z0-9._@-]+$`
-	// +kubebuilder:validation:XValidation:rule="!self.exists(i, i == 'any')",message="interfaces: \"any\" is not supported; list the node's interfaces by name instead (e.g. [eth0, eth1]): each is captured with its own link type"
+	// +kubebuilder:validation:XValidation:rule="!self.exists(i, i == 'any') || self.size() == 1",message="interfaces: \"any\" already captures every interface of the node; list it alone"
 	// +listType=set
 	Interfaces []string `json:"interfaces"`
 
