@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/client-go/tools/record"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -25,6 +26,10 @@ type CaptureSensorReconciler struct {
 	Topics *topics.Manager
 	// Figures brings the sensors' heartbeats into the status; nil reports rollout only.
 	Figures *Figures
+	// pods tells why sensors do not run; nil leaves the rollout's count alone.
+	pods *podDoctor
+	// ports gives each sensor node ports of its own; nil leaves every sensor on the first pair.
+	ports *portBook
 }
 
 // +kubebuilder:rbac:groups=capture.capfleet.dev,resources=capturesensors,verbs=get;list;watch;patch;update
@@ -47,7 +52,7 @@ func (r *CaptureSensorReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		},
 	}}
 	return s.reconcile(ctx, req, &v1alpha1.CaptureSensor{}, []step[*v1alpha1.CaptureSensor]{
-		r.checkFilter, r.tendTopic, r.rollOut, r.figures,
+		r.checkFilter, r.tendTopic, r.rollOut, r.explainPods, r.checkFanout, r.figures,
 	})
 }
 
@@ -69,8 +74,13 @@ func (r *CaptureSensorReconciler) tendTopic(ctx context.Context, cs *v1alpha1.Ca
 	return nil
 }
 
-// rollOut applies the DaemonSet the spec describes and reports its rollout.
+// rollOut applies the DaemonSet the spec describes, on node ports no other sensor uses, and reports its rollout.
 func (r *CaptureSensorReconciler) rollOut(ctx context.Context, cs *v1alpha1.CaptureSensor, p *pass) error {
+	if r.ports != nil {
+		if err := r.ports.sensorPorts(ctx, r.Client, cs); err != nil {
+			return err
+		}
+	}
 	ds := children.SensorDaemonSet(cs, r.Options)
 	if err := applyChild(ctx, r.Client, r.Recorder, cs, ds); err != nil {
 		return err
@@ -82,6 +92,12 @@ func (r *CaptureSensorReconciler) rollOut(ctx context.Context, cs *v1alpha1.Capt
 	cs.Status.Nodes = fmt.Sprintf("%d/%d", ds.Status.NumberReady, ds.Status.DesiredNumberScheduled)
 	p.outcome = daemonSetOutcome(ds)
 	return nil
+}
+
+// explainPods tells why sensors that should run do not, from their pods.
+func (r *CaptureSensorReconciler) explainPods(ctx context.Context, cs *v1alpha1.CaptureSensor, p *pass) error {
+	sel := children.PodSelector(children.ComponentSensor, cs.Name)
+	return explainPods(ctx, r.pods, r.Recorder, cs, &cs.Status.CommonStatus, sel, int(cs.Status.NodesDesired), p)
 }
 
 // figures brings traffic and losses from the sensors' heartbeats, rewritten at most once per status interval;
@@ -125,6 +141,7 @@ func (r *CaptureSensorReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.CaptureSensor{}).
 		Owns(&appsv1.DaemonSet{}).
+		Watches(&corev1.Pod{}, podsOf(children.ComponentSensor)).
 		WatchesRawSource(figureWakeups(r.Figures, heartbeat.KindCaptureSensor)).
 		Named("capturesensor").
 		Complete(r)

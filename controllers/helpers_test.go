@@ -35,17 +35,22 @@ func sample(t *testing.T, file, ns string, obj client.Object) {
 }
 
 // rawManifest reads a manifest as it is written, so that values a typed struct would drop (a zero, say)
-// reach the API server.
-func rawManifest(t *testing.T, path string) (*unstructured.Unstructured, string) {
+// reach the API server. It returns the field its "# expect:" line names and the text its "# expect-message:"
+// lines, if any, want in the rejection.
+func rawManifest(t *testing.T, path string) (*unstructured.Unstructured, string, []string) {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var expect string
+	var messages []string
 	for _, line := range strings.Split(string(data), "\n") {
 		if rest, ok := strings.CutPrefix(line, "# expect: "); ok {
 			expect = strings.TrimSpace(rest)
+		}
+		if rest, ok := strings.CutPrefix(line, "# expect-message: "); ok {
+			messages = append(messages, strings.TrimSpace(rest))
 		}
 	}
 	if expect == "" {
@@ -55,7 +60,7 @@ func rawManifest(t *testing.T, path string) (*unstructured.Unstructured, string)
 	if err := yaml.Unmarshal(data, &u.Object); err != nil {
 		t.Fatal(err)
 	}
-	return u, expect
+	return u, expect, messages
 }
 
 // condition returns a condition of a capfleet resource's status, or nil.

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/record"
@@ -29,6 +30,8 @@ type PacketPipelineReconciler struct {
 	Topics *topics.Manager
 	// Figures brings the processors' heartbeats into the status; nil reports rollout only.
 	Figures *Figures
+	// pods tells why processors do not run; nil leaves the rollout's count alone.
+	pods *podDoctor
 }
 
 // +kubebuilder:rbac:groups=capture.capfleet.dev,resources=packetpipelines,verbs=get;list;watch;patch;update
@@ -48,7 +51,7 @@ func (r *PacketPipelineReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 		},
 	}}
 	return s.reconcile(ctx, req, &v1alpha1.PacketPipeline{}, []step[*v1alpha1.PacketPipeline]{
-		r.checkFilter, r.findSource, r.tendTopic, r.rollOut, r.figures,
+		r.checkFilter, r.findSource, r.tendTopic, r.rollOut, r.explainPods, r.figures,
 	})
 }
 
@@ -108,6 +111,16 @@ func (r *PacketPipelineReconciler) rollOut(ctx context.Context, pp *v1alpha1.Pac
 	return nil
 }
 
+// explainPods tells why processors that should run do not, from their pods.
+func (r *PacketPipelineReconciler) explainPods(ctx context.Context, pp *v1alpha1.PacketPipeline, p *pass) error {
+	want := 1
+	if pp.Spec.Replicas != nil {
+		want = int(*pp.Spec.Replicas)
+	}
+	sel := children.PodSelector(children.ComponentProcessor, pp.Name)
+	return explainPods(ctx, r.pods, r.Recorder, pp, &pp.Status.CommonStatus, sel, want, p)
+}
+
 // figures brings throughput, lag and errors from the processors' heartbeats.
 func (r *PacketPipelineReconciler) figures(_ context.Context, pp *v1alpha1.PacketPipeline, p *pass) error {
 	if r.Figures == nil {
@@ -146,6 +159,7 @@ func (r *PacketPipelineReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.PacketPipeline{}).
 		Owns(&appsv1.Deployment{}).
+		Watches(&corev1.Pod{}, podsOf(children.ComponentProcessor)).
 		WatchesRawSource(figureWakeups(r.Figures, heartbeat.KindPacketPipeline)).
 		Watches(&v1alpha1.CaptureSensor{}, handler.EnqueueRequestsFromMapFunc(r.pipelinesReading)).
 		Named("packetpipeline").

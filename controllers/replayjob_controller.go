@@ -7,12 +7,14 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/client-go/tools/record"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"capfleet.dev/capfleet/api/v1alpha1"
 	"capfleet.dev/capfleet/controllers/children"
+	"capfleet.dev/capfleet/controllers/topics"
 	"capfleet.dev/capfleet/heartbeat"
 )
 
@@ -21,8 +23,13 @@ type ReplayJobReconciler struct {
 	client.Client
 	Recorder record.EventRecorder
 	Options  children.Options
+	// Topics creates a missing target topic on the operator's Kafka; nil leaves that to the replayer, which
+	// then fails saying the topic does not exist.
+	Topics *topics.Manager
 	// Figures brings the replayers' heartbeats (progress) into the status; nil follows the Job only.
 	Figures *Figures
+	// pods tells why a replay's pod does not run; nil follows the Job only.
+	pods *podDoctor
 }
 
 // +kubebuilder:rbac:groups=capture.capfleet.dev,resources=replayjobs,verbs=get;list;watch
@@ -50,40 +57,94 @@ type replayPass struct {
 	job *batchv1.Job
 }
 
-// retire builds the Job of the current spec, whose name changes with what it runs, and deletes the others.
+// retire builds the Job of the current spec, whose name changes with what it runs, and deletes the others. A
+// replay that finished under the current spec keeps its Job even when the operator now builds it otherwise
+// (a newer operator's template): it is not run again.
 func (rp *replayPass) retire(ctx context.Context, rj *v1alpha1.ReplayJob, _ *pass) error {
 	rp.job = children.ReplayJobObject(rj, rp.Options)
-	return rp.retireOtherJobs(ctx, rj, rp.job.Name)
+	keep := rp.job.Name
+	if rp.finishedAsSpecified(rj) {
+		keep = rj.Status.Job
+	}
+	return rp.retireOtherJobs(ctx, rj, keep)
+}
+
+// finishedAsSpecified is true when the replay ended under the spec as it stands.
+func (rp *replayPass) finishedAsSpecified(rj *v1alpha1.ReplayJob) bool {
+	finished := rj.Status.Phase == v1alpha1.ReplaySucceeded || rj.Status.Phase == v1alpha1.ReplayFailed
+	return finished && rj.Status.Job != "" && (rj.Status.Job == rp.job.Name || rj.Status.ObservedGeneration == rj.Generation)
 }
 
 // run applies the Job, unless the replay already finished: it is not run again, even after its Job was
-// cleaned up.
+// cleaned up or when a newer operator would build it otherwise.
 func (rp *replayPass) run(ctx context.Context, rj *v1alpha1.ReplayJob, p *pass) error {
-	finished := rj.Status.Job == rp.job.Name && (rj.Status.Phase == v1alpha1.ReplaySucceeded || rj.Status.Phase == v1alpha1.ReplayFailed)
-	if finished {
+	if rp.finishedAsSpecified(rj) {
 		existing := &batchv1.Job{}
-		if err := rp.Get(ctx, client.ObjectKeyFromObject(rp.job), existing); apierrors.IsNotFound(err) {
-			p.stop(replayOutcome(rj.Status.Phase, ""))
+		err := rp.Get(ctx, client.ObjectKey{Namespace: rj.Namespace, Name: rj.Status.Job}, existing)
+		if apierrors.IsNotFound(err) || rj.Status.Job != rp.job.Name {
+			msg := ""
+			if c := meta.FindStatusCondition(rj.Status.Conditions, v1alpha1.ConditionReady); c != nil {
+				msg = c.Message
+			}
+			p.stop(replayOutcome(rj.Status.Phase, msg))
 			return nil
 		}
 	}
 	if rj.Status.Job != rp.job.Name {
 		rj.Status = v1alpha1.ReplayJobStatus{CommonStatus: rj.Status.CommonStatus, Job: rp.job.Name, Phase: v1alpha1.ReplayPending, Progress: "0%"}
 	}
+	if !rp.finishedAsSpecified(rj) {
+		if err := rp.createTopic(ctx, rj, p); err != nil || p.done {
+			return err
+		}
+	}
 	return applyChild(ctx, rp.Client, rp.Recorder, rj, rp.job)
 }
 
-// follow reports the Job's phase, telling its end in an event.
-func (rp *replayPass) follow(_ context.Context, rj *v1alpha1.ReplayJob, p *pass) error {
+// createTopic makes a missing target topic on the operator's Kafka, with the spec's partitions (12 unless
+// given), so the replay does not fail for want of it. A topic that exists is left as it is: a sensor or
+// another replay may own it.
+func (rp *replayPass) createTopic(ctx context.Context, rj *v1alpha1.ReplayJob, p *pass) error {
+	t := rj.Spec.Target.Topic
+	if t == nil || rp.Topics == nil || !usesDefaultKafka(rj.Spec.Kafka) {
+		return nil
+	}
+	name := children.ReplayTopic(rj)
+	created, err := rp.Topics.CreateIfMissing(ctx, topicWant(name, *t))
+	if err != nil {
+		p.stop(outcome{reason: ReasonKafkaUnavailable, message: err.Error()})
+		p.after(kafkaRetry)
+		return nil
+	}
+	if created {
+		rp.Recorder.Eventf(rj, corev1.EventTypeNormal, "TopicCreated", "Created topic %s with %d partitions", name, t.Partitions)
+	}
+	return nil
+}
+
+// follow reports the Job's phase, telling its end in an event. A failed Job is told with its pod's own end
+// (the replayer's last words), and a pod that cannot start with the reason it cannot.
+func (rp *replayPass) follow(ctx context.Context, rj *v1alpha1.ReplayJob, p *pass) error {
 	phase, msg := jobPhase(rp.job)
+	sel := children.PodSelector(children.ComponentReplay, rj.Name)
+	sel[batchv1.JobNameLabel] = rp.job.Name
+	if phase == v1alpha1.ReplayFailed {
+		o, err := rp.pods.explain(ctx, rj.Namespace, sel, 1)
+		if err != nil {
+			return err
+		}
+		if o != nil {
+			msg += "; " + o.message
+		}
+	}
+	p.outcome = replayOutcome(phase, msg)
 	if phase != rj.Status.Phase && (phase == v1alpha1.ReplaySucceeded || phase == v1alpha1.ReplayFailed) {
-		rp.Recorder.Eventf(rj, eventType(phase), string(phase), "Replay %s: %s", phase, msg)
+		rp.Recorder.Eventf(rj, eventType(phase), p.outcome.reason, "Replay %s: %s", phase, msg)
 	}
 	rj.Status.Phase = phase
 	rj.Status.StartTime = rp.job.Status.StartTime
 	rj.Status.CompletionTime = rp.job.Status.CompletionTime
-	p.outcome = replayOutcome(phase, msg)
-	return nil
+	return explainPods(ctx, rp.pods, rp.Recorder, rj, &rj.Status.CommonStatus, sel, 1, p)
 }
 
 // figures brings progress from the replayers' heartbeats. A succeeded replay sent everything, whatever its
@@ -136,7 +197,8 @@ func jobPhase(job *batchv1.Job) (v1alpha1.ReplayPhase, string) {
 			return v1alpha1.ReplayFailed, fmt.Sprintf("Job %s failed: %s: %s", job.Name, c.Reason, c.Message)
 		}
 	}
-	if job.Status.Active > 0 {
+	// A Job counts a pod that cannot start as active; only a ready one replays.
+	if job.Status.Active > 0 && job.Status.Ready != nil && *job.Status.Ready > 0 {
 		return v1alpha1.ReplayRunning, "Job " + job.Name + " is replaying"
 	}
 	return v1alpha1.ReplayPending, "Job " + job.Name + " is waiting for its pod"
@@ -174,6 +236,7 @@ func (r *ReplayJobReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.ReplayJob{}).
 		Owns(&batchv1.Job{}).
+		Watches(&corev1.Pod{}, podsOf(children.ComponentReplay)).
 		WatchesRawSource(figureWakeups(r.Figures, heartbeat.KindReplayJob)).
 		Named("replayjob").
 		Complete(r)

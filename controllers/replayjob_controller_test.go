@@ -12,6 +12,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -202,3 +204,69 @@ func TestReplayJobImpossibleSpecStalls(t *testing.T) {
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+// A replay that finished is not run again when a newer operator builds its Job otherwise (and so names it
+// otherwise) while the spec stayed the same: only a spec change runs it again.
+func TestFinishedReplayNotRerunByANewerOperator(t *testing.T) {
+	c := cluster(t)
+	ctx := context.Background()
+	ns := namespace(t, c)
+
+	rj := &v1alpha1.ReplayJob{}
+	sample(t, "capture_v1alpha1_replayjob.yaml", ns, rj)
+	if err := c.Create(ctx, rj); err != nil {
+		t.Fatal(err)
+	}
+	var job *batchv1.Job
+	eventually(t, "Job created", func() (err error) { job, err = replayJobOf(ctx, c, rj); return err })
+	eventually(t, "status names the Job", func() error {
+		get(t, c, rj)
+		if rj.Status.Job != job.Name || rj.Status.ObservedGeneration != rj.Generation {
+			return fmt.Errorf("status %+v", rj.Status)
+		}
+		return nil
+	})
+	// What an older operator left: a Job of another name, finished and cleaned up.
+	if err := c.Delete(ctx, job, client.PropagationPolicy(metav1.DeletePropagationBackground)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "Job gone or recreated", func() error {
+		j, err := replayJobOf(ctx, c, rj)
+		if err == nil && j.UID == job.UID {
+			return errors.New("old Job still there")
+		}
+		return nil
+	})
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		get(t, c, rj)
+		rj.Status.Job = "edge-replay-0123abcd"
+		rj.Status.Phase = v1alpha1.ReplaySucceeded
+		rj.Status.Progress = "100%"
+		return c.Status().Update(ctx, rj)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A Job the operator may have recreated meanwhile is the one under test: remove it too.
+	if j, err := replayJobOf(ctx, c, rj); err == nil {
+		_ = c.Delete(ctx, j, client.PropagationPolicy(metav1.DeletePropagationBackground))
+	}
+	// A merge patch of the annotations alone: a typed update would write the spec back reformatted ("24h" as
+	// "24h0m0s"), which is a new generation.
+	gen := rj.Generation
+	if err := c.Patch(ctx, rj, client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"annotations":{"touched":"yes"}}}`))); err != nil {
+		t.Fatal(err)
+	}
+	if rj.Generation != gen {
+		t.Fatalf("touching the annotations made generation %d of %d", rj.Generation, gen)
+	}
+	time.Sleep(2 * time.Second)
+	if j, err := replayJobOf(ctx, c, rj); err == nil {
+		get(t, c, rj)
+		t.Fatalf("finished replay run again as Job %s (created %s); status %+v", j.Name, j.CreationTimestamp, rj.Status)
+	}
+	get(t, c, rj)
+	if rj.Status.Phase != v1alpha1.ReplaySucceeded || rj.Status.Job != "edge-replay-0123abcd" {
+		t.Errorf("status %+v", rj.Status)
+	}
+}

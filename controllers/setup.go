@@ -20,13 +20,14 @@ const kafkaRetry = 30 * time.Second
 // into status; either may be nil, leaving that part out.
 func Setup(mgr ctrl.Manager, o children.Options, t *topics.Manager, f *Figures) error {
 	c := mgr.GetClient()
-	if err := (&CaptureSensorReconciler{Client: c, Recorder: mgr.GetEventRecorderFor("capturesensor-controller"), Options: o, Topics: t, Figures: f}).SetupWithManager(mgr); err != nil {
+	d := &podDoctor{pods: c, events: mgr.GetAPIReader()}
+	if err := (&CaptureSensorReconciler{Client: c, Recorder: mgr.GetEventRecorderFor("capturesensor-controller"), Options: o, Topics: t, Figures: f, pods: d, ports: &portBook{}}).SetupWithManager(mgr); err != nil {
 		return err
 	}
-	if err := (&ReplayJobReconciler{Client: c, Recorder: mgr.GetEventRecorderFor("replayjob-controller"), Options: o, Figures: f}).SetupWithManager(mgr); err != nil {
+	if err := (&ReplayJobReconciler{Client: c, Recorder: mgr.GetEventRecorderFor("replayjob-controller"), Options: o, Topics: t, Figures: f, pods: d}).SetupWithManager(mgr); err != nil {
 		return err
 	}
-	return (&PacketPipelineReconciler{Client: c, Recorder: mgr.GetEventRecorderFor("packetpipeline-controller"), Options: o, Topics: t, Figures: f}).SetupWithManager(mgr)
+	return (&PacketPipelineReconciler{Client: c, Recorder: mgr.GetEventRecorderFor("packetpipeline-controller"), Options: o, Topics: t, Figures: f, pods: d}).SetupWithManager(mgr)
 }
 
 // figureWakeups is the source that reconciles a resource when its heartbeats bring new figures; without

@@ -102,6 +102,7 @@ func cluster(t *testing.T) client.Client {
 		var mgr ctrl.Manager
 		mgr, envErr = ctrl.NewManager(opCfg, ctrl.Options{
 			Scheme: scheme, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
+			Cache: controllers.CacheOptions(),
 		})
 		if envErr != nil {
 			return

@@ -16,7 +16,7 @@ teardown() {
 trap teardown EXIT
 t=$(date +%s)
 bash hack/demo.sh infra
-# Workloads in the node's network bind the node's ports (sensor 9090/9091, processor 9290/9291): another
+# Processors in the node's network bind fixed node ports (9290/9291), and the first sensor 9090/9091: another
 # capfleet workload on the node, such as the demo's, would keep the test's from starting.
 others=$(kubectl --kubeconfig "$RUN/local-cluster/kubeconfig" get pods -A -l app.kubernetes.io/name=capfleet \
   --field-selector=status.phase=Running -o name 2>/dev/null | grep -v '/capfleet-manager-' || true)

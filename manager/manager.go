@@ -116,6 +116,7 @@ func run(f *Flags) error {
 		HealthProbeBindAddress: f.ProbeAddr,
 		LeaderElection:         f.LeaderElect,
 		LeaderElectionID:       "capfleet-manager.capture.capfleet.dev",
+		Cache:                  controllers.CacheOptions(),
 	})
 	if err != nil {
 		return fmt.Errorf("create manager: %w", err)

@@ -28,6 +28,7 @@ type ring struct {
 	duplicateUntil time.Time
 	macoff         int
 	tagged         []byte // reused for frames with their VLAN tag put back; Encode copies
+	cooked         []byte // reused for frames given their cooked header on "any"; Encode copies
 	counters       *ifaceCounters
 
 	statsMu         sync.Mutex
@@ -88,47 +89,65 @@ type ringOptions struct {
 // and joins the fanout group, where member counts the interface's rings
 // opened before this one. Call it inside the capture namespace.
 func openRing(l link, f *filter, o ringOptions, member int, c *ifaceCounters) (*ring, error) {
-	tp, err := afpacket.NewTPacket(
-		afpacket.OptInterface(l.Name),
+	opts := []any{
 		afpacket.OptTPacketVersion(afpacket.TPacketVersion3),
 		afpacket.OptBlockSize(o.blockSize),
 		afpacket.OptNumBlocks(o.blocks),
 		// Bounded polls let a stopping sensor notice its context.
-		afpacket.OptPollTimeout(200*time.Millisecond),
+		afpacket.OptPollTimeout(200 * time.Millisecond),
 		// VLAN tags are put back by the capture loop (see vlan.go).
 		afpacket.OptAddVLANHeader(false),
-	)
+	}
+	if l.Any {
+		opts = append(opts, afpacket.SocketDgram) // bound to no interface: all of them (see cooked.go)
+	} else {
+		opts = append(opts, afpacket.OptInterface(l.Name))
+	}
+	tp, err := afpacket.NewTPacket(opts...)
 	if err != nil {
 		if errors.Is(err, unix.EPERM) {
 			return nil, fmt.Errorf("interface %q: AF_PACKET needs CAP_NET_RAW: %w", l.Name, err)
 		}
 		return nil, fmt.Errorf("interface %q: open AF_PACKET ring: %w", l.Name, err)
 	}
+	r := &ring{tp: tp, link: l, filter: f, attached: time.Now(), macoff: macOffset(l.LinkType), counters: c}
+	if l.Any {
+		// The filter runs in userspace on the cooked frame; there is no one
+		// interface to make promiscuous (tcpdump -i any does not either).
+		r.macoff = cookedMacOffset
+		return r, r.joinFanout(o, member)
+	}
 	if err := tp.SetBPF(f.raw); err != nil {
 		tp.Close()
 		return nil, fmt.Errorf("interface %q: attach filter %q in the kernel: %w", l.Name, f.expr, err)
 	}
-	r := &ring{tp: tp, link: l, filter: f, attached: time.Now(), macoff: macOffset(l.LinkType), counters: c}
 	if o.promisc {
 		if err := r.setPromisc(); err != nil {
 			tp.Close()
 			return nil, fmt.Errorf("interface %q: promiscuous mode: %w", l.Name, err)
 		}
 	}
-	if o.fanoutGroup != 0 {
-		// Stamped before the join: surely also delivered to the group. A
-		// packet stamped during the join is kept, as a possible duplicate
-		// beats a loss nobody counted.
-		joining := time.Now()
-		if err := tp.SetFanout(afpacket.FanoutHash, uint16(o.fanoutGroup)); err != nil {
-			tp.Close()
-			return nil, fmt.Errorf("interface %q: join fanout group %d: %w", l.Name, o.fanoutGroup, err)
-		}
-		if member > 0 {
-			r.duplicateUntil = joining
-		}
+	return r, r.joinFanout(o, member)
+}
+
+// joinFanout joins the ring to its fanout group, if any; on failure the ring
+// is closed.
+func (r *ring) joinFanout(o ringOptions, member int) error {
+	if o.fanoutGroup == 0 {
+		return nil
 	}
-	return r, nil
+	// Stamped before the join: surely also delivered to the group. A packet
+	// stamped during the join is kept, as a possible duplicate beats a loss
+	// nobody counted.
+	joining := time.Now()
+	if err := r.tp.SetFanout(afpacket.FanoutHash, uint16(o.fanoutGroup)); err != nil {
+		r.tp.Close()
+		return fmt.Errorf("interface %q: join fanout group %d: %w", r.link.Name, o.fanoutGroup, err)
+	}
+	if member > 0 {
+		r.duplicateUntil = joining
+	}
+	return nil
 }
 
 // capture reads the ring until ctx ends and hands each packet to the
@@ -211,6 +230,12 @@ func (r *ring) next() (captured, error) {
 	if !ok {
 		r.counters.metaUnread.Add(1)
 	}
+	if r.link.Any {
+		if !ok {
+			return captured{}, nil // no sockaddr_ll to frame it with (counted in metaUnread)
+		}
+		return r.cookedFrame(data, ci.Timestamp, ci.Length)
+	}
 	if r.link.Loopback && meta.pktType == unix.PACKET_OUTGOING {
 		return captured{}, nil // seen again as it comes in
 	}
@@ -229,6 +254,21 @@ func (r *ring) next() (captured, error) {
 		f.origLen += 4
 	}
 	return f, nil
+}
+
+// cookedFrame frames a packet captured on "any" with its Linux cooked v2
+// header and runs the filter on it.
+func (r *ring) cookedFrame(data []byte, ts time.Time, length int) (captured, error) {
+	a := readLinkAddr(data, r.macoff)
+	if a.pktType == unix.PACKET_OUTGOING && r.link.LoIndex != 0 && int(a.ifindex) == r.link.LoIndex {
+		return captured{}, nil // seen again as it comes in
+	}
+	r.cooked = appendCooked(r.cooked, a, data)
+	n := r.filter.keep(r.cooked)
+	if n == 0 {
+		return captured{}, nil
+	}
+	return captured{data: r.cooked[:n], ts: ts, origLen: length + sll2HeaderLen}, nil
 }
 
 // pollStats folds the socket's PACKET_STATISTICS drops into the counters.

@@ -72,7 +72,7 @@ func DefaultConfig() Config {
 
 // AddFlags registers the sensor's flags and the Kafka connection flags.
 func (c *Config) AddFlags(fs *pflag.FlagSet) {
-	fs.StringSliceVar(&c.Interfaces, "interfaces", c.Interfaces, "interfaces to capture on, comma-separated")
+	fs.StringSliceVar(&c.Interfaces, "interfaces", c.Interfaces, "interfaces to capture on, comma-separated; \"any\" alone captures every interface (Linux cooked v2 framing, as tcpdump -i any)")
 	fs.StringVar(&c.Filter, "filter", c.Filter, `BPF filter in tcpdump syntax, run in the kernel ("" captures everything)`)
 	fs.IntVar(&c.SnapLen, "snaplen", c.SnapLen, "bytes kept of each packet")
 	fs.IntVar(&c.SampleRate, "sample-rate", c.SampleRate, "keep 1 packet of every N captured (1 keeps all)")
@@ -109,6 +109,8 @@ func (c *Config) validate() error {
 	switch {
 	case len(c.Interfaces) == 0:
 		return fmt.Errorf("--interfaces: none given")
+	case seen[AnyInterface] && len(c.Interfaces) > 1:
+		return fmt.Errorf("--interfaces %q: %s already captures every interface; give it alone", c.Interfaces, AnyInterface)
 	case c.SnapLen < 1 || c.SnapLen > MaxSnapLen:
 		return fmt.Errorf("--snaplen %d: want 1 to %d", c.SnapLen, MaxSnapLen)
 	case c.SampleRate < 1:

@@ -28,8 +28,8 @@ type Counters struct {
 	InterfaceDrops    uint64 `json:"interfaceDrops"`    // growth of the interface's rx_dropped
 	BufferDrops       uint64 `json:"bufferDrops"`       // shed because the producer buffer was full
 	ProduceFailures   uint64 `json:"produceFailures"`   // Kafka refused them or they failed at shutdown
-	// MetaUnread counts frames published without what the ring's per-packet header says (an outer VLAN
-	// tag the kernel took off): the header did not describe the frame. Not a loss of packets.
+	// MetaUnread counts frames whose ring header did not describe them: published without the outer VLAN
+	// tag the kernel took off, or, on "any", dropped (no link address to frame them with).
 	MetaUnread uint64 `json:"metaUnread,omitempty"`
 }
 

@@ -29,7 +29,13 @@ type filter struct {
 // opened, it compiles for the link type alone, which differs only for `vlan`
 // filters.
 func compileFilter(expr, iface string, lt linktype.Type, snaplen int) (*filter, error) {
-	raw, err := compileLive(expr, iface, snaplen)
+	var raw []bpf.RawInstruction
+	err := bpffilter.ErrNoLiveHandle
+	// A live handle on "any" would compile for cooked v1; the sensor frames
+	// "any" as cooked v2 (lt), and runs the filter itself (see cooked.go).
+	if iface != AnyInterface {
+		raw, err = compileLive(expr, iface, snaplen)
+	}
 	if errors.Is(err, bpffilter.ErrNoLiveHandle) {
 		raw, err = bpffilter.Compile(expr, uint32(lt), snaplen)
 	}
@@ -39,6 +45,9 @@ func compileFilter(expr, iface string, lt linktype.Type, snaplen int) (*filter, 
 	f := &filter{expr: expr, raw: raw}
 	if prog, ok := bpf.Disassemble(raw); ok {
 		f.vm, _ = bpf.NewVM(prog) // refuses programs with extensions: then vm stays nil
+	}
+	if iface == AnyInterface && f.vm == nil {
+		return nil, fmt.Errorf("--filter %q: on interface any the filter runs in userspace, where the kernel metadata it needs (VLAN tags) does not exist; name the interfaces instead", expr)
 	}
 	return f, nil
 }

@@ -22,7 +22,7 @@ var (
 	descBuffered = prometheus.NewDesc("capfleet_sensor_buffered_packets",
 		"Packets waiting in the producer buffer.", []string{"interface"}, nil)
 	descMetaUnread = prometheus.NewDesc("capfleet_sensor_ring_meta_unread_total",
-		"Frames published without the ring header's metadata (an outer VLAN tag the kernel removed is not put back): the header did not describe the frame.",
+		"Frames whose ring header did not describe them: published without the outer VLAN tag the kernel removed, or on the any interface dropped (nothing to frame them with).",
 		[]string{"interface"}, nil)
 )
 

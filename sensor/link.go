@@ -19,11 +19,27 @@ type link struct {
 	Index    int
 	LinkType linktype.Type
 	Loopback bool
+	// Any is tcpdump's pseudo-interface "any": every interface of the
+	// namespace, each packet framed as Linux cooked v2 (see cooked.go).
+	Any bool
+	// LoIndex is the loopback's index when Any: its outgoing copies are
+	// dropped, as libpcap does, since each is seen again coming in.
+	LoIndex int
 }
+
+// AnyInterface captures on every interface, as `tcpdump -i any` does.
+const AnyInterface = "any"
 
 // lookupLink finds an interface and the framing AF_PACKET delivers on it.
 // Call it inside the capture namespace.
 func lookupLink(name string) (link, error) {
+	if name == AnyInterface {
+		l := link{Name: name, LinkType: linktype.LinuxSLL2, Any: true}
+		if lo, err := net.InterfaceByName("lo"); err == nil {
+			l.LoIndex = lo.Index
+		}
+		return l, nil
+	}
 	ifi, err := net.InterfaceByName(name)
 	if err != nil {
 		return link{}, fmt.Errorf("interface %q not found", name)

@@ -251,6 +251,9 @@ func (s *Sensor) pollStats(rings []*ring) {
 	}
 	_ = inNetNS(s.cfg.NetNS, func() error {
 		for i, l := range s.links {
+			if l.Any {
+				continue // no one interface: only the ring's own drops are counted
+			}
 			_, rxDropped, err := linkStats(l.Index)
 			switch {
 			case errors.Is(err, errLinkGone):

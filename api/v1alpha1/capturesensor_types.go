@@ -5,13 +5,19 @@ import (
 )
 
 // CaptureSensorSpec says where to capture, what, and where the packets go.
+// A TPACKET_V3 block holds whole packets only, with a 128-byte header each: a block smaller than one packet
+// of snapLength would make every sensor exit at start, so admission refuses it.
+// +kubebuilder:validation:XValidation:rule="!has(self.ring) || !has(self.ring.blockSizeKiB) || !has(self.snapLength) || self.ring.blockSizeKiB * 1024 >= self.snapLength + 128",message="ring.blockSizeKiB must hold one packet of snapLength bytes plus a 128-byte header (at least 260 for the default snapLength 262144): raise it or lower snapLength",fieldPath=".ring.blockSizeKiB"
 type CaptureSensorSpec struct {
-	// Interfaces to capture on, on every selected node.
+	// Interfaces to capture on, on every selected node, by name; or "any" alone, which captures every
+	// interface of the node as tcpdump -i any does: each packet framed as Linux cooked v2 (link type 276,
+	// naming its interface), the filter run by the sensor rather than the kernel, VLAN tags not put back.
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=16
 	// +kubebuilder:validation:items:MinLength=1
 	// +kubebuilder:validation:items:MaxLength=15
 	// +kubebuilder:validation:items:Pattern=`^[a-zA-Z0-9._@-]+$`
+	// +kubebuilder:validation:XValidation:rule="!self.exists(i, i == 'any') || self.size() == 1",message="interfaces: \"any\" already captures every interface of the node; list it alone"
 	// +listType=set
 	Interfaces []string `json:"interfaces"`
 
@@ -164,17 +170,27 @@ type CaptureSensorStatus struct {
 	// DaemonSet that runs the sensors.
 	// +optional
 	DaemonSet string `json:"daemonSet,omitempty"`
+	// MetricsPort is the node port the sensors serve Prometheus /metrics on. Sensors share their node's
+	// network, so the operator gives each CaptureSensor its own pair of ports, and several run on one node.
+	// +optional
+	MetricsPort int32 `json:"metricsPort,omitempty"`
+	// HealthPort is the node port the sensors serve /healthz and /readyz on, for the kubelet's probes.
+	// +optional
+	HealthPort int32 `json:"healthPort,omitempty"`
 }
 
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
-// +kubebuilder:resource:shortName=cs,categories=capfleet
+// +kubebuilder:resource:shortName=csensor,categories=capfleet
+// +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 63",message="metadata.name must be at most 63 characters: it becomes the app.kubernetes.io/instance label of the workload's pods"
 // +kubebuilder:printcolumn:name="Nodes",type=string,JSONPath=`.status.nodes`,description="Nodes ready/desired"
 // +kubebuilder:printcolumn:name="Packets/s",type=integer,JSONPath=`.status.packetsPerSecond`
 // +kubebuilder:printcolumn:name="Drops",type=integer,JSONPath=`.status.drops.total`
 // +kubebuilder:printcolumn:name="Drop %",type=string,JSONPath=`.status.dropPercent`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1,description="Why the resource is or is not Ready"
+// +kubebuilder:printcolumn:name="Message",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].message`,priority=1,description="What the Ready condition says"
 
 // CaptureSensor runs a packet sensor on every selected node and publishes what it captures to Kafka.
 type CaptureSensor struct {

@@ -67,6 +67,7 @@ type TopicSpec struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=249
 	// +kubebuilder:validation:Pattern=`^[a-zA-Z0-9._-]*$`
+	// +kubebuilder:validation:XValidation:rule="self != '.' && self != '..'",message="name: Kafka refuses the topic names . and .."
 	Name string `json:"name,omitempty"`
 
 	// Partitions of the topic. Raising it adds partitions; lowering it is refused, as Kafka cannot.
@@ -86,6 +87,7 @@ type TopicSpec struct {
 	// Retention is how long Kafka keeps records (retention.ms).
 	// +optional
 	// +kubebuilder:default="24h"
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="retention must be a positive duration, e.g. 24h"
 	Retention *metav1.Duration `json:"retention,omitempty"`
 }
 

@@ -69,6 +69,7 @@ type PipelineSource struct {
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=249
 	// +kubebuilder:validation:Pattern=`^[a-zA-Z0-9._-]+$`
+	// +kubebuilder:validation:XValidation:rule="self != '.' && self != '..'",message="topic: Kafka refuses the topic names . and .."
 	Topic string `json:"topic,omitempty"`
 }
 
@@ -77,10 +78,12 @@ type FlowSettings struct {
 	// IdleTimeout ends a flow that saw no packet for this long.
 	// +optional
 	// +kubebuilder:default="60s"
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="idleTimeout must be a positive duration, e.g. 60s"
 	IdleTimeout *metav1.Duration `json:"idleTimeout,omitempty"`
 	// ActiveTimeout reports a long flow at least this often.
 	// +optional
 	// +kubebuilder:default="30m"
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="activeTimeout must be a positive duration, e.g. 30m"
 	ActiveTimeout *metav1.Duration `json:"activeTimeout,omitempty"`
 	// MaxFlows bounds the flow table per processor; the oldest flows are evicted, and counted, beyond it.
 	// +optional
@@ -111,18 +114,22 @@ type CassandraSink struct {
 	// +optional
 	// +kubebuilder:default=true
 	Flows bool `json:"flows"`
-	// PacketTTL is how long raw packets are kept.
+	// PacketTTL is how long raw packets are kept; 0 keeps them forever.
 	// +optional
 	// +kubebuilder:default="168h"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s')",message="packetTTL must not be negative (0 keeps packets forever)"
 	PacketTTL *metav1.Duration `json:"packetTTL,omitempty"`
-	// FlowTTL is how long flow records are kept.
+	// FlowTTL is how long flow records are kept; 0 keeps them forever.
 	// +optional
 	// +kubebuilder:default="720h"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s')",message="flowTTL must not be negative (0 keeps flows forever)"
 	FlowTTL *metav1.Duration `json:"flowTTL,omitempty"`
-	// Keyspace the tables live in; created if missing.
+	// Keyspace the tables live in; created if missing. Cassandra's own keyspaces (system, system_auth,
+	// system_schema, system_distributed, system_traces, system_views, system_virtual_schema) are refused.
 	// +optional
 	// +kubebuilder:default=capfleet
 	// +kubebuilder:validation:Pattern=`^[a-zA-Z][a-zA-Z0-9_]{0,47}$`
+	// +kubebuilder:validation:XValidation:rule="!(self.lowerAscii() in ['system', 'system_auth', 'system_schema', 'system_distributed', 'system_traces', 'system_views', 'system_virtual_schema'])",messageExpression="'keyspace ' + self + ' is a Cassandra system keyspace; choose another name, e.g. capfleet'"
 	Keyspace string `json:"keyspace,omitempty"`
 	// ReplicationFactor of the keyspace when it is created (SimpleStrategy).
 	// +optional
@@ -195,12 +202,15 @@ type PacketPipelineStatus struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:subresource:scale:specpath=.spec.replicas,statuspath=.status.replicas
-// +kubebuilder:resource:shortName=pp,categories=capfleet
+// +kubebuilder:resource:shortName=ppipe;pp,categories=capfleet
+// +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 63",message="metadata.name must be at most 63 characters: it becomes the app.kubernetes.io/instance label of the workload's pods"
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Records/s",type=integer,JSONPath=`.status.recordsInPerSecond`
 // +kubebuilder:printcolumn:name="Lag",type=integer,JSONPath=`.status.consumerLag`
 // +kubebuilder:printcolumn:name="Errors",type=integer,JSONPath=`.status.errors`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1,description="Why the resource is or is not Ready"
+// +kubebuilder:printcolumn:name="Message",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].message`,priority=1,description="What the Ready condition says"
 
 // PacketPipeline decodes a packets topic into flows and stores packets and flows.
 type PacketPipeline struct {

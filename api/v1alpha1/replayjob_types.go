@@ -140,6 +140,7 @@ type InterfaceTarget struct {
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=15
 	// +kubebuilder:validation:Pattern=`^[a-zA-Z0-9._@-]+$`
+	// +kubebuilder:validation:XValidation:rule="self != 'any'",message="name: packets are sent out of one interface; \"any\" names none"
 	Name string `json:"name"`
 	// NodeName of the node the replay runs on.
 	// +kubebuilder:validation:MinLength=1
@@ -200,12 +201,15 @@ type ReplayJobStatus struct {
 
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
-// +kubebuilder:resource:shortName=rj,categories=capfleet
+// +kubebuilder:resource:shortName=rjob;rj,categories=capfleet
+// +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 63",message="metadata.name must be at most 63 characters: it becomes the app.kubernetes.io/instance label of the workload's pods"
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="Progress",type=string,JSONPath=`.status.progress`
 // +kubebuilder:printcolumn:name="Sent",type=integer,JSONPath=`.status.packetsSent`
 // +kubebuilder:printcolumn:name="Packets/s",type=integer,JSONPath=`.status.packetsPerSecond`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1,description="Why the resource is or is not Ready"
+// +kubebuilder:printcolumn:name="Message",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].message`,priority=1,description="What the Ready condition says"
 
 // ReplayJob replays a capture file onto a node's interface or into a packets topic, like tcpreplay.
 type ReplayJob struct {

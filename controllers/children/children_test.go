@@ -269,6 +269,29 @@ func TestReplayJobNameFollowsWhatItRuns(t *testing.T) {
 	}
 }
 
+// Names that fit keep their plain form; names that do not are cut with a hash of the whole name, so two long
+// owners sharing a prefix still get distinct children.
+func TestChildNamesFitAndDoNotCollide(t *testing.T) {
+	if n := SensorDaemonSetName(defaultedSensor(func(cs *v1alpha1.CaptureSensor) { cs.Name = "edge" })); n != "edge-sensor" {
+		t.Errorf("short name became %q", n)
+	}
+	prefix := strings.Repeat("a", 55)
+	a := SensorDaemonSetName(defaultedSensor(func(cs *v1alpha1.CaptureSensor) { cs.Name = prefix + "-east" }))
+	b := SensorDaemonSetName(defaultedSensor(func(cs *v1alpha1.CaptureSensor) { cs.Name = prefix + "-west" }))
+	if a == b {
+		t.Fatalf("two long sensors share the DaemonSet %s", a)
+	}
+	for _, n := range []string{a, b} {
+		if len(n) > 63 || !strings.HasSuffix(n, "-sensor") || strings.Contains(n, "--") {
+			t.Errorf("DaemonSet name %q (%d characters)", n, len(n))
+		}
+	}
+	p := PipelineDeploymentName(pipeline(func(pp *v1alpha1.PacketPipeline) { pp.Name = strings.Repeat("p", 63) }))
+	if len(p) > 63 || !strings.HasSuffix(p, "-processor") {
+		t.Errorf("Deployment name %q (%d characters)", p, len(p))
+	}
+}
+
 func pipeline(edit func(*v1alpha1.PacketPipeline)) *v1alpha1.PacketPipeline {
 	pp := &v1alpha1.PacketPipeline{ObjectMeta: meta("flows"), Spec: v1alpha1.PacketPipelineSpec{
 		Source:   v1alpha1.PipelineSource{Sensor: "edge"},
@@ -355,15 +378,15 @@ func TestWorkloadHostNetwork(t *testing.T) {
 		name            string
 		pod             corev1.PodSpec
 		hostNet         bool
-		metrics, health string // "" when the workload has no such endpoint
+		metrics, health string // "" when the workload has no such endpoint (a replay in the node's network has neither)
 	}{
 		{"sensor, pod network", SensorDaemonSet(defaultedSensor(nil), opts).Spec.Template.Spec, true, "9090", "9091"},
 		{"processor, pod network", PipelineDeployment(pipeline(nil), "t", opts).Spec.Template.Spec, false, "9090", "9091"},
 		{"topic replay, pod network", ReplayJobObject(replayJob(nil), opts).Spec.Template.Spec, false, "9090", ""},
-		{"interface replay, pod network", ReplayJobObject(replayJob(onNode), opts).Spec.Template.Spec, true, "9190", ""},
+		{"interface replay, pod network", ReplayJobObject(replayJob(onNode), opts).Spec.Template.Spec, true, "", ""},
 		{"sensor, host network", SensorDaemonSet(defaultedSensor(nil), hostOpts).Spec.Template.Spec, true, "9090", "9091"},
 		{"processor, host network", PipelineDeployment(pipeline(nil), "t", hostOpts).Spec.Template.Spec, true, "9290", "9291"},
-		{"topic replay, host network", ReplayJobObject(replayJob(nil), hostOpts).Spec.Template.Spec, true, "9190", ""},
+		{"topic replay, host network", ReplayJobObject(replayJob(nil), hostOpts).Spec.Template.Spec, true, "", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -373,6 +396,13 @@ func TestWorkloadHostNetwork(t *testing.T) {
 			}
 			if tt.hostNet != (tt.pod.DNSPolicy == corev1.DNSClusterFirstWithHostNet) {
 				t.Errorf("dnsPolicy %q with hostNetwork %v", tt.pod.DNSPolicy, tt.hostNet)
+			}
+			if tt.metrics == "" {
+				// Many replays share a node: none may claim a node port.
+				if !slices.Contains(c.Args, "--metrics-addr=") || len(c.Ports) != 0 {
+					t.Errorf("a replay in the node's network serves metrics: args %v ports %+v", c.Args, c.Ports)
+				}
+				return
 			}
 			if !slices.Contains(c.Args, "--metrics-addr=:"+tt.metrics) || c.Ports[0].ContainerPort != mustAtoi(t, tt.metrics) {
 				t.Errorf("metrics port %s: args %v ports %+v", tt.metrics, c.Args, c.Ports)

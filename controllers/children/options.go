@@ -3,6 +3,8 @@
 package children
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -44,6 +46,10 @@ type CassandraDefaults struct {
 	SecretName string
 }
 
+// Every workload container ends with its error as the last line of its log ("capfleet: ..."); with
+// TerminationMessageFallbackToLogsOnError the kubelet keeps that line as the termination message, which the
+// operator copies into the resource's status.
+
 // Ports and paths the workloads and the operator agree on.
 const (
 	MetricsPort        = 9090
@@ -67,6 +73,11 @@ const (
 // selectorLabels identify the pods of one resource's workload.
 func selectorLabels(component, instance string) map[string]string {
 	return map[string]string{LabelName: "capfleet", LabelComponent: component, LabelInstance: instance}
+}
+
+// PodSelector selects the pods of one resource's workload.
+func PodSelector(component, instance string) map[string]string {
+	return selectorLabels(component, instance)
 }
 
 // commonLabels are the selector labels plus those that say who manages the object.
@@ -184,17 +195,13 @@ func statsArgs(o Options) []string {
 	return []string{"--stats-topic=" + o.StatsTopic}
 }
 
-// workloadPorts are the metrics and health ports of a workload. In its own network namespace every kind
-// uses MetricsPort and HealthPort; in the node's, each kind gets its own pair, so a sensor, a replay and a
-// processor can share a node (two processors of one pipeline on one node would still collide).
-func workloadPorts(component string, hostNetwork bool) (metrics, health int32) {
+// workloadPorts are the metrics and health ports of a processor. In its own network namespace it uses
+// MetricsPort and HealthPort; in the node's, a pair of its own, clear of the sensors' (see sensor_ports.go in
+// the controllers), so a sensor and a processor can share a node (two processors on one node would still
+// collide). Sensors get theirs from the operator (SensorPorts); replays in the node's network serve none.
+func workloadPorts(hostNetwork bool) (metrics, health int32) {
 	if hostNetwork {
-		switch component {
-		case ComponentReplay:
-			return 9190, 9191
-		case ComponentProcessor:
-			return 9290, 9291
-		}
+		return 9290, 9291
 	}
 	return MetricsPort, HealthPort
 }
@@ -217,11 +224,15 @@ func ports(metrics, health int32) []corev1.ContainerPort {
 	}
 }
 
-// childName is the owner's name with a suffix, cut so the result stays a valid label value (63 characters).
+// childName is the owner's name with a suffix. When that would pass 63 characters (a label value, and what
+// the controllers that create pods from the child need), the name is cut and a hash of the whole owner name
+// takes the cut's place, so two long names sharing a prefix never make the same child.
 func childName(owner, suffix string) string {
 	const max = 63
-	if len(owner)+len(suffix) > max {
-		owner = strings.TrimRight(owner[:max-len(suffix)], "-.")
+	if len(owner)+len(suffix) <= max {
+		return owner + suffix
 	}
-	return owner + suffix
+	sum := sha256.Sum256([]byte(owner))
+	tag := "-" + hex.EncodeToString(sum[:])[:8]
+	return strings.TrimRight(owner[:max-len(suffix)-len(tag)], "-.") + tag + suffix
 }

@@ -39,7 +39,7 @@ func FlowsTopic(pp *v1alpha1.PacketPipeline) string {
 // topic already resolved (from the sensor the spec names, or the topic it gives).
 func PipelineDeployment(pp *v1alpha1.PacketPipeline, sourceTopic string, o Options) *appsv1.Deployment {
 	s := pp.Spec
-	metricsPort, healthPort := workloadPorts(ComponentProcessor, o.HostNetwork)
+	metricsPort, healthPort := workloadPorts(o.HostNetwork)
 	args := []string{
 		"process",
 		"--topic=" + sourceTopic,
@@ -112,17 +112,18 @@ func PipelineDeployment(pp *v1alpha1.PacketPipeline, sourceTopic string, o Optio
 					TerminationGracePeriodSeconds: ptr(int64(60)),
 					Volumes:                       volumes,
 					Containers: []corev1.Container{{
-						Name:            "processor",
-						Image:           o.Image,
-						ImagePullPolicy: o.ImagePullPolicy,
-						Args:            args,
-						Env:             downwardEnv("PacketPipeline", pp),
-						Ports:           ports(metricsPort, healthPort),
-						LivenessProbe:   liveness,
-						ReadinessProbe:  readiness,
-						Resources:       workloadResources(s.Resources, "200m", 256, 1024),
-						VolumeMounts:    mounts,
-						SecurityContext: restrictedSecurityContext(),
+						Name:                     "processor",
+						Image:                    o.Image,
+						ImagePullPolicy:          o.ImagePullPolicy,
+						Args:                     args,
+						Env:                      downwardEnv("PacketPipeline", pp),
+						Ports:                    ports(metricsPort, healthPort),
+						LivenessProbe:            liveness,
+						ReadinessProbe:           readiness,
+						Resources:                workloadResources(s.Resources, "200m", 256, 1024),
+						VolumeMounts:             mounts,
+						SecurityContext:          restrictedSecurityContext(),
+						TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 					}},
 				},
 			},

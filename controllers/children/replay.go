@@ -33,8 +33,16 @@ func ReplayJobObject(rj *v1alpha1.ReplayJob, o Options) *batchv1.Job {
 	args := append([]string{"replay"}, replaySourceArgs(s.Source)...)
 	args = append(args, paceArgs(s.Pace)...)
 	hostNetwork := o.HostNetwork || s.Target.Interface != nil // sending on a node's interface needs its network namespace
-	metricsPort, healthPort := workloadPorts(ComponentReplay, hostNetwork)
-	args = append(args, "--loop="+itoa(int64(s.Loops)), "--metrics-addr=:"+itoa(int64(metricsPort)))
+	// In the node's network a fixed metrics port would let only one replay run per node at a time (the
+	// scheduler keeps the others pending for the port); a replay's figures reach its status by heartbeat, so
+	// there it serves no /metrics and claims no port.
+	var containerPorts []corev1.ContainerPort
+	metricsAddr := ""
+	if !hostNetwork {
+		metricsAddr = ":" + itoa(MetricsPort)
+		containerPorts = ports(MetricsPort, HealthPort)[:1]
+	}
+	args = append(args, "--loop="+itoa(int64(s.Loops)), "--metrics-addr="+metricsAddr)
 
 	tmp, tmpMount := tmpVolume()
 	volumes, mounts := []corev1.Volume{tmp}, []corev1.VolumeMount{tmpMount}
@@ -75,15 +83,16 @@ func ReplayJobObject(rj *v1alpha1.ReplayJob, o Options) *batchv1.Job {
 	volumes, mounts = mountSecret(volumes, mounts, "kafka", ksecret, kafkaSecretDir)
 	pod.Volumes = volumes
 	pod.Containers = []corev1.Container{{
-		Name:            "replay",
-		Image:           o.Image,
-		ImagePullPolicy: o.ImagePullPolicy,
-		Args:            args,
-		Env:             downwardEnv("ReplayJob", rj),
-		Ports:           ports(metricsPort, healthPort)[:1],
-		Resources:       workloadResources(s.Resources, "100m", 64, 256),
-		VolumeMounts:    mounts,
-		SecurityContext: security,
+		Name:                     "replay",
+		Image:                    o.Image,
+		ImagePullPolicy:          o.ImagePullPolicy,
+		Args:                     args,
+		Env:                      downwardEnv("ReplayJob", rj),
+		Ports:                    containerPorts,
+		Resources:                workloadResources(s.Resources, "100m", 64, 256),
+		VolumeMounts:             mounts,
+		SecurityContext:          security,
+		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 	}}
 
 	labels := commonLabels(ComponentReplay, rj.Name)

@@ -25,10 +25,19 @@ func SensorTopic(cs *v1alpha1.CaptureSensor) string {
 // SensorDaemonSetName is the name of the DaemonSet that runs a CaptureSensor.
 func SensorDaemonSetName(cs *v1alpha1.CaptureSensor) string { return childName(cs.Name, "-sensor") }
 
+// SensorPorts are the node ports a CaptureSensor's pods serve metrics and health on: the pair the operator
+// chose and wrote in its status, or the first pair before it chose.
+func SensorPorts(cs *v1alpha1.CaptureSensor) (metrics, health int32) {
+	if cs.Status.MetricsPort != 0 && cs.Status.HealthPort != 0 {
+		return cs.Status.MetricsPort, cs.Status.HealthPort
+	}
+	return MetricsPort, HealthPort
+}
+
 // SensorDaemonSet builds the DaemonSet that runs a CaptureSensor on every selected node.
 func SensorDaemonSet(cs *v1alpha1.CaptureSensor, o Options) *appsv1.DaemonSet {
 	s := cs.Spec
-	metricsPort, healthPort := workloadPorts(ComponentSensor, true)
+	metricsPort, healthPort := SensorPorts(cs)
 	args := []string{
 		"sensor",
 		"--interfaces=" + strings.Join(s.Interfaces, ","),
@@ -76,17 +85,18 @@ func SensorDaemonSet(cs *v1alpha1.CaptureSensor, o Options) *appsv1.DaemonSet {
 					TerminationGracePeriodSeconds: ptr(int64(30)),
 					Volumes:                       volumes,
 					Containers: []corev1.Container{{
-						Name:            "sensor",
-						Image:           o.Image,
-						ImagePullPolicy: o.ImagePullPolicy,
-						Args:            args,
-						Env:             downwardEnv("CaptureSensor", cs),
-						Ports:           ports(metricsPort, healthPort),
-						LivenessProbe:   liveness,
-						ReadinessProbe:  readiness,
-						Resources:       sensorResources(cs),
-						VolumeMounts:    mounts,
-						SecurityContext: captureSecurityContext(),
+						Name:                     "sensor",
+						Image:                    o.Image,
+						ImagePullPolicy:          o.ImagePullPolicy,
+						Args:                     args,
+						Env:                      downwardEnv("CaptureSensor", cs),
+						Ports:                    ports(metricsPort, healthPort),
+						LivenessProbe:            liveness,
+						ReadinessProbe:           readiness,
+						Resources:                sensorResources(cs),
+						VolumeMounts:             mounts,
+						SecurityContext:          captureSecurityContext(),
+						TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 					}},
 				},
 			},

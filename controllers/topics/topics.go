@@ -127,6 +127,35 @@ func (m *Manager) Ensure(ctx context.Context, w Want) (State, error) {
 	return st, nil
 }
 
+// CreateIfMissing creates the topic as wanted when it does not exist, and leaves an existing one exactly as
+// it is: for a writer that does not own the topic it writes to (another resource may tend it). It reports
+// whether it created the topic.
+func (m *Manager) CreateIfMissing(ctx context.Context, w Want) (bool, error) {
+	details, err := m.adm.ListTopics(ctx, w.Name)
+	if err != nil {
+		return false, fmt.Errorf("describe topic %s: %w", w.Name, err)
+	}
+	if d, ok := details[w.Name]; ok && !errors.Is(d.Err, kerr.UnknownTopicOrPartition) {
+		if d.Err != nil {
+			return false, fmt.Errorf("describe topic %s: %w", w.Name, d.Err)
+		}
+		return false, nil
+	}
+	configs := map[string]*string{}
+	if w.RetentionMs > 0 {
+		v := strconv.FormatInt(w.RetentionMs, 10)
+		configs["retention.ms"] = &v
+	}
+	_, err = m.adm.CreateTopic(ctx, w.Partitions, w.ReplicationFactor, configs, w.Name)
+	switch {
+	case errors.Is(err, kerr.TopicAlreadyExists):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("create topic %s: %w", w.Name, err)
+	}
+	return true, nil
+}
+
 func (m *Manager) create(ctx context.Context, w Want) (State, error) {
 	configs := map[string]*string{}
 	if w.RetentionMs > 0 {

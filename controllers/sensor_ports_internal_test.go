@@ -1,0 +1,95 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"capfleet.dev/capfleet/api/v1alpha1"
+)
+
+func sensorAt(name string, created time.Time, port int32) *v1alpha1.CaptureSensor {
+	cs := &v1alpha1.CaptureSensor{ObjectMeta: metav1.ObjectMeta{
+		Namespace: "ns", Name: name, UID: types.UID("uid-" + name), CreationTimestamp: metav1.NewTime(created),
+	}}
+	cs.Status.MetricsPort = port
+	if port != 0 {
+		cs.Status.HealthPort = port + 1
+	}
+	return cs
+}
+
+// After a restart (an empty book), two sensors whose statuses claim one pair, as a restore from backup can
+// leave them: the older keeps it, the younger moves to the first free pair.
+func TestPortBookOlderSensorKeepsAContestedPair(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	older, younger, other := sensorAt("older", t0, 9400), sensorAt("younger", t0.Add(time.Hour), 9400), sensorAt("other", t0, 9090)
+	c := fakeClient(t, older, younger, other)
+	b := &portBook{}
+	ctx := context.Background()
+	for _, cs := range []*v1alpha1.CaptureSensor{younger, older} {
+		if err := b.sensorPorts(ctx, c, cs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if older.Status.MetricsPort != 9400 || older.Status.HealthPort != 9401 {
+		t.Errorf("older sensor moved to %d/%d", older.Status.MetricsPort, older.Status.HealthPort)
+	}
+	if younger.Status.MetricsPort != 9402 || younger.Status.HealthPort != 9403 {
+		t.Errorf("younger sensor on %d/%d, want the first free pair 9402/9403", younger.Status.MetricsPort, younger.Status.HealthPort)
+	}
+}
+
+// A new sensor takes the first pair nobody holds, counting pairs handed out whose status is not written yet;
+// a deleted sensor's pair is free again.
+func TestPortBookHandsOutFreePairs(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	a, b2, d := sensorAt("a", t0, 0), sensorAt("b", t0, 0), sensorAt("d", t0, 0)
+	c := fakeClient(t, a, b2, d)
+	b := &portBook{}
+	ctx := context.Background()
+	var got []int32
+	for _, cs := range []*v1alpha1.CaptureSensor{a, b2, d} {
+		if err := b.sensorPorts(ctx, c, cs); err != nil { // statuses are never written: only the book knows
+			t.Fatal(err)
+		}
+		got = append(got, cs.Status.MetricsPort)
+	}
+	if fmt.Sprint(got) != "[9090 9400 9402]" {
+		t.Fatalf("pairs %v", got)
+	}
+	if err := c.Delete(ctx, b2); err != nil {
+		t.Fatal(err)
+	}
+	e := sensorAt("e", t0, 0)
+	if err := c.Create(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.sensorPorts(ctx, c, e); err != nil {
+		t.Fatal(err)
+	}
+	if e.Status.MetricsPort != 9400 {
+		t.Errorf("new sensor on %d, want the deleted one's 9400", e.Status.MetricsPort)
+	}
+}
+
+// When every pair is held the sensor is not rolled out on a clashing one: the reconcile fails saying why.
+func TestPortBookFullSaysSo(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	var objs []client.Object
+	for i, p := range sensorPortPairs() {
+		objs = append(objs, sensorAt(fmt.Sprintf("s%d", i), t0, p))
+	}
+	last := sensorAt("late", t0.Add(time.Hour), 0)
+	c := fakeClient(t, append(objs, last)...)
+	err := (&portBook{}).sensorPorts(context.Background(), c, last)
+	if err == nil || !strings.Contains(err.Error(), "no free pair of sensor ports") {
+		t.Fatalf("err %v", err)
+	}
+}
