@@ -17,7 +17,8 @@ import (
 )
 
 // Private is a Cassandra node of one test's own, started by hack/cassandra.sh with its own
-// CAPFLEET_RUN and ports, so that crashing it disturbs no other test.
+// CAPFLEET_RUN and ports, so that crashing it disturbs no other test, and with the group commit log
+// that makes an acknowledged write survive the node's crash.
 type Private struct {
 	run, root string
 	ports     [3]string // CQL, TLS, storage
@@ -58,8 +59,9 @@ func (p *Private) Config() cassconn.Config { return p.Env.Plain() }
 func (p *Private) script(cmd string) (string, error) {
 	c := exec.Command("bash", "hack/cassandra.sh", cmd)
 	c.Dir = p.root
+	// Group commit: a crashed node keeps every write it acknowledged (see hack/cassandra.sh).
 	c.Env = append(os.Environ(), "CAPFLEET_RUN="+p.run, "CASSANDRA_PORT="+p.ports[0],
-		"CASSANDRA_TLS_PORT="+p.ports[1], "CASSANDRA_STORAGE_PORT="+p.ports[2])
+		"CASSANDRA_TLS_PORT="+p.ports[1], "CASSANDRA_STORAGE_PORT="+p.ports[2], "CASSANDRA_COMMITLOG_SYNC=group")
 	out, err := c.CombinedOutput()
 	return string(out), err
 }
