@@ -195,8 +195,10 @@ cds_keep() {
 # the password only as an argument; it is a throwaway one for this local broker.
 format_storage() {
   local password=$1 id
-  # A Kafka cluster id is 16 random bytes in unpadded base64url.
-  id=$(head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+  # A Kafka cluster id is 16 random bytes in unpadded base64url, never starting with "-" (as Kafka's own
+  # Uuid.randomUuid ensures): kafka-storage would read such an id as an option and fail, one start in 64.
+  id=-
+  while [ "${id#-}" != "$id" ]; do id=$(head -c16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '='); done
   local cds; cds=$(cds_archive)
   [ -f "$cds" ] && cds="-XX:SharedArchiveFile=$cds" || cds=
   # shellcheck disable=SC2046,SC2086
