@@ -3,14 +3,10 @@ package sensor
 import (
 	"capfleet.dev/capfleet/internal/testenv"
 
-	"bytes"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -59,57 +55,16 @@ func (b *privateBroker) script(cmd string) (string, error) {
 	return string(out), err
 }
 
-func (b *privateBroker) pid(t *testing.T) int {
-	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(b.run, "kafka.pid"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pid
-}
-
-// crash ends the broker with SIGKILL, as an OOM kill or a node failure would,
-// and returns the command line to bring the same broker (config, data, ports)
-// back with.
+// crash ends the broker with SIGKILL and returns the command line that brings it back.
 func (b *privateBroker) crash(t *testing.T) []string {
 	t.Helper()
-	pid := b.pid(t)
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil || !bytes.Contains(raw, []byte("kafka.Kafka")) {
-		t.Fatalf("pid %d is not our broker: %v", pid, err)
-	}
-	argv := strings.Split(strings.TrimRight(string(raw), "\x00"), "\x00")
-	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the broker process gone", func() bool { return syscall.Kill(pid, 0) != nil })
-	return argv
+	return testenv.CrashService(t, filepath.Join(b.run, "kafka.pid"), "kafka.Kafka")
 }
 
-// restart runs the broker again on its data; the PID file is updated so that
-// hack/kafka.sh stop ends this process too.
+// restart runs the broker again on its data.
 func (b *privateBroker) restart(t *testing.T, argv []string) {
 	t.Helper()
-	logf, err := os.Create(filepath.Join(b.run, "kafka-restarted.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
-	c := exec.Command(argv[0], argv[1:]...)
-	c.Dir = b.root
-	c.Stdout, c.Stderr = logf, logf
-	c.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := c.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = c.Wait() }() // reap it whenever hack/kafka.sh stop ends it
-	if err := os.WriteFile(filepath.Join(b.run, "kafka.pid"), []byte(strconv.Itoa(c.Process.Pid)+"\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	testenv.RestartService(t, argv, b.root, filepath.Join(b.run, "kafka.pid"))
 }
 
 // The broker process is killed while the sensor captures and publishes (records

@@ -1,14 +1,10 @@
 package cassandratest
 
 import (
-	"bytes"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -72,50 +68,14 @@ func (p *Private) pidFile() string { return filepath.Join(p.run, "cassandra.pid"
 // same node (config, data, ports) back.
 func (p *Private) Crash(t testing.TB) []string {
 	t.Helper()
-	raw, err := os.ReadFile(p.pidFile())
-	if err != nil {
-		t.Fatal(err)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil || !bytes.Contains(cmdline, []byte("CassandraDaemon")) {
-		t.Fatalf("pid %d is not our node: %v", pid, err)
-	}
-	argv := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
-	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	for deadline := time.Now().Add(30 * time.Second); syscall.Kill(pid, 0) == nil; time.Sleep(50 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("node %d still there 30 s after SIGKILL", pid)
-		}
-	}
-	return argv
+	return testenv.CrashService(t, p.pidFile(), "CassandraDaemon")
 }
 
 // Restart runs the node again on its data (the commit log replays what it had acknowledged) and
-// returns once it answers CQL; the PID file is updated so that the cleanup's stop ends it.
+// returns once it answers CQL.
 func (p *Private) Restart(t testing.TB, argv []string) {
 	t.Helper()
-	logf, err := os.Create(filepath.Join(p.run, "cassandra-restarted.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
-	c := exec.Command(argv[0], argv[1:]...)
-	c.Dir = p.root
-	c.Stdout, c.Stderr = logf, logf
-	c.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := c.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = c.Wait() }() // reaped whenever the cleanup's stop ends it
-	if err := os.WriteFile(p.pidFile(), []byte(strconv.Itoa(c.Process.Pid)+"\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	testenv.RestartService(t, argv, p.root, p.pidFile())
 	cfg := p.Config()
 	for deadline := time.Now().Add(3 * time.Minute); ; time.Sleep(500 * time.Millisecond) {
 		s, err := cfg.Session()
