@@ -37,25 +37,8 @@ import (
 	"capfleet.dev/capfleet/query"
 )
 
-// childEnv makes the test binary run `capfleet process` with the JSON-encoded arguments it holds, so a
-// test can kill a real process with SIGKILL.
-const childEnv = "CAPFLEET_TEST_PROCESS_ARGS"
-
 func TestMain(m *testing.M) {
-	if a := os.Getenv(childEnv); a != "" {
-		var args []string
-		if err := json.Unmarshal([]byte(a), &args); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(2)
-		}
-		cmd := NewCommand()
-		cmd.SetArgs(args)
-		if err := cmd.Execute(); err != nil {
-			fmt.Fprintln(os.Stderr, "process:", err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
+	testenv.RunChild(NewCommand) // a child that startChild started: `capfleet process` with its arguments
 	os.Exit(m.Run())
 }
 
@@ -691,21 +674,7 @@ func TestCassandraKilledMidStreamAndRestarted(t *testing.T) {
 // startChild runs `capfleet process args` as a child process that a test can kill with SIGKILL.
 func startChild(t *testing.T, args []string) (*exec.Cmd, *bytes.Buffer) {
 	t.Helper()
-	enc, _ := json.Marshal(args)
-	c := exec.Command(os.Args[0], "-test.run=^$")
-	c.Env = append(os.Environ(), childEnv+"="+string(enc))
-	var log bytes.Buffer
-	c.Stdout, c.Stderr = &log, &log
-	if err := c.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if c.ProcessState == nil {
-			c.Process.Kill()
-			c.Wait()
-		}
-	})
-	return c, &log
+	return testenv.StartChild(t, args)
 }
 
 // Two replicas split the partitions of one topic, a third joins, one is killed with SIGKILL mid-stream:

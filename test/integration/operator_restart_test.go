@@ -4,13 +4,12 @@ package integration
 
 import (
 	"bytes"
+	"capfleet.dev/capfleet/processor/pipeline/pipelinetest"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -29,23 +28,8 @@ import (
 	"capfleet.dev/capfleet/manager"
 )
 
-const childEnv = "CAPFLEET_INTEGRATION_MANAGER_ARGS"
-
-// TestMain doubles as the operator binary: a child started with childEnv runs `capfleet manager`.
 func TestMain(m *testing.M) {
-	if raw := os.Getenv(childEnv); raw != "" {
-		var args []string
-		if err := json.Unmarshal([]byte(raw), &args); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(2)
-		}
-		cmd := manager.NewCommand()
-		cmd.SetArgs(args)
-		if err := cmd.Execute(); err != nil {
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
+	testenv.RunChild(manager.NewCommand) // a child that a test started: the operator with its arguments
 	os.Exit(m.Run())
 }
 
@@ -102,7 +86,7 @@ func TestOperatorKilledAndRestartedChangesNothing(t *testing.T) {
 	metrics := testenv.FreeAddr(t)
 	args := []string{"--kubeconfig", kcPath, "--metrics-bind-address", metrics, "--health-probe-bind-address", "0",
 		"--manage-topics=false", "--stats-topic", "", "--image", "capfleet:test"}
-	first, firstLog := startManager(t, args)
+	first, firstLog := testenv.StartChild(t, args)
 	// Settled: the children exist and nothing (children or status) changed for a few seconds.
 	before := settled(t, c, ns, crs, firstLog)
 	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
@@ -110,9 +94,9 @@ func TestOperatorKilledAndRestartedChangesNothing(t *testing.T) {
 	}
 	_ = first.Wait()
 
-	_, secondLog := startManager(t, args)
+	_, secondLog := testenv.StartChild(t, args)
 	// The new process has reconciled every resource at least once...
-	waitFor(t, 2*time.Minute, "the new operator reconciled every kind", func() (bool, string) {
+	pipelinetest.Eventually(t, 2*time.Minute, "the new operator reconciled every kind", func() (bool, string) {
 		page := httpGet("http://" + metrics + "/metrics")
 		for _, kind := range []string{"capturesensor", "packetpipeline", "replayjob"} {
 			if !hasReconciled(page, kind) {
@@ -142,7 +126,7 @@ func settled(t *testing.T, c client.Client, ns string, crs []*unstructured.Unstr
 	t.Helper()
 	var last map[string]string
 	stableSince := time.Now()
-	waitFor(t, 2*time.Minute, "children created and every object unchanged for 3 s", func() (bool, string) {
+	pipelinetest.Eventually(t, 2*time.Minute, "children created and every object unchanged for 3 s", func() (bool, string) {
 		v := versions(t, c, ns, crs)
 		kinds := map[string]bool{}
 		for name := range v {
@@ -205,25 +189,6 @@ func hasReconciled(page, kind string) bool {
 	return false
 }
 
-func startManager(t *testing.T, args []string) (*exec.Cmd, *bytes.Buffer) {
-	t.Helper()
-	enc, _ := json.Marshal(args)
-	c := exec.Command(os.Args[0], "-test.run=^$")
-	c.Env = append(os.Environ(), childEnv+"="+string(enc))
-	var log bytes.Buffer
-	c.Stdout, c.Stderr = &log, &log
-	if err := c.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if c.ProcessState == nil {
-			_ = c.Process.Kill()
-			_ = c.Wait()
-		}
-	})
-	return c, &log
-}
-
 func readSample(t *testing.T, path string) *unstructured.Unstructured {
 	t.Helper()
 	raw, err := os.ReadFile(path)
@@ -245,21 +210,6 @@ func samplePcap(t *testing.T) []byte {
 		t.Fatal(err)
 	}
 	return raw
-}
-
-func waitFor(t *testing.T, within time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	var last string
-	for time.Now().Before(deadline) {
-		ok, detail := cond()
-		if ok {
-			return
-		}
-		last = detail
-		time.Sleep(250 * time.Millisecond)
-	}
-	t.Fatalf("%s: not reached within %s; last: %s", what, within, last)
 }
 
 func httpGet(url string) string {
