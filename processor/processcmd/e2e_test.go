@@ -833,37 +833,10 @@ func TestFilterStoresWhatTcpdumpKeeps(t *testing.T) {
 	if keep == 0 || keep == len(frames) {
 		t.Fatalf("filter %q keeps %d of %d packets: pick one that selects", filter, keep, len(frames))
 	}
-	topic := kafkatest.NewTopic(t, kcfg, 2)
-	pipelinetest.Produce(t, kcfg, topic, frames)
-	metricsAddr := testenv.FreeAddr(t)
 	// Packets stored, flows only published (checkpointed in Cassandra all the same).
 	flowsTopic := kafkatest.NewTopic(t, kcfg, 1)
-	args := append([]string{"--topic", topic, "--group", unique("filter-"), "--sensor", "f", "--store-packets",
-		"--keyspace", ks, "--metrics-addr", metricsAddr, "--health-addr", "", "--filter", filter,
-		"--flows-topic", flowsTopic, "--flow-idle-timeout", "2s"}, connArgs(kcfg, ccfg)...)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	cmd := NewCommand()
-	cmd.SetArgs(args)
-	done := make(chan error, 1)
-	go func() { done <- cmd.ExecuteContext(ctx) }()
-	pipelinetest.Eventually(t, 3*time.Minute, "every record consumed", func() (bool, string) {
-		m := httpGetOrEmpty("http://" + metricsAddr + "/metrics")
-		return strings.Contains(m, fmt.Sprintf("capfleet_process_records_total %d\n", len(frames))), "not yet"
-	})
-	m := httpGet(t, "http://"+metricsAddr+"/metrics")
-	if want := fmt.Sprintf("capfleet_process_filtered_total %d\n", len(frames)-keep); !strings.Contains(m, want) {
-		t.Errorf("/metrics lacks %q", want)
-	}
-	first, last := pipelinetest.TimeSpan(frames)
-	r := connectReader(t, ccfg, ks)
-	out := filepath.Join(t.TempDir(), "kept.pcap")
-	pipelinetest.Eventually(t, time.Minute, "kept packets stored", func() (bool, string) {
-		n := 0
-		err := r.Packets(ctx, "f", first, last, func(store.Packet) error { n++; return nil })
-		return err == nil && n == keep, fmt.Sprintf("%d of %d (%v)", n, keep, err)
-	})
-	runQuery(t, append([]string{"packets", "--keyspace", ks, "--sensor", "f", "--from", epoch(first), "--to", epoch(last), "-w", out}, connArgs(kcfg, ccfg)[2:]...)...)
+	run := runFiltered(t, kcfg, ccfg, ks, frames, keep, "f", "--filter", filter, "--flows-topic", flowsTopic, "--flow-idle-timeout", "2s")
+	out, r, ctx, first, last := run.export, run.reader, run.ctx, run.first, run.last
 	want, err := exec.Command("tcpdump", "-r", input, "-nn", "-x", filter).Output()
 	if err != nil {
 		t.Fatal(err)
@@ -891,10 +864,55 @@ func TestFilterStoresWhatTcpdumpKeeps(t *testing.T) {
 	if stored, err := r.FlowsBetween(ctx, first, last); err != nil || len(stored) != 0 {
 		t.Fatalf("flows stored without --store-flows: %d (%v)", len(stored), err)
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
+	run.stop(t)
+}
+
+// filtered is `capfleet process` run in-process with a filter on frames, once it consumed them all, counted
+// the ones it dropped and stored the keep others, which it exported with query packets.
+type filtered struct {
+	reader      *store.Reader
+	ctx         context.Context
+	first, last time.Time
+	export      string // pcap written by query packets
+	stop        func(t *testing.T)
+}
+
+func runFiltered(t *testing.T, kcfg kafkaconn.Config, ccfg cassconn.Config, ks string, frames []pipelinetest.Frame, keep int, sensor string, flags ...string) filtered {
+	t.Helper()
+	topic := kafkatest.NewTopic(t, kcfg, 2)
+	pipelinetest.Produce(t, kcfg, topic, frames)
+	metricsAddr := testenv.FreeAddr(t)
+	args := append(append([]string{"--topic", topic, "--group", unique(sensor + "-"), "--sensor", sensor, "--store-packets",
+		"--keyspace", ks, "--metrics-addr", metricsAddr, "--health-addr", ""}, flags...), connArgs(kcfg, ccfg)...)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	cmd := NewCommand()
+	cmd.SetArgs(args)
+	done := make(chan error, 1)
+	go func() { done <- cmd.ExecuteContext(ctx) }()
+	pipelinetest.Eventually(t, 3*time.Minute, "every record consumed", func() (bool, string) {
+		m := httpGetOrEmpty("http://" + metricsAddr + "/metrics")
+		return strings.Contains(m, fmt.Sprintf("capfleet_process_records_total %d\n", len(frames))), "not yet"
+	})
+	m := httpGet(t, "http://"+metricsAddr+"/metrics")
+	if want := fmt.Sprintf("capfleet_process_filtered_total %d\n", len(frames)-keep); !strings.Contains(m, want) {
+		t.Errorf("/metrics lacks %q", want)
 	}
+	first, last := pipelinetest.TimeSpan(frames)
+	r := connectReader(t, ccfg, ks)
+	out := filepath.Join(t.TempDir(), "kept.pcap")
+	pipelinetest.Eventually(t, time.Minute, "kept packets stored", func() (bool, string) {
+		n := 0
+		err := r.Packets(ctx, sensor, first, last, func(store.Packet) error { n++; return nil })
+		return err == nil && n == keep, fmt.Sprintf("%d of %d (%v)", n, keep, err)
+	})
+	runQuery(t, append([]string{"packets", "--keyspace", ks, "--sensor", sensor, "--from", epoch(first), "--to", epoch(last), "-w", out}, connArgs(kcfg, ccfg)[2:]...)...)
+	return filtered{reader: r, ctx: ctx, first: first, last: last, export: out, stop: func(t *testing.T) {
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}}
 }
 
 // metricValue is the sum of the samples of a Prometheus metric in a /metrics page (0 when absent).
@@ -941,39 +959,10 @@ func TestDisplayFilterStoresWhatTsharkKeeps(t *testing.T) {
 	if keep == 0 || keep == len(frames) {
 		t.Fatalf("filter %q keeps %d of %d packets: pick one that selects", filter, keep, len(frames))
 	}
-	topic := kafkatest.NewTopic(t, kcfg, 2)
-	pipelinetest.Produce(t, kcfg, topic, frames)
-	metricsAddr := testenv.FreeAddr(t)
-	args := append([]string{"--topic", topic, "--group", unique("display-"), "--sensor", "y", "--store-packets",
-		"--keyspace", ks, "--metrics-addr", metricsAddr, "--health-addr", "", "--display-filter", filter}, connArgs(kcfg, ccfg)...)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	cmd := NewCommand()
-	cmd.SetArgs(args)
-	done := make(chan error, 1)
-	go func() { done <- cmd.ExecuteContext(ctx) }()
-	pipelinetest.Eventually(t, 3*time.Minute, "every record consumed", func() (bool, string) {
-		m := httpGetOrEmpty("http://" + metricsAddr + "/metrics")
-		return strings.Contains(m, fmt.Sprintf("capfleet_process_records_total %d\n", len(frames))), "not yet"
-	})
-	m := httpGet(t, "http://"+metricsAddr+"/metrics")
-	if want := fmt.Sprintf("capfleet_process_filtered_total %d\n", len(frames)-keep); !strings.Contains(m, want) {
-		t.Errorf("/metrics lacks %q", want)
-	}
-	first, last := pipelinetest.TimeSpan(frames)
-	r := connectReader(t, ccfg, ks)
-	out := filepath.Join(t.TempDir(), "kept.pcap")
-	pipelinetest.Eventually(t, time.Minute, "kept packets stored", func() (bool, string) {
-		n := 0
-		err := r.Packets(ctx, "y", first, last, func(store.Packet) error { n++; return nil })
-		return err == nil && n == keep, fmt.Sprintf("%d of %d (%v)", n, keep, err)
-	})
-	runQuery(t, append([]string{"packets", "--keyspace", ks, "--sensor", "y", "--from", epoch(first), "--to", epoch(last), "-w", out}, connArgs(kcfg, ccfg)[2:]...)...)
+	run := runFiltered(t, kcfg, ccfg, ks, frames, keep, "y", "--display-filter", filter)
+	out := run.export
 	if got, want := tcpdumpHex(t, out), tcpdumpHex(t, kept); got != want {
 		t.Fatal("the stored packets differ from those tshark -Y keeps")
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	run.stop(t)
 }
