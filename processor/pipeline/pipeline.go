@@ -470,7 +470,7 @@ func (p *Pipeline) sinkFailed(what string, err error) error {
 // commits their offsets. Nothing is committed unless everything before it was stored.
 func (p *Pipeline) checkpoint(ctx context.Context, only []int32) error {
 	for id, ps := range p.parts {
-		if (only == nil || contains(only, id)) && ps.blocks.Len() > 0 {
+		if (only == nil || slices.Contains(only, id)) && ps.blocks.Len() > 0 {
 			if err := p.sealBlock(ctx, ps); err != nil {
 				return err
 			}
@@ -495,7 +495,7 @@ func (p *Pipeline) checkpoint(ctx context.Context, only []int32) error {
 		p.lastUpdate, p.loadedNew = time.Now(), false
 	}
 	for id, ps := range p.parts {
-		if only != nil && !contains(only, id) {
+		if only != nil && !slices.Contains(only, id) {
 			continue
 		}
 		// Before the skip below: a partition committed already may still hold flows changed since the
@@ -608,15 +608,6 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
-}
-
-func contains(s []int32, v int32) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // assigned notes the partitions whose open flows are to be loaded (loadAssigned, after the poll).
