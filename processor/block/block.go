@@ -41,11 +41,18 @@ type Limits struct {
 	MaxBytes   int // body size before compression (default 1 MiB)
 	MaxPackets int // default 16384
 	// MaxBuckets bounds the distinct Bucket-wide slices of packet time a block's packets fall in
-	// (default 32 of 1 minute): a reader finds a block through one index row per slice. Packet time is
+	// (default 32 of 1 hour): a reader finds a block through one index row per slice. Packet time is
 	// not monotonic on a topic (sensors' clocks, replays of old captures), so the bound is on the
 	// slices met, not on a span.
 	MaxBuckets int
 	Bucket     time.Duration
+	// A block whose packets fall in at most MaxFine slices of FineBucket (default 4 of 1 minute) lists
+	// them in Meta.Fine, so that it can be indexed finely: a live sensor's blocks span a second or two,
+	// and a finer index keeps each index partition small. A block that spreads wider (a replay of
+	// captures from many days) is indexed by Bucket, one row per hour instead of one per minute. This
+	// is not a cut rule: it never changes where a block ends.
+	MaxFine    int
+	FineBucket time.Duration
 }
 
 func (l Limits) withDefaults() Limits {
@@ -59,7 +66,13 @@ func (l Limits) withDefaults() Limits {
 		l.MaxBuckets = 32
 	}
 	if l.Bucket <= 0 {
-		l.Bucket = time.Minute
+		l.Bucket = time.Hour
+	}
+	if l.MaxFine <= 0 {
+		l.MaxFine = 4
+	}
+	if l.FineBucket <= 0 {
+		l.FineBucket = time.Minute
 	}
 	return l
 }
@@ -71,6 +84,9 @@ type Meta struct {
 	Packets                 int
 	RawBytes                int     // body size before compression
 	Buckets                 []int64 // start (ns) of each Bucket-wide slice of time the packets fall in
+	// Fine holds the start (ns) of each FineBucket-wide slice the packets fall in when there are at
+	// most MaxFine of them, and is nil when there are more.
+	Fine []int64
 }
 
 // Sealed is a finished block: its metadata, its address index and its body (not compressed).
@@ -100,6 +116,7 @@ type Builder struct {
 	addrs   map[netip.Addr]struct{}
 	meta    Meta
 	buckets []int64
+	fine    []int64 // up to MaxFine+1 entries: one more means "too many"
 	prevTS  int64
 	recent  [2]netip.Addr // addresses of the previous packet: most packets repeat them
 }
@@ -141,9 +158,11 @@ func (b *Builder) Full(p *Packet) bool {
 		(len(b.buckets) >= b.lim.MaxBuckets && !slices.Contains(b.buckets, b.bucketOf(p.Timestamp)))
 }
 
-// bucketOf is the start of the slice holding ts, on the epoch grid (also for times before 1970).
-func (b *Builder) bucketOf(ts int64) int64 {
-	w := int64(b.lim.Bucket)
+func (b *Builder) bucketOf(ts int64) int64 { return sliceOf(ts, b.lim.Bucket) }
+
+// sliceOf is the start of the width-wide slice holding ts, on the epoch grid (also for times before 1970).
+func sliceOf(ts int64, width time.Duration) int64 {
+	w := int64(width)
 	r := ts % w
 	if r < 0 {
 		r += w
@@ -164,6 +183,11 @@ func (b *Builder) Add(p *Packet, addrs ...netip.Addr) {
 	}
 	if bk := b.bucketOf(p.Timestamp); !slices.Contains(b.buckets, bk) {
 		b.buckets = append(b.buckets, bk)
+	}
+	if len(b.fine) <= b.lim.MaxFine {
+		if f := sliceOf(p.Timestamp, b.lim.FineBucket); !slices.Contains(b.fine, f) {
+			b.fine = append(b.fine, f)
+		}
 	}
 	b.body = binary.AppendUvarint(b.body, uint64(b.sourceOf(p)))
 	b.body = binary.AppendVarint(b.body, p.Timestamp-b.prevTS)
@@ -211,8 +235,12 @@ func (b *Builder) Seal() Sealed {
 	b.meta.RawBytes = len(b.body)
 	b.meta.Buckets = slices.Clone(b.buckets)
 	slices.Sort(b.meta.Buckets)
+	if len(b.fine) <= b.lim.MaxFine {
+		b.meta.Fine = slices.Clone(b.fine)
+		slices.Sort(b.meta.Fine)
+	}
 	s := Sealed{Meta: b.meta, Index: NewBloom(b.addrs), Body: b.body}
-	b.body, b.sources, b.meta, b.buckets = nil, b.sources[:0], Meta{}, b.buckets[:0]
+	b.body, b.sources, b.meta, b.buckets, b.fine = nil, b.sources[:0], Meta{}, b.buckets[:0], b.fine[:0]
 	clear(b.addrs)
 	b.recent = [2]netip.Addr{}
 	return s

@@ -222,3 +222,39 @@ func TestCorruptBodiesAreErrors(t *testing.T) {
 		t.Errorf("unknown codec: err %v", err)
 	}
 }
+
+// A block lists its fine slices only while there are few of them: that choice decides whether the
+// store indexes it by minute or by hour, so it must follow the packets, not the order they came in.
+func TestFineSlicesOnlyWhileFew(t *testing.T) {
+	lim := Limits{MaxFine: 2, FineBucket: time.Minute, Bucket: time.Hour}
+	at := func(ts ...time.Duration) []Packet {
+		var out []Packet
+		for i, d := range ts {
+			out = append(out, Packet{Offset: int64(i), Timestamp: int64(d), Data: []byte{byte(i)}})
+		}
+		return out
+	}
+	for _, c := range []struct {
+		name string
+		pkts []Packet
+		want []int64
+	}{
+		{"one minute", at(10*time.Second, 50*time.Second), []int64{0}},
+		{"two minutes, back and forth", at(61*time.Second, 5*time.Second, 62*time.Second), []int64{0, int64(time.Minute)}},
+		{"three minutes", at(5*time.Second, 65*time.Second, 125*time.Second), nil},
+		{"three minutes, the third coming back", at(5*time.Second, 65*time.Second, 125*time.Second, 6*time.Second), nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			blocks := build(c.pkts, lim)
+			if len(blocks) != 1 {
+				t.Fatalf("%d blocks, want 1", len(blocks))
+			}
+			if got := blocks[0].meta.Fine; !reflect.DeepEqual(got, c.want) {
+				t.Errorf("Fine = %v, want %v", got, c.want)
+			}
+			if got := blocks[0].meta.Buckets; !reflect.DeepEqual(got, []int64{0}) {
+				t.Errorf("Buckets = %v, want [0]", got)
+			}
+		})
+	}
+}

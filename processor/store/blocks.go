@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -33,10 +34,28 @@ func (b *Block) Key() string {
 const (
 	insertBlock = `INSERT INTO packet_blocks (sensor, kafka_partition, first_offset, last_offset, min_ns, max_ns, packets, raw_bytes, codec, data)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?`
-	insertBlockMinute = `INSERT INTO packet_block_minutes (sensor, bucket) VALUES (?, ?) USING TTL ?`
-	insertBlockIndex  = `INSERT INTO packet_block_index (sensor, bucket, kafka_partition, first_offset, last_offset, min_ns, max_ns, packets, stored_bytes, linktypes, addrs)
+	blockIndexColumns = `(sensor, bucket, kafka_partition, first_offset, last_offset, min_ns, max_ns, packets, stored_bytes, linktypes, addrs)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?`
 )
+
+// indexLevel is one of the two widths a block is indexed at: its index table and the directory of the
+// buckets that table holds.
+type indexLevel struct {
+	width               time.Duration
+	index, directory    string
+	insertIndex, insert string
+}
+
+var (
+	minuteIndex = newIndexLevel(PacketBucket, "packet_block_index", "packet_block_minutes")
+	hourIndex   = newIndexLevel(PacketHour, "packet_block_index_hourly", "packet_block_hours")
+)
+
+func newIndexLevel(w time.Duration, index, directory string) *indexLevel {
+	return &indexLevel{width: w, index: index, directory: directory,
+		insertIndex: "INSERT INTO " + index + " " + blockIndexColumns,
+		insert:      "INSERT INTO " + directory + " (sensor, bucket) VALUES (?, ?) USING TTL ?"}
+}
 
 // WriteBlocks stores blocks (body and index rows) with the given time to live (0: forever) and returns
 // once Cassandra acknowledged all of them. Rewriting a block, as a consumer repeating work does, replaces
@@ -44,7 +63,7 @@ const (
 func (w *Writer) WriteBlocks(ctx context.Context, blocks []Block, ttl time.Duration) error {
 	secs := ttlSeconds(ttl)
 	stmts := make([]statement, 0, 2*len(blocks))
-	var minutes []minuteKey
+	var dirs []directoryKey
 	for i := range blocks {
 		b := &blocks[i]
 		// All rows of a block go as one request when they fit in a batch: Cassandra's cost here is per
@@ -62,31 +81,32 @@ func (w *Writer) WriteBlocks(ctx context.Context, blocks []Block, ttl time.Durat
 		for j, lt := range b.LinkTypes {
 			lts[j] = int64(lt)
 		}
-		for _, bucket := range indexBuckets(b) {
+		level, buckets := indexBuckets(b)
+		for _, bucket := range buckets {
 			stmts = append(stmts, statement{
 				partition: group,
-				cql:       insertBlockIndex,
+				cql:       level.insertIndex,
 				args: []any{b.Sensor, bucket, b.Partition, b.FirstOffset, b.LastOffset, b.MinTime, b.MaxTime, b.Packets,
 					len(b.Data), lts, []byte(b.Index), secs},
 				size: len(b.Index) + 96,
 			})
-			key := minuteKey{b.Sensor, bucket.UnixNano()}
-			if w.minutes.fresh(key) {
+			key := directoryKey{level, b.Sensor, bucket.UnixNano()}
+			if w.directory.fresh(key) || slices.Contains(dirs, key) {
 				continue
 			}
-			minutes = append(minutes, key)
-			stmts = append(stmts, statement{partition: group, cql: insertBlockMinute, args: []any{b.Sensor, bucket, directoryTTL(secs)}, size: 48})
+			dirs = append(dirs, key)
+			stmts = append(stmts, statement{partition: group, cql: level.insert, args: []any{b.Sensor, bucket, directoryTTL(secs)}, size: 48})
 		}
 	}
 	if err := w.exec(ctx, stmts); err != nil {
 		return err
 	}
-	w.minutes.written(minutes)
+	w.directory.written(dirs)
 	return nil
 }
 
-// A sensor's blocks of one minute come within seconds of each other, each with a row for the minute in
-// the directory: the same row written again, which costs Cassandra what a new one does. The writer
+// A sensor's blocks of one minute (or hour) come within seconds of each other, each with a row for the
+// bucket in its directory: the same row written again, which costs Cassandra what a new one does. The writer
 // skips a row it wrote in the last directoryReuse, and writes directory rows to live that much longer
 // than the blocks, so that a block written in that window never outlives its minute's row.
 const directoryReuse = 10 * time.Minute
@@ -98,7 +118,8 @@ func directoryTTL(secs int) int {
 	return secs + int(directoryReuse/time.Second)
 }
 
-type minuteKey struct {
+type directoryKey struct {
+	level  *indexLevel
 	sensor string
 	bucket int64
 }
@@ -106,10 +127,10 @@ type minuteKey struct {
 // recentRows remembers the directory rows written lately. Safe for concurrent use.
 type recentRows struct {
 	mu   sync.Mutex
-	when map[minuteKey]time.Time
+	when map[directoryKey]time.Time
 }
 
-func (r *recentRows) fresh(k minuteKey) bool {
+func (r *recentRows) fresh(k directoryKey) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	t, ok := r.when[k]
@@ -117,7 +138,7 @@ func (r *recentRows) fresh(k minuteKey) bool {
 }
 
 // written notes rows acknowledged now; entries past directoryReuse are dropped as the set grows.
-func (r *recentRows) written(keys []minuteKey) {
+func (r *recentRows) written(keys []directoryKey) {
 	if len(keys) == 0 {
 		return
 	}
@@ -125,7 +146,7 @@ func (r *recentRows) written(keys []minuteKey) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.when == nil {
-		r.when = map[minuteKey]time.Time{}
+		r.when = map[directoryKey]time.Time{}
 	}
 	if len(r.when) > 4096 {
 		for k, t := range r.when {
@@ -151,43 +172,17 @@ type BlockRef struct {
 
 // BlockRefs lists the blocks of sensor active in [from, to], each once, by their first packet time.
 func (r *Reader) BlockRefs(ctx context.Context, sensor string, from, to time.Time) ([]BlockRef, error) {
-	type key struct {
-		p int32
-		o int64
-	}
-	seen := map[key]bool{}
+	seen := map[blockKey]bool{}
 	var out []BlockRef
-	minutes, err := r.blockMinutes(ctx, sensor, from, to)
-	if err != nil || minutes == nil {
-		return nil, err
-	}
-	for _, b := range minutes {
-		iter := r.s.Query(`SELECT kafka_partition, first_offset, last_offset, min_ns, max_ns, packets, stored_bytes, linktypes, addrs
-			FROM packet_block_index WHERE sensor = ? AND bucket = ?`, sensor, b).WithContext(ctx).PageSize(1000).Iter()
-		for {
-			var (
-				ref BlockRef
-				lts []int64
-				idx []byte
-			)
-			if !iter.Scan(&ref.Partition, &ref.FirstOffset, &ref.LastOffset, &ref.MinTime, &ref.MaxTime, &ref.Packets, &ref.StoredBytes, &lts, &idx) {
-				break
-			}
-			if ref.MaxTime < from.UnixNano() || ref.MinTime > to.UnixNano() || seen[key{ref.Partition, ref.FirstOffset}] {
-				continue
-			}
-			seen[key{ref.Partition, ref.FirstOffset}] = true
-			ref.Meta.FirstOffset, ref.Index = ref.FirstOffset, idx
-			for _, lt := range lts {
-				ref.LinkTypes = append(ref.LinkTypes, uint32(lt))
-			}
-			out = append(out, ref)
+	for _, level := range []*indexLevel{minuteIndex, hourIndex} {
+		buckets, err := r.indexedBuckets(ctx, level, sensor, from, to)
+		if err != nil {
+			return nil, err
 		}
-		if err := iter.Close(); err != nil {
-			if noTable(err) {
-				return nil, nil // a keyspace of schema version 1, not migrated yet: no blocks, only packet rows
+		for _, b := range buckets {
+			if out, err = r.readIndex(ctx, level, sensor, b, from, to, seen, out); err != nil {
+				return nil, err
 			}
-			return nil, fmt.Errorf("cassandra: read the block index of %s at %s: %w", sensor, b.Format(time.RFC3339), err)
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {
@@ -202,21 +197,57 @@ func (r *Reader) BlockRefs(ctx context.Context, sensor string, from, to time.Tim
 	return out, nil
 }
 
-// blockMinutes lists the index minutes of sensor in [from, to] that hold blocks; nil (no error) on a
-// keyspace without the block tables.
-func (r *Reader) blockMinutes(ctx context.Context, sensor string, from, to time.Time) ([]time.Time, error) {
-	iter := r.s.Query(`SELECT bucket FROM packet_block_minutes WHERE sensor = ? AND bucket >= ? AND bucket <= ?`,
-		sensor, bucketOf(from, PacketBucket), bucketOf(to, PacketBucket)).WithContext(ctx).PageSize(5000).Iter()
-	out := []time.Time{}
+type blockKey struct {
+	partition int32
+	offset    int64
+}
+
+// readIndex appends to out the blocks of one index partition active in [from, to] and not seen yet.
+func (r *Reader) readIndex(ctx context.Context, level *indexLevel, sensor string, bucket, from, to time.Time,
+	seen map[blockKey]bool, out []BlockRef) ([]BlockRef, error) {
+	iter := r.s.Query(`SELECT kafka_partition, first_offset, last_offset, min_ns, max_ns, packets, stored_bytes, linktypes, addrs
+		FROM `+level.index+` WHERE sensor = ? AND bucket = ?`, sensor, bucket).WithContext(ctx).PageSize(1000).Iter()
+	for {
+		var (
+			ref BlockRef
+			lts []int64
+			idx []byte
+		)
+		if !iter.Scan(&ref.Partition, &ref.FirstOffset, &ref.LastOffset, &ref.MinTime, &ref.MaxTime, &ref.Packets, &ref.StoredBytes, &lts, &idx) {
+			break
+		}
+		k := blockKey{ref.Partition, ref.FirstOffset}
+		if ref.MaxTime < from.UnixNano() || ref.MinTime > to.UnixNano() || seen[k] {
+			continue
+		}
+		seen[k] = true
+		ref.Meta.FirstOffset, ref.Index = ref.FirstOffset, idx
+		for _, lt := range lts {
+			ref.LinkTypes = append(ref.LinkTypes, uint32(lt))
+		}
+		out = append(out, ref)
+	}
+	if err := iter.Close(); err != nil {
+		return nil, fmt.Errorf("cassandra: read %s of %s at %s: %w", level.index, sensor, bucket.Format(time.RFC3339), err)
+	}
+	return out, nil
+}
+
+// indexedBuckets lists the buckets of sensor in [from, to] that hold blocks at one index level, read
+// from that level's directory; none (no error) on a keyspace whose schema predates the level.
+func (r *Reader) indexedBuckets(ctx context.Context, level *indexLevel, sensor string, from, to time.Time) ([]time.Time, error) {
+	iter := r.s.Query(`SELECT bucket FROM `+level.directory+` WHERE sensor = ? AND bucket >= ? AND bucket <= ?`,
+		sensor, bucketOf(from, level.width), bucketOf(to, level.width)).WithContext(ctx).PageSize(5000).Iter()
+	var out []time.Time
 	var b time.Time
 	for iter.Scan(&b) {
 		out = append(out, b.UTC())
 	}
 	if err := iter.Close(); err != nil {
 		if noTable(err) {
-			return nil, nil // a keyspace of schema version 1, not migrated yet: no blocks, only packet rows
+			return nil, nil // a keyspace not migrated to this level yet holds no blocks indexed at it
 		}
-		return nil, fmt.Errorf("cassandra: read the minutes of %s that hold blocks: %w", sensor, err)
+		return nil, fmt.Errorf("cassandra: read %s of %s: %w", level.directory, sensor, err)
 	}
 	return out, nil
 }
@@ -247,15 +278,31 @@ func NewBlock(sensor string, partition int32, s block.Sealed, linkTypes []uint32
 		Codec: block.CodecZstd, Data: block.CompressPooled(s.Body)}
 }
 
-// indexBuckets are the minutes a block is indexed under: those its packets fall in. The builder cuts
-// with PacketBucket as its Bucket (see BlockLimits); a block from elsewhere gets its whole range.
-func indexBuckets(b *Block) []time.Time {
-	if len(b.Buckets) == 0 {
-		return bucketsBetween(time.Unix(0, b.MinTime), time.Unix(0, b.MaxTime), PacketBucket)
+// indexBuckets says where a block is indexed: under each minute its packets fall in when they are a
+// few (block.Meta.Fine), otherwise under each hour. A block built elsewhere, without either list, gets
+// every bucket of its time range at the level that makes the fewest rows.
+func indexBuckets(b *Block) (*indexLevel, []time.Time) {
+	lo, hi := time.Unix(0, b.MinTime), time.Unix(0, b.MaxTime)
+	switch {
+	case len(b.Fine) > 0:
+		return minuteIndex, startsOf(b.Fine, PacketBucket)
+	case len(b.Buckets) > 0:
+		return hourIndex, startsOf(b.Buckets, PacketHour)
+	case hi.Sub(lo) < fineSpan:
+		return minuteIndex, bucketsBetween(lo, hi, PacketBucket)
+	default:
+		return hourIndex, bucketsBetween(lo, hi, PacketHour)
 	}
-	out := make([]time.Time, 0, len(b.Buckets))
-	for _, ns := range b.Buckets {
-		t := bucketOf(time.Unix(0, ns), PacketBucket)
+}
+
+// fineSpan is the time range under which a block without bucket lists is indexed by minute.
+const fineSpan = 4 * PacketBucket
+
+// startsOf turns slice starts (ns) into the distinct buckets of width w holding them, in order.
+func startsOf(starts []int64, w time.Duration) []time.Time {
+	out := make([]time.Time, 0, len(starts))
+	for _, ns := range starts {
+		t := bucketOf(time.Unix(0, ns), w)
 		if len(out) == 0 || !out[len(out)-1].Equal(t) {
 			out = append(out, t)
 		}
@@ -263,10 +310,10 @@ func indexBuckets(b *Block) []time.Time {
 	return out
 }
 
-// BlockLimits completes lim with the index's bucket width: a block's slices of time must be the
-// index's minutes.
+// BlockLimits completes lim with the index's bucket widths: a block's slices of time must be the
+// index's minutes and hours.
 func BlockLimits(lim block.Limits) block.Limits {
-	lim.Bucket = PacketBucket
+	lim.Bucket, lim.FineBucket = PacketHour, PacketBucket
 	return lim
 }
 

@@ -5,17 +5,17 @@ import (
 	"time"
 )
 
-// A minute's directory row is written once per directoryReuse, and lives that much longer than the
+// A bucket's directory row is written once per directoryReuse, and lives that much longer than the
 // blocks, so a block written while its row was being skipped never outlives the row.
 func TestDirectoryRowsAreReusedAndOutliveTheirBlocks(t *testing.T) {
 	var r recentRows
-	k := minuteKey{"s", time.Date(2024, 3, 1, 10, 0, 0, 0, time.UTC).UnixNano()}
+	k := directoryKey{minuteIndex, "s", time.Date(2024, 3, 1, 10, 0, 0, 0, time.UTC).UnixNano()}
 	if r.fresh(k) {
 		t.Fatal("a row never written is fresh")
 	}
-	r.written([]minuteKey{k})
-	if !r.fresh(k) || r.fresh(minuteKey{"other", k.bucket}) {
-		t.Fatal("the written row is not fresh, or another sensor's is")
+	r.written([]directoryKey{k})
+	if !r.fresh(k) || r.fresh(directoryKey{minuteIndex, "other", k.bucket}) || r.fresh(directoryKey{hourIndex, "s", k.bucket}) {
+		t.Fatal("the written row is not fresh, or another sensor's or level's is")
 	}
 	r.when[k] = time.Now().Add(-directoryReuse)
 	if r.fresh(k) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/gocql/gocql"
@@ -14,11 +15,13 @@ import (
 )
 
 // Flows are stored in compressed blocks, as packets are: a flow row cost Cassandra about as much CPU as
-// a whole packet block, and a busy link closes thousands of connections a second. A block holds the
-// flows of one write whose first packets fall in one hour; a row of flow_block_index for each hour its
-// flows are active in says which flows' addresses it holds (a Bloom filter), so a query reads only the
-// blocks of its hours that may match. A flow written again (running totals, then its end) is in several
-// blocks; readers keep its newest version (Flow.writeTime), as they do for rows.
+// a whole packet block, and a busy link closes thousands of connections a second. A block holds up to
+// maxBlockFlows flows of one write; a row of flow_block_index for each hour its flows are active in
+// says which of those flows' addresses it holds (a Bloom filter of that hour's flows), so a query reads
+// only the blocks of its hours that may match. A replay of old captures closes flows of hundreds of
+// hours in one write: one block then, not one per hour, keeps the rows few. A flow written again
+// (running totals, then its end) is in several blocks; readers keep its newest version
+// (Flow.writeTime), as they do for rows.
 
 const (
 	insertFlowBlock = `INSERT INTO flow_blocks (id, flows, codec, data) VALUES (?, ?, ?, ?) USING TTL ?`
@@ -27,56 +30,67 @@ const (
 	insertFlowHour = `INSERT INTO flow_block_hours (scope, bucket) VALUES (0, ?) USING TTL ?`
 
 	flowBlockMagic = "CFF1"
+	maxBlockFlows  = 8192
 )
 
-// flowBlock is one block being written: flows that started in one hour.
-type flowBlock struct {
-	hour     time.Time
-	body     []byte
+// flowHours is the directory level of flow blocks, for the writer's memory of directory rows.
+var flowHours = &indexLevel{width: FlowBucket, index: "flow_block_index", directory: "flow_block_hours"}
+
+// flowHour is what the index row of one hour of a block says: the flows active in it.
+type flowHour struct {
 	n        int
 	min, max int64
 	addrs    map[netip.Addr]struct{}
 }
 
-// flowBlockStatements turns flows into blocks (one per hour of their starts) and their index rows.
-func flowBlockStatements(flows []Flow, secs int) ([]statement, error) {
-	byHour := map[time.Time]*flowBlock{}
-	var order []*flowBlock
-	for i := range flows {
-		f := &flows[i]
-		if f.UID == "" {
-			return nil, fmt.Errorf("flow %s:%d -> %s:%d has no uid", f.OrigAddr, f.OrigPort, f.RespAddr, f.RespPort)
+// flowBlockStatements turns flows into blocks and their index rows, and directory rows for the hours
+// not written lately (dirs, to be noted as written once acknowledged).
+func (w *Writer) flowBlockStatements(flows []Flow, secs int) (stmts []statement, dirs []directoryKey, err error) {
+	for start := 0; start < len(flows); start += maxBlockFlows {
+		part := flows[start:min(start+maxBlockFlows, len(flows))]
+		body := []byte(flowBlockMagic)
+		hours := map[time.Time]*flowHour{}
+		var order []time.Time
+		for i := range part {
+			f := &part[i]
+			if f.UID == "" {
+				return nil, nil, fmt.Errorf("flow %s:%d -> %s:%d has no uid", f.OrigAddr, f.OrigPort, f.RespAddr, f.RespPort)
+			}
+			body = appendFlow(body, f)
+			lo, hi := f.Start.UnixNano(), f.End.UnixNano()
+			for _, h := range bucketsBetween(f.Start, f.End, FlowBucket) {
+				fh := hours[h]
+				if fh == nil {
+					fh = &flowHour{min: lo, max: hi, addrs: map[netip.Addr]struct{}{}}
+					hours[h] = fh
+					order = append(order, h)
+				}
+				fh.n++
+				fh.min, fh.max = min(fh.min, lo), max(fh.max, hi)
+				for _, a := range endpoints(f) {
+					fh.addrs[a] = struct{}{}
+				}
+			}
 		}
-		h := bucketOf(f.Start, FlowBucket)
-		b := byHour[h]
-		if b == nil {
-			b = &flowBlock{hour: h, body: []byte(flowBlockMagic), min: f.Start.UnixNano(), max: f.End.UnixNano(), addrs: map[netip.Addr]struct{}{}}
-			byHour[h] = b
-			order = append(order, b)
-		}
-		b.body = appendFlow(b.body, f)
-		b.n++
-		b.min, b.max = min(b.min, f.Start.UnixNano()), max(b.max, f.End.UnixNano())
-		for _, a := range endpoints(f) {
-			b.addrs[a] = struct{}{}
-		}
-	}
-	var stmts []statement
-	for _, b := range order {
 		id := gocql.TimeUUID()
-		data := block.Compress(nil, b.body)
 		group := "F" + id.String()
-		index := []byte(block.NewBloom(b.addrs))
-		for _, bucket := range bucketsBetween(time.Unix(0, b.min), time.Unix(0, b.max), FlowBucket) {
-			stmts = append(stmts,
-				statement{partition: group, cql: insertFlowIndex, args: []any{bucket, id, b.min, b.max, b.n, index, secs}, size: len(index) + 64},
-				statement{partition: group, cql: insertFlowHour, args: []any{bucket, secs}, size: 32})
+		for _, h := range order {
+			fh := hours[h]
+			index := []byte(block.NewBloom(fh.addrs))
+			stmts = append(stmts, statement{partition: group, cql: insertFlowIndex, args: []any{h, id, fh.min, fh.max, fh.n, index, secs}, size: len(index) + 64})
+			key := directoryKey{flowHours, "", h.UnixNano()}
+			if w.directory.fresh(key) || slices.Contains(dirs, key) {
+				continue
+			}
+			dirs = append(dirs, key)
+			stmts = append(stmts, statement{partition: group, cql: insertFlowHour, args: []any{h, directoryTTL(secs)}, size: 32})
 		}
 		// The block last: once its index rows are written a reader may look for it, and a block whose
 		// index write failed is rewritten whole by the retry anyway.
-		stmts = append(stmts, statement{partition: group, cql: insertFlowBlock, args: []any{id, b.n, int(block.CodecZstd), data, secs}, size: len(data) + 48})
+		data := block.Compress(nil, body)
+		stmts = append(stmts, statement{partition: group, cql: insertFlowBlock, args: []any{id, len(part), int(block.CodecZstd), data, secs}, size: len(data) + 48})
 	}
-	return stmts, nil
+	return stmts, dirs, nil
 }
 
 // appendFlow encodes f: strings and addresses with a length, numbers as varints.

@@ -71,14 +71,18 @@ func ipOf(a netip.Addr) net.IP {
 	return net.IP(a.Unmap().AsSlice())
 }
 
-// WriteFlows stores flows (running totals or final ones) in blocks, one per hour of their starts, indexed
-// under every hour they were active in, and returns once Cassandra acknowledged all of it.
+// WriteFlows stores flows (running totals or final ones) in blocks indexed under every hour they were
+// active in, and returns once Cassandra acknowledged all of it.
 func (w *Writer) WriteFlows(ctx context.Context, flows []Flow, ttl time.Duration) error {
-	stmts, err := flowBlockStatements(flows, ttlSeconds(ttl))
+	stmts, dirs, err := w.flowBlockStatements(flows, ttlSeconds(ttl))
 	if err != nil {
 		return err
 	}
-	return w.exec(ctx, stmts)
+	if err := w.exec(ctx, stmts); err != nil {
+		return err
+	}
+	w.directory.written(dirs)
+	return nil
 }
 
 // writeFlowRows upserts flows as rows of schema versions 1 and 2 (by time, by each endpoint): what

@@ -8,6 +8,9 @@
 //     hold what it looks for.
 //   - packet_block_minutes: per sensor, the minutes that hold blocks, so that a long range reads only
 //     those.
+//   - packet_block_index_hourly and packet_block_hours: the same per hour, for blocks whose packets
+//     fall in more than a few minutes (block.Limits.MaxFine), which a minute row each would make
+//     expensive to write.
 //   - packets (schema version 1, no longer written): one partition per (sensor, minute, shard), the shard being the Kafka partition modulo
 //     PacketShards, so that a busy sensor spreads over several replica sets and partitions stay small;
 //     rows ordered by capture time in nanoseconds, then by the Kafka partition and offset the packet came
@@ -41,6 +44,7 @@ import (
 // compute the partitions they read from these.
 const (
 	PacketBucket = time.Minute
+	PacketHour   = time.Hour
 	FlowBucket   = time.Hour
 	PacketShards = 8
 	FlowShards   = 8
@@ -89,18 +93,10 @@ var migrations = []migration{
 		) WITH compression = {'enabled': 'false'}
 		  AND compaction = {'class': 'TimeWindowCompactionStrategy', 'compaction_window_unit': 'HOURS', 'compaction_window_size': 1}`,
 		// A small row per block and minute it touches: what a reader scans to pick the blocks to fetch.
-		`CREATE TABLE IF NOT EXISTS %[1]s.packet_block_index (
-			sensor text, bucket timestamp, kafka_partition int, first_offset bigint,
-			last_offset bigint, min_ns bigint, max_ns bigint, packets int, stored_bytes int,
-			linktypes frozen<set<bigint>>, addrs blob,
-			PRIMARY KEY ((sensor, bucket), kafka_partition, first_offset)
-		) WITH compaction = {'class': 'TimeWindowCompactionStrategy', 'compaction_window_unit': 'HOURS', 'compaction_window_size': 1}`,
+		`CREATE TABLE IF NOT EXISTS %[1]s.packet_block_index` + blockIndexDDL,
 		// The minutes of a sensor that hold blocks: a reader asking for a month, or for the years a replayed
 		// capture spans, reads the few minutes that exist instead of trying every one in the range.
-		`CREATE TABLE IF NOT EXISTS %[1]s.packet_block_minutes (
-			sensor text, bucket timestamp,
-			PRIMARY KEY ((sensor), bucket)
-		)`,
+		`CREATE TABLE IF NOT EXISTS %[1]s.packet_block_minutes` + blockDirectoryDDL,
 	}},
 	{3, "flows in compressed blocks: flow_blocks, their hour index and the hours holding any", []string{
 		`CREATE TABLE IF NOT EXISTS %[1]s.flow_blocks (
@@ -116,7 +112,29 @@ var migrations = []migration{
 			PRIMARY KEY ((scope), bucket)
 		)`,
 	}},
+	{4, "packet blocks spread over many minutes indexed by hour: packet_block_index_hourly and packet_block_hours", []string{
+		// The rows of packet_block_index, one per hour instead of one per minute, for blocks whose
+		// packets fall in more than a few minutes (replays of old captures jump across days): a minute
+		// row per block and minute cost Cassandra more than the packets did.
+		`CREATE TABLE IF NOT EXISTS %[1]s.packet_block_index_hourly` + blockIndexDDL,
+		`CREATE TABLE IF NOT EXISTS %[1]s.packet_block_hours` + blockDirectoryDDL,
+	}},
 }
+
+// The two levels of the packet block index (by minute and by hour) have the same tables. The text is
+// what migration 2 created; a migration that changes them must add its own.
+const (
+	blockIndexDDL = ` (
+			sensor text, bucket timestamp, kafka_partition int, first_offset bigint,
+			last_offset bigint, min_ns bigint, max_ns bigint, packets int, stored_bytes int,
+			linktypes frozen<set<bigint>>, addrs blob,
+			PRIMARY KEY ((sensor, bucket), kafka_partition, first_offset)
+		) WITH compaction = {'class': 'TimeWindowCompactionStrategy', 'compaction_window_unit': 'HOURS', 'compaction_window_size': 1}`
+	blockDirectoryDDL = ` (
+			sensor text, bucket timestamp,
+			PRIMARY KEY ((sensor), bucket)
+		)`
+)
 
 // flowColumnsDDL is shared by both flow tables so a flow row reads the same from either.
 const flowColumnsDDL = `

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -366,29 +367,55 @@ func TestCheckpointsRoundTripInChunks(t *testing.T) {
 
 // A range of years (a replayed capture's timestamps, or --since 8760h) reads the minutes that hold
 // blocks, not every minute in between: the scan ends in a few requests, not millions.
-func TestScanOverYearsReadsOnlyMinutesWithBlocks(t *testing.T) {
+// A replay of old captures jumps across years: the reader must find blocks through the few minutes and
+// hours that hold any, whichever level a block was indexed at, without trying every minute between.
+func TestScanOverYearsReadsOnlyBucketsWithBlocks(t *testing.T) {
 	_, _, s := newKeyspace(t)
 	w, r := store.NewWriter(s, store.Options{}), store.NewReader(s)
 	ctx := context.Background()
 	old := time.Date(2009, 11, 18, 8, 0, 0, 0, time.UTC)
 	recent := time.Date(2024, 3, 1, 10, 0, 0, 0, time.UTC)
+	// Partition 0: a block of two minutes (indexed by minute). Partition 1: one whose packets fall in
+	// six minutes of an hour and one of the next (indexed by hour).
 	var pkts []store.Packet
-	for i, ts := range []time.Time{old, old.Add(time.Second), recent} {
-		pkts = append(pkts, store.Packet{Sensor: "s1", Timestamp: ts, Partition: 0, Offset: int64(i), Node: "n", Interface: "eth0",
-			LinkType: 1, OrigLen: 4, Data: []byte{byte(i), 0, 0, 0}})
+	add := func(part int32, ts time.Time) {
+		pkts = append(pkts, store.Packet{Sensor: "s1", Timestamp: ts, Partition: part, Offset: int64(len(pkts)), Node: "n",
+			Interface: "eth0", LinkType: 1, OrigLen: 4, Data: []byte{byte(len(pkts)), 0, 0, 0}})
 	}
-	if err := w.WriteBlocks(ctx, blocksOf(pkts, block.Limits{}), time.Hour); err != nil {
+	add(0, old)
+	add(0, old.Add(time.Second))
+	add(0, recent)
+	for m := range 6 {
+		add(1, old.Add(time.Duration(m)*10*time.Minute))
+	}
+	add(1, old.Add(90*time.Minute))
+	blocks := blocksOf(pkts, block.Limits{})
+	if len(blocks) != 2 || (blocks[0].Fine == nil) == (blocks[1].Fine == nil) {
+		t.Fatalf("want one block listing its minutes and one too spread to, got %d blocks", len(blocks))
+	}
+	if err := w.WriteBlocks(ctx, blocks, time.Hour); err != nil {
 		t.Fatal(err)
 	}
-	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	var got []int64
-	st, err := r.Scan(sctx, store.PacketQuery{Sensor: "s1", From: old.Add(-time.Hour), To: recent.Add(time.Hour)},
-		func(p store.Packet) error { got = append(got, p.Offset); return nil })
-	if err != nil {
-		t.Fatalf("scan over 15 years: %v (%+v)", err, st)
+	scan := func(from, to time.Time) []int64 {
+		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		var got []int64
+		st, err := r.Scan(sctx, store.PacketQuery{Sensor: "s1", From: from, To: to},
+			func(p store.Packet) error { got = append(got, p.Offset); return nil })
+		if err != nil {
+			t.Fatalf("scan %v to %v: %v (%+v)", from, to, err, st)
+		}
+		slices.Sort(got)
+		return got
 	}
-	if len(got) != 3 || got[0] != 0 || got[2] != 2 {
-		t.Fatalf("got offsets %v, want 0 1 2", got)
+	if got := scan(old.Add(-time.Hour), recent.Add(time.Hour)); !slices.Equal(got, []int64{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}) {
+		t.Fatalf("over 15 years: offsets %v, want 0 to 9", got)
+	}
+	// Inside the spread block's hour, between two of its packets, and in its second hour.
+	if got := scan(old.Add(15*time.Minute), old.Add(35*time.Minute)); !slices.Equal(got, []int64{5, 6}) {
+		t.Fatalf("20 minutes of the hour-indexed block: offsets %v, want 5 6", got)
+	}
+	if got := scan(old.Add(80*time.Minute), old.Add(100*time.Minute)); !slices.Equal(got, []int64{9}) {
+		t.Fatalf("its second hour: offsets %v, want 9", got)
 	}
 }

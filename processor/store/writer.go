@@ -58,11 +58,11 @@ type statement struct {
 // Writer stores packets, flows and checkpoints. Every write is idempotent, so a caller may repeat any of
 // them after a failure or a restart. Safe for concurrent use.
 type Writer struct {
-	s       *gocql.Session
-	opts    Options
-	sem     chan struct{}
-	failing atomic.Bool
-	minutes recentRows // packet_block_minutes rows written lately
+	s         *gocql.Session
+	opts      Options
+	sem       chan struct{}
+	failing   atomic.Bool
+	directory recentRows // rows of packet_block_minutes and packet_block_hours written lately
 }
 
 // Failing reports whether the latest attempt to write failed (and nothing succeeded since): Cassandra
