@@ -54,18 +54,22 @@ not: one Kafka record each (packetrecord.Encode, three allocations), lz4 batches
 the broker's own CPU per packet is in the table.`
 
 	whyE2E = `What it costs now: packets and flows are both stored in compressed blocks (one
-Cassandra row per block and a small index row per minute, or per hour for flows), so Cassandra's CPU
-per packet is what the block rows cost spread over thousands of packets; the running totals of open
-flows are written every 10 s (--flow-update-interval), closed flows with each commit. The process
-spends its CPU on the Kafka client (fetching, decompressing the producer's batches, one record and one
-header per packet), zstd on the blocks, decoding and the flow table. "small" (captures of different
-years concatenated) cuts a block whenever a partition's packets touch 32 index minutes, so its blocks
-hold a few thousand packets and it writes an index row for every minute it touches; "small-live",
-stamped in time order as a sensor stamps its records, is what a live sensor sends. Cassandra runs with
-its C2 compiler (hack/cassandra.sh CASSANDRA_JIT=full, which make bench uses when it starts Cassandra)
-and a group commit log (15 ms): a C1-only test node costs several times the CPU per request. Commits come
-every second (--commit-interval) once Cassandra acknowledged what is before them, so a paced lag of a
-second or two of traffic, gone soon after the last send, is the pipeline keeping up.`
+Cassandra row per block, and a small index row per minute it touches, or per hour when its packets
+spread over more than 4 minutes; flows per hour), so Cassandra's CPU per packet is what the block rows
+cost spread over thousands of packets; the running totals of open flows are written every 10 s
+(--flow-update-interval), closed flows with each commit. The process spends its CPU on the Kafka client
+(fetching, decompressing the producer's batches, one record and one header per packet), zstd on the
+blocks, decoding and the flow table. "small" (captures of different years concatenated) gives blocks
+that spread over tens of hours, indexed by hour; its flows end as packet time jumps, so they are stored
+during the drain. "small-live", stamped in time order as a sensor stamps its records, is what a live
+sensor sends: its million packets span 2 s of packet time, so its flows are still open when the drain
+ends and reach Cassandra as running totals (the "open flows' totals stored" figure). Cassandra runs
+with its C2 compiler (hack/cassandra.sh CASSANDRA_JIT=full, which make bench uses when it starts
+Cassandra) and its default periodic commit log: a C1-only test node costs several times the CPU per
+request, and a single node that must not lose acknowledged writes in a crash needs the group commit
+log, which answers each write after the next sync (docs/packet-storage.md). Commits come every second
+(--commit-interval) once Cassandra acknowledged what is before them, so a paced lag of a second or two
+of traffic, gone soon after the last send, is the pipeline keeping up.`
 
 	whyFleet = `the operator's RSS as a process with 1,000 nodes heartbeating, and the writes an API server
 actually receives, need the operator running against a control plane with 1,000 simulated nodes, which
