@@ -11,6 +11,7 @@
 #                        seconds per million packets here, five runs on both inputs would not fit in 20 min)
 #   BENCH_E2E_PACKETS=N  packets of each end-to-end run through Cassandra (default 1,000,000, quick
 #                        100,000; 0 skips it and Cassandra)
+#   BENCH_PACED_SECONDS=S  how long the paced end-to-end phase offers packets (default 60, quick 5)
 #   BENCH_ONLY=a,b       only these sections (comma-separated): read, decode, filter, flows, replay-veth,
 #                        replay-kafka, capture, e2e, go; the inputs are prepared and the page written
 #                        whatever is chosen (default: all)
@@ -26,8 +27,9 @@ shopt -s inherit_errexit
 cd "$ROOT"
 
 QUICK=${BENCH_QUICK:-0}
-if [ "$QUICK" = 1 ]; then RUNS=1 DEF_PACKETS=100000 DEF_TSHARK=20000 DEF_E2E=100000 DEF_OUT=$CACHE/bench/benchmarks-quick.md
-else RUNS=${BENCH_RUNS:-5} DEF_PACKETS=1000000 DEF_TSHARK=100000 DEF_E2E=1000000 DEF_OUT=$ROOT/docs/benchmarks.md; fi
+if [ "$QUICK" = 1 ]; then RUNS=1 DEF_PACKETS=100000 DEF_TSHARK=20000 DEF_E2E=100000 DEF_PACED=5 DEF_OUT=$CACHE/bench/benchmarks-quick.md
+else RUNS=${BENCH_RUNS:-5} DEF_PACKETS=1000000 DEF_TSHARK=100000 DEF_E2E=1000000 DEF_PACED=60 DEF_OUT=$ROOT/docs/benchmarks.md; fi
+PACED_SECONDS=${BENCH_PACED_SECONDS:-$DEF_PACED}
 E2E_PACKETS=${BENCH_E2E_PACKETS:-$DEF_E2E}
 PACKETS=${BENCH_PACKETS:-$DEF_PACKETS}
 TSHARK_PACKETS=${BENCH_TSHARK_PACKETS:-$DEF_TSHARK}
@@ -446,14 +448,15 @@ ip netns del "$NS" 2>/dev/null || true
 # it into Cassandra: the rate it sustains is packets over the time from its first record consumed (t1)
 # to every packet stored and every offset committed (t2).
 #   - small: the small input with its files' own timestamps; small-live: the same packets stamped as a
-#     live sensor would (see make_live_input); both with packets and flows stored, then as many packets
-#     again offered at 80 % of the drained rate while it runs (paced), to see whether it keeps up.
+#     live sensor would (see make_live_input); both with packets and flows stored, then the input offered
+#     again, looped, at 80 % of the drained rate for $PACED_SECONDS s while it runs (paced), to see whether
+#     it keeps up.
 #   - mix: packets only (no flows), one drain: the rate on larger packets and what blocks store of them.
-# Cassandra's and the broker's CPU per packet count from t1: at start the process creates the keyspace
-# and its tables, which Cassandra pays once per keyspace, not per packet. The process's own CPU is given
-# from t1 and, besides, for the whole process (start-up included).
-# After each small-live run the flow with the most packets is exported with `capfleet query packets
-# --flow` and timed.
+# CPU per packet of the process, Cassandra and the broker counts from t1 to t2, over the drained packets:
+# at start the process creates the keyspace and its tables, which Cassandra pays once per keyspace, not
+# per packet. The process's own CPU is given, besides, with its start-up; the paced phase's CPU over its
+# own packets. After each small-live drain (before the paced phase) the flow with the most packets is
+# exported with `capfleet query packets --flow` and timed.
 if [ "$E2E_PACKETS" -gt 0 ] && want e2e; then
   if bash hack/cassandra.sh status >/dev/null 2>&1; then
     log "using the running Cassandra"
@@ -482,7 +485,8 @@ if [ "$E2E_PACKETS" -gt 0 ] && want e2e; then
 
   # e2e_drain K N RUN FLAGS...: N packets of input K into a new topic, then `capfleet process FLAGS`
   # (left running, PROCESS_PID) drains it into keyspace $KS. Sets T0 (before the start), T1 (first record
-  # consumed), T2 (N stored and committed), C1 K1 D1 (CPU ticks of the process, Kafka, Cassandra at T1),
+  # consumed), T2 (N stored and committed), C1 K1 D1 and C2 K2 D2 (CPU ticks of the process, Kafka,
+  # Cassandra at T1 and at T2),
   # MAXQ (most uncommitted records seen), TOPIC and GROUP.
   e2e_drain() {
     local k=$1 n=$2 run=$3 recs q written lag deadline; shift 3
@@ -515,19 +519,19 @@ if [ "$E2E_PACKETS" -gt 0 ] && want e2e; then
       [ "$SECONDS" -lt "$deadline" ] || { tail "$WORK/process.log" >&2; die "capfleet process did not store $n packets of $k in 10 minutes (stored $written)"; }
       sleep 0.25
     done
-    T2=$(date +%s%N)
+    T2=$(date +%s%N) C2=$(cpu_ticks "$PROCESS_PID") K2=$(svc_ticks kafka) D2=$(svc_ticks cassandra)
   }
-  # e2e_end K TOOL PACKETS: the figures every input gets, at the end of a run (the process still running)
+  # e2e_end K TOOL PACKETS: the figures every input gets, at the end of a run (the process still running);
+  # PACKETS is what the drain (t1 to t2) stored.
   e2e_end() {
-    local k=$1 tool=$2 n=$3 cpu written blocks bytes stored pcap
-    cpu=$(cpu_ticks "$PROCESS_PID")
+    local k=$1 tool=$2 n=$3 written blocks bytes stored pcap
     written=$(process_metric packets_written_total) blocks=$(process_metric blocks_written_total)
     bytes=$(process_metric block_bytes_written_total)
     stored=$(calc "$bytes / ($written > 0 ? $written : 1)") pcap=$(calc "${NBYTES[$k]} / ${NPKT[$k]}")
-    emit e2e "$k" "$tool" "process CPU ns/pkt" "$(per_pkt_ns "$C1" "$cpu" "$n")"
-    emit e2e "$k" "$tool" "process CPU ns/pkt incl. start-up" "$(per_pkt_ns 0 "$cpu" "$n")"
-    emit e2e "$k" "$tool" "Cassandra CPU ns/pkt" "$(per_pkt_ns "$D1" "$(svc_ticks cassandra)" "$n")"
-    emit e2e "$k" "$tool" "broker CPU ns/pkt" "$(per_pkt_ns "$K1" "$(svc_ticks kafka)" "$n")"
+    emit e2e "$k" "$tool" "process CPU ns/pkt" "$(per_pkt_ns "$C1" "$C2" "$n")"
+    emit e2e "$k" "$tool" "process CPU ns/pkt incl. start-up" "$(per_pkt_ns 0 "$C2" "$n")"
+    emit e2e "$k" "$tool" "Cassandra CPU ns/pkt" "$(per_pkt_ns "$D1" "$D2" "$n")"
+    emit e2e "$k" "$tool" "broker CPU ns/pkt" "$(per_pkt_ns "$K1" "$K2" "$n")"
     emit e2e "$k" "$tool" "process peak RSS MB" "$(peak_rss_mb "$PROCESS_PID")"
     emit e2e "$k" "$tool" "max uncommitted records" "$MAXQ"
     emit e2e "$k" "$tool" "closed flows stored" "$(process_metric flows_written_total)"
@@ -575,10 +579,14 @@ if [ "$E2E_PACKETS" -gt 0 ] && want e2e; then
       tool="replay → Kafka → capfleet process → Cassandra"
       n=$(( E2E_PACKETS < ${NPKT[$k]} ? E2E_PACKETS : ${NPKT[$k]} ))
       e2e_drain "$k" "$n" "$run" --store-packets --store-flows
-      # Paced: as many packets again, offered at 80 % of the rate just drained while the pipeline runs;
-      # the lag it builds up and how long it takes to catch up after the last send say whether it keeps up.
+      [ "$k" = small-live ] && query_flow
+      # Paced: the input again, looped, offered at 80 % of the rate just drained for $PACED_SECONDS s while
+      # the pipeline runs; the lag it builds up and how long it takes to catch up after the last send say
+      # whether it keeps up.
       pps=$(calc "0.8 * $n / (($T2 - $T1) / 1e9)")
-      env NODE_NAME=bench "$CAPFLEET" pcap replay "${FILE[$k]}" --to-topic "$TOPIC" --pps "$pps" --limit "$n" >"$WORK/paced.out" 2>&1 &
+      m=$(awk "BEGIN { printf \"%d\", $pps * $PACED_SECONDS }")
+      tp=$(date +%s%N)
+      env NODE_NAME=bench "$CAPFLEET" pcap replay "${FILE[$k]}" --to-topic "$TOPIC" --pps "$pps" --loop 0 --limit "$m" >"$WORK/paced.out" 2>&1 &
       REPLAY_PID=$!
       maxlag=0
       while kill -0 "$REPLAY_PID" 2>/dev/null; do
@@ -592,18 +600,21 @@ if [ "$E2E_PACKETS" -gt 0 ] && want e2e; then
       for ((i = 0; i < 2400; i++)); do
         written=$(process_metric packets_written_total) lag=$(process_metric commit_lag)
         [ "$lag" -gt "$maxlag" ] && maxlag=$lag
-        if [ "$written" -ge $((2 * n)) ] && [ "$lag" = 0 ]; then done=1; break; fi
+        if [ "$written" -ge $((n + m)) ] && [ "$lag" = 0 ]; then done=1; break; fi
         sleep 0.25
       done
-      t4=$(date +%s%N)
+      t4=$(date +%s%N) c4=$(cpu_ticks "$PROCESS_PID") d4=$(svc_ticks cassandra)
       [ "$done" = 1 ] || { tail "$WORK/process.log" >&2; die "capfleet process did not catch up with the paced replay in 10 minutes"; }
       emit e2e "$k" "$tool" "Mpkt/s" "$(calc "$n / (($T2 - $T1) / 1e9) / 1e6")"
       emit e2e "$k" "$tool" "wall s incl. start-up" "$(calc "($T2 - $T0) / 1e9")"
       emit e2e "$k" "$tool" "paced: offered pkt/s" "$pps"
       emit e2e "$k" "$tool" "paced: max lag (records)" "$maxlag"
       emit e2e "$k" "$tool" "paced: s to catch up after the last send" "$(calc "($t4 - $t3) / 1e9")"
-      e2e_end "$k" "$tool" $((2 * n))
-      [ "$k" = small-live ] && query_flow
+      emit e2e "$k" "$tool" "paced: s offered" "$(calc "($t3 - $tp) / 1e9")"
+      emit e2e "$k" "$tool" "paced: packets" "$m"
+      emit e2e "$k" "$tool" "paced: process CPU ns/pkt" "$(per_pkt_ns "$C2" "$c4" "$m")"
+      emit e2e "$k" "$tool" "paced: Cassandra CPU ns/pkt" "$(per_pkt_ns "$D2" "$d4" "$m")"
+      e2e_end "$k" "$tool" "$n"
       e2e_cleanup
     done
     k=mix tool="replay → Kafka → capfleet process (packets only) → Cassandra"
@@ -672,8 +683,8 @@ describe_input() {
   echo "- replay and capture use a veth pair (MTU 65535, the most a veth takes) in a network namespace made for the run: frames of the mix longer than that (captured with segmentation offload) fail to send with either tool and are counted as failed; the sensor and tcpdump capture on the receiving end while \`tcpreplay --topspeed\` sends the small input, so the offered load is whatever tcpreplay reaches while the capturer (and, for the sensor, Kafka) share the 2 cores; Kafka topics have $PARTITIONS partitions"
   if [ "$E2E_PACKETS" -gt 0 ] && want e2e; then
     echo "- **small-live**: $(basename "${FILE[small-live]}"), the small input's packets with their timestamps rewritten as a live sensor capturing them would stamp them (\`benchtool retime\`: in order, 2 µs apart, from an hour before the input was built; nanosecond pcap). A packet record carries its capture time (the Metron convention) and the processor cuts and indexes blocks by it; the small input is $(wc -l <"${FILE[small]}.list") captures from different years concatenated, so its timestamps jump across years and one Kafka partition's packets spread over many index minutes, which a sensor's own records, in time order, never do"
-    echo "- end to end: in each run, the first $E2E_PACKETS packets of an input are put in a topic (3 partitions), then one \`capfleet process\` drains it into the Cassandra of hack/cassandra.sh on the same machine. small and small-live: packets and flows stored, then as many packets again replayed at 80 % of the drained rate while it runs (paced: the largest commit lag and the time to catch up after the last send); mix: packets only, one drain. The rate is packets over the time from the first record consumed (t1) to the last stored and committed. CPU per packet of Cassandra, the broker and \`capfleet process\` counts from t1 (at start the process creates the keyspace and tables, a one-off cost per keyspace), over every packet of the run; the process's whole CPU, start-up included, is the \"incl. start-up\" column. Stored B/pkt is the compressed bytes of the packet blocks (\`capfleet_process_block_bytes_written_total\`; the index rows and Cassandra's own overhead not counted) over the packets written; pcap B/pkt is the input file's size over its packets"
-    echo "- one flow's packets: after each small-live run, the flow with the most packets (\`query flows -o json\` over the input's time range) is exported with \`capfleet query packets --flow UID --stats -w FILE\`, timed with the wall clock (start-up included); the paced phase offered the same packets again with the same timestamps, so the export holds each of them twice"
+    echo "- end to end: in each run, the first $E2E_PACKETS packets of an input are put in a topic (3 partitions), then one \`capfleet process\` drains it into the Cassandra of hack/cassandra.sh on the same machine. small and small-live: packets and flows stored, then the input again, looped, at 80 % of the drained rate for $PACED_SECONDS s while it runs (paced: the largest commit lag, the time to catch up after the last send, and the CPU per packet of that phase); mix: packets only, one drain. The rate is packets over the time from the first record consumed (t1) to the last stored and committed (t2). CPU per packet of Cassandra, the broker and \`capfleet process\` counts from t1 to t2 over the drained packets (at start the process creates the keyspace and tables, a one-off cost per keyspace); the process's CPU with its start-up is the \"incl. start-up\" column. Stored B/pkt is the compressed bytes of the packet blocks (\`capfleet_process_block_bytes_written_total\`; the index rows and Cassandra's own overhead not counted) over the packets written; pcap B/pkt is the input file's size over its packets"
+    echo "- one flow's packets: after each small-live run, the flow with the most packets (\`query flows -o json\` over the input's time range) is exported with \`capfleet query packets --flow UID --stats -w FILE\`, timed with the wall clock (start-up included), right after the drain and before the paced phase, so the export holds each of the flow's packets once"
   fi
 } >"$WORK/machine.md"
 mkdir -p "$(dirname "$OUT")"
