@@ -549,7 +549,10 @@ if [ "$E2E_PACKETS" -gt 0 ] && want e2e; then
   }
   # query_flow: the flow with the most packets in $KS, its packets exported with query packets --flow
   query_flow() {
-    local tool="capfleet query packets --flow" top uid n q0 q1 wrote
+    local tool="capfleet query packets --flow" top uid n q0 q1 wrote i
+    # The live input's flows are all still open after the drain: their running totals reach Cassandra
+    # with the process's first open-flow update (every 10 s by default).
+    for ((i = 0; i < 120 && $(process_metric flow_updates_total) == 0; i++)); do sleep 0.25; done
     "$CAPFLEET" query flows -o json --keyspace "$KS" --from "$LIVE_FROM" --to "$LIVE_TO" "${CASS[@]}" >"$WORK/flows.json"
     top=$(awk '
       { u = ""; n = 0
