@@ -8,6 +8,7 @@ import (
 	"capfleet.dev/capfleet/linktype"
 	"capfleet.dev/capfleet/processor/bpffilter"
 	"capfleet.dev/capfleet/processor/displayfilter"
+	"capfleet.dev/capfleet/processor/flowfilter"
 )
 
 // checkSensorFilter compiles a CaptureSensor's filter with the compiler the sensors use, so a
@@ -58,6 +59,12 @@ func checkPipelineDisplayFilter(expr string) error {
 		return nil
 	}
 	_, err := displayfilter.Compile(expr)
+	return err
+}
+
+// checkPipelineFlowFilter compiles a PacketPipeline's flow filter as its processors do.
+func checkPipelineFlowFilter(expr string) error {
+	_, err := flowfilter.Compile(expr)
 	return err
 }
 

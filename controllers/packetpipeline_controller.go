@@ -55,17 +55,22 @@ func (r *PacketPipelineReconciler) Reconcile(ctx context.Context, req ctrl.Reque
 	})
 }
 
-// checkFilter refuses a filter libpcap cannot compile before anything rolls out.
+// checkFilter refuses a filter the processors would refuse (libpcap's BPF, the display filter, the flow
+// filter) before anything rolls out, so that they never start with one.
 func (r *PacketPipelineReconciler) checkFilter(_ context.Context, pp *v1alpha1.PacketPipeline, p *pass) error {
-	if err := checkPipelineFilter(pp.Spec.Filter); err != nil {
-		p.stop(outcome{stalled: true, reason: ReasonInvalidFilter, message: fmt.Sprintf("spec.filter %q: %v", pp.Spec.Filter, err)})
-		r.Recorder.Eventf(pp, "Warning", ReasonInvalidFilter, "%s", p.outcome.message)
-		return nil
-	}
-	// The display filter is checked here too, so that the processors never start with one they refuse.
-	if err := checkPipelineDisplayFilter(pp.Spec.DisplayFilter); err != nil {
-		p.stop(outcome{stalled: true, reason: ReasonInvalidFilter, message: fmt.Sprintf("spec.displayFilter %q: %v", pp.Spec.DisplayFilter, err)})
-		r.Recorder.Eventf(pp, "Warning", ReasonInvalidFilter, "%s", p.outcome.message)
+	for _, f := range []struct {
+		field, expr string
+		check       func(string) error
+	}{
+		{"spec.filter", pp.Spec.Filter, checkPipelineFilter},
+		{"spec.displayFilter", pp.Spec.DisplayFilter, checkPipelineDisplayFilter},
+		{"spec.flows.filter", pp.Spec.Flows.Filter, checkPipelineFlowFilter},
+	} {
+		if err := f.check(f.expr); err != nil {
+			p.stop(outcome{stalled: true, reason: ReasonInvalidFilter, message: fmt.Sprintf("%s %q: %v", f.field, f.expr, err)})
+			r.Recorder.Eventf(pp, "Warning", ReasonInvalidFilter, "%s", p.outcome.message)
+			return nil
+		}
 	}
 	return nil
 }

@@ -186,6 +186,35 @@ func TestPacketPipelineLifecycle(t *testing.T) {
 		})
 	})
 
+	t.Run("an invalid flow filter stalls with the parser's message; a valid one reaches the processors", func(t *testing.T) {
+		get(t, c, dep)
+		rv := dep.ResourceVersion
+		change(t, c, pp, func() { pp.Spec.Flows.Filter = "conn_state == S0 && flow.no_such_field > 1" })
+		eventually(t, "Stalled", func() error {
+			get(t, c, pp)
+			st := condition(pp, v1alpha1.ConditionStalled)
+			if st == nil || st.Status != metav1.ConditionTrue || st.Reason != "InvalidFilter" ||
+				!strings.Contains(st.Message, "spec.flows.filter") || !strings.Contains(st.Message, "no_such_field") {
+				return fmt.Errorf("Stalled %+v", st)
+			}
+			return nil
+		})
+		get(t, c, dep)
+		if dep.ResourceVersion != rv {
+			t.Errorf("Deployment changed under an invalid flow filter")
+		}
+		const valid = `conn_state != "S0" && flow.bytes > 1000`
+		change(t, c, pp, func() { pp.Spec.Flows.Filter = valid })
+		eventually(t, "no longer stalled, Deployment updated", func() error {
+			get(t, c, pp)
+			if st := condition(pp, v1alpha1.ConditionStalled); st == nil || st.Status != metav1.ConditionFalse {
+				return fmt.Errorf("Stalled %+v", st)
+			}
+			get(t, c, dep)
+			return hasArgs(dep.Spec.Template.Spec.Containers[0], "--flow-filter="+valid)
+		})
+	})
+
 	t.Run("a topic source needs no sensor", func(t *testing.T) {
 		p2 := &v1alpha1.PacketPipeline{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "raw"},

@@ -24,6 +24,7 @@ import (
 	"capfleet.dev/capfleet/processor/bpffilter"
 	"capfleet.dev/capfleet/processor/displayfilter"
 	"capfleet.dev/capfleet/processor/flow"
+	"capfleet.dev/capfleet/processor/flowfilter"
 	"capfleet.dev/capfleet/processor/store"
 )
 
@@ -90,7 +91,7 @@ func flowsCommand() *cobra.Command {
 			if proto != "" && proto != "tcp" && proto != "udp" && proto != "icmp" && proto != "sctp" {
 				return fmt.Errorf("--proto %q: want tcp, udp, icmp or sctp", proto)
 			}
-			ff, err := compileFlowFilter(strings.TrimSpace(filter))
+			ff, err := flowfilter.Compile(filter)
 			if err != nil {
 				var e *displayfilter.Error
 				if errors.As(err, &e) {
@@ -147,7 +148,7 @@ func flowsCommand() *cobra.Command {
 	cmd.Flags().IntVar(&port, "port", 0, "only flows with this port on either side")
 	cmd.Flags().StringVar(&proto, "proto", "", "only flows of this transport: tcp, udp, icmp or sctp")
 	cmd.Flags().StringVarP(&filter, "display-filter", "Y", "", `only flows this filter accepts: Wireshark display-filter syntax over Zeek conn.log field names, each also as flow.NAME (`+
-		`e.g. 'flow.duration > 10 && flow.orig_bytes > 1e6', 'conn_state == "S0" && flow.addr == 10.0.0.0/8'); fields: `+strings.Join(flowFieldNames(), ", "))
+		`e.g. 'flow.duration > 10 && flow.orig_bytes > 1e6', 'conn_state == "S0" && flow.addr == 10.0.0.0/8'); fields: `+strings.Join(flowfilter.FieldNames(), ", "))
 	return cmd
 }
 
@@ -395,15 +396,4 @@ func linkTypeList(lts map[uint32]int) string {
 	}
 	sort.Strings(s)
 	return strings.Join(s, ", ")
-}
-
-// flowFieldNames are the fields a flow filter names, without their flow. aliases.
-func flowFieldNames() []string {
-	var out []string
-	for _, n := range flowSchema.Names() {
-		if !strings.HasPrefix(n, "flow.") {
-			out = append(out, n)
-		}
-	}
-	return out
 }

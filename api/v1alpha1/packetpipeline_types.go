@@ -91,6 +91,14 @@ type FlowSettings struct {
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=100000000
 	MaxFlows int32 `json:"maxFlows,omitempty"`
+	// Filter is a display filter over flow fields, named as Zeek's conn.log names them (the language of
+	// `capfleet query flows -Y`, e.g. 'conn_state != "S0" && flow.bytes > 1000'): the flow records it
+	// rejects are counted as filtered flows and neither stored nor published. Each record is judged on
+	// its own figures (an open flow's running totals, then its end). An invalid filter stalls the
+	// resource with the parser's message.
+	// +optional
+	// +kubebuilder:validation:MaxLength=4096
+	Filter string `json:"filter,omitempty"`
 }
 
 // PipelineSinks are the outputs of a pipeline.

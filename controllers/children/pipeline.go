@@ -59,6 +59,9 @@ func PipelineDeployment(pp *v1alpha1.PacketPipeline, sourceTopic string, o Optio
 	if s.DisplayFilter != "" {
 		args = append(args, "--display-filter="+s.DisplayFilter)
 	}
+	if s.Flows.Filter != "" {
+		args = append(args, "--flow-filter="+s.Flows.Filter)
+	}
 	kargs, ksecret := kafkaArgs(s.Kafka, o.Kafka)
 	args = append(args, kargs...)
 	args = append(args, statsArgs(o)...)

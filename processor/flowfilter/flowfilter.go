@@ -1,7 +1,11 @@
-package query
+// Package flowfilter compiles display filters over flows (Zeek conn.log's field names), the filters of
+// `query flows -Y` and of a pipeline's flow sinks (`process --flow-filter`, a PacketPipeline's
+// spec.flows.filter): one schema, so a filter means the same at rest and in flight.
+package flowfilter
 
 import (
 	"net/netip"
+	"strings"
 	"time"
 
 	"capfleet.dev/capfleet/processor/displayfilter"
@@ -12,7 +16,7 @@ import (
 // flowSchema names a stored flow's fields for filters, as Zeek's conn.log names them (ts, id.orig_h,
 // orig_bytes, conn_state, ...), each also under "flow." (flow.duration), plus flow.addr and flow.port
 // for either end and flow.bytes and flow.pkts for both directions.
-var flowSchema = func() *displayfilter.Schema[store.Flow] {
+var schema = func() *displayfilter.Schema[store.Flow] {
 	s := displayfilter.NewSchema[store.Flow]()
 	s.Floats = true
 	u := func(get func(f *store.Flow) uint64) func(*store.Flow) (uint64, bool) {
@@ -51,10 +55,25 @@ var flowSchema = func() *displayfilter.Schema[store.Flow] {
 	return s
 }()
 
-// compileFlowFilter compiles a -Y flow filter; an empty one is no filter (nil passes all).
-func compileFlowFilter(text string) (*displayfilter.RecordFilter[store.Flow], error) {
-	if text == "" {
+// Filter keeps the flows its condition holds for; a nil Filter keeps every flow.
+type Filter = displayfilter.RecordFilter[store.Flow]
+
+// Compile compiles a flow filter; blank text is no filter (nil keeps all). A filter that does not parse
+// or names an unknown field gives a *displayfilter.Error with its column.
+func Compile(text string) (*Filter, error) {
+	if strings.TrimSpace(text) == "" {
 		return nil, nil
 	}
-	return flowSchema.Compile(text)
+	return schema.Compile(text)
+}
+
+// FieldNames are the fields a flow filter names, without their "flow." aliases.
+func FieldNames() []string {
+	var out []string
+	for _, n := range schema.Names() {
+		if !strings.HasPrefix(n, "flow.") {
+			out = append(out, n)
+		}
+	}
+	return out
 }

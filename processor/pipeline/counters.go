@@ -22,6 +22,7 @@ type Counters struct {
 	FlowsWritten    atomic.Uint64 // final (closed) flow records stored
 	FlowUpdates     atomic.Uint64 // running totals of open flows stored at checkpoints
 	FlowsEvicted    atomic.Uint64 // flows closed early because the table was full
+	FlowsFiltered   atomic.Uint64 // flow records (closed or running totals) the flow filter kept from the sinks
 	FlowsPublished  atomic.Uint64
 	CassandraErrors atomic.Uint64
 	KafkaErrors     atomic.Uint64
@@ -47,6 +48,7 @@ type Snapshot struct {
 	FlowsWritten   uint64            `json:"flowsWritten"`
 	FlowUpdates    uint64            `json:"flowUpdates"`
 	FlowsEvicted   uint64            `json:"flowsEvicted"`
+	FlowsFiltered  uint64            `json:"flowsFiltered"`
 	FlowsPublished uint64            `json:"flowsPublished"`
 	SinkErrors     uint64            `json:"sinkErrors"`
 	Retries        uint64            `json:"retries"`
@@ -70,6 +72,7 @@ func (c *Counters) Snapshot() Snapshot {
 		FlowsWritten:   c.FlowsWritten.Load(),
 		FlowUpdates:    c.FlowUpdates.Load(),
 		FlowsEvicted:   c.FlowsEvicted.Load(),
+		FlowsFiltered:  c.FlowsFiltered.Load(),
 		FlowsPublished: c.FlowsPublished.Load(),
 		SinkErrors:     c.CassandraErrors.Load() + c.KafkaErrors.Load(),
 		Retries:        c.Retries.Load(),
@@ -97,24 +100,25 @@ func desc(name, help string, labels ...string) *prometheus.Desc {
 // NewCollector returns a prometheus.Collector over c.
 func NewCollector(c *Counters) prometheus.Collector {
 	return &collector{c: c, descs: map[string]*prometheus.Desc{
-		"records":       desc("records_total", "Kafka records consumed."),
-		"bad_records":   desc("bad_records_total", "Kafka records that are not packet records."),
-		"decoded":       desc("decoded_total", "Packets decoded down to their transport header (or an IP protocol not parsed further)."),
-		"decode_errors": desc("decode_errors_total", "Packets not fully decoded, by reason.", "reason"),
-		"filtered":      desc("filtered_total", "Packets the BPF or display filter dropped."),
-		"packets":       desc("packets_written_total", "Packets stored in Cassandra."),
-		"blocks":        desc("blocks_written_total", "Compressed packet blocks stored in Cassandra."),
-		"block_bytes":   desc("block_bytes_written_total", "Compressed bytes of the packet blocks stored."),
-		"flows":         desc("flows_written_total", "Closed flow records stored in Cassandra."),
-		"flow_updates":  desc("flow_updates_total", "Running totals of open flows stored at checkpoints."),
-		"evicted":       desc("flows_evicted_total", "Flows closed early because the flow table was full."),
-		"published":     desc("flows_published_total", "Flow records produced to the flows topic."),
-		"sink_errors":   desc("sink_errors_total", "Failed write attempts, by sink.", "sink"),
-		"retries":       desc("retries_total", "Write attempts retried after a failure."),
-		"commits":       desc("commits_total", "Offset commits."),
-		"flows_active":  desc("flows_active", "Open flows in the flow tables."),
-		"uncommitted":   desc("uncommitted_records", "Records consumed but not yet committed."),
-		"lag":           desc("commit_lag", "Records between the committed offsets and the high watermarks."),
+		"records":        desc("records_total", "Kafka records consumed."),
+		"bad_records":    desc("bad_records_total", "Kafka records that are not packet records."),
+		"decoded":        desc("decoded_total", "Packets decoded down to their transport header (or an IP protocol not parsed further)."),
+		"decode_errors":  desc("decode_errors_total", "Packets not fully decoded, by reason.", "reason"),
+		"filtered":       desc("filtered_total", "Packets the BPF or display filter dropped."),
+		"packets":        desc("packets_written_total", "Packets stored in Cassandra."),
+		"blocks":         desc("blocks_written_total", "Compressed packet blocks stored in Cassandra."),
+		"block_bytes":    desc("block_bytes_written_total", "Compressed bytes of the packet blocks stored."),
+		"flows":          desc("flows_written_total", "Closed flow records stored in Cassandra."),
+		"flow_updates":   desc("flow_updates_total", "Running totals of open flows stored at checkpoints."),
+		"evicted":        desc("flows_evicted_total", "Flows closed early because the flow table was full."),
+		"flows_filtered": desc("flows_filtered_total", "Flow records (closed flows or open flows' running totals) the flow filter kept from the sinks."),
+		"published":      desc("flows_published_total", "Flow records produced to the flows topic."),
+		"sink_errors":    desc("sink_errors_total", "Failed write attempts, by sink.", "sink"),
+		"retries":        desc("retries_total", "Write attempts retried after a failure."),
+		"commits":        desc("commits_total", "Offset commits."),
+		"flows_active":   desc("flows_active", "Open flows in the flow tables."),
+		"uncommitted":    desc("uncommitted_records", "Records consumed but not yet committed."),
+		"lag":            desc("commit_lag", "Records between the committed offsets and the high watermarks."),
 	}}
 }
 
@@ -145,6 +149,7 @@ func (k *collector) Collect(ch chan<- prometheus.Metric) {
 	counter("flows", c.FlowsWritten.Load())
 	counter("flow_updates", c.FlowUpdates.Load())
 	counter("evicted", c.FlowsEvicted.Load())
+	counter("flows_filtered", c.FlowsFiltered.Load())
 	counter("published", c.FlowsPublished.Load())
 	counter("sink_errors", c.CassandraErrors.Load(), "cassandra")
 	counter("sink_errors", c.KafkaErrors.Load(), "kafka")

@@ -41,6 +41,7 @@ import (
 	"capfleet.dev/capfleet/packetrecord"
 	"capfleet.dev/capfleet/processor/block"
 	"capfleet.dev/capfleet/processor/decode"
+	"capfleet.dev/capfleet/processor/flowfilter"
 	"capfleet.dev/capfleet/processor/store"
 )
 
@@ -53,12 +54,16 @@ type Config struct {
 	PacketTTL    time.Duration
 	FlowTTL      time.Duration
 	FlowsTopic   string // optional: closed flows as JSON, keyed by uid
+	// FlowFilter picks the flow records the sinks get (Cassandra and the flows topic); the others are
+	// counted (FlowsFiltered). The flow table and its checkpoints keep every flow: each record written
+	// (a running total, then the end) is judged on its own figures.
+	FlowFilter *flowfilter.Filter
 	// CommitInterval spaces checkpoints and commits (default 1s): each writes every open flow's totals.
 	CommitInterval time.Duration
 	MaxPollRecords int           // default 5000
 	IdleGrace      time.Duration // default 1s: how long a caught-up partition stays quiet before its clock follows the wall
 	CheckpointTTL  time.Duration // default 30 days: how long a stopped group can resume its open flows
-	// Blocks bounds the packet blocks (default 1 MiB, 16384 packets, 32 minutes of the index); a checkpoint
+	// Blocks bounds the packet blocks (default 1 MiB, 16384 packets, 32 hours of the index); a checkpoint
 	// also ends the open block of every partition it commits.
 	Blocks block.Limits
 	// BlockWrites bounds the blocks being compressed and stored at once (default 4).
@@ -377,7 +382,9 @@ func (p *Pipeline) restore(ctx context.Context, ps *partition, offset int64) err
 	}
 	emit := func(f store.Flow) {
 		f.Sensor = p.cfg.Sensor
-		p.closed = append(p.closed, f)
+		if p.sinkGets(&f) {
+			p.closed = append(p.closed, f)
+		}
 	}
 	t, err := p.deps.NewFlowTable(state, emit)
 	if err != nil {
@@ -503,7 +510,9 @@ func (p *Pipeline) checkpoint(ctx context.Context, only []int32) error {
 		if ps.flows != nil && updatesDue && p.cfg.StoreFlows {
 			for _, f := range ps.flows.Dirty() {
 				f.Sensor = p.cfg.Sensor
-				updates = append(updates, f)
+				if p.sinkGets(&f) {
+					updates = append(updates, f)
+				}
 			}
 		}
 		if ps.next < 0 || ps.next == ps.committed {
@@ -701,4 +710,13 @@ func (p *Pipeline) shutdown() error {
 		return fmt.Errorf("final checkpoint (the next start repeats the work since the last commit): %w", err)
 	}
 	return nil
+}
+
+// sinkGets says whether the flow filter lets f through to the sinks, counting the flows it keeps back.
+func (p *Pipeline) sinkGets(f *store.Flow) bool {
+	if p.cfg.FlowFilter.Match(f) {
+		return true
+	}
+	p.c.FlowsFiltered.Add(1)
+	return false
 }

@@ -1,9 +1,6 @@
 package processcmd
 
 import (
-	"capfleet.dev/capfleet/internal/testenv"
-	"github.com/twmb/franz-go/pkg/kadm"
-
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -16,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -23,12 +21,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"capfleet.dev/capfleet/internal/cassandratest"
 	"capfleet.dev/capfleet/internal/cassconn"
 	"capfleet.dev/capfleet/internal/kafkaconn"
 	"capfleet.dev/capfleet/internal/kafkatest"
+	"capfleet.dev/capfleet/internal/testenv"
 	"capfleet.dev/capfleet/processor/bpffilter"
 	"capfleet.dev/capfleet/processor/flow"
 	"capfleet.dev/capfleet/processor/pipeline"
@@ -874,6 +874,7 @@ type filtered struct {
 	ctx         context.Context
 	first, last time.Time
 	export      string // pcap written by query packets
+	metricsAddr string
 	stop        func(t *testing.T)
 }
 
@@ -907,7 +908,7 @@ func runFiltered(t *testing.T, kcfg kafkaconn.Config, ccfg cassconn.Config, ks s
 		return err == nil && n == keep, fmt.Sprintf("%d of %d (%v)", n, keep, err)
 	})
 	runQuery(t, append([]string{"packets", "--keyspace", ks, "--sensor", sensor, "--from", epoch(first), "--to", epoch(last), "-w", out}, connArgs(kcfg, ccfg)[2:]...)...)
-	return filtered{reader: r, ctx: ctx, first: first, last: last, export: out, stop: func(t *testing.T) {
+	return filtered{reader: r, ctx: ctx, first: first, last: last, export: out, metricsAddr: metricsAddr, stop: func(t *testing.T) {
 		cancel()
 		if err := <-done; err != nil {
 			t.Fatal(err)
@@ -965,4 +966,54 @@ func TestDisplayFilterStoresWhatTsharkKeeps(t *testing.T) {
 		t.Fatal("the stored packets differ from those tshark -Y keeps")
 	}
 	run.stop(t)
+}
+
+// --flow-filter keeps flows from the sinks: what is stored and what is published are exactly the flows
+// of the offline flow table for which the same condition, written out in Go, holds; the rest are
+// counted as filtered flows, and the packets are all stored.
+func TestFlowFilterKeepsFlowsFromTheSinks(t *testing.T) {
+	kcfg := kafkatest.Plain(t)
+	ccfg := cassandratest.Config(t)
+	ks := cassandratest.NewKeyspace(t, ccfg)
+	frames := pipelinetest.ReadCapture(t, pipelinetest.SharedPcap(t, "ndpi/ethereum.pcap"))
+	const filter = `conn_state != "S0" && flow.pkts > 3`
+	holds := func(f *store.Flow) bool { return f.State != "S0" && f.OrigPkts+f.RespPkts > 3 }
+	all := pipelinetest.ExpectedFlows(t, frames, pipeline.FlowConfig{IdleTimeout: 2 * time.Second, ActiveTimeout: 30 * time.Minute, MaxFlows: 1000000}, "ff")
+	var want []store.Flow
+	for i := range all {
+		if holds(&all[i]) {
+			want = append(want, all[i])
+		}
+	}
+	if len(want) == 0 || len(want) == len(all) {
+		t.Fatalf("filter %q keeps %d of %d flows: pick one that selects", filter, len(want), len(all))
+	}
+	flowsTopic := kafkatest.NewTopic(t, kcfg, 1)
+	run := runFiltered(t, kcfg, ccfg, ks, frames, len(frames), "ff", "--store-flows", "--flows-topic", flowsTopic,
+		"--flow-idle-timeout", "2s", "--flow-filter", filter)
+	defer run.stop(t)
+	var stored []store.Flow
+	pipelinetest.Eventually(t, time.Minute, "the kept flows stored, closed", func() (bool, string) {
+		var err error
+		stored, err = run.reader.FlowsBetween(run.ctx, run.first, run.last)
+		return err == nil && len(stored) == len(want) && !slices.ContainsFunc(stored, func(f store.Flow) bool { return !f.Closed }),
+			fmt.Sprintf("%d stored, want %d (%v)", len(stored), len(want), err)
+	})
+	pipelinetest.SortFlows(stored)
+	pipelinetest.SortFlows(want)
+	if d := pipelinetest.DiffFlows(stored, want); d != "" {
+		t.Fatalf("stored flows differ from the offline ones the filter keeps:\n%s", d)
+	}
+	published := consumeFlows(t, kcfg, flowsTopic, len(want))
+	for _, f := range want {
+		if j, ok := published[f.UID]; !ok || j.OrigPkts != f.OrigPkts || j.RespPkts != f.RespPkts {
+			t.Fatalf("flow %s published as %+v, want %+v", f.UID, j, f)
+		}
+	}
+	if len(published) != len(want) {
+		t.Fatalf("%d flows published, want %d", len(published), len(want))
+	}
+	if n := metricValue(httpGet(t, "http://"+run.metricsAddr+"/metrics"), "capfleet_process_flows_filtered_total"); n < float64(len(all)-len(want)) {
+		t.Fatalf("capfleet_process_flows_filtered_total %v, want at least the %d flows the filter rejects", n, len(all)-len(want))
+	}
 }

@@ -26,6 +26,7 @@ import (
 	"capfleet.dev/capfleet/processor/bpffilter"
 	"capfleet.dev/capfleet/processor/decode"
 	"capfleet.dev/capfleet/processor/displayfilter"
+	"capfleet.dev/capfleet/processor/flowfilter"
 	"capfleet.dev/capfleet/processor/pipeline"
 	"capfleet.dev/capfleet/processor/store"
 )
@@ -40,6 +41,7 @@ type options struct {
 	flows       pipeline.FlowConfig
 	filter      string
 	display     string
+	flowFilter  string
 	keyspace    string
 	replication string
 	metricsAddr string
@@ -72,6 +74,7 @@ commit and resumed by whoever consumes the partition next.`,
 	fs.StringVar(&o.pipe.Topic, "topic", "", "packets topic to consume")
 	fs.StringVar(&o.pipe.Group, "group", "", "consumer group (one per pipeline; replicas share its partitions)")
 	fs.StringVar(&o.filter, "filter", "", "BPF filter in tcpdump syntax: packets it rejects are counted and dropped")
+	fs.StringVar(&o.flowFilter, "flow-filter", "", `display filter over flow fields (Zeek conn.log names, as query flows -Y takes them, e.g. 'conn_state != "S0" && flow.bytes > 1000'): the flow records it rejects are counted (capfleet_process_flows_filtered_total) and neither stored nor published; the flow table still follows every flow`)
 	fs.StringVarP(&o.display, "display-filter", "Y", "", "Wireshark display filter (tshark -Y syntax) on each decoded packet: packets it rejects are counted as filtered and dropped; frame.number is the record's offset plus one")
 	fs.DurationVar(&o.flows.IdleTimeout, "flow-idle-timeout", 60*time.Second, "close a flow after this long without a packet (packet time)")
 	fs.DurationVar(&o.flows.ActiveTimeout, "flow-active-timeout", 30*time.Minute, "close a flow this long after its first packet, and start a new one")
@@ -137,6 +140,9 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 			return fmt.Errorf("--display-filter: %w", err)
 		}
 		keepDecoded = func(p *decode.Packet, offset int64) bool { return f.Match(p, int(offset+1)) }
+	}
+	if o.pipe.FlowFilter, err = flowfilter.Compile(o.flowFilter); err != nil {
+		return fmt.Errorf("--flow-filter: %w", err)
 	}
 	counters := &pipeline.Counters{}
 	stopBeats, err := startHeartbeat(o.heartbeat, o.kafka, counters, log)
