@@ -6,7 +6,6 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/client-go/tools/record"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -111,10 +110,7 @@ func (r *CaptureSensorReconciler) figures(_ context.Context, cs *v1alpha1.Captur
 		degraded = sensorFigures(&cs.Status, s, cs.Spec.DropThresholdPercent)
 	} else {
 		p.after(wait)
-		// The conditions are rewritten only when the pass ends: these are still the last pass's.
-		if c := meta.FindStatusCondition(cs.Status.Conditions, v1alpha1.ConditionReady); c != nil && c.Reason == ReasonDegraded {
-			degraded = c.Message
-		}
+		degraded = lastDegraded(cs.Status.Conditions)
 	}
 	if degraded != "" && p.outcome.ready {
 		p.outcome = outcome{degraded: true, reason: ReasonDegraded, message: degraded}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
@@ -119,6 +120,15 @@ func drops(d heartbeat.Drops) v1alpha1.Drops {
 	}
 }
 
+// lastDegraded is the message of a Ready condition that says Degraded, or "". The conditions are
+// rewritten only when a pass ends: between figures, these are still the last pass's.
+func lastDegraded(conds []metav1.Condition) string {
+	if c := meta.FindStatusCondition(conds, v1alpha1.ConditionReady); c != nil && c.Reason == ReasonDegraded {
+		return c.Message
+	}
+	return ""
+}
+
 func percent(ratio float64) string { return fmt.Sprintf("%.2f%%", 100*ratio) }
 
 func rate(v float64) int64 { return int64(math.Round(v)) }
@@ -170,8 +180,10 @@ func replayFigures(st *v1alpha1.ReplayJobStatus, s heartbeat.Summary) {
 	}
 }
 
-// pipelineFigures writes a pipeline's throughput, lag and errors into its status.
-func pipelineFigures(st *v1alpha1.PacketPipelineStatus, s heartbeat.Summary) {
+// pipelineFigures writes a pipeline's throughput, lag and errors into its status, and says whether it is
+// degraded: a processor that keeps retrying a failure (its heartbeat's problem; the worst nodes come
+// first) is running but not doing its job.
+func pipelineFigures(st *v1alpha1.PacketPipelineStatus, s heartbeat.Summary) (degraded string) {
 	st.RecordsInPerSecond = rate(s.Rates.RecordsIn)
 	st.RecordsOutPerSecond = rate(s.Rates.RecordsOut)
 	st.ConsumerLag = s.Totals.ConsumerLag
@@ -180,4 +192,19 @@ func pipelineFigures(st *v1alpha1.PacketPipelineStatus, s heartbeat.Summary) {
 	st.SinkErrors = int64(s.Totals.SinkErrors)
 	st.Errors = st.DecodeErrors + st.SinkErrors
 	st.ActiveFlows = s.Totals.FlowsActive
+	var troubled []string
+	for _, n := range s.Nodes {
+		if n.Problem != "" {
+			troubled = append(troubled, n.Node)
+		}
+	}
+	if len(troubled) == 0 {
+		return ""
+	}
+	first := s.Nodes[0] // worst first: a node with a problem comes before those without
+	msg := fmt.Sprintf("the processor on %s retries a failure: %s", first.Node, first.Problem)
+	if len(troubled) > 1 {
+		msg += fmt.Sprintf(" (and on %d more nodes: %v)", len(troubled)-1, troubled[1:])
+	}
+	return msg
 }

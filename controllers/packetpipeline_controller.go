@@ -126,15 +126,21 @@ func (r *PacketPipelineReconciler) explainPods(ctx context.Context, pp *v1alpha1
 	return explainPods(ctx, r.pods, r.Recorder, pp, &pp.Status.CommonStatus, sel, want, p)
 }
 
-// figures brings throughput, lag and errors from the processors' heartbeats.
+// figures brings throughput, lag and errors from the processors' heartbeats, rewritten at most once per
+// status interval; between rewrites a degraded pipeline stays degraded rather than flapping to Ready.
 func (r *PacketPipelineReconciler) figures(_ context.Context, pp *v1alpha1.PacketPipeline, p *pass) error {
 	if r.Figures == nil {
 		return nil
 	}
+	var degraded string
 	if s, ok, wait := r.Figures.take(heartbeat.KindPacketPipeline, pp); ok {
-		pipelineFigures(&pp.Status, s)
+		degraded = pipelineFigures(&pp.Status, s)
 	} else {
 		p.after(wait)
+		degraded = lastDegraded(pp.Status.Conditions)
+	}
+	if degraded != "" && p.outcome.ready {
+		p.outcome = outcome{degraded: true, reason: ReasonDegraded, message: degraded}
 	}
 	return nil
 }

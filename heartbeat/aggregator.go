@@ -107,6 +107,7 @@ type pod struct {
 	lastSeen  time.Time // operator clock
 	lastBeat  time.Time // pod clock
 	exited    bool
+	problem   string   // of the newest beat
 	stale     bool     // as last reported by Sweep or Observe
 	base      Counters // monotonic counts of this pod's earlier series
 	samples   []sample // oldest first, at most MaxSamples: the current series only
@@ -144,7 +145,7 @@ func (a *Aggregator) Observe(b Beat) bool {
 		return false
 	}
 	p.node, p.interval, p.lastSeen, p.lastBeat = b.Node, time.Duration(b.IntervalMS)*time.Millisecond, now, b.Time
-	p.exited, p.stale = b.Final, false
+	p.exited, p.stale, p.problem = b.Final, false, b.Problem
 	p.push(sample{at: b.Time.UnixNano(), c: b.Counters}, a.opt.MaxSamples)
 	r.lastSeen = now
 	a.stats.Beats++

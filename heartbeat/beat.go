@@ -47,6 +47,10 @@ type Beat struct {
 	// Final marks the beat sent at shutdown: no more will follow from this process.
 	Final    bool     `json:"final,omitempty"`
 	Counters Counters `json:"counters"`
+	// Problem is what keeps the workload from its job right now, in its own words (the sink error a
+	// processor keeps retrying, with since when); empty while it makes progress. A workload retries
+	// such errors instead of exiting, so without it the status would show only counters that stopped.
+	Problem string `json:"problem,omitempty"`
 }
 
 // Counters are a workload's counts since its process started. All are

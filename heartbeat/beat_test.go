@@ -100,7 +100,7 @@ func TestFlagsAndEnvironment(t *testing.T) {
 	}
 	want := Config{Topic: DefaultTopic, Interval: 2 * time.Second, Kind: KindCaptureSensor, Namespace: "capture",
 		Name: "other", UID: "1234", Pod: "edge-x7", Node: "node-3"}
-	if cfg != want {
+	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("config %+v, want %+v", cfg, want)
 	}
 	if err := cfg.Validate(); err != nil || !cfg.Enabled() {

@@ -44,6 +44,8 @@ type Config struct {
 	UID       string
 	Pod       string
 	Node      string
+	// Problem, when set, is asked at every beat for Beat.Problem.
+	Problem func() string
 }
 
 // DefaultConfig is the configuration flags start from: identity from the
@@ -226,6 +228,9 @@ func (p *Publisher) Beat(final bool) {
 		Time: time.Now(), Seq: p.seq.Add(1), StartedAt: processStart,
 		IntervalMS: p.cfg.Interval.Milliseconds(), Final: final,
 		Counters: p.snap(),
+	}
+	if p.cfg.Problem != nil {
+		b.Problem = p.cfg.Problem()
 	}
 	value, err := Encode(b)
 	if err != nil { // only a bug in Counters could do this

@@ -105,6 +105,8 @@ type NodeSummary struct {
 	Stale bool
 	// Exited: every pod on the node sent its final beat.
 	Exited bool
+	// Problem is the newest beat's Problem of one of the node's pods still running ("" when none has one).
+	Problem string
 }
 
 // Progress is a replay's progress: the current run of every pod, summed.
@@ -181,6 +183,9 @@ func (r *resource) summary(k ResourceKey, opt Options, now time.Time) Summary {
 			ns.LastHeartbeat = p.lastBeat
 		}
 		ns.Exited = ns.Exited && p.exited
+		if !p.exited && p.problem != "" {
+			ns.Problem = p.problem
+		}
 		switch {
 		case p.exited:
 			s.PodsExited++
@@ -256,6 +261,9 @@ func percent(p Progress) float64 {
 func worse(a, b *NodeSummary) bool {
 	if a.Stale != b.Stale {
 		return a.Stale
+	}
+	if (a.Problem != "") != (b.Problem != "") {
+		return a.Problem != ""
 	}
 	if a.DropRatio != b.DropRatio {
 		return a.DropRatio > b.DropRatio

@@ -80,6 +80,13 @@ func MTLS(t testing.TB) kafkaconn.Config {
 func NewTopic(t testing.TB, cfg kafkaconn.Config, partitions int) string {
 	t.Helper()
 	name := topicName(t.Name())
+	CreateTopic(t, cfg, name, partitions)
+	return name
+}
+
+// CreateTopic creates the topic name with every partition led, and deletes it when the test ends.
+func CreateTopic(t testing.TB, cfg kafkaconn.Config, name string, partitions int) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	err := withAdmin(cfg, func(adm *kadm.Client) error {
@@ -109,7 +116,6 @@ func NewTopic(t testing.TB, cfg kafkaconn.Config, partitions int) string {
 			t.Errorf("delete topic %s: %v", name, err)
 		}
 	})
-	return name
 }
 
 func withAdmin(cfg kafkaconn.Config, f func(*kadm.Client) error) error {

@@ -33,6 +33,8 @@ type Counters struct {
 	// high watermark of its partitions (records not yet committed, consumed or not).
 	Uncommitted atomic.Int64
 	Lag         atomic.Int64
+	// Problem is the failure being retried, if any, for the heartbeat.
+	Problem Problem
 }
 
 // Snapshot is a plain copy of Counters, for a heartbeat.

@@ -253,6 +253,7 @@ func (p *Pipeline) handle(ctx context.Context, fetches kgo.Fetches) error {
 			return
 		}
 		p.c.KafkaErrors.Add(1)
+		p.c.Problem.Failed(fmt.Sprintf("kafka: fetch %s[%d]", topic, part), err)
 		p.log.Warn("kafka fetch error", "topic", topic, "partition", part, "err", err)
 	})
 	var err error
@@ -418,6 +419,7 @@ func (p *Pipeline) retry(ctx context.Context, what string, fn func() error) erro
 			return ctx.Err()
 		}
 		p.c.Retries.Add(1)
+		p.c.Problem.Failed("cassandra: "+what, err)
 		p.log.Warn("cassandra: "+what+" failed, retrying", "err", err, "in", delay)
 		if err := sleep(ctx, delay); err != nil {
 			return err
@@ -469,6 +471,7 @@ func (p *Pipeline) sinkFailed(what string, err error) error {
 	p.ready.Store(false)
 	if !errors.Is(err, context.Canceled) {
 		p.c.CassandraErrors.Add(1)
+		p.c.Problem.Failed("cassandra: "+what, err)
 	}
 	return fmt.Errorf("%s: %w", what, err)
 }
@@ -556,10 +559,12 @@ func (p *Pipeline) checkpoint(ctx context.Context, only []int32) error {
 		// Not fatal: the records stay uncommitted and are committed with the next checkpoint, or repeated
 		// (idempotently) by whoever owns the partition next.
 		p.c.KafkaErrors.Add(1)
+		p.c.Problem.Failed("kafka: commit offsets", commitErr)
 		p.log.Warn("offset commit failed", "err", commitErr)
 		return nil
 	}
 	p.c.Commits.Add(1)
+	p.c.Problem.Cleared()
 	for id, eo := range commit {
 		ps := p.parts[id]
 		if ps.committed >= 0 {

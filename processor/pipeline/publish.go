@@ -39,6 +39,7 @@ func (p *Pipeline) publish(ctx context.Context, flows []store.Flow) error {
 		// ProduceSync already retried what Kafka calls retriable; what is left (say, the topic missing)
 		// may be fixed by an operator, so keep trying rather than commit past unpublished flows.
 		p.c.Retries.Add(1)
+		p.c.Problem.Failed("kafka: publish flows to "+p.cfg.FlowsTopic, err)
 		p.ready.Store(false)
 		p.log.Warn("publish flows failed, retrying", "topic", p.cfg.FlowsTopic, "err", err, "in", delay)
 		if err := sleep(ctx, delay); err != nil {

@@ -39,5 +39,6 @@ func heartbeatCounters(s pipeline.Snapshot) heartbeat.Counters {
 func startHeartbeat(hb heartbeat.Config, kc kafkaconn.Config, counters *pipeline.Counters, log *slog.Logger) (stop func(), err error) {
 	kc.ClientID = "capfleet-process-heartbeat"
 	snap := func() heartbeat.Counters { return heartbeatCounters(counters.Snapshot()) }
+	hb.Problem = counters.Problem.String
 	return workload.StartHeartbeat(hb, kc, snap, nil, log)
 }

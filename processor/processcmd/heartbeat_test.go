@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"capfleet.dev/capfleet/heartbeat"
+	"capfleet.dev/capfleet/internal/cassandratest"
 	"capfleet.dev/capfleet/internal/kafkatest"
 	"capfleet.dev/capfleet/processor/pipeline"
 	"capfleet.dev/capfleet/processor/pipeline/pipelinetest"
@@ -90,5 +91,68 @@ func TestProcessCommandPublishesHeartbeats(t *testing.T) {
 	}
 	if s.Totals.DecodeErrors < 1 {
 		t.Errorf("the record that is not a packet record is not among %d decode errors", s.Totals.DecodeErrors)
+	}
+}
+
+// A failure the process keeps retrying (here its flows topic does not exist) is in its heartbeat, so the
+// operator can say why a Running processor does nothing; once it is fixed and the process commits
+// again, the beats stop carrying it.
+func TestHeartbeatTellsTheFailureBeingRetried(t *testing.T) {
+	kcfg := kafkatest.Plain(t)
+	frames := pipelinetest.ReadCapture(t, pipelinetest.SharedPcap(t, "ndpi/ethereum.pcap"))
+	topic := kafkatest.NewTopic(t, kcfg, 1)
+	stats := kafkatest.NewTopic(t, kcfg, 1)
+	flowsTopic := unique("missing-flows-")
+	pipelinetest.Produce(t, kcfg, topic, frames)
+
+	t.Setenv("POD_NAME", "pipe-0")
+	t.Setenv("NODE_NAME", "node-a")
+	cmd := NewCommand()
+	ccfg := cassandratest.Config(t)
+	ks := cassandratest.NewKeyspace(t, ccfg)
+	cmd.SetArgs(append([]string{"--topic", topic, "--group", unique("hbp-"), "--flows-topic", flowsTopic, "--flow-idle-timeout", "1s",
+		"--store-flows", "--keyspace", ks, "--metrics-addr", "", "--health-addr", "",
+		"--stats-topic", stats, "--heartbeat-interval", "200ms",
+		"--resource-namespace", "ns", "--resource-name", "pipe", "--resource-uid", "u"}, connArgs(kcfg, ccfg)...))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- cmd.ExecuteContext(ctx) }()
+
+	agg := heartbeat.NewAggregator(heartbeat.Options{})
+	scl, err := kcfg.NewClient(heartbeat.ConsumerOptions(stats, time.Hour)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer scl.Close()
+	cctx, cstop := context.WithCancel(context.Background())
+	consumed := make(chan struct{})
+	go func() { agg.Consume(cctx, scl, time.Second, nil); close(consumed) }()
+	defer func() { cstop(); <-consumed }()
+	key := heartbeat.ResourceKey{Kind: heartbeat.KindPacketPipeline, Namespace: "ns", Name: "pipe", UID: "u"}
+	problem := func() string {
+		select {
+		case err := <-done:
+			t.Fatalf("process exited: %v", err)
+		default:
+		}
+		s, _ := agg.Summary(key)
+		if len(s.Nodes) == 0 {
+			return ""
+		}
+		return s.Nodes[0].Problem
+	}
+	pipelinetest.Eventually(t, 2*time.Minute, "the missing flows topic in the heartbeat", func() (bool, string) {
+		p := problem()
+		return strings.Contains(p, "publish flows to "+flowsTopic) && strings.Contains(p, "failing since"), fmt.Sprintf("problem %q", p)
+	})
+	kafkatest.CreateTopic(t, kcfg, flowsTopic, 1)
+	pipelinetest.Eventually(t, 2*time.Minute, "no problem once the topic exists", func() (bool, string) {
+		p := problem()
+		return p == "", fmt.Sprintf("problem %q", p)
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }

@@ -168,6 +168,7 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		deps.Writer = store.NewWriter(session, store.Options{OnRetry: func(err error) {
 			counters.Retries.Add(1)
 			counters.CassandraErrors.Add(1)
+			counters.Problem.Failed("cassandra: write", err)
 			log.Warn("cassandra write failed, retrying", "err", err)
 		}})
 		deps.Reader = store.NewReader(session)

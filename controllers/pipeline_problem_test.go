@@ -1,0 +1,77 @@
+package controllers_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"capfleet.dev/capfleet/api/v1alpha1"
+	"capfleet.dev/capfleet/heartbeat"
+	"capfleet.dev/capfleet/internal/kafkatest"
+)
+
+// A processor that keeps retrying a failure says so in its heartbeat: its PacketPipeline, Ready while
+// its processors run, turns Degraded with the node and the failure, and back to Ready once the beats
+// no longer carry it.
+func TestPipelineDegradedWhileItsProcessorRetries(t *testing.T) {
+	c := cluster(t)
+	needFigures(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ns := namespace(t, c)
+	pp := &v1alpha1.PacketPipeline{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "retrying"},
+		Spec: v1alpha1.PacketPipelineSpec{
+			Source: v1alpha1.PipelineSource{Topic: "mirror.packets"},
+			Sinks:  v1alpha1.PipelineSinks{Cassandra: &v1alpha1.CassandraSink{Flows: true, Keyspace: "k", ReplicationFactor: 1}},
+		},
+	}
+	if err := c.Create(ctx, pp); err != nil {
+		t.Fatal(err)
+	}
+	get(t, c, pp)
+	// No Deployment controller runs in envtest: report the one processor available, as it would.
+	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "retrying-processor"}}
+	eventually(t, "Deployment available", func() error {
+		if err := c.Get(ctx, key(dep), dep); err != nil {
+			return err
+		}
+		dep.Status = appsv1.DeploymentStatus{ObservedGeneration: dep.Generation, Replicas: 1, UpdatedReplicas: 1, ReadyReplicas: 1, AvailableReplicas: 1}
+		return c.Status().Update(ctx, dep)
+	})
+	ready := func(reason, text string) func() error {
+		return func() error {
+			get(t, c, pp)
+			r := condition(pp, v1alpha1.ConditionReady)
+			if r == nil || r.Reason != reason || !strings.Contains(r.Message, text) {
+				return fmt.Errorf("Ready %+v", r)
+			}
+			return nil
+		}
+	}
+	eventually(t, "Ready", ready("Succeeded", "processors ready"))
+
+	var problem atomic.Value
+	problem.Store("")
+	pub, err := heartbeat.Dial(heartbeat.Config{
+		Topic: statsTopic, Interval: 200 * time.Millisecond, Kind: heartbeat.KindPacketPipeline,
+		Namespace: ns, Name: pp.Name, UID: string(pp.UID), Pod: "retrying-processor-x", Node: "node-b",
+		Problem: func() string { return problem.Load().(string) },
+	}, kafkatest.Plain(t), func() heartbeat.Counters { return heartbeat.Counters{RecordsIn: 1} }, slog.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	go pub.Run(ctx)
+	const failure = "cassandra: write: Cannot achieve consistency level LOCAL_QUORUM (failing since 2026-12-06T10:00:00Z, 12 times)"
+	problem.Store(failure)
+	eventually(t, "Degraded with the node and the failure", ready("Degraded", "the processor on node-b retries a failure: "+failure))
+	problem.Store("")
+	eventually(t, "Ready again", ready("Succeeded", "processors ready"))
+}
