@@ -63,7 +63,7 @@ func (r *CaptureSensorReconciler) checkFanout(ctx context.Context, cs *v1alpha1.
 	for i := range all.Items {
 		o := &all.Items[i]
 		oFirst, oLast, oOn := fanoutIDs(o)
-		if o.UID == cs.UID || !oOn || oLast < first || oFirst > last || !olderClaim([]*v1alpha1.CaptureSensor{o}, cs) {
+		if o.UID == cs.UID || !oOn || oLast < first || oFirst > last || !claimantOf(o, 0).olderThan(claimantOf(cs, 0)) {
 			continue
 		}
 		if mine == nil {

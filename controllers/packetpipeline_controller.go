@@ -32,6 +32,8 @@ type PacketPipelineReconciler struct {
 	Figures *Figures
 	// pods tells why processors do not run; nil leaves the rollout's count alone.
 	pods *podDoctor
+	// ports gives processors in their node's network node ports of their own; nil keeps the first pair.
+	ports *portBook
 }
 
 // +kubebuilder:rbac:groups=capture.capfleet.dev,resources=packetpipelines,verbs=get;list;watch;patch;update
@@ -105,6 +107,11 @@ func (r *PacketPipelineReconciler) tendTopic(ctx context.Context, pp *v1alpha1.P
 
 // rollOut applies the Deployment reading the source topic findSource found, and reports its rollout.
 func (r *PacketPipelineReconciler) rollOut(ctx context.Context, pp *v1alpha1.PacketPipeline, p *pass) error {
+	if r.ports != nil && r.Options.HostNetwork {
+		if err := r.ports.pipelinePorts(ctx, r.Client, pp); err != nil {
+			return err
+		}
+	}
 	dep := children.PipelineDeployment(pp, pp.Status.SourceTopic, r.Options)
 	if err := applyChild(ctx, r.Client, r.Recorder, pp, dep); err != nil {
 		return err

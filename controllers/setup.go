@@ -21,13 +21,14 @@ const kafkaRetry = 30 * time.Second
 func Setup(mgr ctrl.Manager, o children.Options, t *topics.Manager, f *Figures) error {
 	c := mgr.GetClient()
 	d := &podDoctor{pods: c, events: mgr.GetAPIReader()}
-	if err := (&CaptureSensorReconciler{Client: c, Recorder: mgr.GetEventRecorderFor("capturesensor-controller"), Options: o, Topics: t, Figures: f, pods: d, ports: &portBook{}}).SetupWithManager(mgr); err != nil {
+	ports := &portBook{}
+	if err := (&CaptureSensorReconciler{Client: c, Recorder: mgr.GetEventRecorderFor("capturesensor-controller"), Options: o, Topics: t, Figures: f, pods: d, ports: ports}).SetupWithManager(mgr); err != nil {
 		return err
 	}
 	if err := (&ReplayJobReconciler{Client: c, Recorder: mgr.GetEventRecorderFor("replayjob-controller"), Options: o, Topics: t, Figures: f, pods: d}).SetupWithManager(mgr); err != nil {
 		return err
 	}
-	return (&PacketPipelineReconciler{Client: c, Recorder: mgr.GetEventRecorderFor("packetpipeline-controller"), Options: o, Topics: t, Figures: f, pods: d}).SetupWithManager(mgr)
+	return (&PacketPipelineReconciler{Client: c, Recorder: mgr.GetEventRecorderFor("packetpipeline-controller"), Options: o, Topics: t, Figures: f, pods: d, ports: ports}).SetupWithManager(mgr)
 }
 
 // figureWakeups is the source that reconciles a resource when its heartbeats bring new figures; without

@@ -16,8 +16,8 @@ teardown() {
 trap teardown EXIT
 t=$(date +%s)
 bash hack/demo.sh infra
-# Processors in the node's network bind fixed node ports (9290/9291), and the first sensor 9090/9091: another
-# capfleet workload on the node, such as the demo's, would keep the test's from starting.
+# The tests count the workloads on the node and read the first sensor's and processor's node ports
+# (9090/9091, 9290/9291): another capfleet workload on the node, such as the demo's, would take them.
 others=$(kubectl --kubeconfig "$RUN/local-cluster/kubeconfig" get pods -A -l app.kubernetes.io/name=capfleet \
   --field-selector=status.phase=Running -o name 2>/dev/null | grep -v '/capfleet-manager-' || true)
 [ -z "$others" ] || die "capfleet workloads already run on the local node (make demo-down first):

@@ -162,6 +162,15 @@ type KafkaFlowSink struct {
 type PacketPipelineStatus struct {
 	CommonStatus `json:",inline"`
 
+	// MetricsPort is the node port the processors serve Prometheus /metrics on when they run in their
+	// node's network (the operator's --workload-host-network): the operator gives each such pipeline, and
+	// each CaptureSensor, a pair of its own, so several share a node. 0 when they have a network of their own.
+	// +optional
+	MetricsPort int32 `json:"metricsPort,omitempty"`
+	// HealthPort is the node port of the processors' /healthz and /readyz then.
+	// +optional
+	HealthPort int32 `json:"healthPort,omitempty"`
+
 	// Replicas of the processor that exist.
 	// +optional
 	Replicas int32 `json:"replicas,omitempty"`

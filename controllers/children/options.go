@@ -195,15 +195,19 @@ func statsArgs(o Options) []string {
 	return []string{"--stats-topic=" + o.StatsTopic}
 }
 
-// workloadPorts are the metrics and health ports of a processor. In its own network namespace it uses
-// MetricsPort and HealthPort; in the node's, a pair of its own, clear of the sensors' (see sensor_ports.go in
-// the controllers), so a sensor and a processor can share a node (two processors on one node would still
-// collide). Sensors get theirs from the operator (SensorPorts); replays in the node's network serve none.
-func workloadPorts(hostNetwork bool) (metrics, health int32) {
-	if hostNetwork {
-		return 9290, 9291
+// PipelinePorts are the metrics and health ports of a pipeline's processors. In their own network
+// namespace they use MetricsPort and HealthPort; in the node's, the pair the operator chose for the
+// pipeline and wrote in its status (see node_ports.go in the controllers), or 9290/9291 before it chose,
+// clear of the sensors', so that sensors and processors of several pipelines share a node. Replays in the
+// node's network serve none.
+func PipelinePorts(pp *v1alpha1.PacketPipeline, hostNetwork bool) (metrics, health int32) {
+	switch {
+	case !hostNetwork:
+		return MetricsPort, HealthPort
+	case pp.Status.MetricsPort != 0 && pp.Status.HealthPort != 0:
+		return pp.Status.MetricsPort, pp.Status.HealthPort
 	}
-	return MetricsPort, HealthPort
+	return 9290, 9291
 }
 
 // probes check the workload's health server: alive while it serves, ready once its pipeline is up.

@@ -39,7 +39,7 @@ func FlowsTopic(pp *v1alpha1.PacketPipeline) string {
 // topic already resolved (from the sensor the spec names, or the topic it gives).
 func PipelineDeployment(pp *v1alpha1.PacketPipeline, sourceTopic string, o Options) *appsv1.Deployment {
 	s := pp.Spec
-	metricsPort, healthPort := workloadPorts(o.HostNetwork)
+	metricsPort, healthPort := PipelinePorts(pp, o.HostNetwork)
 	args := []string{
 		"process",
 		"--topic=" + sourceTopic,

@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"capfleet.dev/capfleet/api/v1alpha1"
+	"capfleet.dev/capfleet/controllers/children"
 )
 
 func sensorAt(name string, created time.Time, port int32) *v1alpha1.CaptureSensor {
@@ -89,7 +90,39 @@ func TestPortBookFullSaysSo(t *testing.T) {
 	last := sensorAt("late", t0.Add(time.Hour), 0)
 	c := fakeClient(t, append(objs, last)...)
 	err := (&portBook{}).sensorPorts(context.Background(), c, last)
-	if err == nil || !strings.Contains(err.Error(), "no free pair of sensor ports") {
+	if err == nil || !strings.Contains(err.Error(), "no free pair of node ports") {
 		t.Fatalf("err %v", err)
+	}
+}
+
+// Processors in their node's network draw from the same book as sensors: the first pipeline keeps the
+// processors' old pair 9290/9291, the next ones get pairs no sensor holds, and the Deployments bind them.
+func TestPortBookGivesPipelinesTheirOwnPairs(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	s1, s2 := sensorAt("s1", t0, 9090), sensorAt("s2", t0, 9400)
+	pipe := func(name string) *v1alpha1.PacketPipeline {
+		return &v1alpha1.PacketPipeline{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name, UID: types.UID("uid-" + name),
+			CreationTimestamp: metav1.NewTime(t0.Add(time.Minute))}}
+	}
+	p1, p2, p3 := pipe("p1"), pipe("p2"), pipe("p3")
+	c := fakeClient(t, s1, s2, p1, p2, p3)
+	b := &portBook{}
+	var got []int32
+	for _, pp := range []*v1alpha1.PacketPipeline{p1, p2, p3} {
+		if err := b.pipelinePorts(context.Background(), c, pp); err != nil {
+			t.Fatal(err)
+		}
+		if pp.Status.HealthPort != pp.Status.MetricsPort+1 {
+			t.Errorf("%s: health port %d after metrics port %d", pp.Name, pp.Status.HealthPort, pp.Status.MetricsPort)
+		}
+		got = append(got, pp.Status.MetricsPort)
+	}
+	if fmt.Sprint(got) != "[9290 9402 9404]" {
+		t.Errorf("pipelines got metrics ports %v, want [9290 9402 9404] (9400 is s2's)", got)
+	}
+	dep := children.PipelineDeployment(p2, "t", children.Options{HostNetwork: true})
+	ports := dep.Spec.Template.Spec.Containers[0].Ports
+	if len(ports) != 2 || ports[0].ContainerPort != 9402 || ports[1].ContainerPort != 9403 || !strings.Contains(strings.Join(dep.Spec.Template.Spec.Containers[0].Args, " "), "--metrics-addr=:9402") {
+		t.Errorf("p2's processors bind %+v, args %v", ports, dep.Spec.Template.Spec.Containers[0].Args)
 	}
 }
