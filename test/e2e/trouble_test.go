@@ -17,10 +17,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"capfleet.dev/capfleet/api/v1alpha1"
+	"capfleet.dev/capfleet/internal/cassandratest"
 	"capfleet.dev/capfleet/internal/kafkatest"
 )
 
-// Two CaptureSensors on one node and one interface: each gets node ports of its own, both become Ready, and
+// Two CaptureSensors on one node and one interface, and a PacketPipeline for each with processors in the
+// node's network: each gets node ports of its own, all become Ready, and
 // each captures every replayed packet (AF_PACKET hands every socket its own copy).
 func TestTwoSensorsOnOneInterface(t *testing.T) {
 	c := cluster(t)
@@ -59,6 +61,49 @@ func TestTwoSensorsOnOneInterface(t *testing.T) {
 	t.Logf("sensor ports: %s %d/%d, %s %d/%d", sensors[0].Name, sensors[0].Status.MetricsPort, sensors[0].Status.HealthPort,
 		sensors[1].Name, sensors[1].Status.MetricsPort, sensors[1].Status.HealthPort)
 
+	// A pipeline for each sensor: processors in the node's network, each on node ports of its own.
+	ccfg := cassandratest.Config(t)
+	creds := map[string][]byte{}
+	for _, f := range []string{"username", "password"} {
+		if creds[f], err = os.ReadFile(filepath.Join(ccfg.SecretDir, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustCreate(t, c, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "cassandra-creds", Namespace: ns}, Data: creds})
+	var pipelines []*v1alpha1.PacketPipeline
+	for _, cs := range sensors {
+		keyspace := "e2e_" + sfx + "_" + cs.Name
+		dropKeyspace(t, ccfg, keyspace)
+		pipelines = append(pipelines, &v1alpha1.PacketPipeline{ObjectMeta: metav1.ObjectMeta{Name: cs.Name + "-flows", Namespace: ns},
+			Spec: v1alpha1.PacketPipelineSpec{
+				Source: v1alpha1.PipelineSource{Sensor: cs.Name},
+				Sinks:  v1alpha1.PipelineSinks{Cassandra: &v1alpha1.CassandraSink{Flows: true, Keyspace: keyspace, ReplicationFactor: 1}},
+			}})
+	}
+	mustCreate(t, c, pipelines[0], pipelines[1])
+	for _, pp := range pipelines {
+		eventually(t, 3*time.Minute, pp.Name+" Ready and kstatus Current", func() error { return current(c, pp) })
+	}
+	ports := map[int32]string{}
+	for _, o := range []struct {
+		name            string
+		metrics, health int32
+	}{
+		{sensors[0].Name, sensors[0].Status.MetricsPort, sensors[0].Status.HealthPort},
+		{sensors[1].Name, sensors[1].Status.MetricsPort, sensors[1].Status.HealthPort},
+		{pipelines[0].Name, pipelines[0].Status.MetricsPort, pipelines[0].Status.HealthPort},
+		{pipelines[1].Name, pipelines[1].Status.MetricsPort, pipelines[1].Status.HealthPort},
+	} {
+		for _, p := range []int32{o.metrics, o.health} {
+			if other, taken := ports[p]; taken || p == 0 {
+				t.Fatalf("%s on node port %d, also %q's", o.name, p, other)
+			}
+			ports[p] = o.name
+		}
+	}
+	t.Logf("pipeline ports: %s %d/%d, %s %d/%d", pipelines[0].Name, pipelines[0].Status.MetricsPort, pipelines[0].Status.HealthPort,
+		pipelines[1].Name, pipelines[1].Status.MetricsPort, pipelines[1].Status.HealthPort)
+
 	replay := &v1alpha1.ReplayJob{ObjectMeta: metav1.ObjectMeta{Name: "replay", Namespace: ns}, Spec: v1alpha1.ReplayJobSpec{
 		Source: v1alpha1.ReplaySource{ConfigMap: &v1alpha1.KeyReference{Name: "captures", Key: "capture.pcap"}},
 		Pace:   &v1alpha1.ReplayPace{PacketsPerSecond: ptr(int64(500))},
@@ -73,7 +118,7 @@ func TestTwoSensorsOnOneInterface(t *testing.T) {
 			t.Errorf("sensor %s: topic %s holds %d records, file has %d packets", cs.Name, topic, got, wantPackets)
 		}
 	}
-	for _, o := range []client.Object{replay, sensors[0], sensors[1]} {
+	for _, o := range []client.Object{replay, pipelines[0], pipelines[1], sensors[0], sensors[1]} {
 		if err := c.Delete(ctx, o); err != nil {
 			t.Fatal(err)
 		}
