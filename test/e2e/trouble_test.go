@@ -123,6 +123,17 @@ func TestTwoSensorsOnOneInterface(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Gone, not only terminating: the next test's pods wait for nothing of this one's on the node.
+	eventually(t, 3*time.Minute, "every pod of the test gone", func() error {
+		var pods corev1.PodList
+		if err := c.List(ctx, &pods, client.InNamespace(ns)); err != nil {
+			return err
+		}
+		if len(pods.Items) != 0 {
+			return fmt.Errorf("%d pods left, %s first", len(pods.Items), pods.Items[0].Name)
+		}
+		return nil
+	})
 	for _, cs := range sensors {
 		deleteTopic(t, kcfg, ns+"."+cs.Name+".packets")
 	}
