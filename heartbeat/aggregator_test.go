@@ -482,31 +482,39 @@ func TestWindowIsBoundedBySamples(t *testing.T) {
 	}
 }
 
-// A node whose running pod reports a problem lists first, with the newest beat's problem; a pod that
-// exited reports none, and a later beat without one clears it.
+// A node whose running pod reports a problem lists first, with the newest beat's problem; a node whose
+// pods all exited keeps the last word of one that exited with a problem, unless a pod still runs there;
+// a later beat without a problem clears it.
 func TestProblemOfTheNewestBeatOfARunningPod(t *testing.T) {
 	a, _ := newTestAggregator(Options{Window: 60 * time.Second, MaxSamples: 16})
 	ok, bad, gone := sensorPod("p-a", "node-a"), sensorPod("p-b", "node-b"), sensorPod("p-c", "node-c")
+	replaced, successor := sensorPod("p-d", "node-d"), sensorPod("p-e", "node-d")
 	for i := range uint64(3) {
 		a.Observe(ok.beat(Counters{Packets: 1000 * i}))
+		a.Observe(successor.beat(Counters{Packets: 1000 * i}))
 		b := bad.beat(Counters{Packets: 10 * i})
 		b.Problem = fmt.Sprintf("kafka: fetch t[0]: attempt %d", i)
 		a.Observe(b)
-		g := gone.beat(Counters{Packets: i})
-		g.Problem, g.Final = "cassandra: write: refused", i == 2
-		a.Observe(g)
+		for _, p := range []*fleetPod{gone, replaced} {
+			g := p.beat(Counters{Packets: i})
+			g.Problem, g.Final = "sensor: interface \"eth9\" not found", i == 2
+			a.Observe(g)
+		}
 	}
 	s := summary(t, a, ok.key())
-	if s.Nodes[0].Node != "node-b" || s.Nodes[0].Problem != "kafka: fetch t[0]: attempt 2" {
-		t.Fatalf("first node %+v, want node-b with its newest problem", s.Nodes[0])
-	}
-	for _, n := range s.Nodes[1:] {
-		if n.Problem != "" {
-			t.Errorf("node %s reports %q", n.Node, n.Problem)
+	want := map[string]string{"node-a": "", "node-b": "kafka: fetch t[0]: attempt 2", "node-c": "sensor: interface \"eth9\" not found", "node-d": ""}
+	for i, n := range s.Nodes {
+		if n.Problem != want[n.Node] {
+			t.Errorf("node %s reports %q, want %q", n.Node, n.Problem, want[n.Node])
+		}
+		if i < 2 && n.Problem == "" {
+			t.Errorf("node %s without a problem listed before one with", n.Node)
 		}
 	}
 	a.Observe(bad.beat(Counters{Packets: 40}))
-	if s := summary(t, a, ok.key()); s.Nodes[0].Problem != "" {
-		t.Errorf("a beat without a problem left %q", s.Nodes[0].Problem)
+	for _, n := range summary(t, a, ok.key()).Nodes {
+		if n.Node == "node-b" && n.Problem != "" {
+			t.Errorf("a beat without a problem left %q", n.Problem)
+		}
 	}
 }

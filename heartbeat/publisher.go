@@ -102,6 +102,11 @@ func (c Config) Validate() error {
 	return nil
 }
 
+// processSeq numbers the beats of this process (processStart), whichever publisher sends them: a workload
+// that reports its failure through a publisher of its own after its run's last beat must not look like a
+// late duplicate to the aggregator, which drops a beat whose number it has seen.
+var processSeq atomic.Uint64
+
 // queueBeats bounds the beats a Publisher's own client holds while Kafka is
 // away: later beats carry the same counters, so old ones are worth little.
 const queueBeats = 8
@@ -115,7 +120,6 @@ type Publisher struct {
 	snap func() Counters
 	log  *slog.Logger
 
-	seq        atomic.Uint64
 	sent, lost atomic.Uint64
 	lastErrMu  sync.Mutex
 	lastErr    error
@@ -225,7 +229,7 @@ func (p *Publisher) Beat(final bool) {
 	b := Beat{
 		Kind: p.cfg.Kind, Namespace: p.cfg.Namespace, Name: p.cfg.Name, UID: p.cfg.UID,
 		Pod: p.cfg.Pod, Node: p.cfg.Node,
-		Time: time.Now(), Seq: p.seq.Add(1), StartedAt: processStart,
+		Time: time.Now(), Seq: processSeq.Add(1), StartedAt: processStart,
 		IntervalMS: p.cfg.Interval.Milliseconds(), Final: final,
 		Counters: p.snap(),
 	}

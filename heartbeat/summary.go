@@ -105,8 +105,10 @@ type NodeSummary struct {
 	Stale bool
 	// Exited: every pod on the node sent its final beat.
 	Exited bool
-	// Problem is the newest beat's Problem of one of the node's pods still running ("" when none has one).
-	Problem string
+	// Problem is the newest beat's Problem of one of the node's pods still running, or, when none runs,
+	// the last word of one that exited ("" when none has one).
+	Problem       string
+	exitedProblem string
 }
 
 // Progress is a replay's progress: the current run of every pod, summed.
@@ -183,7 +185,11 @@ func (r *resource) summary(k ResourceKey, opt Options, now time.Time) Summary {
 			ns.LastHeartbeat = p.lastBeat
 		}
 		ns.Exited = ns.Exited && p.exited
-		if !p.exited && p.problem != "" {
+		switch {
+		case p.problem == "":
+		case p.exited:
+			ns.exitedProblem = p.problem
+		default:
 			ns.Problem = p.problem
 		}
 		switch {
@@ -220,6 +226,10 @@ func (r *resource) summary(k ResourceKey, opt Options, now time.Time) Summary {
 	s.Nodes = make([]NodeSummary, 0, min(len(nodes), opt.MaxNodes))
 	for _, ns := range nodes {
 		ns.Stale = ns.Stale && !ns.Exited
+		if ns.Exited && ns.Problem == "" {
+			ns.Problem = ns.exitedProblem
+		}
+		ns.exitedProblem = ""
 		ns.DropRatio = ns.Rates.dropRatio()
 		s.Nodes = append(s.Nodes, *ns)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"capfleet.dev/capfleet/heartbeat"
 	"capfleet.dev/capfleet/internal/kafkaconn"
+	"capfleet.dev/capfleet/internal/workload"
 	"capfleet.dev/capfleet/linktype"
 )
 
@@ -58,7 +59,8 @@ Progress is served on --metrics-addr /metrics; a tcpreplay-like summary is print
 				return err
 			}
 			o.onStart = heartbeatOnStart(hb, o.kafka, o.onStart)
-			return o.run(cmd.Context(), cmd.OutOrStdout())
+			// A replay that fails says why in a heartbeat as well as in its exit.
+			return workload.ReportFailure(hb, o.kafka, o.run(cmd.Context(), cmd.OutOrStdout()), nil)
 		},
 	}
 	fs := cmd.Flags()

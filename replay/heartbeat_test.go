@@ -77,3 +77,40 @@ func TestReplayCommandPublishesProgress(t *testing.T) {
 		t.Errorf("%d beats: the run was too short to see progress", beats)
 	}
 }
+
+// A replay that fails (its topic does not exist) says why in a last heartbeat as well as in its exit.
+func TestReplayFailureInAHeartbeat(t *testing.T) {
+	cfg := kafkatest.Plain(t)
+	stats := kafkatest.NewTopic(t, cfg, 1)
+	t.Setenv("POD_NAME", "rj-fail")
+	cmd := NewCommand()
+	cmd.SetArgs([]string{"--file", sharedPcap(t, "ndpi/teamviewer.pcap"), "--topic", "no-such-topic-" + strings.ToLower(t.Name()),
+		"--pps", "1000", "--metrics-addr", "", "--kafka-brokers", strings.Join(cfg.Brokers, ","),
+		"--stats-topic", stats, "--heartbeat-interval", "100ms",
+		"--resource-namespace", "ns", "--resource-name", "rjf", "--resource-uid", "u"})
+	cmd.SetOut(&strings.Builder{})
+	runErr := cmd.ExecuteContext(context.Background())
+	if runErr == nil || !strings.Contains(runErr.Error(), "does not exist") {
+		t.Fatalf("replay into a missing topic: %v", runErr)
+	}
+	agg := heartbeat.NewAggregator(heartbeat.Options{})
+	cl, err := cfg.NewClient(heartbeat.ConsumerOptions(stats, time.Hour)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	go agg.Consume(ctx, cl, time.Second, nil)
+	key := heartbeat.ResourceKey{Kind: heartbeat.KindReplayJob, Namespace: "ns", Name: "rjf", UID: "u"}
+	for {
+		if s, _ := agg.Summary(key); len(s.Nodes) == 1 && s.Nodes[0].Problem == runErr.Error() {
+			return
+		}
+		if ctx.Err() != nil {
+			s, _ := agg.Summary(key)
+			t.Fatalf("no heartbeat with the failure %q: %+v", runErr, s.Nodes)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"capfleet.dev/capfleet/heartbeat"
+	"capfleet.dev/capfleet/internal/workload"
 )
 
 // NewCommand is `capfleet sensor`, the CaptureSensor DaemonSet's workload.
@@ -28,9 +29,11 @@ files in --kafka-secret-dir. NODE_NAME names the node in every record.`,
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
+			// A sensor that cannot capture says why in its last heartbeat as well as in its exit.
+			fail := func(err error) error { return workload.ReportFailure(hb, cfg.Kafka, err, log) }
 			s, err := New(cfg, log)
 			if err != nil {
-				return fmt.Errorf("sensor: %w", err)
+				return fail(fmt.Errorf("sensor: %w", err))
 			}
 			stopBeats, err := startHeartbeat(hb, cfg, s, log) // counters to the operator's stats topic
 			if err != nil {
@@ -40,7 +43,8 @@ files in --kafka-secret-dir. NODE_NAME names the node in every record.`,
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			if err := s.Run(ctx); err != nil {
-				return fmt.Errorf("sensor: %w", err)
+				stopBeats()
+				return fail(fmt.Errorf("sensor: %w", err))
 			}
 			return nil
 		},

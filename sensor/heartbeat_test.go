@@ -2,6 +2,7 @@ package sensor
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -140,4 +141,39 @@ func TestHeartbeatReportsQueueDropsDuringAnOutage(t *testing.T) {
 		t.Errorf("drop ratio %v, node %+v", got.TotalDropRatio, got.Nodes[0])
 	}
 	gate.restore()
+}
+
+// A sensor that cannot capture (its interface does not exist) exits with the reason and says it in a
+// last heartbeat too, which the aggregator keeps as the node's problem.
+func TestSensorThatCannotStartSaysWhyInAHeartbeat(t *testing.T) {
+	n := newVethNS(t)
+	kafka := kafkatest.Plain(t)
+	topic := kafkatest.NewTopic(t, kafka, 1)
+	stats := kafkatest.NewTopic(t, kafka, 1)
+	t.Setenv("NODE_NAME", "hb-node")
+	t.Setenv("POD_NAME", "edge-fghij")
+	cmd := NewCommand()
+	cmd.SetArgs([]string{"--interfaces", "nosuch0", "--netns", n.Path, "--topic", topic,
+		"--kafka-brokers", kafka.Brokers[0], "--metrics-addr", "127.0.0.1:0", "--health-addr", "127.0.0.1:0",
+		"--ring-blocks", "16", "--stats-topic", stats, "--heartbeat-interval", "200ms",
+		"--resource-namespace", "capture", "--resource-name", "edge", "--resource-uid", "u2"})
+	cmdErr := cmd.ExecuteContext(context.Background())
+	if cmdErr == nil || !strings.Contains(cmdErr.Error(), "nosuch0") {
+		t.Fatalf("sensor on a missing interface: %v", cmdErr)
+	}
+	agg := heartbeat.NewAggregator(heartbeat.Options{})
+	cl, err := kafka.NewClient(heartbeat.ConsumerOptions(stats, time.Hour)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	cctx, cstop := context.WithCancel(context.Background())
+	consumed := make(chan struct{})
+	go func() { agg.Consume(cctx, cl, time.Second, nil); close(consumed) }()
+	defer func() { cstop(); <-consumed }()
+	key := heartbeat.ResourceKey{Kind: heartbeat.KindCaptureSensor, Namespace: "capture", Name: "edge", UID: "u2"}
+	waitFor(t, "the failure in a heartbeat", func() bool {
+		s, _ := agg.Summary(key)
+		return len(s.Nodes) == 1 && s.Nodes[0].Node == "hb-node" && s.Nodes[0].Problem == cmdErr.Error() && s.PodsExited == 1
+	})
 }

@@ -48,3 +48,26 @@ func waitStart(ctx context.Context, start <-chan struct{}) bool {
 		return false
 	}
 }
+
+// ReportFailure tells the stats topic, in one final beat, why the workload ends with err: a pod that
+// fails before its work starts (an interface that does not exist, a topic that is missing) sends no beat
+// otherwise, and the operator should read the cause from the workload as well as from the pod. It
+// returns err, for the command to return; a beat that cannot be sent is only logged.
+func ReportFailure(hb heartbeat.Config, kc kafkaconn.Config, err error, log *slog.Logger) error {
+	if err == nil || !hb.Enabled() {
+		return err
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	hb.Problem = func() string { return err.Error() }
+	p, derr := heartbeat.Dial(hb, kc, func() heartbeat.Counters { return heartbeat.Counters{} }, log)
+	if derr != nil {
+		log.Warn("the failure could not be reported in a heartbeat", "error", derr)
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // Run sends its final beat at once and waits for it
+	p.Run(ctx)
+	return err
+}
