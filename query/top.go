@@ -170,30 +170,9 @@ the group's first member (a host's sent and received, A to B and B to A for a pa
 			if group != ByHost && group != ByPair && group != ByPort && group != ByProto {
 				return fmt.Errorf("--group %q: want host, pair, port or proto", group)
 			}
-			from, to, err := timeRange(c.since, c.from, c.to, time.Now())
+			flows, err := c.storedFlows(cmd, sensor)
 			if err != nil {
 				return err
-			}
-			r, done, err := c.reader()
-			if err != nil {
-				return err
-			}
-			defer done()
-			r.OnSkip = func(key string, err error) {
-				fmt.Fprintf(cmd.ErrOrStderr(), "warning: skipped %s: %v\n", key, err)
-			}
-			flows, err := r.FlowsBetween(cmd.Context(), from, to)
-			if err != nil {
-				return err
-			}
-			if sensor != "" {
-				kept := flows[:0]
-				for _, f := range flows {
-					if f.Sensor == sensor {
-						kept = append(kept, f)
-					}
-				}
-				flows = kept
 			}
 			top, err := Top(flows, group, by, n)
 			if err != nil {
@@ -248,4 +227,31 @@ func uints(vs ...uint64) []string {
 		out[i] = strconv.FormatUint(v, 10)
 	}
 	return out
+}
+
+// storedFlows are the flows active in the command's time range, of one sensor when sensor is set.
+func (c *common) storedFlows(cmd *cobra.Command, sensor string) ([]store.Flow, error) {
+	from, to, err := timeRange(c.since, c.from, c.to, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	r, done, err := c.reader()
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	r.OnSkip = func(key string, err error) {
+		fmt.Fprintf(cmd.ErrOrStderr(), "warning: skipped %s: %v\n", key, err)
+	}
+	flows, err := r.FlowsBetween(cmd.Context(), from, to)
+	if err != nil || sensor == "" {
+		return flows, err
+	}
+	kept := flows[:0]
+	for _, f := range flows {
+		if f.Sensor == sensor {
+			kept = append(kept, f)
+		}
+	}
+	return kept, nil
 }

@@ -67,9 +67,10 @@ func tsharkTalkers(t *testing.T, files []string, group string) map[string]Talker
 	return out
 }
 
-// query top by host and by pair gives, for the flows of three captures stored in Cassandra, the packets
-// and IP bytes each way that tshark counts in the same files.
-func TestQueryTopAgreesWithTshark(t *testing.T) {
+// storedCaptureFlows stores in a new keyspace the flows of three captures, moved to start at base, and
+// returns the keyspace, the capture files and the query flags that reach it.
+func storedCaptureFlows(t *testing.T, base time.Time) (files, flags []string) {
+	t.Helper()
 	if _, err := exec.LookPath("tshark"); err != nil {
 		t.Fatal("tshark is needed as the oracle: run hack/deps.sh")
 	}
@@ -88,8 +89,6 @@ func TestQueryTopAgreesWithTshark(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	base := time.Date(2024, 5, 2, 10, 0, 0, 0, time.UTC)
-	var files []string
 	var flows []store.Flow
 	for _, name := range []string{"ftp-bruteforce.pcap", "dns.pcap", "http.pcap"} {
 		path := filepath.Join(testenv.Root(t), "testdata", name)
@@ -105,11 +104,17 @@ func TestQueryTopAgreesWithTshark(t *testing.T) {
 	if err := store.NewWriter(s, store.Options{}).WriteFlows(ctx, flows, 0); err != nil {
 		t.Fatal(err)
 	}
+	return files, []string{"--keyspace", ks, "--cassandra-hosts", strings.Join(ccfg.Hosts, ","), "--cassandra-port", strconv.Itoa(ccfg.Port),
+		"--cassandra-secret-dir", ccfg.SecretDir, "--from", base.Format(time.RFC3339), "--to", base.Add(2 * time.Hour).Format(time.RFC3339)}
+}
+
+// query top by host and by pair gives, for the flows of three captures stored in Cassandra, the packets
+// and IP bytes each way that tshark counts in the same files.
+func TestQueryTopAgreesWithTshark(t *testing.T) {
+	files, flags := storedCaptureFlows(t, time.Date(2024, 5, 2, 10, 0, 0, 0, time.UTC))
 	for _, group := range []string{ByHost, ByPair} {
 		want := tsharkTalkers(t, files, group)
-		out, err := run("top", "--group", group, "--by", "packets", "-n", "0", "-o", "json", "--keyspace", ks,
-			"--cassandra-hosts", strings.Join(ccfg.Hosts, ","), "--cassandra-port", strconv.Itoa(ccfg.Port),
-			"--cassandra-secret-dir", ccfg.SecretDir, "--from", "2024-05-02T10:00:00Z", "--to", "2024-05-02T12:00:00Z")
+		out, err := run(append([]string{"top", "--group", group, "--by", "packets", "-n", "0", "-o", "json"}, flags...)...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -140,7 +145,7 @@ func TestQueryTopAgreesWithTshark(t *testing.T) {
 			prev = got.Packets
 		}
 	}
-	if _, err := run("top", "--group", "country", "--keyspace", ks); err == nil || !strings.Contains(err.Error(), "want host, pair, port or proto") {
+	if _, err := run(append([]string{"top", "--group", "country"}, flags...)...); err == nil || !strings.Contains(err.Error(), "want host, pair, port or proto") {
 		t.Errorf("an unknown grouping: %v", err)
 	}
 }

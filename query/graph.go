@@ -1,0 +1,324 @@
+package query
+
+import (
+	"encoding/json"
+	"encoding/xml"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"capfleet.dev/capfleet/processor/store"
+)
+
+// Graph is who talked to whom: hosts as nodes, pairs of hosts as undirected edges weighted by the flows,
+// packets and IP bytes between them, and, with a window, the windows each was active in (spells), so a
+// viewer can play the network over time.
+type Graph struct {
+	Window time.Duration
+	Nodes  []GraphNode
+	Edges  []GraphEdge
+}
+
+// GraphNode is a host.
+type GraphNode struct {
+	ID     string
+	Spells []Spell
+}
+
+// GraphEdge is a pair of hosts, Source the smaller address.
+type GraphEdge struct {
+	Source, Target        string
+	Flows, Packets, Bytes uint64
+	// Windows are the start of every window the pair had a flow active in, and how many.
+	Windows []WindowCount
+	Spells  []Spell
+}
+
+// WindowCount is the flows of an edge active in one window.
+type WindowCount struct {
+	Start time.Time
+	Flows uint64
+}
+
+// Spell is a time interval [Start, End) in which a node or edge was active.
+type Spell struct{ Start, End time.Time }
+
+// BuildGraph makes the graph of flows: a flow counts whole on its pair's edge, and in every window
+// (window > 0) it was active in. Edges under minBytes are left out, and the hosts left without one.
+func BuildGraph(flows []store.Flow, window time.Duration, minBytes uint64) Graph {
+	g := Graph{Window: window}
+	edges := map[[2]string]*GraphEdge{}
+	windows := map[[2]string]map[int64]uint64{}
+	for i := range flows {
+		f := &flows[i]
+		a, b := f.OrigAddr, f.RespAddr
+		if pairOrder(b, a) {
+			a, b = b, a
+		}
+		k := [2]string{a.String(), b.String()}
+		e := edges[k]
+		if e == nil {
+			e = &GraphEdge{Source: k[0], Target: k[1]}
+			edges[k] = e
+			windows[k] = map[int64]uint64{}
+		}
+		e.Flows++
+		e.Packets += f.OrigPkts + f.RespPkts
+		e.Bytes += f.OrigIPBytes + f.RespIPBytes
+		if window > 0 {
+			for w := f.Start.Truncate(window); !w.After(f.End); w = w.Add(window) {
+				windows[k][w.UnixNano()]++
+			}
+		}
+	}
+	nodeSpells := map[string][]Spell{}
+	for k, e := range edges {
+		if e.Bytes < minBytes {
+			continue
+		}
+		starts := make([]int64, 0, len(windows[k]))
+		for w := range windows[k] {
+			starts = append(starts, w)
+		}
+		sort.Slice(starts, func(i, j int) bool { return starts[i] < starts[j] })
+		for _, w := range starts {
+			e.Windows = append(e.Windows, WindowCount{Start: time.Unix(0, w).UTC(), Flows: windows[k][w]})
+		}
+		e.Spells = spellsOf(e.Windows, window)
+		g.Edges = append(g.Edges, *e)
+		for _, h := range k {
+			nodeSpells[h] = append(nodeSpells[h], e.Spells...)
+		}
+	}
+	sort.Slice(g.Edges, func(i, j int) bool {
+		if g.Edges[i].Source != g.Edges[j].Source {
+			return g.Edges[i].Source < g.Edges[j].Source
+		}
+		return g.Edges[i].Target < g.Edges[j].Target
+	})
+	for h, spells := range nodeSpells {
+		g.Nodes = append(g.Nodes, GraphNode{ID: h, Spells: mergeSpells(spells)})
+	}
+	sort.Slice(g.Nodes, func(i, j int) bool { return g.Nodes[i].ID < g.Nodes[j].ID })
+	return g
+}
+
+// spellsOf joins consecutive windows into intervals.
+func spellsOf(ws []WindowCount, window time.Duration) []Spell {
+	var out []Spell
+	for _, w := range ws {
+		end := w.Start.Add(window)
+		if n := len(out); n > 0 && !out[n-1].End.Before(w.Start) {
+			out[n-1].End = end
+			continue
+		}
+		out = append(out, Spell{w.Start, end})
+	}
+	return out
+}
+
+// mergeSpells sorts spells and joins those that touch or overlap.
+func mergeSpells(s []Spell) []Spell {
+	sort.Slice(s, func(i, j int) bool { return s[i].Start.Before(s[j].Start) })
+	var out []Spell
+	for _, sp := range s {
+		if n := len(out); n > 0 && !out[n-1].End.Before(sp.Start) {
+			if sp.End.After(out[n-1].End) {
+				out[n-1].End = sp.End
+			}
+			continue
+		}
+		out = append(out, sp)
+	}
+	return out
+}
+
+// WriteJSON writes the node-link form D3, Cytoscape and networkx's node_link_graph read.
+func (g Graph) WriteJSON(w io.Writer) error {
+	type link struct {
+		Source  string        `json:"source"`
+		Target  string        `json:"target"`
+		Flows   uint64        `json:"flows"`
+		Packets uint64        `json:"packets"`
+		Bytes   uint64        `json:"ip_bytes"`
+		Windows []WindowCount `json:"windows,omitempty"`
+	}
+	type node struct {
+		ID string `json:"id"`
+	}
+	out := struct {
+		Directed   bool              `json:"directed"`
+		Multigraph bool              `json:"multigraph"`
+		Graph      map[string]string `json:"graph"`
+		Nodes      []node            `json:"nodes"`
+		Links      []link            `json:"links"`
+	}{Graph: map[string]string{"window": g.Window.String()}, Nodes: []node{}, Links: []link{}}
+	for _, n := range g.Nodes {
+		out.Nodes = append(out.Nodes, node{n.ID})
+	}
+	for _, e := range g.Edges {
+		out.Links = append(out.Links, link{e.Source, e.Target, e.Flows, e.Packets, e.Bytes, e.Windows})
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", " ")
+	return enc.Encode(out)
+}
+
+// WriteDOT writes Graphviz's language, edges labelled with their bytes.
+func (g Graph) WriteDOT(w io.Writer) error {
+	var b strings.Builder
+	b.WriteString("graph capfleet {\n")
+	for _, n := range g.Nodes {
+		fmt.Fprintf(&b, "  %s;\n", strconv.Quote(n.ID))
+	}
+	for _, e := range g.Edges {
+		fmt.Fprintf(&b, "  %s -- %s [weight=%d, label=\"%d B, %d pkts, %d flows\"];\n",
+			strconv.Quote(e.Source), strconv.Quote(e.Target), e.Bytes, e.Bytes, e.Packets, e.Flows)
+	}
+	b.WriteString("}\n")
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// GEXF 1.3 (gexf.net): static, or dynamic with spells when the graph has a window.
+type (
+	gexfDoc struct {
+		XMLName xml.Name  `xml:"gexf"`
+		XMLNS   string    `xml:"xmlns,attr"`
+		Version string    `xml:"version,attr"`
+		Meta    gexfMeta  `xml:"meta"`
+		Graph   gexfGraph `xml:"graph"`
+	}
+	gexfMeta struct {
+		Creator     string `xml:"creator"`
+		Description string `xml:"description"`
+	}
+	gexfGraph struct {
+		EdgeType   string        `xml:"defaultedgetype,attr"`
+		Mode       string        `xml:"mode,attr"`
+		TimeFormat string        `xml:"timeformat,attr,omitempty"`
+		TimeRepr   string        `xml:"timerepresentation,attr,omitempty"`
+		Attributes gexfAttrClass `xml:"attributes"`
+		Nodes      []gexfNode    `xml:"nodes>node"`
+		Edges      []gexfEdge    `xml:"edges>edge"`
+	}
+	gexfAttrClass struct {
+		Class string     `xml:"class,attr"`
+		Attrs []gexfAttr `xml:"attribute"`
+	}
+	gexfAttr struct {
+		ID    string `xml:"id,attr"`
+		Title string `xml:"title,attr"`
+		Type  string `xml:"type,attr"`
+	}
+	gexfNode struct {
+		ID     string      `xml:"id,attr"`
+		Label  string      `xml:"label,attr"`
+		Spells []gexfSpell `xml:"spells>spell,omitempty"`
+	}
+	gexfEdge struct {
+		ID     string      `xml:"id,attr"`
+		Source string      `xml:"source,attr"`
+		Target string      `xml:"target,attr"`
+		Weight uint64      `xml:"weight,attr"`
+		Values []gexfValue `xml:"attvalues>attvalue"`
+		Spells []gexfSpell `xml:"spells>spell,omitempty"`
+	}
+	gexfValue struct {
+		For   string `xml:"for,attr"`
+		Value uint64 `xml:"value,attr"`
+	}
+	gexfSpell struct {
+		Start string `xml:"start,attr"`
+		End   string `xml:"end,attr"`
+	}
+)
+
+// WriteGEXF writes GEXF 1.3, the format Gephi opens; with a window, nodes and edges carry spells, so
+// Gephi's timeline plays the network. Edge weight is the IP bytes.
+func (g Graph) WriteGEXF(w io.Writer) error {
+	doc := gexfDoc{XMLNS: "http://gexf.net/1.3", Version: "1.3",
+		Meta: gexfMeta{Creator: "capfleet", Description: "hosts and the flows between them"},
+		Graph: gexfGraph{EdgeType: "undirected", Mode: "static", Attributes: gexfAttrClass{Class: "edge", Attrs: []gexfAttr{
+			{"flows", "flows", "long"}, {"packets", "packets", "long"}, {"ip_bytes", "ip_bytes", "long"}}}}}
+	if g.Window > 0 {
+		doc.Graph.Mode, doc.Graph.TimeFormat, doc.Graph.TimeRepr = "dynamic", "dateTime", "interval"
+	}
+	spells := func(s []Spell) []gexfSpell {
+		if g.Window <= 0 {
+			return nil
+		}
+		out := make([]gexfSpell, len(s))
+		for i, sp := range s {
+			out[i] = gexfSpell{sp.Start.UTC().Format(time.RFC3339), sp.End.UTC().Format(time.RFC3339)}
+		}
+		return out
+	}
+	for _, n := range g.Nodes {
+		doc.Graph.Nodes = append(doc.Graph.Nodes, gexfNode{ID: n.ID, Label: n.ID, Spells: spells(n.Spells)})
+	}
+	for i, e := range g.Edges {
+		doc.Graph.Edges = append(doc.Graph.Edges, gexfEdge{ID: strconv.Itoa(i), Source: e.Source, Target: e.Target, Weight: e.Bytes,
+			Values: []gexfValue{{"flows", e.Flows}, {"packets", e.Packets}, {"ip_bytes", e.Bytes}}, Spells: spells(e.Spells)})
+	}
+	if _, err := io.WriteString(w, xml.Header); err != nil {
+		return err
+	}
+	enc := xml.NewEncoder(w)
+	enc.Indent("", "  ")
+	if err := enc.Encode(doc); err != nil {
+		return err
+	}
+	_, err := io.WriteString(w, "\n")
+	return err
+}
+
+func graphCommand() *cobra.Command {
+	var (
+		c        common
+		o        string
+		window   time.Duration
+		minBytes uint64
+		sensor   string
+	)
+	cmd := &cobra.Command{
+		Use:   "graph",
+		Short: "Who talked to whom: hosts and the pairs between them from the stored flows, as GEXF (Gephi), DOT or node-link JSON (D3, Cytoscape)",
+		Long: `Builds the communication graph of the stored flows active in the time range: hosts as nodes, pairs
+of hosts as undirected edges weighted by IP bytes, with their packets and flows. With --window the
+graph is dynamic: every node and edge carries the windows it was active in (GEXF spells, so Gephi's
+timeline plays it; per-window flow counts in JSON).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o != "gexf" && o != "dot" && o != "json" {
+				return fmt.Errorf("-o %q: want gexf, dot or json", o)
+			}
+			if window < 0 {
+				return fmt.Errorf("--window %s: must not be negative", window)
+			}
+			flows, err := c.storedFlows(cmd, sensor)
+			if err != nil {
+				return err
+			}
+			g := BuildGraph(flows, window, minBytes)
+			switch o {
+			case "dot":
+				return g.WriteDOT(cmd.OutOrStdout())
+			case "json":
+				return g.WriteJSON(cmd.OutOrStdout())
+			}
+			return g.WriteGEXF(cmd.OutOrStdout())
+		},
+	}
+	c.addFlags(cmd)
+	cmd.Flags().StringVarP(&o, "output", "o", "gexf", "gexf, dot or json")
+	cmd.Flags().DurationVar(&window, "window", 0, "make the graph dynamic, in windows this wide (e.g. 1m); 0: static")
+	cmd.Flags().Uint64Var(&minBytes, "min-bytes", 0, "leave out pairs that exchanged fewer IP bytes")
+	cmd.Flags().StringVar(&sensor, "sensor", "", "only the flows stored under this sensor name")
+	return cmd
+}
