@@ -111,3 +111,10 @@ pki_p12() {
     _pki_openssl "$d" pkcs12 -export -name "$3" -in "$d/$n.crt" -inkey "$d/$n.key" -certfile "$d/ca.crt" \
       -out "$d/$4.p12" -passout "file:$d/$4.pass")
 }
+
+# pki_signing_key DIR NAME : DIR/NAME.key, an RSA 2048 key, and its public half DIR/NAME.pub
+pki_signing_key() {
+  local d=$1 n=$2
+  (umask 077 && _pki_openssl "$d" genrsa -out "$d/$n.key" 2048) &&
+    _pki_openssl "$d" rsa -in "$d/$n.key" -pubout -out "$d/$n.pub"
+}
