@@ -10,6 +10,7 @@ ETCD_PORT=${ETCD_PORT:-2479}
 
 pki() {
   [ -f "$PKI/admin.crt" ] && return 0
+  # shellcheck disable=SC2034 # PKI_KEY is read by the pki_* helpers of hack/lib.sh
   local PKI_KEY=rsa
   { pki_ca "$PKI" /CN=capfleet-local-ca &&
     pki_cert "$PKI" apiserver /CN=kube-apiserver serverAuth IP:127.0.0.1,DNS:localhost &&

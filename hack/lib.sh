@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers for hack/ scripts: paths, logging, timing, PID-based process control, port checks,
 # throwaway secrets and certificates.
 # Sourced, never run. Everything slow lands in $CACHE (git-ignored), keyed by version.

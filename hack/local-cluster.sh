@@ -44,6 +44,7 @@ install() {
 
 pki() {
   [ -f "$PKI/kubelet-serving.crt" ] && return 0
+  # shellcheck disable=SC2034 # PKI_KEY is read by the pki_* helpers of hack/lib.sh
   local PKI_KEY=rsa both=serverAuth,clientAuth
   { pki_ca "$PKI" /CN=capfleet-local-cluster-ca &&
     pki_cert "$PKI" apiserver /CN=kube-apiserver "$both" \
