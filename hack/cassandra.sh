@@ -60,25 +60,13 @@ EOF
 }
 
 
-# make_tls writes a throw-away CA, a node certificate for 127.0.0.1 signed by it
-# and the PKCS12 keystore Cassandra reads; the CA goes to the TLS client secret.
+# make_tls writes a throw-away CA, a node certificate for 127.0.0.1 signed by it and the PKCS12 keystore
+# Cassandra reads (keystore.p12, its password in keystore.pass); the CA goes to the TLS client secret.
 make_tls() {
   local d=$STATE/tls
   command -v openssl >/dev/null || die "openssl not found (apt-get install openssl), or set CASSANDRA_TLS_PORT=0"
-  mkdir -p "$d" && chmod 700 "$d"
-  (umask 077 && secret >"$d/keystore.pass")
-  {
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
-      -subj /CN=capfleet-test-ca -keyout "$d/ca.key" -out "$d/ca.crt" &&
-    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-      -subj /CN=127.0.0.1 -keyout "$d/node.key" -out "$d/node.csr" &&
-    printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost" "basicConstraints=CA:FALSE" \
-      "keyUsage=digitalSignature" "extendedKeyUsage=serverAuth" >"$d/node.ext" &&
-    openssl x509 -req -in "$d/node.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial -days 30 \
-      -extfile "$d/node.ext" -out "$d/node.crt" &&
-    openssl pkcs12 -export -name cassandra -in "$d/node.crt" -inkey "$d/node.key" -certfile "$d/ca.crt" \
-      -out "$d/keystore.p12" -passout "file:$d/keystore.pass"
-  } >"$d/openssl.log" 2>&1 || { cat "$d/openssl.log" >&2; die "openssl could not make the TLS keystore"; }
+  { pki_ca "$d" /CN=capfleet-test-ca && pki_cert "$d" node /CN=127.0.0.1 serverAuth IP:127.0.0.1,DNS:localhost &&
+    pki_p12 "$d" node cassandra keystore; } || die "openssl could not make the TLS keystore"
 }
 
 tls_yaml() {
@@ -244,8 +232,6 @@ jvm_opts() {
   [ -z "${CASSANDRA_JVM_EXTRA:-}" ] || printf '%s\n' $CASSANDRA_JVM_EXTRA
 }
 
-secret() { head -c 18 /dev/urandom | base64 | tr -d '/+=\n'; }
-
 provision() {
   local admin=$STATE/admin-secret client=$STATE/client-secret
   mkdir -p "$admin" "$client"
@@ -254,7 +240,7 @@ provision() {
   printf cassandra >"$admin/password"
   if [ ! -s "$client/password" ]; then
     printf capfleet >"$client/username"
-    (umask 077 && secret >"$client/password")
+    (umask 077 && random_secret >"$client/password")
   fi
   (cd "$ROOT" && go run ./hack/cassprovision --port "$CQL_PORT" \
     --admin-secret-dir "$admin" --client-secret-dir "$client" \

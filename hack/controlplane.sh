@@ -10,19 +10,12 @@ ETCD_PORT=${ETCD_PORT:-2479}
 
 pki() {
   [ -f "$PKI/admin.crt" ] && return 0
-  mkdir -p "$PKI"; cd "$PKI"
-  openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 30 -subj "/CN=capfleet-local-ca" 2>/dev/null
-  cert() { # name subject [SANs]
-    openssl req -newkey rsa:2048 -nodes -keyout "$1.key" -out "$1.csr" -subj "$2" 2>/dev/null
-    if [ -n "${3:-}" ]; then printf 'subjectAltName=%s\nextendedKeyUsage=serverAuth\n' "$3" >"$1.ext"
-    else printf 'extendedKeyUsage=clientAuth\n' >"$1.ext"; fi
-    openssl x509 -req -in "$1.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -out "$1.crt" -days 30 -extfile "$1.ext" 2>/dev/null
-    rm -f "$1.csr" "$1.ext"
-  }
-  cert apiserver "/CN=kube-apiserver" "IP:127.0.0.1,DNS:localhost"
-  cert admin "/O=system:masters/CN=admin"
-  openssl genrsa -out sa.key 2048 2>/dev/null; openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
-  cd - >/dev/null
+  # shellcheck disable=SC2034 # PKI_KEY is read by the pki_* helpers of hack/lib.sh
+  local PKI_KEY=rsa
+  { pki_ca "$PKI" /CN=capfleet-local-ca &&
+    pki_cert "$PKI" apiserver /CN=kube-apiserver serverAuth IP:127.0.0.1,DNS:localhost &&
+    pki_cert "$PKI" admin /O=system:masters/CN=admin clientAuth &&
+    pki_signing_key "$PKI" sa; } || die "openssl could not make the control plane's certificates"
 }
 
 kubeconfig() {

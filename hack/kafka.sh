@@ -63,28 +63,13 @@ EOF
 
 classpath() { local IFS=:; local jars=("$LIBS"/*.jar); echo "${jars[*]}"; }
 
-# make_certs writes a throwaway CA and a server certificate for 127.0.0.1 and
-# localhost; the server PEM (PKCS#8 key + chain) is what Kafka's PEM keystore reads.
+# make_certs writes a throwaway CA, a server certificate for 127.0.0.1 and localhost and a client
+# certificate for the mutual-TLS listener; server.pem (PKCS#8 key + chain) is what Kafka's PEM keystore reads.
 make_certs() {
   local d=$KDIR/tls
-  mkdir -p "$d"
-  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
-    -subj "/CN=capfleet test Kafka CA" -keyout "$d/ca.key" -out "$d/ca.crt" \
-    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
-  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-    -subj "/CN=localhost" -keyout "$d/server.key" -out "$d/server.csr" 2>/dev/null
-  printf '%s\n' "subjectAltName=IP:$HOST,DNS:localhost" "extendedKeyUsage=serverAuth" \
-    "keyUsage=critical,digitalSignature,keyEncipherment" >"$d/server.ext"
-  openssl x509 -req -in "$d/server.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial \
-    -days 30 -extfile "$d/server.ext" -out "$d/server.crt" 2>/dev/null
-  openssl pkcs8 -topk8 -nocrypt -in "$d/server.key" -out "$d/server.pk8"
-  cat "$d/server.pk8" "$d/server.crt" "$d/ca.crt" >"$d/server.pem"
-  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-    -subj "/CN=$SCRAM_USER" -keyout "$d/client.key" -out "$d/client.csr" 2>/dev/null
-  printf '%s\n' "extendedKeyUsage=clientAuth" "keyUsage=critical,digitalSignature" >"$d/client.ext"
-  openssl x509 -req -in "$d/client.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial \
-    -days 30 -extfile "$d/client.ext" -out "$d/client.crt" 2>/dev/null
-  chmod 600 "$d"/*.key "$d/server.pk8" "$d/server.pem"
+  { pki_ca "$d" "/CN=capfleet test Kafka CA" &&
+    pki_cert "$d" server /CN=localhost serverAuth "IP:$HOST,DNS:localhost" && pki_pem "$d" server &&
+    pki_cert "$d" client "/CN=$SCRAM_USER" clientAuth; } || die "openssl could not make the broker's certificates"
 }
 
 # write_config writes server.properties, the log4j2 config and the client files.
@@ -240,7 +225,7 @@ cmd_start() {
   [ "$(java_major)" -ge 17 ] 2>/dev/null || die "Kafka $KAFKA_VERSION needs Java 17 or newer; '$JAVA' is '$(java_major)' (set JAVA=/path/to/java)"
   fetch_jars
   rm -rf "$KDIR" && mkdir -p "$KDIR"
-  password=$(openssl rand -hex 24)
+  password=$(random_secret)
   build_probe 9>&- &
   local probe_pid=$!
   make_certs

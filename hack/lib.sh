@@ -1,4 +1,6 @@
-# Shared helpers for hack/ scripts: paths, logging, PID-based process control.
+# shellcheck shell=bash
+# Shared helpers for hack/ scripts: paths, logging, timing, PID-based process control, port checks,
+# throwaway secrets and certificates.
 # Sourced, never run. Everything slow lands in $CACHE (git-ignored), keyed by version.
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CACHE=${CAPFLEET_CACHE:-$ROOT/.cache}
@@ -53,4 +55,67 @@ java17_home() {
     [ -x "$d/bin/java" ] && "$d/bin/java" -version 2>&1 | grep -q 'version "17[."]' && { readlink -f "$d"; return 0; }
   done
   return 1
+}
+
+# random_secret : 48 hex digits from the kernel's random source, no newline: a throwaway password
+random_secret() { head -c 24 /dev/urandom | od -An -v -tx1 | tr -d ' \n'; }
+
+# Throwaway PKI for local services: a CA and the certificates it signs, valid 30 days, all in one DIR
+# (0700). Keys are EC P-256, or RSA 2048 with PKI_KEY=rsa; files with a key or a password are 0600.
+# openssl's output goes to DIR/openssl.log, shown on stderr when a step fails; a helper then returns
+# non-zero, for the caller's `|| die`. No password ever stands on a command line.
+_pki_openssl() {
+  local d=$1; shift
+  openssl "$@" >>"$d/openssl.log" 2>&1 || { cat "$d/openssl.log" >&2; return 1; }
+}
+_pki_newkey() { # the -newkey arguments of openssl req
+  if [ "${PKI_KEY:-ec}" = rsa ]; then echo -newkey rsa:2048; else echo -newkey ec -pkeyopt ec_paramgen_curve:P-256; fi
+}
+
+# pki_ca DIR SUBJECT : DIR/ca.key and the self-signed DIR/ca.crt, a CA named SUBJECT ("/CN=...")
+pki_ca() {
+  local d=$1
+  mkdir -p "$d" && chmod 700 "$d" || return 1
+  # shellcheck disable=SC2046
+  (umask 077 && _pki_openssl "$d" req -x509 $(_pki_newkey) -nodes -days 30 -subj "$2" \
+    -keyout "$d/ca.key" -out "$d/ca.crt" \
+    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign) &&
+    chmod 644 "$d/ca.crt"
+}
+
+# pki_cert DIR NAME SUBJECT USAGE [SANS] : DIR/NAME.key and DIR/NAME.crt for SUBJECT, signed by DIR's CA.
+# USAGE is the extended key usage (serverAuth, clientAuth, or both comma-separated), SANS a server's
+# subjectAltName (IP:127.0.0.1,DNS:localhost).
+pki_cert() {
+  local d=$1 n=$2
+  printf '%s\n' basicConstraints=critical,CA:FALSE keyUsage=critical,digitalSignature,keyEncipherment \
+    "extendedKeyUsage=$4" ${5:+"subjectAltName=$5"} >"$d/$n.ext" || return 1
+  # shellcheck disable=SC2046
+  (umask 077 && _pki_openssl "$d" req $(_pki_newkey) -nodes -subj "$3" -keyout "$d/$n.key" -out "$d/$n.csr") &&
+    _pki_openssl "$d" x509 -req -in "$d/$n.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial -days 30 \
+      -extfile "$d/$n.ext" -out "$d/$n.crt" &&
+    rm -f "$d/$n.csr" "$d/$n.ext"
+}
+
+# pki_pem DIR NAME : DIR/NAME.pem, NAME's key (PKCS#8), certificate and the CA's in one file (a PEM keystore)
+pki_pem() {
+  local d=$1 n=$2
+  (umask 077 && _pki_openssl "$d" pkcs8 -topk8 -nocrypt -in "$d/$n.key" -out "$d/$n.pk8" &&
+    cat "$d/$n.pk8" "$d/$n.crt" "$d/ca.crt" >"$d/$n.pem" && rm -f "$d/$n.pk8")
+}
+
+# pki_p12 DIR NAME ALIAS STORE : DIR/STORE.p12, a PKCS#12 keystore of NAME's key and certificate chain
+# under ALIAS, locked with a new random password that DIR/STORE.pass holds (openssl reads it there)
+pki_p12() {
+  local d=$1 n=$2
+  (umask 077 && random_secret >"$d/$4.pass" &&
+    _pki_openssl "$d" pkcs12 -export -name "$3" -in "$d/$n.crt" -inkey "$d/$n.key" -certfile "$d/ca.crt" \
+      -out "$d/$4.p12" -passout "file:$d/$4.pass")
+}
+
+# pki_signing_key DIR NAME : DIR/NAME.key, an RSA 2048 key, and its public half DIR/NAME.pub
+pki_signing_key() {
+  local d=$1 n=$2
+  (umask 077 && _pki_openssl "$d" genrsa -out "$d/$n.key" 2048) &&
+    _pki_openssl "$d" rsa -in "$d/$n.key" -pubout -out "$d/$n.pub"
 }

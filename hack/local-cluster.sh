@@ -44,27 +44,18 @@ install() {
 
 pki() {
   [ -f "$PKI/kubelet-serving.crt" ] && return 0
-  mkdir -p "$PKI"
-  (
-    cd "$PKI"
-    openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 30 -subj "/CN=capfleet-local-cluster-ca" 2>/dev/null
-    cert() { # name subject [SANs]
-      openssl req -newkey rsa:2048 -nodes -keyout "$1.key" -out "$1.csr" -subj "$2" 2>/dev/null
-      if [ -n "${3:-}" ]; then printf 'subjectAltName=%s\nextendedKeyUsage=serverAuth,clientAuth\n' "$3" >"$1.ext"
-      else printf 'extendedKeyUsage=clientAuth\n' >"$1.ext"; fi
-      openssl x509 -req -in "$1.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -out "$1.crt" -days 30 -extfile "$1.ext" 2>/dev/null
-      rm -f "$1.csr" "$1.ext"
-    }
-    cert apiserver "/CN=kube-apiserver" "IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc"
-    cert admin "/O=system:masters/CN=admin"
-    cert apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client"
-    cert controller-manager "/CN=system:kube-controller-manager"
-    cert scheduler "/CN=system:kube-scheduler"
-    cert kubelet "/O=system:nodes/CN=system:node:$NODE"
-    cert kubelet-serving "/CN=$NODE" "IP:127.0.0.1,DNS:localhost"
-    openssl genrsa -out sa.key 2048 2>/dev/null
-    openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
-  )
+  # shellcheck disable=SC2034 # PKI_KEY is read by the pki_* helpers of hack/lib.sh
+  local PKI_KEY=rsa both=serverAuth,clientAuth
+  { pki_ca "$PKI" /CN=capfleet-local-cluster-ca &&
+    pki_cert "$PKI" apiserver /CN=kube-apiserver "$both" \
+      IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc &&
+    pki_cert "$PKI" admin /O=system:masters/CN=admin clientAuth &&
+    pki_cert "$PKI" apiserver-kubelet-client /O=system:masters/CN=kube-apiserver-kubelet-client clientAuth &&
+    pki_cert "$PKI" controller-manager /CN=system:kube-controller-manager clientAuth &&
+    pki_cert "$PKI" scheduler /CN=system:kube-scheduler clientAuth &&
+    pki_cert "$PKI" kubelet "/O=system:nodes/CN=system:node:$NODE" clientAuth &&
+    pki_cert "$PKI" kubelet-serving "/CN=$NODE" "$both" IP:127.0.0.1,DNS:localhost &&
+    pki_signing_key "$PKI" sa; } || die "openssl could not make the cluster's certificates"
 }
 
 kubeconfigs() {

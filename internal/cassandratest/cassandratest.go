@@ -4,13 +4,11 @@
 package cassandratest
 
 import (
-	"bufio"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -58,40 +56,14 @@ func (e Env) TLS() cassconn.Config {
 
 // Dir is where hack/cassandra.sh keeps its state: $CAPFLEET_RUN/cassandra, by
 // default .run/cassandra in the repository that holds the working directory.
-func Dir() (string, error) {
-	if run := os.Getenv("CAPFLEET_RUN"); run != "" {
-		return filepath.Join(run, "cassandra"), nil
-	}
-	root, err := testenv.RepoRoot()
-	if err != nil {
-		return "", err
-	}
-	return filepath.Join(root, ".run", "cassandra"), nil
-}
+func Dir() (string, error) { return testenv.RunDir("cassandra") }
 
 // ReadEnv parses the env file in dir. Relative secret dirs are taken relative to dir.
 func ReadEnv(dir string) (Env, error) {
 	path := filepath.Join(dir, "env")
-	f, err := os.Open(path)
+	vals, err := testenv.ReadEnvFile(path)
 	if err != nil {
 		return Env{}, err
-	}
-	defer f.Close()
-	vals := map[string]string{}
-	sc := bufio.NewScanner(f)
-	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		k, v, ok := strings.Cut(line, "=")
-		if !ok {
-			return Env{}, fmt.Errorf("%s:%d: not KEY=VALUE", path, n)
-		}
-		vals[strings.TrimSpace(k)] = strings.TrimSpace(v)
-	}
-	if err := sc.Err(); err != nil {
-		return Env{}, fmt.Errorf("%s: %w", path, err)
 	}
 	e := Env{SecretDir: filepath.Join(dir, "client-secret")}
 	for _, h := range strings.Split(vals[KeyHosts], ",") {

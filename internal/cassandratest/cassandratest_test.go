@@ -6,19 +6,16 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-
-	"capfleet.dev/capfleet/internal/cassconn"
 	"strings"
 	"testing"
+
+	"capfleet.dev/capfleet/internal/cassconn"
+	"capfleet.dev/capfleet/internal/testenv"
 )
 
+// writeEnv makes a folder with an env file, as hack/cassandra.sh keeps its state.
 func writeEnv(t *testing.T, body string) string {
-	t.Helper()
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "env"), []byte(body), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return dir
+	return testenv.WriteDir(t, map[string]string{"env": body})
 }
 
 func TestReadEnv(t *testing.T) {
@@ -48,7 +45,7 @@ func TestReadEnvErrors(t *testing.T) {
 		{"CASSANDRA_HOSTS=h\n", "CASSANDRA_PORT is missing"},
 		{"CASSANDRA_HOSTS=h\nCASSANDRA_PORT=90420\n", `CASSANDRA_PORT="90420" is not a TCP port`},
 		{"CASSANDRA_HOSTS=h\nCASSANDRA_PORT=9042\nCASSANDRA_TLS_PORT=x\n", "CASSANDRA_TLS_PORT"},
-		{"CASSANDRA_HOSTS\n", "env:1: not KEY=VALUE"},
+		{"CASSANDRA_HOSTS\n", "env:1: not KEY=value"},
 	} {
 		_, err := ReadEnv(writeEnv(t, tc.body))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -1,56 +1,20 @@
 package cassconn
 
 import (
-	"capfleet.dev/capfleet/internal/testenv"
-	"strconv"
-
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/gocql/gocql"
 	"github.com/spf13/pflag"
+
+	"capfleet.dev/capfleet/internal/testenv"
+	"capfleet.dev/capfleet/internal/testpki"
 )
-
-func writeFiles(t *testing.T, files map[string]string) string {
-	t.Helper()
-	dir := t.TempDir()
-	for name, body := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
-}
-
-func selfSignedPEM(t *testing.T) string {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
-}
 
 func TestFlagsDefaultsAndParsing(t *testing.T) {
 	var c Config
@@ -92,8 +56,8 @@ func TestClusterWithoutSecret(t *testing.T) {
 }
 
 func TestClusterPasswordAndTLS(t *testing.T) {
-	dir := writeFiles(t, map[string]string{
-		FileUsername: "capfleet\n", FilePassword: "s3cret with space\r\n", FileCA: selfSignedPEM(t),
+	dir := testenv.WriteDir(t, map[string]string{
+		FileUsername: "capfleet\n", FilePassword: "s3cret with space\r\n", FileCA: testpki.NewCA(t, "test CA").CertPEM,
 	})
 	c := Config{Hosts: []string{"127.0.0.1"}, Port: 9042, TLS: true, SecretDir: dir}
 	cl, err := c.Cluster()
@@ -139,15 +103,15 @@ func TestClusterErrors(t *testing.T) {
 		{"secret dir is a file", Config{Hosts: []string{"h"}, Port: 9042, SecretDir: notDir},
 			[]string{notDir, "not a directory"}},
 		{"password missing", Config{Hosts: []string{"h"}, Port: 9042,
-			SecretDir: writeFiles(t, map[string]string{FileUsername: "u"})}, []string{"/" + FilePassword + " is missing"}},
+			SecretDir: testenv.WriteDir(t, map[string]string{FileUsername: "u"})}, []string{"/" + FilePassword + " is missing"}},
 		{"username missing", Config{Hosts: []string{"h"}, Port: 9042,
-			SecretDir: writeFiles(t, map[string]string{FilePassword: "p"})}, []string{"/" + FileUsername + " is missing"}},
+			SecretDir: testenv.WriteDir(t, map[string]string{FilePassword: "p"})}, []string{"/" + FileUsername + " is missing"}},
 		{"empty password", Config{Hosts: []string{"h"}, Port: 9042,
-			SecretDir: writeFiles(t, map[string]string{FileUsername: "u", FilePassword: "\n"})}, []string{"/" + FilePassword + ": empty"}},
+			SecretDir: testenv.WriteDir(t, map[string]string{FileUsername: "u", FilePassword: "\n"})}, []string{"/" + FilePassword + ": empty"}},
 		{"bad CA", Config{Hosts: []string{"h"}, Port: 9042, TLS: true,
-			SecretDir: writeFiles(t, map[string]string{FileCA: "not a certificate"})}, []string{"/" + FileCA, "no PEM certificate"}},
+			SecretDir: testenv.WriteDir(t, map[string]string{FileCA: "not a certificate"})}, []string{"/" + FileCA, "no PEM certificate"}},
 		{"CA without TLS", Config{Hosts: []string{"h"}, Port: 9042,
-			SecretDir: writeFiles(t, map[string]string{FileCA: selfSignedPEM(t)})}, []string{"/" + FileCA, "--cassandra-tls is off"}},
+			SecretDir: testenv.WriteDir(t, map[string]string{FileCA: testpki.NewCA(t, "test CA").CertPEM})}, []string{"/" + FileCA, "--cassandra-tls is off"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -165,7 +129,7 @@ func TestClusterErrors(t *testing.T) {
 }
 
 func TestErrorsNeverShowThePassword(t *testing.T) {
-	dir := writeFiles(t, map[string]string{FilePassword: "hunter2-secret"})
+	dir := testenv.WriteDir(t, map[string]string{FilePassword: "hunter2-secret"})
 	_, err := (&Config{Hosts: []string{"h"}, Port: 9042, SecretDir: dir}).Cluster()
 	if err == nil || strings.Contains(err.Error(), "hunter2") {
 		t.Fatalf("error %v", err)
@@ -176,7 +140,7 @@ func TestErrorsNeverShowThePassword(t *testing.T) {
 func TestSessionToClosedPortIsNotAnAuthError(t *testing.T) {
 	_, portText, _ := net.SplitHostPort(testenv.FreeAddr(t))
 	port, _ := strconv.Atoi(portText)
-	dir := writeFiles(t, map[string]string{FileUsername: "u", FilePassword: "p"})
+	dir := testenv.WriteDir(t, map[string]string{FileUsername: "u", FilePassword: "p"})
 	s, err := (&Config{Hosts: []string{"127.0.0.1"}, Port: port, SecretDir: dir}).Session()
 	if err == nil {
 		s.Close()

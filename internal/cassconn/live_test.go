@@ -1,15 +1,6 @@
 package cassconn_test
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +9,8 @@ import (
 
 	"capfleet.dev/capfleet/internal/cassandratest"
 	"capfleet.dev/capfleet/internal/cassconn"
+	"capfleet.dev/capfleet/internal/testenv"
+	"capfleet.dev/capfleet/internal/testpki"
 )
 
 // These tests run against the node of hack/cassandra.sh, which has password
@@ -76,16 +69,7 @@ func TestLiveRoleIsNotSuperuser(t *testing.T) {
 
 func TestLiveWrongPassword(t *testing.T) {
 	cfg := cassandratest.Config(t)
-	user, err := os.ReadFile(filepath.Join(cfg.SecretDir, cassconn.FileUsername))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.SecretDir = t.TempDir()
-	for name, v := range map[string]string{cassconn.FileUsername: string(user), cassconn.FilePassword: "not-the-password"} {
-		if err := os.WriteFile(filepath.Join(cfg.SecretDir, name), []byte(v), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	cfg.SecretDir = testenv.CopyDir(t, cfg.SecretDir, map[string]string{cassconn.FilePassword: "not-the-password"})
 	s, err := cfg.Session()
 	if err == nil {
 		s.Close()
@@ -137,20 +121,8 @@ func TestLiveTLS(t *testing.T) {
 // before any password is sent.
 func TestLiveTLSRejectsUnknownCA(t *testing.T) {
 	cfg := cassandratest.TLSConfig(t)
-	other := t.TempDir()
-	for _, name := range []string{cassconn.FileUsername, cassconn.FilePassword} {
-		b, err := os.ReadFile(filepath.Join(cfg.SecretDir, name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(other, name), b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.WriteFile(filepath.Join(other, cassconn.FileCA), []byte(otherCA(t)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg.SecretDir = other
+	cfg.SecretDir = testenv.CopyDir(t, cfg.SecretDir,
+		map[string]string{cassconn.FileCA: testpki.NewCA(t, "not the node's CA").CertPEM})
 	s, err := cfg.Session()
 	if err == nil {
 		s.Close()
@@ -177,22 +149,4 @@ func TestLiveTLSPortRefusesClearText(t *testing.T) {
 		s.Close()
 		t.Fatal("clear-text session on the TLS port")
 	}
-}
-
-func otherCA(t *testing.T) string {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "not the node's CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
 }

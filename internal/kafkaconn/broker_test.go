@@ -17,6 +17,8 @@ import (
 
 	"capfleet.dev/capfleet/internal/kafkaconn"
 	"capfleet.dev/capfleet/internal/kafkatest"
+	"capfleet.dev/capfleet/internal/testenv"
+	"capfleet.dev/capfleet/internal/testpki"
 )
 
 // roundTrip produces one record through cfg and reads it back from the start
@@ -75,7 +77,7 @@ func TestRoundTripSecure(t *testing.T) {
 	for _, mech := range []string{kafkaconn.MechanismScramSHA512, kafkaconn.MechanismScramSHA256, kafkaconn.MechanismPlain} {
 		t.Run(mech, func(t *testing.T) {
 			c := cfg
-			c.SecretDir = secretCopy(t, cfg.SecretDir, map[string]string{kafkaconn.FileMechanism: mech})
+			c.SecretDir = testenv.CopyDir(t, cfg.SecretDir, map[string]string{kafkaconn.FileMechanism: mech})
 			roundTrip(t, c)
 		})
 	}
@@ -86,7 +88,7 @@ func TestWrongPasswordIsAnAuthenticationError(t *testing.T) {
 	for _, mech := range []string{kafkaconn.MechanismScramSHA512, kafkaconn.MechanismPlain} {
 		t.Run(mech, func(t *testing.T) {
 			c := cfg
-			c.SecretDir = secretCopy(t, cfg.SecretDir, map[string]string{
+			c.SecretDir = testenv.CopyDir(t, cfg.SecretDir, map[string]string{
 				kafkaconn.FileMechanism: mech, kafkaconn.FilePassword: "not-the-password"})
 			_, err := ping(t, c)
 			if !errors.Is(err, kerr.SaslAuthenticationFailed) {
@@ -99,7 +101,7 @@ func TestWrongPasswordIsAnAuthenticationError(t *testing.T) {
 
 func TestUnknownUserIsAnAuthenticationError(t *testing.T) {
 	cfg := kafkatest.Secure(t)
-	cfg.SecretDir = secretCopy(t, cfg.SecretDir, map[string]string{kafkaconn.FileUsername: "nobody"})
+	cfg.SecretDir = testenv.CopyDir(t, cfg.SecretDir, map[string]string{kafkaconn.FileUsername: "nobody"})
 	if _, err := ping(t, cfg); !errors.Is(err, kerr.SaslAuthenticationFailed) {
 		t.Fatalf("err = %v, want SASL_AUTHENTICATION_FAILED", err)
 	}
@@ -108,7 +110,7 @@ func TestUnknownUserIsAnAuthenticationError(t *testing.T) {
 func TestUntrustedServerCertificateIsRefused(t *testing.T) {
 	cfg := kafkatest.Secure(t)
 	// Any CA but the script's: the server certificate must then fail verification.
-	cfg.SecretDir = secretCopy(t, cfg.SecretDir, map[string]string{kafkaconn.FileCA: otherCA(t)})
+	cfg.SecretDir = testenv.CopyDir(t, cfg.SecretDir, map[string]string{kafkaconn.FileCA: testpki.NewCA(t, "not the broker's CA").CertPEM})
 	_, err := ping(t, cfg)
 	var unknown x509.UnknownAuthorityError
 	if !errors.As(err, &unknown) {
@@ -133,32 +135,29 @@ func TestRoundTripMutualTLS(t *testing.T) {
 
 func TestMutualTLSRefusesClientsWithoutACertificate(t *testing.T) {
 	cfg := kafkatest.MTLS(t)
-	dir := secretCopy(t, cfg.SecretDir, nil)
+	dir := testenv.CopyDir(t, cfg.SecretDir, nil)
 	for _, f := range []string{kafkaconn.FileCert, kafkaconn.FileKey} {
 		if err := os.Remove(filepath.Join(dir, f)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	cfg.SecretDir = dir
-	_, err := ping(t, cfg)
-	if err == nil {
-		t.Fatal("the mutual-TLS listener answered a client that sent no certificate")
-	}
-	// crypto/tls reports an alert from the peer as a net.OpError "remote error".
-	var op *net.OpError
-	if !errors.As(err, &op) || op.Op != "remote error" || !strings.Contains(err.Error(), "tls:") {
-		t.Fatalf("err = %v, want a TLS alert from the broker", err)
-	}
-	t.Logf("refused as expected: %v", err)
+	wantTLSAlert(t, cfg, "a client that sent no certificate")
 }
 
 func TestMutualTLSRefusesACertificateFromAnotherCA(t *testing.T) {
 	cfg := kafkatest.MTLS(t)
-	cert, key := kafkaconn.SelfSigned(t)
-	cfg.SecretDir = secretCopy(t, cfg.SecretDir, map[string]string{kafkaconn.FileCert: cert, kafkaconn.FileKey: key})
+	other := testpki.NewCA(t, "not the broker's CA")
+	cfg.SecretDir = testenv.CopyDir(t, cfg.SecretDir, map[string]string{kafkaconn.FileCert: other.CertPEM, kafkaconn.FileKey: other.KeyPEM})
+	wantTLSAlert(t, cfg, "a client whose certificate it cannot verify")
+}
+
+// wantTLSAlert checks that the mutual-TLS listener refuses cfg's client, described by who, in the handshake.
+func wantTLSAlert(t *testing.T, cfg kafkaconn.Config, who string) {
+	t.Helper()
 	_, err := ping(t, cfg)
 	if err == nil {
-		t.Fatal("the mutual-TLS listener answered a client whose certificate it cannot verify")
+		t.Fatalf("the mutual-TLS listener answered %s", who)
 	}
 	// crypto/tls reports an alert from the peer as a net.OpError "remote error".
 	var op *net.OpError
@@ -174,36 +173,6 @@ func ping(t *testing.T, cfg kafkaconn.Config) (int, error) {
 	defer cancel()
 	bs, err := kafkatest.Ping(ctx, cfg)
 	return len(bs), err
-}
-
-// secretCopy copies a secret dir, replacing the given files.
-func secretCopy(t *testing.T, src string, replace map[string]string) string {
-	t.Helper()
-	dst := t.TempDir()
-	ents, err := os.ReadDir(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range ents {
-		b, err := os.ReadFile(filepath.Join(src, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dst, e.Name()), b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for name, v := range replace {
-		if err := os.WriteFile(filepath.Join(dst, name), []byte(v+"\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dst
-}
-
-func otherCA(t *testing.T) string {
-	cert, _ := kafkaconn.SelfSigned(t)
-	return cert
 }
 
 // benchProduce measures producing packet-sized records through cfg: what TLS

@@ -1,64 +1,18 @@
 package kafkaconn
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/spf13/pflag"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl"
+
+	"capfleet.dev/capfleet/internal/testenv"
+	"capfleet.dev/capfleet/internal/testpki"
 )
-
-// writeSecret makes a secret dir holding exactly the given files.
-func writeSecret(t *testing.T, files map[string]string) string {
-	t.Helper()
-	dir := t.TempDir()
-	for name, v := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(v), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
-}
-
-// selfSigned returns a PEM certificate and key, usable both as a CA and as a client cert.
-func selfSigned(t *testing.T) (certPEM, keyPEM string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "kafkaconn test"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
-		string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}))
-}
 
 func client(t *testing.T, c Config) *kgo.Client {
 	t.Helper()
@@ -103,10 +57,11 @@ func TestOptionsPlain(t *testing.T) {
 }
 
 func TestOptionsSecure(t *testing.T) {
-	cert, key := selfSigned(t)
+	ca := testpki.NewCA(t, "kafkaconn test") // as the CA and as the client certificate
+	cert, key := ca.CertPEM, ca.KeyPEM
 	for _, mech := range []string{"SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN", "scram-sha-512\n"} {
 		t.Run(strings.TrimSpace(mech), func(t *testing.T) {
-			dir := writeSecret(t, map[string]string{
+			dir := testenv.WriteDir(t, map[string]string{
 				FileCA: cert, FileCert: cert, FileKey: key,
 				FileMechanism: mech, FileUsername: "capfleet\n", FilePassword: "s3cret pass\n",
 			})
@@ -132,7 +87,8 @@ func TestOptionsTLSWithoutSecretUsesSystemRoots(t *testing.T) {
 }
 
 func TestOptionsErrors(t *testing.T) {
-	cert, key := selfSigned(t)
+	ca := testpki.NewCA(t, "kafkaconn test") // as the CA and as the client certificate
+	cert, key := ca.CertPEM, ca.KeyPEM
 	missing := filepath.Join(t.TempDir(), "nope")
 	cases := []struct {
 		name  string
@@ -169,7 +125,7 @@ func TestOptionsErrors(t *testing.T) {
 				cfg.Brokers = []string{"127.0.0.1:9093"}
 			}
 			if tc.files != nil {
-				cfg.SecretDir = writeSecret(t, tc.files)
+				cfg.SecretDir = testenv.WriteDir(t, tc.files)
 			}
 			_, err := cfg.Options()
 			if err == nil {

@@ -4,10 +4,8 @@
 package kafkatest
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -58,38 +56,18 @@ func clone(s []string) []string { return append([]string(nil), s...) }
 // EnvPath is where hack/kafka.sh writes its env file: $CAPFLEET_RUN/kafka/env,
 // by default .run/kafka/env in the repository that holds the working directory.
 func EnvPath() (string, error) {
-	if run := os.Getenv("CAPFLEET_RUN"); run != "" {
-		return filepath.Join(run, "kafka", "env"), nil
-	}
-	root, err := testenv.RepoRoot()
+	dir, err := testenv.RunDir("kafka")
 	if err != nil {
 		return "", err
 	}
-	return filepath.Join(root, ".run", "kafka", "env"), nil
+	return filepath.Join(dir, "env"), nil
 }
 
 // ReadEnv parses the KEY=value lines of an env file written by hack/kafka.sh.
 func ReadEnv(path string) (Env, error) {
-	f, err := os.Open(path)
+	vals, err := testenv.ReadEnvFile(path)
 	if err != nil {
 		return Env{}, err
-	}
-	defer f.Close()
-	vals := map[string]string{}
-	sc := bufio.NewScanner(f)
-	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		k, v, ok := strings.Cut(line, "=")
-		if !ok {
-			return Env{}, fmt.Errorf("%s:%d: not KEY=value", path, n)
-		}
-		vals[k] = strings.Trim(v, `"'`)
-	}
-	if err := sc.Err(); err != nil {
-		return Env{}, fmt.Errorf("%s: %w", path, err)
 	}
 	e := Env{
 		Brokers:       splitList(vals[KeyBrokers]),

@@ -6,15 +6,13 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"capfleet.dev/capfleet/internal/testenv"
 )
 
+// writeEnv makes an env file as hack/kafka.sh writes it and returns its path.
 func writeEnv(t *testing.T, body string) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), "env")
-	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return filepath.Join(testenv.WriteDir(t, map[string]string{"env": body}), "env")
 }
 
 func TestReadEnv(t *testing.T) {
