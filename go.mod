@@ -21,6 +21,8 @@ require (
 	sigs.k8s.io/controller-runtime v0.22.5
 )
 
+require github.com/yuin/gopher-lua v1.1.2
+
 require (
 	github.com/Masterminds/semver/v3 v3.4.0 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect

@@ -14,12 +14,13 @@ import (
 
 	"capfleet.dev/capfleet/api/v1alpha1"
 	"capfleet.dev/capfleet/heartbeat"
+	"capfleet.dev/capfleet/internal/argocdhealth"
 	"capfleet.dev/capfleet/internal/kafkatest"
 )
 
 // A processor that keeps retrying a failure says so in its heartbeat: its PacketPipeline, Ready while
 // its processors run, turns Degraded with the node and the failure, and back to Ready once the beats
-// no longer carry it.
+// no longer carry it. At each step Argo CD's health script (config/argocd) reads the status as it should.
 func TestPipelineDegradedWhileItsProcessorRetries(t *testing.T) {
 	c := cluster(t)
 	needFigures(t)
@@ -36,7 +37,25 @@ func TestPipelineDegradedWhileItsProcessorRetries(t *testing.T) {
 	if err := c.Create(ctx, pp); err != nil {
 		t.Fatal(err)
 	}
-	get(t, c, pp)
+	script, err := argocdhealth.Script()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Argo CD's view of the status the operator wrote, through the health script it would run.
+	argo := func(status, text string) func() error {
+		return func() error {
+			get(t, c, pp)
+			h, err := argocdhealth.Eval(script, pp)
+			if err != nil {
+				return err
+			}
+			if h.Status != status || !strings.Contains(h.Message, text) {
+				return fmt.Errorf("Argo CD health %+v, want %s with %q", h, status, text)
+			}
+			return nil
+		}
+	}
+	eventually(t, "Argo CD: Progressing while no processor is available", argo("Progressing", "Deployment retrying-processor"))
 	// No Deployment controller runs in envtest: report the one processor available, as it would.
 	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "retrying-processor"}}
 	eventually(t, "Deployment available", func() error {
@@ -57,6 +76,7 @@ func TestPipelineDegradedWhileItsProcessorRetries(t *testing.T) {
 		}
 	}
 	eventually(t, "Ready", ready("Succeeded", "processors ready"))
+	eventually(t, "Argo CD: Healthy", argo("Healthy", "1 of 1 processors ready"))
 
 	var problem atomic.Value
 	problem.Store("")
@@ -72,6 +92,10 @@ func TestPipelineDegradedWhileItsProcessorRetries(t *testing.T) {
 	const failure = "cassandra: write: Cannot achieve consistency level LOCAL_QUORUM (failing since 2026-12-06T10:00:00Z, 12 times)"
 	problem.Store(failure)
 	eventually(t, "Degraded with the node and the failure", ready("Degraded", "the processor on node-b retries a failure: "+failure))
+	eventually(t, "Argo CD: Degraded", argo("Degraded", failure))
 	problem.Store("")
 	eventually(t, "Ready again", ready("Succeeded", "processors ready"))
+	eventually(t, "Argo CD: Healthy again", argo("Healthy", "processors ready"))
+	change(t, c, pp, func() { pp.Spec.Flows.Filter = "flow.no_such_field > 1" })
+	eventually(t, "Argo CD: Degraded by an invalid flow filter", argo("Degraded", "spec.flows.filter"))
 }
