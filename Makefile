@@ -4,7 +4,7 @@ export PATH := /usr/local/go/bin:$(PATH)
 CONTROLLER_GEN := go tool controller-gen
 IMG ?= capfleet:dev
 
-.PHONY: all build generate manifests verify fmt vet deps test e2e bench demo demo-down run clean
+.PHONY: all build generate manifests dist verify fmt vet deps test e2e bench demo demo-down run clean
 
 all: build
 
@@ -18,8 +18,14 @@ manifests:
 		paths="./api/...;./controllers/..." \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
 
-# What generate and manifests write
-GENERATED := api/v1alpha1/zz_generated.deepcopy.go config/crd/bases config/rbac/role.yaml
+## dist: dist/install.yaml, the whole install (CRDs, RBAC, operator) rendered from config/default in one file
+dist:
+	@mkdir -p dist
+	"$$(bash hack/envtest.sh)/kubectl" kustomize config/default > dist/install.yaml.tmp
+	mv dist/install.yaml.tmp dist/install.yaml
+
+# What generate, manifests and dist write
+GENERATED := api/v1alpha1/zz_generated.deepcopy.go config/crd/bases config/rbac/role.yaml dist/install.yaml
 
 ## verify: regenerate deepcopy, CRDs and RBAC; fail when they differ from what is committed
 verify:
@@ -30,16 +36,16 @@ verify:
 		echo "make verify: revert or commit them first (git diff -- $(GENERATED)); they are never edited by hand" >&2; \
 		exit 1; \
 	fi
-	$(MAKE) --no-print-directory generate manifests
+	$(MAKE) --no-print-directory generate manifests dist
 	@changed=$$(git status --porcelain -- $(GENERATED)); \
 	if [ -n "$$changed" ]; then \
 		echo "make verify: the committed generated files are out of date with the markers in api/ and controllers/:" >&2; \
 		echo "$$changed" >&2; \
 		git --no-pager diff --stat -- $(GENERATED) >&2; \
-		echo "make verify: commit the regenerated files now in the tree (make generate manifests)" >&2; \
+		echo "make verify: commit the regenerated files now in the tree (make generate manifests dist)" >&2; \
 		exit 1; \
 	fi; \
-	echo "make verify: deepcopy, CRDs and RBAC match the markers in api/ and controllers/"
+	echo "make verify: deepcopy, CRDs, RBAC and dist/install.yaml match the markers in api/ and controllers/ and config/"
 
 fmt:
 	gofmt -l -w $$(git ls-files '*.go')
