@@ -170,18 +170,14 @@ func (r *flowReader) fail() {
 	r.b = nil
 }
 
-func (r *flowReader) uvarint() uint64 {
-	v, n := binary.Uvarint(r.b)
-	if n <= 0 {
-		r.fail()
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
+func (r *flowReader) uvarint() uint64 { return readNext(r, binary.Uvarint) }
 
-func (r *flowReader) varint() int64 {
-	v, n := binary.Varint(r.b)
+func (r *flowReader) varint() int64 { return readNext(r, binary.Varint) }
+
+// readNext reads one value with read (binary.Uvarint or binary.Varint), failing the reader when the body
+// ends or the value is too long.
+func readNext[T uint64 | int64](r *flowReader, read func([]byte) (T, int)) T {
+	v, n := read(r.b)
 	if n <= 0 {
 		r.fail()
 		return 0
