@@ -33,8 +33,8 @@ type Decoder struct {
 	icmp4  layers.ICMPv4
 	icmp6  layers.ICMPv6
 	vxlan  layers.VXLAN
-	sll    sll
-	sll2   sll2
+	sll    etherTyped
+	sll2   etherTyped
 	loop   loopback
 	mpls   mpls
 	ip6    ipv6
@@ -47,7 +47,7 @@ type Decoder struct {
 	geneve geneve
 	ah     ah
 	pbb    pbb
-	vntag  vntag
+	vntag  etherTyped
 	ayiya  ayiya
 	cmd    cmd
 
@@ -70,7 +70,7 @@ type Decoder struct {
 
 // NewDecoder returns a Decoder for any of the link types listed in this package.
 func NewDecoder() *Decoder {
-	d := &Decoder{}
+	d := &Decoder{sll: newSLL(), sll2: newSLL2(), vntag: newVNTag(), cmd: newCMD()}
 	var c gopacket.DecodingLayerContainer = gopacket.DecodingLayerSparse(nil)
 	for _, l := range []gopacket.DecodingLayer{
 		&d.eth, &d.dot1q, &d.ip4, &d.tcp, &d.udp, &d.sctp, &d.icmp4, &d.icmp6, &d.vxlan,

@@ -32,39 +32,30 @@ func etherNext(t uint16) gopacket.LayerType {
 	return gopacket.LayerTypePayload
 }
 
-// sll is the Linux cooked capture v1 header (16 bytes).
-type sll struct {
+// etherTyped is a header of fixed size with the EtherType of what follows at a fixed offset.
+type etherTyped struct {
 	layers.BaseLayer
-	Proto uint16
+	Type   uint16
+	layer  gopacket.LayerType
+	size   int
+	typeAt int
 }
 
-func (l *sll) LayerType() gopacket.LayerType     { return LayerTypeSLL }
-func (l *sll) CanDecode() gopacket.LayerClass    { return LayerTypeSLL }
-func (l *sll) NextLayerType() gopacket.LayerType { return etherNext(l.Proto) }
-func (l *sll) DecodeFromBytes(data []byte, df gopacket.DecodeFeedback) error {
-	if len(data) < 16 {
+// The link headers of that layout: Linux cooked capture v1 (16 bytes, the protocol last) and v2
+// (20 bytes, the protocol first), and the Cisco VN-Tag (4 bytes and an EtherType).
+func newSLL() etherTyped   { return etherTyped{layer: LayerTypeSLL, size: 16, typeAt: 14} }
+func newSLL2() etherTyped  { return etherTyped{layer: LayerTypeSLL2, size: 20, typeAt: 0} }
+func newVNTag() etherTyped { return etherTyped{layer: LayerTypeVNTag, size: 6, typeAt: 4} }
+
+func (l *etherTyped) LayerType() gopacket.LayerType     { return l.layer }
+func (l *etherTyped) CanDecode() gopacket.LayerClass    { return l.layer }
+func (l *etherTyped) NextLayerType() gopacket.LayerType { return etherNext(l.Type) }
+func (l *etherTyped) DecodeFromBytes(data []byte, df gopacket.DecodeFeedback) error {
+	if len(data) < l.size {
 		return errTruncated
 	}
-	l.Proto = binary.BigEndian.Uint16(data[14:16])
-	l.BaseLayer = layers.BaseLayer{Contents: data[:16], Payload: data[16:]}
-	return nil
-}
-
-// sll2 is the Linux cooked capture v2 header (20 bytes, protocol first).
-type sll2 struct {
-	layers.BaseLayer
-	Proto uint16
-}
-
-func (l *sll2) LayerType() gopacket.LayerType     { return LayerTypeSLL2 }
-func (l *sll2) CanDecode() gopacket.LayerClass    { return LayerTypeSLL2 }
-func (l *sll2) NextLayerType() gopacket.LayerType { return etherNext(l.Proto) }
-func (l *sll2) DecodeFromBytes(data []byte, df gopacket.DecodeFeedback) error {
-	if len(data) < 20 {
-		return errTruncated
-	}
-	l.Proto = binary.BigEndian.Uint16(data[0:2])
-	l.BaseLayer = layers.BaseLayer{Contents: data[:20], Payload: data[20:]}
+	l.Type = binary.BigEndian.Uint16(data[l.typeAt:])
+	l.BaseLayer = layers.BaseLayer{Contents: data[:l.size], Payload: data[l.size:]}
 	return nil
 }
 
@@ -147,19 +138,23 @@ func (l *pppoe) DecodeFromBytes(data []byte, df gopacket.DecodeFeedback) error {
 	if end > len(data) {
 		end = len(data)
 	}
-	switch binary.BigEndian.Uint16(data[6:8]) {
-	case 0x0021:
-		l.next = LayerTypeIPv4
-	case 0x0057:
-		l.next = LayerTypeIPv6
-	default:
-		l.next = gopacket.LayerTypePayload
-	}
+	l.next = pppNext(binary.BigEndian.Uint16(data[6:8]))
 	if end < 8 {
 		end = 8
 	}
 	l.BaseLayer = layers.BaseLayer{Contents: data[:8], Payload: data[8:end]}
 	return nil
+}
+
+// pppNext maps a PPP protocol number to the layer the decoder follows.
+func pppNext(proto uint16) gopacket.LayerType {
+	switch proto {
+	case 0x0021:
+		return LayerTypeIPv4
+	case 0x0057:
+		return LayerTypeIPv6
+	}
+	return gopacket.LayerTypePayload
 }
 
 // pbb is an 802.1ah I-TAG (4 bytes); a customer Ethernet frame follows.
@@ -176,45 +171,22 @@ func (l *pbb) DecodeFromBytes(data []byte, df gopacket.DecodeFeedback) error {
 	return nil
 }
 
-// vntag is a Cisco VN-Tag (4 bytes and an EtherType).
-type vntag struct {
-	layers.BaseLayer
-	Type uint16
-}
-
-func (l *vntag) LayerType() gopacket.LayerType     { return LayerTypeVNTag }
-func (l *vntag) CanDecode() gopacket.LayerClass    { return LayerTypeVNTag }
-func (l *vntag) NextLayerType() gopacket.LayerType { return etherNext(l.Type) }
-func (l *vntag) DecodeFromBytes(data []byte, df gopacket.DecodeFeedback) error {
-	if len(data) < 6 {
-		return errTruncated
-	}
-	l.Type = binary.BigEndian.Uint16(data[4:6])
-	l.BaseLayer = layers.BaseLayer{Contents: data[:6], Payload: data[6:]}
-	return nil
-}
-
 // cmd is Cisco MetaData (EtherType 0x8909, as TrustSec puts it on Ethernet or in GRE): version,
 // length, option type and the security group tag, then the EtherType of what follows; inside GRE
 // the EtherType comes first, as tshark reads it.
 type cmd struct {
-	layers.BaseLayer
-	Type  uint16
+	etherTyped
 	inGRE bool // set by the GRE layer for the header that follows it
 }
 
-func (l *cmd) LayerType() gopacket.LayerType     { return LayerTypeCMD }
-func (l *cmd) CanDecode() gopacket.LayerClass    { return LayerTypeCMD }
-func (l *cmd) NextLayerType() gopacket.LayerType { return etherNext(l.Type) }
+func newCMD() cmd { return cmd{etherTyped: etherTyped{layer: LayerTypeCMD, size: 8, typeAt: 6}} }
+
 func (l *cmd) DecodeFromBytes(data []byte, df gopacket.DecodeFeedback) error {
-	if len(data) < 8 {
-		return errTruncated
+	if err := l.etherTyped.DecodeFromBytes(data, df); err != nil {
+		return err
 	}
 	if l.inGRE {
 		l.Type, l.inGRE = binary.BigEndian.Uint16(data[0:2]), false
-	} else {
-		l.Type = binary.BigEndian.Uint16(data[6:8])
 	}
-	l.BaseLayer = layers.BaseLayer{Contents: data[:8], Payload: data[8:]}
 	return nil
 }

@@ -236,12 +236,7 @@ func (l *gre) decodeEnhanced(data []byte) error {
 		case len(ppp) >= 2:
 			proto, n = binary.BigEndian.Uint16(ppp), n+2
 		}
-		switch proto {
-		case 0x21:
-			l.pppNext = LayerTypeIPv4
-		case 0x57:
-			l.pppNext = LayerTypeIPv6
-		}
+		l.pppNext = pppNext(proto)
 	}
 	l.BaseLayer = layers.BaseLayer{Contents: data[:n], Payload: data[n:]}
 	return nil
