@@ -2,7 +2,8 @@ package decode
 
 import (
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -48,14 +49,7 @@ func LookupFields(names []string) ([]Field, error) {
 }
 
 // FieldNames lists every supported field, sorted.
-func FieldNames() []string {
-	names := make([]string, 0, len(fields))
-	for n := range fields {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
-}
+func FieldNames() []string { return slices.Sorted(maps.Keys(fields)) }
 
 // firstIP is the first IP header of the given version, in wire order.
 func firstIP(p *Packet, version uint8) *IPHeader {

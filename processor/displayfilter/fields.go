@@ -1,8 +1,9 @@
 package displayfilter
 
 import (
+	"maps"
 	"net/netip"
-	"sort"
+	"slices"
 
 	"capfleet.dev/capfleet/processor/decode"
 )
@@ -83,14 +84,7 @@ var fields = map[string]*packetField{}
 func add(f *packetField) { fields[f.name] = f }
 
 // FieldNames lists the fields and protocols a filter may name, sorted.
-func FieldNames() []string {
-	names := make([]string, 0, len(fields))
-	for n := range fields {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
-}
+func FieldNames() []string { return slices.Sorted(maps.Keys(fields)) }
 
 func frameNum(get func(p *decode.Packet, frame int) uint64) func(*decode.Packet, int, layers) nums {
 	return func(p *decode.Packet, frame int, l layers) nums {

@@ -1,8 +1,9 @@
 package displayfilter
 
 import (
+	"maps"
 	"net/netip"
-	"sort"
+	"slices"
 	"time"
 	"unsafe"
 )
@@ -77,14 +78,7 @@ func (s *Schema[T]) Alias(alias, name string) {
 }
 
 // Names lists the schema's fields, sorted.
-func (s *Schema[T]) Names() []string {
-	out := make([]string, 0, len(s.fields))
-	for n := range s.fields {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
-}
+func (s *Schema[T]) Names() []string { return slices.Sorted(maps.Keys(s.fields)) }
 
 // RecordFilter is a filter compiled against a Schema; immutable, safe to share.
 type RecordFilter[T any] struct {
