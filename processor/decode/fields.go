@@ -102,7 +102,7 @@ func appendHex(dst []byte, v uint64, width int) []byte {
 func ipField(version uint8, end int, get func(dst []byte, h *IPHeader) []byte) func([]byte, int, *Packet) ([]byte, bool) {
 	return func(dst []byte, _ int, p *Packet) ([]byte, bool) {
 		h := firstIP(p, version)
-		if h == nil || (h.Partial != 0 && int(h.Partial) < end) {
+		if h == nil || !h.Holds(end) {
 			return dst, false
 		}
 		return get(dst, h), true

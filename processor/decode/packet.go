@@ -179,6 +179,9 @@ type IPHeader struct {
 	L4      Transport
 }
 
+// Holds says whether the header was captured up to byte end of it: a field that ends there is set.
+func (h *IPHeader) Holds(end int) bool { return h.Partial == 0 || int(h.Partial) >= end }
+
 // Packet is one decoded frame. The Decoder overwrites it on every call; copy what must outlive it.
 type Packet struct {
 	Timestamp time.Time

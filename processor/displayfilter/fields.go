@@ -96,22 +96,40 @@ func frameNum(get func(p *decode.Packet, frame int) uint64) func(*decode.Packet,
 	}
 }
 
-// ipHeaders calls fn for each IP header of a version in wire order with its layer number among
-// headers of that version; fn sees the header even when cut short, and checks what it needs.
-func ipNums(version uint8, end int, get func(h *decode.IPHeader) uint64) func(*decode.Packet, int, layers) nums {
-	return func(p *decode.Packet, _ int, l layers) nums {
-		var o nums
-		n := 0
-		for i := 0; i < int(p.NIP); i++ {
-			h := &p.IP[i]
-			if h.Version != version {
-				continue
-			}
+// eachLayer calls each for the IP headers that are of a kind (is says which) in the layers l asks
+// for, counted among the headers of that kind: "ip#2" is the second IPv4 header whatever lies
+// between.
+func eachLayer(p *decode.Packet, l layers, is func(h *decode.IPHeader) bool, each func(h *decode.IPHeader)) {
+	n := 0
+	for i := 0; i < int(p.NIP); i++ {
+		if h := &p.IP[i]; is(h) {
 			n++
-			if l.has(n) && (h.Partial == 0 || int(h.Partial) >= end) {
-				o.add(get(h))
+			if l.has(n) {
+				each(h)
 			}
 		}
+	}
+}
+
+func ofVersion(version uint8) func(h *decode.IPHeader) bool {
+	return func(h *decode.IPHeader) bool { return h.Version == version }
+}
+
+func ofProto(proto uint8) func(h *decode.IPHeader) bool {
+	return func(h *decode.IPHeader) bool { return h.L4.Proto == proto }
+}
+
+// ipNums reads a field of the IP headers of a version that ends at byte end of the header: a
+// header cut before it does not hold it.
+func ipNums(version uint8, end int, get func(h *decode.IPHeader) uint64) func(*decode.Packet, int, layers) nums {
+	is := ofVersion(version)
+	return func(p *decode.Packet, _ int, l layers) nums {
+		var o nums
+		eachLayer(p, l, is, func(h *decode.IPHeader) {
+			if h.Holds(end) {
+				o.add(get(h))
+			}
+		})
 		return o
 	}
 }
@@ -121,76 +139,38 @@ func ipAddrs(version uint8, src, dst bool) func(*decode.Packet, layers) addrs {
 	if version == 6 {
 		srcEnd, dstEnd = 24, 40
 	}
+	is := ofVersion(version)
 	return func(p *decode.Packet, l layers) addrs {
 		var o addrs
-		n := 0
-		for i := 0; i < int(p.NIP); i++ {
-			h := &p.IP[i]
-			if h.Version != version {
-				continue
-			}
-			n++
-			if !l.has(n) {
-				continue
-			}
-			if src && (h.Partial == 0 || int(h.Partial) >= srcEnd) {
+		eachLayer(p, l, is, func(h *decode.IPHeader) {
+			if src && h.Holds(srcEnd) {
 				o.add(h.Src)
 			}
-			if dst && (h.Partial == 0 || int(h.Partial) >= dstEnd) {
+			if dst && h.Holds(dstEnd) {
 				o.add(h.Dst)
 			}
-		}
+		})
 		return o
 	}
 }
 
-// l4Nums reads a field of every transport header of a protocol; ok says whether the header
-// holds the field (a TCP header cut short or with a bogus data offset shows only some).
+// l4Nums reads a field of every transport header of a protocol; get adds nothing when the header
+// does not hold the field (a TCP header cut short or with a bogus data offset shows only some).
 func l4Nums(proto uint8, get func(h *decode.IPHeader, o *nums)) func(*decode.Packet, int, layers) nums {
+	is := ofProto(proto)
 	return func(p *decode.Packet, _ int, l layers) nums {
 		var o nums
-		n := 0
-		for i := 0; i < int(p.NIP); i++ {
-			h := &p.IP[i]
-			if h.L4.Proto != proto {
-				continue
-			}
-			n++
-			if l.has(n) {
-				get(h, &o)
-			}
-		}
+		eachLayer(p, l, is, func(h *decode.IPHeader) { get(h, &o) })
 		return o
 	}
 }
 
-func hasIP(version uint8) func(*decode.Packet, layers) bool {
+// hasHeader is the test of an IP or transport protocol: does it stand in a layer asked for.
+func hasHeader(is func(h *decode.IPHeader) bool) func(*decode.Packet, layers) bool {
 	return func(p *decode.Packet, l layers) bool {
-		n := 0
-		for i := 0; i < int(p.NIP); i++ {
-			if p.IP[i].Version == version {
-				n++
-				if l.has(n) {
-					return true
-				}
-			}
-		}
-		return false
-	}
-}
-
-func hasL4(proto uint8) func(*decode.Packet, layers) bool {
-	return func(p *decode.Packet, l layers) bool {
-		n := 0
-		for i := 0; i < int(p.NIP); i++ {
-			if p.IP[i].L4.Proto == proto {
-				n++
-				if l.has(n) {
-					return true
-				}
-			}
-		}
-		return false
+		found := false
+		eachLayer(p, l, is, func(*decode.IPHeader) { found = true })
+		return found
 	}
 }
 
@@ -255,7 +235,7 @@ func init() {
 		return o
 	}})
 
-	add(&packetField{name: "ip", kind: kProto, present: hasIP(4)})
+	add(&packetField{name: "ip", kind: kProto, present: hasHeader(ofVersion(4))})
 	add(&packetField{name: "ip.src", kind: kIPv4, addr: ipAddrs(4, true, false)})
 	add(&packetField{name: "ip.dst", kind: kIPv4, addr: ipAddrs(4, false, true)})
 	add(&packetField{name: "ip.addr", kind: kIPv4, addr: ipAddrs(4, true, true)})
@@ -269,7 +249,7 @@ func init() {
 	add(&packetField{name: "ip.ttl", kind: kUint, bits: 8, num: ipNums(4, 9, func(h *decode.IPHeader) uint64 { return uint64(h.TTL) })})
 	add(&packetField{name: "ip.proto", kind: kUint, bits: 8, num: ipNums(4, 10, func(h *decode.IPHeader) uint64 { return uint64(h.NextHeader) })})
 
-	add(&packetField{name: "ipv6", kind: kProto, present: hasIP(6)})
+	add(&packetField{name: "ipv6", kind: kProto, present: hasHeader(ofVersion(6))})
 	add(&packetField{name: "ipv6.src", kind: kIPv6, addr: ipAddrs(6, true, false)})
 	add(&packetField{name: "ipv6.dst", kind: kIPv6, addr: ipAddrs(6, false, true)})
 	add(&packetField{name: "ipv6.addr", kind: kIPv6, addr: ipAddrs(6, true, true)})
@@ -281,7 +261,7 @@ func init() {
 		name  string
 		proto uint8
 	}{{"tcp", decode.ProtoTCP}, {"udp", decode.ProtoUDP}, {"sctp", decode.ProtoSCTP}} {
-		add(&packetField{name: v.name, kind: kProto, present: hasL4(v.proto)})
+		add(&packetField{name: v.name, kind: kProto, present: hasHeader(ofProto(v.proto))})
 		add(&packetField{name: v.name + ".srcport", kind: kUint, bits: 16, num: l4Nums(v.proto, func(h *decode.IPHeader, o *nums) { o.add(uint64(h.L4.SrcPort)) })})
 		add(&packetField{name: v.name + ".dstport", kind: kUint, bits: 16, num: l4Nums(v.proto, func(h *decode.IPHeader, o *nums) { o.add(uint64(h.L4.DstPort)) })})
 		add(&packetField{name: v.name + ".port", kind: kUint, bits: 16, num: l4Nums(v.proto, func(h *decode.IPHeader, o *nums) {
@@ -334,7 +314,7 @@ func init() {
 		name  string
 		proto uint8
 	}{{"icmp", decode.ProtoICMP}, {"icmpv6", decode.ProtoICMPv6}} {
-		add(&packetField{name: v.name, kind: kProto, present: hasL4(v.proto)})
+		add(&packetField{name: v.name, kind: kProto, present: hasHeader(ofProto(v.proto))})
 		add(&packetField{name: v.name + ".type", kind: kUint, bits: 8, num: l4Nums(v.proto, func(h *decode.IPHeader, o *nums) { o.add(uint64(h.L4.ICMPType)) })})
 		add(&packetField{name: v.name + ".code", kind: kUint, bits: 8, num: l4Nums(v.proto, func(h *decode.IPHeader, o *nums) { o.add(uint64(h.L4.ICMPCode)) })})
 	}
