@@ -94,80 +94,24 @@ func lex(s string) ([]token, *Error) {
 		}
 		start := i
 		c := s[i]
-		two := ""
-		if i+1 < len(s) {
-			two = s[i : i+2]
-		}
-		three := ""
-		if i+2 < len(s) {
-			three = s[i : i+3]
-		}
 		add := func(t token, n int) {
 			t.pos, t.end, t.text = start, start+n, s[start:start+n]
 			toks = append(toks, t)
 			i = start + n
 		}
+		if t, n := lexSymbol(s[i:]); n > 0 {
+			add(t, n)
+			continue
+		}
+		if lexOwn := ownLexer(s, i); lexOwn != nil {
+			t, n, err := lexOwn(s, i)
+			if err != nil {
+				return nil, err
+			}
+			add(t, n)
+			continue
+		}
 		switch {
-		case three == "===":
-			add(token{kind: tRel, op: opAllEq}, 3)
-		case three == "!==":
-			add(token{kind: tRel, op: opAnyNe}, 3)
-		case two == "==":
-			add(token{kind: tRel, op: opAnyEq}, 2)
-		case two == "!=":
-			add(token{kind: tRel, op: opAllNe}, 2)
-		case two == "~=":
-			add(token{kind: tRel, op: opAnyNe}, 2)
-		case two == "<=":
-			add(token{kind: tRel, op: opLe}, 2)
-		case two == ">=":
-			add(token{kind: tRel, op: opGe}, 2)
-		case two == "&&":
-			add(token{kind: tAnd}, 2)
-		case two == "||":
-			add(token{kind: tOr}, 2)
-		case two == "..":
-			add(token{kind: tDotDot}, 2)
-		case c == '<':
-			add(token{kind: tRel, op: opLt}, 1)
-		case c == '>':
-			add(token{kind: tRel, op: opGt}, 1)
-		case c == '~':
-			add(token{kind: tRel, op: opMatches}, 1)
-		case c == '!':
-			add(token{kind: tNot}, 1)
-		case c == '&':
-			add(token{kind: tBitAnd}, 1)
-		case c == '(':
-			add(token{kind: tLParen}, 1)
-		case c == ')':
-			add(token{kind: tRParen}, 1)
-		case c == '{':
-			add(token{kind: tLBrace}, 1)
-		case c == '}':
-			add(token{kind: tRBrace}, 1)
-		case c == ',':
-			add(token{kind: tComma}, 1)
-		case c == '[':
-			add(token{kind: tLBracket}, 1)
-		case c == '#':
-			t, n, err := lexLayer(s, i)
-			if err != nil {
-				return nil, err
-			}
-			add(t, n)
-		case c == '"' || (c == 'r' && strings.HasPrefix(s[i+1:], `"`)):
-			t, n, err := lexString(s, i)
-			if err != nil {
-				return nil, err
-			}
-			add(t, n)
-		case c == '\'':
-			t, n, err := lexChar(s, i)
-			if err != nil {
-				return nil, err
-			}
-			add(t, n)
 		case isWordByte(c):
 			j := i
 			for j < len(s) && isWordByte(s[j]) && !strings.HasPrefix(s[j:], "..") {
@@ -183,6 +127,47 @@ func lex(s string) ([]token, *Error) {
 			add(token{kind: tOther}, n)
 		}
 	}
+}
+
+// symbols are the operators and punctuation, longer spellings before their prefixes ("===" before
+// "==", "!=" before "!").
+var symbols = []struct {
+	text string
+	tok  token
+}{
+	{"===", token{kind: tRel, op: opAllEq}}, {"!==", token{kind: tRel, op: opAnyNe}},
+	{"==", token{kind: tRel, op: opAnyEq}}, {"!=", token{kind: tRel, op: opAllNe}},
+	{"~=", token{kind: tRel, op: opAnyNe}}, {"<=", token{kind: tRel, op: opLe}},
+	{">=", token{kind: tRel, op: opGe}}, {"&&", token{kind: tAnd}}, {"||", token{kind: tOr}},
+	{"..", token{kind: tDotDot}},
+	{"<", token{kind: tRel, op: opLt}}, {">", token{kind: tRel, op: opGt}},
+	{"~", token{kind: tRel, op: opMatches}}, {"!", token{kind: tNot}}, {"&", token{kind: tBitAnd}},
+	{"(", token{kind: tLParen}}, {")", token{kind: tRParen}}, {"{", token{kind: tLBrace}},
+	{"}", token{kind: tRBrace}}, {",", token{kind: tComma}}, {"[", token{kind: tLBracket}},
+}
+
+// lexSymbol reads the operator or punctuation s starts with; n is 0 when it starts with none.
+func lexSymbol(s string) (token, int) {
+	for _, sym := range symbols {
+		if strings.HasPrefix(s, sym.text) {
+			return sym.tok, len(sym.text)
+		}
+	}
+	return token{}, 0
+}
+
+// ownLexer is the lexer of a token with rules of its own (a layer, a string, a character) that
+// starts at s[i], or nil.
+func ownLexer(s string, i int) func(s string, i int) (token, int, *Error) {
+	switch c := s[i]; {
+	case c == '#':
+		return lexLayer
+	case c == '"' || (c == 'r' && strings.HasPrefix(s[i+1:], `"`)):
+		return lexString
+	case c == '\'':
+		return lexChar
+	}
+	return nil
 }
 
 // lexLayer reads tshark 4's layer operator: #N, #[N] or #[A-B], layers counted from 1.
@@ -285,49 +270,29 @@ func lexString(s string, i int) (token, int, *Error) {
 // unescape decodes one backslash escape at the start of s, returning its byte and length.
 func unescape(s string) (byte, int, bool) {
 	c := s[1]
-	switch c {
-	case '\\', '"', '\'':
-		return c, 2, true
-	case 'a':
-		return 7, 2, true
-	case 'b':
-		return 8, 2, true
-	case 'f':
-		return 12, 2, true
-	case 'n':
-		return 10, 2, true
-	case 'r':
-		return 13, 2, true
-	case 't':
-		return 9, 2, true
-	case 'v':
-		return 11, 2, true
-	case 'x':
-		n := 2
-		v := 0
-		for n < 4 && n < len(s) && isHex(s[n]) {
-			v = v*16 + hexVal(s[n])
-			n++
-		}
-		if n == 2 {
-			return 0, 2, false
-		}
-		return byte(v), n, true
+	// The escapes of one letter, then the bytes they stand for.
+	if k := strings.IndexByte(`\"'abfnrtv`, c); k >= 0 {
+		return "\\\"'\a\b\f\n\r\t\v"[k], 2, true
 	}
-	if c >= '0' && c <= '7' {
-		n := 1
-		v := 0
-		for n < 4 && n < len(s) && s[n] >= '0' && s[n] <= '7' {
-			v = v*8 + int(s[n]-'0')
-			n++
-		}
-		if v > 255 {
-			return 0, n, false
-		}
-		return byte(v), n, true
+	switch {
+	case c == 'x':
+		v, n := escapeDigits(s, 2, 16)
+		return byte(v), n, n > 2
+	case c >= '0' && c <= '7':
+		v, n := escapeDigits(s, 1, 8)
+		return byte(v), n, v <= 255
 	}
 	_, size := utf8.DecodeRuneInString(s[1:])
 	return 0, 1 + size, false
+}
+
+// escapeDigits reads the number of an escape from s[from:], in base 16 or 8, up to s[3]: \xHH
+// or \OOO. n is where it ends.
+func escapeDigits(s string, from, base int) (v, n int) {
+	for n = from; n < 4 && n < len(s) && digit(s[n]) < base; n++ {
+		v = v*base + digit(s[n])
+	}
+	return v, n
 }
 
 func lexChar(s string, i int) (token, int, *Error) {
@@ -351,16 +316,17 @@ func lexChar(s string, i int) (token, int, *Error) {
 	return token{kind: tChar, val: string([]byte{v})}, j + 1 - i, nil
 }
 
-func isHex(c byte) bool {
-	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
-}
+func isHex(c byte) bool { return digit(c) < 16 }
 
-func hexVal(c byte) int {
+// digit is c's value as a hex digit, 16 when it is none.
+func digit(c byte) int {
 	switch {
 	case c >= '0' && c <= '9':
 		return int(c - '0')
 	case c >= 'a' && c <= 'f':
 		return int(c-'a') + 10
+	case c >= 'A' && c <= 'F':
+		return int(c-'A') + 10
 	}
-	return int(c-'A') + 10
+	return 16
 }
