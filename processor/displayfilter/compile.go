@@ -80,21 +80,13 @@ type compiler[T any] struct {
 func (c *compiler[T]) expr(e exprNode) (matcher[T], *Error) {
 	switch e := e.(type) {
 	case andExpr:
-		a, err := c.expr(e.a)
-		if err != nil {
-			return nil, err
-		}
-		b, err := c.expr(e.b)
+		a, b, err := c.both(e.a, e.b)
 		if err != nil {
 			return nil, err
 		}
 		return &andM[T]{a, b}, nil
 	case orExpr:
-		a, err := c.expr(e.a)
-		if err != nil {
-			return nil, err
-		}
-		b, err := c.expr(e.b)
+		a, b, err := c.both(e.a, e.b)
 		if err != nil {
 			return nil, err
 		}
@@ -109,6 +101,19 @@ func (c *compiler[T]) expr(e exprNode) (matcher[T], *Error) {
 		return c.test(e)
 	}
 	panic("displayfilter: unknown node")
+}
+
+// both compiles the operands of "and" and "or".
+func (c *compiler[T]) both(a, b exprNode) (matcher[T], matcher[T], *Error) {
+	ma, err := c.expr(a)
+	if err != nil {
+		return nil, nil, err
+	}
+	mb, err := c.expr(b)
+	if err != nil {
+		return nil, nil, err
+	}
+	return ma, mb, nil
 }
 
 // fieldOf resolves an operand that must name a field; what says where it stands, for the message.
@@ -254,15 +259,24 @@ func (c *compiler[T]) numTest(f *field[T], l layers, t testExpr) (matcher[T], *E
 	return m, nil
 }
 
+// notField refuses a field where a value must stand; vs names what the value is compared with.
+func (c *compiler[T]) notField(o operand, vs string) *Error {
+	t := o.tok
+	if o.layer != nil || o.mask != nil {
+		return errAt(ClassSyntax, t.pos, t.end, "%s is not a field: it takes no layer or mask", t.text)
+	}
+	if t.kind == tWord && c.fields[t.text] != nil {
+		return errAt(ClassType, t.pos, t.end, "%s and %s are not of compatible types", vs, t.text)
+	}
+	return nil
+}
+
 // numLit converts a value for an integer, boolean, MAC or time field. neg is true for a negative
 // integer on an unsigned field: tshark accepts it, and no value equals it or orders with it.
 func (c *compiler[T]) numLit(f *field[T], o operand) (uint64, bool, *Error) {
 	t := o.tok
-	if o.layer != nil || o.mask != nil {
-		return 0, false, errAt(ClassSyntax, t.pos, t.end, "%s is not a field: it takes no layer or mask", t.text)
-	}
-	if _, isField := c.fields[t.text]; isField && t.kind == tWord {
-		return 0, false, errAt(ClassType, t.pos, t.end, "%s and %s are not of compatible types", f.name, t.text)
+	if err := c.notField(o, f.name); err != nil {
+		return 0, false, err
 	}
 	switch t.kind {
 	case tChar:
@@ -416,14 +430,11 @@ func timeLit(t token, floats bool) (uint64, *Error) {
 
 func (c *compiler[T]) addrLit(f *field[T], o operand) (netip.Prefix, *Error) {
 	t := o.tok
-	if o.layer != nil || o.mask != nil {
-		return netip.Prefix{}, errAt(ClassSyntax, t.pos, t.end, "%s is not a field: it takes no layer or mask", t.text)
+	if err := c.notField(o, f.name); err != nil {
+		return netip.Prefix{}, err
 	}
 	if t.kind == tString || t.kind == tChar {
 		return netip.Prefix{}, errAt(ClassValue, t.pos, t.end, "%s cannot be converted from a string (%s)", kindNames[f.kind], t.text)
-	}
-	if _, isField := c.fields[t.text]; isField {
-		return netip.Prefix{}, errAt(ClassType, t.pos, t.end, "%s and %s are not of compatible types", f.name, t.text)
 	}
 	want, width, name := 4, 32, "IPv4"
 	switch f.kind {
@@ -491,14 +502,11 @@ func (c *compiler[T]) addrTest(f *field[T], l layers, t testExpr) (matcher[T], *
 
 func (c *compiler[T]) strLit(o operand) ([]byte, *Error) {
 	t := o.tok
-	if o.layer != nil || o.mask != nil {
-		return nil, errAt(ClassSyntax, t.pos, t.end, "%s is not a field: it takes no layer or mask", t.text)
+	if err := c.notField(o, "a string"); err != nil {
+		return nil, err
 	}
 	if t.kind == tString || t.kind == tChar {
 		return []byte(t.val), nil
-	}
-	if f := c.fields[t.text]; f != nil {
-		return nil, errAt(ClassType, t.pos, t.end, "a string and %s are not of compatible types", t.text)
 	}
 	return []byte(t.text), nil
 }
