@@ -156,20 +156,12 @@ func (r *stateReader) next(n int, what string) []byte {
 
 func (r *stateReader) byte1(what string) byte { return r.next(1, what)[0] }
 
-func (r *stateReader) uvarint(what string) uint64 {
-	v, n := binary.Uvarint(r.b)
-	if r.err == nil && n <= 0 {
-		r.fail("bad " + what)
-	}
-	if r.err != nil {
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
+func (r *stateReader) uvarint(what string) uint64 { return readVarint(r, what, binary.Uvarint) }
+func (r *stateReader) varint(what string) int64   { return readVarint(r, what, binary.Varint) }
 
-func (r *stateReader) varint(what string) int64 {
-	v, n := binary.Varint(r.b)
+// readVarint reads one varint with read (binary.Uvarint or binary.Varint).
+func readVarint[V uint64 | int64](r *stateReader, what string, read func([]byte) (V, int)) V {
+	v, n := read(r.b)
 	if r.err == nil && n <= 0 {
 		r.fail("bad " + what)
 	}
