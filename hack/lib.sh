@@ -119,3 +119,59 @@ pki_signing_key() {
   (umask 077 && _pki_openssl "$d" genrsa -out "$d/$n.key" 2048) &&
     _pki_openssl "$d" rsa -in "$d/$n.key" -pubout -out "$d/$n.pub"
 }
+
+# wait_for WHAT SECONDS NAME CMD... : poll CMD until it succeeds; die, with the log's tail, when the process started
+# as NAME exits or SECONDS pass first
+wait_for() {
+  local what=$1 secs=$2 name=$3; shift 3
+  local end=$((SECONDS + secs))
+  until "$@" >/dev/null 2>&1; do
+    running "$name" || { tail -20 "$RUN/$name.log" >&2; die "$what: $name exited (log: $RUN/$name.log)"; }
+    [ $SECONDS -lt $end ] || { tail -20 "$RUN/$name.log" >&2; die "$what: not after ${secs}s (log: $RUN/$name.log)"; }
+    sleep 0.2
+  done
+}
+
+# The local Kubernetes control planes (hack/controlplane.sh, hack/local-cluster.sh) share how they reach and start
+# their API server; PKI is the folder of their pki_* certificates (ca, apiserver, admin, the sa signing key).
+
+# kube_config FILE PKI PORT CLUSTER USER : a kubeconfig for USER's certificate on https://127.0.0.1:PORT
+kube_config() {
+  cat >"$1" <<KC
+apiVersion: v1
+kind: Config
+clusters:
+- name: $4
+  cluster: {server: "https://127.0.0.1:$3", certificate-authority: $2/ca.crt}
+users:
+- name: $5
+  user: {client-certificate: $2/$5.crt, client-key: $2/$5.key}
+contexts:
+- name: $4
+  context: {cluster: $4, user: $5}
+current-context: $4
+KC
+}
+
+# kube_ready PKI PORT : the API server on 127.0.0.1:PORT is ready, as PKI's admin sees it
+kube_ready() { curl -sf --cacert "$1/ca.crt" --cert "$1/admin.crt" --key "$1/admin.key" "https://127.0.0.1:$2/readyz" >/dev/null 2>&1; }
+
+# start_etcd NAME ETCD DATA MEMBER PORT : a one-member etcd serving clients on 127.0.0.1:PORT (peers on PORT+1),
+# started as NAME
+start_etcd() {
+  local peer="http://127.0.0.1:$(($5 + 1))"
+  start_bg "$1" "$2" --name "$4" --data-dir "$3" --unsafe-no-fsync \
+    --listen-client-urls "http://127.0.0.1:$5" --advertise-client-urls "http://127.0.0.1:$5" \
+    --listen-peer-urls "$peer" --initial-advertise-peer-urls "$peer" --initial-cluster "$4=$peer"
+}
+
+# start_apiserver NAME APISERVER PKI PORT ETCD_PORT FLAG... : kube-apiserver on 127.0.0.1:PORT with PKI's apiserver
+# certificate and service-account keys, started as NAME, with FLAGs besides
+start_apiserver() {
+  local name=$1 bin=$2 pki=$3 port=$4 etcd=$5; shift 5
+  start_bg "$name" "$bin" --etcd-servers="http://127.0.0.1:$etcd" \
+    --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$port" \
+    --tls-cert-file="$pki/apiserver.crt" --tls-private-key-file="$pki/apiserver.key" --client-ca-file="$pki/ca.crt" \
+    --service-account-issuer="https://127.0.0.1:$port" --service-account-key-file="$pki/sa.pub" \
+    --service-account-signing-key-file="$pki/sa.key" --service-cluster-ip-range=10.0.0.0/24 --profiling=false "$@"
+}

@@ -62,20 +62,7 @@ kubeconfigs() {
   local id file
   for id in admin controller-manager scheduler kubelet; do
     file=$LC/$id.conf; [ "$id" = admin ] && file=$KUBECONFIG_FILE
-    cat >"$file" <<EOF
-apiVersion: v1
-kind: Config
-clusters:
-- name: capfleet-local
-  cluster: {server: "https://127.0.0.1:6443", certificate-authority: $PKI/ca.crt}
-users:
-- name: $id
-  user: {client-certificate: $PKI/$id.crt, client-key: $PKI/$id.key}
-contexts:
-- name: capfleet-local
-  context: {cluster: capfleet-local, user: $id}
-current-context: capfleet-local
-EOF
+    kube_config "$file" "$PKI" 6443 capfleet-local "$id"
   done
 }
 
@@ -153,17 +140,6 @@ ports_free() {
   [ -z "$busy" ] || die "ports in use:$busy (is hack/controlplane.sh running? stop it, or find the owner with: ss -ltnp)"
 }
 
-wait_for() { # what timeout-seconds pid-name command...
-  local what=$1 secs=$2 name=$3; shift 3
-  local end=$((SECONDS + secs))
-  until "$@" >/dev/null 2>&1; do
-    running "$name" || { tail -20 "$RUN/$name.log" >&2; die "$what: $name exited (log: $RUN/$name.log)"; }
-    [ $SECONDS -lt $end ] || { tail -20 "$RUN/$name.log" >&2; die "$what: not after ${secs}s (log: $RUN/$name.log)"; }
-    sleep 0.2
-  done
-}
-
-api_ready() { curl -sf --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" https://127.0.0.1:6443/readyz; }
 node_ready() { kc get node "$NODE" --no-headers | grep -q ' Ready'; }
 
 up() {
@@ -174,19 +150,12 @@ up() {
   ports_free
   mkdir -p "$LC"; pki; kubeconfigs; configs
   t=$(now)
-  start_bg lc-etcd "$ASSETS/etcd" --name capfleet-local --data-dir "$LC/etcd" --unsafe-no-fsync \
-    --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \
-    --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
-    --initial-cluster capfleet-local=http://127.0.0.1:2380
-  start_bg lc-apiserver "$ASSETS/kube-apiserver" --etcd-servers=http://127.0.0.1:2379 \
-    --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port=6443 \
-    --tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" --client-ca-file="$PKI/ca.crt" \
-    --service-account-issuer=https://127.0.0.1:6443 --service-account-key-file="$PKI/sa.pub" \
-    --service-account-signing-key-file="$PKI/sa.key" --service-cluster-ip-range=10.0.0.0/24 \
-    --authorization-mode=Node,RBAC --allow-privileged=true --profiling=false \
+  start_etcd lc-etcd "$ASSETS/etcd" "$LC/etcd" capfleet-local 2379
+  start_apiserver lc-apiserver "$ASSETS/kube-apiserver" "$PKI" 6443 2379 \
+    --authorization-mode=Node,RBAC --allow-privileged=true \
     --kubelet-client-certificate="$PKI/apiserver-kubelet-client.crt" --kubelet-client-key="$PKI/apiserver-kubelet-client.key" \
     --kubelet-certificate-authority="$PKI/ca.crt" --kubelet-preferred-address-types=InternalIP
-  wait_for "kube-apiserver ready" 180 lc-apiserver api_ready
+  wait_for "kube-apiserver ready" 180 lc-apiserver kube_ready "$PKI" 6443
   log "etcd + kube-apiserver ready in $(took "$t")s"
 
   t=$(now)
