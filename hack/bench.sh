@@ -369,6 +369,15 @@ offer() {
   inns tcpreplay -i "$TX" --topspeed --no-flow-stats "${FILE[$1]}" >"$WORK/offer.out" 2>&1 || { cat "$WORK/offer.out" >&2; die "tcpreplay failed"; }
   rated "$WORK/offer.out"
 }
+# emit_captured K TOOL CAPTURED KERNEL_DROPS RX0: the figures of every capture tool (RX0: rx_packets before offer)
+emit_captured() {
+  emit capture "$1" "$2" "captured %" "$(calc "$3 * 100 / $SENT")"
+  emit capture "$1" "$2" "offered Mpkt/s" "$(calc "$RATE_PPS / 1e6")"
+  emit capture "$1" "$2" "sent" "$SENT"
+  emit capture "$1" "$2" "received on peer" "$(( $(rx_packets) - $5 ))"
+  emit capture "$1" "$2" "captured" "$3"
+  emit capture "$1" "$2" "kernel drops" "$4"
+}
 
 want capture && phase "capture at line rate: $RUNS runs (small input at tcpreplay's top speed)"
 k=small
@@ -403,12 +412,7 @@ for ((run = 1; run <= RUNS; run++)); do
   kd=$(sensor_metric capfleet_sensor_drops_total 'cause="kernel"')
   idrops=$(sensor_metric capfleet_sensor_drops_total 'cause="interface"')
   kill "$SENSOR_PID"; wait "$SENSOR_PID" || true; SENSOR_PID=
-  emit capture "$k" "$tool" "captured %" "$(calc "$cap * 100 / $SENT")"
-  emit capture "$k" "$tool" "offered Mpkt/s" "$(calc "$RATE_PPS / 1e6")"
-  emit capture "$k" "$tool" "sent" "$SENT"
-  emit capture "$k" "$tool" "received on peer" "$(( $(rx_packets) - r0 ))"
-  emit capture "$k" "$tool" "captured" "$cap"
-  emit capture "$k" "$tool" "kernel drops" "$kd"
+  emit_captured "$k" "$tool" "$cap" "$kd" "$r0"
   emit capture "$k" "$tool" "interface drops" "$idrops"
   emit capture "$k" "$tool" "published to Kafka" "$pub"
   # Packets in the topic over the time from the first packet offered to the last one acknowledged: what
@@ -432,12 +436,7 @@ for ((run = 1; run <= RUNS; run++)); do
   kill -INT "$TCPDUMP_PID"; wait "$TCPDUMP_PID" || true; TCPDUMP_PID=
   cap=$(awk '/packets captured/ { print $1 }' "$WORK/tcpdump.err")
   kd=$(awk '/packets dropped by kernel/ { print $1 }' "$WORK/tcpdump.err")
-  emit capture "$k" "$tool" "captured %" "$(calc "$cap * 100 / $SENT")"
-  emit capture "$k" "$tool" "offered Mpkt/s" "$(calc "$RATE_PPS / 1e6")"
-  emit capture "$k" "$tool" "sent" "$SENT"
-  emit capture "$k" "$tool" "received on peer" "$(( $(rx_packets) - r0 ))"
-  emit capture "$k" "$tool" "captured" "$cap"
-  emit capture "$k" "$tool" "kernel drops" "$kd"
+  emit_captured "$k" "$tool" "$cap" "$kd" "$r0"
   emit capture "$k" "$tool" "CPU ns/pkt" "$(per_pkt_ns "$c0" "$c1" "$cap")"
   emit capture "$k" "$tool" "peak RSS MB" "$rss"
 done
