@@ -5,15 +5,12 @@ package decodecmd
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
 
 	"github.com/spf13/cobra"
 
-	"capfleet.dev/capfleet/pcapfile"
-	"capfleet.dev/capfleet/processor/bpffilter"
 	"capfleet.dev/capfleet/processor/decode"
 	"capfleet.dev/capfleet/processor/displayfilter"
 )
@@ -61,89 +58,38 @@ func runDecode(stdout, stderr io.Writer, path string, o *decodeOptions) error {
 	if err != nil {
 		return err
 	}
-	var write func(w *bufio.Writer, line []byte, n int, p *decode.Packet) []byte
+	var appendLine func(dst []byte, fs []decode.Field, n int, p *decode.Packet) []byte
 	switch o.output {
 	case "tsv":
-		write = func(w *bufio.Writer, line []byte, n int, p *decode.Packet) []byte {
-			line = appendTSV(line[:0], fs, n, p)
-			w.Write(line)
-			return line
-		}
+		appendLine = appendTSV
 	case "json":
-		write = func(w *bufio.Writer, line []byte, n int, p *decode.Packet) []byte {
-			line = appendJSON(line[:0], fs, n, p)
-			w.Write(line)
-			return line
-		}
+		appendLine = appendJSON
 	default:
 		return fmt.Errorf("unknown output format %q: want tsv or json", o.output)
 	}
-	r, err := pcapfile.Open(path)
+	src, err := openPackets(path, o.filter, o.display, namesPayloadField(fs))
 	if err != nil {
 		return err
 	}
-	defer r.Close()
-	filter, err := bpffilter.NewSet(o.filter)
-	if err != nil {
-		return err
-	}
-	display, err := compileDisplay(o.display)
-	if err != nil {
-		return err
-	}
+	defer src.Close()
 
 	w := bufio.NewWriterSize(stdout, 1<<16)
-	dec := decode.NewDecoder()
-	dec.HeadersOnly = !display.NeedsPayload() && !namesPayloadField(fs)
-	var displayed uint64
-	var p decode.Packet
 	var line []byte
-	n := 0
-	for {
-		pkt, err := r.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			w.Flush()
-			return fmt.Errorf("%s: after %d packets: %w", path, n, err)
-		}
-		n++
-		if !filter.Match(pkt.Data, uint32(pkt.LinkType), pkt.Length) {
-			continue
-		}
-		dec.Decode(pkt.Data, pkt.LinkType, pkt.Timestamp, pkt.Length, &p)
-		if !display.Match(&p, n) {
-			displayed++
-			continue
-		}
-		line = write(w, line, n, &p)
+	err = src.each(func(n int, p *decode.Packet) {
+		line = appendLine(line[:0], fs, n, p)
+		w.Write(line)
+	})
+	if err != nil {
+		w.Flush()
+		return err
 	}
 	if err := w.Flush(); err != nil {
 		return err
 	}
 	if o.stats {
-		printStats(stderr, &dec.Stats, filter)
-		if display != nil {
-			fmt.Fprintf(stderr, "display_filtered_out\t%d\n", displayed)
-		}
+		src.printStats(stderr)
 	}
 	return nil
-}
-
-// compileDisplay compiles a -Y filter; an empty one is no filter (nil passes every packet).
-func compileDisplay(text string) (*displayfilter.Filter, error) {
-	if strings.TrimSpace(text) == "" {
-		return nil, nil
-	}
-	f, err := displayfilter.Compile(text)
-	if err != nil {
-		if e, ok := err.(*displayfilter.Error); ok {
-			return nil, fmt.Errorf("-Y: %s", e.Caret())
-		}
-		return nil, fmt.Errorf("-Y: %w", err)
-	}
-	return f, nil
 }
 
 // namesPayloadField says whether an output field is read from beyond the transport header, so
@@ -155,17 +101,6 @@ func namesPayloadField(fs []decode.Field) bool {
 		}
 	}
 	return false
-}
-
-func printStats(w io.Writer, s *decode.Stats, f *bpffilter.Set) {
-	fmt.Fprintf(w, "packets\t%d\n", s.Packets)
-	for r := decode.Reason(0); r < decode.NumReasons; r++ {
-		fmt.Fprintf(w, "%s\t%d\n", r, s.ByReason[r])
-	}
-	fmt.Fprintf(w, "fragments\t%d\n", s.Fragments)
-	if f.Active() {
-		fmt.Fprintf(w, "filtered_out\t%d\n", f.Rejected)
-	}
 }
 
 func appendTSV(dst []byte, fs []decode.Field, n int, p *decode.Packet) []byte {

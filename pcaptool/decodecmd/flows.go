@@ -3,7 +3,6 @@ package decodecmd
 import (
 	"bufio"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -11,8 +10,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"capfleet.dev/capfleet/pcapfile"
-	"capfleet.dev/capfleet/processor/bpffilter"
 	"capfleet.dev/capfleet/processor/decode"
 	"capfleet.dev/capfleet/processor/flow"
 )
@@ -59,19 +56,12 @@ func runFlows(stdout, stderr io.Writer, path string, o *flowsOptions) error {
 	if o.output != "tsv" && o.output != "json" {
 		return fmt.Errorf("unknown output format %q: want tsv or json", o.output)
 	}
-	r, err := pcapfile.Open(path)
+	// Flows need headers only; a DNS name is read when the display filter asks for it.
+	src, err := openPackets(path, o.filter, o.display, false)
 	if err != nil {
 		return err
 	}
-	defer r.Close()
-	filter, err := bpffilter.NewSet(o.filter)
-	if err != nil {
-		return err
-	}
-	display, err := compileDisplay(o.display)
-	if err != nil {
-		return err
-	}
+	defer src.Close()
 	w := bufio.NewWriterSize(stdout, 1<<16)
 	var line []byte
 	enc := json.NewEncoder(w)
@@ -93,43 +83,14 @@ func runFlows(stdout, stderr io.Writer, path string, o *flowsOptions) error {
 		fmt.Fprintf(w, "#fields\t%s\n", strings.Join(flow.TSVFields, "\t"))
 	}
 	table := flow.New(flow.Config{IdleTimeout: o.idleTimeout, ActiveTimeout: o.activeTimeout, MaxFlows: o.maxFlows, OnEnd: emit})
-	dec := decode.NewDecoder()
-	// Flows need headers only; a DNS name is read when the display filter asks for it.
-	dec.HeadersOnly = !display.NeedsPayload()
-	var displayed uint64
-	var p decode.Packet
-	n := 0
-	var readErr error
-	for {
-		pkt, err := r.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			readErr = fmt.Errorf("%s: after %d packets: %w", path, n, err)
-			break
-		}
-		n++
-		if !filter.Match(pkt.Data, uint32(pkt.LinkType), pkt.Length) {
-			continue
-		}
-		dec.Decode(pkt.Data, pkt.LinkType, pkt.Timestamp, pkt.Length, &p)
-		if !display.Match(&p, n) {
-			displayed++
-			continue
-		}
-		table.Add(&p)
-	}
+	readErr := src.each(func(_ int, p *decode.Packet) { table.Add(p) })
 	// What was read before a damaged record still makes flows worth printing.
 	table.Flush()
 	if err := w.Flush(); err != nil {
 		return err
 	}
 	if o.stats {
-		printStats(stderr, &dec.Stats, filter)
-		if display != nil {
-			fmt.Fprintf(stderr, "display_filtered_out\t%d\n", displayed)
-		}
+		src.printStats(stderr)
 		s := table.Stats
 		fmt.Fprintf(stderr, "flow_packets\t%d\nflow_not_ip\t%d\nflow_fragments_skipped\t%d\nflows\t%d\n", s.Packets, s.NotIP, s.Fragments, s.Created)
 		for why := flow.EndReason(0); why < flow.NumEndReasons; why++ {
