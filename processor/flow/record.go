@@ -9,13 +9,10 @@ import (
 // lines on a terminal). Zeek leaves duration and byte counts unset for a flow whose first and last
 // packet share a timestamp; HasDuration says whether they are set here too.
 type Record struct {
-	TS          time.Time `json:"-"`
-	TSSeconds   float64   `json:"ts"`
-	UID         string    `json:"uid"`
-	OrigH       string    `json:"id.orig_h"`
-	OrigP       uint16    `json:"id.orig_p"`
-	RespH       string    `json:"id.resp_h"`
-	RespP       uint16    `json:"id.resp_p"`
+	TS        time.Time `json:"-"`
+	TSSeconds float64   `json:"ts"`
+	UID       string    `json:"uid"`
+	ConnID
 	Proto       string    `json:"proto"`
 	IPProto     uint8     `json:"ip_proto"`
 	Duration    float64   `json:"duration,omitempty"`
@@ -35,6 +32,15 @@ type Record struct {
 	LastTS      time.Time `json:"-"`
 	EndReason   string    `json:"end_reason"`
 	HasDuration bool      `json:"-"`
+}
+
+// ConnID is Zeek's conn_id: the endpoints of a connection, under conn.log's names. Both JSON forms
+// of a flow, Record's and the flows topic's, embed it.
+type ConnID struct {
+	OrigH string `json:"id.orig_h"`
+	OrigP uint16 `json:"id.orig_p"`
+	RespH string `json:"id.resp_h"`
+	RespP uint16 `json:"id.resp_p"`
 }
 
 // ProtoName is the transport name Zeek logs in the proto column.
@@ -57,8 +63,8 @@ func (f *Flow) Record(why EndReason) Record {
 	k := f.Key
 	r := Record{
 		TS: f.First, TSSeconds: float64(f.First.UnixMicro()) / 1e6, LastTS: f.Last, UID: f.UID(),
-		OrigH: k.Orig.String(), OrigP: k.OrigPort, RespH: k.Resp.String(), RespP: k.RespPort,
-		Proto: ProtoName(k.Proto), IPProto: k.Proto,
+		ConnID: ConnID{OrigH: k.Orig.String(), OrigP: k.OrigPort, RespH: k.Resp.String(), RespP: k.RespPort},
+		Proto:  ProtoName(k.Proto), IPProto: k.Proto,
 		OrigBytes: f.Orig.Bytes(k.Proto), RespBytes: f.Resp.Bytes(k.Proto),
 		ConnState: f.ConnState(), History: f.History(),
 		OrigPkts: f.Orig.Pkts, OrigIPBytes: f.Orig.IPBytes, RespPkts: f.Resp.Pkts, RespIPBytes: f.Resp.IPBytes,

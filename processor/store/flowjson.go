@@ -11,12 +11,9 @@ import (
 // FlowJSON is a flow as the flows topic and `capfleet query flows -o json` print it: Zeek conn.log field
 // names where Zeek has one, so the records join with Zeek data (and, by community_id, Suricata's).
 type FlowJSON struct {
-	TS          float64 `json:"ts"` // start, seconds since the epoch
-	UID         string  `json:"uid"`
-	OrigH       string  `json:"id.orig_h"`
-	OrigP       uint16  `json:"id.orig_p"`
-	RespH       string  `json:"id.resp_h"`
-	RespP       uint16  `json:"id.resp_p"`
+	TS  float64 `json:"ts"` // start, seconds since the epoch
+	UID string  `json:"uid"`
+	flow.ConnID
 	Proto       string  `json:"proto"`
 	Duration    float64 `json:"duration"`
 	OrigBytes   uint64  `json:"orig_bytes"`
@@ -41,8 +38,8 @@ type FlowJSON struct {
 func (f *Flow) JSON() FlowJSON {
 	return FlowJSON{
 		TS: float64(f.Start.UnixNano()) / 1e9, UID: f.UID,
-		OrigH: addrString(f.OrigAddr), OrigP: f.OrigPort, RespH: addrString(f.RespAddr), RespP: f.RespPort,
-		Proto: flow.ProtoName(f.Proto), Duration: f.End.Sub(f.Start).Seconds(),
+		ConnID: flow.ConnID{OrigH: addrString(f.OrigAddr), OrigP: f.OrigPort, RespH: addrString(f.RespAddr), RespP: f.RespPort},
+		Proto:  flow.ProtoName(f.Proto), Duration: f.End.Sub(f.Start).Seconds(),
 		OrigBytes: f.OrigBytes, RespBytes: f.RespBytes, ConnState: f.State, History: f.History,
 		OrigPkts: f.OrigPkts, OrigIPBytes: f.OrigIPBytes, RespPkts: f.RespPkts, RespIPBytes: f.RespIPBytes,
 		VLAN: f.VLAN, CommunityID: f.CommunityID,
