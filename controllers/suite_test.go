@@ -22,10 +22,13 @@ var (
 	topicsMgr *topics.Manager
 	// operator is the operator under test.
 	operator *controllerstest.Operator
+	// reconciles tells when the operator reconciled an object.
+	reconciles *controllerstest.Reconciles
 	statsTopic = controllerstest.StatsTopic
 
 	namespace    = controllerstest.Namespace
 	eventually   = controllerstest.Eventually
+	consistently = controllerstest.Consistently
 	get          = controllerstest.Get
 )
 
@@ -39,7 +42,7 @@ func TestMain(m *testing.M) {
 func cluster(t *testing.T) client.Client {
 	t.Helper()
 	op := controllerstest.Start(t)
-	operator, cfg, topicsMgr = op, op.Config, op.Topics
+	operator, cfg, topicsMgr, reconciles = op, op.Config, op.Topics, op.Reconciles
 	return op.Client
 }
 

@@ -43,3 +43,17 @@ func Eventually(t testing.TB, what string, check func() error) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// Consistently checks, every 100 ms for the given time, that check still returns nil, failing at the first
+// error. It is for absences, after a positive sign (Reconciles.After) that what should not happen had its chance.
+func Consistently(t testing.TB, within time.Duration, what string, check func() error) {
+	t.Helper()
+	for deadline := time.Now().Add(within); ; time.Sleep(100 * time.Millisecond) {
+		if err := check(); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if time.Now().After(deadline) {
+			return
+		}
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -58,6 +59,8 @@ type Operator struct {
 	Topics *topics.Manager
 	// Figures brings heartbeats from StatsTopic into status, every StatusInterval; nil without a broker.
 	Figures *controllers.Figures
+	// Reconciles counts the reconciles the operator ran.
+	Reconciles *Reconciles
 }
 
 var (
@@ -98,8 +101,8 @@ func start(assets, root string) (*Operator, error) {
 	if testing.Verbose() {
 		logTo = os.Stderr
 	}
-	o := &Operator{}
-	ctrl.SetLogger(zap.New(zap.WriteTo(logTo), zap.UseDevMode(true)))
+	o := &Operator{Reconciles: newReconciles()}
+	ctrl.SetLogger(logr.New(o.Reconciles.sink(zap.New(zap.WriteTo(logTo), zap.UseDevMode(true)).GetSink())))
 	env = &envtest.Environment{
 		CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases")},
 		ErrorIfCRDPathMissing: true,
