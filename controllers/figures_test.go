@@ -9,10 +9,8 @@ import (
 	"testing"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
 	"capfleet.dev/capfleet/api/v1alpha1"
+	"capfleet.dev/capfleet/controllers/controllerstest"
 	"capfleet.dev/capfleet/heartbeat"
 	"capfleet.dev/capfleet/internal/kafkatest"
 )
@@ -25,24 +23,7 @@ func TestSensorStatusFromHeartbeats(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ns := namespace(t, c)
-	cs := &v1alpha1.CaptureSensor{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "beating"},
-		Spec:       v1alpha1.CaptureSensorSpec{Interfaces: []string{"eth0"}, DropThresholdPercent: 1},
-	}
-	if err := c.Create(ctx, cs); err != nil {
-		t.Fatal(err)
-	}
-	get(t, c, cs)
-	// No DaemonSet controller runs in envtest: report the one sensor ready, as it would.
-	ds := &appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "beating-sensor"}}
-	eventually(t, "DaemonSet ready", func() error {
-		if err := c.Get(ctx, key(ds), ds); err != nil {
-			return err
-		}
-		ds.Status = appsv1.DaemonSetStatus{ObservedGeneration: ds.Generation, DesiredNumberScheduled: 1, CurrentNumberScheduled: 1,
-			UpdatedNumberScheduled: 1, NumberReady: 1, NumberAvailable: 1}
-		return c.Status().Update(ctx, ds)
-	})
+	cs := controllerstest.RunningSensor(t, c, ns, "beating", "eth0")
 
 	const pps = 5000
 	var dropsPerSecond atomic.Int64

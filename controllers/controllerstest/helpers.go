@@ -5,9 +5,13 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"capfleet.dev/capfleet/api/v1alpha1"
+	"capfleet.dev/capfleet/controllers/children"
 )
 
 // Namespace makes a fresh namespace for one test, so tests never see each other's objects.
@@ -26,6 +30,31 @@ func Get(t testing.TB, c client.Client, obj client.Object) {
 	if err := c.Get(context.Background(), client.ObjectKeyFromObject(obj), obj); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// RunningSensor creates a CaptureSensor capturing iface, degraded above 1% drops, and reports its one sensor
+// scheduled and ready in its DaemonSet, as the DaemonSet controller would: envtest runs none.
+func RunningSensor(t testing.TB, c client.Client, ns, name, iface string) *v1alpha1.CaptureSensor {
+	t.Helper()
+	ctx := context.Background()
+	cs := &v1alpha1.CaptureSensor{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec:       v1alpha1.CaptureSensorSpec{Interfaces: []string{iface}, DropThresholdPercent: 1},
+	}
+	if err := c.Create(ctx, cs); err != nil {
+		t.Fatal(err)
+	}
+	Get(t, c, cs)
+	ds := &appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: children.SensorDaemonSetName(cs)}}
+	Eventually(t, "DaemonSet reported ready", func() error {
+		if err := c.Get(ctx, client.ObjectKeyFromObject(ds), ds); err != nil {
+			return err
+		}
+		ds.Status = appsv1.DaemonSetStatus{ObservedGeneration: ds.Generation, DesiredNumberScheduled: 1, CurrentNumberScheduled: 1,
+			UpdatedNumberScheduled: 1, NumberReady: 1, NumberAvailable: 1}
+		return c.Status().Update(ctx, ds)
+	})
+	return cs
 }
 
 // Eventually retries check until it returns nil, failing the test with its last error after 30 s.

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -78,23 +77,7 @@ func TestSensorStatusFromRealSensor(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ns := namespace(t, c)
-	cs := &v1alpha1.CaptureSensor{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "real"},
-		Spec:       v1alpha1.CaptureSensorSpec{Interfaces: []string{"cfrx"}, DropThresholdPercent: 1},
-	}
-	if err := c.Create(ctx, cs); err != nil {
-		t.Fatal(err)
-	}
-	get(t, c, cs)
-	ds := &appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "real-sensor"}}
-	eventually(t, "DaemonSet reported ready", func() error {
-		if err := c.Get(ctx, key(ds), ds); err != nil {
-			return err
-		}
-		ds.Status = appsv1.DaemonSetStatus{ObservedGeneration: ds.Generation, DesiredNumberScheduled: 1, CurrentNumberScheduled: 1,
-			UpdatedNumberScheduled: 1, NumberReady: 1, NumberAvailable: 1}
-		return c.Status().Update(ctx, ds)
-	})
+	cs := controllerstest.RunningSensor(t, c, ns, "real", "cfrx")
 
 	// envtest runs no kubelet: the test runs what the DaemonSet's pod would, with the identity its env carries.
 	t.Setenv("NODE_NAME", "node-real")
