@@ -11,6 +11,10 @@ import (
 	"capfleet.dev/capfleet/controllers/children"
 )
 
+// Every kind's children are watched and applied; a replay's Jobs of earlier specs are deleted.
+// +kubebuilder:rbac:groups=apps,resources=daemonsets;deployments,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch;create;update;patch;delete
+
 // applyChild server-side applies a built child under capfleet's field manager, taking back any field someone
 // else changed, and records an event when the apply changed something a user may want to know about.
 func applyChild(ctx context.Context, c client.Client, rec record.EventRecorder, owner client.Object, child client.Object) error {

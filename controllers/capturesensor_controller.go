@@ -5,38 +5,19 @@ import (
 	"fmt"
 
 	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/client-go/tools/record"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"capfleet.dev/capfleet/api/v1alpha1"
 	"capfleet.dev/capfleet/controllers/children"
-	"capfleet.dev/capfleet/controllers/topics"
 	"capfleet.dev/capfleet/heartbeat"
 )
 
 // CaptureSensorReconciler turns a CaptureSensor into a DaemonSet of sensors.
 type CaptureSensorReconciler struct {
-	client.Client
-	Recorder record.EventRecorder
-	Options  children.Options
-	// Topics tends the sensors' Kafka topics; nil leaves topics to someone else.
-	Topics *topics.Manager
-	// Figures brings the sensors' heartbeats into the status; nil reports rollout only.
-	Figures *Figures
-	// pods tells why sensors do not run; nil leaves the rollout's count alone.
-	pods *podDoctor
+	Base
 	// ports gives each sensor node ports of its own; nil leaves every sensor on the first pair.
 	ports *portBook
 }
-
-// +kubebuilder:rbac:groups=capture.capfleet.dev,resources=capturesensors,verbs=get;list;watch;patch;update
-// +kubebuilder:rbac:groups=capture.capfleet.dev,resources=capturesensors/status,verbs=get;update;patch
-// +kubebuilder:rbac:groups=capture.capfleet.dev,resources=capturesensors/finalizers,verbs=update
-// +kubebuilder:rbac:groups=apps,resources=daemonsets,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
-// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile brings one CaptureSensor's DaemonSet in line with its spec and reports how it runs.
 func (r *CaptureSensorReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
@@ -58,10 +39,7 @@ func (r *CaptureSensorReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 // checkFilter stops everything before any rollout when the kernel would refuse the filter; the running
 // sensors stay as they are.
 func (r *CaptureSensorReconciler) checkFilter(_ context.Context, cs *v1alpha1.CaptureSensor, p *pass) error {
-	if err := checkSensorFilter(cs.Spec.Filter, cs.Spec.Interfaces, cs.Spec.SnapLength); err != nil {
-		p.stop(outcome{stalled: true, reason: ReasonInvalidFilter, message: fmt.Sprintf("spec.filter %q: %v", cs.Spec.Filter, err)})
-		r.Recorder.Eventf(cs, "Warning", ReasonInvalidFilter, "%s", p.outcome.message)
-	}
+	refuseFilter(r.Recorder, cs, p, "spec.filter", cs.Spec.Filter, checkSensorFilter(cs.Spec.Filter, cs.Spec.Interfaces, cs.Spec.SnapLength))
 	return nil
 }
 
@@ -132,13 +110,8 @@ func daemonSetOutcome(ds *appsv1.DaemonSet) outcome {
 	return outcome{ready: true, reason: ReasonSucceeded, message: fmt.Sprintf("%d of %d sensors ready", st.NumberReady, st.DesiredNumberScheduled)}
 }
 
-// SetupWithManager watches sensors and the DaemonSets they own, so a change to either brings a reconcile.
+// SetupWithManager watches sensors and what they own and run.
 func (r *CaptureSensorReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	return ctrl.NewControllerManagedBy(mgr).
-		For(&v1alpha1.CaptureSensor{}).
-		Owns(&appsv1.DaemonSet{}).
-		Watches(&corev1.Pod{}, podsOf(children.ComponentSensor)).
-		WatchesRawSource(figureWakeups(r.Figures, heartbeat.KindCaptureSensor)).
-		Named("capturesensor").
+	return r.controllerFor(mgr, "capturesensor", &v1alpha1.CaptureSensor{}, &appsv1.DaemonSet{}, children.ComponentSensor, heartbeat.KindCaptureSensor).
 		Complete(r)
 }

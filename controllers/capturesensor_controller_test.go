@@ -113,13 +113,17 @@ func TestCaptureSensorLifecycle(t *testing.T) {
 			time.Sleep(time.Second)
 		}
 		// A metadata-only change brings a reconcile but no new generation: nothing to report.
-		change(t, c, cs, func() { cs.Annotations = map[string]string{"nudge": "1"} })
+		reconciles.After(t, "capturesensor", cs, func() {
+			change(t, c, cs, func() { cs.Annotations = map[string]string{"nudge": "1"} })
+		})
 		rv := cs.ResourceVersion
-		time.Sleep(1500 * time.Millisecond)
-		get(t, c, cs)
-		if cs.ResourceVersion != rv {
-			t.Errorf("the resource was written after an idle reconcile: resourceVersion %s -> %s", rv, cs.ResourceVersion)
-		}
+		consistently(t, 2*time.Second, "no write after an idle reconcile", func() error {
+			get(t, c, cs)
+			if cs.ResourceVersion != rv {
+				return fmt.Errorf("resourceVersion %s -> %s, status %+v", rv, cs.ResourceVersion, cs.Status)
+			}
+			return nil
+		})
 	})
 
 	t.Run("a spec change reaches the DaemonSet", func(t *testing.T) {

@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"strings"
 
+	"k8s.io/client-go/tools/record"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
 	"capfleet.dev/capfleet/linktype"
 	"capfleet.dev/capfleet/processor/bpffilter"
 	"capfleet.dev/capfleet/processor/displayfilter"
@@ -75,4 +78,14 @@ func compilerMessage(err error) error {
 		return errors.New(ce.Msg)
 	}
 	return err
+}
+
+// refuseFilter stalls the pass when a filter in the spec was refused (err not nil), so nothing rolls out with
+// it, and warns in an event naming the field.
+func refuseFilter(rec record.EventRecorder, obj client.Object, p *pass, field, expr string, err error) {
+	if err == nil {
+		return
+	}
+	p.stop(outcome{stalled: true, reason: ReasonInvalidFilter, message: fmt.Sprintf("%s %q: %v", field, expr, err)})
+	rec.Eventf(obj, "Warning", ReasonInvalidFilter, "%s", p.outcome.message)
 }

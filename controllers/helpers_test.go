@@ -112,14 +112,6 @@ func controlledBy(t *testing.T, obj, owner client.Object, kind string) {
 	}
 }
 
-// get refreshes obj from the API server.
-func get(t *testing.T, c client.Client, obj client.Object) {
-	t.Helper()
-	if err := c.Get(context.Background(), client.ObjectKeyFromObject(obj), obj); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // toUnstructured is for objects whose raw form a test inspects.
 func toUnstructured(t *testing.T, obj runtime.Object) map[string]any {
 	m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)

@@ -6,10 +6,8 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/tools/record"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
@@ -17,29 +15,15 @@ import (
 
 	"capfleet.dev/capfleet/api/v1alpha1"
 	"capfleet.dev/capfleet/controllers/children"
-	"capfleet.dev/capfleet/controllers/topics"
 	"capfleet.dev/capfleet/heartbeat"
 )
 
 // PacketPipelineReconciler turns a PacketPipeline into a Deployment of processors.
 type PacketPipelineReconciler struct {
-	client.Client
-	Recorder record.EventRecorder
-	Options  children.Options
-	// Topics tends the pipelines' flows topics; nil leaves topics to someone else.
-	Topics *topics.Manager
-	// Figures brings the processors' heartbeats into the status; nil reports rollout only.
-	Figures *Figures
-	// pods tells why processors do not run; nil leaves the rollout's count alone.
-	pods *podDoctor
+	Base
 	// ports gives processors in their node's network node ports of their own; nil keeps the first pair.
 	ports *portBook
 }
-
-// +kubebuilder:rbac:groups=capture.capfleet.dev,resources=packetpipelines,verbs=get;list;watch;patch;update
-// +kubebuilder:rbac:groups=capture.capfleet.dev,resources=packetpipelines/status,verbs=get;update;patch
-// +kubebuilder:rbac:groups=capture.capfleet.dev,resources=packetpipelines/finalizers,verbs=update
-// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;patch;delete
 
 // Reconcile brings one PacketPipeline's Deployment in line with its spec and reports how it runs.
 func (r *PacketPipelineReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
@@ -68,9 +52,8 @@ func (r *PacketPipelineReconciler) checkFilter(_ context.Context, pp *v1alpha1.P
 		{"spec.displayFilter", pp.Spec.DisplayFilter, checkPipelineDisplayFilter},
 		{"spec.flows.filter", pp.Spec.Flows.Filter, checkPipelineFlowFilter},
 	} {
-		if err := f.check(f.expr); err != nil {
-			p.stop(outcome{stalled: true, reason: ReasonInvalidFilter, message: fmt.Sprintf("%s %q: %v", f.field, f.expr, err)})
-			r.Recorder.Eventf(pp, "Warning", ReasonInvalidFilter, "%s", p.outcome.message)
+		refuseFilter(r.Recorder, pp, p, f.field, f.expr, f.check(f.expr))
+		if p.done {
 			return nil
 		}
 	}
@@ -172,15 +155,10 @@ func deploymentOutcome(d *appsv1.Deployment) outcome {
 	return outcome{ready: true, reason: ReasonSucceeded, message: fmt.Sprintf("%d of %d processors ready", st.ReadyReplicas, want)}
 }
 
-// SetupWithManager watches pipelines, their Deployments, and the sensors they read from.
+// SetupWithManager watches pipelines, what they own and run, and the sensors they read from.
 func (r *PacketPipelineReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	return ctrl.NewControllerManagedBy(mgr).
-		For(&v1alpha1.PacketPipeline{}).
-		Owns(&appsv1.Deployment{}).
-		Watches(&corev1.Pod{}, podsOf(children.ComponentProcessor)).
-		WatchesRawSource(figureWakeups(r.Figures, heartbeat.KindPacketPipeline)).
+	return r.controllerFor(mgr, "packetpipeline", &v1alpha1.PacketPipeline{}, &appsv1.Deployment{}, children.ComponentProcessor, heartbeat.KindPacketPipeline).
 		Watches(&v1alpha1.CaptureSensor{}, handler.EnqueueRequestsFromMapFunc(r.pipelinesReading)).
-		Named("packetpipeline").
 		Complete(r)
 }
 

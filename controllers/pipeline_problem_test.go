@@ -23,7 +23,7 @@ import (
 // no longer carry it. At each step Argo CD's health script (config/argocd) reads the status as it should.
 func TestPipelineDegradedWhileItsProcessorRetries(t *testing.T) {
 	c := cluster(t)
-	needFigures(t)
+	operator.NeedFigures(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ns := namespace(t, c)

@@ -8,42 +8,23 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
-	"k8s.io/client-go/tools/record"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"capfleet.dev/capfleet/api/v1alpha1"
 	"capfleet.dev/capfleet/controllers/children"
-	"capfleet.dev/capfleet/controllers/topics"
 	"capfleet.dev/capfleet/heartbeat"
 )
 
-// ReplayJobReconciler turns a ReplayJob into a Job that replays its capture.
-type ReplayJobReconciler struct {
-	client.Client
-	Recorder record.EventRecorder
-	Options  children.Options
-	// Topics creates a missing target topic on the operator's Kafka; nil leaves that to the replayer, which
-	// then fails saying the topic does not exist.
-	Topics *topics.Manager
-	// Figures brings the replayers' heartbeats (progress) into the status; nil follows the Job only.
-	Figures *Figures
-	// pods tells why a replay's pod does not run; nil follows the Job only.
-	pods *podDoctor
-}
-
-// +kubebuilder:rbac:groups=capture.capfleet.dev,resources=replayjobs,verbs=get;list;watch
-// +kubebuilder:rbac:groups=capture.capfleet.dev,resources=replayjobs/status,verbs=get;update;patch
-// +kubebuilder:rbac:groups=capture.capfleet.dev,resources=replayjobs/finalizers,verbs=update
-// +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch;create;update;patch;delete
+// ReplayJobReconciler turns a ReplayJob into a Job that replays its capture. Without Topics, a missing
+// target topic is left to the replayer, which then fails saying it does not exist.
+type ReplayJobReconciler struct{ Base }
 
 // Reconcile runs the Job of the ReplayJob's current spec, retires Jobs of earlier specs, and reports progress.
 func (r *ReplayJobReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	s := skeleton[*v1alpha1.ReplayJob]{Client: r.Client, figures: r.Figures, kind: kindOf[*v1alpha1.ReplayJob]{
 		heartbeat: heartbeat.KindReplayJob,
-		status: func(rj *v1alpha1.ReplayJob) (*v1alpha1.CommonStatus, any) {
-			return &rj.Status.CommonStatus, rj.Status
-		},
+		status:    func(rj *v1alpha1.ReplayJob) (*v1alpha1.CommonStatus, any) { return &rj.Status.CommonStatus, rj.Status },
 	}}
 	rp := &replayPass{ReplayJobReconciler: r}
 	return s.reconcile(ctx, req, &v1alpha1.ReplayJob{}, []step[*v1alpha1.ReplayJob]{
@@ -231,13 +212,8 @@ func ownedBy(obj client.Object, owner client.Object) bool {
 	return false
 }
 
-// SetupWithManager watches replays and the Jobs they own.
+// SetupWithManager watches replays and what they own and run.
 func (r *ReplayJobReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	return ctrl.NewControllerManagedBy(mgr).
-		For(&v1alpha1.ReplayJob{}).
-		Owns(&batchv1.Job{}).
-		Watches(&corev1.Pod{}, podsOf(children.ComponentReplay)).
-		WatchesRawSource(figureWakeups(r.Figures, heartbeat.KindReplayJob)).
-		Named("replayjob").
+	return r.controllerFor(mgr, "replayjob", &v1alpha1.ReplayJob{}, &batchv1.Job{}, children.ComponentReplay, heartbeat.KindReplayJob).
 		Complete(r)
 }

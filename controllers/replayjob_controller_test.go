@@ -143,21 +143,21 @@ func TestReplayJobLifecycle(t *testing.T) {
 	})
 
 	t.Run("a finished replay is not run again when its Job is cleaned up", func(t *testing.T) {
-		if err := c.Delete(ctx, job, client.PropagationPolicy(metav1.DeletePropagationBackground)); err != nil {
-			t.Fatal(err)
-		}
-		// Touch the ReplayJob so it is reconciled after the deletion.
-		change(t, c, rj, func() {
-			rj.Annotations = map[string]string{"touched": "yes"}
+		reconciles.After(t, "replayjob", rj, func() {
+			if err := c.Delete(ctx, job, client.PropagationPolicy(metav1.DeletePropagationBackground)); err != nil {
+				t.Fatal(err)
+			}
 		})
-		time.Sleep(2 * time.Second)
-		if _, err := replayJobOf(ctx, c, rj); err == nil {
-			t.Fatal("the Job was created again after the replay had succeeded")
-		}
-		get(t, c, rj)
-		if rj.Status.Phase != v1alpha1.ReplaySucceeded {
-			t.Errorf("phase %s after cleanup", rj.Status.Phase)
-		}
+		consistently(t, 2*time.Second, "no Job again after the replay had succeeded", func() error {
+			if j, err := replayJobOf(ctx, c, rj); err == nil {
+				return fmt.Errorf("Job %s created", j.Name)
+			}
+			get(t, c, rj)
+			if rj.Status.Phase != v1alpha1.ReplaySucceeded {
+				return fmt.Errorf("phase %s after cleanup", rj.Status.Phase)
+			}
+			return nil
+		})
 	})
 }
 
@@ -254,19 +254,22 @@ func TestFinishedReplayNotRerunByANewerOperator(t *testing.T) {
 	// A merge patch of the annotations alone: a typed update would write the spec back reformatted ("24h" as
 	// "24h0m0s"), which is a new generation.
 	gen := rj.Generation
-	if err := c.Patch(ctx, rj, client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"annotations":{"touched":"yes"}}}`))); err != nil {
-		t.Fatal(err)
-	}
+	reconciles.After(t, "replayjob", rj, func() {
+		if err := c.Patch(ctx, rj, client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"annotations":{"touched":"yes"}}}`))); err != nil {
+			t.Fatal(err)
+		}
+	})
 	if rj.Generation != gen {
 		t.Fatalf("touching the annotations made generation %d of %d", rj.Generation, gen)
 	}
-	time.Sleep(2 * time.Second)
-	if j, err := replayJobOf(ctx, c, rj); err == nil {
+	consistently(t, 2*time.Second, "the finished replay not run again", func() error {
+		if j, err := replayJobOf(ctx, c, rj); err == nil {
+			return fmt.Errorf("run again as Job %s (created %s); status %+v", j.Name, j.CreationTimestamp, rj.Status)
+		}
 		get(t, c, rj)
-		t.Fatalf("finished replay run again as Job %s (created %s); status %+v", j.Name, j.CreationTimestamp, rj.Status)
-	}
-	get(t, c, rj)
-	if rj.Status.Phase != v1alpha1.ReplaySucceeded || rj.Status.Job != "edge-replay-0123abcd" {
-		t.Errorf("status %+v", rj.Status)
-	}
+		if rj.Status.Phase != v1alpha1.ReplaySucceeded || rj.Status.Job != "edge-replay-0123abcd" {
+			return fmt.Errorf("status %+v", rj.Status)
+		}
+		return nil
+	})
 }

@@ -16,6 +16,12 @@ import (
 // one deletion path; otherwise run the kind's steps in order and, whatever they did, summarize their outcome
 // into Ready, Reconciling and Stalled and patch the status once.
 
+// The skeleton reads every kind and writes its status. The children's owner references block their owner's
+// deletion, which the API server allows only to whoever may update the owner's finalizers.
+// +kubebuilder:rbac:groups=capture.capfleet.dev,resources=capturesensors;packetpipelines;replayjobs,verbs=get;list;watch
+// +kubebuilder:rbac:groups=capture.capfleet.dev,resources=capturesensors/status;packetpipelines/status;replayjobs/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=capture.capfleet.dev,resources=capturesensors/finalizers;packetpipelines/finalizers;replayjobs/finalizers,verbs=update
+
 // step is one stage of a reconcile. It records what it learned in the pass; an error ends the pass and is
 // reported as the outcome.
 type step[T client.Object] func(ctx context.Context, obj T, p *pass) error

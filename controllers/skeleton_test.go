@@ -70,9 +70,9 @@ func TestGoneResourceForgetsFigures(t *testing.T) {
 		kind string
 		r    reconcile.Reconciler
 	}{
-		{heartbeat.KindCaptureSensor, &CaptureSensorReconciler{Client: c, Recorder: rec, Figures: f}},
-		{heartbeat.KindReplayJob, &ReplayJobReconciler{Client: c, Recorder: rec, Figures: f}},
-		{heartbeat.KindPacketPipeline, &PacketPipelineReconciler{Client: c, Recorder: rec, Figures: f}},
+		{heartbeat.KindCaptureSensor, &CaptureSensorReconciler{Base: Base{Client: c, Recorder: rec, Figures: f}}},
+		{heartbeat.KindReplayJob, &ReplayJobReconciler{Base: Base{Client: c, Recorder: rec, Figures: f}}},
+		{heartbeat.KindPacketPipeline, &PacketPipelineReconciler{Base: Base{Client: c, Recorder: rec, Figures: f}}},
 	} {
 		t.Run(tc.kind, func(t *testing.T) {
 			gone := &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "gone", UID: types.UID("uid-" + tc.kind)}}
@@ -103,7 +103,7 @@ func TestReplayJobBeingDeletedForgetsFigures(t *testing.T) {
 	agg := heartbeat.NewAggregator(heartbeat.Options{})
 	f := NewFigures(agg, time.Hour)
 	beatFor(t, agg, f, heartbeat.KindReplayJob, rj)
-	r := &ReplayJobReconciler{Client: c, Recorder: record.NewFakeRecorder(100), Figures: f}
+	r := &ReplayJobReconciler{Base: Base{Client: c, Recorder: record.NewFakeRecorder(100), Figures: f}}
 	if _, err := r.Reconcile(ctx, ctrl.Request{NamespacedName: client.ObjectKeyFromObject(rj)}); err != nil {
 		t.Fatal(err)
 	}

@@ -77,6 +77,9 @@ func tendTopic(ctx context.Context, m *topics.Manager, want topics.Want, st *[]v
 	*st, p.trouble = sts, trouble
 }
 
+// The kinds that declare topics carry the topics finalizer.
+// +kubebuilder:rbac:groups=capture.capfleet.dev,resources=capturesensors;packetpipelines,verbs=patch;update
+
 // finalizeTopics keeps the topics finalizer exactly when deletion must remove topics, and on deletion removes
 // the topics the operator created. It returns true when the resource is being deleted.
 func finalizeTopics(ctx context.Context, c client.Client, m *topics.Manager, obj client.Object, policy v1alpha1.DeletionPolicy, st []v1alpha1.TopicStatus) (bool, error) {

@@ -50,18 +50,21 @@ func (b brokerView) topic(ctx context.Context, name string) (partitions int, ret
 
 func (b brokerView) expect(t *testing.T, name string, partitions int, retentionMs int64) {
 	t.Helper()
-	eventually(t, "topic "+name, func() error {
-		p, r, ok, err := b.topic(context.Background(), name)
-		switch {
-		case err != nil:
-			return err
-		case !ok:
-			return errors.New("does not exist")
-		case p != partitions || r != retentionMs:
-			return fmt.Errorf("%d partitions, retention.ms %d; want %d, %d", p, r, partitions, retentionMs)
-		}
-		return nil
-	})
+	eventually(t, "topic "+name, func() error { return b.is(name, partitions, retentionMs) })
+}
+
+// is says how the topic differs from what is wanted, or nil.
+func (b brokerView) is(name string, partitions int, retentionMs int64) error {
+	p, r, ok, err := b.topic(context.Background(), name)
+	switch {
+	case err != nil:
+		return err
+	case !ok:
+		return errors.New("does not exist")
+	case p != partitions || r != retentionMs:
+		return fmt.Errorf("%d partitions, retention.ms %d; want %d, %d", p, r, partitions, retentionMs)
+	}
+	return nil
 }
 
 func (b brokerView) expectGone(t *testing.T, name string, gone bool) {
@@ -155,13 +158,19 @@ func TestTopicLifecycle(t *testing.T) {
 	t.Run("a reconcile from scratch changes nothing", func(t *testing.T) {
 		get(t, c, cs)
 		before := cs.Status.Topics[0]
-		change(t, c, cs, func() { cs.Annotations = map[string]string{"nudge": "1"} })
-		time.Sleep(time.Second)
-		broker.expect(t, name, 5, 7200000)
-		get(t, c, cs)
-		if cs.Status.Topics[0] != before {
-			t.Errorf("topic status changed on an idle reconcile: %+v -> %+v", before, cs.Status.Topics[0])
-		}
+		reconciles.After(t, "capturesensor", cs, func() {
+			change(t, c, cs, func() { cs.Annotations = map[string]string{"nudge": "1"} })
+		})
+		consistently(t, 2*time.Second, "topic and its status after an idle reconcile", func() error {
+			if err := broker.is(name, 5, 7200000); err != nil {
+				return err
+			}
+			get(t, c, cs)
+			if cs.Status.Topics[0] != before {
+				return fmt.Errorf("topic status changed: %+v -> %+v", before, cs.Status.Topics[0])
+			}
+			return nil
+		})
 	})
 
 	t.Run("Delete removes the topic it created", func(t *testing.T) {

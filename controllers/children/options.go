@@ -88,88 +88,67 @@ func commonLabels(component, instance string) map[string]string {
 	return l
 }
 
+// endpoint is where a workload connects: its hosts, whether over TLS, and the Secret with its credentials.
+type endpoint struct {
+	hosts  []string
+	tls    bool
+	secret string
+}
+
+// over is e with what a resource's own connection sets taking precedence; what it leaves unset stays.
+func (e endpoint) over(hosts []string, tls *bool, secret *corev1.LocalObjectReference) endpoint {
+	if len(hosts) > 0 {
+		e.hosts = hosts
+	}
+	if tls != nil {
+		e.tls = *tls
+	}
+	if secret != nil && secret.Name != "" {
+		e.secret = secret.Name
+	}
+	return e
+}
+
 // kafkaArgs turns a resource's Kafka connection, over the defaults, into flags, and says which Secret to mount.
 func kafkaArgs(c *v1alpha1.KafkaConnection, d KafkaDefaults) (args []string, secret string) {
-	brokers, tls, secret := d.Brokers, d.TLS, d.SecretName
+	e := endpoint{d.Brokers, d.TLS, d.SecretName}
 	if c != nil {
-		if len(c.BootstrapServers) > 0 {
-			brokers = c.BootstrapServers
-		}
-		if c.TLS != nil {
-			tls = *c.TLS
-		}
-		if c.SecretRef != nil && c.SecretRef.Name != "" {
-			secret = c.SecretRef.Name
-		}
+		e = e.over(c.BootstrapServers, c.TLS, c.SecretRef)
 	}
-	if len(brokers) > 0 {
-		args = append(args, "--kafka-brokers="+strings.Join(brokers, ","))
+	if len(e.hosts) > 0 {
+		args = append(args, "--kafka-brokers="+strings.Join(e.hosts, ","))
 	}
-	if tls {
+	if e.tls {
 		args = append(args, "--kafka-tls")
 	}
-	if secret != "" {
+	if e.secret != "" {
 		args = append(args, "--kafka-secret-dir="+kafkaSecretDir)
 	}
-	return args, secret
+	return args, e.secret
 }
 
 // cassandraArgs does for Cassandra what kafkaArgs does for Kafka.
 func cassandraArgs(c *v1alpha1.CassandraConnection, d CassandraDefaults) (args []string, secret string) {
-	hosts, port, tls, secret := d.Hosts, d.Port, d.TLS, d.SecretName
+	e, port := endpoint{d.Hosts, d.TLS, d.SecretName}, d.Port
 	if c != nil {
-		if len(c.ContactPoints) > 0 {
-			hosts = c.ContactPoints
-		}
+		e = e.over(c.ContactPoints, c.TLS, c.SecretRef)
 		if c.Port != nil {
 			port = *c.Port
 		}
-		if c.TLS != nil {
-			tls = *c.TLS
-		}
-		if c.SecretRef != nil && c.SecretRef.Name != "" {
-			secret = c.SecretRef.Name
-		}
 	}
-	if len(hosts) > 0 {
-		args = append(args, "--cassandra-hosts="+strings.Join(hosts, ","))
+	if len(e.hosts) > 0 {
+		args = append(args, "--cassandra-hosts="+strings.Join(e.hosts, ","))
 	}
 	if port != 0 {
 		args = append(args, "--cassandra-port="+itoa(int64(port)))
 	}
-	if tls {
+	if e.tls {
 		args = append(args, "--cassandra-tls")
 	}
-	if secret != "" {
+	if e.secret != "" {
 		args = append(args, "--cassandra-secret-dir="+cassandraSecretDir)
 	}
-	return args, secret
-}
-
-// secretVolume mounts a Secret read-only, so its values reach the process only as files.
-func secretVolume(name, secret, dir string) (corev1.Volume, corev1.VolumeMount) {
-	mode := int32(0o400)
-	return corev1.Volume{
-			Name:         name,
-			VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: secret, DefaultMode: &mode}},
-		}, corev1.VolumeMount{
-			Name: name, MountPath: dir, ReadOnly: true,
-		}
-}
-
-// mountSecret adds a read-only Secret volume and its mount, unless no Secret is named.
-func mountSecret(volumes []corev1.Volume, mounts []corev1.VolumeMount, name, secret, dir string) ([]corev1.Volume, []corev1.VolumeMount) {
-	if secret == "" {
-		return volumes, mounts
-	}
-	v, m := secretVolume(name, secret, dir)
-	return append(volumes, v), append(mounts, m)
-}
-
-// tmpVolume gives a read-only-root container a writable /tmp.
-func tmpVolume() (corev1.Volume, corev1.VolumeMount) {
-	return corev1.Volume{Name: "tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
-		corev1.VolumeMount{Name: "tmp", MountPath: "/tmp"}
+	return args, e.secret
 }
 
 // downwardEnv tells a workload which pod and node it is, and which resource it serves, for its records and

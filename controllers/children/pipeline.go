@@ -40,61 +40,61 @@ func FlowsTopic(pp *v1alpha1.PacketPipeline) string {
 func PipelineDeployment(pp *v1alpha1.PacketPipeline, sourceTopic string, o Options) *appsv1.Deployment {
 	s := pp.Spec
 	metricsPort, healthPort := PipelinePorts(pp, o.HostNetwork)
-	args := []string{
+	w := newWorkload(
 		"process",
-		"--topic=" + sourceTopic,
-		"--group=" + ConsumerGroup(pp),
-		"--flow-idle-timeout=" + durationOr(s.Flows.IdleTimeout, "60s"),
-		"--flow-active-timeout=" + durationOr(s.Flows.ActiveTimeout, "30m0s"),
-		"--flow-table-max=" + itoa(int64(s.Flows.MaxFlows)),
-		"--metrics-addr=:" + itoa(int64(metricsPort)),
-		"--health-addr=:" + itoa(int64(healthPort)),
-	}
+		"--topic="+sourceTopic,
+		"--group="+ConsumerGroup(pp),
+		"--flow-idle-timeout="+durationOr(s.Flows.IdleTimeout, "60s"),
+		"--flow-active-timeout="+durationOr(s.Flows.ActiveTimeout, "30m0s"),
+		"--flow-table-max="+itoa(int64(s.Flows.MaxFlows)),
+		"--metrics-addr=:"+itoa(int64(metricsPort)),
+		"--health-addr=:"+itoa(int64(healthPort)),
+	)
 	if s.Source.Sensor != "" {
-		args = append(args, "--sensor="+s.Source.Sensor)
+		w.flag("--sensor=" + s.Source.Sensor)
 	}
 	if s.Filter != "" {
-		args = append(args, "--filter="+s.Filter)
+		w.flag("--filter=" + s.Filter)
 	}
 	if s.DisplayFilter != "" {
-		args = append(args, "--display-filter="+s.DisplayFilter)
+		w.flag("--display-filter=" + s.DisplayFilter)
 	}
 	if s.Flows.Filter != "" {
-		args = append(args, "--flow-filter="+s.Flows.Filter)
+		w.flag("--flow-filter=" + s.Flows.Filter)
 	}
-	kargs, ksecret := kafkaArgs(s.Kafka, o.Kafka)
-	args = append(args, kargs...)
-	args = append(args, statsArgs(o)...)
-
-	tmp, tmpMount := tmpVolume()
-	volumes, mounts := []corev1.Volume{tmp}, []corev1.VolumeMount{tmpMount}
-	volumes, mounts = mountSecret(volumes, mounts, "kafka", ksecret, kafkaSecretDir)
+	w.kafka(s.Kafka, o)
 	if c := s.Sinks.Cassandra; c != nil {
 		if c.Packets {
-			args = append(args, "--store-packets", "--packet-ttl="+durationOr(c.PacketTTL, "168h0m0s"))
+			w.flag("--store-packets", "--packet-ttl="+durationOr(c.PacketTTL, "168h0m0s"))
 		}
 		if c.Flows {
-			args = append(args, "--store-flows", "--flow-ttl="+durationOr(c.FlowTTL, "720h0m0s"))
+			w.flag("--store-flows", "--flow-ttl="+durationOr(c.FlowTTL, "720h0m0s"))
 		}
-		args = append(args, "--keyspace="+c.Keyspace,
+		w.flag("--keyspace="+c.Keyspace,
 			fmt.Sprintf(`--replication={"class":"SimpleStrategy","replication_factor":%d}`, c.ReplicationFactor))
 		cargs, csecret := cassandraArgs(c.Connection, o.Cassandra)
-		args = append(args, cargs...)
-		volumes, mounts = mountSecret(volumes, mounts, "cassandra", csecret, cassandraSecretDir)
+		w.flag(cargs...)
+		w.mountSecret("cassandra", csecret, cassandraSecretDir)
 	}
 	if s.Sinks.Kafka != nil {
-		args = append(args, "--flows-topic="+FlowsTopic(pp))
+		w.flag("--flows-topic=" + FlowsTopic(pp))
 	}
+	ctr := w.container("processor", o, "PacketPipeline", pp)
+	serve(&ctr, metricsPort, healthPort)
+	ctr.Resources = workloadResources(s.Resources, "200m", 256, 1024)
+	ctr.SecurityContext = restrictedSecurityContext()
 
-	liveness, readiness := probes(healthPort)
-	labels := commonLabels(ComponentProcessor, pp.Name)
+	pod := w.pod(ctr, s.NodeSelector, s.Tolerations)
+	pod.HostNetwork = o.HostNetwork
+	pod.SecurityContext = nonRootPodSecurity()
+	pod.DNSPolicy = dnsPolicy(o.HostNetwork)
+	pod.TerminationGracePeriodSeconds = ptr(int64(60))
+
+	objMeta := childMeta(PipelineDeploymentName(pp), ComponentProcessor, pp, "PacketPipeline")
 	maxUnavailable := intstr.FromInt32(1)
 	return &appsv1.Deployment{
-		TypeMeta: metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
-		ObjectMeta: metav1.ObjectMeta{
-			Name: PipelineDeploymentName(pp), Namespace: pp.Namespace, Labels: labels,
-			OwnerReferences: []metav1.OwnerReference{ownerRef(pp, "PacketPipeline")},
-		},
+		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
+		ObjectMeta: objMeta,
 		Spec: appsv1.DeploymentSpec{
 			Replicas: s.Replicas,
 			Selector: &metav1.LabelSelector{MatchLabels: selectorLabels(ComponentProcessor, pp.Name)},
@@ -103,33 +103,7 @@ func PipelineDeployment(pp *v1alpha1.PacketPipeline, sourceTopic string, o Optio
 				Type:          appsv1.RollingUpdateDeploymentStrategyType,
 				RollingUpdate: &appsv1.RollingUpdateDeployment{MaxUnavailable: &maxUnavailable, MaxSurge: ptr(intstr.FromInt32(0))},
 			},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{
-					HostNetwork:                   o.HostNetwork,
-					SecurityContext:               nonRootPodSecurity(),
-					DNSPolicy:                     dnsPolicy(o.HostNetwork),
-					NodeSelector:                  s.NodeSelector,
-					Tolerations:                   s.Tolerations,
-					AutomountServiceAccountToken:  ptr(false),
-					TerminationGracePeriodSeconds: ptr(int64(60)),
-					Volumes:                       volumes,
-					Containers: []corev1.Container{{
-						Name:                     "processor",
-						Image:                    o.Image,
-						ImagePullPolicy:          o.ImagePullPolicy,
-						Args:                     args,
-						Env:                      downwardEnv("PacketPipeline", pp),
-						Ports:                    ports(metricsPort, healthPort),
-						LivenessProbe:            liveness,
-						ReadinessProbe:           readiness,
-						Resources:                workloadResources(s.Resources, "200m", 256, 1024),
-						VolumeMounts:             mounts,
-						SecurityContext:          restrictedSecurityContext(),
-						TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
-					}},
-				},
-			},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: objMeta.Labels}, Spec: pod},
 		},
 	}
 }

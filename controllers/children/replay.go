@@ -30,8 +30,8 @@ func ReplayTopic(rj *v1alpha1.ReplayJob) string {
 // name carries a hash of what it runs: a spec change makes a new Job, and the controller removes the old one.
 func ReplayJobObject(rj *v1alpha1.ReplayJob, o Options) *batchv1.Job {
 	s := rj.Spec
-	args := append([]string{"replay"}, replaySourceArgs(s.Source)...)
-	args = append(args, paceArgs(s.Pace)...)
+	w := newWorkload(append([]string{"replay"}, replaySourceArgs(s.Source)...)...)
+	w.flag(paceArgs(s.Pace)...)
 	hostNetwork := o.HostNetwork || s.Target.Interface != nil // sending on a node's interface needs its network namespace
 	// In the node's network a fixed metrics port would let only one replay run per node at a time (the
 	// scheduler keeps the others pending for the port); a replay's figures reach its status by heartbeat, so
@@ -42,29 +42,17 @@ func ReplayJobObject(rj *v1alpha1.ReplayJob, o Options) *batchv1.Job {
 		metricsAddr = ":" + itoa(MetricsPort)
 		containerPorts = ports(MetricsPort, HealthPort)[:1]
 	}
-	args = append(args, "--loop="+itoa(int64(s.Loops)), "--metrics-addr="+metricsAddr)
-
-	tmp, tmpMount := tmpVolume()
-	volumes, mounts := []corev1.Volume{tmp}, []corev1.VolumeMount{tmpMount}
+	w.flag("--loop="+itoa(int64(s.Loops)), "--metrics-addr="+metricsAddr)
 	if v, ok := captureVolume(s.Source); ok {
-		volumes = append(volumes, v)
-		mounts = append(mounts, corev1.VolumeMount{Name: v.Name, MountPath: captureDir, ReadOnly: true})
+		w.mount(v, captureDir)
 	}
 
-	pod := corev1.PodSpec{
-		HostNetwork:                  hostNetwork,
-		DNSPolicy:                    dnsPolicy(hostNetwork),
-		SecurityContext:              nonRootPodSecurity(),
-		RestartPolicy:                corev1.RestartPolicyNever,
-		NodeSelector:                 s.NodeSelector,
-		Tolerations:                  s.Tolerations,
-		AutomountServiceAccountToken: ptr(false),
-	}
 	security := restrictedSecurityContext()
+	var affinity *corev1.Affinity
 	if it := s.Target.Interface; it != nil {
-		args = append(args, "--interface="+it.Name)
+		w.flag("--interface=" + it.Name)
 		// Sending on a node's interface needs a raw socket there.
-		pod.Affinity = pinToNode(it.NodeName)
+		affinity = pinToNode(it.NodeName)
 		security = &corev1.SecurityContext{
 			Privileged:               ptr(false),
 			AllowPrivilegeEscalation: ptr(false),
@@ -74,38 +62,30 @@ func ReplayJobObject(rj *v1alpha1.ReplayJob, o Options) *batchv1.Job {
 			SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 		}
 	} else {
-		args = append(args, "--topic="+ReplayTopic(rj))
+		w.flag("--topic=" + ReplayTopic(rj))
 	}
 	// Kafka carries the packets of a topic replay and the heartbeats of every replay.
-	kargs, ksecret := kafkaArgs(s.Kafka, o.Kafka)
-	args = append(args, kargs...)
-	args = append(args, statsArgs(o)...)
-	volumes, mounts = mountSecret(volumes, mounts, "kafka", ksecret, kafkaSecretDir)
-	pod.Volumes = volumes
-	pod.Containers = []corev1.Container{{
-		Name:                     "replay",
-		Image:                    o.Image,
-		ImagePullPolicy:          o.ImagePullPolicy,
-		Args:                     args,
-		Env:                      downwardEnv("ReplayJob", rj),
-		Ports:                    containerPorts,
-		Resources:                workloadResources(s.Resources, "100m", 64, 256),
-		VolumeMounts:             mounts,
-		SecurityContext:          security,
-		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
-	}}
+	w.kafka(s.Kafka, o)
+	ctr := w.container("replay", o, "ReplayJob", rj)
+	ctr.Ports = containerPorts
+	ctr.Resources = workloadResources(s.Resources, "100m", 64, 256)
+	ctr.SecurityContext = security
+	pod := w.pod(ctr, s.NodeSelector, s.Tolerations)
+	pod.HostNetwork = hostNetwork
+	pod.DNSPolicy = dnsPolicy(hostNetwork)
+	pod.SecurityContext = nonRootPodSecurity()
+	pod.RestartPolicy = corev1.RestartPolicyNever
+	pod.Affinity = affinity
 
-	labels := commonLabels(ComponentReplay, rj.Name)
+	// The name waits for the template's hash.
+	objMeta := childMeta("", ComponentReplay, rj, "ReplayJob")
 	job := &batchv1.Job{
-		TypeMeta: metav1.TypeMeta{APIVersion: "batch/v1", Kind: "Job"},
-		ObjectMeta: metav1.ObjectMeta{
-			Namespace: rj.Namespace, Labels: labels,
-			OwnerReferences: []metav1.OwnerReference{ownerRef(rj, "ReplayJob")},
-		},
+		TypeMeta:   metav1.TypeMeta{APIVersion: "batch/v1", Kind: "Job"},
+		ObjectMeta: objMeta,
 		Spec: batchv1.JobSpec{
 			BackoffLimit:            s.BackoffLimit,
 			TTLSecondsAfterFinished: s.TTLSecondsAfterFinished,
-			Template:                corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: pod},
+			Template:                corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: objMeta.Labels}, Spec: pod},
 		},
 	}
 	job.Name = childName(rj.Name, "-replay-"+templateHash(job.Spec.Template))

@@ -38,68 +38,42 @@ func SensorPorts(cs *v1alpha1.CaptureSensor) (metrics, health int32) {
 func SensorDaemonSet(cs *v1alpha1.CaptureSensor, o Options) *appsv1.DaemonSet {
 	s := cs.Spec
 	metricsPort, healthPort := SensorPorts(cs)
-	args := []string{
+	w := newWorkload(
 		"sensor",
-		"--interfaces=" + strings.Join(s.Interfaces, ","),
-		"--snaplen=" + itoa(int64(s.SnapLength)),
-		"--sample-rate=" + itoa(int64(s.SampleRate)),
-		"--ring-block-size-kb=" + itoa(int64(s.Ring.BlockSizeKiB)),
-		"--ring-blocks=" + itoa(int64(s.Ring.Blocks)),
-		"--fanout-group=" + itoa(int64(s.Ring.FanoutGroup)),
-		"--buffer-packets=" + itoa(int64(s.BufferPackets)),
-		"--topic=" + SensorTopic(cs),
-		"--metrics-addr=:" + itoa(int64(metricsPort)),
-		"--health-addr=:" + itoa(int64(healthPort)),
-	}
+		"--interfaces="+strings.Join(s.Interfaces, ","),
+		"--snaplen="+itoa(int64(s.SnapLength)),
+		"--sample-rate="+itoa(int64(s.SampleRate)),
+		"--ring-block-size-kb="+itoa(int64(s.Ring.BlockSizeKiB)),
+		"--ring-blocks="+itoa(int64(s.Ring.Blocks)),
+		"--fanout-group="+itoa(int64(s.Ring.FanoutGroup)),
+		"--buffer-packets="+itoa(int64(s.BufferPackets)),
+		"--topic="+SensorTopic(cs),
+		"--metrics-addr=:"+itoa(int64(metricsPort)),
+		"--health-addr=:"+itoa(int64(healthPort)),
+	)
 	if s.Filter != "" {
-		args = append(args, "--filter="+s.Filter)
+		w.flag("--filter=" + s.Filter)
 	}
-	kargs, ksecret := kafkaArgs(s.Kafka, o.Kafka)
-	args = append(args, kargs...)
-	args = append(args, statsArgs(o)...)
+	w.kafka(s.Kafka, o)
+	ctr := w.container("sensor", o, "CaptureSensor", cs)
+	serve(&ctr, metricsPort, healthPort)
+	ctr.Resources = sensorResources(cs)
+	ctr.SecurityContext = captureSecurityContext()
 
-	tmp, tmpMount := tmpVolume()
-	volumes, mounts := []corev1.Volume{tmp}, []corev1.VolumeMount{tmpMount}
-	volumes, mounts = mountSecret(volumes, mounts, "kafka", ksecret, kafkaSecretDir)
-	liveness, readiness := probes(healthPort)
-	labels := commonLabels(ComponentSensor, cs.Name)
+	pod := w.pod(ctr, s.NodeSelector, s.Tolerations)
+	// The sensor captures the node's own interfaces, so it lives in the node's network namespace.
+	pod.HostNetwork = true
+	pod.DNSPolicy = corev1.DNSClusterFirstWithHostNet
+	pod.TerminationGracePeriodSeconds = ptr(int64(30))
 
+	objMeta := childMeta(SensorDaemonSetName(cs), ComponentSensor, cs, "CaptureSensor")
 	return &appsv1.DaemonSet{
-		TypeMeta: metav1.TypeMeta{APIVersion: "apps/v1", Kind: "DaemonSet"},
-		ObjectMeta: metav1.ObjectMeta{
-			Name: SensorDaemonSetName(cs), Namespace: cs.Namespace, Labels: labels,
-			OwnerReferences: []metav1.OwnerReference{ownerRef(cs, "CaptureSensor")},
-		},
+		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "DaemonSet"},
+		ObjectMeta: objMeta,
 		Spec: appsv1.DaemonSetSpec{
 			Selector:       &metav1.LabelSelector{MatchLabels: selectorLabels(ComponentSensor, cs.Name)},
 			UpdateStrategy: appsv1.DaemonSetUpdateStrategy{Type: appsv1.RollingUpdateDaemonSetStrategyType},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{
-					// The sensor captures the node's own interfaces, so it lives in the node's network namespace.
-					HostNetwork:                   true,
-					DNSPolicy:                     corev1.DNSClusterFirstWithHostNet,
-					NodeSelector:                  s.NodeSelector,
-					Tolerations:                   s.Tolerations,
-					AutomountServiceAccountToken:  ptr(false),
-					TerminationGracePeriodSeconds: ptr(int64(30)),
-					Volumes:                       volumes,
-					Containers: []corev1.Container{{
-						Name:                     "sensor",
-						Image:                    o.Image,
-						ImagePullPolicy:          o.ImagePullPolicy,
-						Args:                     args,
-						Env:                      downwardEnv("CaptureSensor", cs),
-						Ports:                    ports(metricsPort, healthPort),
-						LivenessProbe:            liveness,
-						ReadinessProbe:           readiness,
-						Resources:                sensorResources(cs),
-						VolumeMounts:             mounts,
-						SecurityContext:          captureSecurityContext(),
-						TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
-					}},
-				},
-			},
+			Template:       corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: objMeta.Labels}, Spec: pod},
 		},
 	}
 }

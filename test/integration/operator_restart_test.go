@@ -1,5 +1,6 @@
-// Package integration runs the operator as its own process against a real API server (envtest's
-// kube-apiserver and etcd), the way a cluster runs it.
+// Package integration runs the operator against a real API server (envtest's kube-apiserver and etcd) with
+// what envtest lacks made real: the operator as its own process, killed and restarted, and the workloads
+// (sensor, replayer, processor) its resources run, beating through a real broker.
 package integration
 
 import (
@@ -24,13 +25,16 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/yaml"
 
+	"capfleet.dev/capfleet/controllers/controllerstest"
 	"capfleet.dev/capfleet/internal/testenv"
 	"capfleet.dev/capfleet/manager"
 )
 
 func TestMain(m *testing.M) {
 	testenv.RunChild(manager.NewCommand) // a child that a test started: the operator with its arguments
-	os.Exit(m.Run())
+	code := m.Run()
+	controllerstest.Stop()
+	os.Exit(code)
 }
 
 // The operator is killed with SIGKILL and a new process takes over the same cluster: it changes no child
