@@ -3,7 +3,8 @@
 # compilation), tcpdump, tcpreplay and tshark (oracles and traffic sources), iproute2 (network namespaces),
 # procps (pgrep), openssl and curl (test certificates, downloads), time (benchmarks), OpenJDK 17 and Maven
 # (Kafka and Cassandra from Maven Central), git and make. Then checks Go 1.26 (not packaged by Debian 12)
-# and that Java 17 is found. Idempotent: installs nothing when all are present.
+# and that Java 17 is found, and unpacks promtool (Debian's prometheus package) into .cache. Idempotent:
+# installs nothing when all are present.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 PKGS="libpcap-dev gcc libc6-dev tcpdump tcpreplay tshark iproute2 procps openssl curl ca-certificates time
@@ -19,3 +20,6 @@ if [ -n "$missing" ]; then
 fi
 command -v go >/dev/null || die "go not found: install Go 1.26 from https://go.dev/dl/ into /usr/local/go"
 java17_home >/dev/null || die "no Java 17 found in /usr/lib/jvm/*17* or on PATH (apt-get install openjdk-17-jdk-headless)"
+# promtool checks and unit-tests the alert rules (internal/monitoring). It comes from Debian's prometheus
+# package, unpacked into the cache rather than installed: installing would also set up a Prometheus server.
+[ -x "$CACHE/debroot/usr/bin/promtool" ] || debian_extract prometheus

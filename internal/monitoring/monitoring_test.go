@@ -3,6 +3,7 @@ package monitoring
 import (
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -12,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"sigs.k8s.io/yaml"
 
+	"capfleet.dev/capfleet/internal/testenv"
 	"capfleet.dev/capfleet/processor/pipeline"
 	"capfleet.dev/capfleet/replay"
 	"capfleet.dev/capfleet/sensor"
@@ -161,5 +163,55 @@ func TestDashboardNamesExportedMetrics(t *testing.T) {
 		for _, q := range p.Targets {
 			checkExpr(t, p.Title, q.Expr, metrics)
 		}
+	}
+}
+
+// promtool, extracted from Debian's prometheus package by hack/deps.sh, checks the alert rules and runs
+// config/prometheus/prometheusrule_test.yaml on them: synthetic series that must fire each alert (and
+// leave the healthy pods alone).
+func TestPromtoolChecksAndTestsTheRules(t *testing.T) {
+	cache := os.Getenv("CAPFLEET_CACHE") // where hack/lib.sh keeps its cache, as the scripts read it
+	if cache == "" {
+		cache = filepath.Join(testenv.Root(t), ".cache")
+	}
+	promtool := filepath.Join(cache, "debroot", "usr", "bin", "promtool")
+	if _, err := os.Stat(promtool); err != nil {
+		testenv.Missing(t, "promtool not found at %s: run hack/deps.sh", promtool)
+	}
+	raw, err := os.ReadFile(filepath.Join("..", "..", "config", "prometheus", "prometheusrule.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rule struct {
+		Spec struct {
+			Groups []any `json:"groups"`
+		} `json:"spec"`
+	}
+	if err := yaml.Unmarshal(raw, &rule); err != nil {
+		t.Fatal(err)
+	}
+	groups, err := yaml.Marshal(map[string]any{"groups": rule.Spec.Groups})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "rules.yaml"), groups, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests, err := os.ReadFile(filepath.Join("..", "..", "config", "prometheus", "prometheusrule_test.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "rules_test.yaml"), tests, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"check", "rules", "rules.yaml"}, {"test", "rules", "rules_test.yaml"}} {
+		cmd := exec.Command(promtool, args...)
+		cmd.Dir = dir
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		t.Logf("promtool %s:\n%s", strings.Join(args, " "), out)
 	}
 }
