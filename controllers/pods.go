@@ -73,13 +73,16 @@ var stuckWaiting = map[string]bool{
 // explain looks at the pods matching sel in ns and, when some cannot run, returns the outcome that says why:
 // Stalled, with the pod's own reason and message and the nodes concerned. It returns nil when no pod is
 // stuck (still starting, or running). A nil doctor explains nothing.
-func (d *podDoctor) explain(ctx context.Context, ns string, sel map[string]string, want int) (*outcome, error) {
+//
+// starting says that some pod, placed on a node, has not started yet and shows no trouble so far: the
+// kubelet tells a volume it cannot mount only in events a little later, and events do not wake a reconcile.
+func (d *podDoctor) explain(ctx context.Context, ns string, sel map[string]string, want int) (o *outcome, starting bool, err error) {
 	if d == nil {
-		return nil, nil
+		return nil, false, nil
 	}
 	var list corev1.PodList
 	if err := d.pods.List(ctx, &list, client.InNamespace(ns), client.MatchingLabels(sel)); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	var found []podTrouble
 	for i := range list.Items {
@@ -89,16 +92,18 @@ func (d *podDoctor) explain(ctx context.Context, ns string, sel map[string]strin
 		}
 		t, err := d.diagnose(ctx, pod)
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		if t != nil {
 			found = append(found, *t)
+		} else if pod.Status.Phase == corev1.PodPending && pod.Spec.NodeName != "" {
+			starting = true
 		}
 	}
 	if len(found) == 0 {
-		return nil, nil
+		return nil, starting, nil
 	}
-	return troubleOutcome(found, want), nil
+	return troubleOutcome(found, want), starting, nil
 }
 
 // diagnose says why one pod cannot run, or nil when nothing keeps it from running.
@@ -252,13 +257,21 @@ func troubleOutcome(found []podTrouble, want int) *outcome {
 	return &outcome{stalled: reasons[0] != reasonContainerFailed, reason: reasons[0], message: msg}
 }
 
+// podStartRecheck is how soon a pass looks again at pods placed on a node that have not started: the
+// kubelet's reason (a volume it cannot mount) comes in an event a second or so later, and an event does not
+// wake a reconcile, while the pod itself may not change again.
+const podStartRecheck = 5 * time.Second
+
 // explainPods is the step every kind runs after its rollout: when the workload is not ready, the pods' own
 // trouble replaces the rollout's "n of m ready". A new trouble is told in an event as well.
 func explainPods(ctx context.Context, d *podDoctor, rec record.EventRecorder, obj client.Object, st *v1alpha1.CommonStatus, sel map[string]string, want int, p *pass) error {
 	if p.outcome.ready || p.outcome.stalled {
 		return nil
 	}
-	o, err := d.explain(ctx, obj.GetNamespace(), sel, want)
+	o, starting, err := d.explain(ctx, obj.GetNamespace(), sel, want)
+	if starting {
+		p.after(podStartRecheck)
+	}
 	if err != nil || o == nil {
 		return err
 	}

@@ -110,7 +110,7 @@ func (rp *replayPass) follow(ctx context.Context, rj *v1alpha1.ReplayJob, p *pas
 	sel := children.PodSelector(children.ComponentReplay, rj.Name)
 	sel[batchv1.JobNameLabel] = rp.job.Name
 	if phase == v1alpha1.ReplayFailed {
-		o, err := rp.pods.explain(ctx, rj.Namespace, sel, 1)
+		o, _, err := rp.pods.explain(ctx, rj.Namespace, sel, 1)
 		if err != nil {
 			return err
 		}
