@@ -11,7 +11,6 @@ import (
 	"strings"
 	"testing"
 
-	"capfleet.dev/capfleet/internal/cassandratest"
 	"capfleet.dev/capfleet/internal/testenv"
 	"capfleet.dev/capfleet/pcapfile"
 	"capfleet.dev/capfleet/processor/store"
@@ -25,21 +24,8 @@ func TestQueryPacketsDisplayFilterMatchesTshark(t *testing.T) {
 	if err != nil {
 		testenv.Missing(t, "tshark not installed: run bash hack/deps.sh")
 	}
-	ccfg := cassandratest.Config(t)
-	ks := cassandratest.NewKeyspace(t, ccfg)
-	cl, err := ccfg.Cluster()
-	if err != nil {
-		t.Fatal(err)
-	}
+	ccfg, ks, s := migratedKeyspace(t)
 	ctx := context.Background()
-	if err := store.Migrate(ctx, cl, ks, store.DefaultReplication); err != nil {
-		t.Fatal(err)
-	}
-	s, err := store.Connect(cl, ks)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
 	var pkts []store.Packet
 	for _, name := range []string{"http.pcap", "dns.pcap"} {
 		r, err := pcapfile.Open(filepath.Join(testenv.Root(t), "testdata", name))

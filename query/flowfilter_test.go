@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"capfleet.dev/capfleet/internal/cassandratest"
 	"capfleet.dev/capfleet/internal/testenv"
 	"capfleet.dev/capfleet/processor/flow"
 	"capfleet.dev/capfleet/processor/pipeline"
@@ -24,21 +23,8 @@ import (
 // flow's fields, keeps: flows of two real captures, each filter checked to select some flows and
 // not all.
 func TestQueryFlowsDisplayFilter(t *testing.T) {
-	ccfg := cassandratest.Config(t)
-	ks := cassandratest.NewKeyspace(t, ccfg)
-	cl, err := ccfg.Cluster()
-	if err != nil {
-		t.Fatal(err)
-	}
+	ccfg, ks, s := migratedKeyspace(t)
 	ctx := context.Background()
-	if err := store.Migrate(ctx, cl, ks, store.DefaultReplication); err != nil {
-		t.Fatal(err)
-	}
-	s, err := store.Connect(cl, ks)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
 	// The captures are years apart; their flows are moved into one hour (durations kept) so that one
 	// query reads a few hourly partitions.
 	base := time.Date(2024, 5, 1, 10, 0, 0, 0, time.UTC)

@@ -13,7 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gocql/gocql"
+
 	"capfleet.dev/capfleet/internal/cassandratest"
+	"capfleet.dev/capfleet/internal/cassconn"
 	"capfleet.dev/capfleet/pcapfile"
 	"capfleet.dev/capfleet/processor/block"
 	"capfleet.dev/capfleet/processor/store"
@@ -22,21 +25,8 @@ import (
 // Packets of two link types come back as pcapng, each with its own link type, byte for byte, in
 // timestamp order; tshark opens the file. Asking for plain pcap is refused with the reason.
 func TestQueryPacketsMixedLinkTypesWritesPcapng(t *testing.T) {
-	ccfg := cassandratest.Config(t)
-	ks := cassandratest.NewKeyspace(t, ccfg)
-	cl, err := ccfg.Cluster()
-	if err != nil {
-		t.Fatal(err)
-	}
+	ccfg, ks, s := migratedKeyspace(t)
 	ctx := context.Background()
-	if err := store.Migrate(ctx, cl, ks, store.DefaultReplication); err != nil {
-		t.Fatal(err)
-	}
-	s, err := store.Connect(cl, ks)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
 	// An Ethernet frame and a raw IPv4 packet (the same UDP datagram), alternating.
 	ipv4 := []byte{0x45, 0, 0, 29, 0, 1, 0, 0, 64, 17, 0, 0, 192, 0, 2, 1, 192, 0, 2, 2, 0x30, 0x39, 0, 53, 0, 9, 0, 0, 0x61}
 	eth := append([]byte{2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 8, 0}, ipv4...)
@@ -133,4 +123,25 @@ func run(args ...string) (string, error) {
 	cmd.SetArgs(args)
 	err := cmd.Execute()
 	return out.String(), err
+}
+
+// migratedKeyspace is a new keyspace with capfleet's schema on the Cassandra of hack/cassandra.sh, its
+// connection settings and a session on it that the test's end closes.
+func migratedKeyspace(t *testing.T) (cassconn.Config, string, *gocql.Session) {
+	t.Helper()
+	ccfg := cassandratest.Config(t)
+	ks := cassandratest.NewKeyspace(t, ccfg)
+	cl, err := ccfg.Cluster()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Migrate(context.Background(), cl, ks, store.DefaultReplication); err != nil {
+		t.Fatal(err)
+	}
+	s, err := store.Connect(cl, ks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return ccfg, ks, s
 }

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"capfleet.dev/capfleet/internal/cassandratest"
 	"capfleet.dev/capfleet/internal/testenv"
 	"capfleet.dev/capfleet/processor/pipeline"
 	"capfleet.dev/capfleet/processor/pipeline/pipelinetest"
@@ -74,21 +73,8 @@ func storedCaptureFlows(t *testing.T, base time.Time) (files, flags []string) {
 	if _, err := exec.LookPath("tshark"); err != nil {
 		t.Fatal("tshark is needed as the oracle: run hack/deps.sh")
 	}
-	ccfg := cassandratest.Config(t)
-	ks := cassandratest.NewKeyspace(t, ccfg)
-	cl, err := ccfg.Cluster()
-	if err != nil {
-		t.Fatal(err)
-	}
+	ccfg, ks, s := migratedKeyspace(t)
 	ctx := context.Background()
-	if err := store.Migrate(ctx, cl, ks, store.DefaultReplication); err != nil {
-		t.Fatal(err)
-	}
-	s, err := store.Connect(cl, ks)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
 	var flows []store.Flow
 	for _, name := range []string{"ftp-bruteforce.pcap", "dns.pcap", "http.pcap"} {
 		path := filepath.Join(testenv.Root(t), "testdata", name)
