@@ -18,14 +18,17 @@ manifests:
 		paths="./api/...;./controllers/..." \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
 
-## dist: dist/install.yaml, the whole install (CRDs, RBAC, operator) rendered from config/default in one file
+## dist: dist/install.yaml, the whole install (CRDs, RBAC, operator) rendered from config/default in one file,
+## and the copies of config/ the Helm chart (charts/capfleet) carries
 dist:
 	@mkdir -p dist
 	"$$(bash hack/envtest.sh)/kubectl" kustomize config/default > dist/install.yaml.tmp
 	mv dist/install.yaml.tmp dist/install.yaml
+	bash hack/chart-sync.sh
 
 # What generate, manifests and dist write
-GENERATED := api/v1alpha1/zz_generated.deepcopy.go config/crd/bases config/rbac/role.yaml dist/install.yaml
+GENERATED := api/v1alpha1/zz_generated.deepcopy.go config/crd/bases config/rbac/role.yaml dist/install.yaml \
+	charts/capfleet/crds charts/capfleet/files
 
 ## verify: regenerate deepcopy, CRDs and RBAC; fail when they differ from what is committed
 verify:

@@ -11,6 +11,8 @@ cd "$ROOT"
 bash hack/deps.sh
 KUBEBUILDER_ASSETS=$(bash hack/envtest.sh)
 export KUBEBUILDER_ASSETS
+# helm lints and renders the chart in test/install; built once from its Go module, cached.
+bash hack/helm.sh >/dev/null
 
 started=()
 cleanup() {
