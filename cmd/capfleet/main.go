@@ -5,8 +5,12 @@ package main
 import (
 	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
+
+	"capfleet.dev/capfleet/kubectlplugin"
 )
 
 func main() {
@@ -18,6 +22,10 @@ func main() {
 	}
 	for _, c := range subcommands() {
 		root.AddCommand(c)
+	}
+	// Under the name kubectl-capfleet (krew's install, or a link) the binary is `kubectl capfleet`.
+	if strings.TrimSuffix(filepath.Base(os.Args[0]), ".exe") == kubectlplugin.BinaryName {
+		root = kubectlplugin.NewCommand("kubectl capfleet")
 	}
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "capfleet:", err)

@@ -3,6 +3,7 @@ package main
 import (
 	"github.com/spf13/cobra"
 
+	"capfleet.dev/capfleet/kubectlplugin"
 	"capfleet.dev/capfleet/manager"
 	"capfleet.dev/capfleet/pcaptool"
 	"capfleet.dev/capfleet/pcaptool/decodecmd"
@@ -16,6 +17,7 @@ import (
 func subcommands() []*cobra.Command {
 	return []*cobra.Command{
 		manager.NewCommand(),
+		kubectlplugin.NewCommand("kubectl"),
 		sensor.NewCommand(),
 		replay.NewCommand(),
 		processcmd.NewCommand(),
