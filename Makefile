@@ -4,7 +4,7 @@ export PATH := /usr/local/go/bin:$(PATH)
 CONTROLLER_GEN := go tool controller-gen
 IMG ?= capfleet:dev
 
-.PHONY: all build generate manifests dist verify fmt vet deps test e2e bench demo demo-down run clean
+.PHONY: all build generate manifests dist plugin verify fmt vet deps test e2e bench demo demo-down run clean
 
 all: build
 
@@ -25,6 +25,10 @@ dist:
 	"$$(bash hack/envtest.sh)/kubectl" kustomize config/default > dist/install.yaml.tmp
 	mv dist/install.yaml.tmp dist/install.yaml
 	bash hack/chart-sync.sh
+
+## plugin: the kubectl capfleet archives (linux amd64, arm64) in dist/ and their krew manifest, dist/krew/capfleet.yaml
+plugin:
+	bash hack/krew.sh plugin
 
 # What generate, manifests and dist write
 GENERATED := api/v1alpha1/zz_generated.deepcopy.go config/crd/bases config/rbac/role.yaml dist/install.yaml \

@@ -13,6 +13,7 @@ TX=cfdemo-tx
 RX=cfdemo-rx
 STATE=$RUN/demo
 export KUBECONFIG=$RUN/local-cluster/kubeconfig
+INSTALL_WITH=${INSTALL_WITH:-kustomize}
 export PATH=$CACHE/kube/${KUBE_VERSION:-v1.34.4}:$PATH
 
 # step TITLE WHERE-TO-LOOK FUNCTION : run one step, say how long it took, and where to look if it failed.
@@ -49,8 +50,23 @@ services() {
   return $rc
 }
 
+# operator: the CRDs and the operator, with kustomize (config/local) or, with INSTALL_WITH=helm (what the
+# e2e test uses), the Helm chart with ci/local-values.yaml; both install the same objects under the same
+# names (test/install checks it), so `down` removes either.
 operator() {
-  kubectl apply -k "$ROOT/config/local" >/dev/null
+  if [ "$INSTALL_WITH" = helm ]; then
+    local helm
+    helm=$(bash "$ROOT/hack/helm.sh")
+    # hostNetwork is not allowed by the "restricted" Pod Security level; helm cannot label a namespace it
+    # creates, so the namespace is made here.
+    kubectl create namespace capfleet-system --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+    kubectl label --overwrite namespace capfleet-system pod-security.kubernetes.io/enforce=privileged >/dev/null
+    # --take-ownership: a node where config/local was applied before moves to the chart in place.
+    "$helm" upgrade --install capfleet "$ROOT/charts/capfleet" --namespace capfleet-system --take-ownership \
+      -f "$ROOT/charts/capfleet/ci/local-values.yaml" --wait --timeout 5m >/dev/null
+  else
+    kubectl apply -k "$ROOT/config/local" >/dev/null
+  fi
   kubectl wait --for=condition=Established crd --all --timeout=60s >/dev/null
   # A new image under the same tag is only picked up by a new pod.
   kubectl -n capfleet-system rollout restart deploy/capfleet-manager >/dev/null
@@ -148,7 +164,7 @@ infra() {
   step "Kafka (127.0.0.1:9092) and Cassandra (127.0.0.1:9042)" "$RUN/kafka.log, $RUN/cassandra.log" services
   step "Image capfleet:dev (bin/capfleet + its libraries), checked and loaded into the node" "output above" \
     bash "$ROOT/hack/local-cluster.sh" image
-  step "CRDs and the operator (kubectl apply -k config/local)" \
+  step "CRDs and the operator ($([ "$INSTALL_WITH" = helm ] && echo "helm upgrade --install charts/capfleet" || echo "kubectl apply -k config/local"))" \
     "kubectl -n capfleet-system logs deploy/capfleet-manager" operator
 }
 

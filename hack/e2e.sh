@@ -15,7 +15,8 @@ teardown() {
 }
 trap teardown EXIT
 t=$(date +%s)
-bash hack/demo.sh infra
+# The demo installs the operator with kustomize; the e2e test with the Helm chart, so both paths run.
+INSTALL_WITH=${INSTALL_WITH:-helm} bash hack/demo.sh infra
 # The tests count the workloads on the node and read the first sensor's and processor's node ports
 # (9090/9091, 9290/9291): another capfleet workload on the node, such as the demo's, would take them.
 others=$(kubectl --kubeconfig "$RUN/local-cluster/kubeconfig" get pods -A -l app.kubernetes.io/name=capfleet \
