@@ -12,11 +12,12 @@ all: build
 generate:
 	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./api/...
 
-## manifests: CRDs and RBAC from the markers in api/ and controllers/
+## manifests: CRDs and RBAC from the markers in api/ and controllers/ (the operator) and ui/ (the web view)
 manifests:
 	$(CONTROLLER_GEN) crd:allowDangerousTypes=true rbac:roleName=capfleet-manager-role \
 		paths="./api/...;./controllers/..." \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+	$(CONTROLLER_GEN) rbac:roleName=capfleet-ui-role paths="./ui/..." output:rbac:artifacts:config=config/ui
 
 ## dist: dist/install.yaml, the whole install (CRDs, RBAC, operator) rendered from config/default in one file
 dist:
@@ -25,7 +26,7 @@ dist:
 	mv dist/install.yaml.tmp dist/install.yaml
 
 # What generate, manifests and dist write
-GENERATED := api/v1alpha1/zz_generated.deepcopy.go config/crd/bases config/rbac/role.yaml dist/install.yaml
+GENERATED := api/v1alpha1/zz_generated.deepcopy.go config/crd/bases config/rbac/role.yaml config/ui/role.yaml dist/install.yaml
 
 ## verify: regenerate deepcopy, CRDs and RBAC; fail when they differ from what is committed
 verify:
