@@ -4,7 +4,7 @@ export PATH := /usr/local/go/bin:$(PATH)
 CONTROLLER_GEN := go tool controller-gen
 IMG ?= capfleet:dev
 
-.PHONY: all build generate manifests dist verify fmt vet deps test e2e bench demo demo-down run clean
+.PHONY: all build web generate manifests dist verify fmt vet deps test e2e bench demo demo-down run clean
 
 all: build
 
@@ -26,7 +26,7 @@ dist:
 	mv dist/install.yaml.tmp dist/install.yaml
 
 # What generate, manifests and dist write
-GENERATED := api/v1alpha1/zz_generated.deepcopy.go config/crd/bases config/rbac/role.yaml config/ui/role.yaml dist/install.yaml
+GENERATED := api/v1alpha1/zz_generated.deepcopy.go config/crd/bases config/rbac/role.yaml config/ui/role.yaml dist/install.yaml ui/web/dist
 
 ## verify: regenerate deepcopy, CRDs and RBAC; fail when they differ from what is committed
 verify:
@@ -38,6 +38,7 @@ verify:
 		exit 1; \
 	fi
 	$(MAKE) --no-print-directory generate manifests dist
+	UI_WEB_FORCE=1 bash hack/ui-web.sh
 	@changed=$$(git status --porcelain -- $(GENERATED)); \
 	if [ -n "$$changed" ]; then \
 		echo "make verify: the committed generated files are out of date with the markers in api/ and controllers/:" >&2; \
@@ -46,7 +47,7 @@ verify:
 		echo "make verify: commit the regenerated files now in the tree (make generate manifests dist)" >&2; \
 		exit 1; \
 	fi; \
-	echo "make verify: deepcopy, CRDs, RBAC and dist/install.yaml match the markers in api/ and controllers/ and config/"
+	echo "make verify: deepcopy, CRDs, RBAC, dist/install.yaml and the web bundle match the markers in api/, controllers/ and ui/, config/ and ui/web"
 
 fmt:
 	gofmt -l -w $$(git ls-files '*.go')
@@ -58,9 +59,13 @@ vet: deps
 deps:
 	bash hack/deps.sh
 
-## build: the one binary, bin/capfleet
-build: deps
+## build: the one binary, bin/capfleet, with the web page (ui/web, bundled by esbuild) embedded
+build: deps web
 	go build -o bin/capfleet ./cmd/capfleet
+
+## web: ui/web/dist, the page capfleet ui embeds (npm ci + esbuild; nothing runs when its sources are unchanged)
+web:
+	bash hack/ui-web.sh
 
 ## test: unit tests plus the envtest suite against a real kube-apiserver and etcd, Kafka and Cassandra
 test:
