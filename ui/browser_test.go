@@ -159,7 +159,7 @@ func TestBrowser(t *testing.T) {
 		t.Errorf("the first window shows %d of %d hosts; the capture's 20 ms in 5 ms windows should show some, not all", visible, len(want))
 	}
 	do(t, ctx, "the whole graph again",
-		eval(`(() => { const s = document.querySelector("#slider"); s.value = "0"; s.dispatchEvent(new Event("input")); window.capfleetGraph.fit(); })()`),
+		eval(`(() => { const s = document.querySelector("#slider"); s.value = "0"; s.dispatchEvent(new Event("input")); window.capfleetGraph.fit(undefined, 40); })()`),
 		chromedp.Sleep(300*time.Millisecond),
 	)
 	must(t, os.WriteFile(filepath.Join(out, "graph.png"), value(t, ctx, "graph screenshot", chromedp.FullScreenshot(100)), 0o644))

@@ -219,6 +219,13 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	keepAlive := time.NewTicker(15 * time.Second)
 	defer keepAlive.Stop()
 	send := func() bool {
+		// The token is reviewed again (at most every reviewTTL), so one that expires or is revoked ends
+		// the stream rather than watching on.
+		if _, code, err := s.auth.authenticate(r); err != nil {
+			fmt.Fprintf(w, "event: problem\ndata: %q\n\n", fmt.Sprintf("%d: %v", code, err))
+			fl.Flush()
+			return false
+		}
 		f, err := s.snapshot(r.Context(), c)
 		if err != nil {
 			fmt.Fprintf(w, "event: problem\ndata: %q\n\n", err.Error())

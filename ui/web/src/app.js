@@ -85,7 +85,8 @@ function sparkline(key, value) {
   if (h.length > 120) h.shift();
   history.set(key, h);
   const w = 120, ht = 24, max = Math.max(1, ...h.map((p) => p.v));
-  const pts = h.map((p, i) => `${(i / Math.max(1, h.length - 1)) * w},${ht - (p.v / max) * ht}`).join(" ");
+  const y = (v) => 3 + (ht - 6) * (1 - v / max);
+  const pts = h.map((p, i) => `${(i / Math.max(1, h.length - 1)) * (w - 3)},${y(p.v)}`).join(" ");
   const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
   svg.setAttribute("class", "spark");
   svg.setAttribute("width", w);
@@ -95,6 +96,12 @@ function sparkline(key, value) {
   pl.setAttribute("fill", "none");
   pl.setAttribute("stroke", "#4fa3ff");
   svg.append(pl);
+  const last = h[h.length - 1], dot = document.createElementNS("http://www.w3.org/2000/svg", "circle");
+  dot.setAttribute("cx", h.length > 1 ? w - 3 : 3);
+  dot.setAttribute("cy", y(last.v));
+  dot.setAttribute("r", 2.5);
+  dot.setAttribute("fill", "#4fa3ff");
+  svg.append(dot);
   return svg;
 }
 
@@ -169,7 +176,9 @@ async function drawGraph() {
       { selector: "edge", style: { width: "data(w)", "line-color": "#9fb3c8", "curve-style": "bezier" } },
       { selector: ".off", style: { display: "none" } },
     ],
-    layout: { name: "cose", animate: false, randomize: false },
+    layout: { name: "cose", animate: false, randomize: false, padding: 40 },
+    // A handful of hosts would otherwise be blown up to fill the box.
+    maxZoom: 1.5,
   });
   window.capfleetGraph = cy; // for the browser test and the curious
   // The slider walks the windows the graph was built in: edges active in that window, and their hosts.
