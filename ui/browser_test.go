@@ -164,6 +164,25 @@ func TestBrowser(t *testing.T) {
 	)
 	must(t, os.WriteFile(filepath.Join(out, "graph.png"), value(t, ctx, "graph screenshot", chromedp.FullScreenshot(100)), 0o644))
 
+	// Top talkers by packets: the hosts and counts of tshark's endpoints.
+	endpoints := tsharkEndpoints(t, dns.path)
+	do(t, ctx, "top talkers",
+		eval(`location.hash = "#top"`),
+		chromedp.WaitVisible(css("#top-form")),
+		chromedp.SetValue(css("#by"), "packets"),
+		chromedp.Click(css("#top-form button")),
+		poll(`document.querySelectorAll("#top tbody tr").length > 0`),
+	)
+	top := value(t, ctx, "top rows", chromedp.Evaluate[[][]string](`[...document.querySelectorAll("#top tbody tr")].map(r => [r.cells[0].textContent, r.cells[3].textContent])`))
+	if len(top) != len(endpoints) {
+		t.Errorf("top talkers: %d rows, tshark %d endpoints", len(top), len(endpoints))
+	}
+	for _, r := range top {
+		if r[1] != strconv.FormatUint(endpoints[r[0]], 10) {
+			t.Errorf("top talkers: %s has %s packets, tshark %d", r[0], r[1], endpoints[r[0]])
+		}
+	}
+
 	// A flow found by address and port downloads as the packets tcpdump selects from the capture.
 	httpCap := l.captures["http.pcap"]
 	f := httpCap.flows[0]

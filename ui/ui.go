@@ -26,6 +26,7 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
 	ctrlcache "sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -152,8 +153,8 @@ func writeJSON(w http.ResponseWriter, v any) {
 // NewCommand returns `capfleet ui`.
 func NewCommand() *cobra.Command {
 	var (
-		addr string
-		cass cassconn.Config
+		addr, kubeconfig string
+		cass             cassconn.Config
 	)
 	cmd := &cobra.Command{
 		Use:   "ui",
@@ -167,7 +168,7 @@ is asked for (SubjectAccessReview), and refuses otherwise. Reach it with kubectl
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctrl.SetLogger(zap.New())
 			log := ctrl.Log.WithName("ui")
-			cfg, err := ctrl.GetConfig()
+			cfg, err := restConfig(kubeconfig)
 			if err != nil {
 				return err
 			}
@@ -199,6 +200,14 @@ is asked for (SubjectAccessReview), and refuses otherwise. Reach it with kubectl
 		},
 	}
 	cmd.Flags().StringVar(&addr, "addr", ":8080", "address to serve the page and its API on")
+	cmd.Flags().StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file of the UI's own identity; empty uses $KUBECONFIG or the in-cluster config")
 	cass.AddFlags(cmd.Flags())
 	return cmd
+}
+
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig == "" {
+		return ctrl.GetConfig()
+	}
+	return clientcmd.BuildConfigFromFlags("", kubeconfig)
 }
