@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -141,6 +142,12 @@ func timeRange(r *http.Request) (time.Time, time.Time, error) {
 
 const maxRange = 7 * 24 * time.Hour
 
+// A flow search returns at most this many flows (limit), the largest.
+const (
+	defaultFlows = 500
+	maxFlows     = 5000
+)
+
 // handleGraph answers GET /api/graph: query.BuildGraph of the pipeline's flows, in the node-link JSON
 // of `query graph -o json`.
 func (s *Server) handleGraph(w http.ResponseWriter, r *http.Request) {
@@ -210,7 +217,7 @@ func (s *Server) handleTop(w http.ResponseWriter, r *http.Request) {
 }
 
 // handleFlows answers GET /api/flows: the flow search of `query flows` (ip, port, proto, time), at most
-// limit flows, most bytes first.
+// limit flows, most IP bytes first; X-Capfleet-Truncated says when more matched.
 func (s *Server) handleFlows(w http.ResponseWriter, r *http.Request) {
 	d, ok := s.pipelineFor(w, r)
 	if !ok {
@@ -236,10 +243,30 @@ func (s *Server) handleFlows(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	search.Port = int(port)
+	limit, err := uintParam(r, "limit")
+	if err != nil || limit > maxFlows {
+		httpError(w, http.StatusBadRequest, fmt.Errorf("limit: want 1 to %d", maxFlows))
+		return
+	}
+	if limit == 0 {
+		limit = defaultFlows
+	}
 	flows, err := query.SearchFlows(r.Context(), d.reader, search)
 	if err != nil {
 		httpError(w, http.StatusBadRequest, err)
 		return
+	}
+	// Most IP bytes first, as `query flows` prints them in the README's examples; ties by start.
+	sort.SliceStable(flows, func(i, j int) bool {
+		bi, bj := flows[i].OrigIPBytes+flows[i].RespIPBytes, flows[j].OrigIPBytes+flows[j].RespIPBytes
+		if bi != bj {
+			return bi > bj
+		}
+		return flows[i].Start.Before(flows[j].Start)
+	})
+	if uint64(len(flows)) > limit {
+		flows = flows[:limit]
+		w.Header().Set("X-Capfleet-Truncated", "true")
 	}
 	out := make([]store.FlowJSON, 0, len(flows))
 	for i := range flows {

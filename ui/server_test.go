@@ -210,6 +210,26 @@ func TestGraphAndTopAgreeWithTshark(t *testing.T) {
 	if code, body := l.get(t, l.analyst, "/api/flows", l.dataQuery("dns.pcap", "ip", "10.0.0.300")); code != 400 {
 		t.Errorf("a bad address: %d %s", code, body)
 	}
+	// The flow search returns the largest flows first, as many as asked.
+	code, body = l.get(t, l.analyst, "/api/flows", l.dataQuery("dns.pcap", "limit", "2"))
+	var flows []struct {
+		UID         string
+		OrigIPBytes uint64 `json:"orig_ip_bytes"`
+		RespIPBytes uint64 `json:"resp_ip_bytes"`
+	}
+	if err := json.Unmarshal(body, &flows); code != 200 || err != nil || len(flows) != 2 {
+		t.Fatalf("limit 2: %d %s", code, body)
+	}
+	largest := uint64(0)
+	for _, f := range l.captures["dns.pcap"].flows {
+		largest = max(largest, f.OrigIPBytes+f.RespIPBytes)
+	}
+	if got := flows[0].OrigIPBytes + flows[0].RespIPBytes; got != largest {
+		t.Errorf("the first flow has %d IP bytes, the largest %d", got, largest)
+	}
+	if code, _ := l.get(t, l.analyst, "/api/flows", l.dataQuery("dns.pcap", "limit", "99999")); code != 400 {
+		t.Errorf("a limit over the maximum: %d", code)
+	}
 }
 
 // tsharkEndpoints is the packets per IPv4 endpoint of a capture, as tshark -z endpoints,ip counts them.

@@ -205,8 +205,13 @@ async function searchFlows() {
   status("");
   const p = range({});
   for (const k of ["ip", "port", "proto"]) if ($("#" + k).value.trim()) p[k] = $("#" + k).value.trim();
-  let flows;
-  try { flows = await api("/api/flows", p); } catch (e) { status(e.message); return; }
+  let flows, truncated = false;
+  try {
+    const res = await fetch("/api/flows?" + new URLSearchParams(p), { headers: headers() });
+    if (!res.ok) throw new Error(await reason(res));
+    truncated = res.headers.get("X-Capfleet-Truncated") === "true";
+    flows = await res.json();
+  } catch (e) { status(e.message); return; }
   const tb = $("#flows tbody");
   tb.replaceChildren();
   for (const f of flows) {
@@ -216,7 +221,7 @@ async function searchFlows() {
     tb.append(row({ "data-uid": f.uid }, new Date(f.ts * 1000).toISOString(), (f.duration || 0).toFixed(6), f.proto, orig, resp,
       `${fmt(f.orig_ip_bytes)}/${fmt(f.resp_ip_bytes)}`, f.conn_state, f.uid, link));
   }
-  status(`${flows.length} flows`, true);
+  status(truncated ? `the ${flows.length} largest flows; narrow the search for the rest` : `${flows.length} flows`, true);
 }
 
 // downloadPcap fetches the flow's packets with the token and saves them; a plain link could not carry it.
