@@ -108,6 +108,16 @@ func TestBrowser(t *testing.T) {
 		chromedp.Click(css("#login button")),
 		chromedp.WaitVisible(css(`#replays tr[data-name="lab-replay"]`)),
 	)
+	// The rates change, as the operator rewrites them every few seconds: the table follows each, and the
+	// sparkline draws them.
+	for _, pps := range []int64{3900, 4400, 3600, 4100, 4321} {
+		l.setSensorRate(t, pps)
+		do(t, ctx, "the sensor at "+strconv.FormatInt(pps, 10)+"/s",
+			poll(`document.querySelector('#sensors tr[data-name="lab-sensor"]').cells[3].textContent === "`+commas(pps)+`"`))
+	}
+	if n := value(t, ctx, "sparkline", chromedp.Evaluate[int](`document.querySelector('#sensors tr[data-name="lab-sensor"] polyline').points.length`)); n < 5 {
+		t.Errorf("the sparkline has %d points after 5 rates", n)
+	}
 	sensors := value(t, ctx, "sensors", chromedp.TextContent(css("#sensors tbody")))
 	pipelines := value(t, ctx, "pipelines", chromedp.TextContent(css("#pipelines tbody")))
 	replays := value(t, ctx, "replays", chromedp.TextContent(css("#replays tbody")))
@@ -224,4 +234,13 @@ func TestBrowser(t *testing.T) {
 	if n := comparePcapRecords(t, got, tcpdump); n != 10 {
 		t.Errorf("the download has %d packets, the capture's connection 10", n)
 	}
+}
+
+// commas writes n as the page does (en-US grouping).
+func commas(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
 }

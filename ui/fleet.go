@@ -37,8 +37,9 @@ type Fleet struct {
 	Sensors   []fleetItem `json:"sensors"`
 	Pipelines []fleetItem `json:"pipelines"`
 	Replays   []fleetItem `json:"replays"`
-	// Hidden says how many resources the caller may not list; they are not shown.
-	Hidden int `json:"hidden"`
+	// Hidden counts the resources the caller may not list. Not sent: how many resources other
+	// namespaces hold is not the caller's business either.
+	Hidden int `json:"-"`
 }
 
 // fleetWatch keeps the three kinds in an informer cache and tells subscribers when any changed.

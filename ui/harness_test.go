@@ -249,6 +249,16 @@ func (l *lab) createFleet(t *testing.T, ks string) {
 	l.setReplay(t, 12, 43)
 }
 
+// setSensorRate writes the CaptureSensor's total packets/s as the operator would.
+func (l *lab) setSensorRate(t *testing.T, pps int64) {
+	t.Helper()
+	ctx := context.Background()
+	cs := &v1alpha1.CaptureSensor{}
+	must(t, l.admin.Get(ctx, client.ObjectKey{Namespace: labNS, Name: "lab-sensor"}, cs))
+	cs.Status.PacketsPerSecond = pps
+	must(t, l.admin.Status().Update(ctx, cs))
+}
+
 // setReplay writes the ReplayJob's progress as the operator would.
 func (l *lab) setReplay(t *testing.T, sent, total int64) {
 	t.Helper()

@@ -137,7 +137,6 @@ function renderFleet() {
     rb.append(row({ "data-name": r.name }, r.namespace, r.name, st.phase || "", el("span", {}, bar, " " + (st.progress || "0%")),
       `${fmt(st.packetsSent)} / ${fmt(st.packetsTotal)}`, fmt(st.packetsPerSecond)));
   }
-  $("#hidden").textContent = fleet.hidden ? `${fleet.hidden} resources hidden: your user may not list them.` : "";
   // The data pages read one pipeline's stored data at a time.
   const sel = $("#pipeline");
   const cur = sel.value;
