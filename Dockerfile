@@ -3,11 +3,13 @@
 # The local cluster builds the same layout without Docker: hack/imgbuild puts bin/capfleet and the
 # shared libraries it loads (libpcap and its dependencies) into an image tarball.
 FROM golang:1.26-bookworm AS build
-RUN apt-get update && apt-get install -y --no-install-recommends libpcap-dev && rm -rf /var/lib/apt/lists/*
+# nodejs and npm build the web page capfleet ui embeds (hack/ui-web.sh: npm ci + esbuild).
+RUN apt-get update && apt-get install -y --no-install-recommends libpcap-dev nodejs npm && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
+RUN UI_WEB_FORCE=1 bash hack/ui-web.sh
 # cgo: the sensor captures with libpcap (gopacket/pcap).
 RUN CGO_ENABLED=1 go build -trimpath -ldflags '-s -w' -o /out/capfleet ./cmd/capfleet
 

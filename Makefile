@@ -4,7 +4,7 @@ export PATH := /usr/local/go/bin:$(PATH)
 CONTROLLER_GEN := go tool controller-gen
 IMG ?= capfleet:dev
 
-.PHONY: all build generate manifests dist plugin verify fmt vet deps test e2e bench demo demo-down run clean
+.PHONY: all build web generate manifests dist plugin verify fmt vet deps test e2e bench demo demo-down run clean
 
 all: build
 
@@ -12,11 +12,12 @@ all: build
 generate:
 	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./api/...
 
-## manifests: CRDs and RBAC from the markers in api/ and controllers/
+## manifests: CRDs and RBAC from the markers in api/ and controllers/ (the operator) and ui/ (the web view)
 manifests:
 	$(CONTROLLER_GEN) crd:allowDangerousTypes=true rbac:roleName=capfleet-manager-role \
 		paths="./api/...;./controllers/..." \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+	$(CONTROLLER_GEN) rbac:roleName=capfleet-ui-role paths="./ui/..." output:rbac:artifacts:config=config/ui
 
 ## dist: dist/install.yaml, the whole install (CRDs, RBAC, operator) rendered from config/default in one file,
 ## and the copies of config/ the Helm chart (charts/capfleet) carries
@@ -31,8 +32,8 @@ plugin:
 	bash hack/krew.sh plugin
 
 # What generate, manifests and dist write
-GENERATED := api/v1alpha1/zz_generated.deepcopy.go config/crd/bases config/rbac/role.yaml dist/install.yaml \
-	charts/capfleet/crds charts/capfleet/files
+GENERATED := api/v1alpha1/zz_generated.deepcopy.go config/crd/bases config/rbac/role.yaml config/ui/role.yaml dist/install.yaml \
+	ui/web/dist charts/capfleet/crds charts/capfleet/files
 
 ## verify: regenerate deepcopy, CRDs and RBAC; fail when they differ from what is committed
 verify:
@@ -44,6 +45,7 @@ verify:
 		exit 1; \
 	fi
 	$(MAKE) --no-print-directory generate manifests dist
+	UI_WEB_FORCE=1 bash hack/ui-web.sh
 	@changed=$$(git status --porcelain -- $(GENERATED)); \
 	if [ -n "$$changed" ]; then \
 		echo "make verify: the committed generated files are out of date with the markers in api/ and controllers/:" >&2; \
@@ -52,7 +54,7 @@ verify:
 		echo "make verify: commit the regenerated files now in the tree (make generate manifests dist)" >&2; \
 		exit 1; \
 	fi; \
-	echo "make verify: deepcopy, CRDs, RBAC and dist/install.yaml match the markers in api/ and controllers/ and config/"
+	echo "make verify: deepcopy, CRDs, RBAC, dist/install.yaml and the web bundle match the markers in api/, controllers/ and ui/, config/ and ui/web"
 
 fmt:
 	gofmt -l -w $$(git ls-files '*.go')
@@ -64,9 +66,13 @@ vet: deps
 deps:
 	bash hack/deps.sh
 
-## build: the one binary, bin/capfleet
-build: deps
+## build: the one binary, bin/capfleet, with the web page (ui/web, bundled by esbuild) embedded
+build: deps web
 	go build -o bin/capfleet ./cmd/capfleet
+
+## web: ui/web/dist, the page capfleet ui embeds (npm ci + esbuild; nothing runs when its sources are unchanged)
+web:
+	bash hack/ui-web.sh
 
 ## test: unit tests plus the envtest suite against a real kube-apiserver and etcd, Kafka and Cassandra
 test:

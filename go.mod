@@ -22,7 +22,13 @@ require (
 	sigs.k8s.io/controller-runtime v0.22.5
 )
 
-require github.com/yuin/gopher-lua v1.1.2
+require (
+	github.com/chromedp/cdproto v0.160.1
+	github.com/chromedp/chromedp v0.23.1
+	github.com/yuin/gopher-lua v1.1.2
+)
+
+require github.com/go-json-experiment/json v0.0.0-20260213210345-44df1a37e875 // indirect
 
 require (
 	github.com/Masterminds/semver/v3 v3.4.0 // indirect

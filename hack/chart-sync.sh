@@ -14,3 +14,4 @@ sed -n '/^rules:/,$p' config/rbac/role.yaml >"$chart/files/manager-role-rules.ya
 sed -n '/^rules:/,$p' config/rbac/leader_election_role.yaml >"$chart/files/leader-election-role-rules.yaml"
 cp config/prometheus/prometheusrule.yaml "$chart/files/prometheusrule.yaml"
 cp config/grafana/capfleet-dashboard.json "$chart/files/capfleet-dashboard.json"
+sed -n '/^rules:/,$p' config/ui/role.yaml >"$chart/files/ui-role-rules.yaml"

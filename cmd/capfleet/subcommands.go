@@ -11,6 +11,7 @@ import (
 	"capfleet.dev/capfleet/query"
 	"capfleet.dev/capfleet/replay"
 	"capfleet.dev/capfleet/sensor"
+	"capfleet.dev/capfleet/ui"
 )
 
 // subcommands lists every face of the binary. Each lives in the package that does its work.
@@ -23,5 +24,6 @@ func subcommands() []*cobra.Command {
 		processcmd.NewCommand(),
 		query.NewCommand(),
 		pcaptool.NewCommand(decodecmd.NewDecodeCommand(), decodecmd.NewFlowsCommand(), replay.NewPcapCommand()),
+		ui.NewCommand(),
 	}
 }

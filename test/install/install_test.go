@@ -141,31 +141,11 @@ func TestChartRendersWhatConfigDoes(t *testing.T) {
 			} else if hasArg(want["Deployment/capfleet-manager"], "--leader-elect") {
 				t.Errorf("the chart elects a leader without a Role for its leases")
 			}
-			dep := "Deployment/capfleet-manager"
-			for _, f := range [][]string{
-				{"spec", "template", "spec", "serviceAccountName"},
-				{"spec", "template", "spec", "securityContext"},
-				{"spec", "template", "spec", "hostNetwork"},
-				{"spec", "template", "spec", "dnsPolicy"},
-				{"spec", "strategy", "type"},
-				{"spec", "selector"},
-			} {
-				sameField(t, got, want, dep, f...)
-			}
-			gc, wc := container(t, got[dep]), container(t, want[dep])
-			// The order of environment variables matters only to $(VAR) references, which neither uses.
-			sortEnv(gc)
-			sortEnv(wc)
-			for _, f := range []string{"image", "imagePullPolicy", "env", "ports", "livenessProbe", "readinessProbe", "resources", "securityContext"} {
-				if !reflect.DeepEqual(gc[f], wc[f]) {
-					t.Errorf("the manager container's %s: chart %v, %s %v", f, gc[f], c.kustomization, wc[f])
-				}
-			}
-			ga, wa := strings.Fields(argsOf(gc)), strings.Fields(argsOf(wc))
-			sort.Strings(ga)
-			sort.Strings(wa)
-			if !reflect.DeepEqual(ga, wa) {
-				t.Errorf("the manager's arguments:\nchart %v\n%s %v", ga, c.kustomization, wa)
+			sameField(t, got, want, "ClusterRole/capfleet-ui-role", "rules")
+			sameField(t, got, want, "ClusterRoleBinding/capfleet-ui-rolebinding", "subjects")
+			sameField(t, got, want, "Service/capfleet-ui", "spec")
+			for _, dep := range []string{"Deployment/capfleet-manager", "Deployment/capfleet-ui"} {
+				sameDeployment(t, got, want, dep, c.kustomization)
 			}
 		})
 	}
@@ -226,6 +206,42 @@ func TestInstallsPassServerSideDryRun(t *testing.T) {
 				t.Errorf("%d of %d objects accepted in the dry run:\n%s", n, want, out)
 			}
 		})
+	}
+}
+
+// sameDeployment compares what makes two Deployments run the same pods: the pod's account, security,
+// network and strategy, and the container's image, arguments (in any order), environment, ports, probes,
+// resources, security and mounts.
+func sameDeployment(t *testing.T, got, want map[string]*unstructured.Unstructured, dep, kustomization string) {
+	t.Helper()
+	for _, f := range [][]string{
+		{"spec", "template", "spec", "serviceAccountName"},
+		{"spec", "template", "spec", "securityContext"},
+		{"spec", "template", "spec", "hostNetwork"},
+		{"spec", "template", "spec", "dnsPolicy"},
+		{"spec", "template", "spec", "volumes"},
+		{"spec", "strategy", "type"},
+		{"spec", "selector"},
+	} {
+		sameField(t, got, want, dep, f...)
+	}
+	if got[dep] == nil || want[dep] == nil {
+		return
+	}
+	gc, wc := container(t, got[dep]), container(t, want[dep])
+	// The order of environment variables matters only to $(VAR) references, which neither uses.
+	sortEnv(gc)
+	sortEnv(wc)
+	for _, f := range []string{"image", "imagePullPolicy", "env", "ports", "livenessProbe", "readinessProbe", "resources", "securityContext", "volumeMounts"} {
+		if !reflect.DeepEqual(gc[f], wc[f]) {
+			t.Errorf("%s container's %s: chart %v, %s %v", dep, f, gc[f], kustomization, wc[f])
+		}
+	}
+	ga, wa := strings.Fields(argsOf(gc)), strings.Fields(argsOf(wc))
+	sort.Strings(ga)
+	sort.Strings(wa)
+	if !reflect.DeepEqual(ga, wa) {
+		t.Errorf("%s arguments:\nchart %v\n%s %v", dep, ga, kustomization, wa)
 	}
 }
 
