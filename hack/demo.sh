@@ -168,6 +168,21 @@ infra() {
     "kubectl -n capfleet-system logs deploy/capfleet-manager" operator
 }
 
+# webview: the UI's Cassandra login, and a viewer account that may read the demo's capture resources
+# (and so their stored data, as the UI asks the API server on each request).
+webview() {
+  kubectl -n capfleet-system create secret generic capfleet-ui-cassandra --from-file="$RUN/cassandra/client-secret/" \
+    --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+  kubectl -n capfleet-system rollout restart deploy/capfleet-ui >/dev/null
+  kubectl -n capfleet-system rollout status deploy/capfleet-ui --timeout=120s
+  kubectl -n "$NS" create serviceaccount viewer --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+  kubectl -n "$NS" create role capture-reader --verb=get,list,watch \
+    --resource=capturesensors.capture.capfleet.dev,packetpipelines.capture.capfleet.dev,replayjobs.capture.capfleet.dev \
+    --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+  kubectl -n "$NS" create rolebinding viewer --role=capture-reader --serviceaccount="$NS:viewer" \
+    --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+}
+
 up() {
   local t0
   t0=$(now)
@@ -178,8 +193,12 @@ up() {
   step "ReplayJob: testdata/ftp-bruteforce.pcap onto $TX at 40 packets/s" \
     "kubectl -n $NS describe replayjob ftp-bruteforce; kubectl -n $NS logs -l app.kubernetes.io/component=replay" replay
   step "What was captured and stored" "kubectl -n $NS logs deploy/demo-flows-processor" results
+  step "The web view (capfleet ui) and a viewer account" "kubectl -n capfleet-system logs deploy/capfleet-ui" webview
   echo
   echo "Demo up in $(took "$t0")s. export KUBECONFIG=$KUBECONFIG; kubectl get capfleet -A. Stop all: make demo-down"
+  echo "The web view:"
+  echo "  kubectl -n capfleet-system port-forward svc/capfleet-ui 8080:80"
+  echo "  open http://127.0.0.1:8080 and paste the token of: kubectl -n $NS create token viewer"
 }
 
 down() {
