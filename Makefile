@@ -27,7 +27,7 @@ dist:
 	mv dist/install.yaml.tmp dist/install.yaml
 	bash hack/chart-sync.sh
 
-## plugin: the kubectl capfleet archives (linux amd64, arm64) in dist/ and their krew manifest, dist/krew/capfleet.yaml
+## plugin: the kubectl capfleet archive (linux amd64) in dist/ and their krew manifest, dist/krew/capfleet.yaml
 plugin:
 	bash hack/krew.sh plugin
 

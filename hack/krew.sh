@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # hack/krew.sh [tools|plugin]
 #   tools   build krew from its Go module (cached in .cache/krew/$KREW_VERSION) and print its path
-#   plugin  build the kubectl-capfleet archives (linux amd64 and arm64, cgo off: the plugin captures
-#           nothing) into dist/, and write dist/krew/capfleet.yaml from plugins/capfleet.yaml with their
+#   plugin  build the kubectl-capfleet archive (linux amd64; the binary compiles BPF filters with
+#           libpcap, so the plugin needs libpcap on the user's machine: libpcap0.8 on Debian and Ubuntu) into dist/, and write dist/krew/capfleet.yaml from plugins/capfleet.yaml with their
 #           SHA-256 sums (`make plugin`); DIST=DIR writes them there instead
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -24,16 +24,16 @@ plugin() {
   tmp=$(mktemp -d)
   trap 'rm -rf "$tmp"' RETURN
   mkdir -p "$out/krew"
-  for arch in amd64 arm64; do
+  for arch in amd64; do
     mkdir -p "$tmp/$arch"
-    GOOS=linux GOARCH=$arch CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$tmp/$arch/kubectl-capfleet" ./cmd/capfleet
+    GOOS=linux GOARCH=$arch go build -trimpath -ldflags "-s -w" -o "$tmp/$arch/kubectl-capfleet" ./cmd/capfleet
     # Fixed owner, mode and time: the same source gives the same archive and sum.
     tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -C "$tmp/$arch" -czf "$out/kubectl-capfleet_linux_$arch.tar.gz" kubectl-capfleet
     sums="$sums -e s/SHA256_linux_$arch/$(sha256sum "$out/kubectl-capfleet_linux_$arch.tar.gz" | cut -d' ' -f1)/"
   done
   # shellcheck disable=SC2086
   sed -e "s/VERSION/$version/g" $sums plugins/capfleet.yaml >"$out/krew/capfleet.yaml"
-  log "$out/krew/capfleet.yaml and $out/kubectl-capfleet_linux_{amd64,arm64}.tar.gz"
+  log "$out/krew/capfleet.yaml and $out/kubectl-capfleet_linux_amd64.tar.gz"
 }
 
 case ${1:-plugin} in

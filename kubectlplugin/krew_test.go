@@ -42,7 +42,14 @@ func TestKrewInstallsThePlugin(t *testing.T) {
 		return cmd.CombinedOutput()
 	}
 	// An archive other than the one the manifest was made for is refused.
-	other := filepath.Join(dist, "kubectl-capfleet_linux_arm64.tar.gz")
+	other := filepath.Join(dist, "other.tar.gz")
+	b, err := os.ReadFile(archive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(other, append(b, 0), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if out, err := install(other); err == nil {
 		t.Fatalf("krew installed an archive whose sum the manifest does not name:\n%s", out)
 	}
