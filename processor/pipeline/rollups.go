@@ -1,0 +1,373 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"capfleet.dev/capfleet/processor/decode"
+	"capfleet.dev/capfleet/processor/store"
+)
+
+// RollupConfig sets the counters a pipeline keeps per window of packet time besides flows: traffic (the
+// packets and bytes a sensor saw per Step) and edge rollups (what each pair of hosts exchanged per
+// EdgeWindow, which query graph reads for long ranges).
+//
+// Counters are kept per Kafka partition, in packet time, and stored under (window, partition, the
+// offset of the record that opened the counter), so a reader sums the rows of a window. A window stays
+// open until the partition's newest packet is Lateness past its end; a packet later still opens a new
+// counter (a new row) rather than overwrite the one stored. The open counters go into the partition's
+// checkpoint with every commit: a consumer that resumes at a committed offset resumes them too, and
+// rewrites the same rows with the same totals, so a re-delivery after a crash neither loses nor doubles.
+type RollupConfig struct {
+	Step       time.Duration // traffic window; 0: no traffic counters
+	EdgeWindow time.Duration // edge rollup window; 0: no edge rollups
+	TTL        time.Duration // of the rows (0: forever)
+	Lateness   time.Duration // default 10s
+}
+
+func (c RollupConfig) on() bool { return c.Step > 0 || c.EdgeWindow > 0 }
+
+// Validate rejects windows a reader could not line up.
+func (c RollupConfig) Validate() error {
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"--traffic-step", c.Step}, {"--edge-window", c.EdgeWindow}} {
+		if d.v < 0 || (d.v > 0 && (d.v < time.Millisecond || d.v%time.Millisecond != 0 || d.v > store.RollupBucket || store.RollupBucket%d.v != 0)) {
+			return fmt.Errorf("%s %s: must be 0 (off) or a whole number of milliseconds that divides an hour (1s, 10s, 1m...)", d.name, d.v)
+		}
+	}
+	if c.Lateness < 0 {
+		return fmt.Errorf("--rollup-lateness %s: must not be negative", c.Lateness)
+	}
+	return nil
+}
+
+// rollupTopic is the checkpoint "topic" of a partition's open counters (no Kafka topic has a colon).
+func rollupTopic(topic string) string { return "rollups:" + topic }
+
+type trafficAcc struct {
+	First  int64
+	Dirty  bool
+	PB     store.PB
+	Proto  [256]store.PB
+	NonIP  store.PB
+	In     store.PB
+	Out    store.PB
+	Intern store.PB
+	Filt   uint64
+	DecErr uint64
+}
+
+type edgeKey struct {
+	Start int64
+	A, B  netip.Addr
+}
+
+type edgeAcc struct {
+	First   int64
+	Dirty   bool `json:"-"` // a loaded counter is marked changed anyway
+	Packets uint64
+	Bytes   uint64
+	Flows   uint64
+}
+
+// rollups are the open counters of one Kafka partition. Times are Unix nanoseconds of packet time.
+type rollups struct {
+	step, width, late int64
+	clock             int64
+	traffic           map[int64]*trafficAcc
+	edges             map[edgeKey]*edgeAcc
+	// Counters closed (their window ended Lateness ago) and not yet stored: written at the next
+	// checkpoint, before its commit.
+	doneTraffic []store.TrafficRow
+	doneEdges   []store.EdgeRow
+	lastT       *trafficAcc
+	lastTStart  int64
+	lastEvictT  int64
+	lastEvictE  int64
+}
+
+func newRollups(c RollupConfig) *rollups {
+	late := c.Lateness
+	if late <= 0 {
+		late = 10 * time.Second
+	}
+	return &rollups{step: int64(c.Step), width: int64(c.EdgeWindow), late: int64(late),
+		traffic: map[int64]*trafficAcc{}, edges: map[edgeKey]*edgeAcc{}}
+}
+
+// floor is the start of the window of width w holding t (t may be before 1970).
+func floor(t, w int64) int64 {
+	r := t % w
+	if r < 0 {
+		r += w
+	}
+	return t - r
+}
+
+// advance moves the clock to ts and closes the windows that ended Lateness before it. Closing runs only
+// when the clock enters a new window, so it depends on the records alone, never on when commits happen.
+func (r *rollups) advance(ts int64, sensor string, part int32) {
+	if ts <= r.clock {
+		return
+	}
+	r.clock = ts
+	if r.step > 0 && floor(ts, r.step) != r.lastEvictT {
+		r.lastEvictT = floor(ts, r.step)
+		for start, a := range r.traffic {
+			if start+r.step+r.late <= ts {
+				r.doneTraffic = append(r.doneTraffic, a.row(sensor, part, start, r.step))
+				delete(r.traffic, start)
+				if r.lastT == a {
+					r.lastT = nil
+				}
+			}
+		}
+	}
+	if r.width > 0 && floor(ts, r.width) != r.lastEvictE {
+		r.lastEvictE = floor(ts, r.width)
+		for k, a := range r.edges {
+			if k.Start+r.width+r.late <= ts {
+				r.doneEdges = append(r.doneEdges, a.row(sensor, part, k, r.width))
+				delete(r.edges, k)
+			}
+		}
+	}
+}
+
+// packet counts a record in its traffic window and returns the counter (nil when traffic is off).
+func (r *rollups) packet(offset int64, ts time.Time, origLen int, sensor string, part int32) *trafficAcc {
+	t := ts.UnixNano()
+	r.advance(t, sensor, part)
+	if r.step <= 0 {
+		return nil
+	}
+	start := floor(t, r.step)
+	a := r.lastT
+	if a == nil || start != r.lastTStart {
+		if a = r.traffic[start]; a == nil {
+			a = &trafficAcc{First: offset}
+			r.traffic[start] = a
+		}
+		r.lastT, r.lastTStart = a, start
+	}
+	a.Dirty = true
+	a.PB.Add(uint64(max(origLen, 0)))
+	return a
+}
+
+func local(a netip.Addr) bool { return a.IsPrivate() || a.IsLoopback() || a.IsLinkLocalUnicast() }
+
+// classify splits a decoded packet by its outer IP header's protocol and direction.
+func (a *trafficAcc) classify(p *decode.Packet, origLen int) {
+	n := uint64(max(origLen, 0))
+	h, ok := p.Outer()
+	if !ok {
+		a.NonIP.Add(n)
+		return
+	}
+	a.Proto[h.Proto].Add(n)
+	src, dst := local(h.Src.Unmap()), local(h.Dst.Unmap())
+	switch {
+	case src && dst:
+		a.Intern.Add(n)
+	case src:
+		a.Out.Add(n)
+	case dst:
+		a.In.Add(n)
+	}
+}
+
+// edge counts a packet that passed the filters on its pair's edge, by its inner IP header as flows
+// count it (non-first fragments, which no flow gets, are left out too); newFlow says the flow table
+// opened a flow with it.
+func (r *rollups) edge(offset int64, p *decode.Packet, newFlow bool) {
+	if r.width <= 0 {
+		return
+	}
+	h, ok := p.Inner()
+	if !ok || (h.Fragment && h.FragOffset != 0) {
+		return
+	}
+	a, b := h.Src.Unmap(), h.Dst.Unmap()
+	if b.Less(a) {
+		a, b = b, a
+	}
+	k := edgeKey{floor(p.Timestamp.UnixNano(), r.width), a, b}
+	e := r.edges[k]
+	if e == nil {
+		e = &edgeAcc{First: offset}
+		r.edges[k] = e
+	}
+	e.Dirty = true
+	e.Packets++
+	e.Bytes += uint64(max(h.TotalLen, 0))
+	if newFlow {
+		e.Flows++
+	}
+}
+
+func (a *trafficAcc) row(sensor string, part int32, start, step int64) store.TrafficRow {
+	c := store.TrafficCounts{PB: a.PB, In: a.In, Out: a.Out, Internal: a.Intern, Filtered: a.Filt, DecodeErrors: a.DecErr, Proto: map[int]store.PB{}}
+	for i, v := range a.Proto {
+		if v.Packets > 0 {
+			c.Proto[i] = v
+		}
+	}
+	if a.NonIP.Packets > 0 {
+		c.Proto[store.NonIP] = a.NonIP
+	}
+	return store.TrafficRow{Sensor: sensor, Start: time.Unix(0, start).UTC(), Step: time.Duration(step), Partition: part, FirstOffset: a.First, TrafficCounts: c}
+}
+
+func (a *edgeAcc) row(sensor string, part int32, k edgeKey, width int64) store.EdgeRow {
+	return store.EdgeRow{Sensor: sensor, Start: time.Unix(0, k.Start).UTC(), Width: time.Duration(width), A: k.A, B: k.B,
+		Partition: part, FirstOffset: a.First, Packets: a.Packets, Bytes: a.Bytes, Flows: a.Flows}
+}
+
+// take returns the rows to store now: the closed counters, the traffic counters changed since the last
+// take (so the curve is live), and the edge counters changed whose window ended, or all changed ones
+// when all is set (the partition is quiet, leaving, or the pipeline stops).
+func (r *rollups) take(sensor string, part int32, all bool) ([]store.TrafficRow, []store.EdgeRow) {
+	tr, er := r.doneTraffic, r.doneEdges
+	r.doneTraffic, r.doneEdges = nil, nil
+	for start, a := range r.traffic {
+		if a.Dirty {
+			a.Dirty = false
+			tr = append(tr, a.row(sensor, part, start, r.step))
+		}
+	}
+	for k, a := range r.edges {
+		if a.Dirty && (all || k.Start+r.width <= r.clock) {
+			a.Dirty = false
+			er = append(er, a.row(sensor, part, k, r.width))
+		}
+	}
+	return tr, er
+}
+
+// rollupState is the checkpointed form of a partition's open counters.
+type rollupState struct {
+	Version    int
+	Step       int64
+	Width      int64
+	Clock      int64
+	LastEvictT int64
+	LastEvictE int64
+	Traffic    map[int64]trafficState
+	Edges      []edgeState
+}
+
+// trafficState is a trafficAcc without its 256 protocol slots, most of them empty.
+type trafficState struct {
+	First                   int64
+	PB, NonIP, In, Out, Int store.PB
+	Proto                   map[uint8]store.PB `json:",omitempty"`
+	Filt, DecErr            uint64
+}
+
+type edgeState struct {
+	K edgeKey
+	A *edgeAcc
+}
+
+func (r *rollups) marshal() ([]byte, error) {
+	s := rollupState{Version: 1, Step: r.step, Width: r.width, Clock: r.clock, LastEvictT: r.lastEvictT, LastEvictE: r.lastEvictE,
+		Traffic: make(map[int64]trafficState, len(r.traffic))}
+	for k, a := range r.traffic {
+		t := trafficState{First: a.First, PB: a.PB, NonIP: a.NonIP, In: a.In, Out: a.Out, Int: a.Intern, Filt: a.Filt, DecErr: a.DecErr}
+		for i, v := range a.Proto {
+			if v.Packets > 0 {
+				if t.Proto == nil {
+					t.Proto = map[uint8]store.PB{}
+				}
+				t.Proto[uint8(i)] = v
+			}
+		}
+		s.Traffic[k] = t
+	}
+	for k, a := range r.edges {
+		s.Edges = append(s.Edges, edgeState{k, a})
+	}
+	return json.Marshal(s)
+}
+
+// restoreRollups loads checkpointed counters. Counters of a different width (the configuration changed)
+// are dropped: they were stored up to the commit already. Every loaded counter is marked changed, so
+// the rows a crashed consumer wrote past the commit are overwritten with the replayed totals.
+func restoreRollups(c RollupConfig, state []byte) (*rollups, error) {
+	r := newRollups(c)
+	if state == nil {
+		return r, nil
+	}
+	var s rollupState
+	if err := json.Unmarshal(state, &s); err != nil {
+		return r, fmt.Errorf("rollup checkpoint: %w", err)
+	}
+	if s.Version != 1 {
+		return r, fmt.Errorf("rollup checkpoint version %d: this build reads 1", s.Version)
+	}
+	r.clock, r.lastEvictT, r.lastEvictE = s.Clock, s.LastEvictT, s.LastEvictE
+	if s.Step == r.step {
+		for k, t := range s.Traffic {
+			a := &trafficAcc{First: t.First, Dirty: true, PB: t.PB, NonIP: t.NonIP, In: t.In, Out: t.Out, Intern: t.Int, Filt: t.Filt, DecErr: t.DecErr}
+			for i, v := range t.Proto {
+				a.Proto[i] = v
+			}
+			r.traffic[k] = a
+		}
+	}
+	if s.Width == r.width {
+		for _, e := range s.Edges {
+			e.A.Dirty = true
+			r.edges[e.K] = e.A
+		}
+	}
+	return r, nil
+}
+
+// restoreRollups gives ps the counters checkpointed for offset, or empty ones.
+func (p *Pipeline) restoreRollups(ctx context.Context, ps *partition, offset int64) error {
+	var state []byte
+	err := p.retry(ctx, "read rollup checkpoint", func() error {
+		s, found, err := p.deps.Reader.Checkpoint(ctx, p.cfg.Group, rollupTopic(p.cfg.Topic), ps.id, offset)
+		if err == nil && !found {
+			s = nil
+		}
+		state = s
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	r, err := restoreRollups(p.cfg.Rollups, state)
+	if err != nil {
+		p.log.Error("rollup checkpoint unreadable, starting with empty counters", "partition", ps.id, "offset", offset, "err", err)
+	}
+	ps.roll, ps.rollAt = r, offset
+	return nil
+}
+
+// storeRollups starts, in the background with the packet blocks, the writes of the rows ps's counters
+// have ready; the checkpoint waits for them before it commits.
+func (p *Pipeline) storeRollups(ctx context.Context, ps *partition, all bool) error {
+	if ps.roll == nil {
+		return nil
+	}
+	tr, er := ps.roll.take(p.cfg.Sensor, ps.id, all)
+	if len(tr) == 0 && len(er) == 0 {
+		return nil
+	}
+	return p.writes.start(ctx, func(ctx context.Context) error {
+		if err := p.deps.Writer.WriteRollups(ctx, tr, er, p.cfg.Rollups.TTL); err != nil {
+			return err
+		}
+		p.c.TrafficRowsWritten.Add(uint64(len(tr)))
+		p.c.EdgeRowsWritten.Add(uint64(len(er)))
+		return nil
+	})
+}

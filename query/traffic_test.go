@@ -1,0 +1,254 @@
+package query
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"capfleet.dev/capfleet/internal/cassandratest"
+	"capfleet.dev/capfleet/internal/cassconn"
+	"capfleet.dev/capfleet/internal/kafkaconn"
+	"capfleet.dev/capfleet/internal/kafkatest"
+	"capfleet.dev/capfleet/internal/testenv"
+	"capfleet.dev/capfleet/processor/pipeline/pipelinetest"
+	"capfleet.dev/capfleet/processor/processcmd"
+)
+
+// pipelineCapture is a capture replayed through Kafka and `capfleet process`, moved in time so that
+// its first packet falls on Base, a whole second: tshark's io,stat intervals count from the first
+// packet, the pipeline's windows from the epoch, and that makes them the same.
+type pipelineCapture struct {
+	Path      string
+	Base, End time.Time
+	Frames    int
+}
+
+// pipelineRun is what replayCaptures leaves: the captures, the keyspace and the query flags that reach it.
+type pipelineRun struct {
+	captures []pipelineCapture
+	ks       string
+	conn     []string // --keyspace and the Cassandra flags
+	kcfg     kafkaconn.Config
+	ccfg     cassconn.Config
+	topic    string
+}
+
+const trafficSensor = "traffic"
+
+// replayCaptures produces the captures into one topic of three partitions, the n-th moved to start n
+// hours after base, and runs `capfleet process` over it with flows, 1 s traffic counters and 1 min edge
+// rollups until every record is committed.
+func replayCaptures(t *testing.T, base time.Time, paths ...string) pipelineRun {
+	t.Helper()
+	if _, err := exec.LookPath("tshark"); err != nil {
+		testenv.Missing(t, "tshark is needed as the oracle: run hack/deps.sh")
+	}
+	kcfg := kafkatest.Plain(t)
+	ccfg := cassandratest.Config(t)
+	ks := cassandratest.NewKeyspace(t, ccfg)
+	topic := kafkatest.NewTopic(t, kcfg, 3)
+	run := pipelineRun{ks: ks, kcfg: kcfg, ccfg: ccfg, topic: topic,
+		conn: []string{"--keyspace", ks, "--cassandra-hosts", strings.Join(ccfg.Hosts, ","), "--cassandra-port", strconv.Itoa(ccfg.Port)}}
+	if ccfg.SecretDir != "" {
+		run.conn = append(run.conn, "--cassandra-secret-dir", ccfg.SecretDir)
+	}
+	for i, p := range paths {
+		frames := pipelinetest.ReadCapture(t, p)
+		first, last := pipelinetest.TimeSpan(frames)
+		start := base.Add(time.Duration(i) * time.Hour)
+		for j := range frames {
+			frames[j].Meta.Timestamp = start.Add(frames[j].Meta.Timestamp.Sub(first))
+		}
+		pipelinetest.Produce(t, kcfg, topic, frames)
+		run.captures = append(run.captures, pipelineCapture{Path: p, Base: start, End: start.Add(last.Sub(first)), Frames: len(frames)})
+	}
+	runProcess(t, run, "traffic-")
+	return run
+}
+
+// runProcess runs `capfleet process` on the run's topic as a new consumer group until it committed
+// every record and its quiet partitions stored their counters, then stops it.
+func runProcess(t *testing.T, run pipelineRun, groupPrefix string) {
+	t.Helper()
+	group := groupPrefix + strconv.FormatInt(time.Now().UnixNano(), 36)
+	args := append([]string{"--topic", run.topic, "--group", group, "--sensor", trafficSensor, "--store-flows",
+		"--flow-idle-timeout", "2s", "--commit-interval", "300ms", "--traffic-step", "1s", "--edge-window", "1m",
+		"--metrics-addr", "", "--health-addr", "", "--kafka-brokers", strings.Join(run.kcfg.Brokers, ",")}, run.conn...)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cmd := processcmd.NewCommand()
+	cmd.SetArgs(args)
+	var stderr bytes.Buffer
+	cmd.SetErr(&stderr)
+	done := make(chan error, 1)
+	go func() { done <- cmd.ExecuteContext(ctx) }()
+	pipelinetest.Eventually(t, 3*time.Minute, "every record committed", func() (bool, string) {
+		c, end, err := pipelinetest.Committed(ctx, run.kcfg, group, run.topic)
+		return err == nil && c == end && end > 0, fmt.Sprintf("committed %d of %d (%v)", c, end, err)
+	})
+	cancel() // the final checkpoint stores every open counter
+	if err := <-done; err != nil {
+		t.Fatalf("process: %v\n%s", err, tail(stderr.String(), 2000))
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+// ioStat is `tshark -q -z io,stat,STEP[,,FILTER...]`: per interval (its start in seconds from the first
+// packet), the frames and bytes of each column (the first: all frames).
+func ioStat(t *testing.T, path string, step int, filters ...string) map[int][]Counts {
+	t.Helper()
+	arg := "io,stat," + strconv.Itoa(step)
+	if len(filters) > 0 {
+		arg += ",," + strings.Join(filters, ",")
+	}
+	out, err := exec.Command("tshark", "-n", "-r", path, "-q", "-z", arg).Output()
+	if err != nil {
+		t.Fatalf("tshark -z %s: %v", arg, err)
+	}
+	res := map[int][]Counts{}
+	for _, line := range strings.Split(string(out), "\n") {
+		if !strings.Contains(line, "<>") {
+			continue
+		}
+		cells := strings.Split(strings.Trim(line, "| "), "|")
+		for len(cells) > 0 && strings.TrimSpace(cells[len(cells)-1]) == "" {
+			cells = cells[:len(cells)-1] // tshark pads wide tables with an empty cell
+		}
+		startText, _, _ := strings.Cut(cells[0], "<>")
+		start, err := strconv.Atoi(strings.TrimSpace(startText))
+		if err != nil || len(cells) != 1+2*(len(filters)+1) {
+			t.Fatalf("tshark io,stat line %q", line)
+		}
+		for i := 1; i < len(cells); i += 2 {
+			frames, err1 := strconv.ParseUint(strings.TrimSpace(cells[i]), 10, 64)
+			bytes, err2 := strconv.ParseUint(strings.TrimSpace(cells[i+1]), 10, 64)
+			if err1 != nil || err2 != nil {
+				t.Fatalf("tshark io,stat line %q", line)
+			}
+			res[start] = append(res[start], Counts{frames, bytes})
+		}
+	}
+	if len(res) == 0 {
+		t.Fatalf("tshark -z %s printed no interval:\n%s", arg, out)
+	}
+	return res
+}
+
+// localAddr is a display filter for "field is what the pipeline calls a local address" (IPv4). Sets
+// (field in {...}) would read better, but io,stat splits its argument at commas.
+func localAddr(field string) string {
+	var or []string
+	for _, n := range []string{"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "169.254.0.0/16"} {
+		or = append(or, field+" == "+n)
+	}
+	return "(" + strings.Join(or, " || ") + ")"
+}
+
+// query traffic --step 1s gives, for captures replayed through Kafka and the pipeline, the frames and
+// bytes per second that tshark's io,stat counts in the same files, and the TCP, UDP, outgoing and
+// internal shares that io,stat counts with the matching filters; --step 1m is their sum; a second
+// consumer group replaying the whole topic rewrites the same rows instead of doubling them.
+func TestQueryTrafficAgreesWithTsharkIOStat(t *testing.T) {
+	captures := []string{
+		pipelinetest.SharedPcap(t, "ndpi/ethereum.pcap"),
+		filepath.Join(testenv.Root(t), "testdata", "ftp-bruteforce.pcap"),
+		pipelinetest.SharedPcap(t, "ndpi/443-firefox.pcap"),
+	}
+	run := replayCaptures(t, time.Date(2024, 5, 4, 10, 0, 0, 0, time.UTC), captures...)
+	check := func(when string) {
+		for _, c := range run.captures {
+			filters := []string{"ip.proto#1 == 6", "ip.proto#1 == 17",
+				localAddr("ip.src#1") + " && !" + localAddr("ip.dst#1"),
+				localAddr("ip.src#1") + " && " + localAddr("ip.dst#1")}
+			want := ioStat(t, c.Path, 1, filters...)
+			out, err := run.query("traffic", "--sensor", trafficSensor, "--step", "1s", "-o", "json",
+				"--from", c.Base.Format(time.RFC3339Nano), "--to", c.End.Format(time.RFC3339Nano))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := map[int]TrafficPoint{}
+			dec := json.NewDecoder(strings.NewReader(out))
+			var total uint64
+			for dec.More() {
+				var p TrafficPoint
+				if err := dec.Decode(&p); err != nil {
+					t.Fatal(err)
+				}
+				got[int(p.Start.Sub(c.Base)/time.Second)] = p
+				total += p.Packets
+			}
+			if total != uint64(c.Frames) {
+				t.Errorf("%s %s: %d packets over all steps, the capture has %d", when, filepath.Base(c.Path), total, c.Frames)
+			}
+			for sec, w := range want {
+				g := got[sec]
+				if w[0].Packets == 0 && g.Packets == 0 {
+					continue
+				}
+				if (Counts{g.Packets, g.Bytes}) != w[0] || g.Proto["tcp"] != w[1] || g.Proto["udp"] != w[2] || g.Out != w[3] || g.Internal != w[4] {
+					t.Errorf("%s %s second %d: total %d/%d tcp %+v udp %+v out %+v internal %+v; tshark %+v", when, filepath.Base(c.Path), sec,
+						g.Packets, g.Bytes, g.Proto["tcp"], g.Proto["udp"], g.Out, g.Internal, w)
+				}
+			}
+			for sec := range got {
+				if _, ok := want[sec]; !ok {
+					t.Errorf("%s %s: a step at second %d, outside tshark's intervals", when, filepath.Base(c.Path), sec)
+				}
+			}
+		}
+	}
+	check("first run")
+
+	// A minute is the sum of its seconds, in every output form.
+	c := run.captures[1] // ftp-bruteforce: 59 s
+	all := ioStat(t, c.Path, 1)
+	var frames, bytes uint64
+	for _, w := range all {
+		frames += w[0].Packets
+		bytes += w[0].Bytes
+	}
+	csvOut, err := run.query("traffic", "--sensor", trafficSensor, "--step", "1m", "-o", "csv",
+		"--from", c.Base.Format(time.RFC3339), "--to", c.End.Format(time.RFC3339Nano))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := csv.NewReader(strings.NewReader(csvOut)).ReadAll()
+	if err != nil || len(rows) != 2 || rows[0][1] != "packets" || rows[1][1] != u(frames) || rows[1][2] != u(bytes) {
+		t.Errorf("--step 1m -o csv: %q (%v); want one minute of %d frames and %d bytes", rows, err, frames, bytes)
+	}
+	table, err := run.query("traffic", "--sensor", trafficSensor, "--step", "1m",
+		"--from", c.Base.Format(time.RFC3339), "--to", c.End.Format(time.RFC3339Nano))
+	if err != nil || strings.Count(table, "\n") != 2 || !strings.Contains(table, fmt.Sprintf(" %d ", frames)) {
+		t.Errorf("--step 1m table (%v):\n%s", err, table)
+	}
+	if _, err := run.query("traffic", "--sensor", trafficSensor, "--step", "1500ms", "--from", c.Base.Format(time.RFC3339),
+		"--to", c.End.Format(time.RFC3339Nano)); err == nil ||
+		!strings.Contains(err.Error(), "multiple") {
+		t.Errorf("--step 1500ms over 1s counters: %v", err)
+	}
+	if _, err := run.query("traffic", "--from", c.Base.Format(time.RFC3339)); err == nil || !strings.Contains(err.Error(), "--sensor") {
+		t.Errorf("no --sensor: %v", err)
+	}
+
+	// Every record again, by another group: the same keys, the same totals.
+	runProcess(t, run, "traffic-again-")
+	check("after a second group replayed the topic")
+}
+
+func (r pipelineRun) query(args ...string) (string, error) {
+	return run(append(args, r.conn...)...)
+}
