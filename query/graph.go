@@ -1,6 +1,7 @@
 package query
 
 import (
+	"context"
 	"encoding/json"
 	"encoding/xml"
 	"fmt"
@@ -20,6 +21,8 @@ import (
 // viewer can play the network over time.
 type Graph struct {
 	Window time.Duration
+	// Source is what the graph was built from: SourceFlows or SourceRollups.
+	Source string
 	Nodes  []GraphNode
 	Edges  []GraphEdge
 }
@@ -51,45 +54,90 @@ type Spell struct{ Start, End time.Time }
 // BuildGraph makes the graph of flows: a flow counts whole on its pair's edge, and in every window
 // (window > 0) it was active in. Edges under minBytes are left out, and the hosts left without one.
 func BuildGraph(flows []store.Flow, window time.Duration, minBytes uint64) Graph {
-	g := Graph{Window: window}
-	edges := map[[2]string]*GraphEdge{}
-	windows := map[[2]string]map[int64]uint64{}
+	b := newGraphBuilder(window)
 	for i := range flows {
 		f := &flows[i]
-		a, b := f.OrigAddr, f.RespAddr
-		if pairOrder(b, a) {
-			a, b = b, a
+		a, z := f.OrigAddr, f.RespAddr
+		if pairOrder(z, a) {
+			a, z = z, a
 		}
-		k := [2]string{a.String(), b.String()}
-		e := edges[k]
-		if e == nil {
-			e = &GraphEdge{Source: k[0], Target: k[1]}
-			edges[k] = e
-			windows[k] = map[int64]uint64{}
-		}
+		e, windows := b.edge(a.String(), z.String())
 		e.Flows++
 		e.Packets += f.OrigPkts + f.RespPkts
 		e.Bytes += f.OrigIPBytes + f.RespIPBytes
 		if window > 0 {
 			for w := f.Start.Truncate(window); !w.After(f.End); w = w.Add(window) {
-				windows[k][w.UnixNano()]++
+				windows[w.UnixNano()]++
 			}
 		}
 	}
+	g := b.graph(minBytes)
+	g.Source = SourceFlows
+	return g
+}
+
+// BuildGraphFromRollups makes the graph of the pipeline's edge rollups: per pair, the packets, IP bytes
+// and flows of its windows added up, and a window of the graph (window > 0, a multiple of the rollups'
+// width) is one the pair exchanged packets in, with the flows that started in it. So a flow counts in
+// the window it started in, and a quiet stretch inside a long flow is no spell, unlike BuildGraph.
+func BuildGraphFromRollups(rows []store.EdgeRow, window time.Duration, minBytes uint64) (Graph, error) {
+	b := newGraphBuilder(window)
+	for i := range rows {
+		r := &rows[i]
+		if window > 0 && (r.Width <= 0 || window%r.Width != 0) {
+			return Graph{}, fmt.Errorf("--window %s: the edge rollups are %s wide; ask for a multiple of it", window, r.Width)
+		}
+		e, windows := b.edge(r.A.String(), r.B.String())
+		e.Flows += r.Flows
+		e.Packets += r.Packets
+		e.Bytes += r.Bytes
+		if window > 0 {
+			windows[r.Start.Truncate(window).UnixNano()] += r.Flows
+		}
+	}
+	g := b.graph(minBytes)
+	g.Source = SourceRollups
+	return g, nil
+}
+
+type graphBuilder struct {
+	window  time.Duration
+	edges   map[[2]string]*GraphEdge
+	windows map[[2]string]map[int64]uint64
+}
+
+func newGraphBuilder(window time.Duration) *graphBuilder {
+	return &graphBuilder{window: window, edges: map[[2]string]*GraphEdge{}, windows: map[[2]string]map[int64]uint64{}}
+}
+
+// edge is the edge of the pair (a < b) and its windows' counts.
+func (b *graphBuilder) edge(a, z string) (*GraphEdge, map[int64]uint64) {
+	k := [2]string{a, z}
+	e := b.edges[k]
+	if e == nil {
+		e = &GraphEdge{Source: a, Target: z}
+		b.edges[k] = e
+		b.windows[k] = map[int64]uint64{}
+	}
+	return e, b.windows[k]
+}
+
+func (b *graphBuilder) graph(minBytes uint64) Graph {
+	g := Graph{Window: b.window}
 	nodeSpells := map[string][]Spell{}
-	for k, e := range edges {
+	for k, e := range b.edges {
 		if e.Bytes < minBytes {
 			continue
 		}
-		starts := make([]int64, 0, len(windows[k]))
-		for w := range windows[k] {
+		starts := make([]int64, 0, len(b.windows[k]))
+		for w := range b.windows[k] {
 			starts = append(starts, w)
 		}
 		sort.Slice(starts, func(i, j int) bool { return starts[i] < starts[j] })
 		for _, w := range starts {
-			e.Windows = append(e.Windows, WindowCount{Start: time.Unix(0, w).UTC(), Flows: windows[k][w]})
+			e.Windows = append(e.Windows, WindowCount{Start: time.Unix(0, w).UTC(), Flows: b.windows[k][w]})
 		}
-		e.Spells = spellsOf(e.Windows, window)
+		e.Spells = spellsOf(e.Windows, b.window)
 		g.Edges = append(g.Edges, *e)
 		for _, h := range k {
 			nodeSpells[h] = append(nodeSpells[h], e.Spells...)
@@ -106,6 +154,101 @@ func BuildGraph(flows []store.Flow, window time.Duration, minBytes uint64) Graph
 	}
 	sort.Slice(g.Nodes, func(i, j int) bool { return g.Nodes[i].ID < g.Nodes[j].ID })
 	return g
+}
+
+// What a graph is built from.
+const (
+	SourceAuto    = "auto"
+	SourceFlows   = "flows"
+	SourceRollups = "rollups"
+)
+
+// RollupMinRange is the shortest range for which LoadGraph, left to choose, reads the edge rollups:
+// a shorter one reads few flows, and the flows give exact spells.
+const RollupMinRange = time.Hour
+
+// GraphOptions select a graph.
+type GraphOptions struct {
+	From, To time.Time
+	Window   time.Duration // 0: static
+	MinBytes uint64
+	Sensor   string // "": all
+	// Source is SourceFlows, SourceRollups, or SourceAuto (""): the rollups for a range of
+	// RollupMinRange or more when there are any and Window is a multiple of their width, else the flows.
+	Source string
+}
+
+// maxRollupWidth is the widest edge rollup window a pipeline may write (it must divide an hour).
+const maxRollupWidth = store.RollupBucket
+
+// LoadGraph reads what the options ask for from Cassandra and builds the graph; Graph.Source says what
+// it was built from, and note, when not empty, why auto chose the flows.
+func LoadGraph(ctx context.Context, r *store.Reader, o GraphOptions) (g Graph, note string, err error) {
+	switch o.Source {
+	case "", SourceAuto, SourceFlows, SourceRollups:
+	default:
+		return Graph{}, "", fmt.Errorf("--source %q: want auto, flows or rollups", o.Source)
+	}
+	if o.Window < 0 {
+		return Graph{}, "", fmt.Errorf("--window %s: must not be negative", o.Window)
+	}
+	useRollups := o.Source == SourceRollups
+	if o.Source == "" || o.Source == SourceAuto {
+		useRollups = o.To.Sub(o.From) >= RollupMinRange
+		if !useRollups {
+			note = fmt.Sprintf("the range is shorter than %s", RollupMinRange)
+		}
+	}
+	if useRollups {
+		rows, err := edgeRows(ctx, r, o.From, o.To, o.Sensor)
+		if err != nil {
+			return Graph{}, "", err
+		}
+		switch {
+		case o.Source == SourceRollups:
+			g, err := BuildGraphFromRollups(rows, o.Window, o.MinBytes)
+			return g, "", err
+		case len(rows) == 0:
+			note = "no edge rollups in the range"
+		case o.Window > 0 && o.Window%rows[0].Width != 0:
+			note = fmt.Sprintf("--window %s is no multiple of the rollups' %s", o.Window, rows[0].Width)
+		default:
+			g, err := BuildGraphFromRollups(rows, o.Window, o.MinBytes)
+			if err == nil {
+				return g, "", nil
+			}
+			note = err.Error()
+		}
+	}
+	flows, err := r.FlowsBetween(ctx, o.From, o.To)
+	if err != nil {
+		return Graph{}, "", err
+	}
+	if o.Sensor != "" {
+		kept := flows[:0]
+		for _, f := range flows {
+			if f.Sensor == o.Sensor {
+				kept = append(kept, f)
+			}
+		}
+		flows = kept
+	}
+	return BuildGraph(flows, o.Window, o.MinBytes), note, nil
+}
+
+// edgeRows are the rollup rows whose window overlaps [from, to], of one sensor when sensor is set.
+func edgeRows(ctx context.Context, r *store.Reader, from, to time.Time, sensor string) ([]store.EdgeRow, error) {
+	rows, err := r.Edges(ctx, from.Add(-maxRollupWidth), to)
+	if err != nil {
+		return nil, err
+	}
+	kept := rows[:0]
+	for _, e := range rows {
+		if e.Start.Add(e.Width).After(from) && (sensor == "" || e.Sensor == sensor) {
+			kept = append(kept, e)
+		}
+	}
+	return kept, nil
 }
 
 // spellsOf joins consecutive windows into intervals.
@@ -157,7 +300,7 @@ func (g Graph) WriteJSON(w io.Writer) error {
 		Graph      map[string]string `json:"graph"`
 		Nodes      []node            `json:"nodes"`
 		Links      []link            `json:"links"`
-	}{Graph: map[string]string{"window": g.Window.String()}, Nodes: []node{}, Links: []link{}}
+	}{Graph: map[string]string{"window": g.Window.String(), "source": g.Source}, Nodes: []node{}, Links: []link{}}
 	for _, n := range g.Nodes {
 		out.Nodes = append(out.Nodes, node{n.ID})
 	}
@@ -285,6 +428,7 @@ func graphCommand() *cobra.Command {
 		window   time.Duration
 		minBytes uint64
 		sensor   string
+		source   string
 	)
 	cmd := &cobra.Command{
 		Use:   "graph",
@@ -292,7 +436,12 @@ func graphCommand() *cobra.Command {
 		Long: `Builds the communication graph of the stored flows active in the time range: hosts as nodes, pairs
 of hosts as undirected edges weighted by IP bytes, with their packets and flows. With --window the
 graph is dynamic: every node and edge carries the windows it was active in (GEXF spells, so Gephi's
-timeline plays it; per-window flow counts in JSON).`,
+timeline plays it; per-window flow counts in JSON).
+
+A range of an hour or more is built from the edge rollups the pipeline writes per window (1 min by
+default: packets, IP bytes and flows started per pair) instead of from every flow; a shorter one, or
+--source flows, from the flows. Standard error says which. From the rollups a flow counts in the
+window it started in, and a window is one the pair exchanged packets in.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if o != "gexf" && o != "dot" && o != "json" {
@@ -301,11 +450,26 @@ timeline plays it; per-window flow counts in JSON).`,
 			if window < 0 {
 				return fmt.Errorf("--window %s: must not be negative", window)
 			}
-			flows, err := c.storedFlows(cmd, sensor)
+			from, to, err := timeRange(c.since, c.from, c.to, time.Now())
 			if err != nil {
 				return err
 			}
-			g := BuildGraph(flows, window, minBytes)
+			r, done, err := c.reader()
+			if err != nil {
+				return err
+			}
+			defer done()
+			r.OnSkip = func(key string, err error) {
+				fmt.Fprintf(cmd.ErrOrStderr(), "warning: skipped %s: %v\n", key, err)
+			}
+			g, note, err := LoadGraph(cmd.Context(), r, GraphOptions{From: from, To: to, Window: window, MinBytes: minBytes, Sensor: sensor, Source: source})
+			if err != nil {
+				return err
+			}
+			if note != "" {
+				note = " (" + note + ")"
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "graph: %d hosts and %d pairs, from the %s%s\n", len(g.Nodes), len(g.Edges), g.Source, note)
 			switch o {
 			case "dot":
 				return g.WriteDOT(cmd.OutOrStdout())
@@ -320,5 +484,6 @@ timeline plays it; per-window flow counts in JSON).`,
 	cmd.Flags().DurationVar(&window, "window", 0, "make the graph dynamic, in windows this wide (e.g. 1m); 0: static")
 	cmd.Flags().Uint64Var(&minBytes, "min-bytes", 0, "leave out pairs that exchanged fewer IP bytes")
 	cmd.Flags().StringVar(&sensor, "sensor", "", "only the flows stored under this sensor name")
+	cmd.Flags().StringVar(&source, "source", SourceAuto, "auto, flows or rollups (the pipeline's per-window edge rollups)")
 	return cmd
 }

@@ -252,3 +252,135 @@ func TestQueryTrafficAgreesWithTsharkIOStat(t *testing.T) {
 func (r pipelineRun) query(args ...string) (string, error) {
 	return run(append(args, r.conn...)...)
 }
+
+// convIP is `tshark -q -z conv,ip -z conv,ipv6`: the frames between each pair of addresses ("a b", the
+// smaller first). Its byte columns carry units (kB, MB) in this version, so only frames are read.
+func convIP(t *testing.T, path string) map[string]uint64 {
+	t.Helper()
+	out, err := exec.Command("tshark", "-n", "-r", path, "-q", "-z", "conv,ip", "-z", "conv,ipv6").Output()
+	if err != nil {
+		t.Fatalf("tshark -z conv,ip: %v", err)
+	}
+	res := map[string]uint64{}
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 || f[1] != "<->" {
+			continue
+		}
+		a, b := mustAddr(t, f[0]), mustAddr(t, f[2])
+		if pairOrder(b, a) {
+			a, b = b, a
+		}
+		// frames <-, bytes and unit, frames ->, bytes and unit, frames in total...
+		in, err1 := strconv.ParseUint(f[3], 10, 64)
+		outF, err2 := strconv.ParseUint(f[6], 10, 64)
+		total, err3 := strconv.ParseUint(f[9], 10, 64)
+		if err1 != nil || err2 != nil || err3 != nil || in+outF != total {
+			t.Fatalf("tshark conv line %q", line)
+		}
+		res[a.String()+" "+b.String()] += total
+	}
+	return res
+}
+
+type graphJSON struct {
+	Graph map[string]string
+	Nodes []struct{ ID string }
+	Links []struct {
+		Source, Target string
+		Flows, Packets uint64
+		Bytes          uint64 `json:"ip_bytes"`
+		Windows        []struct {
+			Start time.Time
+			Flows uint64
+		}
+	}
+}
+
+func (r pipelineRun) graph(t *testing.T, args ...string) (graphJSON, string) {
+	t.Helper()
+	cmd := NewCommand()
+	var out, errOut bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&errOut)
+	cmd.SetArgs(append(append([]string{"graph", "-o", "json"}, args...), r.conn...))
+	if err := cmd.Execute(); err != nil {
+		t.Fatalf("graph %v: %v\n%s", args, err, errOut.String())
+	}
+	var g graphJSON
+	if err := json.Unmarshal(out.Bytes(), &g); err != nil {
+		t.Fatalf("graph json: %v", err)
+	}
+	return g, errOut.String()
+}
+
+// query graph of a long range reads the pipeline's edge rollups, and gives the same hosts, pairs,
+// packets, IP bytes and flows as the graph of the stored flows, the frames per pair that tshark's
+// conv,ip counts and the IP bytes per pair that tshark dissects; a short range reads the flows.
+func TestQueryGraphFromRollupsEqualsFlowsAndTshark(t *testing.T) {
+	captures := []string{
+		pipelinetest.SharedPcap(t, "ndpi/ethereum.pcap"),
+		filepath.Join(testenv.Root(t), "testdata", "ftp-bruteforce.pcap"),
+		pipelinetest.SharedPcap(t, "ndpi/443-firefox.pcap"),
+	}
+	base := time.Date(2024, 5, 5, 10, 0, 0, 0, time.UTC)
+	run := replayCaptures(t, base, captures...)
+	from, to := base.Format(time.RFC3339), base.Add(3*time.Hour).Format(time.RFC3339)
+
+	rolled, stderr := run.graph(t, "--from", from, "--to", to, "--window", "1m")
+	if rolled.Graph["source"] != SourceRollups || !strings.Contains(stderr, "from the rollups") {
+		t.Fatalf("a 3 h range: built from %q (%s)", rolled.Graph["source"], stderr)
+	}
+	flows, _ := run.graph(t, "--from", from, "--to", to, "--window", "1m", "--source", "flows")
+	if flows.Graph["source"] != SourceFlows {
+		t.Fatalf("--source flows: built from %q", flows.Graph["source"])
+	}
+	frames := map[string]uint64{}
+	for _, c := range run.captures {
+		for k, v := range convIP(t, c.Path) {
+			frames[k] += v
+		}
+	}
+	ipBytes := tsharkTalkers(t, captures, ByPair)
+	if len(rolled.Links) != len(frames) || len(rolled.Links) != len(flows.Links) || len(rolled.Nodes) != len(flows.Nodes) || len(frames) < 10 {
+		t.Fatalf("rollups: %d pairs and %d hosts; flows: %d and %d; tshark conv: %d pairs",
+			len(rolled.Links), len(rolled.Nodes), len(flows.Links), len(flows.Nodes), len(frames))
+	}
+	var rolledFlows uint64
+	for i, l := range rolled.Links {
+		k := l.Source + " " + l.Target
+		f := flows.Links[i]
+		w := ipBytes[k]
+		if l.Source != f.Source || l.Target != f.Target || l.Packets != f.Packets || l.Bytes != f.Bytes || l.Flows != f.Flows {
+			t.Errorf("pair %s: rollups %d packets, %d bytes, %d flows; flows %s %s %d, %d, %d", k, l.Packets, l.Bytes, l.Flows,
+				f.Source, f.Target, f.Packets, f.Bytes, f.Flows)
+		}
+		if l.Packets != frames[k] || l.Bytes != w.BytesOut+w.BytesIn {
+			t.Errorf("pair %s: %d packets and %d IP bytes; tshark conv,ip %d frames, ip.len %d", k, l.Packets, l.Bytes, frames[k], w.BytesOut+w.BytesIn)
+		}
+		if len(l.Windows) == 0 || l.Windows[0].Start.Before(base) {
+			t.Errorf("pair %s: windows %+v", k, l.Windows)
+		}
+		for _, w := range l.Windows {
+			rolledFlows += w.Flows
+		}
+	}
+	var total uint64
+	for _, l := range flows.Links {
+		total += l.Flows
+	}
+	if rolledFlows != total {
+		t.Errorf("the rollups' windows start %d flows, the flows are %d", rolledFlows, total)
+	}
+
+	// A short range reads the flows, and says so.
+	short, stderr := run.graph(t, "--from", base.Format(time.RFC3339), "--to", base.Add(10*time.Minute).Format(time.RFC3339))
+	if short.Graph["source"] != SourceFlows || !strings.Contains(stderr, "shorter than") || len(short.Links) == 0 {
+		t.Errorf("a 10 min range: built from %q with %d pairs (%s)", short.Graph["source"], len(short.Links), stderr)
+	}
+	// A window the rollups cannot make: the flows, with the reason.
+	odd, stderr := run.graph(t, "--from", from, "--to", to, "--window", "90s")
+	if odd.Graph["source"] != SourceFlows || !strings.Contains(stderr, "multiple") {
+		t.Errorf("--window 90s: built from %q (%s)", odd.Graph["source"], stderr)
+	}
+}
