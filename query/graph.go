@@ -362,7 +362,11 @@ type (
 	gexfNode struct {
 		ID     string      `xml:"id,attr"`
 		Label  string      `xml:"label,attr"`
-		Spells []gexfSpell `xml:"spells>spell,omitempty"`
+		Spells *gexfSpells `xml:"spells,omitempty"`
+	}
+	// gexfSpells is a pointer in its parents: GEXF wants no <spells> at all rather than an empty one.
+	gexfSpells struct {
+		Spell []gexfSpell `xml:"spell"`
 	}
 	gexfEdge struct {
 		ID     string      `xml:"id,attr"`
@@ -370,7 +374,7 @@ type (
 		Target string      `xml:"target,attr"`
 		Weight uint64      `xml:"weight,attr"`
 		Values []gexfValue `xml:"attvalues>attvalue"`
-		Spells []gexfSpell `xml:"spells>spell,omitempty"`
+		Spells *gexfSpells `xml:"spells,omitempty"`
 	}
 	gexfValue struct {
 		For   string `xml:"for,attr"`
@@ -382,23 +386,47 @@ type (
 	}
 )
 
-// WriteGEXF writes GEXF 1.3, the format Gephi opens; with a window, nodes and edges carry spells, so
-// Gephi's timeline plays the network. Edge weight is the IP bytes.
-func (g Graph) WriteGEXF(w io.Writer) error {
+// Time formats of a dynamic GEXF.
+const (
+	// GEXFDateTime writes spells as RFC 3339 times (timeformat dateTime): Gephi's timeline shows dates.
+	GEXFDateTime = "datetime"
+	// GEXFEpoch writes spells as seconds since the epoch (timeformat double), for readers that do not
+	// parse dateTime, such as networkx (networkx/networkx#3246).
+	GEXFEpoch = "epoch"
+)
+
+// WriteGEXF writes GEXF 1.3, the format Gephi opens; with a window, nodes and edges carry spells in
+// dateTime, so Gephi's timeline plays the network. Edge weight is the IP bytes.
+func (g Graph) WriteGEXF(w io.Writer) error { return g.WriteGEXFTime(w, GEXFDateTime) }
+
+// WriteGEXFTime is WriteGEXF with the spells' time format, GEXFDateTime or GEXFEpoch.
+func (g Graph) WriteGEXFTime(w io.Writer, timeFormat string) error {
 	doc := gexfDoc{XMLNS: "http://gexf.net/1.3", Version: "1.3",
 		Meta: gexfMeta{Creator: "capfleet", Description: "hosts and the flows between them"},
 		Graph: gexfGraph{EdgeType: "undirected", Mode: "static", Attributes: gexfAttrClass{Class: "edge", Attrs: []gexfAttr{
 			{"flows", "flows", "long"}, {"packets", "packets", "long"}, {"ip_bytes", "ip_bytes", "long"}}}}}
-	if g.Window > 0 {
-		doc.Graph.Mode, doc.Graph.TimeFormat, doc.Graph.TimeRepr = "dynamic", "dateTime", "interval"
+	format := func(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+	switch timeFormat {
+	case GEXFDateTime:
+		doc.Graph.TimeFormat = "dateTime"
+	case GEXFEpoch:
+		doc.Graph.TimeFormat = "double"
+		format = func(t time.Time) string { return strconv.FormatFloat(float64(t.UnixNano())/1e9, 'f', -1, 64) }
+	default:
+		return fmt.Errorf("GEXF time format %q: want %s or %s", timeFormat, GEXFDateTime, GEXFEpoch)
 	}
-	spells := func(s []Spell) []gexfSpell {
-		if g.Window <= 0 {
+	if g.Window > 0 {
+		doc.Graph.Mode, doc.Graph.TimeRepr = "dynamic", "interval"
+	} else {
+		doc.Graph.TimeFormat = ""
+	}
+	spells := func(s []Spell) *gexfSpells {
+		if g.Window <= 0 || len(s) == 0 {
 			return nil
 		}
-		out := make([]gexfSpell, len(s))
+		out := &gexfSpells{Spell: make([]gexfSpell, len(s))}
 		for i, sp := range s {
-			out[i] = gexfSpell{sp.Start.UTC().Format(time.RFC3339), sp.End.UTC().Format(time.RFC3339)}
+			out.Spell[i] = gexfSpell{format(sp.Start), format(sp.End)}
 		}
 		return out
 	}
@@ -429,6 +457,7 @@ func graphCommand() *cobra.Command {
 		minBytes uint64
 		sensor   string
 		source   string
+		gexfTime string
 	)
 	cmd := &cobra.Command{
 		Use:   "graph",
@@ -446,6 +475,9 @@ window it started in, and a window is one the pair exchanged packets in.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if o != "gexf" && o != "dot" && o != "json" {
 				return fmt.Errorf("-o %q: want gexf, dot or json", o)
+			}
+			if gexfTime != GEXFDateTime && gexfTime != GEXFEpoch {
+				return fmt.Errorf("--gexf-time %q: want %s or %s", gexfTime, GEXFDateTime, GEXFEpoch)
 			}
 			if window < 0 {
 				return fmt.Errorf("--window %s: must not be negative", window)
@@ -476,7 +508,7 @@ window it started in, and a window is one the pair exchanged packets in.`,
 			case "json":
 				return g.WriteJSON(cmd.OutOrStdout())
 			}
-			return g.WriteGEXF(cmd.OutOrStdout())
+			return g.WriteGEXFTime(cmd.OutOrStdout(), gexfTime)
 		},
 	}
 	c.addFlags(cmd)
@@ -484,6 +516,7 @@ window it started in, and a window is one the pair exchanged packets in.`,
 	cmd.Flags().DurationVar(&window, "window", 0, "make the graph dynamic, in windows this wide (e.g. 1m); 0: static")
 	cmd.Flags().Uint64Var(&minBytes, "min-bytes", 0, "leave out pairs that exchanged fewer IP bytes")
 	cmd.Flags().StringVar(&sensor, "sensor", "", "only the flows stored under this sensor name")
+	cmd.Flags().StringVar(&gexfTime, "gexf-time", GEXFDateTime, "times of a dynamic GEXF: datetime (RFC 3339, for Gephi) or epoch (seconds, for readers without dateTime such as networkx)")
 	cmd.Flags().StringVar(&source, "source", SourceAuto, "auto, flows or rollups (the pipeline's per-window edge rollups)")
 	return cmd
 }

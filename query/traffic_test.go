@@ -20,6 +20,7 @@ import (
 	"capfleet.dev/capfleet/internal/testenv"
 	"capfleet.dev/capfleet/processor/pipeline/pipelinetest"
 	"capfleet.dev/capfleet/processor/processcmd"
+	"capfleet.dev/capfleet/processor/store"
 )
 
 // pipelineCapture is a capture replayed through Kafka and `capfleet process`, moved in time so that
@@ -372,6 +373,29 @@ func TestQueryGraphFromRollupsEqualsFlowsAndTshark(t *testing.T) {
 	if rolledFlows != total {
 		t.Errorf("the rollups' windows start %d flows, the flows are %d", rolledFlows, total)
 	}
+
+	// The Go entry point the web view uses gives the same graph, and outside tools read it: the GEXF
+	// passes the GEXF 1.3 grammar, networkx reads it and the node-link JSON with the same hosts, pairs,
+	// weights and counts.
+	cl, err := run.ccfg.Cluster()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := store.Connect(cl, run.ks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	g, note, err := LoadGraph(context.Background(), store.NewReader(s), GraphOptions{From: base, To: base.Add(3 * time.Hour), Window: time.Minute})
+	if err != nil || g.Source != SourceRollups || note != "" || len(g.Edges) != len(rolled.Links) {
+		t.Fatalf("LoadGraph: %s with %d edges, %q, %v", g.Source, len(g.Edges), note, err)
+	}
+	checkWithOutsideTools(t, g)
+	static, _, err := LoadGraph(context.Background(), store.NewReader(s), GraphOptions{From: base, To: base.Add(3 * time.Hour), Source: SourceFlows})
+	if err != nil || static.Source != SourceFlows || len(static.Edges) != len(flows.Links) {
+		t.Fatalf("LoadGraph from flows: %s with %d edges, %v", static.Source, len(static.Edges), err)
+	}
+	checkWithOutsideTools(t, static)
 
 	// A short range reads the flows, and says so.
 	short, stderr := run.graph(t, "--from", base.Format(time.RFC3339), "--to", base.Add(10*time.Minute).Format(time.RFC3339))
