@@ -2,10 +2,12 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"sort"
+	"sync"
 	"time"
 )
 
@@ -179,38 +181,64 @@ func (r *Reader) Traffic(ctx context.Context, sensor string, from, to time.Time)
 }
 
 // Edges returns the edge rollup rows whose window starts in [from, to], of every sensor, in time order.
+// The partitions (an hour of a shard each) are read rollupReaders at a time.
 func (r *Reader) Edges(ctx context.Context, from, to time.Time) ([]EdgeRow, error) {
 	hours := hoursOf(from, to)
 	if len(hours) > maxRollupHours {
 		return nil, fmt.Errorf("edge rollups: %d hours asked for; at most %d (a year) at once", len(hours), maxRollupHours)
 	}
+	parts := make([][]EdgeRow, len(hours)*RollupShards)
+	errs := make([]error, len(parts))
+	sem := make(chan struct{}, rollupReaders)
+	var wg sync.WaitGroup
+	for i := range parts {
+		h, shard := hours[i/RollupShards], i%RollupShards
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			parts[i], errs[i] = r.edgePartition(ctx, h, shard, from, to)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
 	var out []EdgeRow
-	for _, h := range hours {
-		for shard := range RollupShards {
-			iter := r.s.Query(`SELECT start, width_ms, sensor, a, b, kafka_partition, first_offset, packets, ip_bytes, flows
-				FROM edge_rollups WHERE bucket = ? AND shard = ? AND start >= ? AND start <= ?`, h, shard, from, to).WithContext(ctx).Iter()
-			var (
-				e        EdgeRow
-				widthMS  int
-				a, b     net.IP
-				p, by, f int64
-			)
-			for iter.Scan(&e.Start, &widthMS, &e.Sensor, &a, &b, &e.Partition, &e.FirstOffset, &p, &by, &f) {
-				e.Start, e.Width = e.Start.UTC(), time.Duration(widthMS)*time.Millisecond
-				aa, ok1 := netip.AddrFromSlice(a.To16())
-				bb, ok2 := netip.AddrFromSlice(b.To16())
-				if !ok1 || !ok2 {
-					continue
-				}
-				e.A, e.B = aa.Unmap(), bb.Unmap()
-				e.Packets, e.Bytes, e.Flows = uint64(p), uint64(by), uint64(f)
-				out = append(out, e)
-			}
-			if err := iter.Close(); err != nil {
-				return nil, fmt.Errorf("cassandra: read edge rollups at %s shard %d: %w", h.Format(time.RFC3339), shard, err)
-			}
-		}
+	for _, p := range parts {
+		out = append(out, p...)
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Start.Before(out[j].Start) })
+	return out, nil
+}
+
+// rollupReaders bounds the partitions of edge_rollups read at once.
+const rollupReaders = 8
+
+func (r *Reader) edgePartition(ctx context.Context, h time.Time, shard int, from, to time.Time) ([]EdgeRow, error) {
+	iter := r.s.Query(`SELECT start, width_ms, sensor, a, b, kafka_partition, first_offset, packets, ip_bytes, flows
+		FROM edge_rollups WHERE bucket = ? AND shard = ? AND start >= ? AND start <= ?`, h, shard, from, to).WithContext(ctx).Iter()
+	var (
+		out      []EdgeRow
+		e        EdgeRow
+		widthMS  int
+		a, b     net.IP
+		p, by, f int64
+	)
+	for iter.Scan(&e.Start, &widthMS, &e.Sensor, &a, &b, &e.Partition, &e.FirstOffset, &p, &by, &f) {
+		e.Start, e.Width = e.Start.UTC(), time.Duration(widthMS)*time.Millisecond
+		aa, ok1 := netip.AddrFromSlice(a.To16())
+		bb, ok2 := netip.AddrFromSlice(b.To16())
+		if !ok1 || !ok2 {
+			continue
+		}
+		e.A, e.B = aa.Unmap(), bb.Unmap()
+		e.Packets, e.Bytes, e.Flows = uint64(p), uint64(by), uint64(f)
+		out = append(out, e)
+	}
+	if err := iter.Close(); err != nil {
+		return nil, fmt.Errorf("cassandra: read edge rollups at %s shard %d: %w", h.Format(time.RFC3339), shard, err)
+	}
 	return out, nil
 }
