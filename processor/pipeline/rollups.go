@@ -67,6 +67,12 @@ type edgeKey struct {
 	A, B  netip.Addr
 }
 
+// edgeKey4 is an IPv4 pair's key, which hashes faster than two netip.Addr.
+type edgeKey4 struct {
+	start int64
+	ab    uint64 // a<<32 | b
+}
+
 type edgeAcc struct {
 	First   int64
 	Dirty   bool `json:"-"` // a loaded counter is marked changed anyway
@@ -81,6 +87,7 @@ type rollups struct {
 	clock             int64
 	traffic           map[int64]*trafficAcc
 	edges             map[edgeKey]*edgeAcc
+	edges4            map[edgeKey4]*edgeAcc // the IPv4 pairs of edges, the same counters
 	// Counters closed (their window ended Lateness ago) and not yet stored: written at the next
 	// checkpoint, before its commit.
 	doneTraffic []store.TrafficRow
@@ -89,6 +96,8 @@ type rollups struct {
 	lastTStart  int64
 	lastEvictT  int64
 	lastEvictE  int64
+	nextT       int64 // the clock at which advance looks for traffic windows to close next
+	nextE       int64 // the same for edge windows
 }
 
 func newRollups(c RollupConfig) *rollups {
@@ -97,7 +106,7 @@ func newRollups(c RollupConfig) *rollups {
 		late = 10 * time.Second
 	}
 	return &rollups{step: int64(c.Step), width: int64(c.EdgeWindow), late: int64(late),
-		traffic: map[int64]*trafficAcc{}, edges: map[edgeKey]*edgeAcc{}}
+		traffic: map[int64]*trafficAcc{}, edges: map[edgeKey]*edgeAcc{}, edges4: map[edgeKey4]*edgeAcc{}}
 }
 
 // floor is the start of the window of width w holding t (t may be before 1970).
@@ -116,8 +125,9 @@ func (r *rollups) advance(ts int64, sensor string, part int32) {
 		return
 	}
 	r.clock = ts
-	if r.step > 0 && floor(ts, r.step) != r.lastEvictT {
+	if r.step > 0 && ts >= r.nextT && floor(ts, r.step) != r.lastEvictT {
 		r.lastEvictT = floor(ts, r.step)
+		r.nextT = r.lastEvictT + r.step
 		for start, a := range r.traffic {
 			if start+r.step+r.late <= ts {
 				r.doneTraffic = append(r.doneTraffic, a.row(sensor, part, start, r.step))
@@ -128,12 +138,13 @@ func (r *rollups) advance(ts int64, sensor string, part int32) {
 			}
 		}
 	}
-	if r.width > 0 && floor(ts, r.width) != r.lastEvictE {
+	if r.width > 0 && ts >= r.nextE && floor(ts, r.width) != r.lastEvictE {
 		r.lastEvictE = floor(ts, r.width)
+		r.nextE = r.lastEvictE + r.width
 		for k, a := range r.edges {
 			if k.Start+r.width+r.late <= ts {
 				r.doneEdges = append(r.doneEdges, a.row(sensor, part, k, r.width))
-				delete(r.edges, k)
+				r.forget(k)
 			}
 		}
 	}
@@ -146,9 +157,9 @@ func (r *rollups) packet(offset int64, ts time.Time, origLen int, sensor string,
 	if r.step <= 0 {
 		return nil
 	}
-	start := floor(t, r.step)
 	a := r.lastT
-	if a == nil || start != r.lastTStart {
+	if a == nil || t < r.lastTStart || t >= r.lastTStart+r.step {
+		start := floor(t, r.step)
 		if a = r.traffic[start]; a == nil {
 			a = &trafficAcc{First: offset}
 			r.traffic[start] = a
@@ -160,7 +171,14 @@ func (r *rollups) packet(offset int64, ts time.Time, origLen int, sensor string,
 	return a
 }
 
-func local(a netip.Addr) bool { return a.IsPrivate() || a.IsLoopback() || a.IsLinkLocalUnicast() }
+// local is whether a is a private, loopback or link-local address.
+func local(a netip.Addr) bool {
+	if a.Is4() {
+		b := a.As4()
+		return b[0] == 10 || b[0] == 127 || (b[0] == 172 && b[1]&0xf0 == 16) || (b[0] == 192 && b[1] == 168) || (b[0] == 169 && b[1] == 254)
+	}
+	return a.IsPrivate() || a.IsLoopback() || a.IsLinkLocalUnicast()
+}
 
 // classify splits a decoded packet by its outer IP header's protocol and direction.
 func (a *trafficAcc) classify(p *decode.Packet, origLen int) {
@@ -197,11 +215,21 @@ func (r *rollups) edge(offset int64, p *decode.Packet, newFlow bool) {
 	if b.Less(a) {
 		a, b = b, a
 	}
-	k := edgeKey{floor(p.Timestamp.UnixNano(), r.width), a, b}
-	e := r.edges[k]
-	if e == nil {
-		e = &edgeAcc{First: offset}
-		r.edges[k] = e
+	start := floor(p.Timestamp.UnixNano(), r.width)
+	var e *edgeAcc
+	if a.Is4() && b.Is4() {
+		k4 := key4(edgeKey{start, a, b})
+		if e = r.edges4[k4]; e == nil {
+			e = &edgeAcc{First: offset}
+			r.edges4[k4] = e
+			r.edges[edgeKey{start, a, b}] = e
+		}
+	} else {
+		k := edgeKey{start, a, b}
+		if e = r.edges[k]; e == nil {
+			e = &edgeAcc{First: offset}
+			r.edges[k] = e
+		}
 	}
 	e.Dirty = true
 	e.Packets++
@@ -209,6 +237,21 @@ func (r *rollups) edge(offset int64, p *decode.Packet, newFlow bool) {
 	if newFlow {
 		e.Flows++
 	}
+}
+
+// forget drops an edge counter from both maps.
+func (r *rollups) forget(k edgeKey) {
+	delete(r.edges, k)
+	if k.A.Is4() && k.B.Is4() {
+		delete(r.edges4, key4(k))
+	}
+}
+
+// key4 is the edgeKey4 of an IPv4 pair's key.
+func key4(k edgeKey) edgeKey4 {
+	a4, b4 := k.A.As4(), k.B.As4()
+	return edgeKey4{k.Start, uint64(a4[0])<<56 | uint64(a4[1])<<48 | uint64(a4[2])<<40 | uint64(a4[3])<<32 |
+		uint64(b4[0])<<24 | uint64(b4[1])<<16 | uint64(b4[2])<<8 | uint64(b4[3])}
 }
 
 func (a *trafficAcc) row(sensor string, part int32, start, step int64) store.TrafficRow {
@@ -325,6 +368,9 @@ func restoreRollups(c RollupConfig, state []byte) (*rollups, error) {
 		for _, e := range s.Edges {
 			e.A.Dirty = true
 			r.edges[e.K] = e.A
+			if e.K.A.Is4() && e.K.B.Is4() {
+				r.edges4[key4(e.K)] = e.A
+			}
 		}
 	}
 	return r, nil

@@ -1,0 +1,163 @@
+package pipeline
+
+import (
+	"errors"
+	"io"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"capfleet.dev/capfleet/pcapfile"
+	"capfleet.dev/capfleet/processor/decode"
+)
+
+func ipPacket(ts time.Time, src, dst string, proto uint8, n int) decode.Packet {
+	var p decode.Packet
+	p.Timestamp, p.NIP = ts, 1
+	p.IP[0] = decode.IPHeader{Version: 4, Src: netip.MustParseAddr(src), Dst: netip.MustParseAddr(dst), Proto: proto, TotalLen: n, HeaderLen: 20}
+	return p
+}
+
+// Counters close by packet time alone, a packet later than the lateness opens a new counter under its
+// own offset, and a checkpointed partition resumes with the same counters, marked to be written again.
+func TestRollupsCloseByPacketTimeAndResume(t *testing.T) {
+	cfg := RollupConfig{Step: time.Second, EdgeWindow: time.Minute, Lateness: 5 * time.Second}
+	r := newRollups(cfg)
+	t0 := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+	add := func(off int64, ts time.Time, src, dst string) {
+		p := ipPacket(ts, src, dst, 6, 100)
+		a := r.packet(off, ts, 114, "s", 2)
+		a.classify(&p, 114)
+		r.edge(off, &p, off == 0)
+	}
+	add(0, t0, "10.0.0.1", "8.8.8.8")
+	add(1, t0.Add(300*time.Millisecond), "8.8.8.8", "10.0.0.1")
+	add(2, t0.Add(2*time.Second), "10.0.0.1", "10.0.0.2")
+
+	state, err := r.marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, er := r.take("s", 2, false)
+	if len(tr) != 2 || len(er) != 0 {
+		t.Fatalf("take: %d traffic rows, %d edge rows; want 2 and none (the minute is open)", len(tr), len(er))
+	}
+	first := tr[0]
+	if tr[1].Start.Before(first.Start) {
+		first = tr[1]
+	}
+	if first.Packets != 2 || first.Bytes != 228 || first.Out.Packets != 1 || first.In.Packets != 1 || first.Proto[6].Packets != 2 || first.FirstOffset != 0 {
+		t.Fatalf("second 0: %+v", first)
+	}
+
+	// A resumed copy behaves the same from here on, and writes its loaded counters again.
+	again, err := restoreRollups(cfg, state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tr, _ := again.take("s", 2, true); len(tr) != 2 {
+		t.Fatalf("a resumed partition rewrites %d traffic rows, want 2", len(tr))
+	}
+
+	// 70 s later: second 0 and 2 and the first minute's edges are closed.
+	add(3, t0.Add(70*time.Second), "10.0.0.1", "10.0.0.2")
+	tr, er = r.take("s", 2, false)
+	if len(er) != 2 || len(r.traffic) != 1 || len(r.edges) != 1 {
+		t.Fatalf("after 70 s: %d edge rows, %d open seconds, %d open edges", len(er), len(r.traffic), len(r.edges))
+	}
+	// Pairs have the smaller address first; 8.8.8.8 comes before 10.0.0.1.
+	for _, e := range er {
+		switch e.A.String() + " " + e.B.String() {
+		case "8.8.8.8 10.0.0.1":
+			if e.Packets != 2 || e.Flows != 1 || e.Bytes != 200 || e.FirstOffset != 0 {
+				t.Errorf("edge row %+v", e)
+			}
+		case "10.0.0.1 10.0.0.2":
+			if e.Packets != 1 || e.Flows != 0 || e.Bytes != 100 || e.FirstOffset != 2 {
+				t.Errorf("edge row %+v", e)
+			}
+		default:
+			t.Errorf("edge row %+v", e)
+		}
+	}
+	// A packet of second 0 now is late: a new counter, under its own offset.
+	add(4, t0.Add(100*time.Millisecond), "10.0.0.1", "8.8.8.8")
+	tr, _ = r.take("s", 2, false)
+	found := false
+	for _, row := range tr {
+		if row.Start.Equal(t0) {
+			found = row.FirstOffset == 4 && row.Packets == 1
+		}
+	}
+	if !found {
+		t.Fatalf("a late packet: rows %+v", tr)
+	}
+}
+
+func TestRollupConfigValidate(t *testing.T) {
+	for _, c := range []RollupConfig{{Step: 7 * time.Second}, {EdgeWindow: 2 * time.Hour}, {Step: -time.Second}, {Step: 1500 * time.Microsecond}} {
+		if c.Validate() == nil {
+			t.Errorf("%+v accepted", c)
+		}
+	}
+	for _, c := range []RollupConfig{{}, {Step: time.Second, EdgeWindow: time.Minute}, {Step: 100 * time.Millisecond, EdgeWindow: time.Hour}} {
+		if err := c.Validate(); err != nil {
+			t.Errorf("%+v: %v", c, err)
+		}
+	}
+}
+
+// BenchmarkRollupsPerPacket is what the traffic counters and edge rollups add to each record of a real
+// capture: the window lookup, the protocol and direction split and the pair's counter.
+func BenchmarkRollupsPerPacket(b *testing.B) {
+	path := ""
+	for dir, _ := os.Getwd(); ; dir = filepath.Dir(dir) {
+		if p := filepath.Join(dir, "shared", "pcaps", "ndpi", "ethereum.pcap"); fileExists(p) {
+			path = p
+			break
+		}
+		if filepath.Dir(dir) == dir {
+			b.Skip("shared/pcaps/ndpi/ethereum.pcap not found")
+		}
+	}
+	rd, err := pcapfile.Open(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	dec := decode.NewDecoder()
+	var pkts []decode.Packet
+	for {
+		p, err := rd.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+		var d decode.Packet
+		dec.Decode(append([]byte(nil), p.Data...), decode.LinkType(p.LinkType), p.Timestamp, p.Length, &d)
+		pkts = append(pkts, d)
+	}
+	rd.Close()
+	r := newRollups(RollupConfig{Step: time.Second, EdgeWindow: time.Minute})
+	span := pkts[len(pkts)-1].Timestamp.Sub(pkts[0].Timestamp) + time.Second
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		p := &pkts[i%len(pkts)]
+		shift := time.Duration(i/len(pkts)) * span // time goes on, as in a live capture
+		p.Timestamp = p.Timestamp.Add(shift)
+		a := r.packet(int64(i), p.Timestamp, p.Len, "bench", 0)
+		a.classify(p, p.Len)
+		r.edge(int64(i), p, false)
+		p.Timestamp = p.Timestamp.Add(-shift)
+		if i%100000 == 0 {
+			r.take("bench", 0, false) // what checkpoints do
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pkts/s")
+}
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
