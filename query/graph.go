@@ -220,18 +220,9 @@ func LoadGraph(ctx context.Context, r *store.Reader, o GraphOptions) (g Graph, n
 			note = err.Error()
 		}
 	}
-	flows, err := r.FlowsBetween(ctx, o.From, o.To)
+	flows, err := StoredFlows(ctx, r, o.From, o.To, o.Sensor)
 	if err != nil {
 		return Graph{}, "", err
-	}
-	if o.Sensor != "" {
-		kept := flows[:0]
-		for _, f := range flows {
-			if f.Sensor == o.Sensor {
-				kept = append(kept, f)
-			}
-		}
-		flows = kept
 	}
 	return BuildGraph(flows, o.Window, o.MinBytes), note, nil
 }
