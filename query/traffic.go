@@ -26,7 +26,7 @@ type Counts struct {
 // TrafficPoint is what a sensor saw in one step [Start, Start+Step): every packet record and its length
 // on the wire (tshark's io,stat frames and bytes), the decoded ones by IP protocol ("non-ip" for none)
 // and, for IP, by direction between local (private, loopback, link-local) and remote addresses, and the
-// packets the pipeline's BPF filter dropped or could not decode.
+// packets the pipeline's filters (BPF or display filter) dropped or it could not decode.
 type TrafficPoint struct {
 	Start        time.Time         `json:"start"`
 	Packets      uint64            `json:"packets"`

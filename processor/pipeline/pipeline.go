@@ -296,8 +296,9 @@ func (p *Pipeline) handle(ctx context.Context, fetches kgo.Fetches) error {
 	if err := p.flush(ctx, false); err != nil {
 		return err
 	}
-	// A checkpoint serializes every open flow (under 1 ms and about 110 bytes per thousand flows): with big
-	// tables it is spaced out so that it never takes more than a tenth of the time.
+	// A checkpoint serializes every open flow (under 1 ms and about 110 bytes per thousand flows) and the
+	// open rollup counters: with big tables it is spaced out so that it never takes more than a tenth
+	// of the time.
 	if time.Since(p.lastCommit) >= max(p.cfg.CommitInterval, 10*p.lastCost) {
 		if err := p.checkpoint(ctx, nil); err != nil {
 			return err
@@ -373,6 +374,9 @@ func (p *Pipeline) record(ctx context.Context, ps *partition, r *kgo.Record) err
 	}
 	if p.deps.KeepDecoded != nil && !p.deps.KeepDecoded(&p.pkt, r.Offset) {
 		p.c.Filtered.Add(1)
+		if traffic != nil {
+			traffic.Filt++
+		}
 		return nil
 	}
 	if meta.Timestamp.After(ps.clock) {
@@ -583,7 +587,9 @@ func (p *Pipeline) checkpoint(ctx context.Context, only []int32) error {
 			cps = append(cps, store.Checkpoint{Group: p.cfg.Group, Topic: p.cfg.Topic, Partition: id, Offset: ps.next, State: state})
 		}
 		if ps.roll != nil {
+			began := time.Now()
 			state, err := ps.roll.marshal()
+			cost += time.Since(began)
 			if err != nil {
 				return fmt.Errorf("partition %d: serialize open counters: %w", id, err)
 			}

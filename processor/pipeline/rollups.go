@@ -2,7 +2,7 @@ package pipeline
 
 import (
 	"context"
-	"encoding/json"
+	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"time"
@@ -51,7 +51,7 @@ func rollupTopic(topic string) string { return "rollups:" + topic }
 
 type trafficAcc struct {
 	First  int64
-	Dirty  bool
+	Dirty  bool // changed since the last take
 	PB     store.PB
 	Proto  [256]store.PB
 	NonIP  store.PB
@@ -75,7 +75,7 @@ type edgeKey4 struct {
 
 type edgeAcc struct {
 	First   int64
-	Dirty   bool `json:"-"` // a loaded counter is marked changed anyway
+	Dirty   bool // changed since the last take
 	Packets uint64
 	Bytes   uint64
 	Flows   uint64
@@ -293,83 +293,164 @@ func (r *rollups) take(sensor string, part int32, all bool) ([]store.TrafficRow,
 	return tr, er
 }
 
-// rollupState is the checkpointed form of a partition's open counters.
-type rollupState struct {
-	Version    int
-	Step       int64
-	Width      int64
-	Clock      int64
-	LastEvictT int64
-	LastEvictE int64
-	Traffic    map[int64]trafficState
-	Edges      []edgeState
-}
-
-// trafficState is a trafficAcc without its 256 protocol slots, most of them empty.
-type trafficState struct {
-	First                   int64
-	PB, NonIP, In, Out, Int store.PB
-	Proto                   map[uint8]store.PB `json:",omitempty"`
-	Filt, DecErr            uint64
-}
-
-type edgeState struct {
-	K edgeKey
-	A *edgeAcc
-}
+// The checkpointed form of a partition's open counters: a version byte, then varints. A checkpoint is
+// written with every commit, so it is compact (about 30 bytes an edge counter) and quick to make.
+const rollupStateVersion = 1
 
 func (r *rollups) marshal() ([]byte, error) {
-	s := rollupState{Version: 1, Step: r.step, Width: r.width, Clock: r.clock, LastEvictT: r.lastEvictT, LastEvictE: r.lastEvictE,
-		Traffic: make(map[int64]trafficState, len(r.traffic))}
-	for k, a := range r.traffic {
-		t := trafficState{First: a.First, PB: a.PB, NonIP: a.NonIP, In: a.In, Out: a.Out, Int: a.Intern, Filt: a.Filt, DecErr: a.DecErr}
-		for i, v := range a.Proto {
-			if v.Packets > 0 {
-				if t.Proto == nil {
-					t.Proto = map[uint8]store.PB{}
-				}
-				t.Proto[uint8(i)] = v
+	b := make([]byte, 0, 64+len(r.traffic)*64+len(r.edges)*32)
+	b = append(b, rollupStateVersion)
+	for _, v := range []int64{r.step, r.width, r.clock, r.lastEvictT, r.lastEvictE} {
+		b = binary.AppendVarint(b, v)
+	}
+	b = binary.AppendUvarint(b, uint64(len(r.traffic)))
+	for start, a := range r.traffic {
+		b = binary.AppendVarint(b, start)
+		b = binary.AppendVarint(b, a.First)
+		for _, c := range []store.PB{a.PB, a.NonIP, a.In, a.Out, a.Intern} {
+			b = binary.AppendUvarint(binary.AppendUvarint(b, c.Packets), c.Bytes)
+		}
+		b = binary.AppendUvarint(binary.AppendUvarint(b, a.Filt), a.DecErr)
+		n := 0
+		for _, c := range a.Proto {
+			if c.Packets > 0 {
+				n++
 			}
 		}
-		s.Traffic[k] = t
+		b = binary.AppendUvarint(b, uint64(n))
+		for i, c := range a.Proto {
+			if c.Packets > 0 {
+				b = append(b, byte(i))
+				b = binary.AppendUvarint(binary.AppendUvarint(b, c.Packets), c.Bytes)
+			}
+		}
 	}
+	b = binary.AppendUvarint(b, uint64(len(r.edges)))
 	for k, a := range r.edges {
-		s.Edges = append(s.Edges, edgeState{k, a})
+		b = binary.AppendVarint(b, k.Start)
+		for _, ip := range []netip.Addr{k.A, k.B} {
+			raw := ip.AsSlice()
+			b = append(append(b, byte(len(raw))), raw...)
+		}
+		b = binary.AppendVarint(b, a.First)
+		b = binary.AppendUvarint(binary.AppendUvarint(binary.AppendUvarint(b, a.Packets), a.Bytes), a.Flows)
 	}
-	return json.Marshal(s)
+	return b, nil
+}
+
+// stateReader reads the varints of a checkpoint, keeping the first error.
+type stateReader struct {
+	b   []byte
+	err error
+}
+
+func (d *stateReader) fail(what string) {
+	if d.err == nil {
+		d.err = fmt.Errorf("rollup checkpoint: %s", what)
+	}
+}
+
+func (d *stateReader) varint() int64 {
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.fail("truncated")
+		d.b = nil
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *stateReader) uvarint() uint64 {
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.fail("truncated")
+		d.b = nil
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *stateReader) pb() store.PB { return store.PB{Packets: d.uvarint(), Bytes: d.uvarint()} }
+
+func (d *stateReader) byte() byte {
+	if len(d.b) == 0 {
+		d.fail("truncated")
+		return 0
+	}
+	c := d.b[0]
+	d.b = d.b[1:]
+	return c
+}
+
+func (d *stateReader) addr() netip.Addr {
+	n := int(d.byte())
+	if (n != 4 && n != 16) || len(d.b) < n {
+		d.fail("bad address")
+		d.b = nil
+		return netip.Addr{}
+	}
+	a, _ := netip.AddrFromSlice(d.b[:n])
+	d.b = d.b[n:]
+	return a
+}
+
+// count reads a number of entries, bounded by what the bytes left could hold.
+func (d *stateReader) count(minSize int) int {
+	n := d.uvarint()
+	if n > uint64(len(d.b)/minSize) {
+		d.fail("count larger than the checkpoint")
+		d.b = nil
+		return 0
+	}
+	return int(n)
 }
 
 // restoreRollups loads checkpointed counters. Counters of a different width (the configuration changed)
 // are dropped: they were stored up to the commit already. Every loaded counter is marked changed, so
-// the rows a crashed consumer wrote past the commit are overwritten with the replayed totals.
+// the rows a crashed consumer wrote past the commit are overwritten with the replayed totals. A
+// checkpoint that cannot be read gives empty counters and an error to log.
 func restoreRollups(c RollupConfig, state []byte) (*rollups, error) {
 	r := newRollups(c)
 	if state == nil {
 		return r, nil
 	}
-	var s rollupState
-	if err := json.Unmarshal(state, &s); err != nil {
-		return r, fmt.Errorf("rollup checkpoint: %w", err)
+	if len(state) == 0 || state[0] != rollupStateVersion {
+		return r, fmt.Errorf("rollup checkpoint: not of version %d", rollupStateVersion)
 	}
-	if s.Version != 1 {
-		return r, fmt.Errorf("rollup checkpoint version %d: this build reads 1", s.Version)
-	}
-	r.clock, r.lastEvictT, r.lastEvictE = s.Clock, s.LastEvictT, s.LastEvictE
-	if s.Step == r.step {
-		for k, t := range s.Traffic {
-			a := &trafficAcc{First: t.First, Dirty: true, PB: t.PB, NonIP: t.NonIP, In: t.In, Out: t.Out, Intern: t.Int, Filt: t.Filt, DecErr: t.DecErr}
-			for i, v := range t.Proto {
-				a.Proto[i] = v
-			}
-			r.traffic[k] = a
+	d := &stateReader{b: state[1:]}
+	step, width := d.varint(), d.varint()
+	clock, lastT, lastE := d.varint(), d.varint(), d.varint()
+	traffic := map[int64]*trafficAcc{}
+	for range d.count(15) {
+		start := d.varint()
+		a := &trafficAcc{First: d.varint(), Dirty: true}
+		a.PB, a.NonIP, a.In, a.Out, a.Intern = d.pb(), d.pb(), d.pb(), d.pb(), d.pb()
+		a.Filt, a.DecErr = d.uvarint(), d.uvarint()
+		for range d.count(3) {
+			i := d.byte()
+			a.Proto[i] = d.pb()
 		}
+		traffic[start] = a
 	}
-	if s.Width == r.width {
-		for _, e := range s.Edges {
-			e.A.Dirty = true
-			r.edges[e.K] = e.A
-			if e.K.A.Is4() && e.K.B.Is4() {
-				r.edges4[key4(e.K)] = e.A
+	edges := map[edgeKey]*edgeAcc{}
+	for range d.count(14) {
+		k := edgeKey{Start: d.varint(), A: d.addr(), B: d.addr()}
+		edges[k] = &edgeAcc{First: d.varint(), Dirty: true, Packets: d.uvarint(), Bytes: d.uvarint(), Flows: d.uvarint()}
+	}
+	if d.err != nil {
+		return newRollups(c), d.err
+	}
+	r.clock, r.lastEvictT, r.lastEvictE = clock, lastT, lastE
+	if step == r.step {
+		r.traffic = traffic
+	}
+	if width == r.width {
+		r.edges = edges
+		for k, a := range edges {
+			if k.A.Is4() && k.B.Is4() {
+				r.edges4[key4(k)] = a
 			}
 		}
 	}

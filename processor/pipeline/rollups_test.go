@@ -52,13 +52,26 @@ func TestRollupsCloseByPacketTimeAndResume(t *testing.T) {
 		t.Fatalf("second 0: %+v", first)
 	}
 
-	// A resumed copy behaves the same from here on, and writes its loaded counters again.
+	// A resumed copy writes its loaded counters again, the same rows.
 	again, err := restoreRollups(cfg, state)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tr, _ := again.take("s", 2, true); len(tr) != 2 {
-		t.Fatalf("a resumed partition rewrites %d traffic rows, want 2", len(tr))
+	rtr, rer := again.take("s", 2, true)
+	_, all := newRollupsFrom(t, cfg, state).take("s", 2, true)
+	if len(rtr) != 2 || len(rer) != 2 || len(all) != 2 || again.clock != r.clock {
+		t.Fatalf("a resumed partition rewrites %d traffic and %d edge rows, want 2 and 2", len(rtr), len(rer))
+	}
+	for _, row := range rtr {
+		if row.Start.Equal(first.Start) && (row.Packets != 2 || row.Bytes != 228 || row.Out.Packets != 1 || row.Proto[6].Packets != 2) {
+			t.Fatalf("resumed second 0: %+v", row)
+		}
+	}
+	// A damaged checkpoint is refused, not half read.
+	for _, bad := range [][]byte{{}, {9}, state[:len(state)-1], append([]byte{rollupStateVersion}, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01)} {
+		if r, err := restoreRollups(cfg, bad); err == nil || len(r.traffic) != 0 {
+			t.Errorf("checkpoint %x: %v", bad, err)
+		}
 	}
 
 	// 70 s later: second 0 and 2 and the first minute's edges are closed.
@@ -161,3 +174,12 @@ func BenchmarkRollupsPerPacket(b *testing.B) {
 }
 
 func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+func newRollupsFrom(t *testing.T, cfg RollupConfig, state []byte) *rollups {
+	t.Helper()
+	r, err := restoreRollups(cfg, state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}

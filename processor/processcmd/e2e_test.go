@@ -1039,6 +1039,17 @@ func TestDisplayFilterStoresWhatTsharkKeeps(t *testing.T) {
 	if got, want := tcpdumpHex(t, out), tcpdumpHex(t, kept); got != want {
 		t.Fatal("the stored packets differ from those tshark -Y keeps")
 	}
+	// The traffic counters see every packet, and count those the filter dropped.
+	pipelinetest.Eventually(t, time.Minute, "traffic counters of every packet, the dropped ones as filtered", func() (bool, string) {
+		rows, err := run.reader.Traffic(run.ctx, "y", run.first.Truncate(time.Second), run.last)
+		var packets, filtered uint64
+		for _, r := range rows {
+			packets += r.Packets
+			filtered += r.Filtered
+		}
+		return err == nil && packets == uint64(len(frames)) && filtered == uint64(len(frames)-keep),
+			fmt.Sprintf("%d packets, %d filtered; want %d and %d (%v)", packets, filtered, len(frames), len(frames)-keep, err)
+	})
 	run.stop(t)
 }
 

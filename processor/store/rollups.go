@@ -30,7 +30,7 @@ func (c *PB) Add(n uint64) { c.Packets++; c.Bytes += n }
 
 // TrafficCounts are the packets of one window, as one counter saw them. Bytes are frame lengths on the
 // wire (the original length), as tshark's io,stat counts them. Proto splits the packets that were
-// decoded (not those a BPF filter dropped before decoding) by the IP protocol of their outer IP header
+// decoded (not those the BPF filter dropped before decoding) by the IP protocol of their outer IP header
 // (NonIP for none); In, Out and Internal split the IP packets by whether their source and destination
 // are local (private, loopback or link-local) addresses: Out leaves a local host for a remote one, In
 // the reverse, Internal stays local, and traffic between two remote hosts is in none of them.
