@@ -6,10 +6,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"capfleet.dev/capfleet/internal/cassandratest"
 	"capfleet.dev/capfleet/internal/testenv"
 	"capfleet.dev/capfleet/processor/store"
 )
@@ -196,5 +198,16 @@ func TestGraphOutputsPassXmllintAndNetworkx(t *testing.T) {
 	rng := filepath.Join(testenv.Root(t), "testdata", "gexf-1.3", "gexf.rng")
 	if out, err := exec.Command("xmllint", "--noout", "--relaxng", rng, bad).CombinedOutput(); err == nil {
 		t.Fatalf("xmllint accepted a GEXF of version 1.2:\n%s", out)
+	}
+}
+
+// A keyspace of a schema before version 5 has no traffic table: query traffic says so and how to fix it.
+func TestTrafficOfAnOldKeyspaceSaysWhy(t *testing.T) {
+	ccfg := cassandratest.Config(t)
+	ks := cassandratest.NewKeyspace(t, ccfg) // no tables at all
+	_, err := run("traffic", "--sensor", "s", "--from", "2024-01-01T00:00:00Z", "--to", "2024-01-01T00:10:00Z", "--keyspace", ks,
+		"--cassandra-hosts", strings.Join(ccfg.Hosts, ","), "--cassandra-port", strconv.Itoa(ccfg.Port), "--cassandra-secret-dir", ccfg.SecretDir)
+	if err == nil || !strings.Contains(err.Error(), "predates schema version 5") {
+		t.Fatalf("query traffic on an empty keyspace: %v", err)
 	}
 }

@@ -7,8 +7,11 @@ import (
 	"net"
 	"net/netip"
 	"sort"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/gocql/gocql"
 )
 
 // RollupBucket is the partition width of the traffic and edge_rollups tables, RollupShards the number of
@@ -174,7 +177,7 @@ func (r *Reader) Traffic(ctx context.Context, sensor string, from, to time.Time)
 			pp, pb = nil, nil
 		}
 		if err := iter.Close(); err != nil {
-			return nil, fmt.Errorf("cassandra: read traffic of %s at %s: %w", sensor, h.Format(time.RFC3339), err)
+			return nil, fmt.Errorf("cassandra: read traffic of %s at %s: %w%s", sensor, h.Format(time.RFC3339), err, schemaHint(err))
 		}
 	}
 	return out, nil
@@ -238,7 +241,17 @@ func (r *Reader) edgePartition(ctx context.Context, h time.Time, shard int, from
 		out = append(out, e)
 	}
 	if err := iter.Close(); err != nil {
-		return nil, fmt.Errorf("cassandra: read edge rollups at %s shard %d: %w", h.Format(time.RFC3339), shard, err)
+		return nil, fmt.Errorf("cassandra: read edge rollups at %s shard %d: %w%s", h.Format(time.RFC3339), shard, err, schemaHint(err))
 	}
 	return out, nil
+}
+
+// schemaHint explains a table missing from a keyspace of an older schema version.
+func schemaHint(err error) string {
+	var re gocql.RequestError
+	if errors.As(err, &re) && re.Code() == gocql.ErrCodeInvalid &&
+		(strings.Contains(err.Error(), "unconfigured table") || strings.Contains(err.Error(), "does not exist")) {
+		return " (the keyspace predates schema version 5: a `capfleet process` of this version migrates it)"
+	}
+	return ""
 }
