@@ -407,7 +407,7 @@ func (p *Pipeline) record(ctx context.Context, ps *partition, r *kgo.Record) err
 		ps.flows.Expire(ps.clock)
 	}
 	if ps.roll != nil {
-		ps.roll.edge(r.Offset, &p.pkt, newFlow)
+		ps.roll.edge(r.Offset, &p.pkt, newFlow, p.cfg.Sensor, ps.id)
 	}
 	return nil
 }

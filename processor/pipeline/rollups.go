@@ -98,6 +98,7 @@ type rollups struct {
 	lastEvictE  int64
 	nextT       int64 // the clock at which advance looks for traffic windows to close next
 	nextE       int64 // the same for edge windows
+	lateOpened  int   // counters opened for closed windows since they were last closed
 }
 
 func newRollups(c RollupConfig) *rollups {
@@ -128,25 +129,52 @@ func (r *rollups) advance(ts int64, sensor string, part int32) {
 	if r.step > 0 && ts >= r.nextT && floor(ts, r.step) != r.lastEvictT {
 		r.lastEvictT = floor(ts, r.step)
 		r.nextT = r.lastEvictT + r.step
-		for start, a := range r.traffic {
-			if start+r.step+r.late <= ts {
-				r.doneTraffic = append(r.doneTraffic, a.row(sensor, part, start, r.step))
-				delete(r.traffic, start)
-				if r.lastT == a {
-					r.lastT = nil
-				}
-			}
-		}
+		r.closeTraffic(sensor, part)
 	}
 	if r.width > 0 && ts >= r.nextE && floor(ts, r.width) != r.lastEvictE {
 		r.lastEvictE = floor(ts, r.width)
 		r.nextE = r.lastEvictE + r.width
-		for k, a := range r.edges {
-			if k.Start+r.width+r.late <= ts {
-				r.doneEdges = append(r.doneEdges, a.row(sensor, part, k, r.width))
-				r.forget(k)
+		r.closeEdges(sensor, part)
+	}
+}
+
+// closeTraffic and closeEdges move the counters whose window ended Lateness before the clock to the
+// rows waiting for the next checkpoint.
+func (r *rollups) closeTraffic(sensor string, part int32) {
+	for start, a := range r.traffic {
+		if start+r.step+r.late <= r.clock {
+			r.doneTraffic = append(r.doneTraffic, a.row(sensor, part, start, r.step))
+			delete(r.traffic, start)
+			if r.lastT == a {
+				r.lastT = nil
 			}
 		}
+	}
+}
+
+func (r *rollups) closeEdges(sensor string, part int32) {
+	for k, a := range r.edges {
+		if k.Start+r.width+r.late <= r.clock {
+			r.doneEdges = append(r.doneEdges, a.row(sensor, part, k, r.width))
+			r.forget(k)
+		}
+	}
+}
+
+// maxLate is how many counters of windows closed already (late packets: a replay going back in time,
+// a looped capture) may open before they are closed too. The clock does not move for those, so
+// without it they would pile up for as long as it stays behind. Counted per record, so deterministic.
+const maxLate = 1024
+
+// opened notes a new counter; one of a closed window may trigger closing all such.
+func (r *rollups) opened(start, width int64, sensor string, part int32) {
+	if start+width+r.late > r.clock {
+		return
+	}
+	if r.lateOpened++; r.lateOpened >= maxLate {
+		r.lateOpened = 0
+		r.closeTraffic(sensor, part)
+		r.closeEdges(sensor, part)
 	}
 }
 
@@ -161,6 +189,7 @@ func (r *rollups) packet(offset int64, ts time.Time, origLen int, sensor string,
 	if a == nil || t < r.lastTStart || t >= r.lastTStart+r.step {
 		start := floor(t, r.step)
 		if a = r.traffic[start]; a == nil {
+			r.opened(start, r.step, sensor, part)
 			a = &trafficAcc{First: offset}
 			r.traffic[start] = a
 		}
@@ -203,7 +232,7 @@ func (a *trafficAcc) classify(p *decode.Packet, origLen int) {
 // edge counts a packet that passed the filters on its pair's edge, by its inner IP header as flows
 // count it (non-first fragments, which no flow gets, are left out too); newFlow says the flow table
 // opened a flow with it.
-func (r *rollups) edge(offset int64, p *decode.Packet, newFlow bool) {
+func (r *rollups) edge(offset int64, p *decode.Packet, newFlow bool, sensor string, part int32) {
 	if r.width <= 0 {
 		return
 	}
@@ -220,6 +249,7 @@ func (r *rollups) edge(offset int64, p *decode.Packet, newFlow bool) {
 	if a.Is4() && b.Is4() {
 		k4 := key4(edgeKey{start, a, b})
 		if e = r.edges4[k4]; e == nil {
+			r.opened(start, r.width, sensor, part)
 			e = &edgeAcc{First: offset}
 			r.edges4[k4] = e
 			r.edges[edgeKey{start, a, b}] = e
@@ -227,6 +257,7 @@ func (r *rollups) edge(offset int64, p *decode.Packet, newFlow bool) {
 	} else {
 		k := edgeKey{start, a, b}
 		if e = r.edges[k]; e == nil {
+			r.opened(start, r.width, sensor, part)
 			e = &edgeAcc{First: offset}
 			r.edges[k] = e
 		}

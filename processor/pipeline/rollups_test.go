@@ -30,7 +30,7 @@ func TestRollupsCloseByPacketTimeAndResume(t *testing.T) {
 		p := ipPacket(ts, src, dst, 6, 100)
 		a := r.packet(off, ts, 114, "s", 2)
 		a.classify(&p, 114)
-		r.edge(off, &p, off == 0)
+		r.edge(off, &p, off == 0, "s", 2)
 	}
 	add(0, t0, "10.0.0.1", "8.8.8.8")
 	add(1, t0.Add(300*time.Millisecond), "8.8.8.8", "10.0.0.1")
@@ -164,7 +164,7 @@ func BenchmarkRollupsPerPacket(b *testing.B) {
 		p.Timestamp = p.Timestamp.Add(shift)
 		a := r.packet(int64(i), p.Timestamp, p.Len, "bench", 0)
 		a.classify(p, p.Len)
-		r.edge(int64(i), p, false)
+		r.edge(int64(i), p, false, "bench", 0)
 		p.Timestamp = p.Timestamp.Add(-shift)
 		if i%100000 == 0 {
 			r.take("bench", 0, false) // what checkpoints do
@@ -197,7 +197,7 @@ func FuzzRestoreRollups(f *testing.F) {
 			p.IP[0].Version = 6
 		}
 		r.packet(int64(i), ts, 94, "s", 0).classify(&p, 94)
-		r.edge(int64(i), &p, true)
+		r.edge(int64(i), &p, true, "s", 0)
 	}
 	state, err := r.marshal()
 	if err != nil {
@@ -219,4 +219,29 @@ func FuzzRestoreRollups(f *testing.F) {
 			t.Fatalf("a checkpoint read back: %v, %d/%d traffic, %d/%d edges", err, len(r2.traffic), len(r.traffic), len(r2.edges), len(r.edges))
 		}
 	})
+}
+
+// A replay that goes back in time (a looped capture) opens counters for windows closed already; they
+// are closed in turn after maxLate of them, not kept for as long as the clock stays ahead.
+func TestLateCountersAreBounded(t *testing.T) {
+	r := newRollups(RollupConfig{Step: time.Second, EdgeWindow: time.Minute})
+	t0 := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+	r.packet(0, t0.Add(24*time.Hour), 60, "s", 0) // the clock, far ahead
+	for i := range 3 * maxLate {
+		ts := t0.Add(time.Duration(i) * time.Second)
+		p := ipPacket(ts, "10.0.0.1", "10.0.0.2", 6, 40)
+		r.packet(int64(i+1), ts, 60, "s", 0).classify(&p, 60)
+		r.edge(int64(i+1), &p, false, "s", 0)
+	}
+	if len(r.traffic) > maxLate+1 || len(r.edges) > maxLate {
+		t.Fatalf("%d traffic and %d edge counters open", len(r.traffic), len(r.edges))
+	}
+	tr, _ := r.take("s", 0, true)
+	var n uint64
+	for _, row := range tr {
+		n += row.Packets
+	}
+	if n != 3*maxLate+1 {
+		t.Fatalf("%d packets in the rows, want %d", n, 3*maxLate+1)
+	}
 }
