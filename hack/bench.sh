@@ -636,6 +636,16 @@ gobench() { # PKG REGEXP
   go test -run '^$' -bench "$2" -benchmem -count "$RUNS" "$1" 2>&1 | tee -a "$WORK/gobench.log" |
     "$TOOL" gobench >>"$RESULTS" || log "go benchmarks of $1 failed: see $WORK/gobench.log"
 }
+# query_day_bench [FLOWS_PER_SECOND]: query top, query graph from the flows and from the edge rollups
+# over a day of flows stored at that rate (default 50/s; the rate the end-to-end section stored suits),
+# from query/bench_test.go; needs the Cassandra of hack/cassandra.sh. Figures: s/query per operation.
+# Not called yet: wire it where Cassandra runs, e.g. `query_day_bench "$flows_per_second"`.
+query_day_bench() {
+  want go || return 0
+  BENCH_QUERY_FLOWS_PER_SECOND=${1:-50} go test -run '^$' -bench '^BenchmarkQueryDay$' -benchtime 1x -count "$RUNS" \
+    -timeout 60m ./query 2>&1 | tee -a "$WORK/gobench.log" |
+    "$TOOL" gobench >>"$RESULTS" || log "query benchmarks failed: see $WORK/gobench.log"
+}
 gobench ./pcapfile '^BenchmarkReadPcap(|ng|File)$'
 gobench ./processor/decode '^BenchmarkDecode$'
 gobench ./processor/displayfilter '^BenchmarkMatchMix$'

@@ -2,14 +2,15 @@
 # Installs the Debian 12 packages that builds and tests need: libpcap, gcc and libc6-dev (cgo, BPF
 # compilation), tcpdump, tcpreplay and tshark (oracles and traffic sources), iproute2 (network namespaces),
 # procps (pgrep), openssl and curl (test certificates, downloads), time (benchmarks), OpenJDK 17 and Maven
-# (Kafka and Cassandra from Maven Central), git and make, Chromium (the web view's browser test) and
-# Node.js with npm when no npm is on the PATH (the web view's page). Then checks Go 1.26 (not packaged by Debian 12)
+# (Kafka and Cassandra from Maven Central), git and make, Chromium (the web view's browser test), Node.js
+# with npm when no npm is on the PATH (the web view's page), xmllint (libxml2-utils) and python3-venv (the
+# graph tests validate GEXF against its RELAX NG schema and read it with networkx). Then checks Go 1.26 (not packaged by Debian 12)
 # and that Java 17 is found, and unpacks promtool (Debian's prometheus package) into .cache. Idempotent:
 # installs nothing when all are present.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 PKGS="libpcap-dev gcc libc6-dev tcpdump tcpreplay tshark iproute2 procps openssl curl ca-certificates time
-  openjdk-17-jdk-headless maven git make chromium"
+  openjdk-17-jdk-headless maven git make chromium libxml2-utils python3-venv"
 missing=""
 for p in $PKGS; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"; done
 # npm builds the web view's page (hack/ui-web.sh); a Node.js from elsewhere (nodesource) brings its own.
@@ -26,3 +27,5 @@ java17_home >/dev/null || die "no Java 17 found in /usr/lib/jvm/*17* or on PATH 
 # promtool checks and unit-tests the alert rules (internal/monitoring). It comes from Debian's prometheus
 # package, unpacked into the cache rather than installed: installing would also set up a Prometheus server.
 [ -x "$CACHE/debroot/usr/bin/promtool" ] || debian_extract prometheus
+# networkx (PyPI) in a venv under .cache: the graph tests' GEXF and node-link JSON reader.
+bash "$(dirname "$0")/networkx.sh" >/dev/null

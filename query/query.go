@@ -64,7 +64,7 @@ func NewCommand() *cobra.Command {
 		Use:   "query",
 		Short: "Ask what a pipeline stored in Cassandra: flows by IP and time, packets back as a pcap",
 	}
-	cmd.AddCommand(flowsCommand(), packetsCommand(), topCommand(), graphCommand())
+	cmd.AddCommand(flowsCommand(), packetsCommand(), topCommand(), graphCommand(), trafficCommand())
 	return cmd
 }
 

@@ -1,6 +1,7 @@
 package query
 
 import (
+	"context"
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
@@ -243,7 +244,13 @@ func (c *common) storedFlows(cmd *cobra.Command, sensor string) ([]store.Flow, e
 	r.OnSkip = func(key string, err error) {
 		fmt.Fprintf(cmd.ErrOrStderr(), "warning: skipped %s: %v\n", key, err)
 	}
-	flows, err := r.FlowsBetween(cmd.Context(), from, to)
+	return StoredFlows(cmd.Context(), r, from, to, sensor)
+}
+
+// StoredFlows are the flows active in [from, to], of one sensor when sensor is not empty: what query
+// top and query graph (from the flows) read.
+func StoredFlows(ctx context.Context, r *store.Reader, from, to time.Time, sensor string) ([]store.Flow, error) {
+	flows, err := r.FlowsBetween(ctx, from, to)
 	if err != nil || sensor == "" {
 		return flows, err
 	}

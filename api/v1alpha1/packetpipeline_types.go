@@ -39,6 +39,12 @@ type PacketPipelineSpec struct {
 	// +kubebuilder:default={}
 	Flows FlowSettings `json:"flows,omitempty"`
 
+	// Traffic sets the counters the processor keeps per window of packet time besides flows: the
+	// traffic curve of `capfleet query traffic` and the edge rollups `capfleet query graph` reads for
+	// long ranges. Both need the Cassandra sink.
+	// +optional
+	Traffic *TrafficSettings `json:"traffic,omitempty"`
+
 	// Sinks the processor writes to.
 	// +kubebuilder:validation:XValidation:rule="has(self.cassandra) || has(self.kafka)",message="sinks: set at least one of cassandra, kafka"
 	// +kubebuilder:validation:XValidation:rule="!has(self.kafka) || has(self.cassandra)",message="sinks.kafka needs sinks.cassandra too: open flows are checkpointed in Cassandra so a restart neither loses nor splits them"
@@ -99,6 +105,27 @@ type FlowSettings struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=4096
 	Filter string `json:"filter,omitempty"`
+}
+
+// TrafficSettings size the windows of the traffic counters and edge rollups. A window must be a whole
+// number of milliseconds that divides an hour (the processor refuses others); 0s turns the counter off.
+type TrafficSettings struct {
+	// Step is the width of the traffic counters' windows (packets, bytes, by IP protocol and direction,
+	// filtered and undecodable packets, per sensor); queries sum them into multiples of it.
+	// +optional
+	// +kubebuilder:default="1s"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s') && duration(self) <= duration('1h')",message="step must be between 0s (off) and 1h"
+	Step *metav1.Duration `json:"step,omitempty"`
+	// EdgeWindow is the width of the edge rollups' windows (packets, IP bytes and flows per pair of hosts).
+	// +optional
+	// +kubebuilder:default="1m"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s') && duration(self) <= duration('1h')",message="edgeWindow must be between 0s (off) and 1h"
+	EdgeWindow *metav1.Duration `json:"edgeWindow,omitempty"`
+	// TTL is how long the counters are kept; 0 keeps them forever.
+	// +optional
+	// +kubebuilder:default="720h"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s')",message="ttl must not be negative (0 keeps the counters forever)"
+	TTL *metav1.Duration `json:"ttl,omitempty"`
 }
 
 // PipelineSinks are the outputs of a pipeline.

@@ -337,6 +337,13 @@ func TestPipelineDeployment(t *testing.T) {
 				"--cassandra-secret-dir=/etc/capfleet/cassandra", "--kafka-secret-dir=/etc/capfleet/kafka", "--flows-topic=flows-json"},
 			secrets: []string{"kaf", "cass"},
 		},
+		{
+			name: "traffic counters every minute, no edge rollups",
+			edit: func(pp *v1alpha1.PacketPipeline) {
+				pp.Spec.Traffic = &v1alpha1.TrafficSettings{Step: &metav1.Duration{Duration: 60e9}, EdgeWindow: &metav1.Duration{}}
+			},
+			wantArgs: []string{"--traffic-step=1m0s", "--edge-window=0s", "--rollup-ttl=720h0m0s"},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -79,6 +79,10 @@ func PipelineDeployment(pp *v1alpha1.PacketPipeline, sourceTopic string, o Optio
 	if s.Sinks.Kafka != nil {
 		w.flag("--flows-topic=" + FlowsTopic(pp))
 	}
+	if t := s.Traffic; t != nil {
+		w.flag("--traffic-step="+durationOr(t.Step, "1s"), "--edge-window="+durationOr(t.EdgeWindow, "1m0s"),
+			"--rollup-ttl="+durationOr(t.TTL, "720h0m0s"))
+	}
 	ctr := w.container("processor", o, "PacketPipeline", pp)
 	serve(&ctr, metricsPort, healthPort)
 	ctr.Resources = workloadResources(s.Resources, "200m", 256, 1024)

@@ -11,24 +11,28 @@ import (
 // Counters are the pipeline's monotonic counts and gauges. They are the one source for /metrics and for
 // the heartbeat a processor publishes (Snapshot).
 type Counters struct {
-	RecordsIn       atomic.Uint64
-	BadRecords      atomic.Uint64 // Kafka records that are not packet records (missing headers...)
-	Decoded         atomic.Uint64
-	DecodeErrors    [decode.NumReasons]atomic.Uint64 // index 0 (ok) stays 0
-	Filtered        atomic.Uint64
-	PacketsWritten  atomic.Uint64
-	BlocksWritten   atomic.Uint64 // packet blocks stored (each holds many packets)
-	BlockBytes      atomic.Uint64 // compressed bytes of the blocks stored
-	FlowsWritten    atomic.Uint64 // final (closed) flow records stored
-	FlowUpdates     atomic.Uint64 // running totals of open flows stored at checkpoints
-	FlowsEvicted    atomic.Uint64 // flows closed early because the table was full
-	FlowsFiltered   atomic.Uint64 // flow records (closed or running totals) the flow filter kept from the sinks
-	FlowsPublished  atomic.Uint64
-	CassandraErrors atomic.Uint64
-	KafkaErrors     atomic.Uint64
-	Retries         atomic.Uint64
-	Commits         atomic.Uint64
-	FlowsActive     atomic.Int64
+	RecordsIn      atomic.Uint64
+	BadRecords     atomic.Uint64 // Kafka records that are not packet records (missing headers...)
+	Decoded        atomic.Uint64
+	DecodeErrors   [decode.NumReasons]atomic.Uint64 // index 0 (ok) stays 0
+	Filtered       atomic.Uint64
+	PacketsWritten atomic.Uint64
+	BlocksWritten  atomic.Uint64 // packet blocks stored (each holds many packets)
+	BlockBytes     atomic.Uint64 // compressed bytes of the blocks stored
+	FlowsWritten   atomic.Uint64 // final (closed) flow records stored
+	FlowUpdates    atomic.Uint64 // running totals of open flows stored at checkpoints
+	FlowsEvicted   atomic.Uint64 // flows closed early because the table was full
+	FlowsFiltered  atomic.Uint64 // flow records (closed or running totals) the flow filter kept from the sinks
+	FlowsPublished atomic.Uint64
+	// TrafficRowsWritten and EdgeRowsWritten count the rows of traffic counters and edge rollups stored
+	// (a window's row is rewritten while it is open).
+	TrafficRowsWritten atomic.Uint64
+	EdgeRowsWritten    atomic.Uint64
+	CassandraErrors    atomic.Uint64
+	KafkaErrors        atomic.Uint64
+	Retries            atomic.Uint64
+	Commits            atomic.Uint64
+	FlowsActive        atomic.Int64
 	// Uncommitted counts records consumed but not yet committed; Lag is the group's distance from the
 	// high watermark of its partitions (records not yet committed, consumed or not).
 	Uncommitted atomic.Int64
@@ -115,6 +119,8 @@ func NewCollector(c *Counters) prometheus.Collector {
 		"evicted":        desc("flows_evicted_total", "Flows closed early because the flow table was full."),
 		"flows_filtered": desc("flows_filtered_total", "Flow records (closed flows or open flows' running totals) the flow filter kept from the sinks."),
 		"published":      desc("flows_published_total", "Flow records produced to the flows topic."),
+		"traffic_rows":   desc("traffic_rows_written_total", "Rows of per-window traffic counters stored (an open window's row is rewritten)."),
+		"edge_rows":      desc("edge_rollup_rows_written_total", "Rows of per-window edge rollups stored."),
 		"sink_errors":    desc("sink_errors_total", "Failed write attempts, by sink.", "sink"),
 		"retries":        desc("retries_total", "Write attempts retried after a failure."),
 		"commits":        desc("commits_total", "Offset commits."),
@@ -153,6 +159,8 @@ func (k *collector) Collect(ch chan<- prometheus.Metric) {
 	counter("evicted", c.FlowsEvicted.Load())
 	counter("flows_filtered", c.FlowsFiltered.Load())
 	counter("published", c.FlowsPublished.Load())
+	counter("traffic_rows", c.TrafficRowsWritten.Load())
+	counter("edge_rows", c.EdgeRowsWritten.Load())
 	counter("sink_errors", c.CassandraErrors.Load(), "cassandra")
 	counter("sink_errors", c.KafkaErrors.Load(), "kafka")
 	counter("retries", c.Retries.Load())

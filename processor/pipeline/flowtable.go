@@ -60,6 +60,10 @@ func (t *flowTable) Expire(now time.Time) { t.flows.Expire(now) }
 func (t *flowTable) Len() int             { return t.flows.Len() }
 func (t *flowTable) Latest() time.Time    { return t.flows.Latest() }
 
+// Created counts the flows the table opened: the edge rollups count a flow in the window of the packet
+// that opened it.
+func (t *flowTable) Created() uint64 { return t.flows.Stats.Created }
+
 func (t *flowTable) ended(f *flow.Flow, why flow.EndReason) {
 	if why == flow.EndEvicted && t.counters != nil {
 		t.counters.FlowsEvicted.Add(1)

@@ -73,6 +73,15 @@ type Config struct {
 	// at once and writes those flows with its first checkpoint, so after a crash the totals are late,
 	// not lost. Spacing them out divides Cassandra's CPU per packet by several on long-lived traffic.
 	FlowUpdateInterval time.Duration
+	// Rollups are the traffic counters and edge rollups kept per window (off when both widths are 0,
+	// and without Cassandra).
+	Rollups RollupConfig
+}
+
+// rollups is whether traffic counters or edge rollups are kept: they need Cassandra for their rows and
+// their checkpoints.
+func (p *Pipeline) rollupsOn() bool {
+	return p.cfg.Rollups.on() && p.deps.Writer != nil && p.deps.Reader != nil
 }
 
 // flows is whether flows are aggregated: to store them, to publish them, or both.
@@ -171,6 +180,8 @@ type partition struct {
 	lastSeen  time.Time // wall time of the last record
 	blocks    *block.Builder
 	linkTypes []uint32 // of the packets in the open block
+	roll      *rollups // open traffic and edge counters, loaded like flows
+	rollAt    int64    // the offset whose checkpoint roll came from
 }
 
 // New checks the configuration; Run does the work.
@@ -189,6 +200,9 @@ func New(cfg Config, deps Deps) (*Pipeline, error) {
 		return nil, errors.New("--flows-topic needs Cassandra (--store-flows or --store-packets): open flows are checkpointed there so that none is lost or split on a restart")
 	case cfg.flows() && (deps.NewFlowTable == nil || deps.Reader == nil):
 		return nil, errors.New("storing flows needs a flow table and a Cassandra reader (for checkpoints)")
+	}
+	if err := cfg.Rollups.Validate(); err != nil {
+		return nil, err
 	}
 	if deps.Counters == nil {
 		deps.Counters = &Counters{}
@@ -282,8 +296,9 @@ func (p *Pipeline) handle(ctx context.Context, fetches kgo.Fetches) error {
 	if err := p.flush(ctx, false); err != nil {
 		return err
 	}
-	// A checkpoint serializes every open flow (under 1 ms and about 110 bytes per thousand flows): with big
-	// tables it is spaced out so that it never takes more than a tenth of the time.
+	// A checkpoint serializes every open flow (under 1 ms and about 110 bytes per thousand flows) and the
+	// open rollup counters: with big tables it is spaced out so that it never takes more than a tenth
+	// of the time.
 	if time.Since(p.lastCommit) >= max(p.cfg.CommitInterval, 10*p.lastCost) {
 		if err := p.checkpoint(ctx, nil); err != nil {
 			return err
@@ -320,6 +335,11 @@ func (p *Pipeline) record(ctx context.Context, ps *partition, r *kgo.Record) err
 			return err
 		}
 	}
+	if p.rollupsOn() && (ps.roll == nil || (ps.next < 0 && ps.rollAt != r.Offset)) {
+		if err := p.restoreRollups(ctx, ps, r.Offset); err != nil {
+			return err
+		}
+	}
 	ps.next, ps.epoch = r.Offset+1, r.LeaderEpoch
 	p.c.RecordsIn.Add(1)
 	p.c.Uncommitted.Add(1)
@@ -330,17 +350,33 @@ func (p *Pipeline) record(ctx context.Context, ps *partition, r *kgo.Record) err
 		return nil
 	}
 	lt := decode.LinkType(meta.LinkType)
+	var traffic *trafficAcc
+	if ps.roll != nil {
+		traffic = ps.roll.packet(r.Offset, meta.Timestamp, meta.OrigLen, p.cfg.Sensor, ps.id)
+	}
 	if p.deps.Keep != nil && !p.deps.Keep(frame, lt) {
 		p.c.Filtered.Add(1)
+		if traffic != nil {
+			traffic.Filt++
+		}
 		return nil
 	}
 	if reason := p.dec.Decode(frame, lt, meta.Timestamp, meta.OrigLen, &p.pkt); reason == decode.OK {
 		p.c.Decoded.Add(1)
 	} else {
 		p.c.DecodeErrors[reason].Add(1)
+		if traffic != nil {
+			traffic.DecErr++
+		}
+	}
+	if traffic != nil {
+		traffic.classify(&p.pkt, meta.OrigLen)
 	}
 	if p.deps.KeepDecoded != nil && !p.deps.KeepDecoded(&p.pkt, r.Offset) {
 		p.c.Filtered.Add(1)
+		if traffic != nil {
+			traffic.Filt++
+		}
 		return nil
 	}
 	if meta.Timestamp.After(ps.clock) {
@@ -359,9 +395,19 @@ func (p *Pipeline) record(ctx context.Context, ps *partition, r *kgo.Record) err
 			ps.linkTypes = append(ps.linkTypes, bp.LinkType)
 		}
 	}
+	newFlow := false
 	if ps.flows != nil {
+		c, counts := ps.flows.(interface{ Created() uint64 })
+		var before uint64
+		if counts {
+			before = c.Created()
+		}
 		ps.flows.Add(&p.pkt)
+		newFlow = counts && c.Created() != before
 		ps.flows.Expire(ps.clock)
+	}
+	if ps.roll != nil {
+		ps.roll.edge(r.Offset, &p.pkt, newFlow, p.cfg.Sensor, ps.id)
 	}
 	return nil
 }
@@ -479,11 +525,21 @@ func (p *Pipeline) sinkFailed(what string, err error) error {
 // checkpoint stores the open flows' totals and tables of the given partitions (all when nil), then
 // commits their offsets. Nothing is committed unless everything before it was stored.
 func (p *Pipeline) checkpoint(ctx context.Context, only []int32) error {
+	now := time.Now()
 	for id, ps := range p.parts {
-		if (only == nil || slices.Contains(only, id)) && ps.blocks.Len() > 0 {
+		if only != nil && !slices.Contains(only, id) {
+			continue
+		}
+		if ps.blocks.Len() > 0 {
 			if err := p.sealBlock(ctx, ps); err != nil {
 				return err
 			}
+		}
+		// A partition read to its end and quiet stores its edge counters of the current window too:
+		// no packet may come to close it.
+		quiet := ps.next >= ps.hwm && now.Sub(ps.lastSeen) >= p.cfg.IdleGrace
+		if err := p.storeRollups(ctx, ps, only != nil || p.closing || quiet); err != nil {
+			return err
 		}
 	}
 	if err := p.writes.wait(ctx); err != nil {
@@ -529,6 +585,15 @@ func (p *Pipeline) checkpoint(ctx context.Context, only []int32) error {
 				return fmt.Errorf("partition %d: serialize open flows: %w", id, err)
 			}
 			cps = append(cps, store.Checkpoint{Group: p.cfg.Group, Topic: p.cfg.Topic, Partition: id, Offset: ps.next, State: state})
+		}
+		if ps.roll != nil {
+			began := time.Now()
+			state, err := ps.roll.marshal()
+			cost += time.Since(began)
+			if err != nil {
+				return fmt.Errorf("partition %d: serialize open counters: %w", id, err)
+			}
+			cps = append(cps, store.Checkpoint{Group: p.cfg.Group, Topic: rollupTopic(p.cfg.Topic), Partition: id, Offset: ps.next, State: state})
 		}
 		commit[id] = kgo.EpochOffset{Epoch: ps.epoch, Offset: ps.next}
 	}

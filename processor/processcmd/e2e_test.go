@@ -517,6 +517,80 @@ func TestKilledMidStreamAndRestartedStoresEverythingOnce(t *testing.T) {
 	if i != len(frames) {
 		t.Fatalf("%d packets stored, want %d", i, len(frames))
 	}
+	checkRollupsExact(t, conn(kcfg, ccfg, ks), frames)
+}
+
+func conn(k kafkaconn.Config, c cassconn.Config, ks string) []string {
+	return append([]string{"--keyspace", ks}, connArgs(k, c)[2:]...)
+}
+
+// checkRollupsExact checks the traffic counters and edge rollups after a kill and a restart: query
+// traffic gives each second's packets and wire bytes of the input, none counted twice or lost, and the
+// graph from the edge rollups has the pairs, packets, bytes and flows of the graph from the flows
+// (which the caller checked against the offline aggregation).
+func checkRollupsExact(t *testing.T, conn []string, frames []pipelinetest.Frame) {
+	t.Helper()
+	type pb struct{ Packets, Bytes uint64 }
+	want := map[int64]pb{}
+	for _, f := range frames {
+		s := want[f.Meta.Timestamp.Unix()]
+		s.Packets++
+		s.Bytes += uint64(f.Meta.OrigLen)
+		want[f.Meta.Timestamp.Unix()] = s
+	}
+	first, last := pipelinetest.TimeSpan(frames)
+	span := []string{"--from", epoch(first.Truncate(time.Second)), "--to", epoch(last)}
+	pipelinetest.Eventually(t, time.Minute, "traffic per second as in the input", func() (bool, string) {
+		out := runQuery(t, append(append([]string{"traffic", "--sensor", "lab", "--step", "1s", "-o", "json"}, span...), conn...)...)
+		got := map[int64]pb{}
+		dec := json.NewDecoder(strings.NewReader(out))
+		for dec.More() {
+			var p query.TrafficPoint
+			if err := dec.Decode(&p); err != nil {
+				return false, err.Error()
+			}
+			got[p.Start.Unix()] = pb{p.Packets, p.Bytes}
+		}
+		if len(got) != len(want) {
+			return false, fmt.Sprintf("%d seconds with packets, the input has %d", len(got), len(want))
+		}
+		for sec, w := range want {
+			if got[sec] != w {
+				return false, fmt.Sprintf("second %d: %+v, the input %+v", sec, got[sec], w)
+			}
+		}
+		return true, ""
+	})
+	span = []string{"--from", epoch(first), "--to", epoch(last.Add(time.Minute))}
+	pipelinetest.Eventually(t, time.Minute, "the graph from the rollups equals the graph from the flows", func() (bool, string) {
+		rolled := runQuery(t, append(append([]string{"graph", "-o", "json", "--source", "rollups"}, span...), conn...)...)
+		flows := runQuery(t, append(append([]string{"graph", "-o", "json", "--source", "flows"}, span...), conn...)...)
+		type links struct {
+			Links []struct {
+				Source, Target          string
+				Flows, Packets, IPBytes uint64 `json:"-"`
+				F                       uint64 `json:"flows"`
+				P                       uint64 `json:"packets"`
+				B                       uint64 `json:"ip_bytes"`
+			}
+		}
+		var r, f links
+		if err := json.Unmarshal([]byte(rolled), &r); err != nil {
+			return false, err.Error()
+		}
+		if err := json.Unmarshal([]byte(flows), &f); err != nil {
+			return false, err.Error()
+		}
+		if len(r.Links) != len(f.Links) || len(f.Links) == 0 {
+			return false, fmt.Sprintf("%d pairs from the rollups, %d from the flows", len(r.Links), len(f.Links))
+		}
+		for i := range r.Links {
+			if r.Links[i] != f.Links[i] {
+				return false, fmt.Sprintf("rollups %+v, flows %+v", r.Links[i], f.Links[i])
+			}
+		}
+		return true, ""
+	})
 }
 
 // A consumer that committed everything and died before writing its open flows' totals (they are
@@ -965,6 +1039,17 @@ func TestDisplayFilterStoresWhatTsharkKeeps(t *testing.T) {
 	if got, want := tcpdumpHex(t, out), tcpdumpHex(t, kept); got != want {
 		t.Fatal("the stored packets differ from those tshark -Y keeps")
 	}
+	// The traffic counters see every packet, and count those the filter dropped.
+	pipelinetest.Eventually(t, time.Minute, "traffic counters of every packet, the dropped ones as filtered", func() (bool, string) {
+		rows, err := run.reader.Traffic(run.ctx, "y", run.first.Truncate(time.Second), run.last)
+		var packets, filtered uint64
+		for _, r := range rows {
+			packets += r.Packets
+			filtered += r.Filtered
+		}
+		return err == nil && packets == uint64(len(frames)) && filtered == uint64(len(frames)-keep),
+			fmt.Sprintf("%d packets, %d filtered; want %d and %d (%v)", packets, filtered, len(frames), len(frames)-keep, err)
+	})
 	run.stop(t)
 }
 

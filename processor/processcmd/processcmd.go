@@ -89,6 +89,11 @@ commit and resumed by whoever consumes the partition next.`,
 	fs.StringVar(&o.pipe.FlowsTopic, "flows-topic", "", "also produce closed flows as JSON to this topic")
 	fs.DurationVar(&o.pipe.FlowUpdateInterval, "flow-update-interval", 10*time.Second, "how often the running totals of open flows are stored (0: with every commit). Each commit checkpoints them, and whoever takes a partition over writes them at once, so a crash delays them but loses nothing; shorter intervals show long flows sooner in query flows and cost Cassandra more")
 	fs.DurationVar(&o.pipe.CommitInterval, "commit-interval", time.Second, "how often open flows are checkpointed, open packet blocks stored and offsets committed")
+	fs.DurationVar(&o.pipe.Rollups.Step, "traffic-step", time.Second, "count packets and bytes (by IP protocol and direction, with the packets filtered or undecodable) per window this wide, for `capfleet query traffic`; 0: off. A whole number of milliseconds that divides an hour")
+	fs.DurationVar(&o.pipe.Rollups.EdgeWindow, "edge-window", time.Minute, "sum the packets, IP bytes and flows between each pair of hosts per window this wide, which `capfleet query graph` reads for long ranges instead of every flow; 0: off")
+	fs.DurationVar(&o.pipe.Rollups.TTL, "rollup-ttl", 720*time.Hour, "time to live of the traffic counters and edge rollups (0: forever)")
+	fs.DurationVar(&o.pipe.Rollups.Lateness, "rollup-lateness", 10*time.Second, "how long (packet time) a window stays open after its end for packets that arrive late")
+	_ = fs.MarkHidden("rollup-lateness")
 	fs.IntVar(&o.pipe.MaxPollRecords, "max-poll-records", 5000, "records taken per poll; each poll's packets are stored before the next")
 	_ = fs.MarkHidden("max-poll-records")
 	fs.StringVar(&o.cpuProfile, "cpu-profile", "", "write a Go CPU profile of the whole run to this file (for `go tool pprof`)")
@@ -119,6 +124,9 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		o.kafka.ClientID = "capfleet-process"
 	}
 	if err := o.flows.Validate(); err != nil {
+		return err
+	}
+	if err := o.pipe.Rollups.Validate(); err != nil {
 		return err
 	}
 	kopts, err := o.kafka.Options()

@@ -21,7 +21,13 @@
 //   - flows_by_ip: one partition per (address, hour), written for both endpoints, so "the flows of this IP
 //     in this hour" is a single partition read.
 //   - flow_checkpoints: the open flows of one Kafka partition at one committed offset, so a restarted
-//     consumer resumes its flows where the committed offset says it stood (see package pipeline).
+//     consumer resumes its flows where the committed offset says it stood (see package pipeline). The
+//     open traffic and edge counters of a partition are checkpointed there too, under the topic
+//     "rollups:" + topic (no Kafka topic has a colon in its name).
+//   - traffic: per sensor and window (1 s by default), packets, bytes, by IP protocol and direction,
+//     and the packets filtered or undecodable, one row per Kafka partition and counter, summed on read.
+//   - edge_rollups: per window (1 min by default) and pair of hosts, the packets, IP bytes and flows
+//     started, so that the graph of a day reads a few thousand rows instead of every flow.
 //
 // The schema is versioned: schema_version records every migration applied; migrations are an ordered list
 // and each is applied once. All statements are idempotent (IF NOT EXISTS), so two replicas starting at the
@@ -118,6 +124,28 @@ var migrations = []migration{
 		// row per block and minute cost Cassandra more than the packets did.
 		`CREATE TABLE IF NOT EXISTS %[1]s.packet_block_index_hourly` + blockIndexDDL,
 		`CREATE TABLE IF NOT EXISTS %[1]s.packet_block_hours` + blockDirectoryDDL,
+	}},
+	{5, "traffic over time and per-window edge rollups: traffic and edge_rollups", []string{
+		// One row per (window, Kafka partition, counter) of a sensor: the window's packets as one
+		// processor counted them from the record at first_offset on. A re-delivery rewrites the same
+		// row; a reader sums the rows of a window. One partition per sensor and hour.
+		`CREATE TABLE IF NOT EXISTS %[1]s.traffic (
+			sensor text, bucket timestamp, start timestamp, step_ms int, kafka_partition int, first_offset bigint,
+			packets bigint, bytes bigint,
+			proto_packets frozen<map<int, bigint>>, proto_bytes frozen<map<int, bigint>>,
+			in_packets bigint, in_bytes bigint, out_packets bigint, out_bytes bigint,
+			internal_packets bigint, internal_bytes bigint, filtered bigint, decode_errors bigint,
+			PRIMARY KEY ((sensor, bucket), start, step_ms, kafka_partition, first_offset)
+		) WITH compaction = {'class': 'TimeWindowCompactionStrategy', 'compaction_window_unit': 'HOURS', 'compaction_window_size': 1}`,
+		// Per window, the packets, IP bytes and flows started between two hosts (a < b), of all sensors:
+		// what query graph reads for a long range instead of every flow. Partitions are an hour of one
+		// shard (the Kafka partition modulo RollupShards), so a reader of a range knows them all.
+		`CREATE TABLE IF NOT EXISTS %[1]s.edge_rollups (
+			bucket timestamp, shard int, start timestamp, width_ms int, sensor text, a inet, b inet,
+			kafka_partition int, first_offset bigint,
+			packets bigint, ip_bytes bigint, flows bigint,
+			PRIMARY KEY ((bucket, shard), start, width_ms, sensor, a, b, kafka_partition, first_offset)
+		) WITH compaction = {'class': 'TimeWindowCompactionStrategy', 'compaction_window_unit': 'HOURS', 'compaction_window_size': 1}`,
 	}},
 }
 
