@@ -174,6 +174,23 @@ func TestBrowser(t *testing.T) {
 	)
 	must(t, os.WriteFile(filepath.Join(out, "graph.png"), value(t, ctx, "graph screenshot", chromedp.FullScreenshot(100)), 0o644))
 
+	// The traffic chart: one bar per second with packets, summing to the frames tshark reads.
+	do(t, ctx, "the traffic chart",
+		eval(`location.hash = "#traffic"`),
+		chromedp.WaitVisible(css("#traffic-form")),
+		chromedp.Click(css("#traffic-form button")),
+		poll(`document.querySelectorAll("#traffic rect.step").length > 0`),
+	)
+	bars := value(t, ctx, "traffic bars", chromedp.Evaluate[[]int](`[...document.querySelectorAll("#traffic rect.step")].map(r => Number(r.dataset.value))`))
+	frames := 0
+	for _, n := range bars {
+		frames += n
+	}
+	if wantFrames := sumValues(tsharkEndpoints(t, dns.path)) / 2; frames != int(wantFrames) {
+		t.Errorf("the traffic chart's bars hold %d packets, tshark reads %d frames", frames, wantFrames)
+	}
+	must(t, os.WriteFile(filepath.Join(out, "traffic.png"), value(t, ctx, "traffic screenshot", chromedp.FullScreenshot(100)), 0o644))
+
 	// Top talkers by packets: the hosts and counts of tshark's endpoints.
 	endpoints := tsharkEndpoints(t, dns.path)
 	do(t, ctx, "top talkers",
@@ -243,4 +260,13 @@ func commas(n int64) string {
 		s = s[:i] + "," + s[i:]
 	}
 	return s
+}
+
+// sumValues adds a map's values: over tshark's endpoints each IPv4 packet counts twice, once per end.
+func sumValues(m map[string]uint64) uint64 {
+	var n uint64
+	for _, v := range m {
+		n += v
+	}
+	return n
 }

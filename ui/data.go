@@ -313,18 +313,43 @@ func (s *Server) handlePcap(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// handleTraffic answers GET /api/traffic.
-//
-// TRAFFIC CHART HOOK: the per-second traffic counters (query traffic) land with another change; until
-// the lead wires this handler to the query package's traffic function (same pipelineFor, timeRange and
-// a step parameter), the page draws each sensor's packets/s and bytes/s from the CaptureSensor status
-// the fleet stream carries, and this answers 501 so the page knows.
+// handleTraffic answers GET /api/traffic: the pipeline's sensor's stored traffic counters in steps of
+// step (default 1s), as `query traffic` prints them.
 func (s *Server) handleTraffic(w http.ResponseWriter, r *http.Request) {
-	if _, ok := s.pipelineFor(w, r); !ok {
+	d, ok := s.pipelineFor(w, r)
+	if !ok {
 		return
 	}
-	httpError(w, http.StatusNotImplemented, errors.New("stored traffic counters are not served yet: the chart follows the sensors' live status"))
+	from, to, err := timeRange(r)
+	if err != nil {
+		httpError(w, http.StatusBadRequest, err)
+		return
+	}
+	step, err := durationParam(r, "step")
+	if err != nil {
+		httpError(w, http.StatusBadRequest, err)
+		return
+	}
+	if step == 0 {
+		step = time.Second
+	}
+	if to.Sub(from)/step > maxTrafficPoints {
+		httpError(w, http.StatusBadRequest, fmt.Errorf("%s in steps of %s is more than %d points: take a longer step", to.Sub(from), step, maxTrafficPoints))
+		return
+	}
+	points, err := query.Traffic(r.Context(), d.reader, d.sensor, from, to, step)
+	if err != nil {
+		httpError(w, http.StatusServiceUnavailable, err)
+		return
+	}
+	if points == nil {
+		points = []query.TrafficPoint{}
+	}
+	writeJSON(w, points)
 }
+
+// maxTrafficPoints bounds one traffic answer: a day in seconds, what a chart can still draw.
+const maxTrafficPoints = 86400
 
 func durationParam(r *http.Request, name string) (time.Duration, error) {
 	v := r.URL.Query().Get(name)

@@ -206,6 +206,24 @@ func storeCapture(t *testing.T, l *lab, sensor string) (cassconn.Config, string)
 		if err := w.WriteBlocks(ctx, blocks, time.Hour); err != nil {
 			t.Fatal(err)
 		}
+		// The traffic counters the pipeline keeps: packets and bytes on the wire per second.
+		perSecond := map[int64]*store.TrafficRow{}
+		for _, f := range frames {
+			sec := f.Meta.Timestamp.Unix()
+			r := perSecond[sec]
+			if r == nil {
+				r = &store.TrafficRow{Sensor: sensor, Start: time.Unix(sec, 0), Step: time.Second, Partition: int32(part)}
+				perSecond[sec] = r
+			}
+			r.Add(uint64(f.Meta.OrigLen))
+		}
+		var rows []store.TrafficRow
+		for _, r := range perSecond {
+			rows = append(rows, *r)
+		}
+		if err := w.WriteRollups(ctx, rows, nil, time.Hour); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return ccfg, ks
 }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -331,5 +332,65 @@ func comparePcapRecords(t *testing.T, got, want []byte) int {
 			t.Fatal(err)
 		}
 		n++
+	}
+}
+
+// /api/traffic gives the stored counters per step: per second, the frames and bytes tshark reads from the
+// same file (frame.time_epoch and frame.len, summed per second), and the same totals in one minute steps.
+func TestTrafficAgreesWithTshark(t *testing.T) {
+	l := startLab(t)
+	c := l.captures["dns.pcap"]
+	out, err := exec.Command("tshark", "-n", "-r", c.path, "-T", "fields", "-e", "frame.time_epoch", "-e", "frame.len").Output()
+	if err != nil {
+		t.Fatalf("tshark: %v", err)
+	}
+	type pb struct{ packets, bytes uint64 }
+	want := map[int64]pb{}
+	var total pb
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		var sec, frac int64
+		var n uint64
+		if _, err := fmt.Sscanf(strings.Replace(line, ".", " ", 1), "%d %d\t%d", &sec, &frac, &n); err != nil {
+			t.Fatalf("tshark line %q: %v", line, err)
+		}
+		p := want[sec]
+		p.packets++
+		p.bytes += n
+		want[sec] = p
+		total.packets++
+		total.bytes += n
+	}
+	for _, step := range []string{"1s", "1m"} {
+		code, body := l.get(t, l.analyst, "/api/traffic", l.dataQuery("dns.pcap", "step", step))
+		if code != 200 {
+			t.Fatalf("step %s: %d %s", step, code, body)
+		}
+		var points []struct {
+			Start          time.Time
+			Packets, Bytes uint64
+		}
+		if err := json.Unmarshal(body, &points); err != nil {
+			t.Fatal(err)
+		}
+		var sum pb
+		for _, p := range points {
+			sum.packets += p.Packets
+			sum.bytes += p.Bytes
+			if step == "1s" && (want[p.Start.Unix()] != pb{p.Packets, p.Bytes}) {
+				t.Errorf("second %s: %d packets, %d bytes; tshark %+v", p.Start, p.Packets, p.Bytes, want[p.Start.Unix()])
+			}
+		}
+		if step == "1s" && len(points) != len(want) {
+			t.Errorf("%d seconds with packets, tshark %d", len(points), len(want))
+		}
+		if sum != total {
+			t.Errorf("step %s: %+v in all, tshark %+v", step, sum, total)
+		}
+	}
+	if code, body := l.get(t, l.analyst, "/api/traffic", l.dataQuery("dns.pcap", "step", "soon")); code != 400 {
+		t.Errorf("a bad step: %d %s", code, body)
+	}
+	if code, _ := l.get(t, l.outside, "/api/traffic", l.dataQuery("dns.pcap")); code != 403 {
+		t.Errorf("an outsider's traffic request: %d", code)
 	}
 }

@@ -74,9 +74,8 @@ function onEvent(block) {
   else if (type === "problem") status(JSON.parse(data));
 }
 
-// TRAFFIC CHART HOOK: each sensor's packets/s as the fleet stream reports it, kept in this tab (the last
-// 120 reports). Once /api/traffic serves the stored per-second counters (query traffic), draw those
-// instead, from the sensor's pipeline and the range above.
+// Each sensor's packets/s as the fleet stream reports it, kept in this tab (the last 120 reports); the
+// Traffic page draws the stored per-step counters of a pipeline's sensor (query traffic).
 const history = new Map();
 
 function sparkline(key, value) {
@@ -151,6 +150,39 @@ function range(extra) {
   const p = { ns, pipeline, from: $("#from").value.trim(), ...extra };
   if ($("#to").value.trim()) p.to = $("#to").value.trim();
   return p;
+}
+
+// drawTraffic charts the stored counters of the pipeline's sensor, one bar per step with packets, from
+// /api/traffic (what `capfleet query traffic` prints). Steps without packets are gaps.
+async function drawTraffic() {
+  status("");
+  let points;
+  const step = $("#step").value.trim() || "1s";
+  try { points = await api("/api/traffic", range({ step })); } catch (e) { status(e.message); return; }
+  const svg = $("#traffic"), W = 900, H = 240, pad = 30, measure = $("#measure").value;
+  svg.replaceChildren();
+  const ns = "http://www.w3.org/2000/svg";
+  const t0 = points.length ? Date.parse(points[0].start) : 0, t1 = points.length ? Date.parse(points[points.length - 1].start) : 1;
+  const max = Math.max(1, ...points.map((p) => p[measure]));
+  const span = Math.max(1, t1 - t0), bw = Math.max(2, (W - 2 * pad) / Math.max(1, points.length) - 1);
+  for (const p of points) {
+    const x = pad + ((Date.parse(p.start) - t0) / span) * (W - 2 * pad - bw), h = ((H - 2 * pad) * p[measure]) / max;
+    const r = document.createElementNS(ns, "rect");
+    Object.entries({ x, y: H - pad - h, width: bw, height: h, fill: "#4fa3ff", class: "step" }).forEach(([k, v]) => r.setAttribute(k, v));
+    r.dataset.start = p.start;
+    r.dataset.value = p[measure];
+    const tip = document.createElementNS(ns, "title");
+    tip.textContent = `${p.start}: ${fmt(p.packets)} packets, ${fmt(p.bytes)} bytes`;
+    r.append(tip);
+    svg.append(r);
+  }
+  const axis = document.createElementNS(ns, "text");
+  axis.setAttribute("x", pad);
+  axis.setAttribute("y", 16);
+  axis.textContent = `max ${fmt(max)} ${measure} per ${step}`;
+  svg.append(axis);
+  const total = points.reduce((a, p) => ({ packets: a.packets + p.packets, bytes: a.bytes + p.bytes }), { packets: 0, bytes: 0 });
+  $("#traffic-info").textContent = `${points.length} steps with packets, ${fmt(total.packets)} packets, ${fmt(total.bytes)} bytes`;
 }
 
 let cy = null;
@@ -267,6 +299,7 @@ $("#login").onsubmit = (ev) => {
   watchFleet();
 };
 $("#graph-form").onsubmit = (ev) => { ev.preventDefault(); drawGraph(); };
+$("#traffic-form").onsubmit = (ev) => { ev.preventDefault(); drawTraffic(); };
 $("#flows-form").onsubmit = (ev) => { ev.preventDefault(); searchFlows(); };
 $("#top-form").onsubmit = (ev) => { ev.preventDefault(); showTop(); };
 window.addEventListener("hashchange", show);
