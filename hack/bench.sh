@@ -639,7 +639,6 @@ gobench() { # PKG REGEXP
 # query_day_bench [FLOWS_PER_SECOND]: query top, query graph from the flows and from the edge rollups
 # over a day of flows stored at that rate (default 50/s; the rate the end-to-end section stored suits),
 # from query/bench_test.go; needs the Cassandra of hack/cassandra.sh. Figures: s/query per operation.
-# Not called yet: wire it where Cassandra runs, e.g. `query_day_bench "$flows_per_second"`.
 query_day_bench() {
   want go || return 0
   BENCH_QUERY_FLOWS_PER_SECOND=${1:-50} go test -run '^$' -bench '^BenchmarkQueryDay$' -benchtime 1x -count "$RUNS" \
@@ -652,6 +651,11 @@ gobench ./processor/displayfilter '^BenchmarkMatchMix$'
 gobench ./processor/flow '^Benchmark(DecodeAndAggregate|ActiveFlowMemory)$'
 gobench ./processor/pipeline '^BenchmarkFlowTableAdd$'
 gobench ./packetrecord '^Benchmark(Encode|FlowHash)$'
+if bash hack/cassandra.sh status >/dev/null 2>&1; then
+  query_day_bench "${BENCH_QUERY_FLOWS_PER_SECOND:-50}"
+else
+  log "query top/graph over a day: skipped, no Cassandra running (the e2e section starts one)"
+fi
 # Fleet scale: the heartbeat engineer's Aggregator and the operator's status path at 1,000 nodes, and
 # the controllers' test that a resource's figures are released at most once per interval.
 if grep -qs "func BenchmarkObserveFleet" heartbeat/*_test.go; then
