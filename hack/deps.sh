@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages that builds and tests need: libpcap, gcc and libc6-dev (cgo, BPF
 # compilation), tcpdump, tcpreplay and tshark (oracles and traffic sources), iproute2 (network namespaces),
+# softflowd, nfcapd and nfdump (NetFlow/IPFIX oracles: an exporter and a collector that are not ours),
 # procps (pgrep), openssl and curl (test certificates, downloads), time (benchmarks), OpenJDK 17 and Maven
 # (Kafka and Cassandra from Maven Central), git and make. Then checks Go 1.26 (not packaged by Debian 12)
 # and that Java 17 is found, and unpacks promtool (Debian's prometheus package) into .cache. Idempotent:
 # installs nothing when all are present.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
-PKGS="libpcap-dev gcc libc6-dev tcpdump tcpreplay tshark iproute2 procps openssl curl ca-certificates time
+PKGS="libpcap-dev gcc libc6-dev tcpdump tcpreplay tshark softflowd nfdump iproute2 procps openssl curl ca-certificates time
   openjdk-17-jdk-headless maven git make"
 missing=""
 for p in $PKGS; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"; done

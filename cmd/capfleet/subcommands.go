@@ -4,6 +4,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"capfleet.dev/capfleet/manager"
+	"capfleet.dev/capfleet/netflow/nfcmd"
 	"capfleet.dev/capfleet/pcaptool"
 	"capfleet.dev/capfleet/pcaptool/decodecmd"
 	"capfleet.dev/capfleet/processor/processcmd"
@@ -20,6 +21,6 @@ func subcommands() []*cobra.Command {
 		replay.NewCommand(),
 		processcmd.NewCommand(),
 		query.NewCommand(),
-		pcaptool.NewCommand(decodecmd.NewDecodeCommand(), decodecmd.NewFlowsCommand(), replay.NewPcapCommand()),
+		pcaptool.NewCommand(decodecmd.NewDecodeCommand(), decodecmd.NewFlowsCommand(), replay.NewPcapCommand(), nfcmd.NewPcapCommand()),
 	}
 }
