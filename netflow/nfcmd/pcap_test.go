@@ -74,7 +74,7 @@ func stat(t *testing.T, stats, name string) uint64 {
 func TestPcapNetflowRealCaptures(t *testing.T) {
 	pcaps := filepath.Join(filepathRoot(t), "ndpi")
 	for _, c := range []struct {
-		file                          string
+		file                         string
 		records, templates, tmplErrs uint64
 	}{
 		{"netflow-fritz.pcap", 0, 3, 0},
