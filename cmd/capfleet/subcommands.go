@@ -21,6 +21,7 @@ func subcommands() []*cobra.Command {
 		replay.NewCommand(),
 		processcmd.NewCommand(),
 		query.NewCommand(),
+		nfcmd.NewCollectCommand(),
 		pcaptool.NewCommand(decodecmd.NewDecodeCommand(), decodecmd.NewFlowsCommand(), replay.NewPcapCommand(), nfcmd.NewPcapCommand()),
 	}
 }
