@@ -87,8 +87,10 @@ type Collector struct {
 	log  *slog.Logger
 	C    *Counters
 
-	mu      sync.Mutex
-	pending []store.Flow
+	mu sync.Mutex
+	// pending are records as decoded: turning them into stored flows (two hashes each) is left to the
+	// writer's goroutine, so the receiving one drains the socket sooner.
+	pending []netflow.Record
 	failing atomic.Bool
 }
 
@@ -148,8 +150,12 @@ loop:
 func (c *Collector) receive() {
 	dec := netflow.NewDecoder(netflow.Config{TemplateTimeout: c.cfg.TemplateTimeout})
 	buf := make([]byte, 65536)
-	var batch []store.Flow
-	emit := func(r *netflow.Record) { batch = append(batch, ToStoreFlow(r, c.cfg.SensorPrefix)) }
+	var batch []netflow.Record
+	emit := func(r *netflow.Record) {
+		if c.w != nil {
+			batch = append(batch, *r)
+		}
+	}
 	for {
 		n, from, err := c.conn.ReadFromUDPAddrPort(buf)
 		if err != nil {
@@ -164,7 +170,7 @@ func (c *Collector) receive() {
 		// Template expiry runs on the collector's clock: an exporter's export time may be far off.
 		_ = dec.Decode(from.Addr(), buf[:n], time.Now(), emit)
 		c.publish(dec)
-		if len(batch) == 0 || c.w == nil {
+		if len(batch) == 0 {
 			continue
 		}
 		c.mu.Lock()
@@ -203,7 +209,11 @@ func (c *Collector) flush(ctx context.Context) bool {
 	if len(batch) == 0 || c.w == nil {
 		return true
 	}
-	if err := c.w.WriteFlows(ctx, batch, c.cfg.FlowTTL); err != nil {
+	flows := make([]store.Flow, len(batch))
+	for i := range batch {
+		flows[i] = ToStoreFlow(&batch[i], c.cfg.SensorPrefix)
+	}
+	if err := c.w.WriteFlows(ctx, flows, c.cfg.FlowTTL); err != nil {
 		c.WriteFailed(err)
 		c.mu.Lock()
 		c.pending = append(batch, c.pending...)
