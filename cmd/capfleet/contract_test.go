@@ -54,6 +54,7 @@ func TestChildArgumentsAreFlagsTheSubcommandsKnow(t *testing.T) {
 		Sinks: v1alpha1.PipelineSinks{
 			Cassandra: &v1alpha1.CassandraSink{Packets: true, Flows: true, PacketTTL: d("1h"), FlowTTL: d("2h"), Keyspace: "k", ReplicationFactor: 1},
 			Kafka:     &v1alpha1.KafkaFlowSink{},
+			IPFIX:     &v1alpha1.IPFIXFlowSink{Collectors: []string{"nfcapd:4739", "[::1]:2055"}, ObservationDomain: 4294967295},
 		},
 	}}
 

@@ -337,6 +337,13 @@ func TestPipelineDeployment(t *testing.T) {
 				"--cassandra-secret-dir=/etc/capfleet/cassandra", "--kafka-secret-dir=/etc/capfleet/kafka", "--flows-topic=flows-json"},
 			secrets: []string{"kaf", "cass"},
 		},
+		{
+			name: "IPFIX export",
+			edit: func(pp *v1alpha1.PacketPipeline) {
+				pp.Spec.Sinks.IPFIX = &v1alpha1.IPFIXFlowSink{Collectors: []string{"nfcapd:4739", "[fd00::1]:2055"}, ObservationDomain: 7}
+			},
+			wantArgs: []string{"--ipfix=nfcapd:4739,[fd00::1]:2055", "--ipfix-domain=7"},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

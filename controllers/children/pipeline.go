@@ -2,6 +2,7 @@ package children
 
 import (
 	"fmt"
+	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -78,6 +79,9 @@ func PipelineDeployment(pp *v1alpha1.PacketPipeline, sourceTopic string, o Optio
 	}
 	if s.Sinks.Kafka != nil {
 		w.flag("--flows-topic=" + FlowsTopic(pp))
+	}
+	if x := s.Sinks.IPFIX; x != nil {
+		w.flag("--ipfix="+strings.Join(x.Collectors, ","), "--ipfix-domain="+itoa(x.ObservationDomain))
 	}
 	ctr := w.container("processor", o, "PacketPipeline", pp)
 	serve(&ctr, metricsPort, healthPort)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"capfleet.dev/capfleet/processor/flow"
+	"capfleet.dev/capfleet/processor/store"
 )
 
 // Config tunes an Exporter. Zero values pick the defaults.
@@ -143,19 +144,47 @@ func (e *Exporter) Add(r *flow.Record) error {
 	if err1 != nil || err2 != nil {
 		return fmt.Errorf("ipfix: flow %s: addresses %q and %q", r.UID, r.OrigH, r.RespH)
 	}
-	orig, resp = orig.Unmap(), resp.Unmap()
-	if orig.Is4() != resp.Is4() {
-		return fmt.Errorf("ipfix: flow %s mixes IPv4 and IPv6", r.UID)
+	end := r.LastTS
+	if end.IsZero() {
+		end = r.TS
 	}
-	start, end := r.TS.UnixMilli(), r.LastTS.UnixMilli()
-	if r.LastTS.IsZero() {
-		end = start
+	return e.add(biflow{uid: r.UID, orig: orig, resp: resp, origPort: r.OrigP, respPort: r.RespP, proto: r.IPProto, vlan: r.VLAN,
+		origFlags: r.OrigFlags, respFlags: r.RespFlags, origPkts: r.OrigPkts, respPkts: r.RespPkts,
+		origBytes: r.OrigIPBytes, respBytes: r.RespIPBytes, start: r.TS, end: end})
+}
+
+// AddStored queues a flow as the pipeline stores it. Stored flows keep the TCP flags of both
+// directions together; each direction's record carries them all.
+func (e *Exporter) AddStored(f *store.Flow) error {
+	return e.add(biflow{uid: f.UID, orig: f.OrigAddr, resp: f.RespAddr, origPort: f.OrigPort, respPort: f.RespPort, proto: f.Proto,
+		vlan: f.VLAN, origFlags: uint16(f.TCPFlags), respFlags: uint16(f.TCPFlags), origPkts: f.OrigPkts, respPkts: f.RespPkts,
+		origBytes: f.OrigIPBytes, respBytes: f.RespIPBytes, start: f.Start, end: f.End})
+}
+
+// biflow is what both kinds of flow record say about a connection.
+type biflow struct {
+	uid                  string
+	orig, resp           netip.Addr
+	origPort, respPort   uint16
+	proto                uint8
+	vlan                 uint16
+	origFlags, respFlags uint16
+	origPkts, respPkts   uint64
+	origBytes, respBytes uint64
+	start, end           time.Time
+}
+
+func (e *Exporter) add(f biflow) error {
+	orig, resp := f.orig.Unmap(), f.resp.Unmap()
+	if !orig.IsValid() || !resp.IsValid() || orig.Is4() != resp.Is4() {
+		return fmt.Errorf("ipfix: flow %s: addresses %s and %s", f.uid, orig, resp)
 	}
+	start, end := f.start.UnixMilli(), f.end.UnixMilli()
 	var icmp uint16
-	sport, dport := r.OrigP, r.RespP
-	if r.IPProto == 1 || r.IPProto == 58 {
+	sport, dport := f.origPort, f.respPort
+	if f.proto == 1 || f.proto == 58 {
 		// Zeek's ICMP "ports" are the type and code; IPFIX has an element for them.
-		icmp, sport, dport = r.OrigP<<8|r.RespP&0xff, 0, 0
+		icmp, sport, dport = f.origPort<<8|f.respPort&0xff, 0, 0
 	}
 	var err error
 	add := func(src, dst netip.Addr, sp, dp uint16, flags uint16, pkts, bytes uint64) {
@@ -177,10 +206,10 @@ func (e *Exporter) Add(r *flow.Record) error {
 		b = append(b, dst.AsSlice()...)
 		b = binary.BigEndian.AppendUint16(b, sp)
 		b = binary.BigEndian.AppendUint16(b, dp)
-		b = append(b, r.IPProto)
+		b = append(b, f.proto)
 		b = binary.BigEndian.AppendUint16(b, flags)
 		b = binary.BigEndian.AppendUint16(b, icmp)
-		b = binary.BigEndian.AppendUint16(b, r.VLAN)
+		b = binary.BigEndian.AppendUint16(b, f.vlan)
 		b = binary.BigEndian.AppendUint64(b, pkts)
 		b = binary.BigEndian.AppendUint64(b, bytes)
 		b = binary.BigEndian.AppendUint64(b, uint64(start))
@@ -188,8 +217,8 @@ func (e *Exporter) Add(r *flow.Record) error {
 		e.sets[i] = b
 		e.records++
 	}
-	add(orig, resp, sport, dport, r.OrigFlags, r.OrigPkts, r.OrigIPBytes)
-	add(resp, orig, dport, sport, r.RespFlags, r.RespPkts, r.RespIPBytes)
+	add(orig, resp, sport, dport, f.origFlags, f.origPkts, f.origBytes)
+	add(resp, orig, dport, sport, f.respFlags, f.respPkts, f.respBytes)
 	return err
 }
 

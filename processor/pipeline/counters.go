@@ -26,6 +26,8 @@ type Counters struct {
 	FlowsPublished  atomic.Uint64
 	CassandraErrors atomic.Uint64
 	KafkaErrors     atomic.Uint64
+	FlowsExported   atomic.Uint64 // IPFIX data records sent (one per direction that carried packets)
+	IPFIXErrors     atomic.Uint64 // flows or IPFIX messages that could not be exported
 	Retries         atomic.Uint64
 	Commits         atomic.Uint64
 	FlowsActive     atomic.Int64
@@ -76,7 +78,7 @@ func (c *Counters) Snapshot() Snapshot {
 		FlowsEvicted:   c.FlowsEvicted.Load(),
 		FlowsFiltered:  c.FlowsFiltered.Load(),
 		FlowsPublished: c.FlowsPublished.Load(),
-		SinkErrors:     c.CassandraErrors.Load() + c.KafkaErrors.Load(),
+		SinkErrors:     c.CassandraErrors.Load() + c.KafkaErrors.Load() + c.IPFIXErrors.Load(),
 		Retries:        c.Retries.Load(),
 		Commits:        c.Commits.Load(),
 		FlowsActive:    c.FlowsActive.Load(),
@@ -115,6 +117,7 @@ func NewCollector(c *Counters) prometheus.Collector {
 		"evicted":        desc("flows_evicted_total", "Flows closed early because the flow table was full."),
 		"flows_filtered": desc("flows_filtered_total", "Flow records (closed flows or open flows' running totals) the flow filter kept from the sinks."),
 		"published":      desc("flows_published_total", "Flow records produced to the flows topic."),
+		"exported":       desc("ipfix_records_exported_total", "IPFIX data records exported (one per direction of a flow that carried packets)."),
 		"sink_errors":    desc("sink_errors_total", "Failed write attempts, by sink.", "sink"),
 		"retries":        desc("retries_total", "Write attempts retried after a failure."),
 		"commits":        desc("commits_total", "Offset commits."),
@@ -155,6 +158,8 @@ func (k *collector) Collect(ch chan<- prometheus.Metric) {
 	counter("published", c.FlowsPublished.Load())
 	counter("sink_errors", c.CassandraErrors.Load(), "cassandra")
 	counter("sink_errors", c.KafkaErrors.Load(), "kafka")
+	counter("sink_errors", c.IPFIXErrors.Load(), "ipfix")
+	counter("exported", c.FlowsExported.Load())
 	counter("retries", c.Retries.Load())
 	counter("commits", c.Commits.Load())
 	gauge("flows_active", c.FlowsActive.Load())
