@@ -169,18 +169,18 @@ func (c *Collector) receive() {
 		batch = batch[:0]
 		// Template expiry runs on the collector's clock: an exporter's export time may be far off.
 		_ = dec.Decode(from.Addr(), buf[:n], time.Now(), emit)
+		if len(batch) > 0 {
+			c.mu.Lock()
+			room := max(0, c.cfg.MaxPending-len(c.pending))
+			keep := min(room, len(batch))
+			c.pending = append(c.pending, batch[:keep]...)
+			c.mu.Unlock()
+			if keep < len(batch) {
+				c.C.FlowsDropped.Add(uint64(len(batch) - keep))
+			}
+		}
+		// Counted once queued: a reader who sees a record counted finds it pending, written or dropped.
 		c.publish(dec)
-		if len(batch) == 0 {
-			continue
-		}
-		c.mu.Lock()
-		room := max(0, c.cfg.MaxPending-len(c.pending))
-		keep := min(room, len(batch))
-		c.pending = append(c.pending, batch[:keep]...)
-		c.mu.Unlock()
-		if keep < len(batch) {
-			c.C.FlowsDropped.Add(uint64(len(batch) - keep))
-		}
 	}
 }
 
