@@ -64,6 +64,9 @@ func TestChildArgumentsAreFlagsTheSubcommandsKnow(t *testing.T) {
 		containers = append(containers, children.ReplayJobObject(rj, o).Spec.Template.Spec.Containers...)
 	}
 	containers = append(containers, children.PipelineDeployment(pp, "ns.s.packets", o).Spec.Template.Spec.Containers...)
+	fc := &v1alpha1.FlowCollector{ObjectMeta: om, Spec: v1alpha1.FlowCollectorSpec{Port: 4739, TemplateTimeout: d("10m"),
+		Store: v1alpha1.FlowCollectorStore{FlowTTL: d("24h"), Keyspace: "k", ReplicationFactor: 3}}}
+	containers = append(containers, children.CollectorDeployment(fc, o).Spec.Template.Spec.Containers...)
 
 	for _, c := range containers {
 		name := c.Args[0]

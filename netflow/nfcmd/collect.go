@@ -12,7 +12,9 @@ import (
 	"github.com/gocql/gocql"
 	"github.com/spf13/cobra"
 
+	"capfleet.dev/capfleet/heartbeat"
 	"capfleet.dev/capfleet/internal/cassconn"
+	"capfleet.dev/capfleet/internal/kafkaconn"
 	"capfleet.dev/capfleet/internal/workload"
 	"capfleet.dev/capfleet/netflow"
 	"capfleet.dev/capfleet/netflow/collector"
@@ -23,6 +25,8 @@ import (
 type collectOptions struct {
 	cfg         collector.Config
 	cass        cassconn.Config
+	kafka       kafkaconn.Config // for heartbeats only
+	heartbeat   heartbeat.Config
 	store       bool
 	keyspace    string
 	replication string
@@ -32,7 +36,7 @@ type collectOptions struct {
 
 // NewCollectCommand returns `capfleet collect`.
 func NewCollectCommand() *cobra.Command {
-	o := collectOptions{}
+	o := collectOptions{heartbeat: heartbeat.DefaultConfig(heartbeat.KindFlowCollector)}
 	cmd := &cobra.Command{
 		Use:   "collect",
 		Short: "Receive NetFlow v5/v9 and IPFIX over UDP and store the flows in Cassandra",
@@ -40,7 +44,8 @@ func NewCollectCommand() *cobra.Command {
 exporter and observation domain (forgetting those not refreshed within --template-timeout), counts the
 units the sequence numbers say were lost, and stores every flow record in the flow tables of --keyspace,
 where "capfleet query flows | top | graph" read them. A stored flow's sensor is --sensor-prefix and the
-exporter's address. Counters are served as capfleet_collect_* on --metrics-addr.`,
+exporter's address. Counters are served as capfleet_collect_* on --metrics-addr and, for a FlowCollector's
+pods, sent as heartbeats to the operator's stats topic (Kafka is used for nothing else).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
@@ -50,6 +55,8 @@ exporter's address. Counters are served as capfleet_collect_* on --metrics-addr.
 	}
 	fs := cmd.Flags()
 	o.cass.AddFlags(fs)
+	o.kafka.AddFlags(fs)
+	o.heartbeat.AddFlags(fs)
 	fs.StringVar(&o.cfg.Listen, "listen", ":2055", "UDP address to receive export packets on")
 	fs.DurationVar(&o.cfg.TemplateTimeout, "template-timeout", netflow.DefaultTemplateTimeout, "forget a template not refreshed for this long (RFC 7011 template timeout over UDP); negative never")
 	fs.StringVar(&o.cfg.SensorPrefix, "sensor-prefix", "netflow:", "stored flows' sensor is this prefix and the exporter's address")
@@ -79,6 +86,14 @@ func runCollect(ctx context.Context, o collectOptions, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	if o.kafka.ClientID == "" {
+		o.kafka.ClientID = "capfleet-collect-heartbeat"
+	}
+	stopBeats, err := workload.StartHeartbeat(o.heartbeat, o.kafka, func() heartbeat.Counters { return heartbeatCounters(c.C) }, nil, log)
+	if err != nil {
+		return err
+	}
+	defer stopBeats()
 	servers, err := workload.Serve(context.Background(), workload.HTTP{
 		MetricsAddr: o.metricsAddr,
 		HealthAddr:  o.healthAddr,
@@ -123,4 +138,20 @@ func openStore(ctx context.Context, o collectOptions, log *slog.Logger) (*gocql.
 		delay = min(2*delay, 15*time.Second)
 	}
 	return store.Connect(cl, o.keyspace)
+}
+
+// heartbeatCounters maps the collector's counters onto a heartbeat: records decoded in, flows stored out,
+// template errors and malformed packets as decode errors, flows dropped while Cassandra was behind as a
+// queue drop.
+func heartbeatCounters(c *collector.Counters) heartbeat.Counters {
+	return heartbeat.Counters{
+		RecordsIn:    c.Records.Load(),
+		RecordsOut:   c.FlowsWritten.Load(),
+		FlowsWritten: c.FlowsWritten.Load(),
+		DecodeErrors: c.TemplateErrors.Load() + c.Malformed.Load(),
+		SequenceGaps: c.SequenceGaps.Load(),
+		SinkErrors:   c.WriteErrors.Load(),
+		Drops:        heartbeat.Drops{SensorQueue: c.FlowsDropped.Load()},
+		Exporters:    c.Exporters.Load(),
+	}
 }
