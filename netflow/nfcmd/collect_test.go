@@ -14,7 +14,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"capfleet.dev/capfleet/heartbeat"
 	"capfleet.dev/capfleet/internal/cassandratest"
+	"capfleet.dev/capfleet/internal/kafkaconn"
+	"capfleet.dev/capfleet/internal/kafkatest"
 	"capfleet.dev/capfleet/internal/testenv"
 	"capfleet.dev/capfleet/processor/store"
 	"capfleet.dev/capfleet/query"
@@ -23,9 +28,12 @@ import (
 // TestCollectStoresWhatNfdumpShows runs `capfleet collect` against the shared Cassandra while softflowd
 // exports two captures as v5, v9 and IPFIX to it and to nfcapd at once. After each export the flows
 // stored (read back through the store, as `query flows` reads them) are the flows nfdump prints, and
-// at the end the collector's sequence error count is nfcapd's and `query flows` answers for the exporter.
+// at the end the collector's sequence error count is nfcapd's, its final heartbeat (what a FlowCollector's status
+// is made of) carries what its /metrics say, and `query flows` answers for the exporter.
 func TestCollectStoresWhatNfdumpShows(t *testing.T) {
 	needTools(t, "softflowd", "nfcapd", "nfdump")
+	kcfg := kafkatest.Plain(t)
+	stats := kafkatest.NewTopic(t, kcfg, 1)
 	ccfg := cassandratest.Config(t)
 	ks := cassandratest.NewKeyspace(t, ccfg)
 	_, port, _ := net.SplitHostPort(testenv.FreeAddr(t))
@@ -38,15 +46,23 @@ func TestCollectStoresWhatNfdumpShows(t *testing.T) {
 	var logs syncBuffer
 	cmd.SetOut(&logs)
 	cmd.SetErr(&logs)
-	cmd.SetArgs(append([]string{"--listen", "127.0.0.1:" + port, "--metrics-addr", metrics, "--health-addr", "", "--flush-interval", "200ms"}, conn...))
+	// As a FlowCollector's pod runs it: heartbeats to the stats topic.
+	cmd.SetArgs(append([]string{"--listen", "127.0.0.1:" + port, "--metrics-addr", metrics, "--health-addr", "", "--flush-interval", "200ms",
+		"--kafka-brokers", strings.Join(kcfg.Brokers, ","), "--stats-topic", stats, "--heartbeat-interval", "200ms",
+		"--resource-namespace", "netflow", "--resource-name", "routers"}, conn...))
 	done := make(chan error, 1)
 	go func() { done <- cmd.ExecuteContext(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("collect: %v\n%s", err, logs.String())
+	stopped := false
+	stop := func() {
+		if !stopped {
+			stopped = true
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("collect: %v\n%s", err, logs.String())
+			}
 		}
-	})
+	}
+	t.Cleanup(stop)
 	scrape := func() map[string]float64 {
 		resp, err := http.Get("http://" + metrics + "/metrics")
 		if err != nil {
@@ -133,6 +149,15 @@ func TestCollectStoresWhatNfdumpShows(t *testing.T) {
 		t.Errorf("metrics %v; nfcapd counted %d sequence errors", m, wantSeqErrors)
 	}
 
+	// The operator's view: the final heartbeat carries what /metrics says.
+	stop()
+	beat := finalBeat(t, kcfg, stats)
+	if beat.Kind != heartbeat.KindFlowCollector || beat.Name != "routers" || float64(beat.Counters.RecordsIn) != m["capfleet_collect_records_total"] ||
+		float64(beat.Counters.FlowsWritten) != m["capfleet_collect_flows_written_total"] || float64(beat.Counters.SequenceGaps) != m["capfleet_collect_sequence_gaps_total"] ||
+		beat.Counters.SequenceGaps == 0 || beat.Counters.Exporters != 1 || beat.Counters.DecodeErrors != 0 {
+		t.Errorf("final heartbeat %+v; metrics %v", beat, m)
+	}
+
 	// The analyst's view: `query flows` answers for the exporter's flows.
 	q := query.NewCommand()
 	var out bytes.Buffer
@@ -145,5 +170,40 @@ func TestCollectStoresWhatNfdumpShows(t *testing.T) {
 	// 30 FTP sessions, each a flow each way, in each of three exports.
 	if n := strings.Count(out.String(), "192.168.56.101:21"); n != 180 {
 		t.Errorf("query flows shows %d flows of the FTP server, want 180:\n%s", n, out.String())
+	}
+}
+
+// finalBeat reads the stats topic up to the beat a stopping pod sends last.
+func finalBeat(t *testing.T, kcfg kafkaconn.Config, topic string) heartbeat.Beat {
+	t.Helper()
+	opts, err := kcfg.Options()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := kgo.NewClient(append(opts, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("no final heartbeat on %s", topic)
+		}
+		var final *heartbeat.Beat
+		fs.EachRecord(func(r *kgo.Record) {
+			b, err := heartbeat.Decode(r.Value)
+			if err != nil {
+				t.Fatalf("heartbeat %q: %v", r.Value, err)
+			}
+			if b.Final {
+				final = &b
+			}
+		})
+		if final != nil {
+			return *final
+		}
 	}
 }
