@@ -109,8 +109,8 @@ func TestShortNamesDoNotCollide(t *testing.T) {
 			}
 		}
 	}
-	if len(ours) != 3 {
-		t.Fatalf("discovery serves %d capfleet resources, want 3", len(ours))
+	if len(ours) != 4 {
+		t.Fatalf("discovery serves %d capfleet resources, want 4", len(ours))
 	}
 	for _, r := range ours {
 		if len(r.ShortNames) == 0 {
@@ -127,8 +127,8 @@ func TestShortNamesDoNotCollide(t *testing.T) {
 // `kubectl explain` teaches every field: each property of each CRD's schema carries a description.
 func TestEveryFieldDescribed(t *testing.T) {
 	files, _ := filepath.Glob(filepath.Join(testenv.Root(t), "config", "crd", "bases", "*.yaml"))
-	if len(files) != 3 {
-		t.Fatalf("%d CRDs, want 3", len(files))
+	if len(files) != 4 {
+		t.Fatalf("%d CRDs, want 4", len(files))
 	}
 	for _, f := range files {
 		data, err := os.ReadFile(f)

@@ -36,7 +36,7 @@ type Figures struct {
 // NewFigures reads summaries from agg and allows a resource's figures to change once per interval.
 func NewFigures(agg *heartbeat.Aggregator, interval time.Duration) *Figures {
 	f := &Figures{agg: agg, interval: interval, last: map[heartbeat.ResourceKey]time.Time{}, events: map[string]chan event.GenericEvent{}}
-	for _, k := range []string{heartbeat.KindCaptureSensor, heartbeat.KindReplayJob, heartbeat.KindPacketPipeline} {
+	for _, k := range []string{heartbeat.KindCaptureSensor, heartbeat.KindReplayJob, heartbeat.KindPacketPipeline, heartbeat.KindFlowCollector} {
 		f.events[k] = make(chan event.GenericEvent, 1024)
 	}
 	return f
@@ -178,6 +178,18 @@ func replayFigures(st *v1alpha1.ReplayJobStatus, s heartbeat.Summary) {
 	if p.Percent >= 0 {
 		st.Progress = fmt.Sprintf("%d%%", int(math.Floor(p.Percent)))
 	}
+}
+
+// collectorFigures writes a FlowCollector's figures into its status: records decoded per second, the
+// exporters its pods heard from, the sequence gaps and template errors since they started.
+func collectorFigures(st *v1alpha1.FlowCollectorStatus, s heartbeat.Summary) {
+	st.RecordsPerSecond = rate(s.Rates.RecordsIn)
+	st.Exporters = s.Totals.Exporters
+	st.SequenceGaps = int64(s.Totals.SequenceGaps)
+	st.TemplateErrors = int64(s.Totals.DecodeErrors)
+	st.FlowsWritten = int64(s.Totals.FlowsWritten)
+	st.Drops = int64(s.Totals.Drops.SensorQueue)
+	st.SinkErrors = int64(s.Totals.SinkErrors)
 }
 
 // pipelineFigures writes a pipeline's throughput, lag and errors into its status, and says whether it is

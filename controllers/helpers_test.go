@@ -73,6 +73,8 @@ func condition(obj client.Object, typ string) *metav1.Condition {
 		conds = o.Status.Conditions
 	case *v1alpha1.PacketPipeline:
 		conds = o.Status.Conditions
+	case *v1alpha1.FlowCollector:
+		conds = o.Status.Conditions
 	}
 	return meta.FindStatusCondition(conds, typ)
 }

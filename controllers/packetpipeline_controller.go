@@ -102,7 +102,7 @@ func (r *PacketPipelineReconciler) rollOut(ctx context.Context, pp *v1alpha1.Pac
 	pp.Status.Deployment = dep.Name
 	pp.Status.Replicas = dep.Status.Replicas
 	pp.Status.ReadyReplicas = dep.Status.ReadyReplicas
-	p.outcome = deploymentOutcome(dep)
+	p.outcome = deploymentOutcome(dep, "processors")
 	return nil
 }
 
@@ -135,8 +135,9 @@ func (r *PacketPipelineReconciler) figures(_ context.Context, pp *v1alpha1.Packe
 	return nil
 }
 
-// deploymentOutcome says whether every wanted processor of the current spec is available.
-func deploymentOutcome(d *appsv1.Deployment) outcome {
+// deploymentOutcome says whether every wanted pod of the current spec is available; what names the pods
+// ("processors", "collectors") in the message.
+func deploymentOutcome(d *appsv1.Deployment, what string) outcome {
 	want := int32(1)
 	if d.Spec.Replicas != nil {
 		want = *d.Spec.Replicas
@@ -146,13 +147,13 @@ func deploymentOutcome(d *appsv1.Deployment) outcome {
 	case st.ObservedGeneration < d.Generation:
 		return progressing("Deployment " + d.Name + " has not yet seen the new spec")
 	case st.UpdatedReplicas < want:
-		return progressing(fmt.Sprintf("%d of %d processors run the current spec", st.UpdatedReplicas, want))
+		return progressing(fmt.Sprintf("%d of %d %s run the current spec", st.UpdatedReplicas, want, what))
 	case st.AvailableReplicas < want || st.ReadyReplicas < want:
-		return progressing(fmt.Sprintf("%d of %d processors ready", st.ReadyReplicas, want))
+		return progressing(fmt.Sprintf("%d of %d %s ready", st.ReadyReplicas, want, what))
 	case st.Replicas > want:
-		return progressing(fmt.Sprintf("%d old processors still terminating", st.Replicas-want))
+		return progressing(fmt.Sprintf("%d old %s still terminating", st.Replicas-want, what))
 	}
-	return outcome{ready: true, reason: ReasonSucceeded, message: fmt.Sprintf("%d of %d processors ready", st.ReadyReplicas, want)}
+	return outcome{ready: true, reason: ReasonSucceeded, message: fmt.Sprintf("%d of %d %s ready", st.ReadyReplicas, want, what)}
 }
 
 // SetupWithManager watches pipelines, what they own and run, and the sensors they read from.

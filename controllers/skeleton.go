@@ -18,9 +18,9 @@ import (
 
 // The skeleton reads every kind and writes its status. The children's owner references block their owner's
 // deletion, which the API server allows only to whoever may update the owner's finalizers.
-// +kubebuilder:rbac:groups=capture.capfleet.dev,resources=capturesensors;packetpipelines;replayjobs,verbs=get;list;watch
-// +kubebuilder:rbac:groups=capture.capfleet.dev,resources=capturesensors/status;packetpipelines/status;replayjobs/status,verbs=get;update;patch
-// +kubebuilder:rbac:groups=capture.capfleet.dev,resources=capturesensors/finalizers;packetpipelines/finalizers;replayjobs/finalizers,verbs=update
+// +kubebuilder:rbac:groups=capture.capfleet.dev,resources=capturesensors;packetpipelines;replayjobs;flowcollectors,verbs=get;list;watch
+// +kubebuilder:rbac:groups=capture.capfleet.dev,resources=capturesensors/status;packetpipelines/status;replayjobs/status;flowcollectors/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=capture.capfleet.dev,resources=capturesensors/finalizers;packetpipelines/finalizers;replayjobs/finalizers;flowcollectors/finalizers,verbs=update
 
 // step is one stage of a reconcile. It records what it learned in the pass; an error ends the pass and is
 // reported as the outcome.

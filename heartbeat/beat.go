@@ -23,6 +23,7 @@ const (
 	KindCaptureSensor  = "CaptureSensor"
 	KindReplayJob      = "ReplayJob"
 	KindPacketPipeline = "PacketPipeline"
+	KindFlowCollector  = "FlowCollector"
 )
 
 // Beat is one heartbeat record on the stats topic (JSON).
@@ -65,6 +66,10 @@ type Beat struct {
 //   - processor: RecordsIn consumed, Packets decoded, DecodeErrors, Filtered,
 //     SinkErrors, FlowsActive, FlowsWritten, RecordsOut = packets + flows
 //     stored, ConsumerLag.
+//   - NetFlow/IPFIX collector: RecordsIn = flow records decoded, RecordsOut =
+//     FlowsWritten = flows stored, DecodeErrors = template errors and
+//     malformed packets, SequenceGaps, Drops.SensorQueue = flows dropped while
+//     Cassandra was behind, SinkErrors, Exporters.
 type Counters struct {
 	Packets      uint64 `json:"packets,omitempty"`
 	Bytes        uint64 `json:"bytes,omitempty"`
@@ -79,12 +84,16 @@ type Counters struct {
 	BytesDone    uint64 `json:"bytes_done,omitempty"`
 	Failed       uint64 `json:"failed,omitempty"`
 	Truncated    uint64 `json:"truncated,omitempty"`
+	// SequenceGaps are the units NetFlow/IPFIX exporters' sequence numbers say were lost on the way.
+	SequenceGaps uint64 `json:"sequence_gaps,omitempty"`
 
 	// Gauges.
 	FlowsActive  int64  `json:"flows_active,omitempty"`
 	ConsumerLag  int64  `json:"consumer_lag,omitempty"`
 	PacketsTotal uint64 `json:"packets_total,omitempty"`
 	BytesTotal   uint64 `json:"bytes_total,omitempty"`
+	// Exporters is the NetFlow/IPFIX exporters a collector pod has heard from.
+	Exporters int64 `json:"exporters,omitempty"`
 }
 
 // Drops are packets lost, by where they were lost.
@@ -109,12 +118,12 @@ func (c Counters) Offered() uint64 {
 
 // counterFields lists the monotonic fields, so restarts, deltas and sums
 // treat every counter alike and a new field cannot be forgotten in one of them.
-func (c *Counters) counterFields() [16]*uint64 {
+func (c *Counters) counterFields() [17]*uint64 {
 	return [...]*uint64{
 		&c.Packets, &c.Bytes,
 		&c.Drops.KernelRing, &c.Drops.Interface, &c.Drops.SensorQueue, &c.Drops.KafkaProduce,
 		&c.DecodeErrors, &c.Filtered, &c.SinkErrors, &c.FlowsWritten,
-		&c.RecordsIn, &c.RecordsOut, &c.PacketsDone, &c.BytesDone, &c.Failed, &c.Truncated,
+		&c.RecordsIn, &c.RecordsOut, &c.PacketsDone, &c.BytesDone, &c.Failed, &c.Truncated, &c.SequenceGaps,
 	}
 }
 
@@ -158,7 +167,7 @@ func Decode(value []byte) (Beat, error) {
 
 func (b *Beat) check() error {
 	switch b.Kind {
-	case KindCaptureSensor, KindReplayJob, KindPacketPipeline:
+	case KindCaptureSensor, KindReplayJob, KindPacketPipeline, KindFlowCollector:
 	default:
 		return fmt.Errorf("heartbeat: unknown kind %q", b.Kind)
 	}

@@ -49,6 +49,7 @@ type Rates struct {
 	BytesDone      float64
 	Failed         float64
 	Truncated      float64
+	SequenceGaps   float64
 }
 
 // DropRates are drops per second, by cause.
@@ -62,12 +63,12 @@ func (d DropRates) Total() float64 {
 }
 
 // fields matches Counters.counterFields one for one.
-func (r *Rates) fields() [16]*float64 {
+func (r *Rates) fields() [17]*float64 {
 	return [...]*float64{
 		&r.Packets, &r.Bytes,
 		&r.Drops.KernelRing, &r.Drops.Interface, &r.Drops.SensorQueue, &r.Drops.KafkaProduce,
 		&r.DecodeErrors, &r.Filtered, &r.SinkErrors, &r.FlowsWritten,
-		&r.RecordsIn, &r.RecordsOut, &r.PacketsDone, &r.BytesDone, &r.Failed, &r.Truncated,
+		&r.RecordsIn, &r.RecordsOut, &r.PacketsDone, &r.BytesDone, &r.Failed, &r.Truncated, &r.SequenceGaps,
 	}
 }
 
@@ -161,6 +162,7 @@ func (r *resource) summary(k ResourceKey, opt Options, now time.Time) Summary {
 		if !p.exited {
 			s.Totals.FlowsActive += cur.FlowsActive
 			s.Totals.ConsumerLag += cur.ConsumerLag
+			s.Totals.Exporters += cur.Exporters
 		}
 		finished := p.exited && cur.PacketsTotal > 0 && cur.PacketsDone >= cur.PacketsTotal
 		allDone = allDone && finished

@@ -46,8 +46,9 @@ type PacketPipelineSpec struct {
 	Traffic *TrafficSettings `json:"traffic,omitempty"`
 
 	// Sinks the processor writes to.
-	// +kubebuilder:validation:XValidation:rule="has(self.cassandra) || has(self.kafka)",message="sinks: set at least one of cassandra, kafka"
+	// +kubebuilder:validation:XValidation:rule="has(self.cassandra) || has(self.kafka) || has(self.ipfix)",message="sinks: set at least one of cassandra, kafka, ipfix"
 	// +kubebuilder:validation:XValidation:rule="!has(self.kafka) || has(self.cassandra)",message="sinks.kafka needs sinks.cassandra too: open flows are checkpointed in Cassandra so a restart neither loses nor splits them"
+	// +kubebuilder:validation:XValidation:rule="!has(self.ipfix) || has(self.cassandra)",message="sinks.ipfix needs sinks.cassandra too: open flows are checkpointed in Cassandra so a restart neither loses nor splits them"
 	Sinks PipelineSinks `json:"sinks"`
 
 	// Kafka connection for the source and the Kafka sink; empty fields take the operator's defaults.
@@ -136,6 +137,28 @@ type PipelineSinks struct {
 	// Kafka publishes flow records as JSON.
 	// +optional
 	Kafka *KafkaFlowSink `json:"kafka,omitempty"`
+	// IPFIX exports closed flows as IPFIX (RFC 7011) over UDP, as a router exports NetFlow, to
+	// collectors such as nfdump's nfcapd or ntopng. Each flow is one record per direction that carried
+	// packets. UDP export is lossy: a collector that is away misses flows (its sequence numbers say how
+	// many) and never holds the pipeline back.
+	// +optional
+	IPFIX *IPFIXFlowSink `json:"ipfix,omitempty"`
+}
+
+// IPFIXFlowSink sends flow records to IPFIX collectors.
+type IPFIXFlowSink struct {
+	// Collectors are the host:port (UDP) addresses to send every message to.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=8
+	// +kubebuilder:validation:items:MaxLength=261
+	// +kubebuilder:validation:items:Pattern=`^(\[[0-9a-fA-F:.]+\]|[^\s:\[\],]+):[0-9]{1,5}$`
+	// +listType=set
+	Collectors []string `json:"collectors"`
+	// ObservationDomain is the IPFIX observation domain ID the messages carry.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=4294967295
+	ObservationDomain int64 `json:"observationDomain,omitempty"`
 }
 
 // CassandraSink stores packets and flows in Cassandra.

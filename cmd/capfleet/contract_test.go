@@ -54,6 +54,7 @@ func TestChildArgumentsAreFlagsTheSubcommandsKnow(t *testing.T) {
 		Sinks: v1alpha1.PipelineSinks{
 			Cassandra: &v1alpha1.CassandraSink{Packets: true, Flows: true, PacketTTL: d("1h"), FlowTTL: d("2h"), Keyspace: "k", ReplicationFactor: 1},
 			Kafka:     &v1alpha1.KafkaFlowSink{},
+			IPFIX:     &v1alpha1.IPFIXFlowSink{Collectors: []string{"nfcapd:4739", "[::1]:2055"}, ObservationDomain: 4294967295},
 		},
 	}}
 
@@ -63,6 +64,9 @@ func TestChildArgumentsAreFlagsTheSubcommandsKnow(t *testing.T) {
 		containers = append(containers, children.ReplayJobObject(rj, o).Spec.Template.Spec.Containers...)
 	}
 	containers = append(containers, children.PipelineDeployment(pp, "ns.s.packets", o).Spec.Template.Spec.Containers...)
+	fc := &v1alpha1.FlowCollector{ObjectMeta: om, Spec: v1alpha1.FlowCollectorSpec{Port: 4739, TemplateTimeout: d("10m"),
+		Store: v1alpha1.FlowCollectorStore{FlowTTL: d("24h"), Keyspace: "k", ReplicationFactor: 3}}}
+	containers = append(containers, children.CollectorDeployment(fc, o).Spec.Template.Spec.Containers...)
 
 	for _, c := range containers {
 		name := c.Args[0]

@@ -5,6 +5,7 @@ import (
 
 	"capfleet.dev/capfleet/kubectlplugin"
 	"capfleet.dev/capfleet/manager"
+	"capfleet.dev/capfleet/netflow/nfcmd"
 	"capfleet.dev/capfleet/pcaptool"
 	"capfleet.dev/capfleet/pcaptool/decodecmd"
 	"capfleet.dev/capfleet/processor/processcmd"
@@ -23,7 +24,8 @@ func subcommands() []*cobra.Command {
 		replay.NewCommand(),
 		processcmd.NewCommand(),
 		query.NewCommand(),
-		pcaptool.NewCommand(decodecmd.NewDecodeCommand(), decodecmd.NewFlowsCommand(), replay.NewPcapCommand()),
+		nfcmd.NewCollectCommand(),
+		pcaptool.NewCommand(decodecmd.NewDecodeCommand(), decodecmd.NewFlowsCommand(), replay.NewPcapCommand(), nfcmd.NewPcapCommand()),
 		ui.NewCommand(),
 	}
 }

@@ -344,6 +344,13 @@ func TestPipelineDeployment(t *testing.T) {
 			},
 			wantArgs: []string{"--traffic-step=1m0s", "--edge-window=0s", "--rollup-ttl=720h0m0s"},
 		},
+		{
+			name: "IPFIX export",
+			edit: func(pp *v1alpha1.PacketPipeline) {
+				pp.Spec.Sinks.IPFIX = &v1alpha1.IPFIXFlowSink{Collectors: []string{"nfcapd:4739", "[fd00::1]:2055"}, ObservationDomain: 7}
+			},
+			wantArgs: []string{"--ipfix=nfcapd:4739,[fd00::1]:2055", "--ipfix-domain=7"},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -2,6 +2,7 @@ package children
 
 import (
 	"fmt"
+	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -82,6 +83,9 @@ func PipelineDeployment(pp *v1alpha1.PacketPipeline, sourceTopic string, o Optio
 	if t := s.Traffic; t != nil {
 		w.flag("--traffic-step="+durationOr(t.Step, "1s"), "--edge-window="+durationOr(t.EdgeWindow, "1m0s"),
 			"--rollup-ttl="+durationOr(t.TTL, "720h0m0s"))
+	}
+	if x := s.Sinks.IPFIX; x != nil {
+		w.flag("--ipfix="+strings.Join(x.Collectors, ","), "--ipfix-domain="+itoa(x.ObservationDomain))
 	}
 	ctr := w.container("processor", o, "PacketPipeline", pp)
 	serve(&ctr, metricsPort, healthPort)

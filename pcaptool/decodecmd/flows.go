@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"capfleet.dev/capfleet/netflow/ipfix"
 	"capfleet.dev/capfleet/processor/decode"
 	"capfleet.dev/capfleet/processor/flow"
 )
@@ -22,6 +23,7 @@ type flowsOptions struct {
 	activeTimeout time.Duration
 	maxFlows      int
 	stats         bool
+	ipfix         []string
 }
 
 // NewFlowsCommand returns `flows FILE`: the pipeline's flow aggregation run over a capture file,
@@ -49,6 +51,7 @@ one timestamp.`,
 	c.Flags().DurationVar(&o.activeTimeout, "flow-active-timeout", 30*time.Minute, "end (and restart) a flow open this long")
 	c.Flags().IntVar(&o.maxFlows, "flow-table-max", 1_000_000, "flows kept at once; the least recently active is evicted beyond")
 	c.Flags().BoolVar(&o.stats, "stats", false, "print decode and flow counters to stderr at the end")
+	c.Flags().StringSliceVar(&o.ipfix, "ipfix", nil, "also export the flows as IPFIX over UDP to this collector (host:port; repeat or comma-separate for several)")
 	return c
 }
 
@@ -66,8 +69,19 @@ func runFlows(stdout, stderr io.Writer, path string, o *flowsOptions) error {
 	var line []byte
 	enc := json.NewEncoder(w)
 	var werr error
+	var exp *ipfix.Exporter
+	if len(o.ipfix) > 0 {
+		if exp, err = ipfix.Dial(o.ipfix, ipfix.Config{}); err != nil {
+			return err
+		}
+	}
 	emit := func(f *flow.Flow, why flow.EndReason) {
 		rec := f.Record(why)
+		if exp != nil {
+			if err := exp.Add(&rec); err != nil && werr == nil {
+				werr = err
+			}
+		}
 		if o.output == "json" {
 			if err := enc.Encode(&rec); err != nil && werr == nil {
 				werr = err
@@ -86,12 +100,20 @@ func runFlows(stdout, stderr io.Writer, path string, o *flowsOptions) error {
 	readErr := src.each(func(_ int, p *decode.Packet) { table.Add(p) })
 	// What was read before a damaged record still makes flows worth printing.
 	table.Flush()
+	if exp != nil {
+		if err := exp.Close(); err != nil && werr == nil {
+			werr = err
+		}
+	}
 	if err := w.Flush(); err != nil {
 		return err
 	}
 	if o.stats {
 		src.printStats(stderr)
 		s := table.Stats
+		if exp != nil {
+			fmt.Fprintf(stderr, "ipfix_messages\t%d\nipfix_records\t%d\n", exp.Stats.Messages, exp.Stats.Records)
+		}
 		fmt.Fprintf(stderr, "flow_packets\t%d\nflow_not_ip\t%d\nflow_fragments_skipped\t%d\nflows\t%d\n", s.Packets, s.NotIP, s.Fragments, s.Created)
 		for why := flow.EndReason(0); why < flow.NumEndReasons; why++ {
 			fmt.Fprintf(stderr, "flows_ended_%s\t%d\n", why, s.Ended[why])

@@ -30,6 +30,8 @@ type Counters struct {
 	EdgeRowsWritten    atomic.Uint64
 	CassandraErrors    atomic.Uint64
 	KafkaErrors        atomic.Uint64
+	FlowsExported      atomic.Uint64 // IPFIX data records sent (one per direction that carried packets)
+	IPFIXErrors        atomic.Uint64 // flows or IPFIX messages that could not be exported
 	Retries            atomic.Uint64
 	Commits            atomic.Uint64
 	FlowsActive        atomic.Int64
@@ -80,7 +82,7 @@ func (c *Counters) Snapshot() Snapshot {
 		FlowsEvicted:   c.FlowsEvicted.Load(),
 		FlowsFiltered:  c.FlowsFiltered.Load(),
 		FlowsPublished: c.FlowsPublished.Load(),
-		SinkErrors:     c.CassandraErrors.Load() + c.KafkaErrors.Load(),
+		SinkErrors:     c.CassandraErrors.Load() + c.KafkaErrors.Load() + c.IPFIXErrors.Load(),
 		Retries:        c.Retries.Load(),
 		Commits:        c.Commits.Load(),
 		FlowsActive:    c.FlowsActive.Load(),
@@ -121,6 +123,7 @@ func NewCollector(c *Counters) prometheus.Collector {
 		"published":      desc("flows_published_total", "Flow records produced to the flows topic."),
 		"traffic_rows":   desc("traffic_rows_written_total", "Rows of per-window traffic counters stored (an open window's row is rewritten)."),
 		"edge_rows":      desc("edge_rollup_rows_written_total", "Rows of per-window edge rollups stored."),
+		"exported":       desc("ipfix_records_exported_total", "IPFIX data records exported (one per direction of a flow that carried packets)."),
 		"sink_errors":    desc("sink_errors_total", "Failed write attempts, by sink.", "sink"),
 		"retries":        desc("retries_total", "Write attempts retried after a failure."),
 		"commits":        desc("commits_total", "Offset commits."),
@@ -163,6 +166,8 @@ func (k *collector) Collect(ch chan<- prometheus.Metric) {
 	counter("edge_rows", c.EdgeRowsWritten.Load())
 	counter("sink_errors", c.CassandraErrors.Load(), "cassandra")
 	counter("sink_errors", c.KafkaErrors.Load(), "kafka")
+	counter("sink_errors", c.IPFIXErrors.Load(), "ipfix")
+	counter("exported", c.FlowsExported.Load())
 	counter("retries", c.Retries.Load())
 	counter("commits", c.Commits.Load())
 	gauge("flows_active", c.FlowsActive.Load())

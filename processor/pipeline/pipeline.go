@@ -38,6 +38,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"capfleet.dev/capfleet/netflow/ipfix"
 	"capfleet.dev/capfleet/packetrecord"
 	"capfleet.dev/capfleet/processor/block"
 	"capfleet.dev/capfleet/processor/decode"
@@ -54,6 +55,11 @@ type Config struct {
 	PacketTTL    time.Duration
 	FlowTTL      time.Duration
 	FlowsTopic   string // optional: closed flows as JSON, keyed by uid
+	// IPFIX, when set, exports closed flows as IPFIX over UDP to these collectors (host:port), with
+	// IPFIXDomain as the observation domain. Export is fire and forget, as a router's: a failed send is
+	// counted (sink_errors{sink="ipfix"}), never retried, and never holds back a commit.
+	IPFIX       []string
+	IPFIXDomain uint32
 	// FlowFilter picks the flow records the sinks get (Cassandra and the flows topic); the others are
 	// counted (FlowsFiltered). The flow table and its checkpoints keep every flow: each record written
 	// (a running total, then the end) is judged on its own figures.
@@ -85,7 +91,7 @@ func (p *Pipeline) rollupsOn() bool {
 }
 
 // flows is whether flows are aggregated: to store them, to publish them, or both.
-func (c Config) flows() bool { return c.StoreFlows || c.FlowsTopic != "" }
+func (c Config) flows() bool { return c.StoreFlows || c.FlowsTopic != "" || len(c.IPFIX) > 0 }
 
 func (c Config) withDefaults() Config {
 	if c.CommitInterval <= 0 {
@@ -162,6 +168,7 @@ type Pipeline struct {
 
 	records packetrecord.Decoder
 	dec     *decode.Decoder
+	ipfix   *ipfix.Exporter // nil unless Config.IPFIX
 	pkt     decode.Packet
 	ready   atomic.Bool
 }
@@ -198,6 +205,8 @@ func New(cfg Config, deps Deps) (*Pipeline, error) {
 		return nil, errors.New("a Cassandra writer is required to store packets or flows")
 	case cfg.FlowsTopic != "" && (deps.Writer == nil || deps.Reader == nil):
 		return nil, errors.New("--flows-topic needs Cassandra (--store-flows or --store-packets): open flows are checkpointed there so that none is lost or split on a restart")
+	case len(cfg.IPFIX) > 0 && (deps.Writer == nil || deps.Reader == nil):
+		return nil, errors.New("--ipfix needs Cassandra (--store-flows or --store-packets): open flows are checkpointed there so that none is lost or split on a restart")
 	case cfg.flows() && (deps.NewFlowTable == nil || deps.Reader == nil):
 		return nil, errors.New("storing flows needs a flow table and a Cassandra reader (for checkpoints)")
 	}
@@ -211,6 +220,13 @@ func New(cfg Config, deps Deps) (*Pipeline, error) {
 		deps.Log = slog.Default()
 	}
 	p := &Pipeline{cfg: cfg, deps: deps, c: deps.Counters, log: deps.Log, parts: map[int32]*partition{}, dec: decode.NewDecoder()}
+	if len(cfg.IPFIX) > 0 {
+		exp, err := ipfix.Dial(cfg.IPFIX, ipfix.Config{ObservationDomain: cfg.IPFIXDomain})
+		if err != nil {
+			return nil, fmt.Errorf("--ipfix: %w", err)
+		}
+		p.ipfix = exp
+	}
 	p.writes.init(cfg.BlockWrites)
 	return p, nil
 }
@@ -238,6 +254,9 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	}
 	p.cl = cl
 	defer cl.Close()
+	if p.ipfix != nil {
+		defer p.ipfix.Close()
+	}
 	defer p.writes.cancel()
 	p.lastCommit, p.lastUpdate = time.Now(), time.Now()
 	for {
@@ -507,6 +526,7 @@ func (p *Pipeline) flush(ctx context.Context, all bool) error {
 		if err := p.publish(ctx, p.closed); err != nil {
 			return err
 		}
+		p.export(p.closed)
 		p.closed = p.closed[:0]
 	}
 	p.ready.Store(true)

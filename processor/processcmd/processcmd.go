@@ -87,6 +87,8 @@ commit and resumed by whoever consumes the partition next.`,
 	fs.StringVar(&o.replication, "replication", store.DefaultReplication, "replication of the keyspace when it is created, as JSON")
 	fs.StringVar(&o.pipe.Sensor, "sensor", "", "name packets and flows are stored under (default: the topic)")
 	fs.StringVar(&o.pipe.FlowsTopic, "flows-topic", "", "also produce closed flows as JSON to this topic")
+	fs.StringSliceVar(&o.pipe.IPFIX, "ipfix", nil, "also export closed flows as IPFIX over UDP to these collectors (host:port, comma-separated); needs --store-flows or --store-packets")
+	fs.Uint32Var(&o.pipe.IPFIXDomain, "ipfix-domain", 0, "IPFIX observation domain ID of the export")
 	fs.DurationVar(&o.pipe.FlowUpdateInterval, "flow-update-interval", 10*time.Second, "how often the running totals of open flows are stored (0: with every commit). Each commit checkpoints them, and whoever takes a partition over writes them at once, so a crash delays them but loses nothing; shorter intervals show long flows sooner in query flows and cost Cassandra more")
 	fs.DurationVar(&o.pipe.CommitInterval, "commit-interval", time.Second, "how often open flows are checkpointed, open packet blocks stored and offsets committed")
 	fs.DurationVar(&o.pipe.Rollups.Step, "traffic-step", time.Second, "count packets and bytes (by IP protocol and direction, with the packets filtered or undecodable) per window this wide, for `capfleet query traffic`; 0: off. A whole number of milliseconds that divides an hour")
