@@ -121,6 +121,14 @@ func TestStatusShowsEachResourceWithItsChildrenAndFigures(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	fc := &v1alpha1.FlowCollector{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "routers"}}
+	create(t, c, fc)
+	fc.Status = v1alpha1.FlowCollectorStatus{CommonStatus: v1alpha1.CommonStatus{ObservedGeneration: fc.Generation},
+		Replicas: 2, ReadyReplicas: 2, RecordsPerSecond: 54321, Exporters: 3, SequenceGaps: 4, TemplateErrors: 1, Service: "routers-collector"}
+	if err := c.Status().Update(ctx, fc); err != nil {
+		t.Fatal(err)
+	}
+
 	out, err := plugin(t, "--kubeconfig", kubeconfig, "-n", ns, "status")
 	if err != nil {
 		t.Fatal(err)
@@ -131,6 +139,8 @@ func TestStatusShowsEachResourceWithItsChildrenAndFigures(t *testing.T) {
 		"123,456 pkt/s", "98.7 MB/s", "drops 12 kernel ring 7, kafka 5",
 		"DaemonSet edge-sensor", "0/0 ready", "node node-b", "4,321 pkt/s",
 		"ReplayJob " + ns + "/http-sample", "Running", "[###############.....]  75%", "750 of 1,000 packets",
+		"FlowCollector " + ns + "/routers", "replicas 2/2", "54,321 rec/s", "exporters 3", "sequence gaps 4", "template errors 1",
+		"Service routers-collector (UDP)",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status lacks %q", want)

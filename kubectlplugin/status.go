@@ -22,7 +22,7 @@ import (
 func statusCommand(k *kube) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "status [NAME]",
-		Short: "Each CaptureSensor, PacketPipeline and ReplayJob with its children, nodes and figures",
+		Short: "Each CaptureSensor, PacketPipeline, ReplayJob and FlowCollector with its children, nodes and figures",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, ns, err := k.client()
@@ -50,8 +50,9 @@ func printStatus(ctx context.Context, out io.Writer, c client.Client, ns, name s
 		sensors   v1alpha1.CaptureSensorList
 		pipelines v1alpha1.PacketPipelineList
 		replays   v1alpha1.ReplayJobList
+		fcs       v1alpha1.FlowCollectorList
 	)
-	for _, l := range []client.ObjectList{&sensors, &pipelines, &replays} {
+	for _, l := range []client.ObjectList{&sensors, &pipelines, &replays, &fcs} {
 		if err := c.List(ctx, l, client.InNamespace(ns)); err != nil {
 			return fmt.Errorf("listing %T: %w", l, err)
 		}
@@ -115,6 +116,23 @@ func printStatus(ctx context.Context, out io.Writer, c client.Client, ns, name s
 			fmt.Fprintf(w, "  Job %s\t%s\n", st.Job, jobState(ctx, c, r.Namespace, st.Job))
 		}
 	}
+	for i := range fcs.Items {
+		f := &fcs.Items[i]
+		if name != "" && f.Name != name {
+			continue
+		}
+		shown++
+		st := &f.Status
+		fmt.Fprintf(w, "FlowCollector %s/%s\t%s\treplicas %d/%d\t%s rec/s\texporters %d\tsequence gaps %d\ttemplate errors %d\tdrops %d\n",
+			f.Namespace, f.Name, ready(st.Conditions, f.Generation, st.ObservedGeneration), st.ReadyReplicas, st.Replicas,
+			count(st.RecordsPerSecond), st.Exporters, st.SequenceGaps, st.TemplateErrors, st.Drops)
+		if st.Deployment != "" {
+			fmt.Fprintf(w, "  Deployment %s\t%s\n", st.Deployment, deploymentState(ctx, c, f.Namespace, st.Deployment))
+		}
+		if st.Service != "" {
+			fmt.Fprintf(w, "  Service %s (UDP)\n", st.Service)
+		}
+	}
 	if err := w.Flush(); err != nil {
 		return err
 	}
@@ -124,7 +142,7 @@ func printStatus(ctx context.Context, out io.Writer, c client.Client, ns, name s
 			where = "any namespace"
 		}
 		if name != "" {
-			return fmt.Errorf("no CaptureSensor, PacketPipeline or ReplayJob named %q in %s", name, where)
+			return fmt.Errorf("no CaptureSensor, PacketPipeline, ReplayJob or FlowCollector named %q in %s", name, where)
 		}
 		fmt.Fprintf(out, "No capfleet resources in %s.\n", where)
 	}
