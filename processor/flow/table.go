@@ -2,6 +2,7 @@ package flow
 
 import (
 	"bytes"
+	"net/netip"
 	"time"
 
 	"capfleet.dev/capfleet/processor/decode"
@@ -11,14 +12,16 @@ import (
 type EndReason uint8
 
 const (
-	EndIdle    EndReason = iota // no packet for IdleTimeout
+	EndIdle    EndReason = iota // no packet for its inactivity timeout
 	EndActive                   // open for ActiveTimeout: exported, and later packets start a new flow
 	EndEvicted                  // the table was full; the least recently active flow made room
 	EndFlushed                  // Flush, at shutdown or end of file
+	EndClosed                   // TCP: Zeek's delay after a close or reset, or an unanswered attempt, ran out
+	EndReused                   // TCP: a new SYN on the 5-tuple started another connection
 	NumEndReasons
 )
 
-var endNames = [NumEndReasons]string{"idle", "active", "evicted", "flushed"}
+var endNames = [NumEndReasons]string{"idle", "active", "evicted", "flushed", "closed", "reused"}
 
 func (r EndReason) String() string {
 	if r < NumEndReasons {
@@ -27,11 +30,39 @@ func (r EndReason) String() string {
 	return "unknown"
 }
 
+// Timeouts are Zeek's inactivity timeouts per protocol and its TCP delays. A zero field takes
+// Zeek's default (init-bare.zeek): ZeekTimeouts.
+type Timeouts struct {
+	TCP   time.Duration // tcp_inactivity_timeout: a TCP connection past its handshake
+	UDP   time.Duration // udp_inactivity_timeout: UDP, and TCP still in its handshake, as in Zeek
+	ICMP  time.Duration // icmp_inactivity_timeout
+	Other time.Duration // unknown_ip_inactivity_timeout: any other IP protocol
+	// TCPAttempt ends a connection whose SYN got no answer (tcp_attempt_delay); TCPClose ends a
+	// connection after its close (tcp_close_delay), TCPReset after a RST that follows a FIN
+	// (tcp_reset_delay).
+	TCPAttempt, TCPClose, TCPReset time.Duration
+}
+
+// ZeekTimeouts are Zeek's defaults: 5 min for TCP, 1 min for UDP, ICMP and other protocols,
+// and 5 s for each TCP delay.
+func ZeekTimeouts() Timeouts {
+	return Timeouts{
+		TCP: 5 * time.Minute, UDP: time.Minute, ICMP: time.Minute, Other: time.Minute,
+		TCPAttempt: 5 * time.Second, TCPClose: 5 * time.Second, TCPReset: 5 * time.Second,
+	}
+}
+
 // Config sets the table's limits. Zero values take the defaults of `capfleet process`.
 type Config struct {
-	IdleTimeout   time.Duration // default 60s
+	// IdleTimeout, when set, ends a flow of any protocol after this long without packets, in
+	// place of Zeek's per-protocol inactivity timeouts (Timeouts).
+	IdleTimeout   time.Duration
+	Timeouts      Timeouts
 	ActiveTimeout time.Duration // default 30m
 	MaxFlows      int           // default 1,000,000
+	// ServerPorts are the ports Zeek takes as a service's (likely_server_ports): a first packet
+	// from one, not a SYN, makes its receiver the originator. Default ZeekServerPorts.
+	ServerPorts *Ports
 	// OnEnd receives every flow that leaves the table. The *Flow is reused afterwards.
 	OnEnd func(f *Flow, why EndReason)
 }
@@ -45,15 +76,37 @@ type Stats struct {
 	Ended     [NumEndReasons]uint64
 }
 
+// broadcast is the address Zeek never makes an originator by a guess.
+var broadcast = netip.AddrFrom4([4]byte{255, 255, 255, 255})
+
+// Timeout classes: flows of one class share an inactivity timeout, so each class's LRU list
+// expires from its head.
+const (
+	classTCP   = iota // TCP past its handshake
+	classUDP          // UDP, and TCP in its handshake
+	classICMP         // ICMP and ICMPv6
+	classOther        // other IP protocols
+	numClasses
+)
+
+type lruList struct{ head, tail *entry } // least recently active first
+
+// delays are the TCP delays in nanoseconds.
+type delays struct{ attempt, close, reset time.Duration }
+
 // Table aggregates packets into flows. Time is the packets' own: timeouts are measured in
 // capture time, so a file read offline expires flows as a live capture would have. Not safe
 // for concurrent use: shard by flow (packetrecord.FlowHash) and give each shard a Table.
 type Table struct {
 	cfg     Config
+	idle    [numClasses]time.Duration
+	delays  delays
+	ports   *Ports
 	flows   map[lookupKey]*entry
-	lruHead *entry // least recently active
-	lruTail *entry
+	lru     [numClasses]lruList
+	timers  []*entry // TCP flows with a Zeek timer pending, a min-heap by ext.due
 	free    []*entry
+	freeExt []*ext
 	out     Flow // handed to OnEnd
 	now     time.Time
 	Stats   Stats
@@ -61,8 +114,15 @@ type Table struct {
 
 // New returns an empty table.
 func New(cfg Config) *Table {
-	if cfg.IdleTimeout <= 0 {
-		cfg.IdleTimeout = 60 * time.Second
+	z := ZeekTimeouts()
+	to := &cfg.Timeouts
+	for _, d := range []struct{ v, def *time.Duration }{
+		{&to.TCP, &z.TCP}, {&to.UDP, &z.UDP}, {&to.ICMP, &z.ICMP}, {&to.Other, &z.Other},
+		{&to.TCPAttempt, &z.TCPAttempt}, {&to.TCPClose, &z.TCPClose}, {&to.TCPReset, &z.TCPReset},
+	} {
+		if *d.v <= 0 {
+			*d.v = *d.def
+		}
 	}
 	if cfg.ActiveTimeout <= 0 {
 		cfg.ActiveTimeout = 30 * time.Minute
@@ -73,26 +133,57 @@ func New(cfg Config) *Table {
 	if cfg.OnEnd == nil {
 		cfg.OnEnd = func(*Flow, EndReason) {}
 	}
-	return &Table{cfg: cfg, flows: make(map[lookupKey]*entry)}
+	if cfg.ServerPorts == nil {
+		cfg.ServerPorts = ZeekServerPorts()
+	}
+	t := &Table{cfg: cfg, flows: make(map[lookupKey]*entry), ports: cfg.ServerPorts}
+	t.idle = [numClasses]time.Duration{classTCP: to.TCP, classUDP: to.UDP, classICMP: to.ICMP, classOther: to.Other}
+	if cfg.IdleTimeout > 0 {
+		t.idle = [numClasses]time.Duration{cfg.IdleTimeout, cfg.IdleTimeout, cfg.IdleTimeout, cfg.IdleTimeout}
+	}
+	t.delays = delays{attempt: to.TCPAttempt, close: to.TCPClose, reset: to.TCPReset}
+	return t
 }
 
 // Len is the number of flows in the table.
 func (t *Table) Len() int { return len(t.flows) }
 
-// packetKey derives the flow key of a packet in its own direction and the lookup key.
-func packetKey(p *decode.Packet, h *decode.IPHeader) (k Key, oneWay bool) {
+// class is the timeout class of a flow.
+func (e *entry) class() int {
+	switch e.lookup.proto {
+	case decode.ProtoTCP:
+		if e.flags&tcpIdle != 0 {
+			return classTCP
+		}
+		return classUDP
+	case decode.ProtoUDP:
+		return classUDP
+	case decode.ProtoICMP, decode.ProtoICMPv6:
+		return classICMP
+	}
+	return classOther
+}
+
+// packetKey derives the flow key of a packet in its own direction. ok is false for a packet
+// that makes no Zeek connection: a transport header that was not decoded, or IPv6's "no next
+// header".
+func packetKey(p *decode.Packet, h *decode.IPHeader) (k Key, oneWay, ok bool) {
 	k = Key{Orig: h.Src, Resp: h.Dst, Proto: h.Proto, VLAN: p.VLAN}
 	switch h.Proto {
-	case decode.ProtoTCP, decode.ProtoUDP, decode.ProtoSCTP:
-		if h.L4.Proto == h.Proto {
-			k.OrigPort, k.RespPort = h.L4.SrcPort, h.L4.DstPort
+	case decode.ProtoTCP, decode.ProtoUDP:
+		if h.L4.Proto != h.Proto || h.L4.Short {
+			return k, false, false
 		}
+		k.OrigPort, k.RespPort = h.L4.SrcPort, h.L4.DstPort
 	case decode.ProtoICMP, decode.ProtoICMPv6:
-		if h.L4.Proto == h.Proto {
-			k.OrigPort, k.RespPort, oneWay = icmpPorts(h.Proto == decode.ProtoICMPv6, h.L4.ICMPType, h.L4.ICMPCode)
+		if h.L4.Proto != h.Proto {
+			return k, false, false
 		}
+		k.OrigPort, k.RespPort, oneWay = icmpPorts(h.Proto == decode.ProtoICMPv6, h.L4.ICMPType, h.L4.ICMPCode)
+	case 59: // IPv6 no next header: nothing to analyse (a Teredo bubble)
+		return k, false, false
 	}
-	return k, oneWay
+	return k, oneWay, true
 }
 
 // canonical is the lookup key of k; swapped says the packet's source is lookup.b.
@@ -108,15 +199,19 @@ func canonical(k Key, oneWay bool) (l lookupKey, swapped bool) {
 	return l, swapped
 }
 
-// Add accounts one decoded packet, first ending the flows its timestamp has timed out.
+// Add accounts one decoded packet, first ending the flows its timestamp has timed out. As in
+// Zeek, the packet counts in the connection of its innermost 5-tuple and, when it came through
+// tunnels carried in UDP (VXLAN, Geneve, GTP, Teredo, AYIYA), in each of theirs.
 func (t *Table) Add(p *decode.Packet) {
-	h, ok := p.Inner()
-	if !ok {
-		t.Stats.NotIP++
-		return
+	in := -1
+	for i := int(p.NIP) - 1; i >= 0; i-- {
+		if h := &p.IP[i]; !h.Quoted && h.Partial == 0 {
+			in = i
+			break
+		}
 	}
-	if h.Fragment && h.FragOffset != 0 {
-		t.Stats.Fragments++
+	if in < 0 {
+		t.Stats.NotIP++
 		return
 	}
 	now := p.Timestamp
@@ -124,28 +219,68 @@ func (t *Table) Add(p *decode.Packet) {
 		t.now = now
 		t.Expire(now)
 	}
-	k, oneWay := packetKey(p, h)
-	lk, swapped := canonical(k, oneWay)
-	f := t.flows[lk]
-	if f != nil && time.Duration(now.UnixNano()-f.first) >= t.cfg.ActiveTimeout {
-		t.end(f, EndActive)
-		f = nil
+	ns := now.UnixNano()
+	for i := 0; i < in; i++ {
+		if h := &p.IP[i]; h.Proto == decode.ProtoUDP && h.L4.Proto == decode.ProtoUDP && h.Partial == 0 && !h.Quoted {
+			t.addLayer(p, h, -1, ns)
+		}
 	}
-	if f == nil {
-		f = t.create(lk, swapped, now, h)
+	h := &p.IP[in]
+	if h.Fragment && h.FragOffset != 0 {
+		t.Stats.Fragments++
+		return
 	}
-	// The packet comes from the originator when its source is the key's originator side; a
-	// host talking to itself on one port has one direction only.
-	fromOrig := swapped == f.origIsB || (lk.a == lk.b && lk.aPort == lk.bPort)
-	t.account(f, h, fromOrig, now.UnixNano())
-	f.dirty = true
-	t.touch(f)
+	t.addLayer(p, h, in, ns)
 	t.Stats.Packets++
 }
 
-func (t *Table) create(lk lookupKey, swapped bool, now time.Time, h *decode.IPHeader) *entry {
-	if len(t.flows) >= t.cfg.MaxFlows && t.lruHead != nil {
-		t.end(t.lruHead, EndEvicted)
+// addLayer accounts the packet in the connection of one of its IP headers; inner is the index
+// of the innermost header (whose encapsulation the flow records), or -1 for a tunnel's own.
+func (t *Table) addLayer(p *decode.Packet, h *decode.IPHeader, inner int, now int64) {
+	k, oneWay, ok := packetKey(p, h)
+	if !ok {
+		return
+	}
+	lk, swapped := canonical(k, oneWay)
+	var seg tcpSegment
+	tcp := h.Proto == decode.ProtoTCP
+	if tcp {
+		seg = newSegment(&h.L4)
+	}
+	f := t.flows[lk]
+	if f != nil && time.Duration(now-f.first) >= t.cfg.ActiveTimeout {
+		t.end(f, EndActive)
+		f = nil
+	}
+	if f != nil && tcp && tcpReuse(f, &seg, &h.L4) {
+		t.end(f, EndReused)
+		f = nil
+	}
+	if f == nil {
+		f = t.create(lk, swapped, now, h, &seg)
+	}
+	side := 0
+	if swapped {
+		side = 1
+	}
+	fromOrig := side == f.origSide()
+	if lk.a == lk.b && lk.aPort == lk.bPort {
+		// A host talking to itself on one port: one direction only, the originator's.
+		side, fromOrig = f.origSide(), true
+	}
+	if inner > 0 {
+		t.noteTunnel(f, p, inner)
+	}
+	t.account(f, side, fromOrig, h, &seg, p, now)
+	f.dirty = true
+	t.touch(f)
+}
+
+func (t *Table) create(lk lookupKey, swapped bool, now int64, h *decode.IPHeader, s *tcpSegment) *entry {
+	if len(t.flows) >= t.cfg.MaxFlows {
+		if lru := t.leastRecent(); lru != nil {
+			t.end(lru, EndEvicted)
+		}
 	}
 	var f *entry
 	if n := len(t.free); n > 0 {
@@ -155,175 +290,268 @@ func (t *Table) create(lk lookupKey, swapped bool, now time.Time, h *decode.IPHe
 		f = &entry{}
 	}
 	f.lookup, f.origIsB = lk, swapped
-	// A first packet that is a SYN-ACK comes from the responder: Zeek swaps the roles.
-	if h.Proto == decode.ProtoTCP && h.L4.Proto == decode.ProtoTCP &&
-		h.L4.Flags&(decode.TCPSyn|decode.TCPAck) == decode.TCPSyn|decode.TCPAck {
-		f.origIsB = !swapped
-		f.flipped = true
+	f.first, f.last = now, now
+	if h.Proto == decode.ProtoTCP {
+		t.giveExt(f)
 	}
-	f.first, f.last = now.UnixNano(), now.UnixNano()
+	// Zeek's guess of the originator when the first packet does not say: a TCP connection
+	// that starts without a SYN (or with a SYN-ACK), or any UDP flow, from a service port.
+	sport, dport := h.L4.SrcPort, h.L4.DstPort
+	flip := false
+	switch h.Proto {
+	case decode.ProtoTCP:
+		if (!s.syn || s.ak) && t.ports.Has(decode.ProtoTCP, sport) {
+			if t.ports.Has(decode.ProtoTCP, dport) {
+				flip = !s.syn && sport < dport // both plausible: favour the lower port as the service
+			} else {
+				flip = true
+			}
+		}
+	case decode.ProtoUDP:
+		flip = t.ports.Has(decode.ProtoUDP, sport) && !t.ports.Has(decode.ProtoUDP, dport)
+	}
+	if flip && h.Dst != broadcast {
+		t.flip(f)
+	}
 	t.flows[lk] = f
 	t.Stats.Created++
 	return f
 }
 
-// account updates the counters, TCP state and history of f with one packet.
-func (t *Table) account(f *entry, h *decode.IPHeader, fromOrig bool, now int64) {
-	ep, peer := &f.Orig, &f.Resp
-	if !fromOrig {
-		ep, peer = peer, ep
+// flip swaps the originator and responder, as Zeek's FlipRoles, marking it in the history.
+func (t *Table) flip(f *entry) {
+	f.origIsB = !f.origIsB
+	f.flags |= flipped
+	f.addHistory('^')
+}
+
+// giveExt attaches an ext to f.
+func (t *Table) giveExt(f *entry) *ext {
+	if f.ext != nil {
+		return f.ext
 	}
-	f.last = max(f.last, now)
-	ep.Pkts++
-	ep.IPBytes += uint64(max(h.TotalLen, 0))
+	var x *ext
+	if n := len(t.freeExt); n > 0 {
+		x, t.freeExt = t.freeExt[n-1], t.freeExt[:n-1]
+		*x = ext{}
+	} else {
+		x = &ext{}
+	}
+	x.heapIdx, x.active = -1, true
+	f.ext = x
+	return x
+}
+
+// account updates the counters, state and history of f with one packet from side.
+func (t *Table) account(f *entry, side int, fromOrig bool, h *decode.IPHeader, s *tcpSegment, p *decode.Packet, now int64) {
+	ep := &f.ep[side]
+	ipLen := uint64(max(h.TotalLen, 0))
 	l4 := &h.L4
-	switch {
-	case h.Proto == decode.ProtoTCP && l4.Proto == decode.ProtoTCP:
-		ep.Flags |= l4.Flags
-		ep.trackSeq(l4.Seq, l4.PayloadLen, l4.Flags)
-		tcpTransition(ep, peer, l4.Flags)
-		tcpHistory(f, l4, fromOrig)
-	case h.Proto == decode.ProtoUDP && l4.Proto == decode.ProtoUDP:
-		ep.count += uint64(l4.PayloadLen)
-		if l4.PayloadLen > 0 {
-			f.addHistory('d', fromOrig)
+	switch h.Proto {
+	case decode.ProtoTCP:
+		if l4.BadOffset {
+			return // Zeek made the connection but cannot read the segment: it is not counted
 		}
-	case h.Proto == decode.ProtoICMP || h.Proto == decode.ProtoICMPv6:
+		ep.Flags |= l4.Flags
+		t.tcpPacket(f, side, s, now)
+	case decode.ProtoUDP:
+		f.last = max(f.last, now)
+		f.checkHistory(histData, 'd', fromOrig)
+		ep.bits |= epActive
+		ep.count += uint64(max(int(l4.UDPLen)-8, 0))
+	case decode.ProtoICMP, decode.ProtoICMPv6:
+		f.last = max(f.last, now)
+		ep.bits |= epActive
 		ep.count += uint64(max(h.TotalLen-h.HeaderLen-8, 0))
+		if p.CapLen < p.Len {
+			return // Zeek counts an ICMP message only when it was captured whole
+		}
 	default:
+		f.last = max(f.last, now)
 		ep.count += uint64(max(h.TotalLen-h.HeaderLen, 0))
+	}
+	ep.Pkts++
+	ep.IPBytes += ipLen
+}
+
+// noteTunnel records the encapsulation of the innermost header at index in: the IP header
+// around it, the kind of tunnel between them.
+func (t *Table) noteTunnel(f *entry, p *decode.Packet, in int) {
+	outer := -1
+	for i := in - 1; i >= 0; i-- {
+		if !p.IP[i].Quoted && p.IP[i].Partial == 0 {
+			outer = i
+			break
+		}
+	}
+	if outer < 0 {
+		return
+	}
+	o := &p.IP[outer]
+	k := tunnelKey{src: o.Src.As16(), dst: o.Dst.As16(), v4: o.Src.Is4(), typ: tunnelType(p, o)}
+	if o.Proto == decode.ProtoUDP && o.L4.Proto == decode.ProtoUDP {
+		k.srcPort, k.dstPort = o.L4.SrcPort, o.L4.DstPort
+	}
+	x := t.giveExt(f)
+	cur := &x.tunnel
+	switch {
+	case cur.typ == decode.TunnelNone:
+		*cur = k
+	case cur.src != k.src || cur.dst != k.dst || cur.srcPort != k.srcPort || cur.dstPort != k.dstPort || cur.typ != k.typ:
+		changes := cur.changes
+		*cur = k
+		if changes < 255 {
+			changes++
+		}
+		cur.changes = changes
 	}
 }
 
-func tcpTransition(ep, peer *Endpoint, flags uint16) {
-	syn, ack := flags&decode.TCPSyn != 0, flags&decode.TCPAck != 0
-	switch {
-	case flags&decode.TCPRst != 0:
-		ep.state = tcpReset
-	case flags&decode.TCPFin != 0:
-		ep.state = tcpClosed
-	case syn && ack:
-		if ep.state == tcpInactive || ep.state == tcpPartial || ep.state == tcpSynSent {
-			ep.state = tcpSynAckSent
-		}
-	case syn:
-		if ep.state == tcpInactive || ep.state == tcpPartial {
-			ep.state = tcpSynSent
-		}
-	default:
-		switch ep.state {
-		case tcpInactive:
-			ep.state = tcpPartial
-		case tcpSynSent, tcpSynAckSent:
-			if ack && peer.state != tcpInactive {
-				ep.state = tcpEstablished
-				if peer.state == tcpSynAckSent || peer.state == tcpSynSent {
-					peer.state = tcpEstablished
-				}
+// tunnelType names the encapsulation an outer header opens.
+func tunnelType(p *decode.Packet, o *decode.IPHeader) decode.Tunnel {
+	switch o.Proto {
+	case 47:
+		return decode.TunnelGRE
+	case 4, 41:
+		return decode.TunnelIPinIP
+	case decode.ProtoUDP:
+		for _, port := range [2]uint16{o.L4.DstPort, o.L4.SrcPort} {
+			switch port {
+			case 4789:
+				return decode.TunnelVXLAN
+			case 6081:
+				return decode.TunnelGeneve
+			case 2152:
+				return decode.TunnelGTP
+			case 3544:
+				return decode.TunnelTeredo
+			case 5072:
+				return decode.TunnelAYIYA
+			case 4754:
+				return decode.TunnelGRE
 			}
 		}
 	}
+	if p.Tunnel != decode.TunnelNone {
+		return p.Tunnel
+	}
+	return decode.TunnelIPinIP
 }
 
-func tcpHistory(f *entry, l4 *decode.Transport, fromOrig bool) {
-	fl := l4.Flags
-	syn, ack, fin, rst := fl&decode.TCPSyn != 0, fl&decode.TCPAck != 0, fl&decode.TCPFin != 0, fl&decode.TCPRst != 0
-	switch {
-	case syn && (fin || rst):
-		f.addHistory('q', fromOrig)
-	case syn && ack:
-		f.addHistory('h', fromOrig)
-	case syn:
-		f.addHistory('s', fromOrig)
-	}
-	if l4.PayloadLen > 0 {
-		f.addHistory('d', fromOrig)
-	}
-	if fin {
-		f.addHistory('f', fromOrig)
-	}
-	if rst {
-		f.addHistory('r', fromOrig)
-	}
-	if ack && !syn && !fin && !rst && l4.PayloadLen <= 0 {
-		f.addHistory('a', fromOrig)
-	}
-}
-
-// touch moves f to the most-recently-active end of the LRU list.
+// touch moves f to the most-recently-active end of its class's LRU list.
 func (t *Table) touch(f *entry) {
-	if t.lruTail == f {
+	l := &t.lru[f.class()]
+	if l.tail == f {
 		return
 	}
 	t.unlinkLRU(f)
-	f.lruPrev = t.lruTail
-	if t.lruTail != nil {
-		t.lruTail.lruNext = f
+	f.lruPrev = l.tail
+	if l.tail != nil {
+		l.tail.lruNext = f
 	} else {
-		t.lruHead = f
+		l.head = f
 	}
-	t.lruTail = f
+	l.tail = f
 }
 
 func (t *Table) unlinkLRU(f *entry) {
+	l := &t.lru[f.class()]
 	if f.lruPrev != nil {
 		f.lruPrev.lruNext = f.lruNext
-	} else if t.lruHead == f {
-		t.lruHead = f.lruNext
+	} else if l.head == f {
+		l.head = f.lruNext
 	}
 	if f.lruNext != nil {
 		f.lruNext.lruPrev = f.lruPrev
-	} else if t.lruTail == f {
-		t.lruTail = f.lruPrev
+	} else if l.tail == f {
+		l.tail = f.lruPrev
 	}
 	f.lruPrev, f.lruNext = nil, nil
+}
+
+// leastRecent is the flow that has been idle longest, of all classes.
+func (t *Table) leastRecent() *entry {
+	var lru *entry
+	for c := range t.lru {
+		if h := t.lru[c].head; h != nil && (lru == nil || h.last < lru.last) {
+			lru = h
+		}
+	}
+	return lru
 }
 
 // end removes f, hands it to the callback and recycles it.
 func (t *Table) end(f *entry, why EndReason) {
 	delete(t.flows, f.lookup)
 	t.unlinkLRU(f)
+	if x := f.ext; x != nil && x.heapIdx >= 0 {
+		t.heapRemove(f)
+	}
 	t.Stats.Ended[why]++
 	f.flow(&t.out)
 	t.cfg.OnEnd(&t.out, why)
+	if f.ext != nil {
+		t.freeExt = append(t.freeExt, f.ext)
+		f.ext = nil
+	}
 	t.free = append(t.free, f)
 }
 
-// Expire ends the flows idle for IdleTimeout at now. Add calls it as packet time advances; call
-// it on a timer too if the packet stream can pause. A flow open for ActiveTimeout ends when its
-// next packet comes (which starts a new flow), as NetFlow exporters do: a flow that sends nothing
-// more ends by idling instead.
+// Expire ends the flows whose Zeek timers ran out or that were idle for their inactivity
+// timeout at now. Add calls it as packet time advances; call it on a timer too if the packet
+// stream can pause. A flow open for ActiveTimeout ends when its next packet comes (which starts
+// a new flow), as NetFlow exporters do: a flow that sends nothing more ends by idling instead.
 func (t *Table) Expire(now time.Time) {
 	ns := now.UnixNano()
-	for f := t.lruHead; f != nil && time.Duration(ns-f.last) >= t.cfg.IdleTimeout; f = t.lruHead {
-		t.end(f, EndIdle)
+	for len(t.timers) > 0 && t.timers[0].ext.due <= ns {
+		f := t.timers[0]
+		if t.tcpTimers(f, ns) {
+			t.end(f, EndClosed)
+		} else {
+			t.reschedule(f)
+		}
+	}
+	for c := range t.lru {
+		idle := t.idle[c]
+		for f := t.lru[c].head; f != nil && time.Duration(ns-f.last) >= idle; f = t.lru[c].head {
+			t.end(f, EndIdle)
+		}
 	}
 }
 
 // Latest is the time of the newest packet in an open flow (zero when none is open): a table restored
 // from a checkpoint has no other clock until its next packet.
 func (t *Table) Latest() time.Time {
-	if t.lruTail == nil {
+	var latest int64
+	found := false
+	for c := range t.lru {
+		if tl := t.lru[c].tail; tl != nil && (!found || tl.last > latest) {
+			latest, found = tl.last, true
+		}
+	}
+	if !found {
 		return time.Time{}
 	}
-	return time.Unix(0, t.lruTail.last)
+	return time.Unix(0, latest)
 }
 
 // Flush ends every flow, least recently active first.
 func (t *Table) Flush() {
-	for t.lruHead != nil {
-		t.end(t.lruHead, EndFlushed)
+	for f := t.leastRecent(); f != nil; f = t.leastRecent() {
+		t.end(f, EndFlushed)
 	}
 }
 
 // Dirty hands fn each open flow changed since the last call (or since New), most recently active
-// first, for a consumer that writes running totals of open flows. Every change moves a flow to the
-// recent end of the LRU list, so the changed flows are its tail: the walk costs what it returns,
-// not the table's size.
+// first within each timeout class, for a consumer that writes running totals of open flows. Every
+// change moves a flow to the recent end of its LRU list, so the changed flows are the lists'
+// tails: the walk costs what it returns, not the table's size.
 func (t *Table) Dirty(fn func(f *Flow)) {
-	for f := t.lruTail; f != nil && f.dirty; f = f.lruPrev {
-		f.dirty = false
-		f.flow(&t.out)
-		fn(&t.out)
+	for c := range t.lru {
+		for f := t.lru[c].tail; f != nil && f.dirty; f = f.lruPrev {
+			f.dirty = false
+			f.flow(&t.out)
+			fn(&t.out)
+		}
 	}
 }
