@@ -1,6 +1,7 @@
 package flow
 
 import (
+	"bytes"
 	"time"
 
 	"capfleet.dev/capfleet/processor/decode"
@@ -71,7 +72,8 @@ type ext struct {
 	heapIdx                     int32 // in Table.timers, -1 when not there
 	active                      bool  // Zeek's is_active: no close or reset reported yet
 
-	tunnel tunnelKey
+	tunnel   tunnelKey // the first tunnel the flow's packets came in
+	tunnelID uint32    // identity of the last packet's encapsulation, 0 for none
 }
 
 // tcpEndpoint is the rest of Zeek's TCP_Endpoint for one side.
@@ -91,6 +93,30 @@ type tunnelKey struct {
 	typ              decode.Tunnel
 	v4               bool
 	changes          uint8
+}
+
+// identity is a hash of the tunnel that does not depend on its direction (Zeek takes both
+// directions of a tunnel, or of the UDP connection carrying it, as one); never 0.
+func (k *tunnelKey) identity() uint32 {
+	a, b := k.src[:], k.dst[:]
+	pa, pb := k.srcPort, k.dstPort
+	if c := bytes.Compare(a, b); c > 0 || (c == 0 && pa > pb) {
+		a, b, pa, pb = b, a, pb, pa
+	}
+	h := uint32(2166136261)
+	mix := func(c byte) { h = (h ^ uint32(c)) * 16777619 }
+	for _, c := range a {
+		mix(c)
+	}
+	for _, c := range b {
+		mix(c)
+	}
+	mix(byte(pa >> 8))
+	mix(byte(pa))
+	mix(byte(pb >> 8))
+	mix(byte(pb))
+	mix(byte(k.typ))
+	return h | 1
 }
 
 func (k *tunnelKey) tunnel() Tunnel {

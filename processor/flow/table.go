@@ -220,9 +220,19 @@ func (t *Table) Add(p *decode.Packet) {
 		t.Expire(now)
 	}
 	ns := now.UnixNano()
-	for i := 0; i < in; i++ {
-		if h := &p.IP[i]; h.Proto == decode.ProtoUDP && h.L4.Proto == decode.ProtoUDP && h.Partial == 0 && !h.Quoted {
+	for i := 0; i <= in; i++ {
+		h := &p.IP[i]
+		if h.Quoted || h.Partial != 0 {
+			continue
+		}
+		if h.BadChecksum {
+			return // Zeek drops an IP packet whose header checksum is wrong, and what it carries
+		}
+		if i < in && h.Proto == decode.ProtoUDP && h.L4.Proto == decode.ProtoUDP {
 			t.addLayer(p, h, -1, ns)
+			if h.L4.BadChecksum {
+				return // nor does it open a tunnel whose UDP checksum is wrong
+			}
 		}
 	}
 	h := &p.IP[in]
@@ -256,7 +266,8 @@ func (t *Table) addLayer(p *decode.Packet, h *decode.IPHeader, inner int, now in
 		t.end(f, EndReused)
 		f = nil
 	}
-	if f == nil {
+	created := f == nil
+	if created {
 		f = t.create(lk, swapped, now, h, &seg)
 	}
 	side := 0
@@ -268,8 +279,8 @@ func (t *Table) addLayer(p *decode.Packet, h *decode.IPHeader, inner int, now in
 		// A host talking to itself on one port: one direction only, the originator's.
 		side, fromOrig = f.origSide(), true
 	}
-	if inner > 0 {
-		t.noteTunnel(f, p, inner)
+	if inner > 0 || (f.ext != nil && f.ext.tunnelID != 0) {
+		t.noteTunnel(f, p, inner, fromOrig, created)
 	}
 	t.account(f, side, fromOrig, h, &seg, p, now)
 	f.dirty = true
@@ -347,6 +358,14 @@ func (t *Table) account(f *entry, side int, fromOrig bool, h *decode.IPHeader, s
 	ep := &f.ep[side]
 	ipLen := uint64(max(h.TotalLen, 0))
 	l4 := &h.L4
+	if l4.BadChecksum {
+		// Zeek makes the connection but does not count the packet; TCP and UDP note it in the
+		// history, scaled.
+		if h.Proto == decode.ProtoTCP || h.Proto == decode.ProtoUDP {
+			f.scaledHistory(&t.giveExt(f).tcp[side].chk, 'c', fromOrig)
+		}
+		return
+	}
 	switch h.Proto {
 	case decode.ProtoTCP:
 		if l4.BadOffset {
@@ -374,9 +393,12 @@ func (t *Table) account(f *entry, side int, fromOrig bool, h *decode.IPHeader, s
 	ep.IPBytes += ipLen
 }
 
-// noteTunnel records the encapsulation of the innermost header at index in: the IP header
-// around it, the kind of tunnel between them.
-func (t *Table) noteTunnel(f *entry, p *decode.Packet, in int) {
+// noteTunnel follows the encapsulation of f's packets: the innermost header, at index in, and
+// the IP header around it (none when in is 0). The first tunnel seen is the flow's; a packet in
+// another encapsulation than the one before it (another tunnel connection, or none) is a change,
+// which Zeek counts up to maxTunnelChanges and then notes in the history. created says the packet
+// made the flow.
+func (t *Table) noteTunnel(f *entry, p *decode.Packet, in int, fromOrig, created bool) {
 	outer := -1
 	for i := in - 1; i >= 0; i-- {
 		if !p.IP[i].Quoted && p.IP[i].Partial == 0 {
@@ -384,28 +406,53 @@ func (t *Table) noteTunnel(f *entry, p *decode.Packet, in int) {
 			break
 		}
 	}
-	if outer < 0 {
+	var k tunnelKey
+	id := uint32(0) // the encapsulation's identity, 0 for none
+	if outer >= 0 {
+		o := &p.IP[outer]
+		k = tunnelKey{src: o.Src.As16(), dst: o.Dst.As16(), v4: o.Src.Is4(), typ: tunnelType(p, o)}
+		if o.Proto == decode.ProtoUDP && o.L4.Proto == decode.ProtoUDP {
+			k.srcPort, k.dstPort = o.L4.SrcPort, o.L4.DstPort
+		}
+		id = k.identity()
+		if k.typ == decode.TunnelGRE || k.typ == decode.TunnelIPinIP {
+			// Zeek knows an IP tunnel by its addresses alone, even when UDP carries it.
+			bare := k
+			bare.srcPort, bare.dstPort = 0, 0
+			id = bare.identity()
+		}
+	}
+	x := f.ext
+	cur := uint32(0)
+	if x != nil {
+		cur = x.tunnelID
+	}
+	if id == cur {
 		return
 	}
-	o := &p.IP[outer]
-	k := tunnelKey{src: o.Src.As16(), dst: o.Dst.As16(), v4: o.Src.Is4(), typ: tunnelType(p, o)}
-	if o.Proto == decode.ProtoUDP && o.L4.Proto == decode.ProtoUDP {
-		k.srcPort, k.dstPort = o.L4.SrcPort, o.L4.DstPort
+	x = t.giveExt(f)
+	if id != 0 && x.tunnel.typ == decode.TunnelNone {
+		x.tunnel = k
 	}
-	x := t.giveExt(f)
-	cur := &x.tunnel
-	switch {
-	case cur.typ == decode.TunnelNone:
-		*cur = k
-	case cur.src != k.src || cur.dst != k.dst || cur.srcPort != k.srcPort || cur.dstPort != k.dstPort || cur.typ != k.typ:
-		changes := cur.changes
-		*cur = k
-		if changes < 255 {
-			changes++
+	x.tunnelID = id
+	if created {
+		return
+	}
+	if x.tunnel.changes == maxTunnelChanges {
+		// Zeek reports this many changes, then notes in the history that it stopped.
+		c := byte('x')
+		if fromOrig {
+			c = 'X'
 		}
-		cur.changes = changes
+		f.addHistory(c)
+	}
+	if x.tunnel.changes < 255 {
+		x.tunnel.changes++
 	}
 }
+
+// maxTunnelChanges is Zeek's Tunnel::max_changes_per_connection.
+const maxTunnelChanges = 5
 
 // tunnelType names the encapsulation an outer header opens.
 func tunnelType(p *decode.Packet, o *decode.IPHeader) decode.Tunnel {

@@ -45,6 +45,13 @@ func advance(start uint32, rel uint64, to uint32) uint64 {
 // tcpPacket runs one segment from side through Zeek's TCP tracking; it does not count it.
 func (t *Table) tcpPacket(f *entry, side int, s *tcpSegment, now int64) {
 	x := f.ext
+	if o := f.origSide(); f.ep[o].state == tcpSynAckSent && f.ep[1-o].state == tcpInactive && f.flags&flipped == 0 &&
+		!s.syn && !s.rst && (s.ak || s.len > 0) {
+		// A connection that began with a SYN-ACK, followed by an ACK or data: no stealth scan
+		// does that, so the SYN-ACK came from the responder and the SYN was missed. Zeek takes it
+		// as though it had flipped the roles at the SYN-ACK.
+		t.flipFromStart(f)
+	}
 	ep, peer := &f.ep[side], &f.ep[1-side]
 	xe, xp := &x.tcp[side], &x.tcp[1-side]
 	fromOrig := side == f.origSide()
@@ -92,6 +99,29 @@ func (t *Table) tcpPacket(f *entry, side int, s *tcpSegment, now int64) {
 	if doClose {
 		t.tcpClosed(f, side, genEvent)
 	}
+}
+
+// flipFromStart makes the SYN-ACK that opened f the responder's, as though Zeek's originator
+// rules had flipped the roles on it: the history so far changes case after a '^', and the
+// sender of the SYN-ACK is established rather than waiting for an answer to it.
+func (t *Table) flipFromStart(f *entry) {
+	synAck := f.origSide()
+	n := int(f.historyLen)
+	letters := [maxHistory]byte{'^'}
+	for i := range n {
+		letters[i+1] = f.historyAt(i) ^ 0x20 // letters only: swap the case
+	}
+	f.historyLen = 0
+	for _, c := range letters[:min(n+1, maxHistory)] {
+		f.addHistory(c)
+	}
+	f.historySet = f.historySet>>8 | f.historySet<<8
+	f.origIsB = !f.origIsB
+	f.flags |= flipped
+	t.tcpSetState(f, synAck, tcpEstablished)
+	f.ext.tcp[synAck].prevState = tcpInactive
+	f.ext.attemptAt = 0
+	t.reschedule(f)
 }
 
 // tcpInitEndpoint sets the endpoint's sequence space from its first segment, or anew from a SYN
