@@ -51,10 +51,12 @@ type entry struct {
 
 // entry flags.
 const (
-	flipped       uint8 = 1 << iota // roles flipped at least once ('^' in the history)
-	tcpIdle                         // TCP past its handshake: Zeek's TCP inactivity timeout applies
-	oneWay                          // ICMP message without a counterpart: the lookup key is not canonical
-	entryFlagsAll = flipped | tcpIdle | oneWay
+	flipped uint8 = 1 << iota // roles flipped at least once ('^' in the history)
+	tcpIdle                   // TCP past its handshake: Zeek's TCP inactivity timeout applies
+	oneWay                    // ICMP message without a counterpart: the lookup key is not canonical
+	// The timeout class (classTCP...) in two bits.
+	classShift = 3
+	classMask  = 3 << classShift
 )
 
 // ext is what a flow needs beyond its entry: Zeek's TCP endpoint tracking and timers, history

@@ -52,6 +52,22 @@ type TunnelRecord struct {
 	Changes uint8 `json:"changes,omitempty"`
 }
 
+func (tu *Tunnel) record() *TunnelRecord {
+	if tu.Type == decode.TunnelNone {
+		return nil
+	}
+	return &TunnelRecord{Type: tu.Type.String(), Src: tu.Src.String(), SrcPort: tu.SrcPort, Dst: tu.Dst.String(), DstPort: tu.DstPort, Changes: tu.Changes}
+}
+
+// String is the tunnel as the TSV column shows it, "" for none: its kind, then the outer source
+// > destination ("vxlan 192.0.2.1:40000>192.0.2.2:4789").
+func (tu *Tunnel) String() string {
+	if r := tu.record(); r != nil {
+		return r.String()
+	}
+	return ""
+}
+
 // String is the tunnel as the TSV column shows it: kind, then outer source > destination.
 func (t *TunnelRecord) String() string {
 	ep := func(a string, p uint16) string {
@@ -105,9 +121,7 @@ func (f *Flow) Record(why EndReason) Record {
 	if d := f.Duration(); d > 0 {
 		r.Duration, r.HasDuration = d.Seconds(), true
 	}
-	if tu := &f.Tunnel; tu.Type != decode.TunnelNone {
-		r.Tunnel = &TunnelRecord{Type: tu.Type.String(), Src: tu.Src.String(), SrcPort: tu.SrcPort, Dst: tu.Dst.String(), DstPort: tu.DstPort, Changes: tu.Changes}
-	}
+	r.Tunnel = f.Tunnel.record()
 	return r
 }
 

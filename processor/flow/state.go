@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	"capfleet.dev/capfleet/processor/decode"
 )
@@ -38,11 +37,7 @@ const (
 func (t *Table) AppendState(b []byte) []byte {
 	b = append(b, StateVersion)
 	b = binary.AppendUvarint(b, uint64(len(t.flows)))
-	var now int64
-	if !t.now.IsZero() {
-		now = t.now.UnixNano()
-	}
-	b = binary.AppendVarint(b, now)
+	b = binary.AppendVarint(b, t.clock)
 	for c := range t.lru {
 		for f := t.lru[c].head; f != nil; f = f.lruNext {
 			b = f.appendState(b)
@@ -135,9 +130,10 @@ func (t *Table) RestoreState(b []byte) error {
 		return errors.New("flow state: restoring into a table that holds flows")
 	}
 	if err := t.restore(b); err != nil {
-		t.flows, t.lru, t.timers, t.now = make(map[lookupKey]*entry), [numClasses]lruList{}, nil, time.Time{}
+		t.flows, t.lru, t.timers, t.clock = make(map[lookupKey]*entry), [numClasses]lruList{}, nil, 0
 		return err
 	}
+	t.nextExpire = 0 // the next packet works out what is due
 	for len(t.flows) > t.cfg.MaxFlows {
 		t.end(t.leastRecent(), EndEvicted)
 	}
@@ -155,9 +151,7 @@ func (t *Table) restore(b []byte) error {
 	if r.err == nil && n > uint64(len(r.b)) { // every flow takes many bytes: a count beyond the size is corrupt
 		r.fail("flow count beyond the data")
 	}
-	if now := r.varint("clock"); now != 0 {
-		t.now = time.Unix(0, now)
-	}
+	t.clock = r.varint("clock")
 	var seenDirty [numClasses]bool
 	for i := uint64(0); i < n && r.err == nil; i++ {
 		e := r.entry(t)
@@ -167,6 +161,7 @@ func (t *Table) restore(b []byte) error {
 		if _, dup := t.flows[e.lookup]; dup {
 			return errors.New("flow state: a flow twice")
 		}
+		e.flags |= classOf(e.lookup.proto, e.flags&tcpIdle != 0) << classShift
 		// Dirty relies on the changed flows being the LRU lists' tails.
 		c := e.class()
 		if seenDirty[c] && !e.dirty {

@@ -1,7 +1,8 @@
 package flow
 
 import (
-	"bytes"
+	"encoding/binary"
+	"math"
 	"net/netip"
 	"time"
 
@@ -107,9 +108,12 @@ type Table struct {
 	timers  []*entry // TCP flows with a Zeek timer pending, a min-heap by ext.due
 	free    []*entry
 	freeExt []*ext
-	out     Flow // handed to OnEnd
-	now     time.Time
-	Stats   Stats
+	out     Flow  // handed to OnEnd
+	clock   int64 // the newest packet's time (Unix nanoseconds), 0 before the first
+	// nextExpire is no later than the time something is next due to expire: Add skips Expire
+	// until then.
+	nextExpire int64
+	Stats      Stats
 }
 
 // New returns an empty table.
@@ -136,7 +140,7 @@ func New(cfg Config) *Table {
 	if cfg.ServerPorts == nil {
 		cfg.ServerPorts = ZeekServerPorts()
 	}
-	t := &Table{cfg: cfg, flows: make(map[lookupKey]*entry), ports: cfg.ServerPorts}
+	t := &Table{cfg: cfg, flows: make(map[lookupKey]*entry), ports: cfg.ServerPorts, nextExpire: math.MaxInt64}
 	t.idle = [numClasses]time.Duration{classTCP: to.TCP, classUDP: to.UDP, classICMP: to.ICMP, classOther: to.Other}
 	if cfg.IdleTimeout > 0 {
 		t.idle = [numClasses]time.Duration{cfg.IdleTimeout, cfg.IdleTimeout, cfg.IdleTimeout, cfg.IdleTimeout}
@@ -148,11 +152,11 @@ func New(cfg Config) *Table {
 // Len is the number of flows in the table.
 func (t *Table) Len() int { return len(t.flows) }
 
-// class is the timeout class of a flow.
-func (e *entry) class() int {
-	switch e.lookup.proto {
+// classOf is the timeout class of a flow of proto, TCP past its handshake or not.
+func classOf(proto uint8, tcpPastHandshake bool) uint8 {
+	switch proto {
 	case decode.ProtoTCP:
-		if e.flags&tcpIdle != 0 {
+		if tcpPastHandshake {
 			return classTCP
 		}
 		return classUDP
@@ -164,39 +168,40 @@ func (e *entry) class() int {
 	return classOther
 }
 
-// packetKey derives the flow key of a packet in its own direction. ok is false for a packet
-// that makes no Zeek connection: a transport header that was not decoded, or IPv6's "no next
-// header".
-func packetKey(p *decode.Packet, h *decode.IPHeader) (k Key, oneWay, ok bool) {
-	k = Key{Orig: h.Src, Resp: h.Dst, Proto: h.Proto, VLAN: p.VLAN}
+// class is the timeout class of a flow (kept in its flags).
+func (e *entry) class() int { return int(e.flags&classMask) >> classShift }
+
+// lookupOf is the lookup key of a packet's flow; swapped says the packet's source is lookup.b.
+// ok is false for a packet that makes no Zeek connection: a transport header that was not
+// decoded, or IPv6's "no next header".
+func lookupOf(p *decode.Packet, h *decode.IPHeader) (l lookupKey, swapped, ok bool) {
+	l.proto, l.vlan = h.Proto, p.VLAN
+	oneWay := false
 	switch h.Proto {
 	case decode.ProtoTCP, decode.ProtoUDP:
 		if h.L4.Proto != h.Proto || h.L4.Short {
-			return k, false, false
+			return l, false, false
 		}
-		k.OrigPort, k.RespPort = h.L4.SrcPort, h.L4.DstPort
+		l.aPort, l.bPort = h.L4.SrcPort, h.L4.DstPort
 	case decode.ProtoICMP, decode.ProtoICMPv6:
 		if h.L4.Proto != h.Proto {
-			return k, false, false
+			return l, false, false
 		}
-		k.OrigPort, k.RespPort, oneWay = icmpPorts(h.Proto == decode.ProtoICMPv6, h.L4.ICMPType, h.L4.ICMPCode)
+		l.aPort, l.bPort, oneWay = icmpPorts(h.Proto == decode.ProtoICMPv6, h.L4.ICMPType, h.L4.ICMPCode)
 	case 59: // IPv6 no next header: nothing to analyse (a Teredo bubble)
-		return k, false, false
+		return l, false, false
 	}
-	return k, oneWay, true
-}
-
-// canonical is the lookup key of k; swapped says the packet's source is lookup.b.
-func canonical(k Key, oneWay bool) (l lookupKey, swapped bool) {
-	l = lookupKey{a: k.Orig.As16(), b: k.Resp.As16(), aPort: k.OrigPort, bPort: k.RespPort, proto: k.Proto, vlan: k.VLAN, v4: k.Orig.Is4()}
+	l.a, l.b, l.v4 = h.Src.As16(), h.Dst.As16(), h.Src.Is4()
 	if !oneWay {
-		c := bytes.Compare(l.a[:], l.b[:])
-		if c > 0 || (c == 0 && l.aPort > l.bPort) {
+		// Canonical order: the smaller address (then port) first, so both directions find it.
+		a0, b0 := binary.BigEndian.Uint64(l.a[:8]), binary.BigEndian.Uint64(l.b[:8])
+		a1, b1 := binary.BigEndian.Uint64(l.a[8:]), binary.BigEndian.Uint64(l.b[8:])
+		if a0 > b0 || (a0 == b0 && (a1 > b1 || (a1 == b1 && l.aPort > l.bPort))) {
 			l.a, l.b, l.aPort, l.bPort = l.b, l.a, l.bPort, l.aPort
 			swapped = true
 		}
 	}
-	return l, swapped
+	return l, swapped, true
 }
 
 // Add accounts one decoded packet, first ending the flows its timestamp has timed out. As in
@@ -214,13 +219,14 @@ func (t *Table) Add(p *decode.Packet) {
 		t.Stats.NotIP++
 		return
 	}
-	now := p.Timestamp
-	if now.After(t.now) {
-		t.now = now
-		t.Expire(now)
+	ns := p.Timestamp.UnixNano()
+	if ns > t.clock {
+		t.clock = ns
+		if ns >= t.nextExpire {
+			t.expire(ns)
+		}
 	}
-	ns := now.UnixNano()
-	for i := 0; i <= in; i++ {
+	for i := 0; i < in; i++ {
 		h := &p.IP[i]
 		if h.Quoted || h.Partial != 0 {
 			continue
@@ -228,7 +234,7 @@ func (t *Table) Add(p *decode.Packet) {
 		if h.BadChecksum {
 			return // Zeek drops an IP packet whose header checksum is wrong, and what it carries
 		}
-		if i < in && h.Proto == decode.ProtoUDP && h.L4.Proto == decode.ProtoUDP {
+		if h.Proto == decode.ProtoUDP && h.L4.Proto == decode.ProtoUDP {
 			t.addLayer(p, h, -1, ns)
 			if h.L4.BadChecksum {
 				return // nor does it open a tunnel whose UDP checksum is wrong
@@ -236,6 +242,9 @@ func (t *Table) Add(p *decode.Packet) {
 		}
 	}
 	h := &p.IP[in]
+	if h.BadChecksum {
+		return
+	}
 	if h.Fragment && h.FragOffset != 0 {
 		t.Stats.Fragments++
 		return
@@ -247,28 +256,23 @@ func (t *Table) Add(p *decode.Packet) {
 // addLayer accounts the packet in the connection of one of its IP headers; inner is the index
 // of the innermost header (whose encapsulation the flow records), or -1 for a tunnel's own.
 func (t *Table) addLayer(p *decode.Packet, h *decode.IPHeader, inner int, now int64) {
-	k, oneWay, ok := packetKey(p, h)
+	lk, swapped, ok := lookupOf(p, h)
 	if !ok {
 		return
 	}
-	lk, swapped := canonical(k, oneWay)
-	var seg tcpSegment
-	tcp := h.Proto == decode.ProtoTCP
-	if tcp {
-		seg = newSegment(&h.L4)
-	}
 	f := t.flows[lk]
-	if f != nil && time.Duration(now-f.first) >= t.cfg.ActiveTimeout {
-		t.end(f, EndActive)
-		f = nil
-	}
-	if f != nil && tcp && tcpReuse(f, &seg, &h.L4) {
-		t.end(f, EndReused)
-		f = nil
+	if f != nil {
+		if now-f.first >= int64(t.cfg.ActiveTimeout) {
+			t.end(f, EndActive)
+			f = nil
+		} else if h.Proto == decode.ProtoTCP && h.L4.Flags&decode.TCPSyn != 0 && tcpReuse(f, &h.L4) {
+			t.end(f, EndReused)
+			f = nil
+		}
 	}
 	created := f == nil
 	if created {
-		f = t.create(lk, swapped, now, h, &seg)
+		f = t.create(lk, swapped, now, h)
 	}
 	side := 0
 	if swapped {
@@ -282,12 +286,12 @@ func (t *Table) addLayer(p *decode.Packet, h *decode.IPHeader, inner int, now in
 	if inner > 0 || (f.ext != nil && f.ext.tunnelID != 0) {
 		t.noteTunnel(f, p, inner, fromOrig, created)
 	}
-	t.account(f, side, fromOrig, h, &seg, p, now)
+	t.account(f, side, fromOrig, h, p, now)
 	f.dirty = true
 	t.touch(f)
 }
 
-func (t *Table) create(lk lookupKey, swapped bool, now int64, h *decode.IPHeader, s *tcpSegment) *entry {
+func (t *Table) create(lk lookupKey, swapped bool, now int64, h *decode.IPHeader) *entry {
 	if len(t.flows) >= t.cfg.MaxFlows {
 		if lru := t.leastRecent(); lru != nil {
 			t.end(lru, EndEvicted)
@@ -302,6 +306,7 @@ func (t *Table) create(lk lookupKey, swapped bool, now int64, h *decode.IPHeader
 	}
 	f.lookup, f.origIsB = lk, swapped
 	f.first, f.last = now, now
+	f.flags = classOf(h.Proto, false) << classShift
 	if h.Proto == decode.ProtoTCP {
 		t.giveExt(f)
 	}
@@ -311,9 +316,10 @@ func (t *Table) create(lk lookupKey, swapped bool, now int64, h *decode.IPHeader
 	flip := false
 	switch h.Proto {
 	case decode.ProtoTCP:
-		if (!s.syn || s.ak) && t.ports.Has(decode.ProtoTCP, sport) {
+		syn, ack := h.L4.Flags&decode.TCPSyn != 0, h.L4.Flags&decode.TCPAck != 0
+		if (!syn || ack) && t.ports.Has(decode.ProtoTCP, sport) {
 			if t.ports.Has(decode.ProtoTCP, dport) {
-				flip = !s.syn && sport < dport // both plausible: favour the lower port as the service
+				flip = !syn && sport < dport // both plausible: favour the lower port as the service
 			} else {
 				flip = true
 			}
@@ -354,7 +360,7 @@ func (t *Table) giveExt(f *entry) *ext {
 }
 
 // account updates the counters, state and history of f with one packet from side.
-func (t *Table) account(f *entry, side int, fromOrig bool, h *decode.IPHeader, s *tcpSegment, p *decode.Packet, now int64) {
+func (t *Table) account(f *entry, side int, fromOrig bool, h *decode.IPHeader, p *decode.Packet, now int64) {
 	ep := &f.ep[side]
 	ipLen := uint64(max(h.TotalLen, 0))
 	l4 := &h.L4
@@ -372,7 +378,7 @@ func (t *Table) account(f *entry, side int, fromOrig bool, h *decode.IPHeader, s
 			return // Zeek made the connection but cannot read the segment: it is not counted
 		}
 		ep.Flags |= l4.Flags
-		t.tcpPacket(f, side, s, now)
+		t.tcpPacket(f, side, l4, now)
 	case decode.ProtoUDP:
 		f.last = max(f.last, now)
 		f.checkHistory(histData, 'd', fromOrig)
@@ -499,6 +505,9 @@ func (t *Table) touch(f *entry) {
 		l.head = f
 	}
 	l.tail = f
+	if l.head == f {
+		t.nextExpire = min(t.nextExpire, f.last+int64(t.idle[f.class()]))
+	}
 }
 
 func (t *Table) unlinkLRU(f *entry) {
@@ -550,6 +559,14 @@ func (t *Table) end(f *entry, why EndReason) {
 // a new flow), as NetFlow exporters do: a flow that sends nothing more ends by idling instead.
 func (t *Table) Expire(now time.Time) {
 	ns := now.UnixNano()
+	t.clock = max(t.clock, ns)
+	if ns >= t.nextExpire {
+		t.expire(ns)
+	}
+}
+
+// expire ends what is due at now and works out when something is next due.
+func (t *Table) expire(ns int64) {
 	for len(t.timers) > 0 && t.timers[0].ext.due <= ns {
 		f := t.timers[0]
 		if t.tcpTimers(f, ns) {
@@ -558,12 +575,21 @@ func (t *Table) Expire(now time.Time) {
 			t.reschedule(f)
 		}
 	}
+	next := int64(math.MaxInt64)
 	for c := range t.lru {
-		idle := t.idle[c]
-		for f := t.lru[c].head; f != nil && time.Duration(ns-f.last) >= idle; f = t.lru[c].head {
+		idle := int64(t.idle[c])
+		f := t.lru[c].head
+		for ; f != nil && ns-f.last >= idle; f = t.lru[c].head {
 			t.end(f, EndIdle)
 		}
+		if f != nil {
+			next = min(next, f.last+idle)
+		}
 	}
+	if len(t.timers) > 0 {
+		next = min(next, t.timers[0].ext.due)
+	}
+	t.nextExpire = next
 }
 
 // Latest is the time of the newest packet in an open flow (zero when none is open): a table restored

@@ -43,7 +43,9 @@ func advance(start uint32, rel uint64, to uint32) uint64 {
 }
 
 // tcpPacket runs one segment from side through Zeek's TCP tracking; it does not count it.
-func (t *Table) tcpPacket(f *entry, side int, s *tcpSegment, now int64) {
+func (t *Table) tcpPacket(f *entry, side int, l4 *decode.Transport, now int64) {
+	seg := newSegment(l4)
+	s := &seg
 	x := f.ext
 	if o := f.origSide(); f.ep[o].state == tcpSynAckSent && f.ep[1-o].state == tcpInactive && f.flags&flipped == 0 &&
 		!s.syn && !s.rst && (s.ak || s.len > 0) {
@@ -160,12 +162,7 @@ func (t *Table) tcpInitEndpoint(ep *Endpoint, xe *tcpEndpoint, s *tcpSegment, on
 // tcpHistory adds the letters of a segment's flags and data, as Zeek's update_history: the
 // multi-flag and once-per-direction letters, and S, H, F and R again for a new sequence number.
 func (t *Table) tcpHistory(f *entry, xe *tcpEndpoint, s *tcpSegment, rel uint32, fromOrig bool) {
-	n := 0
-	for _, b := range [...]bool{s.syn, s.fin, s.rst} {
-		if b {
-			n++
-		}
-	}
+	n := b2i(s.syn) + b2i(s.fin) + b2i(s.rst)
 	repeat := func(c byte) {
 		if fromOrig {
 			c -= 'a' - 'A'
@@ -227,6 +224,13 @@ func (t *Table) tcpUpdateLast(f *entry, ep *Endpoint, xe *tcpEndpoint, s *tcpSeg
 	return delta
 }
 
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 // tcpSetState moves a side to a new state, noting the previous one; the end of the handshake
 // gives the connection Zeek's TCP inactivity timeout.
 func (t *Table) tcpSetState(f *entry, side int, s tcpState) {
@@ -236,7 +240,7 @@ func (t *Table) tcpSetState(f *entry, side int, s tcpState) {
 	}
 	if !s.handshake() && ep.state.handshake() && f.ep[1-side].state.handshake() && f.flags&tcpIdle == 0 {
 		t.unlinkLRU(f)
-		f.flags |= tcpIdle
+		f.flags = f.flags&^classMask | tcpIdle | classTCP<<classShift
 		t.touch(f)
 	}
 	f.ext.tcp[side].prevState = ep.state
@@ -364,7 +368,8 @@ func (t *Table) tcpClosed(f *entry, side int, genEvent bool) {
 
 // tcpReuse is Zeek's IsReuse: whether a SYN (or, before the originator sent anything, a
 // SYN-ACK) starts a new connection on the 5-tuple of f rather than belonging to it.
-func tcpReuse(f *entry, s *tcpSegment, l4 *decode.Transport) bool {
+func tcpReuse(f *entry, l4 *decode.Transport) bool {
+	s := newSegment(l4)
 	if l4.BadOffset || !s.syn {
 		return false
 	}

@@ -18,6 +18,9 @@ func (t *Table) reschedule(f *entry) {
 			due = at
 		}
 	}
+	if due != 0 {
+		t.nextExpire = min(t.nextExpire, due)
+	}
 	switch {
 	case due == 0:
 		if x.heapIdx >= 0 {
