@@ -498,7 +498,15 @@ func compareZeekConns(want *zeekConnLog, gotRecs []flow.Record) (misses, extra [
 				}
 			}
 			if !found {
-				misses = append(misses, "no capfleet flow with "+describeRow(w))
+				cause := ""
+				for i, g := range got {
+					if !used[i] {
+						if c := missCause(w, g); c != "" {
+							cause = c
+						}
+					}
+				}
+				misses = append(misses, "no capfleet flow with "+describeRow(w)+cause)
 			}
 		}
 	} else {
@@ -529,12 +537,12 @@ func compareZeekConns(want *zeekConnLog, gotRecs []flow.Record) (misses, extra [
 				}
 			}
 			if pick < 0 {
-				misses = append(misses, describeRow(w)+": no capfleet flow of these endpoints")
+				misses = append(misses, describeRow(w)+": no capfleet flow of these endpoints [cause: capfleet's decoder did not reach these packets, or made them another flow]")
 				continue
 			}
 			used[pick] = true
 			if d := diff(w, got[pick]); len(d) > 0 {
-				misses = append(misses, describeRow(w)+" (ts "+w["ts"]+"): "+strings.Join(d, "; "))
+				misses = append(misses, describeRow(w)+" (ts "+w["ts"]+"): "+strings.Join(d, "; ")+missCause(w, got[pick]))
 			}
 		}
 	}
@@ -544,4 +552,31 @@ func compareZeekConns(want *zeekConnLog, gotRecs []flow.Record) (misses, extra [
 		}
 	}
 	return misses, extra
+}
+
+// missCause names, where a rule tells it, why capfleet's flow differs from Zeek's connection: a
+// letter of Zeek's history that its protocol analyzers or its TCP reassembly set, which capfleet
+// does not have.
+func missCause(w, g zeekRow) string {
+	zh, ch := w["history"], g["history"]
+	if zh == "" || zh == ch {
+		return ""
+	}
+	strip := func(h, letters string) string {
+		return strings.Map(func(r rune) rune {
+			if strings.ContainsRune(letters, r) {
+				return -1
+			}
+			return r
+		}, h)
+	}
+	switch {
+	case strip(zh, "Xx") == ch:
+		return " [cause: Zeek's 'X' (analysis cut at a limit of one of its protocol analyzers, which capfleet does not run)]"
+	case strip(zh, "Gg") == ch:
+		return " [cause: Zeek's 'g' (a content gap its TCP reassembly found; capfleet does not reassemble)]"
+	case strings.Contains(zh, "^") && !strings.Contains(ch, "^") && w["proto"] == "udp":
+		return " [cause: flipped by a Zeek protocol analyzer that read the payload]"
+	}
+	return ""
 }
