@@ -71,8 +71,11 @@ type ext struct {
 	// a FIN.
 	attemptAt, closeAt, resetAt int64
 	due                         int64 // the earliest of them, which files the flow in Table.timers
-	heapIdx                     int32 // in Table.timers, -1 when not there
-	active                      bool  // Zeek's is_active: no close or reset reported yet
+	// last is Zeek's last time of a TCP connection: its last packet's, except those that came
+	// after both sides closed (or were not counted). Duration and the close delay count from it.
+	last    int64
+	heapIdx int32 // in Table.timers, -1 when not there
+	active  bool  // Zeek's is_active: no close or reset reported yet
 
 	tunnel   tunnelKey // the first tunnel the flow's packets came in
 	tunnelID uint32    // identity of the last packet's encapsulation, 0 for none
@@ -160,6 +163,11 @@ func (e *entry) flow(f *Flow) {
 		if e.lookup.proto == decode.ProtoTCP {
 			f.Orig.count = e.tcpSize(o)
 			f.Resp.count = e.tcpSize(1 - o)
+			if x.last != 0 {
+				f.Last = time.Unix(0, x.last)
+			} else {
+				f.Last = f.First // no segment counted
+			}
 		}
 	}
 }

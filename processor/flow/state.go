@@ -77,8 +77,8 @@ func (e *entry) appendState(b []byte) []byte {
 			}
 			b = append(b, byte(te.prevState))
 		}
-		// Timers relative to the first packet; 0 stays "not pending".
-		for _, at := range [...]int64{x.attemptAt, x.closeAt, x.resetAt} {
+		// Times relative to the first packet; 0 stays "not pending".
+		for _, at := range [...]int64{x.attemptAt, x.closeAt, x.resetAt, x.last} {
 			if at != 0 {
 				at -= e.first - 1
 			}
@@ -97,6 +97,7 @@ func (e *entry) appendState(b []byte) []byte {
 			b = binary.AppendUvarint(b, uint64(tk.srcPort))
 			b = binary.AppendUvarint(b, uint64(tk.dstPort))
 		}
+		b = binary.AppendUvarint(b, uint64(x.tunnelID))
 	}
 	return b
 }
@@ -287,7 +288,7 @@ func (r *stateReader) entry(t *Table) *entry {
 			r.fail("bad TCP state")
 		}
 	}
-	for _, at := range [...]*int64{&x.attemptAt, &x.closeAt, &x.resetAt} {
+	for _, at := range [...]*int64{&x.attemptAt, &x.closeAt, &x.resetAt, &x.last} {
 		if v := r.varint("timer"); v != 0 {
 			*at = v + e.first - 1
 		}
@@ -303,6 +304,7 @@ func (r *stateReader) entry(t *Table) *entry {
 		tk.src, tk.dst = r.addr(tk.v4), r.addr(tk.v4)
 		tk.srcPort, tk.dstPort = r.u16("port"), r.u16("port")
 	}
+	x.tunnelID = r.u32("tunnel identity")
 	return e
 }
 
@@ -345,8 +347,11 @@ func (r *stateReader) entryV5(t *Table, e *entry) {
 			ep.bits |= epActive
 		}
 	}
-	if e.ext != nil && (!e.ep[0].state.handshake() || !e.ep[1].state.handshake()) {
-		e.flags |= tcpIdle
+	if e.ext != nil {
+		e.ext.last = e.last
+		if !e.ep[0].state.handshake() || !e.ep[1].state.handshake() {
+			e.flags |= tcpIdle
+		}
 	}
 }
 

@@ -287,6 +287,9 @@ func (t *Table) addLayer(p *decode.Packet, h *decode.IPHeader, inner int, now in
 		t.noteTunnel(f, p, inner, fromOrig, created)
 	}
 	t.account(f, side, fromOrig, h, p, now)
+	// last orders the LRU lists and times idling: every packet moves it, even one Zeek does not
+	// count (TCP keeps Zeek's last time apart, for its duration and delays).
+	f.last = max(f.last, now)
 	f.dirty = true
 	t.touch(f)
 }
@@ -301,6 +304,14 @@ func (t *Table) create(lk lookupKey, swapped bool, now int64, h *decode.IPHeader
 	if n := len(t.free); n > 0 {
 		f, t.free = t.free[n-1], t.free[:n-1]
 		*f = entry{}
+	} else if h.Proto == decode.ProtoTCP && len(t.freeExt) == 0 {
+		// A TCP flow needs both: one allocation, not two.
+		both := &struct {
+			e entry
+			x ext
+		}{}
+		f = &both.e
+		t.freeExt = append(t.freeExt, &both.x)
 	} else {
 		f = &entry{}
 	}
@@ -380,19 +391,16 @@ func (t *Table) account(f *entry, side int, fromOrig bool, h *decode.IPHeader, p
 		ep.Flags |= l4.Flags
 		t.tcpPacket(f, side, l4, now)
 	case decode.ProtoUDP:
-		f.last = max(f.last, now)
 		f.checkHistory(histData, 'd', fromOrig)
 		ep.bits |= epActive
 		ep.count += uint64(max(int(l4.UDPLen)-8, 0))
 	case decode.ProtoICMP, decode.ProtoICMPv6:
-		f.last = max(f.last, now)
 		ep.bits |= epActive
 		ep.count += uint64(max(h.TotalLen-h.HeaderLen-8, 0))
 		if p.CapLen < p.Len {
 			return // Zeek counts an ICMP message only when it was captured whole
 		}
 	default:
-		f.last = max(f.last, now)
 		ep.count += uint64(max(h.TotalLen-h.HeaderLen, 0))
 	}
 	ep.Pkts++

@@ -78,7 +78,7 @@ func (t *Table) tcpPacket(f *entry, side int, l4 *decode.Transport, now int64) {
 		f.scaledHistory(&xe.win0, 'w', fromOrig)
 	}
 	if f.ep[0].bits&epDidClose == 0 || f.ep[1].bits&epDidClose == 0 {
-		f.last = max(f.last, now)
+		x.last = max(x.last, now)
 	}
 	if s.fin {
 		ep.bits |= epFIN
@@ -363,7 +363,7 @@ func (t *Table) tcpClosed(f *entry, side int, genEvent bool) {
 		x.active = false
 	}
 	x.attemptAt, x.resetAt = 0, 0
-	t.setTimer(f, &x.closeAt, f.last+int64(t.delays.close))
+	t.setTimer(f, &x.closeAt, x.last+int64(t.delays.close))
 }
 
 // tcpReuse is Zeek's IsReuse: whether a SYN (or, before the originator sent anything, a
