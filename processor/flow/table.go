@@ -389,7 +389,7 @@ func (t *Table) account(f *entry, side int, fromOrig bool, h *decode.IPHeader, p
 			return // Zeek made the connection but cannot read the segment: it is not counted
 		}
 		ep.Flags |= l4.Flags
-		t.tcpPacket(f, side, l4, now)
+		t.tcpPacket(f, side, h, now)
 	case decode.ProtoUDP:
 		f.checkHistory(histData, 'd', fromOrig)
 		ep.bits |= epActive

@@ -21,10 +21,12 @@ type tcpSegment struct {
 	syn, fin, rst, ak bool
 }
 
-func newSegment(l4 *decode.Transport) tcpSegment {
+// newSegment reads the header of a segment; extra is how much more payload the IP header claims
+// than the frame carried on the wire, which Zeek counts (its length is the IP header's).
+func newSegment(l4 *decode.Transport, extra int) tcpSegment {
 	fl := l4.Flags
 	return tcpSegment{
-		seq: l4.Seq, ack: l4.Ack, flags: fl, window: l4.Window, len: max(l4.PayloadLen, 0),
+		seq: l4.Seq, ack: l4.Ack, flags: fl, window: l4.Window, len: max(l4.PayloadLen+extra, 0),
 		syn: fl&decode.TCPSyn != 0, fin: fl&decode.TCPFin != 0, rst: fl&decode.TCPRst != 0, ak: fl&decode.TCPAck != 0,
 	}
 }
@@ -43,8 +45,13 @@ func advance(start uint32, rel uint64, to uint32) uint64 {
 }
 
 // tcpPacket runs one segment from side through Zeek's TCP tracking; it does not count it.
-func (t *Table) tcpPacket(f *entry, side int, l4 *decode.Transport, now int64) {
-	seg := newSegment(l4)
+func (t *Table) tcpPacket(f *entry, side int, h *decode.IPHeader, now int64) {
+	l4 := &h.L4
+	extra := 0
+	if h.Reported > 0 && h.TotalLen > h.Reported {
+		extra = h.TotalLen - h.Reported // a frame cut short on the wire
+	}
+	seg := newSegment(l4, extra)
 	s := &seg
 	x := f.ext
 	if o := f.origSide(); f.ep[o].state == tcpSynAckSent && f.ep[1-o].state == tcpInactive && f.flags&flipped == 0 &&
@@ -369,7 +376,7 @@ func (t *Table) tcpClosed(f *entry, side int, genEvent bool) {
 // tcpReuse is Zeek's IsReuse: whether a SYN (or, before the originator sent anything, a
 // SYN-ACK) starts a new connection on the 5-tuple of f rather than belonging to it.
 func tcpReuse(f *entry, l4 *decode.Transport) bool {
-	s := newSegment(l4)
+	s := newSegment(l4, 0)
 	if l4.BadOffset || !s.syn {
 		return false
 	}
