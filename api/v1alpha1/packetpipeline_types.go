@@ -82,9 +82,10 @@ type PipelineSource struct {
 
 // FlowSettings bound and time out the flow table.
 type FlowSettings struct {
-	// IdleTimeout ends a flow that saw no packet for this long.
+	// IdleTimeout, when set, ends a flow of any protocol that saw no packet for this long. Unset,
+	// flows end after Zeek's inactivity timeouts: 5 minutes for TCP, 1 minute for UDP, ICMP and
+	// other protocols (and a TCP connection 5 s after its close, reset or unanswered SYN).
 	// +optional
-	// +kubebuilder:default="60s"
 	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="idleTimeout must be a positive duration, e.g. 60s"
 	IdleTimeout *metav1.Duration `json:"idleTimeout,omitempty"`
 	// ActiveTimeout reports a long flow at least this often.

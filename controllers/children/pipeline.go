@@ -45,12 +45,14 @@ func PipelineDeployment(pp *v1alpha1.PacketPipeline, sourceTopic string, o Optio
 		"process",
 		"--topic="+sourceTopic,
 		"--group="+ConsumerGroup(pp),
-		"--flow-idle-timeout="+durationOr(s.Flows.IdleTimeout, "60s"),
 		"--flow-active-timeout="+durationOr(s.Flows.ActiveTimeout, "30m0s"),
 		"--flow-table-max="+itoa(int64(s.Flows.MaxFlows)),
 		"--metrics-addr=:"+itoa(int64(metricsPort)),
 		"--health-addr=:"+itoa(int64(healthPort)),
 	)
+	if s.Flows.IdleTimeout != nil {
+		w.flag("--flow-idle-timeout=" + s.Flows.IdleTimeout.Duration.String())
+	}
 	if s.Source.Sensor != "" {
 		w.flag("--sensor=" + s.Source.Sensor)
 	}

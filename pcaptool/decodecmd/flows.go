@@ -24,6 +24,7 @@ type flowsOptions struct {
 	maxFlows      int
 	stats         bool
 	ipfix         []string
+	checksums     bool
 }
 
 // NewFlowsCommand returns `flows FILE`: the pipeline's flow aggregation run over a capture file,
@@ -33,9 +34,14 @@ func NewFlowsCommand() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "flows FILE",
 		Short: "Aggregate a capture file into flows, printed with Zeek conn.log field names",
-		Long: `Aggregate the packets of a capture file into bidirectional flows keyed by the 5-tuple and VLAN, as
-"capfleet process" does, and print one record per flow when it ends (idle or active timeout, table full,
-or end of file). Columns (tsv, with a header line) or keys (json, one object per line):
+		Long: `Aggregate the packets of a capture file into bidirectional flows keyed by the innermost 5-tuple and VLAN,
+as "capfleet process" does, and print one record per flow when it ends. Flows are Zeek's connections: Zeek's
+rules pick the originator (a first packet from a service port, a SYN-ACK answered without its SYN), TCP follows
+Zeek's states, history letters and timers (a connection ends 5 s after its close, reset or unanswered SYN, and a
+later packet of the 5-tuple starts a new one), ICMP requests and replies pair by type, and flows idle out after
+Zeek's per-protocol timeouts (TCP 5 min, UDP, ICMP and other protocols 1 min) unless --flow-idle-timeout sets
+one for all. A tunnel carried in UDP (VXLAN, Geneve, GTP, Teredo, AYIYA) is a flow of its own, and the flow inside
+records it. Columns (tsv, with a header line) or keys (json, one object per line):
 ` + strings.Join(flow.TSVFields, " ") + `
 Unset values are "-" as in Zeek: duration and byte counts are unset for a flow whose packets all share
 one timestamp.`,
@@ -47,11 +53,12 @@ one timestamp.`,
 	c.Flags().StringVarP(&o.output, "output", "o", "tsv", "output format: tsv or json (one object per line)")
 	c.Flags().StringVar(&o.filter, "filter", "", "aggregate only packets matching this tcpdump filter expression")
 	c.Flags().StringVarP(&o.display, "display-filter", "Y", "", "aggregate only packets matching this Wireshark display filter (tshark -Y syntax)")
-	c.Flags().DurationVar(&o.idleTimeout, "flow-idle-timeout", 60*time.Second, "end a flow after this long without packets")
+	c.Flags().DurationVar(&o.idleTimeout, "flow-idle-timeout", 0, "end a flow of any protocol after this long without packets (0: Zeek's per-protocol timeouts)")
 	c.Flags().DurationVar(&o.activeTimeout, "flow-active-timeout", 30*time.Minute, "end (and restart) a flow open this long")
 	c.Flags().IntVar(&o.maxFlows, "flow-table-max", 1_000_000, "flows kept at once; the least recently active is evicted beyond")
 	c.Flags().BoolVar(&o.stats, "stats", false, "print decode and flow counters to stderr at the end")
 	c.Flags().StringSliceVar(&o.ipfix, "ipfix", nil, "also export the flows as IPFIX over UDP to this collector (host:port; repeat or comma-separate for several)")
+	c.Flags().BoolVar(&o.checksums, "verify-checksums", false, "check IPv4, TCP, UDP and ICMP checksums and count what fails as Zeek does (its default; zeek -C skips them): a bad segment makes its connection but is not counted, a bad IPv4 header drops the packet")
 	return c
 }
 
@@ -65,6 +72,7 @@ func runFlows(stdout, stderr io.Writer, path string, o *flowsOptions) error {
 		return err
 	}
 	defer src.Close()
+	src.dec.VerifyChecksums = o.checksums
 	w := bufio.NewWriterSize(stdout, 1<<16)
 	var line []byte
 	enc := json.NewEncoder(w)

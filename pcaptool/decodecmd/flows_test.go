@@ -71,7 +71,7 @@ func TestFlowParityWithZeek(t *testing.T) {
 				t.Fatalf("%s has no connections", tc.connLog)
 			}
 			var out, errb bytes.Buffer
-			o := &flowsOptions{output: "json", idleTimeout: 5 * time.Minute, activeTimeout: time.Hour, maxFlows: 1000}
+			o := &flowsOptions{output: "json", activeTimeout: time.Hour, maxFlows: 1000, checksums: true}
 			if err := runFlows(&out, &errb, filepath.Join(root, tc.pcap), o); err != nil {
 				t.Fatal(err)
 			}

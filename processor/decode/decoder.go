@@ -66,6 +66,9 @@ type Decoder struct {
 	// HeadersOnly stops decoding at the transport header: nothing is read from the payload
 	// (no DNS), for callers that need headers only, such as a display filter on header fields.
 	HeadersOnly bool
+	// VerifyChecksums checks IPv4 header and TCP, UDP and ICMP checksums (IPHeader.BadChecksum,
+	// Transport.BadChecksum), as Zeek does unless run with -C.
+	VerifyChecksums bool
 }
 
 // NewDecoder returns a Decoder for any of the link types listed in this package.
@@ -292,6 +295,7 @@ func (d *Decoder) record(typ gopacket.LayerType, dl gopacket.DecodingLayer, p *P
 		h.MoreFrags = ip.Flags&1 != 0
 		h.DontFrag = ip.Flags&2 != 0
 		h.Fragment = h.MoreFrags || h.FragOffset != 0
+		d.checkIPv4(h, data)
 		if h.FragOffset != 0 {
 			return gopacket.LayerTypePayload, nil
 		}
@@ -313,6 +317,9 @@ func (d *Decoder) record(typ gopacket.LayerType, dl gopacket.DecodingLayer, p *P
 		}
 	case layers.LayerTypeTCP:
 		d.recordTCP(p, d.tcp.Contents)
+		if h := lastIP(p); h != nil {
+			d.checkL4(h, data)
+		}
 		if h := lastIP(p); h != nil && !d.HeadersOnly && !h.Quoted && (d.tcp.SrcPort == 53 || d.tcp.DstPort == 53) {
 			d.dns.overTCP = true
 			d.dnsPort = 53
@@ -321,6 +328,9 @@ func (d *Decoder) record(typ gopacket.LayerType, dl gopacket.DecodingLayer, p *P
 		return gopacket.LayerTypePayload, nil
 	case layers.LayerTypeUDP:
 		d.recordUDP(p, d.udp.Contents)
+		if h := lastIP(p); h != nil {
+			d.checkL4(h, data)
+		}
 		return d.udpNext(p), d.udp.Payload
 	case layers.LayerTypeSCTP:
 		if h := lastIP(p); h != nil {
@@ -331,6 +341,7 @@ func (d *Decoder) record(typ gopacket.LayerType, dl gopacket.DecodingLayer, p *P
 		t, c := d.icmp4.TypeCode.Type(), d.icmp4.TypeCode.Code()
 		if h := lastIP(p); h != nil {
 			h.L4 = Transport{Proto: ProtoICMP, ICMPType: t, ICMPCode: c}
+			d.checkL4(h, data)
 		}
 		switch t {
 		case 3, 4, 5, 11, 12: // errors quote the offending datagram's header
@@ -344,6 +355,7 @@ func (d *Decoder) record(typ gopacket.LayerType, dl gopacket.DecodingLayer, p *P
 		t, c := d.icmp6.TypeCode.Type(), d.icmp6.TypeCode.Code()
 		if h := lastIP(p); h != nil {
 			h.L4 = Transport{Proto: ProtoICMPv6, ICMPType: t, ICMPCode: c}
+			d.checkL4(h, data)
 		}
 		if t >= 1 && t <= 4 && len(d.icmp6.Payload) >= 4 && !d.insideQuote(p) {
 			d.quoteNext = true

@@ -149,6 +149,9 @@ type Transport struct {
 	UDPLen     uint16
 	// ICMP and ICMPv6
 	ICMPType, ICMPCode uint8
+	// BadChecksum: the checksum does not match the segment (set only when the Decoder verifies
+	// checksums, for a segment captured whole).
+	BadChecksum bool
 }
 
 // IPHeader is one IPv4 or IPv6 header and the transport after it.
@@ -176,7 +179,9 @@ type IPHeader struct {
 	// Partial, when not 0, is how many bytes of a header cut short were captured: only the
 	// fields within them are set, and flows ignore the header.
 	Partial uint8
-	L4      Transport
+	// BadChecksum: an IPv4 header checksum that does not match (when the Decoder verifies them).
+	BadChecksum bool
+	L4          Transport
 }
 
 // Holds says whether the header was captured up to byte end of it: a field that ends there is set.

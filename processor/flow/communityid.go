@@ -15,34 +15,40 @@ import (
 // (type, counterpart type) for request/response types, (type, code) otherwise, where oneWay
 // means the endpoints keep their order.
 func icmpPorts(v6 bool, typ, code uint8) (sport, dport uint16, oneWay bool) {
-	var peer map[uint8]uint8
+	peer := &icmp4Counterpart
 	if v6 {
-		peer = icmp6Counterpart
-	} else {
-		peer = icmp4Counterpart
+		peer = &icmp6Counterpart
 	}
-	if c, ok := peer[typ]; ok {
-		return uint16(typ), uint16(c), false
+	if c := peer[typ]; c != 0 {
+		return uint16(typ), uint16(c - 1), false
 	}
 	return uint16(typ), uint16(code), true
 }
 
-var icmp4Counterpart = map[uint8]uint8{
-	8: 0, 0: 8, // echo
-	13: 14, 14: 13, // timestamp
-	15: 16, 16: 15, // information
-	10: 9, 9: 10, // router solicitation / advertisement
-	17: 18, 18: 17, // address mask
+// counterparts maps request types to reply types and back, each plus 1 (0: none).
+func counterparts(pairs ...[2]uint8) (m [256]uint16) {
+	for _, p := range pairs {
+		m[p[0]], m[p[1]] = uint16(p[1])+1, uint16(p[0])+1
+	}
+	return m
 }
 
-var icmp6Counterpart = map[uint8]uint8{
-	128: 129, 129: 128, // echo
-	133: 134, 134: 133, // router solicitation / advertisement
-	135: 136, 136: 135, // neighbour solicitation / advertisement
-	130: 131, 131: 130, // multicast listener query / report
-	139: 140, 140: 139, // node information query / response
-	144: 145, 145: 144, // home agent address discovery
-}
+var icmp4Counterpart = counterparts(
+	[2]uint8{8, 0},   // echo
+	[2]uint8{13, 14}, // timestamp
+	[2]uint8{15, 16}, // information
+	[2]uint8{10, 9},  // router solicitation / advertisement
+	[2]uint8{17, 18}, // address mask
+)
+
+var icmp6Counterpart = counterparts(
+	[2]uint8{128, 129}, // echo
+	[2]uint8{133, 134}, // router solicitation / advertisement
+	[2]uint8{135, 136}, // neighbour solicitation / advertisement
+	[2]uint8{130, 131}, // multicast listener query / report
+	[2]uint8{139, 140}, // node information query / response
+	[2]uint8{144, 145}, // home agent address discovery
+)
 
 // hasPorts reports whether the Community ID hashes ports for the protocol.
 func hasPorts(proto uint8) bool {

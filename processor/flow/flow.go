@@ -1,12 +1,14 @@
-// Package flow aggregates decoded packets into bidirectional flows keyed by the 5-tuple and
-// VLAN, with the counters, TCP history and connection state of a Zeek conn.log record.
+// Package flow aggregates decoded packets into bidirectional flows that behave as Zeek's
+// connections do: keyed by the innermost 5-tuple and VLAN, with Zeek's originator rules, its TCP
+// endpoint tracking, connection states, history letters and timers (a reset or a close ends a
+// connection after Zeek's delay, and later packets of the same 5-tuple start a new one), ICMP
+// request/reply pairing and its per-protocol inactivity timeouts.
 package flow
 
 import (
 	"encoding/binary"
 	"hash/fnv"
 	"net/netip"
-	"strings"
 	"time"
 
 	"capfleet.dev/capfleet/processor/decode"
@@ -39,7 +41,7 @@ func addr(b [16]byte, v4 bool) netip.Addr {
 	return a
 }
 
-// tcpState is a TCP endpoint's state as Zeek tracks it, reduced to what conn_state needs.
+// tcpState is a TCP endpoint's state as Zeek tracks it (TCP_ENDPOINT_*).
 type tcpState uint8
 
 const (
@@ -52,69 +54,37 @@ const (
 	tcpReset
 )
 
-// Endpoint holds one direction's counters and TCP tracking.
+// handshake says whether s is one of the states before a connection is under way.
+func (s tcpState) handshake() bool {
+	return s == tcpInactive || s == tcpSynSent || s == tcpSynAckSent
+}
+
+// Endpoint holds one direction's counters and, for TCP, Zeek's view of the sender.
 type Endpoint struct {
 	Pkts    uint64
 	IPBytes uint64
-	// count sums UDP, ICMP and other payloads; for TCP it is the highest sequence offset reached
-	// relative to startSeq, so retransmissions count once, as in Zeek (see Bytes).
+	// count sums UDP, ICMP and other payloads. For TCP it is Zeek's last sequence number reached
+	// relative to startSeq, in 64 bits (so in a Flow, Bytes works it out with ack and FIN).
 	count    uint64
 	startSeq uint32
 	Flags    uint16 // union of TCP flags
 	state    tcpState
-	bits     uint8 // seqStarted, didSYN, finSeen
+	bits     uint8
 }
 
+// Endpoint bits.
 const (
-	seqStarted uint8 = 1 << iota
-	didSYN
-	finSeen
+	epSeqInit  uint8 = 1 << iota // TCP: startSeq is set (a packet from it, or an ACK of its data)
+	epFIN                        // TCP: sent a FIN (Zeek's FIN_cnt > 0)
+	epDidClose                   // TCP: Zeek's did_close, the close was reported
+	epActive                     // UDP, ICMP: a valid packet seen (UDP_ACTIVE / ICMP_ACTIVE)
+	epBitsAll  = epSeqInit | epFIN | epDidClose | epActive
 )
 
 // Bytes is the payload the endpoint sent as Zeek counts it (orig_bytes or resp_bytes): for TCP
-// the sequence space covered less SYN and FIN, otherwise the sum of payloads.
-func (e *Endpoint) Bytes(proto uint8) uint64 {
-	n := e.count
-	if proto != decode.ProtoTCP {
-		return n
-	}
-	if e.bits&didSYN != 0 && n > 0 {
-		n--
-	}
-	if e.bits&finSeen != 0 && n > 0 {
-		n--
-	}
-	return n
-}
-
-// trackSeq extends the sequence space the endpoint covered, ignoring segments that start
-// before what was already seen (retransmissions and reordering) except for their new tail.
-func (e *Endpoint) trackSeq(seq uint32, payload int, flags uint16) {
-	if e.bits&seqStarted == 0 {
-		e.bits |= seqStarted
-		e.startSeq = seq
-	}
-	rel := seq - e.startSeq
-	if rel > 1<<31 {
-		return // before the start: a retransmission of something earlier
-	}
-	end := uint64(rel) + uint64(max(payload, 0))
-	if flags&decode.TCPSyn != 0 {
-		e.bits |= didSYN
-		end++
-	}
-	if flags&decode.TCPFin != 0 {
-		e.bits |= finSeen
-		end++
-	}
-	e.count = max(e.count, end)
-}
-
-// historyLetters are the events recorded, each once per direction; '^' comes from Flipped.
-const historyLetters = "shadfrq"
-
-// maxHistory holds every letter of historyLetters once per direction.
-const maxHistory = 2 * len(historyLetters)
+// the sequence space covered (as far as the peer acknowledged it) less SYN and FIN, otherwise
+// the sum of payloads.
+func (e *Endpoint) Bytes(proto uint8) uint64 { return e.count }
 
 // Flow is one bidirectional conversation as the table hands it to OnEnd: valid only during the
 // call (copy it, or take its Record).
@@ -122,75 +92,30 @@ type Flow struct {
 	Key
 	First, Last time.Time
 	Orig, Resp  Endpoint
-	// Flipped is true when the first packet seen came from the responder (a SYN-ACK), so the
-	// roles were swapped, as Zeek marks with '^' in the history.
+	// Flipped is true when Zeek's rules made the receiver of the first packet the originator
+	// (a reply from a well-known service port, a SYN that follows a SYN-ACK), which Zeek marks
+	// with '^' in the history.
 	Flipped bool
+	// Tunnel is the encapsulation of the flow's packets (the innermost one around them), as
+	// Zeek's tunnel_parents records it; Type is decode.TunnelNone for a flow not tunnelled.
+	Tunnel Tunnel
 
 	history    [maxHistory]byte
 	historyLen uint8
 }
 
-// entry is a flow while it is in the table, laid out to take 160 bytes (a size class): with the
-// map's slot for its key, the table's memory per flow.
-type entry struct {
-	lookup     lookupKey
-	origIsB    bool // the originator is lookup.b
-	flipped    bool
-	historyLen uint8
-	dirty      bool // changed since the last Table.Dirty; in the padding before first, so free
-
-	first, last int64 // Unix nanoseconds
-	Orig, Resp  Endpoint
-
-	historySet uint16 // which (letter, direction) pairs are already in history
-	history    [maxHistory]byte
-
-	lruPrev, lruNext *entry // by last activity, least recent first
-}
-
-// key is the entry's key in the direction of its originator.
-func (e *entry) key() Key {
-	l := &e.lookup
-	k := Key{Orig: addr(l.a, l.v4), Resp: addr(l.b, l.v4), OrigPort: l.aPort, RespPort: l.bPort, Proto: l.proto, VLAN: l.vlan}
-	if e.origIsB {
-		k.Orig, k.Resp, k.OrigPort, k.RespPort = k.Resp, k.Orig, k.RespPort, k.OrigPort
-	}
-	return k
-}
-
-// flow fills f from the entry.
-func (e *entry) flow(f *Flow) {
-	*f = Flow{
-		Key: e.key(), First: time.Unix(0, e.first), Last: time.Unix(0, e.last),
-		Orig: e.Orig, Resp: e.Resp, Flipped: e.flipped, history: e.history, historyLen: e.historyLen,
-	}
+// Tunnel is the encapsulation a flow's packets arrived in: its kind and the endpoints of the
+// outer header around them. Changes counts the times a packet came in another encapsulation
+// than the one before it.
+type Tunnel struct {
+	Type             decode.Tunnel
+	Src, Dst         netip.Addr
+	SrcPort, DstPort uint16 // for a tunnel carried in UDP (VXLAN, Geneve, GTP, Teredo, AYIYA)
+	Changes          uint8
 }
 
 // History is Zeek's history string: one letter per event, upper case from the originator.
-func (f *Flow) History() string {
-	if f.Flipped {
-		return "^" + string(f.history[:f.historyLen])
-	}
-	return string(f.history[:f.historyLen])
-}
-
-// addHistory records an event letter of historyLetters (lower case) once per direction.
-func (e *entry) addHistory(c byte, fromOrig bool) {
-	idx := uint(strings.IndexByte(historyLetters, c))
-	if fromOrig {
-		idx += uint(len(historyLetters))
-	}
-	bit := uint16(1) << idx
-	if e.historySet&bit != 0 || int(e.historyLen) >= maxHistory {
-		return
-	}
-	e.historySet |= bit
-	if fromOrig {
-		c -= 'a' - 'A'
-	}
-	e.history[e.historyLen] = c
-	e.historyLen++
-}
+func (f *Flow) History() string { return string(f.history[:f.historyLen]) }
 
 // Duration is the time between the first and last packet.
 func (f *Flow) Duration() time.Duration { return f.Last.Sub(f.First) }
@@ -198,15 +123,14 @@ func (f *Flow) Duration() time.Duration { return f.Last.Sub(f.First) }
 // ConnState is Zeek's conn_state, from the endpoints' TCP states or whether each side sent.
 func (f *Flow) ConnState() string {
 	os, rs := f.Orig.state, f.Resp.state
-	proto := f.Proto
-	switch proto {
+	switch f.Proto {
 	case decode.ProtoTCP:
 		oInactive := os == tcpInactive || os == tcpPartial
 		rInactive := rs == tcpInactive || rs == tcpPartial
 		switch {
 		case rs == tcpReset:
 			if os == tcpSynSent || os == tcpSynAckSent ||
-				(os == tcpReset && f.Orig.Bytes(proto) == 0 && f.Resp.Bytes(proto) == 0) {
+				(os == tcpReset && f.Orig.count == 0 && f.Resp.count == 0) {
 				return "REJ"
 			}
 			if oInactive {
@@ -215,7 +139,10 @@ func (f *Flow) ConnState() string {
 			return "RSTR"
 		case os == tcpReset:
 			if rInactive {
-				return "RSTOS0"
+				if rstos0(f.History()) {
+					return "RSTOS0"
+				}
+				return "OTH"
 			}
 			return "RSTO"
 		case os == tcpClosed && rs == tcpClosed:
@@ -237,7 +164,7 @@ func (f *Flow) ConnState() string {
 		}
 		return "OTH"
 	case decode.ProtoUDP:
-		o, r := f.Orig.Pkts > 0, f.Resp.Pkts > 0
+		o, r := f.Orig.bits&epActive != 0, f.Resp.bits&epActive != 0
 		switch {
 		case o && r:
 			return "SF"
@@ -250,7 +177,27 @@ func (f *Flow) ConnState() string {
 	return "OTH"
 }
 
-// CommunityID is the flow's Community ID v1 with seed 0.
+// rstos0 matches Zeek's /^\^?S[^HAFGIQ]*R.*/ on the history: the originator sent a SYN, then a
+// RST, with no SYN-ACK, ACK, FIN, gap, or odd flags of its own in between.
+func rstos0(h string) bool {
+	if len(h) > 0 && h[0] == '^' {
+		h = h[1:]
+	}
+	if len(h) == 0 || h[0] != 'S' {
+		return false
+	}
+	for i := 1; i < len(h); i++ {
+		switch h[i] {
+		case 'R':
+			return true
+		case 'H', 'A', 'F', 'G', 'I', 'Q':
+			return false
+		}
+	}
+	return false
+}
+
+// CommunityID is the flow's Community ID v1 with seed 0, of its (innermost) 5-tuple.
 func (f *Flow) CommunityID() string {
 	return CommunityID(0, f.Key.Orig, f.Key.Resp, f.OrigPort, f.RespPort, f.Proto)
 }

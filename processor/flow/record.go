@@ -2,7 +2,10 @@ package flow
 
 import (
 	"strconv"
+	"strings"
 	"time"
+
+	"capfleet.dev/capfleet/processor/decode"
 )
 
 // Record is a finished flow in Zeek conn.log terms, for sinks (JSON to Kafka, rows in Cassandra,
@@ -13,25 +16,70 @@ type Record struct {
 	TSSeconds float64   `json:"ts"`
 	UID       string    `json:"uid"`
 	ConnID
-	Proto       string    `json:"proto"`
-	IPProto     uint8     `json:"ip_proto"`
-	Duration    float64   `json:"duration,omitempty"`
-	OrigBytes   uint64    `json:"orig_bytes"`
-	RespBytes   uint64    `json:"resp_bytes"`
-	ConnState   string    `json:"conn_state"`
-	History     string    `json:"history"`
-	OrigPkts    uint64    `json:"orig_pkts"`
-	OrigIPBytes uint64    `json:"orig_ip_bytes"`
-	RespPkts    uint64    `json:"resp_pkts"`
-	RespIPBytes uint64    `json:"resp_ip_bytes"`
-	OrigFlags   uint16    `json:"orig_tcp_flags,omitempty"`
-	RespFlags   uint16    `json:"resp_tcp_flags,omitempty"`
-	CommunityID string    `json:"community_id"`
-	VLAN        uint16    `json:"vlan,omitempty"`
-	InnerVLAN   uint16    `json:"inner_vlan,omitempty"`
-	LastTS      time.Time `json:"-"`
-	EndReason   string    `json:"end_reason"`
-	HasDuration bool      `json:"-"`
+	Proto       string  `json:"proto"`
+	IPProto     uint8   `json:"ip_proto"`
+	Duration    float64 `json:"duration,omitempty"`
+	OrigBytes   uint64  `json:"orig_bytes"`
+	RespBytes   uint64  `json:"resp_bytes"`
+	ConnState   string  `json:"conn_state"`
+	History     string  `json:"history"`
+	OrigPkts    uint64  `json:"orig_pkts"`
+	OrigIPBytes uint64  `json:"orig_ip_bytes"`
+	RespPkts    uint64  `json:"resp_pkts"`
+	RespIPBytes uint64  `json:"resp_ip_bytes"`
+	OrigFlags   uint16  `json:"orig_tcp_flags,omitempty"`
+	RespFlags   uint16  `json:"resp_tcp_flags,omitempty"`
+	CommunityID string  `json:"community_id"`
+	VLAN        uint16  `json:"vlan,omitempty"`
+	InnerVLAN   uint16  `json:"inner_vlan,omitempty"`
+	// Tunnel is the encapsulation the flow's packets came in (Zeek's tunnel_parents names the
+	// tunnel's connection; this is its kind and endpoints), nil for a flow not tunnelled.
+	Tunnel      *TunnelRecord `json:"tunnel,omitempty"`
+	LastTS      time.Time     `json:"-"`
+	EndReason   string        `json:"end_reason"`
+	HasDuration bool          `json:"-"`
+}
+
+// TunnelRecord is a Tunnel in a Record: the tunnel's kind (decode.Tunnel's name) and the outer
+// header's endpoints, with ports for a tunnel carried in UDP.
+type TunnelRecord struct {
+	Type    string `json:"type"`
+	Src     string `json:"src"`
+	SrcPort uint16 `json:"src_port,omitempty"`
+	Dst     string `json:"dst"`
+	DstPort uint16 `json:"dst_port,omitempty"`
+	// Changes counts the packets that came in another encapsulation than the one before.
+	Changes uint8 `json:"changes,omitempty"`
+}
+
+func (tu *Tunnel) record() *TunnelRecord {
+	if tu.Type == decode.TunnelNone {
+		return nil
+	}
+	return &TunnelRecord{Type: tu.Type.String(), Src: tu.Src.String(), SrcPort: tu.SrcPort, Dst: tu.Dst.String(), DstPort: tu.DstPort, Changes: tu.Changes}
+}
+
+// String is the tunnel as the TSV column shows it, "" for none: its kind, then the outer source
+// > destination ("vxlan 192.0.2.1:40000>192.0.2.2:4789").
+func (tu *Tunnel) String() string {
+	if r := tu.record(); r != nil {
+		return r.String()
+	}
+	return ""
+}
+
+// String is the tunnel as the TSV column shows it: kind, then outer source > destination.
+func (t *TunnelRecord) String() string {
+	ep := func(a string, p uint16) string {
+		if strings.Contains(a, ":") {
+			a = "[" + a + "]"
+		}
+		if p == 0 {
+			return a
+		}
+		return a + ":" + strconv.Itoa(int(p))
+	}
+	return t.Type + " " + ep(t.Src, t.SrcPort) + ">" + ep(t.Dst, t.DstPort)
 }
 
 // ConnID is Zeek's conn_id: the endpoints of a connection, under conn.log's names. Both JSON forms
@@ -43,7 +91,8 @@ type ConnID struct {
 	RespP uint16 `json:"id.resp_p"`
 }
 
-// ProtoName is the transport name Zeek logs in the proto column.
+// ProtoName is the transport name Zeek logs in the proto column: Zeek analyses TCP, UDP and ICMP,
+// and logs any other IP protocol (SCTP too) as unknown_transport, without ports.
 func ProtoName(p uint8) string {
 	switch p {
 	case 6:
@@ -52,8 +101,6 @@ func ProtoName(p uint8) string {
 		return "udp"
 	case 1, 58:
 		return "icmp"
-	case 132:
-		return "sctp"
 	}
 	return "unknown_transport"
 }
@@ -74,6 +121,7 @@ func (f *Flow) Record(why EndReason) Record {
 	if d := f.Duration(); d > 0 {
 		r.Duration, r.HasDuration = d.Seconds(), true
 	}
+	r.Tunnel = f.Tunnel.record()
 	return r
 }
 
@@ -81,7 +129,7 @@ func (f *Flow) Record(why EndReason) Record {
 var TSVFields = []string{
 	"ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "proto", "duration",
 	"orig_bytes", "resp_bytes", "conn_state", "history", "orig_pkts", "orig_ip_bytes",
-	"resp_pkts", "resp_ip_bytes", "ip_proto", "community_id", "vlan", "inner_vlan", "end_reason",
+	"resp_pkts", "resp_ip_bytes", "ip_proto", "community_id", "vlan", "inner_vlan", "end_reason", "tunnel",
 }
 
 // AppendTSV appends r as a conn.log-style line: "-" for unset values, times in seconds with
@@ -136,6 +184,12 @@ func (r *Record) AppendTSV(dst []byte) []byte {
 	}
 	tab()
 	dst = append(dst, r.EndReason...)
+	tab()
+	if r.Tunnel == nil {
+		dst = append(dst, '-')
+	} else {
+		dst = append(dst, r.Tunnel.String()...)
+	}
 	return append(dst, '\n')
 }
 

@@ -5,13 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
+
+	"capfleet.dev/capfleet/processor/decode"
 )
 
 // StateVersion leads every saved state. A change to what AppendState writes takes a new version, so
 // that a state saved by another build is refused with an error that says so rather than misread.
-// Versions up to 4 were the pipeline's own flow table's checkpoints.
-const StateVersion = 5
+// Versions up to 4 were the pipeline's own flow table's checkpoints; version 5 states (before Zeek's
+// TCP tracking) still restore.
+const StateVersion = 6
+
+const stateVersion5 = 5
 
 // Per-flow flag bits of the state.
 const (
@@ -19,23 +23,25 @@ const (
 	stateOrigIsB
 	stateFlipped
 	stateDirty
-	stateFlagsAll = stateV4 | stateOrigIsB | stateFlipped | stateDirty
+	stateTCPIdle // version 6
+	stateExt     // version 6: the flow's ext follows its endpoints
+	stateOneWay  // version 6
+	stateFlagsV5 = stateV4 | stateOrigIsB | stateFlipped | stateDirty
+	stateFlagsV6 = stateFlagsV5 | stateTCPIdle | stateExt | stateOneWay
 )
 
 // AppendState appends the open flows to b, so that a table made with RestoreState carries on as
 // this one would. The form: the version byte, the flow count, the table's clock, then each flow
-// in LRU order (which restoring rebuilds the eviction order from), mostly as varints: about 60
-// bytes for an IPv4 flow.
+// in LRU order per timeout class (which restoring rebuilds the eviction order from), mostly as
+// varints: about 70 bytes for an IPv4 UDP flow.
 func (t *Table) AppendState(b []byte) []byte {
 	b = append(b, StateVersion)
 	b = binary.AppendUvarint(b, uint64(len(t.flows)))
-	var now int64
-	if !t.now.IsZero() {
-		now = t.now.UnixNano()
-	}
-	b = binary.AppendVarint(b, now)
-	for f := t.lruHead; f != nil; f = f.lruNext {
-		b = f.appendState(b)
+	b = binary.AppendVarint(b, t.clock)
+	for c := range t.lru {
+		for f := t.lru[c].head; f != nil; f = f.lruNext {
+			b = f.appendState(b)
+		}
 	}
 	return b
 }
@@ -55,15 +61,51 @@ func (e *entry) appendState(b []byte) []byte {
 	}
 	b = binary.AppendVarint(b, e.first)
 	b = binary.AppendUvarint(b, uint64(e.last-e.first))
-	// The history letters alone: which (letter, direction) pairs were seen follows from them.
 	b = append(b, e.historyLen)
-	b = append(b, e.history[:e.historyLen]...)
-	b = e.Orig.appendState(b)
-	return e.Resp.appendState(b)
+	for i := range int(e.historyLen) {
+		b = append(b, e.historyAt(i))
+	}
+	b = binary.AppendUvarint(b, uint64(e.historySet))
+	b = e.ep[0].appendState(b)
+	b = e.ep[1].appendState(b)
+	if x := e.ext; x != nil {
+		for i := range x.tcp {
+			te := &x.tcp[i]
+			for _, v := range [...]uint64{te.ack, uint64(te.histSYN), uint64(te.histFIN), uint64(te.histRST),
+				uint64(te.chk), uint64(te.rxmit), uint64(te.win0), uint64(te.gap)} {
+				b = binary.AppendUvarint(b, v)
+			}
+			b = append(b, byte(te.prevState))
+		}
+		// Times relative to the first packet; 0 stays "not pending".
+		for _, at := range [...]int64{x.attemptAt, x.closeAt, x.resetAt, x.last} {
+			if at != 0 {
+				at -= e.first - 1
+			}
+			b = binary.AppendVarint(b, at)
+		}
+		tk := &x.tunnel
+		b = append(b, flagIf(x.active, 1)|flagIf(tk.v4, 2), byte(tk.typ), tk.changes)
+		if tk.typ != decode.TunnelNone {
+			if tk.v4 {
+				b = append(b, tk.src[12:]...)
+				b = append(b, tk.dst[12:]...)
+			} else {
+				b = append(b, tk.src[:]...)
+				b = append(b, tk.dst[:]...)
+			}
+			b = binary.AppendUvarint(b, uint64(tk.srcPort))
+			b = binary.AppendUvarint(b, uint64(tk.dstPort))
+		}
+		b = binary.AppendUvarint(b, uint64(x.tunnelID))
+	}
+	return b
 }
 
 func (e *entry) stateFlags() uint8 {
-	return flagIf(e.lookup.v4, stateV4) | flagIf(e.origIsB, stateOrigIsB) | flagIf(e.flipped, stateFlipped) | flagIf(e.dirty, stateDirty)
+	return flagIf(e.lookup.v4, stateV4) | flagIf(e.origIsB, stateOrigIsB) | flagIf(e.flags&flipped != 0, stateFlipped) |
+		flagIf(e.dirty, stateDirty) | flagIf(e.flags&tcpIdle != 0, stateTCPIdle) | flagIf(e.ext != nil, stateExt) |
+		flagIf(e.flags&oneWay != 0, stateOneWay)
 }
 
 func flagIf(on bool, flag uint8) uint8 {
@@ -80,51 +122,59 @@ func (ep *Endpoint) appendState(b []byte) []byte {
 	return append(b, byte(ep.state), ep.bits)
 }
 
-// RestoreState fills an empty table with the flows of a state from AppendState. Flows beyond
-// MaxFlows (a smaller table than the one saved) are evicted, least recently active first. A state
-// that is cut short, corrupt or of another version is an error, and leaves the table empty.
+// RestoreState fills an empty table with the flows of a state from AppendState (this version's
+// or version 5's). Flows beyond MaxFlows (a smaller table than the one saved) are evicted, least
+// recently active first. A state that is cut short, corrupt or of another version is an error,
+// and leaves the table empty.
 func (t *Table) RestoreState(b []byte) error {
 	if len(t.flows) != 0 {
 		return errors.New("flow state: restoring into a table that holds flows")
 	}
 	if err := t.restore(b); err != nil {
-		t.flows, t.lruHead, t.lruTail, t.now = make(map[lookupKey]*entry), nil, nil, time.Time{}
+		t.flows, t.lru, t.timers, t.clock = make(map[lookupKey]*entry), [numClasses]lruList{}, nil, 0
 		return err
 	}
+	t.nextExpire = 0 // the next packet works out what is due
 	for len(t.flows) > t.cfg.MaxFlows {
-		t.end(t.lruHead, EndEvicted)
+		t.end(t.leastRecent(), EndEvicted)
 	}
 	return nil
 }
 
 func (t *Table) restore(b []byte) error {
 	r := &stateReader{b: b}
-	if v := r.byte1("version"); r.err == nil && v != StateVersion {
-		return fmt.Errorf("flow state version %d, this build reads version %d", v, StateVersion)
+	version := r.byte1("version")
+	if r.err == nil && version != StateVersion && version != stateVersion5 {
+		return fmt.Errorf("flow state version %d, this build reads versions %d and %d", version, stateVersion5, StateVersion)
 	}
+	r.version = version
 	n := r.uvarint("flow count")
 	if r.err == nil && n > uint64(len(r.b)) { // every flow takes many bytes: a count beyond the size is corrupt
 		r.fail("flow count beyond the data")
 	}
-	if now := r.varint("clock"); now != 0 {
-		t.now = time.Unix(0, now)
-	}
-	seenDirty := false
+	t.clock = r.varint("clock")
+	var seenDirty [numClasses]bool
 	for i := uint64(0); i < n && r.err == nil; i++ {
-		e := r.entry()
+		e := r.entry(t)
 		if r.err != nil {
 			break
 		}
 		if _, dup := t.flows[e.lookup]; dup {
 			return errors.New("flow state: a flow twice")
 		}
-		// Dirty relies on the changed flows being the LRU list's tail.
-		if seenDirty && !e.dirty {
+		e.flags |= classOf(e.lookup.proto, e.flags&tcpIdle != 0) << classShift
+		// Dirty relies on the changed flows being the LRU lists' tails.
+		c := e.class()
+		if seenDirty[c] && !e.dirty {
 			return errors.New("flow state: an unchanged flow after a changed one")
 		}
-		seenDirty = e.dirty
+		seenDirty[c] = e.dirty
 		t.flows[e.lookup] = e
 		t.touch(e)
+		if e.ext != nil {
+			e.ext.heapIdx = -1
+			t.reschedule(e)
+		}
 	}
 	if r.err == nil && len(r.b) != 0 {
 		r.fail(fmt.Sprintf("%d bytes after the last flow", len(r.b)))
@@ -134,8 +184,9 @@ func (t *Table) restore(b []byte) error {
 
 // stateReader reads a state; the first error sticks and later reads return zeros.
 type stateReader struct {
-	b   []byte
-	err error
+	b       []byte
+	err     error
+	version uint8
 }
 
 func (r *stateReader) fail(what string) {
@@ -180,24 +231,128 @@ func (r *stateReader) u16(what string) uint16 {
 	return uint16(v)
 }
 
-func (r *stateReader) entry() *entry {
+func (r *stateReader) u32(what string) uint32 {
+	v := r.uvarint(what)
+	if v > 0xffffffff {
+		r.fail(what + " out of range")
+	}
+	return uint32(v)
+}
+
+func (r *stateReader) entry(t *Table) *entry {
 	e := &entry{}
 	fl := r.byte1("flags")
-	if fl&^stateFlagsAll != 0 {
+	all := stateFlagsV6
+	if r.version == stateVersion5 {
+		all = stateFlagsV5
+	}
+	if fl&^all != 0 {
 		r.fail("unknown flow flags")
 	}
 	l := &e.lookup
-	l.v4, e.origIsB, e.flipped, e.dirty = fl&stateV4 != 0, fl&stateOrigIsB != 0, fl&stateFlipped != 0, fl&stateDirty != 0
+	l.v4, e.origIsB, e.dirty = fl&stateV4 != 0, fl&stateOrigIsB != 0, fl&stateDirty != 0
+	e.flags = flagIf(fl&stateFlipped != 0, flipped) | flagIf(fl&stateTCPIdle != 0, tcpIdle) | flagIf(fl&stateOneWay != 0, oneWay)
 	l.proto = r.byte1("protocol")
 	l.a, l.b = r.addr(l.v4), r.addr(l.v4)
 	l.aPort, l.bPort = r.u16("port"), r.u16("port")
 	l.vlan = [2]uint16{r.u16("vlan"), r.u16("vlan")}
 	e.first = r.varint("first packet time")
 	e.last = e.first + int64(r.uvarint("duration"))
+	if r.version == stateVersion5 {
+		r.entryV5(t, e)
+		return e
+	}
+	hasExt := fl&stateExt != 0
+	if hasExt {
+		t.giveExt(e)
+	}
 	r.history(e)
-	r.endpoint(&e.Orig)
-	r.endpoint(&e.Resp)
+	set := r.uvarint("history flags")
+	if set > 0xffff {
+		r.fail("history flags out of range")
+	}
+	e.historySet = uint16(set)
+	r.endpoint(&e.ep[0])
+	r.endpoint(&e.ep[1])
+	if !hasExt {
+		return e
+	}
+	x := e.ext
+	for i := range x.tcp {
+		te := &x.tcp[i]
+		te.ack = r.uvarint("acknowledgement")
+		te.histSYN, te.histFIN, te.histRST = r.u32("history sequence"), r.u32("history sequence"), r.u32("history sequence")
+		te.chk, te.rxmit, te.win0, te.gap = r.u32("history count"), r.u32("history count"), r.u32("history count"), r.u32("history count")
+		te.prevState = tcpState(r.byte1("TCP state"))
+		if te.prevState > tcpReset {
+			r.fail("bad TCP state")
+		}
+	}
+	for _, at := range [...]*int64{&x.attemptAt, &x.closeAt, &x.resetAt, &x.last} {
+		if v := r.varint("timer"); v != 0 {
+			*at = v + e.first - 1
+		}
+	}
+	tf := r.byte1("ext flags")
+	if tf&^3 != 0 {
+		r.fail("unknown ext flags")
+	}
+	tk := &x.tunnel
+	x.active, tk.v4 = tf&1 != 0, tf&2 != 0
+	tk.typ, tk.changes = decode.Tunnel(r.byte1("tunnel")), r.byte1("tunnel changes")
+	if tk.typ != decode.TunnelNone {
+		tk.src, tk.dst = r.addr(tk.v4), r.addr(tk.v4)
+		tk.srcPort, tk.dstPort = r.u16("port"), r.u16("port")
+	}
+	x.tunnelID = r.u32("tunnel identity")
 	return e
+}
+
+// entryV5 reads the rest of a version 5 flow: its history (without '^'), then the originator's
+// and the responder's counters and TCP tracking of the time, which become Zeek's.
+func (r *stateReader) entryV5(t *Table, e *entry) {
+	n := int(r.byte1("history length"))
+	if n > 14 {
+		r.fail("history too long")
+		return
+	}
+	letters := r.next(n, "history")
+	if e.lookup.proto == decode.ProtoTCP {
+		t.giveExt(e)
+	}
+	if e.flags&flipped != 0 {
+		e.addHistory('^')
+	}
+	const v5Letters = "shadfrq"
+	bits := map[byte]uint16{'s': histSYN, 'h': histSYN, 'a': histACK, 'd': histData, 'f': histFIN, 'r': histRST, 'q': histMulti}
+	for _, c := range letters {
+		lower := c | 0x20
+		if strings.IndexByte(v5Letters, lower) < 0 {
+			r.fail(fmt.Sprintf("history letter %q", c))
+			return
+		}
+		if e.checkHistory(bits[lower], lower, c != lower) && lower != 's' && lower != 'h' {
+			r.fail(fmt.Sprintf("history letter %q twice", c))
+			return
+		}
+	}
+	o := e.origSide()
+	for _, side := range [2]int{o, 1 - o} {
+		ep := &e.ep[side]
+		r.endpoint5(ep)
+		if e.ext != nil {
+			e.ext.tcp[side].prevState = tcpInactive
+		}
+		if e.lookup.proto != decode.ProtoTCP && ep.Pkts > 0 {
+			ep.bits |= epActive
+		}
+	}
+	if e.ext != nil {
+		e.ext.last = e.last
+		if !e.ep[0].state.handshake() || !e.ep[1].state.handshake() {
+			e.flags |= tcpIdle
+		}
+	}
 }
 
 func (r *stateReader) addr(v4 bool) [16]byte {
@@ -211,29 +366,19 @@ func (r *stateReader) addr(v4 bool) [16]byte {
 	return a
 }
 
-// history reads the letters and rebuilds which (letter, direction) pairs they hold.
+// history reads the letters.
 func (r *stateReader) history(e *entry) {
 	n := int(r.byte1("history length"))
-	if n > maxHistory {
+	limit := entryHistory
+	if e.ext != nil {
+		limit = maxHistory
+	}
+	if n > limit {
 		r.fail("history too long")
 		return
 	}
 	for _, c := range r.next(n, "history") {
-		fromOrig := c >= 'A' && c <= 'Z'
-		lower := c
-		if fromOrig {
-			lower += 'a' - 'A'
-		}
-		if strings.IndexByte(historyLetters, lower) < 0 {
-			r.fail(fmt.Sprintf("history letter %q", c))
-			return
-		}
-		before := e.historyLen
-		e.addHistory(lower, fromOrig)
-		if e.historyLen == before {
-			r.fail(fmt.Sprintf("history letter %q twice", c))
-			return
-		}
+		e.addHistory(c)
 	}
 }
 
@@ -241,14 +386,34 @@ func (r *stateReader) endpoint(ep *Endpoint) {
 	ep.Pkts = r.uvarint("packets")
 	ep.IPBytes = r.uvarint("IP bytes")
 	ep.count = r.uvarint("payload bytes")
-	seq := r.uvarint("start sequence number")
-	if seq > 0xffffffff {
-		r.fail("start sequence number out of range")
-	}
-	ep.startSeq = uint32(seq)
+	ep.startSeq = r.u32("start sequence number")
 	ep.Flags = r.u16("TCP flags")
-	ep.state, ep.bits = tcpState(r.byte1("TCP state")), r.byte1("sequence bits")
-	if ep.state > tcpReset || ep.bits&^(seqStarted|didSYN|finSeen) != 0 {
+	ep.state, ep.bits = tcpState(r.byte1("TCP state")), r.byte1("endpoint bits")
+	if ep.state > tcpReset || ep.bits&^epBitsAll != 0 {
 		r.fail("bad TCP state")
+	}
+}
+
+// endpoint5 reads a version 5 endpoint, whose bits were seqStarted, didSYN and finSeen, and whose
+// count was the highest sequence offset reached.
+func (r *stateReader) endpoint5(ep *Endpoint) {
+	ep.Pkts = r.uvarint("packets")
+	ep.IPBytes = r.uvarint("IP bytes")
+	ep.count = r.uvarint("payload bytes")
+	ep.startSeq = r.u32("start sequence number")
+	ep.Flags = r.u16("TCP flags")
+	state, bits := tcpState(r.byte1("TCP state")), r.byte1("sequence bits")
+	if state > tcpReset || bits&^7 != 0 {
+		r.fail("bad TCP state")
+	}
+	ep.state = state
+	if bits&1 != 0 {
+		ep.bits |= epSeqInit
+	}
+	if bits&4 != 0 {
+		ep.bits |= epFIN
+	}
+	if state == tcpClosed || state == tcpReset {
+		ep.bits |= epDidClose
 	}
 }

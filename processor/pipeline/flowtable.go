@@ -11,6 +11,8 @@ import (
 
 // FlowConfig is the flow aggregation of the pipeline spec.
 type FlowConfig struct {
+	// IdleTimeout, when set, ends a flow of any protocol after this long without a packet; 0 takes
+	// Zeek's inactivity timeouts (TCP 5 min, UDP, ICMP and other protocols 1 min).
 	IdleTimeout   time.Duration
 	ActiveTimeout time.Duration
 	MaxFlows      int // per Kafka partition
@@ -19,8 +21,8 @@ type FlowConfig struct {
 // Validate rejects settings that would make every packet its own flow or keep flows forever.
 func (c FlowConfig) Validate() error {
 	switch {
-	case c.IdleTimeout <= 0:
-		return fmt.Errorf("--flow-idle-timeout %s: must be positive", c.IdleTimeout)
+	case c.IdleTimeout < 0:
+		return fmt.Errorf("--flow-idle-timeout %s: must be positive (or 0 for Zeek's per-protocol timeouts)", c.IdleTimeout)
 	case c.ActiveTimeout <= 0:
 		return fmt.Errorf("--flow-active-timeout %s: must be positive", c.ActiveTimeout)
 	case c.MaxFlows <= 0:
@@ -93,5 +95,6 @@ func record(f *flow.Flow) store.Flow {
 		OrigPkts: f.Orig.Pkts, RespPkts: f.Resp.Pkts, OrigBytes: f.Orig.Bytes(p), RespBytes: f.Resp.Bytes(p),
 		OrigIPBytes: f.Orig.IPBytes, RespIPBytes: f.Resp.IPBytes,
 		TCPFlags: uint8(f.Orig.Flags | f.Resp.Flags), History: f.History(), State: f.ConnState(),
+		Tunnel: f.Tunnel.String(),
 	}
 }

@@ -20,6 +20,7 @@ func TestFlowTableResumesFromItsStateAnywhere(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			frames := pipelinetest.ReadCapture(t, pipelinetest.SharedPcap(t, name))
 			for _, cfg := range []pipeline.FlowConfig{
+				{ActiveTimeout: time.Minute, MaxFlows: 1000}, // Zeek's timeouts
 				{IdleTimeout: 5 * time.Second, ActiveTimeout: time.Minute, MaxFlows: 1000},
 				// Evictions: resuming must restore which flow is least recently active.
 				{IdleTimeout: 200 * time.Millisecond, ActiveTimeout: time.Second, MaxFlows: 8},
@@ -127,7 +128,7 @@ func TestNewRejectsIncoherentSettings(t *testing.T) {
 			t.Errorf("%+v: error %v, want one naming %s", tc.cfg, err, tc.want)
 		}
 	}
-	bad := []pipeline.FlowConfig{{ActiveTimeout: time.Second, MaxFlows: 1}, {IdleTimeout: time.Second, MaxFlows: 1}, {IdleTimeout: time.Second, ActiveTimeout: time.Second}}
+	bad := []pipeline.FlowConfig{{IdleTimeout: -time.Second, ActiveTimeout: time.Second, MaxFlows: 1}, {IdleTimeout: time.Second, MaxFlows: 1}, {IdleTimeout: time.Second, ActiveTimeout: time.Second}}
 	for _, c := range bad {
 		if c.Validate() == nil {
 			t.Errorf("%+v accepted", c)

@@ -76,7 +76,7 @@ commit and resumed by whoever consumes the partition next.`,
 	fs.StringVar(&o.filter, "filter", "", "BPF filter in tcpdump syntax: packets it rejects are counted and dropped")
 	fs.StringVar(&o.flowFilter, "flow-filter", "", `display filter over flow fields (Zeek conn.log names, as query flows -Y takes them, e.g. 'conn_state != "S0" && flow.bytes > 1000'): the flow records it rejects are counted (capfleet_process_flows_filtered_total) and neither stored nor published; the flow table still follows every flow`)
 	fs.StringVarP(&o.display, "display-filter", "Y", "", "Wireshark display filter (tshark -Y syntax) on each decoded packet: packets it rejects are counted as filtered and dropped; frame.number is the record's offset plus one")
-	fs.DurationVar(&o.flows.IdleTimeout, "flow-idle-timeout", 60*time.Second, "close a flow after this long without a packet (packet time)")
+	fs.DurationVar(&o.flows.IdleTimeout, "flow-idle-timeout", 0, "close a flow of any protocol after this long without a packet (packet time); 0: Zeek's inactivity timeouts, TCP 5m, UDP, ICMP and other protocols 1m (TCP connections also end Zeek's 5s after a close, a reset or an unanswered SYN)")
 	fs.DurationVar(&o.flows.ActiveTimeout, "flow-active-timeout", 30*time.Minute, "close a flow this long after its first packet, and start a new one")
 	fs.IntVar(&o.flows.MaxFlows, "flow-table-max", 1000000, "open flows kept per Kafka partition; beyond, the oldest are closed early (counted)")
 	fs.BoolVar(&o.pipe.StorePackets, "store-packets", false, "store every packet (the frame, byte for byte)")

@@ -26,6 +26,7 @@ type FlowJSON struct {
 	RespIPBytes uint64  `json:"resp_ip_bytes"`
 	VLAN        uint16  `json:"vlan,omitempty"`
 	CommunityID string  `json:"community_id,omitempty"`
+	Tunnel      string  `json:"tunnel,omitempty"` // the encapsulation, as flow.Tunnel.String
 	// Not in Zeek:
 	StartNS  int64  `json:"ts_ns"`
 	EndNS    int64  `json:"end_ns"`
@@ -42,7 +43,7 @@ func (f *Flow) JSON() FlowJSON {
 		Proto:  flow.ProtoName(f.Proto), Duration: f.End.Sub(f.Start).Seconds(),
 		OrigBytes: f.OrigBytes, RespBytes: f.RespBytes, ConnState: f.State, History: f.History,
 		OrigPkts: f.OrigPkts, OrigIPBytes: f.OrigIPBytes, RespPkts: f.RespPkts, RespIPBytes: f.RespIPBytes,
-		VLAN: f.VLAN, CommunityID: f.CommunityID,
+		VLAN: f.VLAN, CommunityID: f.CommunityID, Tunnel: f.Tunnel,
 		StartNS: f.Start.UnixNano(), EndNS: f.End.UnixNano(), TCPFlags: f.TCPFlags, Sensor: f.Sensor, Closed: f.Closed,
 	}
 }

@@ -32,6 +32,9 @@ type Flow struct {
 	TCPFlags    uint8
 	History     string
 	State       string
+	// Tunnel is the encapsulation the flow came in (flow.Tunnel.String), "" for none. The flows
+	// topic carries it; stored flow blocks do not (their encoding predates it).
+	Tunnel string
 	// Closed is false for a flow still open when it was written (a checkpoint of its running totals).
 	Closed bool
 }
