@@ -13,6 +13,7 @@ import (
 
 	"capfleet.dev/capfleet/api/v1alpha1"
 	"capfleet.dev/capfleet/heartbeat"
+	"capfleet.dev/capfleet/internal/argocdhealth"
 	"capfleet.dev/capfleet/internal/kafkatest"
 )
 
@@ -58,6 +59,27 @@ func TestFlowCollectorLifecycle(t *testing.T) {
 		t.Errorf("collector must run as non-root: %+v", sc)
 	}
 
+	// Argo CD's view through the health script it would run (its "_" matches this kind too): Progressing
+	// while no collector is available, Healthy once the operator says Ready.
+	script, err := argocdhealth.Script()
+	if err != nil {
+		t.Fatal(err)
+	}
+	argo := func(status string) func() error {
+		return func() error {
+			get(t, c, fc)
+			h, err := argocdhealth.Eval(script, fc)
+			if err != nil {
+				return err
+			}
+			if h.Status != status {
+				return fmt.Errorf("Argo CD health %+v, want %s", h, status)
+			}
+			return nil
+		}
+	}
+	eventually(t, "Argo CD: Progressing while no collector is available", argo("Progressing"))
+
 	// No Deployment controller runs in envtest: report the collector available, as it would.
 	eventually(t, "Deployment available", func() error {
 		get(t, c, dep)
@@ -72,6 +94,7 @@ func TestFlowCollectorLifecycle(t *testing.T) {
 		}
 		return nil
 	})
+	eventually(t, "Argo CD: Healthy once Ready", argo("Healthy"))
 
 	t.Run("spec changes reach the Service", func(t *testing.T) {
 		change(t, c, fc, func() { fc.Spec.Port = 4739; fc.Spec.ServiceType = corev1.ServiceTypeClusterIP })
