@@ -1,4 +1,4 @@
--- Argo CD health of every capfleet kind (CaptureSensor, ReplayJob, PacketPipeline; "_" is Argo CD's wildcard
+-- Argo CD health of every capfleet kind (CaptureSensor, ReplayJob, PacketPipeline, FlowCollector; "_" is Argo CD's wildcard
 -- for the kind), from the kstatus conditions the operator writes.
 -- Stalled=True: the spec cannot work as written (Degraded). Reconciling=True or a status older than the
 -- spec: the operator is still at work (Progressing). Ready=True: Healthy. Ready=False with reason Degraded:
