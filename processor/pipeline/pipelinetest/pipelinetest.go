@@ -120,6 +120,14 @@ func ProduceRecords(t testing.TB, cl *kgo.Client, recs ...*kgo.Record) {
 // partition exactly as the pipeline keys them, and returns every flow (open ones as of the end).
 func ExpectedFlows(t testing.TB, frames []Frame, cfg pipeline.FlowConfig, sensor string) []store.Flow {
 	t.Helper()
+	return ExpectedFlowsWithPause(t, frames, cfg, sensor, 0, 0)
+}
+
+// ExpectedFlowsWithPause is ExpectedFlows when the pipeline met a pause of at least pause after the
+// first `after` frames: a caught-up partition's clock follows the wall clock while it is quiet, so what
+// was due within pause of the last packet before it (Zeek's 5 s close delay, say) ended there.
+func ExpectedFlowsWithPause(t testing.TB, frames []Frame, cfg pipeline.FlowConfig, sensor string, after int, pause time.Duration) []store.Flow {
+	t.Helper()
 	var out []store.Flow
 	emit := func(f store.Flow) { f.Sensor = sensor; out = append(out, f) }
 	newTable := pipeline.NewFlowTableFactory(cfg, nil)
@@ -129,7 +137,10 @@ func ExpectedFlows(t testing.TB, frames []Frame, cfg pipeline.FlowConfig, sensor
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range frames {
+	for i, f := range frames {
+		if pause > 0 && i == after && i > 0 {
+			tbl.Expire(frames[i-1].Meta.Timestamp.Add(pause))
+		}
 		dec.Decode(f.Data, decode.LinkType(f.Meta.LinkType), f.Meta.Timestamp, f.Meta.OrigLen, &p)
 		tbl.Add(&p)
 		tbl.Expire(f.Meta.Timestamp)
