@@ -153,7 +153,7 @@ func (e *entry) key() Key {
 func (e *entry) flow(f *Flow) {
 	o := e.origSide()
 	*f = Flow{
-		Key: e.key(), First: time.Unix(0, e.first), Last: time.Unix(0, e.last),
+		Key: e.key(), First: time.Unix(0, e.first), Last: time.Unix(0, e.last), LastPacket: time.Unix(0, e.last),
 		Orig: e.ep[o], Resp: e.ep[1-o], Flipped: e.flags&flipped != 0, historyLen: e.historyLen,
 	}
 	copy(f.history[:], e.history[:])

@@ -90,7 +90,12 @@ func (e *Endpoint) Bytes(proto uint8) uint64 { return e.count }
 // call (copy it, or take its Record).
 type Flow struct {
 	Key
+	// First and Last bound Zeek's duration: for TCP, Last stops at the packet that closed both sides
+	// (Zeek's conn.log leaves later ACKs and RSTs out of it, though it counts them).
 	First, Last time.Time
+	// LastPacket is the time of the flow's last packet, counted or not: where its packets end, for
+	// what stores and exports them by time.
+	LastPacket time.Time
 	Orig, Resp  Endpoint
 	// Flipped is true when Zeek's rules made the receiver of the first packet the originator
 	// (a reply from a well-known service port, a SYN that follows a SYN-ACK), which Zeek marks

@@ -90,7 +90,7 @@ func (t *flowTable) MarshalState() ([]byte, error) {
 func record(f *flow.Flow) store.Flow {
 	p := f.Proto
 	return store.Flow{
-		UID: f.UID(), CommunityID: f.CommunityID(), Start: f.First, End: f.Last, Proto: p, VLAN: f.VLAN[0],
+		UID: f.UID(), CommunityID: f.CommunityID(), Start: f.First, End: f.LastPacket, Proto: p, VLAN: f.VLAN[0],
 		OrigAddr: f.Key.Orig, OrigPort: f.OrigPort, RespAddr: f.Key.Resp, RespPort: f.RespPort,
 		OrigPkts: f.Orig.Pkts, RespPkts: f.Resp.Pkts, OrigBytes: f.Orig.Bytes(p), RespBytes: f.Resp.Bytes(p),
 		OrigIPBytes: f.Orig.IPBytes, RespIPBytes: f.Resp.IPBytes,
