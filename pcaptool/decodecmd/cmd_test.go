@@ -47,7 +47,15 @@ func TestDecodeJSONMatchesTSV(t *testing.T) {
 				}
 				continue
 			}
-			if got := fmt.Sprint(v); !ok || got != cols[j] {
+			got := fmt.Sprint(v)
+			if a, isArray := v.([]any); isArray {
+				parts := make([]string, len(a))
+				for k, x := range a {
+					parts[k] = fmt.Sprint(x)
+				}
+				got = strings.Join(parts, ",")
+			}
+			if !ok || got != cols[j] {
 				t.Errorf("line %d %s: json %v, tsv %q", i+1, name, v, cols[j])
 			}
 		}
