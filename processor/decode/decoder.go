@@ -6,6 +6,8 @@ import (
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
+
+	"capfleet.dev/capfleet/linktype"
 )
 
 // maxLayers bounds how many headers one frame may stack, so that a crafted tunnel-in-tunnel
@@ -50,6 +52,7 @@ type Decoder struct {
 	vntag  etherTyped
 	ayiya  ayiya
 	cmd    cmd
+	arista arista
 
 	truncated bool // set by gopacket layers through DecodeFeedback
 	// per-frame state
@@ -75,7 +78,7 @@ func NewDecoder() *Decoder {
 	for _, l := range []gopacket.DecodingLayer{
 		&d.eth, &d.dot1q, &d.ip4, &d.tcp, &d.udp, &d.sctp, &d.icmp4, &d.icmp6, &d.vxlan,
 		&d.sll, &d.sll2, &d.loop, &d.mpls, &d.ip6, &d.gre, &d.erspan, &d.teredo, &d.dns,
-		&d.pppoe, &d.gtpu, &d.geneve, &d.ah, &d.pbb, &d.vntag, &d.ayiya, &d.cmd,
+		&d.pppoe, &d.gtpu, &d.geneve, &d.ah, &d.pbb, &d.vntag, &d.ayiya, &d.cmd, &d.arista,
 	} {
 		c = c.Put(l)
 	}
@@ -88,8 +91,27 @@ func NewDecoder() *Decoder {
 // SetTruncated implements gopacket.DecodeFeedback.
 func (d *Decoder) SetTruncated() { d.truncated = true }
 
-// firstLayer is the layer a link type starts with; ok is false for link types not supported.
-func firstLayer(lt LinkType, frame []byte) (gopacket.LayerType, bool) {
+// firstLayer is the layer a link type starts with and where; ok is false for link types not
+// supported.
+func firstLayer(lt LinkType, frame []byte) (gopacket.LayerType, []byte, bool) {
+	switch lt {
+	case linktype.SLIP, linktype.PPP, linktype.PPPSerial, linktype.CiscoHDLC, linktype.FDDI,
+		linktype.FrameRelay, linktype.IPNet, linktype.NFLOG, linktype.ARCNETLinux, linktype.IPoIB:
+		typ, data := stripLink(lt, frame)
+		return typ, data, true
+	case linktype.PKTAP, linktype.User2:
+		inner, data, ok := pktap(frame)
+		if !ok {
+			return gopacket.LayerTypePayload, nil, true
+		}
+		return firstLayer(inner, data)
+	}
+	typ, ok := firstHeader(lt, frame)
+	return typ, frame, ok
+}
+
+// firstHeader is the layer a link type's frame starts with, for those the decoder records.
+func firstHeader(lt LinkType, frame []byte) (gopacket.LayerType, bool) {
 	switch lt {
 	case LinkTypeEthernet:
 		return layers.LayerTypeEthernet, true
@@ -101,10 +123,15 @@ func firstLayer(lt LinkType, frame []byte) (gopacket.LayerType, bool) {
 		return LayerTypeLoopback, true
 	case LinkTypeRaw, LinkTypeRawOpenBSD, LinkTypeRawBSD:
 		return ipNext(frame), true
-	case LinkTypeIPv4:
+	case LinkTypeIPv4, LinkTypeIPv6:
+		// tshark goes by the version nibble on these too, and by the link type only without one.
+		if t := ipNext(frame); t != gopacket.LayerTypePayload {
+			return t, true
+		}
+		if lt == LinkTypeIPv6 {
+			return LayerTypeIPv6, true
+		}
 		return LayerTypeIPv4, true
-	case LinkTypeIPv6:
-		return LayerTypeIPv6, true
 	}
 	return gopacket.LayerTypeZero, false
 }
@@ -139,11 +166,10 @@ func (d *Decoder) Decode(frame []byte, lt LinkType, ts time.Time, origLen int, p
 	d.frameLen, d.wireLen = len(frame), max(origLen, len(frame))
 	d.Stats.Packets++
 
-	typ, ok := firstLayer(lt, frame)
+	typ, data, ok := firstLayer(lt, frame)
 	if !ok {
 		return d.finish(p, UnsupportedLink)
 	}
-	data := frame
 	for depth := 0; ; depth++ {
 		if typ == gopacket.LayerTypePayload || typ == gopacket.LayerTypeZero || len(data) == 0 {
 			return d.finish(p, OK)

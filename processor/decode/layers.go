@@ -32,6 +32,7 @@ var (
 	LayerTypeVNTag    = gopacket.RegisterLayerType(1816, gopacket.LayerTypeMetadata{Name: "capfleet-VNTag"})
 	LayerTypeAYIYA    = gopacket.RegisterLayerType(1817, gopacket.LayerTypeMetadata{Name: "capfleet-AYIYA"})
 	LayerTypeCMD      = gopacket.RegisterLayerType(1818, gopacket.LayerTypeMetadata{Name: "capfleet-CMD"})
+	LayerTypeArista   = gopacket.RegisterLayerType(1819, gopacket.LayerTypeMetadata{Name: "capfleet-Arista"})
 )
 
 // Preallocated so the error path does not allocate either.
