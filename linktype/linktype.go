@@ -34,6 +34,7 @@ const (
 	ARCNETLinux    Type = 129 // ARCNET with Linux's 4-byte header, then RFC 1051 or RFC 1201
 	User2          Type = 149 // what Darwin numbers DLT_PKTAP, and writes so
 	IEEE80211Radio Type = 127 // 802.11 with a radiotap header
+	PPI            Type = 192 // Per-Packet Information: a header naming the link type of the frame after it
 	IPNet          Type = 226 // Solaris ipnet: 24-byte header with the address family
 	IPv4           Type = 228 //
 	IPv6           Type = 229 //

@@ -53,6 +53,7 @@ type Decoder struct {
 	ayiya  ayiya
 	cmd    cmd
 	arista arista
+	dot11  dot11
 
 	truncated bool // set by gopacket layers through DecodeFeedback
 	// per-frame state
@@ -78,7 +79,7 @@ func NewDecoder() *Decoder {
 	for _, l := range []gopacket.DecodingLayer{
 		&d.eth, &d.dot1q, &d.ip4, &d.tcp, &d.udp, &d.sctp, &d.icmp4, &d.icmp6, &d.vxlan,
 		&d.sll, &d.sll2, &d.loop, &d.mpls, &d.ip6, &d.gre, &d.erspan, &d.teredo, &d.dns,
-		&d.pppoe, &d.gtpu, &d.geneve, &d.ah, &d.pbb, &d.vntag, &d.ayiya, &d.cmd, &d.arista,
+		&d.pppoe, &d.gtpu, &d.geneve, &d.ah, &d.pbb, &d.vntag, &d.ayiya, &d.cmd, &d.arista, &d.dot11,
 	} {
 		c = c.Put(l)
 	}
@@ -105,6 +106,17 @@ func firstLayer(lt LinkType, frame []byte) (gopacket.LayerType, []byte, bool) {
 			return gopacket.LayerTypePayload, nil, true
 		}
 		return firstLayer(inner, data)
+	case linktype.PPI:
+		inner, data, ok := ppi(frame)
+		if !ok {
+			return gopacket.LayerTypePayload, nil, true
+		}
+		return firstLayer(inner, data)
+	case linktype.IEEE802_11:
+		return LayerTypeDot11, frame, true
+	case linktype.IEEE80211Radio:
+		typ, data := radiotap(frame)
+		return typ, data, true
 	}
 	typ, ok := firstHeader(lt, frame)
 	return typ, frame, ok

@@ -390,3 +390,81 @@ func nflog(frame []byte) (gopacket.LayerType, []byte) {
 	}
 	return gopacket.LayerTypePayload, nil
 }
+
+// dot11 is an IEEE 802.11 header. Only unprotected data frames lead on, through LLC/SNAP, to
+// what they carry; management and control frames, encrypted bodies and aggregated MSDUs end
+// decoding.
+type dot11 struct {
+	layers.BaseLayer
+	next gopacket.LayerType
+}
+
+func (l *dot11) LayerType() gopacket.LayerType     { return LayerTypeDot11 }
+func (l *dot11) CanDecode() gopacket.LayerClass    { return LayerTypeDot11 }
+func (l *dot11) NextLayerType() gopacket.LayerType { return l.next }
+func (l *dot11) DecodeFromBytes(data []byte, df gopacket.DecodeFeedback) error {
+	l.next, l.BaseLayer = gopacket.LayerTypePayload, layers.BaseLayer{Contents: data}
+	if len(data) < 2 {
+		return errTruncated
+	}
+	fc, flags := data[0], data[1]
+	if (fc>>2)&3 != 2 || fc&0x40 != 0 || flags&0x40 != 0 { // not data, no body (null), protected
+		return nil
+	}
+	n := 24
+	if flags&3 == 3 { // to and from the distribution system: a fourth address
+		n += 6
+	}
+	qos := fc&0x80 != 0
+	if qos {
+		n += 2
+		if flags&0x80 != 0 { // +HTC
+			n += 4
+		}
+	}
+	if len(data) < n {
+		return errTruncated
+	}
+	if qos && data[n-2-boolInt(flags&0x80 != 0)*4]&0x80 != 0 { // A-MSDU present
+		return nil
+	}
+	l.next, l.Payload = llcSNAP(data[n:])
+	l.Contents = data[:n]
+	return nil
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// radiotap is the length of a radiotap header (little-endian, bytes 2-3); an 802.11 frame follows.
+func radiotap(frame []byte) (gopacket.LayerType, []byte) {
+	if len(frame) < 4 {
+		return gopacket.LayerTypePayload, nil
+	}
+	n := int(binary.LittleEndian.Uint16(frame[2:]))
+	if n < 8 || n > len(frame) {
+		return gopacket.LayerTypePayload, nil
+	}
+	return LayerTypeDot11, frame[n:]
+}
+
+// ppi is the Per-Packet Information header: its length (little-endian, bytes 2-3) and the link
+// type of the frame after it (bytes 4-7).
+func ppi(frame []byte) (lt LinkType, inner []byte, ok bool) {
+	if len(frame) < 8 {
+		return 0, nil, false
+	}
+	n := int(binary.LittleEndian.Uint16(frame[2:]))
+	lt = LinkType(binary.LittleEndian.Uint32(frame[4:]))
+	if n < 8 || n > len(frame) || lt == linktype.PPI {
+		return 0, nil, false
+	}
+	return lt, frame[n:], true
+}
+
+// arubaGRE says whether a GRE protocol type is one of Aruba's, which carry 802.11 frames.
+func arubaGRE(proto uint16) bool { return proto >= 0x8200 && proto <= 0x83f0 && proto&0xf == 0 }

@@ -40,6 +40,9 @@ func (l *gre) NextLayerType() gopacket.LayerType {
 	case 0x8909:
 		l.cmd.inGRE = true
 	}
+	if arubaGRE(l.Proto) {
+		return LayerTypeDot11
+	}
 	return etherNext(l.Proto)
 }
 func (l *gre) DecodeFromBytes(data []byte, df gopacket.DecodeFeedback) error {
