@@ -433,6 +433,11 @@ func (d *Decoder) udpNext(p *Packet) gopacket.LayerType {
 	if h == nil || len(d.udp.Payload) == 0 {
 		return gopacket.LayerTypePayload
 	}
+	// tshark stops at a length below the header's own 8 bytes (BIG TCP's 0 over IPv4); over
+	// IPv6, 0 is a jumbogram's and the payload is read.
+	if d.udp.Length < 8 && (h.Version != 6 || d.udp.Length != 0) {
+		return gopacket.LayerTypePayload
+	}
 	// Like tshark, try the lower port first, then the higher.
 	lo, hi := d.udp.SrcPort, d.udp.DstPort
 	if lo > hi {
