@@ -103,7 +103,15 @@ type mpls struct {
 
 func (l *mpls) LayerType() gopacket.LayerType     { return LayerTypeMPLS }
 func (l *mpls) CanDecode() gopacket.LayerClass    { return LayerTypeMPLS }
-func (l *mpls) NextLayerType() gopacket.LayerType { return ipNext(l.Payload) }
+func (l *mpls) NextLayerType() gopacket.LayerType {
+	// A first nibble of 0 is a pseudowire control word; tshark's default takes an Ethernet frame
+	// to follow it (Ethernet over MPLS).
+	if len(l.Payload) >= 4+14 && l.Payload[0]>>4 == 0 {
+		l.Payload = l.Payload[4:]
+		return layers.LayerTypeEthernet
+	}
+	return ipNext(l.Payload)
+}
 func (l *mpls) DecodeFromBytes(data []byte, df gopacket.DecodeFeedback) error {
 	l.Labels = 0
 	off := 0
@@ -161,17 +169,22 @@ func pppNext(proto uint16) gopacket.LayerType {
 	return gopacket.LayerTypePayload
 }
 
-// pbb is an 802.1ah I-TAG (4 bytes); a customer Ethernet frame follows.
-type pbb struct{ layers.BaseLayer }
+// pbb is an 802.1ah I-TAG (4 bytes) and the customer addresses and EtherType after it: tshark
+// shows those as ieee8021ah fields, not as another Ethernet header, so they are passed over.
+type pbb struct {
+	layers.BaseLayer
+	Type uint16
+}
 
 func (l *pbb) LayerType() gopacket.LayerType     { return LayerTypePBB }
 func (l *pbb) CanDecode() gopacket.LayerClass    { return LayerTypePBB }
-func (l *pbb) NextLayerType() gopacket.LayerType { return layers.LayerTypeEthernet }
+func (l *pbb) NextLayerType() gopacket.LayerType { return etherNext(l.Type) }
 func (l *pbb) DecodeFromBytes(data []byte, df gopacket.DecodeFeedback) error {
-	if len(data) < 4 {
+	if len(data) < 18 {
 		return errTruncated
 	}
-	l.BaseLayer = layers.BaseLayer{Contents: data[:4], Payload: data[4:]}
+	l.Type = binary.BigEndian.Uint16(data[16:])
+	l.BaseLayer = layers.BaseLayer{Contents: data[:18], Payload: data[18:]}
 	return nil
 }
 
