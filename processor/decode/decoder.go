@@ -135,15 +135,14 @@ func firstHeader(lt LinkType, frame []byte) (gopacket.LayerType, bool) {
 		return LayerTypeLoopback, true
 	case LinkTypeRaw, LinkTypeRawOpenBSD, LinkTypeRawBSD:
 		return ipNext(frame), true
-	case LinkTypeIPv4, LinkTypeIPv6:
-		// tshark goes by the version nibble on these too, and by the link type only without one.
-		if t := ipNext(frame); t != gopacket.LayerTypePayload {
-			return t, true
-		}
-		if lt == LinkTypeIPv6 {
+	case LinkTypeIPv4:
+		// tshark's IPv4 dissector hands a version 6 header to IPv6; its IPv6 one keeps what it gets.
+		if len(frame) > 0 && frame[0]>>4 == 6 {
 			return LayerTypeIPv6, true
 		}
 		return LayerTypeIPv4, true
+	case LinkTypeIPv6:
+		return LayerTypeIPv6, true
 	}
 	return gopacket.LayerTypeZero, false
 }

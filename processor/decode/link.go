@@ -380,12 +380,14 @@ func nflog(frame []byte) (gopacket.LayerType, []byte) {
 		return gopacket.LayerTypePayload, nil
 	}
 	fam := frame[0]
+	// The byte order is the capturing host's: the first attribute (a small one) tells which.
+	var order binary.ByteOrder = binary.LittleEndian
+	if len(frame) >= 6 && binary.LittleEndian.Uint16(frame[4:]) > 0xff {
+		order = binary.BigEndian
+	}
 	for off := 4; off+4 <= len(frame); {
-		n := int(binary.LittleEndian.Uint16(frame[off:]))
-		typ := binary.LittleEndian.Uint16(frame[off+2:])
-		if n > 0xff && binary.BigEndian.Uint16(frame[off:]) >= 4 {
-			n, typ = int(binary.BigEndian.Uint16(frame[off:])), binary.BigEndian.Uint16(frame[off+2:])
-		}
+		n := int(order.Uint16(frame[off:]))
+		typ := order.Uint16(frame[off+2:])
 		if n < 4 || off+n > len(frame) {
 			break
 		}
