@@ -48,224 +48,224 @@ type exemption struct {
 
 // Reasons shared by the exemptions below.
 const (
-	r0  = "a text file tshark reads as a capture (one of its text import formats); the decoder reads pcap and pcapng only"
-	r1  = "pcapng test file with blocks tshark shows as frames of their own (or reads differently) and the reader skips: frame numbers and times shift"
-	r2  = "tshark takes the last 4 bytes of a Cisco FabricPath frame for an FCS, cutting the inner packet"
-	r3  = "tshark leaves out some fields of TCP headers quoted in ICMP errors (tcp.seq_raw; flags and ack when the header is quoted short) and shows them for others"
-	r4  = "DNS on a port the decoder does not read it on, found by tshark's UDP heuristic dissector"
-	r5  = "CAPWAP carries 802.11 frames (with the frame control byte-swapped, a tshark preference) and its own control messages; not decoded"
-	r6  = "fuzzed or malformed capture: tshark and the decoder read the garbage differently"
-	r7  = "a DNS name with an extended label type: tshark shows no name here, and <Unknown extended label> elsewhere"
-	r8  = "tshark decodes the packet headers sampled inside sFlow datagrams"
-	r9  = "6LoWPAN over 802.15.4 not decoded"
-	r10 = "Cisco ISL (destination 01:00:0c:00:00:00) encapsulation: tshark shows the inner frame's addresses"
-	r11 = "tshark decodes the IP packet a PIM Register message carries"
-	r12 = "Juniper link types not decoded"
-	r13 = "a BIG TCP jumbogram: tshark takes the length from the hop-by-hop jumbo option"
-	r14 = "a DNS name with a forward compression pointer: tshark refuses it"
-	r15 = "ICMP extended echo (RFC 8335) quoting a header: tshark decodes it"
-	r16 = "an Ethernet frame carried in an IPv6 segment routing header (next header 143) not decoded"
-	r17 = "IS-IS purge originator TLV: tshark shows the system IDs as Ethernet addresses"
-	r18 = "tshark decodes the IP header an MPLS echo (LSP ping) quotes"
-	r19 = "MACsec (802.1AE) not decoded"
-	r20 = "MPLS over UDP (port 6635) not decoded"
-	r21 = "tshark decodes the packet an NHRP error indication quotes"
-	r22 = "Network Service Header (over VXLAN-GPE) not decoded"
-	r23 = "OpenFlow packet-in/out messages carry frames tshark decodes"
-	r24 = "WCCP's redirect header in GRE (protocol 0x883e) not decoded"
-	r25 = "DNS over TCP split across segments: tshark reassembles, we read whole messages only"
-	r26 = "tshark decodes the packet inside an ICMPv6 Redirected Header option"
-	r27 = "tshark stops at a Mobility header that carries a payload protocol"
-	r28 = "802.1ah nested deeper than the decoder's layer bound"
-	r29 = "an 802.11 A-MSDU (several frames in one) is not split"
-	r30 = "GTP' (UDP 3386) carrying IP not decoded; GTP-U is"
+	whyTextFile       = "a text file tshark reads as a capture (one of its text import formats); the decoder reads pcap and pcapng only"
+	whyPcapngBlocks   = "pcapng test file with blocks tshark shows as frames of their own (or reads differently) and the reader skips: frame numbers and times shift"
+	whyFabricPathFCS  = "tshark takes the last 4 bytes of a Cisco FabricPath frame for an FCS, cutting the inner packet"
+	whyQuotedTCP      = "tshark leaves out some fields of TCP headers quoted in ICMP errors (tcp.seq_raw; flags and ack when the header is quoted short) and shows them for others"
+	whyDNSHeuristic   = "DNS on a port the decoder does not read it on, found by tshark's UDP heuristic dissector"
+	whyCAPWAP         = "CAPWAP carries 802.11 frames (with the frame control byte-swapped, a tshark preference) and its own control messages; not decoded"
+	whyFuzzed         = "fuzzed or malformed capture: tshark and the decoder read the garbage differently"
+	whyExtendedLabel  = "a DNS name with an extended label type: tshark shows no name here, and <Unknown extended label> elsewhere"
+	whySFlow          = "tshark decodes the packet headers sampled inside sFlow datagrams"
+	why6LoWPAN        = "6LoWPAN over 802.15.4 not decoded"
+	whyISL            = "Cisco ISL (destination 01:00:0c:00:00:00) encapsulation: tshark shows the inner frame's addresses"
+	whyPIMRegister    = "tshark decodes the IP packet a PIM Register message carries"
+	whyJuniper        = "Juniper link types not decoded"
+	whyJumbogram      = "a BIG TCP jumbogram: tshark takes the length from the hop-by-hop jumbo option"
+	whyForwardPointer = "a DNS name with a forward compression pointer: tshark refuses it"
+	whyExtendedEcho   = "ICMP extended echo (RFC 8335) quoting a header: tshark decodes it"
+	whySRHEthernet    = "an Ethernet frame carried in an IPv6 segment routing header (next header 143) not decoded"
+	whyISISPurge      = "IS-IS purge originator TLV: tshark shows the system IDs as Ethernet addresses"
+	whyLSPPing        = "tshark decodes the IP header an MPLS echo (LSP ping) quotes"
+	whyMACsec         = "MACsec (802.1AE) not decoded"
+	whyMPLSoUDP       = "MPLS over UDP (port 6635) not decoded"
+	whyNHRP           = "tshark decodes the packet an NHRP error indication quotes"
+	whyNSH            = "Network Service Header (over VXLAN-GPE) not decoded"
+	whyOpenFlow       = "OpenFlow packet-in/out messages carry frames tshark decodes"
+	whyWCCP           = "WCCP's redirect header in GRE (protocol 0x883e) not decoded"
+	whyDNSoverTCP     = "DNS over TCP split across segments: tshark reassembles, we read whole messages only"
+	whyRedirectOption = "tshark decodes the packet inside an ICMPv6 Redirected Header option"
+	whyMobility       = "tshark stops at a Mobility header that carries a payload protocol"
+	whyNestedPBB      = "802.1ah nested deeper than the decoder's layer bound"
+	whyAMSDU          = "an 802.11 A-MSDU (several frames in one) is not split"
+	whyGTPPrime       = "GTP' (UDP 3386) carrying IP not decoded; GTP-U is"
 )
 
 // exemptions were listed from the test's own comparison, then each given its reason.
 var exemptions = []exemption{
 	// a text file tshark reads as a capture (one of its text import formats); the decoder reads pcap and pcapng only
-	{"MANIFEST.tsv", "frame.number,frame.time_epoch,frame.len,frame.cap_len", "1", r0},
+	{"MANIFEST.tsv", "frame.number,frame.time_epoch,frame.len,frame.cap_len", "1", whyTextFile},
 	// pcapng test file with blocks tshark shows as frames of their own (or reads differently) and the reader skips: frame numbers and times shift
-	{"gopacket/pcapgo/tests/be/test010.pcapng", "frame.time_epoch", "1-4", r1},
-	{"gopacket/pcapgo/tests/be/test011.pcapng", "frame.time_epoch", "1,3", r1},
-	{"gopacket/pcapgo/tests/be/test012.pcapng", "frame.time_epoch", "1-2", r1},
-	{"gopacket/pcapgo/tests/be/test016.pcapng", "frame.time_epoch", "1,3", r1},
-	{"gopacket/pcapgo/tests/be/test017.pcapng", "frame.number,frame.len,frame.cap_len", "1-4", r1},
-	{"gopacket/pcapgo/tests/be/test018.pcapng", "frame.number,frame.len,frame.cap_len", "6,8", r1},
-	{"gopacket/pcapgo/tests/be/test018.pcapng", "frame.number,frame.len,frame.cap_len,eth.src,eth.dst,eth.type,ip.src,ip.dst,ip.proto,ip.ttl,ip.len,udp.srcport,udp.dstport", "5", r1},
-	{"gopacket/pcapgo/tests/be/test018.pcapng", "frame.number,frame.time_epoch,frame.len,frame.cap_len,eth.src,eth.dst,eth.type,ip.src,ip.dst,ip.proto,ip.ttl,ip.len,udp.srcport,udp.dstport", "7", r1},
-	{"gopacket/pcapgo/tests/be/test018.pcapng", "frame.time_epoch,frame.len,frame.cap_len,eth.src,eth.dst,eth.type,ip.src,ip.dst,ip.proto,ip.ttl,ip.len,udp.srcport,udp.dstport", "1,4", r1},
-	{"gopacket/pcapgo/tests/be/test018.pcapng", "frame.time_epoch,frame.len,frame.cap_len,eth.src,eth.dst,ip.src,ip.dst,ip.ttl,ip.len,udp.srcport,udp.dstport", "2-3", r1},
-	{"gopacket/pcapgo/tests/be/test100.pcapng", "frame.time_epoch", "1,3", r1},
-	{"gopacket/pcapgo/tests/be/test101.pcapng", "frame.time_epoch", "3", r1},
-	{"gopacket/pcapgo/tests/be/test102.pcapng", "frame.len,frame.cap_len,eth.src,eth.dst,ip.src,ip.dst,ip.ttl,ip.len,udp.srcport,udp.dstport", "2", r1},
-	{"gopacket/pcapgo/tests/be/test102.pcapng", "frame.number,frame.len,frame.cap_len", "8", r1},
-	{"gopacket/pcapgo/tests/be/test102.pcapng", "frame.number,frame.time_epoch,frame.len,frame.cap_len,eth.src,eth.dst,eth.type,ip.src,ip.dst,ip.proto,ip.ttl,ip.len,udp.srcport,udp.dstport", "6", r1},
-	{"gopacket/pcapgo/tests/be/test102.pcapng", "frame.number,frame.time_epoch,frame.len,frame.cap_len,ip.src,ip.dst,ip.proto,ip.ttl,ip.len,udp.srcport,udp.dstport", "7", r1},
-	{"gopacket/pcapgo/tests/be/test102.pcapng", "frame.time_epoch,frame.cap_len", "4", r1},
-	{"gopacket/pcapgo/tests/be/test102.pcapng", "frame.time_epoch,frame.len,frame.cap_len,eth.src,eth.dst,eth.type,ip.src,ip.dst,ip.proto,ip.ttl,ip.len,udp.srcport,udp.dstport", "1,3", r1},
-	{"gopacket/pcapgo/tests/be/test102.pcapng", "frame.time_epoch,frame.len,frame.cap_len,eth.src,eth.dst,eth.type,ip.src,ip.ttl,ip.len,udp.srcport,udp.dstport", "5", r1},
-	{"gopacket/pcapgo/tests/be/test201.pcapng", "frame.time_epoch", "3", r1},
-	{"gopacket/pcapgo/tests/be/test202.pcapng", "frame.len,eth.src,eth.dst,ip.src,ip.dst,ip.ttl,ip.len,udp.srcport,udp.dstport", "2", r1},
-	{"gopacket/pcapgo/tests/be/test202.pcapng", "frame.number,frame.len,frame.cap_len", "10", r1},
-	{"gopacket/pcapgo/tests/be/test202.pcapng", "frame.number,frame.time_epoch,frame.len,frame.cap_len,eth.src,eth.dst,eth.type,ip.src,ip.dst,ip.proto,ip.ttl,ip.len,udp.srcport,udp.dstport", "9", r1},
-	{"gopacket/pcapgo/tests/be/test202.pcapng", "frame.number,frame.time_epoch,frame.len,frame.cap_len,ip.src,ip.dst,ip.proto,ip.ttl,ip.len,udp.srcport,udp.dstport", "11", r1},
-	{"gopacket/pcapgo/tests/be/test202.pcapng", "frame.time_epoch,frame.len,eth.src,eth.dst,ip.src,ip.dst,ip.ttl,ip.len,udp.srcport,udp.dstport", "5-6", r1},
-	{"gopacket/pcapgo/tests/be/test202.pcapng", "frame.time_epoch,frame.len,frame.cap_len,eth.src,eth.dst,eth.type,ip.src,ip.dst,ip.proto,ip.ttl,ip.len,udp.srcport,udp.dstport", "1,7", r1},
-	{"gopacket/pcapgo/tests/be/test202.pcapng", "frame.time_epoch,frame.len,frame.cap_len,eth.src,eth.dst,eth.type,ip.src,ip.dst,ip.ttl,ip.len,udp.srcport,udp.dstport", "3", r1},
-	{"gopacket/pcapgo/tests/be/test202.pcapng", "frame.time_epoch,frame.len,frame.cap_len,eth.src,eth.dst,eth.type,ip.src,ip.ttl,ip.len,udp.srcport,udp.dstport", "4,8", r1},
-	{"gopacket/pcapgo/tests/le/test010.pcapng", "frame.time_epoch", "1-4", r1},
-	{"gopacket/pcapgo/tests/le/test011.pcapng", "frame.time_epoch", "1,3", r1},
-	{"gopacket/pcapgo/tests/le/test012.pcapng", "frame.time_epoch", "1-2", r1},
-	{"gopacket/pcapgo/tests/le/test016.pcapng", "frame.time_epoch", "1,3", r1},
-	{"gopacket/pcapgo/tests/le/test017.pcapng", "frame.number,frame.len,frame.cap_len", "1-4", r1},
-	{"gopacket/pcapgo/tests/le/test018.pcapng", "frame.number,frame.len,frame.cap_len", "6,8", r1},
-	{"gopacket/pcapgo/tests/le/test018.pcapng", "frame.number,frame.len,frame.cap_len,eth.src,eth.dst,eth.type,ip.src,ip.dst,ip.proto,ip.ttl,ip.len,udp.srcport,udp.dstport", "5", r1},
-	{"gopacket/pcapgo/tests/le/test018.pcapng", "frame.number,frame.time_epoch,frame.len,frame.cap_len,eth.src,eth.dst,eth.type,ip.src,ip.dst,ip.proto,ip.ttl,ip.len,udp.srcport,udp.dstport", "7", r1},
-	{"gopacket/pcapgo/tests/le/test018.pcapng", "frame.time_epoch,frame.len,frame.cap_len,eth.src,eth.dst,eth.type,ip.src,ip.dst,ip.proto,ip.ttl,ip.len,udp.srcport,udp.dstport", "1,4", r1},
-	{"gopacket/pcapgo/tests/le/test018.pcapng", "frame.time_epoch,frame.len,frame.cap_len,eth.src,eth.dst,ip.src,ip.dst,ip.ttl,ip.len,udp.srcport,udp.dstport", "2-3", r1},
-	{"gopacket/pcapgo/tests/le/test100.pcapng", "frame.time_epoch", "1,3", r1},
-	{"gopacket/pcapgo/tests/le/test101.pcapng", "frame.time_epoch", "3", r1},
-	{"gopacket/pcapgo/tests/le/test102.pcapng", "frame.len,frame.cap_len,eth.src,eth.dst,ip.src,ip.dst,ip.ttl,ip.len,udp.srcport,udp.dstport", "2", r1},
-	{"gopacket/pcapgo/tests/le/test102.pcapng", "frame.number,frame.len,frame.cap_len", "8", r1},
-	{"gopacket/pcapgo/tests/le/test102.pcapng", "frame.number,frame.time_epoch,frame.len,frame.cap_len,eth.src,eth.dst,eth.type,ip.src,ip.dst,ip.proto,ip.ttl,ip.len,udp.srcport,udp.dstport", "6", r1},
-	{"gopacket/pcapgo/tests/le/test102.pcapng", "frame.number,frame.time_epoch,frame.len,frame.cap_len,ip.src,ip.dst,ip.proto,ip.ttl,ip.len,udp.srcport,udp.dstport", "7", r1},
-	{"gopacket/pcapgo/tests/le/test102.pcapng", "frame.time_epoch,frame.cap_len", "4", r1},
-	{"gopacket/pcapgo/tests/le/test102.pcapng", "frame.time_epoch,frame.len,frame.cap_len,eth.src,eth.dst,eth.type,ip.src,ip.dst,ip.proto,ip.ttl,ip.len,udp.srcport,udp.dstport", "1,3", r1},
-	{"gopacket/pcapgo/tests/le/test102.pcapng", "frame.time_epoch,frame.len,frame.cap_len,eth.src,eth.dst,eth.type,ip.src,ip.ttl,ip.len,udp.srcport,udp.dstport", "5", r1},
-	{"gopacket/pcapgo/tests/le/test201.pcapng", "frame.time_epoch", "3", r1},
-	{"gopacket/pcapgo/tests/le/test202.pcapng", "frame.len,eth.src,eth.dst,ip.src,ip.dst,ip.ttl,ip.len,udp.srcport,udp.dstport", "2", r1},
-	{"gopacket/pcapgo/tests/le/test202.pcapng", "frame.number,frame.len,frame.cap_len", "10", r1},
-	{"gopacket/pcapgo/tests/le/test202.pcapng", "frame.number,frame.time_epoch,frame.len,frame.cap_len,eth.src,eth.dst,eth.type,ip.src,ip.dst,ip.proto,ip.ttl,ip.len,udp.srcport,udp.dstport", "9", r1},
-	{"gopacket/pcapgo/tests/le/test202.pcapng", "frame.number,frame.time_epoch,frame.len,frame.cap_len,ip.src,ip.dst,ip.proto,ip.ttl,ip.len,udp.srcport,udp.dstport", "11", r1},
-	{"gopacket/pcapgo/tests/le/test202.pcapng", "frame.time_epoch,frame.len,eth.src,eth.dst,ip.src,ip.dst,ip.ttl,ip.len,udp.srcport,udp.dstport", "5-6", r1},
-	{"gopacket/pcapgo/tests/le/test202.pcapng", "frame.time_epoch,frame.len,frame.cap_len,eth.src,eth.dst,eth.type,ip.src,ip.dst,ip.proto,ip.ttl,ip.len,udp.srcport,udp.dstport", "1,7", r1},
-	{"gopacket/pcapgo/tests/le/test202.pcapng", "frame.time_epoch,frame.len,frame.cap_len,eth.src,eth.dst,eth.type,ip.src,ip.dst,ip.ttl,ip.len,udp.srcport,udp.dstport", "3", r1},
-	{"gopacket/pcapgo/tests/le/test202.pcapng", "frame.time_epoch,frame.len,frame.cap_len,eth.src,eth.dst,eth.type,ip.src,ip.ttl,ip.len,udp.srcport,udp.dstport", "4,8", r1},
+	{"gopacket/pcapgo/tests/be/test010.pcapng", "frame.time_epoch", "1-4", whyPcapngBlocks},
+	{"gopacket/pcapgo/tests/be/test011.pcapng", "frame.time_epoch", "1,3", whyPcapngBlocks},
+	{"gopacket/pcapgo/tests/be/test012.pcapng", "frame.time_epoch", "1-2", whyPcapngBlocks},
+	{"gopacket/pcapgo/tests/be/test016.pcapng", "frame.time_epoch", "1,3", whyPcapngBlocks},
+	{"gopacket/pcapgo/tests/be/test017.pcapng", "frame.number,frame.len,frame.cap_len", "1-4", whyPcapngBlocks},
+	{"gopacket/pcapgo/tests/be/test018.pcapng", "frame.number,frame.len,frame.cap_len", "6,8", whyPcapngBlocks},
+	{"gopacket/pcapgo/tests/be/test018.pcapng", "frame.number,frame.len,frame.cap_len,eth.src,eth.dst,eth.type,ip.src,ip.dst,ip.proto,ip.ttl,ip.len,udp.srcport,udp.dstport", "5", whyPcapngBlocks},
+	{"gopacket/pcapgo/tests/be/test018.pcapng", "frame.number,frame.time_epoch,frame.len,frame.cap_len,eth.src,eth.dst,eth.type,ip.src,ip.dst,ip.proto,ip.ttl,ip.len,udp.srcport,udp.dstport", "7", whyPcapngBlocks},
+	{"gopacket/pcapgo/tests/be/test018.pcapng", "frame.time_epoch,frame.len,frame.cap_len,eth.src,eth.dst,eth.type,ip.src,ip.dst,ip.proto,ip.ttl,ip.len,udp.srcport,udp.dstport", "1,4", whyPcapngBlocks},
+	{"gopacket/pcapgo/tests/be/test018.pcapng", "frame.time_epoch,frame.len,frame.cap_len,eth.src,eth.dst,ip.src,ip.dst,ip.ttl,ip.len,udp.srcport,udp.dstport", "2-3", whyPcapngBlocks},
+	{"gopacket/pcapgo/tests/be/test100.pcapng", "frame.time_epoch", "1,3", whyPcapngBlocks},
+	{"gopacket/pcapgo/tests/be/test101.pcapng", "frame.time_epoch", "3", whyPcapngBlocks},
+	{"gopacket/pcapgo/tests/be/test102.pcapng", "frame.len,frame.cap_len,eth.src,eth.dst,ip.src,ip.dst,ip.ttl,ip.len,udp.srcport,udp.dstport", "2", whyPcapngBlocks},
+	{"gopacket/pcapgo/tests/be/test102.pcapng", "frame.number,frame.len,frame.cap_len", "8", whyPcapngBlocks},
+	{"gopacket/pcapgo/tests/be/test102.pcapng", "frame.number,frame.time_epoch,frame.len,frame.cap_len,eth.src,eth.dst,eth.type,ip.src,ip.dst,ip.proto,ip.ttl,ip.len,udp.srcport,udp.dstport", "6", whyPcapngBlocks},
+	{"gopacket/pcapgo/tests/be/test102.pcapng", "frame.number,frame.time_epoch,frame.len,frame.cap_len,ip.src,ip.dst,ip.proto,ip.ttl,ip.len,udp.srcport,udp.dstport", "7", whyPcapngBlocks},
+	{"gopacket/pcapgo/tests/be/test102.pcapng", "frame.time_epoch,frame.cap_len", "4", whyPcapngBlocks},
+	{"gopacket/pcapgo/tests/be/test102.pcapng", "frame.time_epoch,frame.len,frame.cap_len,eth.src,eth.dst,eth.type,ip.src,ip.dst,ip.proto,ip.ttl,ip.len,udp.srcport,udp.dstport", "1,3", whyPcapngBlocks},
+	{"gopacket/pcapgo/tests/be/test102.pcapng", "frame.time_epoch,frame.len,frame.cap_len,eth.src,eth.dst,eth.type,ip.src,ip.ttl,ip.len,udp.srcport,udp.dstport", "5", whyPcapngBlocks},
+	{"gopacket/pcapgo/tests/be/test201.pcapng", "frame.time_epoch", "3", whyPcapngBlocks},
+	{"gopacket/pcapgo/tests/be/test202.pcapng", "frame.len,eth.src,eth.dst,ip.src,ip.dst,ip.ttl,ip.len,udp.srcport,udp.dstport", "2", whyPcapngBlocks},
+	{"gopacket/pcapgo/tests/be/test202.pcapng", "frame.number,frame.len,frame.cap_len", "10", whyPcapngBlocks},
+	{"gopacket/pcapgo/tests/be/test202.pcapng", "frame.number,frame.time_epoch,frame.len,frame.cap_len,eth.src,eth.dst,eth.type,ip.src,ip.dst,ip.proto,ip.ttl,ip.len,udp.srcport,udp.dstport", "9", whyPcapngBlocks},
+	{"gopacket/pcapgo/tests/be/test202.pcapng", "frame.number,frame.time_epoch,frame.len,frame.cap_len,ip.src,ip.dst,ip.proto,ip.ttl,ip.len,udp.srcport,udp.dstport", "11", whyPcapngBlocks},
+	{"gopacket/pcapgo/tests/be/test202.pcapng", "frame.time_epoch,frame.len,eth.src,eth.dst,ip.src,ip.dst,ip.ttl,ip.len,udp.srcport,udp.dstport", "5-6", whyPcapngBlocks},
+	{"gopacket/pcapgo/tests/be/test202.pcapng", "frame.time_epoch,frame.len,frame.cap_len,eth.src,eth.dst,eth.type,ip.src,ip.dst,ip.proto,ip.ttl,ip.len,udp.srcport,udp.dstport", "1,7", whyPcapngBlocks},
+	{"gopacket/pcapgo/tests/be/test202.pcapng", "frame.time_epoch,frame.len,frame.cap_len,eth.src,eth.dst,eth.type,ip.src,ip.dst,ip.ttl,ip.len,udp.srcport,udp.dstport", "3", whyPcapngBlocks},
+	{"gopacket/pcapgo/tests/be/test202.pcapng", "frame.time_epoch,frame.len,frame.cap_len,eth.src,eth.dst,eth.type,ip.src,ip.ttl,ip.len,udp.srcport,udp.dstport", "4,8", whyPcapngBlocks},
+	{"gopacket/pcapgo/tests/le/test010.pcapng", "frame.time_epoch", "1-4", whyPcapngBlocks},
+	{"gopacket/pcapgo/tests/le/test011.pcapng", "frame.time_epoch", "1,3", whyPcapngBlocks},
+	{"gopacket/pcapgo/tests/le/test012.pcapng", "frame.time_epoch", "1-2", whyPcapngBlocks},
+	{"gopacket/pcapgo/tests/le/test016.pcapng", "frame.time_epoch", "1,3", whyPcapngBlocks},
+	{"gopacket/pcapgo/tests/le/test017.pcapng", "frame.number,frame.len,frame.cap_len", "1-4", whyPcapngBlocks},
+	{"gopacket/pcapgo/tests/le/test018.pcapng", "frame.number,frame.len,frame.cap_len", "6,8", whyPcapngBlocks},
+	{"gopacket/pcapgo/tests/le/test018.pcapng", "frame.number,frame.len,frame.cap_len,eth.src,eth.dst,eth.type,ip.src,ip.dst,ip.proto,ip.ttl,ip.len,udp.srcport,udp.dstport", "5", whyPcapngBlocks},
+	{"gopacket/pcapgo/tests/le/test018.pcapng", "frame.number,frame.time_epoch,frame.len,frame.cap_len,eth.src,eth.dst,eth.type,ip.src,ip.dst,ip.proto,ip.ttl,ip.len,udp.srcport,udp.dstport", "7", whyPcapngBlocks},
+	{"gopacket/pcapgo/tests/le/test018.pcapng", "frame.time_epoch,frame.len,frame.cap_len,eth.src,eth.dst,eth.type,ip.src,ip.dst,ip.proto,ip.ttl,ip.len,udp.srcport,udp.dstport", "1,4", whyPcapngBlocks},
+	{"gopacket/pcapgo/tests/le/test018.pcapng", "frame.time_epoch,frame.len,frame.cap_len,eth.src,eth.dst,ip.src,ip.dst,ip.ttl,ip.len,udp.srcport,udp.dstport", "2-3", whyPcapngBlocks},
+	{"gopacket/pcapgo/tests/le/test100.pcapng", "frame.time_epoch", "1,3", whyPcapngBlocks},
+	{"gopacket/pcapgo/tests/le/test101.pcapng", "frame.time_epoch", "3", whyPcapngBlocks},
+	{"gopacket/pcapgo/tests/le/test102.pcapng", "frame.len,frame.cap_len,eth.src,eth.dst,ip.src,ip.dst,ip.ttl,ip.len,udp.srcport,udp.dstport", "2", whyPcapngBlocks},
+	{"gopacket/pcapgo/tests/le/test102.pcapng", "frame.number,frame.len,frame.cap_len", "8", whyPcapngBlocks},
+	{"gopacket/pcapgo/tests/le/test102.pcapng", "frame.number,frame.time_epoch,frame.len,frame.cap_len,eth.src,eth.dst,eth.type,ip.src,ip.dst,ip.proto,ip.ttl,ip.len,udp.srcport,udp.dstport", "6", whyPcapngBlocks},
+	{"gopacket/pcapgo/tests/le/test102.pcapng", "frame.number,frame.time_epoch,frame.len,frame.cap_len,ip.src,ip.dst,ip.proto,ip.ttl,ip.len,udp.srcport,udp.dstport", "7", whyPcapngBlocks},
+	{"gopacket/pcapgo/tests/le/test102.pcapng", "frame.time_epoch,frame.cap_len", "4", whyPcapngBlocks},
+	{"gopacket/pcapgo/tests/le/test102.pcapng", "frame.time_epoch,frame.len,frame.cap_len,eth.src,eth.dst,eth.type,ip.src,ip.dst,ip.proto,ip.ttl,ip.len,udp.srcport,udp.dstport", "1,3", whyPcapngBlocks},
+	{"gopacket/pcapgo/tests/le/test102.pcapng", "frame.time_epoch,frame.len,frame.cap_len,eth.src,eth.dst,eth.type,ip.src,ip.ttl,ip.len,udp.srcport,udp.dstport", "5", whyPcapngBlocks},
+	{"gopacket/pcapgo/tests/le/test201.pcapng", "frame.time_epoch", "3", whyPcapngBlocks},
+	{"gopacket/pcapgo/tests/le/test202.pcapng", "frame.len,eth.src,eth.dst,ip.src,ip.dst,ip.ttl,ip.len,udp.srcport,udp.dstport", "2", whyPcapngBlocks},
+	{"gopacket/pcapgo/tests/le/test202.pcapng", "frame.number,frame.len,frame.cap_len", "10", whyPcapngBlocks},
+	{"gopacket/pcapgo/tests/le/test202.pcapng", "frame.number,frame.time_epoch,frame.len,frame.cap_len,eth.src,eth.dst,eth.type,ip.src,ip.dst,ip.proto,ip.ttl,ip.len,udp.srcport,udp.dstport", "9", whyPcapngBlocks},
+	{"gopacket/pcapgo/tests/le/test202.pcapng", "frame.number,frame.time_epoch,frame.len,frame.cap_len,ip.src,ip.dst,ip.proto,ip.ttl,ip.len,udp.srcport,udp.dstport", "11", whyPcapngBlocks},
+	{"gopacket/pcapgo/tests/le/test202.pcapng", "frame.time_epoch,frame.len,eth.src,eth.dst,ip.src,ip.dst,ip.ttl,ip.len,udp.srcport,udp.dstport", "5-6", whyPcapngBlocks},
+	{"gopacket/pcapgo/tests/le/test202.pcapng", "frame.time_epoch,frame.len,frame.cap_len,eth.src,eth.dst,eth.type,ip.src,ip.dst,ip.proto,ip.ttl,ip.len,udp.srcport,udp.dstport", "1,7", whyPcapngBlocks},
+	{"gopacket/pcapgo/tests/le/test202.pcapng", "frame.time_epoch,frame.len,frame.cap_len,eth.src,eth.dst,eth.type,ip.src,ip.dst,ip.ttl,ip.len,udp.srcport,udp.dstport", "3", whyPcapngBlocks},
+	{"gopacket/pcapgo/tests/le/test202.pcapng", "frame.time_epoch,frame.len,frame.cap_len,eth.src,eth.dst,eth.type,ip.src,ip.ttl,ip.len,udp.srcport,udp.dstport", "4,8", whyPcapngBlocks},
 	// tshark takes the last 4 bytes of a Cisco FabricPath frame for an FCS, cutting the inner packet
-	{"ndpi/ajp.pcap", "tcp.len", "3,6,8,10-11,16,22,25,27,29-30,35", r2},
-	{"zeek/cisco-fabric-path.pcap", "ipv6.dst", "114,116,118,120,122,124,126,128", r2},
-	{"zeek/cisco-fabric-path.pcap", "tcp.len", "34,36,38,40,42,44,46,48,50,52,54,56,58,60,62,64", r2},
+	{"ndpi/ajp.pcap", "tcp.len", "3,6,8,10-11,16,22,25,27,29-30,35", whyFabricPathFCS},
+	{"zeek/cisco-fabric-path.pcap", "ipv6.dst", "114,116,118,120,122,124,126,128", whyFabricPathFCS},
+	{"zeek/cisco-fabric-path.pcap", "tcp.len", "34,36,38,40,42,44,46,48,50,52,54,56,58,60,62,64", whyFabricPathFCS},
 	// tshark leaves out some fields of TCP headers quoted in ICMP errors (tcp.seq_raw; flags and ack when the header is quoted short) and shows them for others
-	{"ndpi/alexa-app.pcapng", "tcp.flags,tcp.seq_raw,tcp.ack_raw", "56,115", r3},
-	{"ndpi/instagram.pcap", "tcp.seq_raw", "341-342,417-418,439", r3},
-	{"zeek/smtp.pcap", "tcp.seq_raw", "26,28-30", r3},
+	{"ndpi/alexa-app.pcapng", "tcp.flags,tcp.seq_raw,tcp.ack_raw", "56,115", whyQuotedTCP},
+	{"ndpi/instagram.pcap", "tcp.seq_raw", "341-342,417-418,439", whyQuotedTCP},
+	{"zeek/smtp.pcap", "tcp.seq_raw", "26,28-30", whyQuotedTCP},
 	// DNS on a port the decoder does not read it on, found by tshark's UDP heuristic dissector
-	{"ndpi/avast_securedns.pcapng", "dns.qry.name", "1-77", r4},
-	{"ndpi/custom_rules_ipv6.pcapng", "dns.qry.name", "1-2", r4},
-	{"ndpi/dnscrypt-v1-and-resolver-pings.pcap", "dns.qry.name", "1-2,4,6-7,9-19,21,23,25-28,30,32-34,36-41,43-46,49-58,60,62-64,66-71,74-75,77-83,85,87-88,90-105,107,109,111-117,119-120,122-123,125-132,135-137,139-145,147,149-150,152-158,160,162-163,165-178,180,182-184,186-196,199,201-209,211-212,214,216-221,223-224,226-227,229-234,236,238-240,242-253,255-256,258-259,261-265,267-268,270-271,273-280,282,284-286,288-294,296-297,299-300,302-309,311-312,315-324,326-329,332-340,343-344,346-351,353,355-356,358-367,369-370,373-384,386-387,389,391-396,398-399,401,403-412,414-416,419-427,429-430,432,434-442,444-445,447,449-457,459-460,462,464-473,475-476,479-487,489,491-492,494-498,500,502-504,506-509,512-513,515-527,529-532,535-545,547-548,551-559,561,563,565-576,579,581-586", r4},
-	{"ndpi/dnscrypt-v2.pcap", "dns.qry.name", "1-5", r4},
-	{"tcpdump/dns_udp_8053.pcap", "dns.qry.name", "1-2", r4},
+	{"ndpi/avast_securedns.pcapng", "dns.qry.name", "1-77", whyDNSHeuristic},
+	{"ndpi/custom_rules_ipv6.pcapng", "dns.qry.name", "1-2", whyDNSHeuristic},
+	{"ndpi/dnscrypt-v1-and-resolver-pings.pcap", "dns.qry.name", "1-2,4,6-7,9-19,21,23,25-28,30,32-34,36-41,43-46,49-58,60,62-64,66-71,74-75,77-83,85,87-88,90-105,107,109,111-117,119-120,122-123,125-132,135-137,139-145,147,149-150,152-158,160,162-163,165-178,180,182-184,186-196,199,201-209,211-212,214,216-221,223-224,226-227,229-234,236,238-240,242-253,255-256,258-259,261-265,267-268,270-271,273-280,282,284-286,288-294,296-297,299-300,302-309,311-312,315-324,326-329,332-340,343-344,346-351,353,355-356,358-367,369-370,373-384,386-387,389,391-396,398-399,401,403-412,414-416,419-427,429-430,432,434-442,444-445,447,449-457,459-460,462,464-473,475-476,479-487,489,491-492,494-498,500,502-504,506-509,512-513,515-527,529-532,535-545,547-548,551-559,561,563,565-576,579,581-586", whyDNSHeuristic},
+	{"ndpi/dnscrypt-v2.pcap", "dns.qry.name", "1-5", whyDNSHeuristic},
+	{"tcpdump/dns_udp_8053.pcap", "dns.qry.name", "1-2", whyDNSHeuristic},
 	// CAPWAP carries 802.11 frames (with the frame control byte-swapped, a tshark preference) and its own control messages; not decoded
-	{"ndpi/capwap.pcap", "ip.src,ip.dst,ip.proto,ip.ttl,ip.len", "318", r5},
-	{"ndpi/capwap.pcap", "ip.src,ip.dst,ip.proto,ip.ttl,ip.len,udp.srcport,udp.dstport", "280,329,337,347,379", r5},
-	{"ndpi/capwap.pcap", "ipv6.src,ipv6.dst,ipv6.nxt,icmpv6.type", "281,283,285,292,298", r5},
-	{"ndpi/capwap_data.pcapng", "ip.src,ip.dst,ip.proto,ip.ttl,ip.len,tcp.srcport,tcp.dstport,tcp.flags,tcp.seq_raw,tcp.ack_raw,tcp.len", "1-14", r5},
+	{"ndpi/capwap.pcap", "ip.src,ip.dst,ip.proto,ip.ttl,ip.len", "318", whyCAPWAP},
+	{"ndpi/capwap.pcap", "ip.src,ip.dst,ip.proto,ip.ttl,ip.len,udp.srcport,udp.dstport", "280,329,337,347,379", whyCAPWAP},
+	{"ndpi/capwap.pcap", "ipv6.src,ipv6.dst,ipv6.nxt,icmpv6.type", "281,283,285,292,298", whyCAPWAP},
+	{"ndpi/capwap_data.pcapng", "ip.src,ip.dst,ip.proto,ip.ttl,ip.len,tcp.srcport,tcp.dstport,tcp.flags,tcp.seq_raw,tcp.ack_raw,tcp.len", "1-14", whyCAPWAP},
 	// fuzzed or malformed capture: tshark and the decoder read the garbage differently
-	{"ndpi/fuzz-2006-06-26-2594.pcap", "dns.qry.name", "8,29,43,109,116,233,236,243,245,254,293,320,331-332,334,352,355,360,371,398,437,506,512,571,589,615,654,656", r6},
-	{"ndpi/fuzz-2006-06-26-2594.pcap", "eth.type", "607-608", r6},
-	{"ndpi/fuzz-2006-06-26-2594.pcap", "ip.len", "303", r6},
-	{"ndpi/fuzz-2006-06-26-2594.pcap", "ipv6.src,ipv6.dst,ipv6.nxt", "669", r6},
-	{"ndpi/fuzz-2020-02-16-11740.pcap", "eth.type", "245", r6},
-	{"ndpi/fuzz-2020-02-16-11740.pcap", "ipv6.src,ipv6.dst,ipv6.nxt", "238", r6},
-	{"ndpi/fuzz-2021-06-07-c6c72a0a56.pcap", "frame.time_epoch,frame.len", "1", r6},
-	{"ndpi/fuzz-2021-10-13.pcap", "frame.time_epoch", "1", r6},
-	{"ndpi/ip_fragmented_garbage.pcap", "tcp.flags,tcp.seq_raw,tcp.ack_raw", "314,627", r6},
-	{"ndpi/ip_fragmented_garbage.pcap", "tcp.seq_raw", "1,940", r6},
-	{"ndpi/kerberos_fuzz.pcapng", "tcp.len", "1", r6},
-	{"ndpi/malformed_dns.pcap", "dns.qry.name", "2-3,5-6", r6},
-	{"ndpi/reasm_crash_anon.pcapng", "tcp.len", "95", r6},
-	{"tcpdump/atm-heapoverflow.pcap", "frame.len,frame.cap_len", "1", r6},
-	{"tcpdump/atm-oam-heapoverflow.pcap", "frame.len,frame.cap_len", "1", r6},
-	{"tcpdump/atm-oam-loopback-print-overrun.pcap", "frame.time_epoch,frame.len,frame.cap_len", "1", r6},
-	{"tcpdump/bad-ipv4-version-pgm-heapoverflow.pcap", "ipv6.nxt", "1", r6},
-	{"tcpdump/cve2015-0261-crash.pcap", "ipv6.src,ipv6.dst,ipv6.nxt", "1", r6},
-	{"tcpdump/cve2015-0261-ipv6.pcap", "ipv6.src,ipv6.dst,ipv6.nxt", "1-2", r6},
-	{"tcpdump/dns-badlabel.pcap", "dns.qry.name", "1", r6},
-	{"tcpdump/icmp-icmp_print-oobr-1.pcap", "icmp.type,icmp.code", "1", r6},
-	{"tcpdump/icmp-icmp_print-oobr-2.pcap", "ip.src,ip.dst,ip.proto,ip.ttl,ip.len", "1-3", r6},
-	{"tcpdump/icmp6_nodeinfo_oobr.pcap", "ipv6.src,ipv6.dst,ipv6.nxt,icmpv6.type", "1", r6},
-	{"tcpdump/ip_printroute_asan.pcap", "ip.dst", "1", r6},
-	{"tcpdump/ipv4_invalid_hdr_length.pcap", "ip.len", "1", r6},
-	{"tcpdump/juniper_header-heapoverflow.pcap", "eth.src,eth.dst,eth.type", "1", r6},
-	{"tcpdump/kday1.pcap", "ipv6.src,ipv6.dst,ipv6.nxt", "1", r6},
-	{"tcpdump/kday3.pcap", "ipv6.src,ipv6.dst,ipv6.nxt", "2", r6},
-	{"tcpdump/q933-heapoverflow-2.pcap", "eth.src,eth.dst", "2,4,6,8,10,13", r6},
-	{"tcpdump/rx_serviceid_oobr.pcap", "frame.time_epoch", "2", r6},
-	{"tcpdump/timestamp_invalid_micro.pcap", "frame.time_epoch", "2-3", r6},
-	{"tcpdump/timestamp_invalid_nano.pcap", "frame.time_epoch", "2-3", r6},
-	{"tcpdump/vrrp-vrrp_print-oobr.pcap", "ip.src,ip.dst,ip.proto,ip.ttl,ip.len", "1-3", r6},
-	{"tcpdump/wb-oobr.pcap", "ip.src,ip.dst,ip.proto,ip.ttl,ip.len,udp.srcport,udp.dstport", "1,3,5", r6},
-	{"zeek/quic/vector-max-size-crash.pcap", "dns.qry.name", "1", r6},
-	{"zeek/trunc/mpls-6in6-broken.pcap", "ip.dst,ip.len", "217,342,535,685,948,1220,1501,1660,1722", r6},
-	{"zeek/trunc/mpls-6in6-broken.pcap", "ip.len", "417,427", r6},
-	{"zeek/trunc/mpls-6in6-broken.pcap", "ip.src,ip.proto,ip.ttl,ip.len", "1088", r6},
+	{"ndpi/fuzz-2006-06-26-2594.pcap", "dns.qry.name", "8,29,43,109,116,233,236,243,245,254,293,320,331-332,334,352,355,360,371,398,437,506,512,571,589,615,654,656", whyFuzzed},
+	{"ndpi/fuzz-2006-06-26-2594.pcap", "eth.type", "607-608", whyFuzzed},
+	{"ndpi/fuzz-2006-06-26-2594.pcap", "ip.len", "303", whyFuzzed},
+	{"ndpi/fuzz-2006-06-26-2594.pcap", "ipv6.src,ipv6.dst,ipv6.nxt", "669", whyFuzzed},
+	{"ndpi/fuzz-2020-02-16-11740.pcap", "eth.type", "245", whyFuzzed},
+	{"ndpi/fuzz-2020-02-16-11740.pcap", "ipv6.src,ipv6.dst,ipv6.nxt", "238", whyFuzzed},
+	{"ndpi/fuzz-2021-06-07-c6c72a0a56.pcap", "frame.time_epoch,frame.len", "1", whyFuzzed},
+	{"ndpi/fuzz-2021-10-13.pcap", "frame.time_epoch", "1", whyFuzzed},
+	{"ndpi/ip_fragmented_garbage.pcap", "tcp.flags,tcp.seq_raw,tcp.ack_raw", "314,627", whyFuzzed},
+	{"ndpi/ip_fragmented_garbage.pcap", "tcp.seq_raw", "1,940", whyFuzzed},
+	{"ndpi/kerberos_fuzz.pcapng", "tcp.len", "1", whyFuzzed},
+	{"ndpi/malformed_dns.pcap", "dns.qry.name", "2-3,5-6", whyFuzzed},
+	{"ndpi/reasm_crash_anon.pcapng", "tcp.len", "95", whyFuzzed},
+	{"tcpdump/atm-heapoverflow.pcap", "frame.len,frame.cap_len", "1", whyFuzzed},
+	{"tcpdump/atm-oam-heapoverflow.pcap", "frame.len,frame.cap_len", "1", whyFuzzed},
+	{"tcpdump/atm-oam-loopback-print-overrun.pcap", "frame.time_epoch,frame.len,frame.cap_len", "1", whyFuzzed},
+	{"tcpdump/bad-ipv4-version-pgm-heapoverflow.pcap", "ipv6.nxt", "1", whyFuzzed},
+	{"tcpdump/cve2015-0261-crash.pcap", "ipv6.src,ipv6.dst,ipv6.nxt", "1", whyFuzzed},
+	{"tcpdump/cve2015-0261-ipv6.pcap", "ipv6.src,ipv6.dst,ipv6.nxt", "1-2", whyFuzzed},
+	{"tcpdump/dns-badlabel.pcap", "dns.qry.name", "1", whyFuzzed},
+	{"tcpdump/icmp-icmp_print-oobr-1.pcap", "icmp.type,icmp.code", "1", whyFuzzed},
+	{"tcpdump/icmp-icmp_print-oobr-2.pcap", "ip.src,ip.dst,ip.proto,ip.ttl,ip.len", "1-3", whyFuzzed},
+	{"tcpdump/icmp6_nodeinfo_oobr.pcap", "ipv6.src,ipv6.dst,ipv6.nxt,icmpv6.type", "1", whyFuzzed},
+	{"tcpdump/ip_printroute_asan.pcap", "ip.dst", "1", whyFuzzed},
+	{"tcpdump/ipv4_invalid_hdr_length.pcap", "ip.len", "1", whyFuzzed},
+	{"tcpdump/juniper_header-heapoverflow.pcap", "eth.src,eth.dst,eth.type", "1", whyFuzzed},
+	{"tcpdump/kday1.pcap", "ipv6.src,ipv6.dst,ipv6.nxt", "1", whyFuzzed},
+	{"tcpdump/kday3.pcap", "ipv6.src,ipv6.dst,ipv6.nxt", "2", whyFuzzed},
+	{"tcpdump/q933-heapoverflow-2.pcap", "eth.src,eth.dst", "2,4,6,8,10,13", whyFuzzed},
+	{"tcpdump/rx_serviceid_oobr.pcap", "frame.time_epoch", "2", whyFuzzed},
+	{"tcpdump/timestamp_invalid_micro.pcap", "frame.time_epoch", "2-3", whyFuzzed},
+	{"tcpdump/timestamp_invalid_nano.pcap", "frame.time_epoch", "2-3", whyFuzzed},
+	{"tcpdump/vrrp-vrrp_print-oobr.pcap", "ip.src,ip.dst,ip.proto,ip.ttl,ip.len", "1-3", whyFuzzed},
+	{"tcpdump/wb-oobr.pcap", "ip.src,ip.dst,ip.proto,ip.ttl,ip.len,udp.srcport,udp.dstport", "1,3,5", whyFuzzed},
+	{"zeek/quic/vector-max-size-crash.pcap", "dns.qry.name", "1", whyFuzzed},
+	{"zeek/trunc/mpls-6in6-broken.pcap", "ip.dst,ip.len", "217,342,535,685,948,1220,1501,1660,1722", whyFuzzed},
+	{"zeek/trunc/mpls-6in6-broken.pcap", "ip.len", "417,427", whyFuzzed},
+	{"zeek/trunc/mpls-6in6-broken.pcap", "ip.src,ip.proto,ip.ttl,ip.len", "1088", whyFuzzed},
 	// a DNS name with an extended label type: tshark shows no name here, and <Unknown extended label> elsewhere
-	{"ndpi/portable_executable.pcap", "dns.qry.name", "29", r7},
+	{"ndpi/portable_executable.pcap", "dns.qry.name", "29", whyExtendedLabel},
 	// tshark decodes the packet headers sampled inside sFlow datagrams
-	{"ndpi/sflow.pcap", "eth.src,eth.dst,eth.type,vlan.id,ip.src,ip.dst,ip.proto,ip.ttl,ip.len,icmp.type,icmp.code", "4", r8},
-	{"tcpdump/sflow-print-v6.pcap", "eth.src,eth.dst,eth.type,ip.src,ip.dst,ip.proto,ip.ttl,ip.len", "4,8,14,20-21", r8},
-	{"tcpdump/sflow_expanded.pcap", "eth.src,eth.dst,eth.type,vlan.id,ip.src,ip.dst,ip.proto,ip.ttl,ip.len,tcp.srcport,tcp.dstport,tcp.flags,tcp.seq_raw,tcp.ack_raw", "1", r8},
+	{"ndpi/sflow.pcap", "eth.src,eth.dst,eth.type,vlan.id,ip.src,ip.dst,ip.proto,ip.ttl,ip.len,icmp.type,icmp.code", "4", whySFlow},
+	{"tcpdump/sflow-print-v6.pcap", "eth.src,eth.dst,eth.type,ip.src,ip.dst,ip.proto,ip.ttl,ip.len", "4,8,14,20-21", whySFlow},
+	{"tcpdump/sflow_expanded.pcap", "eth.src,eth.dst,eth.type,vlan.id,ip.src,ip.dst,ip.proto,ip.ttl,ip.len,tcp.srcport,tcp.dstport,tcp.flags,tcp.seq_raw,tcp.ack_raw", "1", whySFlow},
 	// 6LoWPAN over 802.15.4 not decoded
-	{"tcpdump/802_15_4-data.pcap", "ipv6.src,ipv6.dst,ipv6.nxt", "1", r9},
+	{"tcpdump/802_15_4-data.pcap", "ipv6.src,ipv6.dst,ipv6.nxt", "1", why6LoWPAN},
 	// Cisco ISL (destination 01:00:0c:00:00:00) encapsulation: tshark shows the inner frame's addresses
-	{"tcpdump/DTP.pcap", "eth.dst", "2,4,6,8,10", r10},
+	{"tcpdump/DTP.pcap", "eth.dst", "2,4,6,8,10", whyISL},
 	// tshark decodes the IP packet a PIM Register message carries
-	{"tcpdump/PIM_register_register-stop.pcap", "ip.src,ip.dst,ip.proto,ip.ttl,ip.len,icmp.type,icmp.code", "1", r11},
-	{"tcpdump/pim-packet-assortment.pcap", "ip.src,ip.dst,ip.proto,ip.ttl,ip.len", "51-54,59-62,68,78", r11},
-	{"tcpdump/pim-packet-assortment.pcap", "ip.src,ip.dst,ip.proto,ip.ttl,ip.len,udp.srcport,udp.dstport", "55-58,63-67,69-77", r11},
-	{"tcpdump/pim-packet-assortment.pcap", "ipv6.src,ipv6.dst,ipv6.nxt", "178-181,186-189,195-196", r11},
-	{"tcpdump/pim-packet-assortment.pcap", "ipv6.src,ipv6.dst,ipv6.nxt,udp.srcport,udp.dstport", "182-185,190-194", r11},
+	{"tcpdump/PIM_register_register-stop.pcap", "ip.src,ip.dst,ip.proto,ip.ttl,ip.len,icmp.type,icmp.code", "1", whyPIMRegister},
+	{"tcpdump/pim-packet-assortment.pcap", "ip.src,ip.dst,ip.proto,ip.ttl,ip.len", "51-54,59-62,68,78", whyPIMRegister},
+	{"tcpdump/pim-packet-assortment.pcap", "ip.src,ip.dst,ip.proto,ip.ttl,ip.len,udp.srcport,udp.dstport", "55-58,63-67,69-77", whyPIMRegister},
+	{"tcpdump/pim-packet-assortment.pcap", "ipv6.src,ipv6.dst,ipv6.nxt", "178-181,186-189,195-196", whyPIMRegister},
+	{"tcpdump/pim-packet-assortment.pcap", "ipv6.src,ipv6.dst,ipv6.nxt,udp.srcport,udp.dstport", "182-185,190-194", whyPIMRegister},
 	// Juniper link types not decoded
-	{"tcpdump/bgp-aigp.pcap", "eth.src,eth.dst,eth.type,ip.src,ip.dst,ip.proto,ip.ttl,ip.len,tcp.srcport,tcp.dstport,tcp.flags,tcp.seq_raw,tcp.ack_raw,tcp.len", "1", r12},
+	{"tcpdump/bgp-aigp.pcap", "eth.src,eth.dst,eth.type,ip.src,ip.dst,ip.proto,ip.ttl,ip.len,tcp.srcport,tcp.dstport,tcp.flags,tcp.seq_raw,tcp.ack_raw,tcp.len", "1", whyJuniper},
 	// a BIG TCP jumbogram: tshark takes the length from the hop-by-hop jumbo option
-	{"tcpdump/bigtcp-ipv6-hbh.pcap", "tcp.len", "1", r13},
+	{"tcpdump/bigtcp-ipv6-hbh.pcap", "tcp.len", "1", whyJumbogram},
 	// a DNS name with a forward compression pointer: tshark refuses it
-	{"tcpdump/dns_fwdptr.pcap", "dns.qry.name", "1", r14},
+	{"tcpdump/dns_fwdptr.pcap", "dns.qry.name", "1", whyForwardPointer},
 	// ICMP extended echo (RFC 8335) quoting a header: tshark decodes it
-	{"tcpdump/icmp-rfc8335-missing-bytes.pcap", "ip.src,ip.dst,ip.proto,ip.ttl,ip.len,icmp.type,icmp.code", "1", r15},
+	{"tcpdump/icmp-rfc8335-missing-bytes.pcap", "ip.src,ip.dst,ip.proto,ip.ttl,ip.len,icmp.type,icmp.code", "1", whyExtendedEcho},
 	// an Ethernet frame carried in an IPv6 segment routing header (next header 143) not decoded
-	{"tcpdump/ipv6-srh-ipproto-ether.pcap", "eth.src,eth.dst,eth.type,ipv6.src,ipv6.dst,ipv6.nxt,icmpv6.type", "1", r16},
+	{"tcpdump/ipv6-srh-ipproto-ether.pcap", "eth.src,eth.dst,eth.type,ipv6.src,ipv6.dst,ipv6.nxt,icmpv6.type", "1", whySRHEthernet},
 	// IS-IS purge originator TLV: tshark shows the system IDs as Ethernet addresses
-	{"tcpdump/isis_poi.pcap", "eth.src,eth.dst", "1", r17},
-	{"tcpdump/isis_poi2.pcap", "eth.src,eth.dst", "1", r17},
+	{"tcpdump/isis_poi.pcap", "eth.src,eth.dst", "1", whyISISPurge},
+	{"tcpdump/isis_poi2.pcap", "eth.src,eth.dst", "1", whyISISPurge},
 	// tshark decodes the IP header an MPLS echo (LSP ping) quotes
-	{"tcpdump/lspping-fec-ldp.pcap", "ip.src,ip.dst,ip.proto,ip.ttl,ip.len,tcp.srcport,tcp.dstport,tcp.flags,tcp.seq_raw,tcp.ack_raw,tcp.len", "1,4-5", r18},
-	{"tcpdump/lspping-fec-ldp.pcap", "ip.src,ip.dst,ip.proto,ip.ttl,ip.len,udp.srcport,udp.dstport", "2,6,8,10,12", r18},
-	{"tcpdump/lspping-fec-rsvp.pcap", "ip.src,ip.dst,ip.proto,ip.ttl,ip.len,udp.srcport,udp.dstport", "1,3,5,7,9", r18},
-	{"tcpdump/mpls-traceroute.pcap", "ip.src,ip.dst,ip.proto,ip.ttl,ip.len,udp.srcport,udp.dstport", "1,3,5,7,9,11,13,15,17", r18},
+	{"tcpdump/lspping-fec-ldp.pcap", "ip.src,ip.dst,ip.proto,ip.ttl,ip.len,tcp.srcport,tcp.dstport,tcp.flags,tcp.seq_raw,tcp.ack_raw,tcp.len", "1,4-5", whyLSPPing},
+	{"tcpdump/lspping-fec-ldp.pcap", "ip.src,ip.dst,ip.proto,ip.ttl,ip.len,udp.srcport,udp.dstport", "2,6,8,10,12", whyLSPPing},
+	{"tcpdump/lspping-fec-rsvp.pcap", "ip.src,ip.dst,ip.proto,ip.ttl,ip.len,udp.srcport,udp.dstport", "1,3,5,7,9", whyLSPPing},
+	{"tcpdump/mpls-traceroute.pcap", "ip.src,ip.dst,ip.proto,ip.ttl,ip.len,udp.srcport,udp.dstport", "1,3,5,7,9,11,13,15,17", whyLSPPing},
 	// MACsec (802.1AE) not decoded
-	{"tcpdump/macsec-integonly.pcap", "ip.src,ip.dst,ip.proto,ip.ttl,ip.len,icmp.type,icmp.code", "1", r19},
-	{"tcpdump/macsec-short-longer.pcap", "ip.src,ip.dst,ip.proto,ip.ttl,ip.len,udp.srcport,udp.dstport", "1", r19},
-	{"tcpdump/macsec-short-shorter.pcap", "ip.src,ip.dst,ip.proto,ip.ttl,ip.len,udp.srcport,udp.dstport", "1", r19},
-	{"tcpdump/macsec-short-valid.pcap", "ip.src,ip.dst,ip.proto,ip.ttl,ip.len,udp.srcport,udp.dstport", "1", r19},
+	{"tcpdump/macsec-integonly.pcap", "ip.src,ip.dst,ip.proto,ip.ttl,ip.len,icmp.type,icmp.code", "1", whyMACsec},
+	{"tcpdump/macsec-short-longer.pcap", "ip.src,ip.dst,ip.proto,ip.ttl,ip.len,udp.srcport,udp.dstport", "1", whyMACsec},
+	{"tcpdump/macsec-short-shorter.pcap", "ip.src,ip.dst,ip.proto,ip.ttl,ip.len,udp.srcport,udp.dstport", "1", whyMACsec},
+	{"tcpdump/macsec-short-valid.pcap", "ip.src,ip.dst,ip.proto,ip.ttl,ip.len,udp.srcport,udp.dstport", "1", whyMACsec},
 	// MPLS over UDP (port 6635) not decoded
-	{"tcpdump/mpls-over-udp.pcap", "ip.src,ip.dst,ip.proto,ip.ttl,ip.len,icmp.type,icmp.code", "1-2", r20},
+	{"tcpdump/mpls-over-udp.pcap", "ip.src,ip.dst,ip.proto,ip.ttl,ip.len,icmp.type,icmp.code", "1-2", whyMPLSoUDP},
 	// tshark decodes the packet an NHRP error indication quotes
-	{"tcpdump/nhrp-trace.pcap", "ip.src,ip.dst,ip.proto,ip.ttl,ip.len,icmp.type,icmp.code", "1", r21},
+	{"tcpdump/nhrp-trace.pcap", "ip.src,ip.dst,ip.proto,ip.ttl,ip.len,icmp.type,icmp.code", "1", whyNHRP},
 	// Network Service Header (over VXLAN-GPE) not decoded
-	{"tcpdump/nsh-over-vxlan-gpe.pcap", "ip.src,ip.dst,ip.proto,ip.ttl,ip.len,udp.srcport,udp.dstport", "1", r22},
-	{"tcpdump/nsh.pcap", "ip.src,ip.dst,ip.proto,ip.ttl,ip.len,udp.srcport,udp.dstport", "1", r22},
+	{"tcpdump/nsh-over-vxlan-gpe.pcap", "ip.src,ip.dst,ip.proto,ip.ttl,ip.len,udp.srcport,udp.dstport", "1", whyNSH},
+	{"tcpdump/nsh.pcap", "ip.src,ip.dst,ip.proto,ip.ttl,ip.len,udp.srcport,udp.dstport", "1", whyNSH},
 	// OpenFlow packet-in/out messages carry frames tshark decodes
-	{"tcpdump/of10_s4810.pcap", "eth.src,eth.dst", "47,132", r23},
-	{"tcpdump/of10_s4810.pcap", "eth.src,eth.dst,eth.type", "110", r23},
-	{"tcpdump/of13_ericsson.pcapng", "eth.src,eth.dst,eth.type,ip.src,ip.dst,ip.proto,ip.ttl,ip.len,udp.srcport,udp.dstport", "65,68-69", r23},
-	{"tcpdump/of13_ericsson.pcapng", "eth.src,eth.dst,eth.type,ip.src,ip.proto,ip.ttl,ip.len", "66", r23},
+	{"tcpdump/of10_s4810.pcap", "eth.src,eth.dst", "47,132", whyOpenFlow},
+	{"tcpdump/of10_s4810.pcap", "eth.src,eth.dst,eth.type", "110", whyOpenFlow},
+	{"tcpdump/of13_ericsson.pcapng", "eth.src,eth.dst,eth.type,ip.src,ip.dst,ip.proto,ip.ttl,ip.len,udp.srcport,udp.dstport", "65,68-69", whyOpenFlow},
+	{"tcpdump/of13_ericsson.pcapng", "eth.src,eth.dst,eth.type,ip.src,ip.proto,ip.ttl,ip.len", "66", whyOpenFlow},
 	// WCCP's redirect header in GRE (protocol 0x883e) not decoded
-	{"tcpdump/wccp_redirect_gre.pcap", "ip.src,ip.dst,ip.proto,ip.ttl,ip.len,tcp.srcport,tcp.dstport,tcp.flags,tcp.seq_raw,tcp.ack_raw,tcp.len", "1", r24},
+	{"tcpdump/wccp_redirect_gre.pcap", "ip.src,ip.dst,ip.proto,ip.ttl,ip.len,tcp.srcport,tcp.dstport,tcp.flags,tcp.seq_raw,tcp.ack_raw,tcp.len", "1", whyWCCP},
 	// DNS over TCP split across segments: tshark reassembles, we read whole messages only
-	{"zeek/dns/tkey.pcap", "dns.qry.name", "7", r25},
+	{"zeek/dns/tkey.pcap", "dns.qry.name", "7", whyDNSoverTCP},
 	// tshark decodes the packet inside an ICMPv6 Redirected Header option
-	{"zeek/icmp/icmp6-redirect-hdr-opt.pcap", "ipv6.src,ipv6.dst,ipv6.nxt,udp.srcport,udp.dstport", "1", r26},
+	{"zeek/icmp/icmp6-redirect-hdr-opt.pcap", "ipv6.src,ipv6.dst,ipv6.nxt,udp.srcport,udp.dstport", "1", whyRedirectOption},
 	// tshark stops at a Mobility header that carries a payload protocol
-	{"zeek/ipv6-mobility-dst-opts.pcap", "udp.srcport,udp.dstport", "1", r27},
+	{"zeek/ipv6-mobility-dst-opts.pcap", "udp.srcport,udp.dstport", "1", whyMobility},
 	// 802.1ah nested deeper than the decoder's layer bound
-	{"zeek/pbb-recursive-frames.pcapng", "ip.src,ip.dst,ip.proto,ip.ttl,ip.len,udp.srcport,udp.dstport", "1", r28},
+	{"zeek/pbb-recursive-frames.pcapng", "ip.src,ip.dst,ip.proto,ip.ttl,ip.len,udp.srcport,udp.dstport", "1", whyNestedPBB},
 	// an 802.11 A-MSDU (several frames in one) is not split
-	{"zeek/tunnels/gre-aruba-amsdu.pcap", "ip.src,ip.dst,ip.proto,ip.ttl,ip.len,tcp.srcport,tcp.dstport,tcp.flags,tcp.seq_raw,tcp.ack_raw,tcp.len", "1", r29},
+	{"zeek/tunnels/gre-aruba-amsdu.pcap", "ip.src,ip.dst,ip.proto,ip.ttl,ip.len,tcp.srcport,tcp.dstport,tcp.flags,tcp.seq_raw,tcp.ack_raw,tcp.len", "1", whyAMSDU},
 	// GTP' (UDP 3386) carrying IP not decoded; GTP-U is
-	{"zeek/tunnels/gtp/gtp_control_prime.pcap", "ip.src,ip.dst,ip.proto,ip.ttl,ip.len,icmp.type,icmp.code", "9-10", r30},
-	{"zeek/tunnels/gtp/pdp_ctx_messages.pcapng", "ip.src,ip.dst,ip.proto,ip.ttl,ip.len,icmp.type,icmp.code", "13-14", r30},
+	{"zeek/tunnels/gtp/gtp_control_prime.pcap", "ip.src,ip.dst,ip.proto,ip.ttl,ip.len,icmp.type,icmp.code", "9-10", whyGTPPrime},
+	{"zeek/tunnels/gtp/pdp_ctx_messages.pcapng", "ip.src,ip.dst,ip.proto,ip.ttl,ip.len,icmp.type,icmp.code", "13-14", whyGTPPrime},
 }
 
 // exemptionSet is an exemption parsed for lookups.
