@@ -101,8 +101,8 @@ type mpls struct {
 	FirstLabel uint32
 }
 
-func (l *mpls) LayerType() gopacket.LayerType     { return LayerTypeMPLS }
-func (l *mpls) CanDecode() gopacket.LayerClass    { return LayerTypeMPLS }
+func (l *mpls) LayerType() gopacket.LayerType  { return LayerTypeMPLS }
+func (l *mpls) CanDecode() gopacket.LayerClass { return LayerTypeMPLS }
 func (l *mpls) NextLayerType() gopacket.LayerType {
 	// A first nibble of 0 is a pseudowire control word; tshark's default takes an Ethernet frame
 	// to follow it (Ethernet over MPLS).
