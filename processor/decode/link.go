@@ -99,19 +99,12 @@ type mpls struct {
 	layers.BaseLayer
 	Labels     int
 	FirstLabel uint32
+	next       gopacket.LayerType
 }
 
-func (l *mpls) LayerType() gopacket.LayerType  { return LayerTypeMPLS }
-func (l *mpls) CanDecode() gopacket.LayerClass { return LayerTypeMPLS }
-func (l *mpls) NextLayerType() gopacket.LayerType {
-	// A first nibble of 0 is a pseudowire control word; tshark's default takes an Ethernet frame
-	// to follow it (Ethernet over MPLS).
-	if len(l.Payload) >= 4+14 && l.Payload[0]>>4 == 0 {
-		l.Payload = l.Payload[4:]
-		return layers.LayerTypeEthernet
-	}
-	return ipNext(l.Payload)
-}
+func (l *mpls) LayerType() gopacket.LayerType     { return LayerTypeMPLS }
+func (l *mpls) CanDecode() gopacket.LayerClass    { return LayerTypeMPLS }
+func (l *mpls) NextLayerType() gopacket.LayerType { return l.next }
 func (l *mpls) DecodeFromBytes(data []byte, df gopacket.DecodeFeedback) error {
 	l.Labels = 0
 	off := 0
@@ -130,6 +123,12 @@ func (l *mpls) DecodeFromBytes(data []byte, df gopacket.DecodeFeedback) error {
 		}
 	}
 	l.BaseLayer = layers.BaseLayer{Contents: data[:off], Payload: data[off:]}
+	l.next = ipNext(l.Payload)
+	// A first nibble of 0 is a pseudowire control word; tshark's default takes an Ethernet frame
+	// to follow it (Ethernet over MPLS).
+	if len(l.Payload) >= 4+14 && l.Payload[0]>>4 == 0 {
+		l.Payload, l.next = l.Payload[4:], layers.LayerTypeEthernet
+	}
 	return nil
 }
 
