@@ -60,6 +60,7 @@ type Decoder struct {
 	tunnel    Tunnel // encapsulation seen since the last IP header
 	quoteNext bool   // the next IP header is the one an ICMP error quotes
 	pending   Reason // a problem met after the headers were recorded, reported if nothing worse
+	lostIP    bool   // an IP header past MaxIP was decoded over: what follows it is not recorded
 	frameLen  int    // captured length of the frame
 	wireLen   int    // length of the frame on the wire
 	tpid      uint16 // the EtherType that announced the next VLAN tag
@@ -172,7 +173,7 @@ func minLen(t gopacket.LayerType) int {
 func (d *Decoder) Decode(frame []byte, lt LinkType, ts time.Time, origLen int, p *Packet) Reason {
 	p.reset()
 	p.Timestamp, p.CapLen, p.Len, p.LinkType = ts, len(frame), origLen, lt
-	d.tunnel, d.quoteNext, d.pending, d.tpid = TunnelNone, false, OK, 0x8100
+	d.tunnel, d.quoteNext, d.pending, d.tpid, d.lostIP = TunnelNone, false, OK, 0x8100, false
 	d.cmd.inGRE = false // a GRE header with nothing after it left it set
 	d.frameLen, d.wireLen = len(frame), max(origLen, len(frame))
 	d.Stats.Packets++
@@ -229,9 +230,10 @@ func (d *Decoder) finish(p *Packet, r Reason) Reason {
 	return r
 }
 
-// lastIP is the IP header a transport header belongs to, or nil when none was kept.
-func lastIP(p *Packet) *IPHeader {
-	if p.NIP == 0 {
+// lastIP is the IP header a transport header belongs to, or nil when none was kept: after a
+// header past MaxIP, the last one kept is not it, and its addresses must not get another's ports.
+func (d *Decoder) lastIP(p *Packet) *IPHeader {
+	if p.NIP == 0 || d.lostIP {
 		return nil
 	}
 	return &p.IP[p.NIP-1]
@@ -243,6 +245,8 @@ func (d *Decoder) newIP(p *Packet, scratch *IPHeader) *IPHeader {
 	if int(p.NIP) < MaxIP {
 		h = &p.IP[p.NIP]
 		p.NIP++
+	} else {
+		d.lostIP = true
 	}
 	*h = IPHeader{Quoted: d.quoteNext || d.insideQuote(p)}
 	if !h.Quoted && p.NIP > 1 && p.Tunnel == TunnelNone {
@@ -350,7 +354,7 @@ func (d *Decoder) record(typ gopacket.LayerType, dl gopacket.DecodingLayer, p *P
 		}
 	case layers.LayerTypeTCP:
 		d.recordTCP(p, d.tcp.Contents)
-		if h := lastIP(p); h != nil && !d.HeadersOnly && !h.Quoted && (d.tcp.SrcPort == 53 || d.tcp.DstPort == 53) {
+		if h := d.lastIP(p); h != nil && !d.HeadersOnly && !h.Quoted && (d.tcp.SrcPort == 53 || d.tcp.DstPort == 53) {
 			d.dns.overTCP = true
 			d.dnsPort = 53
 			return LayerTypeDNS, d.tcp.Payload
@@ -360,13 +364,13 @@ func (d *Decoder) record(typ gopacket.LayerType, dl gopacket.DecodingLayer, p *P
 		d.recordUDP(p, d.udp.Contents)
 		return d.udpNext(p), d.udp.Payload
 	case layers.LayerTypeSCTP:
-		if h := lastIP(p); h != nil {
+		if h := d.lastIP(p); h != nil {
 			h.L4 = Transport{Proto: ProtoSCTP, SrcPort: uint16(d.sctp.SrcPort), DstPort: uint16(d.sctp.DstPort)}
 		}
 		return gopacket.LayerTypePayload, nil
 	case layers.LayerTypeICMPv4:
 		t, c := d.icmp4.TypeCode.Type(), d.icmp4.TypeCode.Code()
-		if h := lastIP(p); h != nil {
+		if h := d.lastIP(p); h != nil {
 			h.L4 = Transport{Proto: ProtoICMP, ICMPType: t, ICMPCode: c}
 		}
 		switch t {
@@ -379,7 +383,7 @@ func (d *Decoder) record(typ gopacket.LayerType, dl gopacket.DecodingLayer, p *P
 		return gopacket.LayerTypePayload, nil
 	case layers.LayerTypeICMPv6:
 		t, c := d.icmp6.TypeCode.Type(), d.icmp6.TypeCode.Code()
-		if h := lastIP(p); h != nil {
+		if h := d.lastIP(p); h != nil {
 			h.L4 = Transport{Proto: ProtoICMPv6, ICMPType: t, ICMPCode: c}
 		}
 		if t >= 1 && t <= 4 && len(d.icmp6.Payload) >= 4 && !d.insideQuote(p) {
@@ -388,7 +392,7 @@ func (d *Decoder) record(typ gopacket.LayerType, dl gopacket.DecodingLayer, p *P
 		}
 		return gopacket.LayerTypePayload, nil
 	case LayerTypeAH:
-		if h := lastIP(p); h != nil {
+		if h := d.lastIP(p); h != nil {
 			h.Proto = d.ah.Next
 			h.HeaderLen += len(d.ah.Contents)
 		}
@@ -428,7 +432,7 @@ func (d *Decoder) enterTunnel(typ gopacket.LayerType) {
 
 // udpNext picks what a UDP payload is by port, as tshark does for these protocols.
 func (d *Decoder) udpNext(p *Packet) gopacket.LayerType {
-	h := lastIP(p)
+	h := d.lastIP(p)
 	if h == nil || len(d.udp.Payload) == 0 {
 		return gopacket.LayerTypePayload
 	}
@@ -483,7 +487,7 @@ func udpPortLayer(port uint16) gopacket.LayerType {
 }
 
 func (d *Decoder) recordTCP(p *Packet, hdr []byte) {
-	h := lastIP(p)
+	h := d.lastIP(p)
 	if h == nil {
 		return
 	}
@@ -510,7 +514,7 @@ func (d *Decoder) recordTCP(p *Packet, hdr []byte) {
 }
 
 func (d *Decoder) recordUDP(p *Packet, hdr []byte) {
-	h := lastIP(p)
+	h := d.lastIP(p)
 	if h == nil || len(hdr) < 4 {
 		return
 	}
@@ -547,7 +551,7 @@ func (d *Decoder) recordPartial(typ gopacket.LayerType, data []byte, p *Packet) 
 	case layers.LayerTypeUDP:
 		d.recordUDP(p, data)
 	case layers.LayerTypeICMPv4, layers.LayerTypeICMPv6:
-		if h := lastIP(p); h != nil && len(data) >= 2 {
+		if h := d.lastIP(p); h != nil && len(data) >= 2 {
 			proto := ProtoICMP
 			if typ == layers.LayerTypeICMPv6 {
 				proto = ProtoICMPv6
