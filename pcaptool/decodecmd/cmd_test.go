@@ -22,14 +22,28 @@ func decodeOut(t *testing.T, file string, o *decodeOptions) string {
 }
 
 // TestDecodeJSONMatchesTSV: the json output carries the same values as the tsv columns, numbers
-// as numbers, and leaves out exactly the fields the tsv shows empty.
+// as numbers, a field that occurs more than once (the outer and inner headers of a tunnel) as an
+// array, and leaves out exactly the fields the tsv shows empty.
 func TestDecodeJSONMatchesTSV(t *testing.T) {
-	file := filepath.Join(testenv.Pcaps(t), "zeek/wikipedia.pcap")
+	for _, c := range []struct {
+		file      string
+		minLines  int
+		minArrays int
+	}{{"zeek/wikipedia.pcap", 100, 0}, {"zeek/tunnels/vxlan.pcap", 4, 4}} {
+		arrays := jsonMatchesTSV(t, filepath.Join(testenv.Pcaps(t), c.file), c.minLines)
+		if arrays < c.minArrays {
+			t.Errorf("%s: %d fields with several occurrences, want at least %d", c.file, arrays, c.minArrays)
+		}
+	}
+}
+
+// jsonMatchesTSV compares the two outputs of one file and returns how many json values were arrays.
+func jsonMatchesTSV(t *testing.T, file string, minLines int) (arrays int) {
 	fields := strings.Join(parityFields, ",")
 	tsv := strings.Split(strings.TrimSuffix(decodeOut(t, file, &decodeOptions{fields: fields, output: "tsv"}), "\n"), "\n")
 	js := strings.Split(strings.TrimSpace(decodeOut(t, file, &decodeOptions{fields: fields, output: "json"})), "\n")
-	if len(tsv) != len(js) || len(tsv) < 100 {
-		t.Fatalf("%d tsv lines, %d json lines", len(tsv), len(js))
+	if len(tsv) != len(js) || len(tsv) < minLines {
+		t.Fatalf("%s: %d tsv lines, %d json lines", file, len(tsv), len(js))
 	}
 	for i := range tsv {
 		cols := strings.Split(tsv[i], "\t")
@@ -47,11 +61,21 @@ func TestDecodeJSONMatchesTSV(t *testing.T) {
 				}
 				continue
 			}
-			if got := fmt.Sprint(v); !ok || got != cols[j] {
+			got := fmt.Sprint(v)
+			if a, isArray := v.([]any); isArray {
+				arrays++
+				parts := make([]string, len(a))
+				for k, x := range a {
+					parts[k] = fmt.Sprint(x)
+				}
+				got = strings.Join(parts, ",")
+			}
+			if !ok || got != cols[j] {
 				t.Errorf("line %d %s: json %v, tsv %q", i+1, name, v, cols[j])
 			}
 		}
 	}
+	return arrays
 }
 
 func TestDecodeUnknownFieldNamesKnownOnes(t *testing.T) {

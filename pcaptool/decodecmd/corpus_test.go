@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"testing"
 )
 
@@ -69,29 +68,4 @@ func fileLinkType(path string) (lt uint32, ok bool) {
 		return uint32(order.Uint16(idb[8:])), true
 	}
 	return 0, false
-}
-
-// corpusFiles lists regular files under dirs smaller than maxSize whose declared link type is lt.
-func corpusFiles(t testing.TB, dirs []string, maxSize int64, lt uint32) []string {
-	t.Helper()
-	var out []string
-	for _, d := range dirs {
-		err := filepath.WalkDir(d, func(path string, e os.DirEntry, err error) error {
-			if err != nil || e.IsDir() {
-				return err
-			}
-			info, err := e.Info()
-			if err != nil || !info.Mode().IsRegular() || info.Size() >= maxSize {
-				return err
-			}
-			if got, ok := fileLinkType(path); ok && got == lt {
-				out = append(out, path)
-			}
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	return out
 }

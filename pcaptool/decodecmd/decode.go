@@ -5,6 +5,7 @@ package decodecmd
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"strings"
@@ -25,7 +26,7 @@ type decodeOptions struct {
 }
 
 // NewDecodeCommand returns `decode FILE`: one line per packet with the fields asked for, named
-// and formatted as `tshark -T fields -E separator=/t -E occurrence=f` prints them.
+// and formatted as `tshark -T fields -E separator=/t -E occurrence=a` prints them.
 func NewDecodeCommand() *cobra.Command {
 	o := &decodeOptions{}
 	c := &cobra.Command{
@@ -34,9 +35,10 @@ func NewDecodeCommand() *cobra.Command {
 		Long: `Print chosen fields of every packet of a capture file (pcap or pcapng, optionally gzipped).
 
 Fields are named as in tshark (frame.number, eth.src, vlan.id, ip.src, tcp.flags, dns.qry.name, ...)
-and formatted as "tshark -T fields -E separator=/t -E occurrence=f" prints them: when a field occurs
-more than once in a packet (a tunnel, an ICMP error quoting a header) the first occurrence is shown.
-A field the packet lacks is empty (tsv) or left out (json). Known fields: ` + strings.Join(decode.FieldNames(), ", ") + `
+and formatted as "tshark -T fields -E separator=/t -E occurrence=a" prints them: when a field occurs
+more than once in a packet (a tunnel, an ICMP error quoting a header) every occurrence is shown, in
+the order of the headers on the wire, separated by commas (tsv) or as an array (json). A field the
+packet lacks is empty (tsv) or left out (json). Known fields: ` + strings.Join(decode.FieldNames(), ", ") + `
 
 -Y FILTER prints only the packets a Wireshark display filter keeps, with tshark 4's meaning (reassembly
 off). Its fields and protocols: ` + strings.Join(displayfilter.FieldNames(), ", "),
@@ -118,9 +120,10 @@ func appendJSON(dst []byte, fs []decode.Field, n int, p *decode.Packet) []byte {
 	first := true
 	var val []byte
 	for _, f := range fs {
-		var ok bool
-		val, ok = f.Append(val[:0], n, p)
-		if !ok {
+		var count int
+		// NUL cannot occur in a value (DNS names escape control bytes), so it splits occurrences.
+		val, count = f.AppendSep(val[:0], n, p, 0)
+		if count == 0 {
 			continue
 		}
 		if !first {
@@ -129,10 +132,21 @@ func appendJSON(dst []byte, fs []decode.Field, n int, p *decode.Packet) []byte {
 		first = false
 		dst = appendJSONString(dst, f.Name)
 		dst = append(dst, ':')
-		if f.Numeric {
-			dst = append(dst, val...)
-		} else {
-			dst = appendJSONString(dst, string(val))
+		if count > 1 {
+			dst = append(dst, '[')
+		}
+		for i, v := range bytes.Split(val, []byte{0}) {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			if f.Numeric {
+				dst = append(dst, v...)
+			} else {
+				dst = appendJSONString(dst, string(v))
+			}
+		}
+		if count > 1 {
+			dst = append(dst, ']')
 		}
 	}
 	return append(dst, '}', '\n')

@@ -118,6 +118,19 @@ func readManifest(t testing.TB, root string) []manifestRow {
 	return rows
 }
 
+// dfSetAside are captures the display-filter test leaves out: their payloads (802.11 in CAPWAP or
+// Aruba GRE, sampled headers in sFlow, GTP', 802.1ah nested past the decoder's bound) or their
+// garbage are dissected by tshark in ways the decoder does not follow, so a filter's verdict on
+// them would compare dissectors, not filters.
+var dfSetAside = map[string]bool{
+	"ndpi/capwap.pcap": true, "ndpi/capwap_data.pcapng": true, "zeek/tunnels/gre-aruba-amsdu.pcap": true,
+	"ndpi/sflow.pcap": true, "zeek/tunnels/gtp/gtp_control_prime.pcap": true,
+	"zeek/tunnels/gtp/pdp_ctx_messages.pcapng": true, "zeek/pbb-recursive-frames.pcapng": true,
+	"zeek/trunc/mpls-6in6-broken.pcap": true, "ndpi/ip_fragmented_garbage.pcap": true,
+	"ndpi/fuzz-2006-06-26-2594.pcap": true, "ndpi/fuzz-2020-02-16-11740.pcap": true,
+	"ndpi/fuzz-2021-06-07-c6c72a0a56.pcap": true,
+}
+
 // displayFilterLinkTypes are the link types the decoder reads: captures of others would compare
 // tshark's dissectors with no decoding at all.
 var displayFilterLinkTypes = map[uint32]string{
@@ -156,7 +169,7 @@ func displayFilterFiles(t testing.TB, root string) []string {
 	}
 	var cands []cand
 	for _, r := range rows {
-		if r.size >= dfMaxSize || r.packets < dfMinPackets || exempt(r.path, "ip.src") {
+		if r.size >= dfMaxSize || r.packets < dfMinPackets || dfSetAside[r.path] {
 			continue
 		}
 		lt, ok := fileLinkType(filepath.Join(root, r.path))

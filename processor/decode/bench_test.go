@@ -47,6 +47,9 @@ func TestDecodeDoesNotAllocate(t *testing.T) {
 		"zeek/tunnels/gre-sample.pcap", "zeek/tunnels/Teredo.pcap", "zeek/tunnels/vxlan.pcap",
 		"zeek/ipv6-hbh-routing0.pcap", "zeek/icmp/icmp-destunreach-udp.pcap", "zeek/ipv6-fragmented-dns.pcap",
 		"zeek/icmp/icmp6-destunreach-ip6ext-udp.pcap", "zeek/mixed-vlan-mpls.pcap", "zeek/tunnels/6in4.pcap",
+		// link types passed over to the IP inside, and 802.11 in Aruba's GRE
+		"ndpi/BGP_Cisco_hdlc_slarp.pcap", "ndpi/BGP_redist.pcap", "tcpdump/nflog.pcap", "tcpdump/e1000g.pcap",
+		"zeek/tunnels/gre-aruba.pcap", "tcpdump/arista_ether.pcap", "ndpi/anyconnect-vpn.pcap",
 	} {
 		fr := readFrames(t, filepath.Join(root, f), 2000)
 		if len(fr) == 0 {

@@ -6,6 +6,8 @@ import (
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
+
+	"capfleet.dev/capfleet/linktype"
 )
 
 // maxLayers bounds how many headers one frame may stack, so that a crafted tunnel-in-tunnel
@@ -50,12 +52,15 @@ type Decoder struct {
 	vntag  etherTyped
 	ayiya  ayiya
 	cmd    cmd
+	arista arista
+	dot11  dot11
 
 	truncated bool // set by gopacket layers through DecodeFeedback
 	// per-frame state
 	tunnel    Tunnel // encapsulation seen since the last IP header
 	quoteNext bool   // the next IP header is the one an ICMP error quotes
 	pending   Reason // a problem met after the headers were recorded, reported if nothing worse
+	lostIP    bool   // an IP header past MaxIP was decoded over: what follows it is not recorded
 	frameLen  int    // captured length of the frame
 	wireLen   int    // length of the frame on the wire
 	tpid      uint16 // the EtherType that announced the next VLAN tag
@@ -78,7 +83,7 @@ func NewDecoder() *Decoder {
 	for _, l := range []gopacket.DecodingLayer{
 		&d.eth, &d.dot1q, &d.ip4, &d.tcp, &d.udp, &d.sctp, &d.icmp4, &d.icmp6, &d.vxlan,
 		&d.sll, &d.sll2, &d.loop, &d.mpls, &d.ip6, &d.gre, &d.erspan, &d.teredo, &d.dns,
-		&d.pppoe, &d.gtpu, &d.geneve, &d.ah, &d.pbb, &d.vntag, &d.ayiya, &d.cmd,
+		&d.pppoe, &d.gtpu, &d.geneve, &d.ah, &d.pbb, &d.vntag, &d.ayiya, &d.cmd, &d.arista, &d.dot11,
 	} {
 		c = c.Put(l)
 	}
@@ -91,8 +96,38 @@ func NewDecoder() *Decoder {
 // SetTruncated implements gopacket.DecodeFeedback.
 func (d *Decoder) SetTruncated() { d.truncated = true }
 
-// firstLayer is the layer a link type starts with; ok is false for link types not supported.
-func firstLayer(lt LinkType, frame []byte) (gopacket.LayerType, bool) {
+// firstLayer is the layer a link type starts with and where; ok is false for link types not
+// supported.
+func firstLayer(lt LinkType, frame []byte) (gopacket.LayerType, []byte, bool) {
+	switch lt {
+	case linktype.SLIP, linktype.PPP, linktype.PPPSerial, linktype.CiscoHDLC, linktype.FDDI,
+		linktype.FrameRelay, linktype.IPNet, linktype.NFLOG, linktype.ARCNETLinux, linktype.IPoIB:
+		typ, data := stripLink(lt, frame)
+		return typ, data, true
+	case linktype.PKTAP, linktype.User2:
+		inner, data, ok := pktap(frame)
+		if !ok {
+			return gopacket.LayerTypePayload, nil, true
+		}
+		return firstLayer(inner, data)
+	case linktype.PPI:
+		inner, data, ok := ppi(frame)
+		if !ok {
+			return gopacket.LayerTypePayload, nil, true
+		}
+		return firstLayer(inner, data)
+	case linktype.IEEE802_11:
+		return LayerTypeDot11, frame, true
+	case linktype.IEEE80211Radio:
+		typ, data := radiotap(frame)
+		return typ, data, true
+	}
+	typ, ok := firstHeader(lt, frame)
+	return typ, frame, ok
+}
+
+// firstHeader is the layer a link type's frame starts with, for those the decoder records.
+func firstHeader(lt LinkType, frame []byte) (gopacket.LayerType, bool) {
 	switch lt {
 	case LinkTypeEthernet:
 		return layers.LayerTypeEthernet, true
@@ -105,6 +140,10 @@ func firstLayer(lt LinkType, frame []byte) (gopacket.LayerType, bool) {
 	case LinkTypeRaw, LinkTypeRawOpenBSD, LinkTypeRawBSD:
 		return ipNext(frame), true
 	case LinkTypeIPv4:
+		// tshark's IPv4 dissector hands a version 6 header to IPv6; its IPv6 one keeps what it gets.
+		if len(frame) > 0 && frame[0]>>4 == 6 {
+			return LayerTypeIPv6, true
+		}
 		return LayerTypeIPv4, true
 	case LinkTypeIPv6:
 		return LayerTypeIPv6, true
@@ -137,16 +176,15 @@ func minLen(t gopacket.LayerType) int {
 func (d *Decoder) Decode(frame []byte, lt LinkType, ts time.Time, origLen int, p *Packet) Reason {
 	p.reset()
 	p.Timestamp, p.CapLen, p.Len, p.LinkType = ts, len(frame), origLen, lt
-	d.tunnel, d.quoteNext, d.pending, d.tpid = TunnelNone, false, OK, 0x8100
+	d.tunnel, d.quoteNext, d.pending, d.tpid, d.lostIP = TunnelNone, false, OK, 0x8100, false
 	d.cmd.inGRE = false // a GRE header with nothing after it left it set
 	d.frameLen, d.wireLen = len(frame), max(origLen, len(frame))
 	d.Stats.Packets++
 
-	typ, ok := firstLayer(lt, frame)
+	typ, data, ok := firstLayer(lt, frame)
 	if !ok {
 		return d.finish(p, UnsupportedLink)
 	}
-	data := frame
 	for depth := 0; ; depth++ {
 		if typ == gopacket.LayerTypePayload || typ == gopacket.LayerTypeZero || len(data) == 0 {
 			return d.finish(p, OK)
@@ -195,9 +233,10 @@ func (d *Decoder) finish(p *Packet, r Reason) Reason {
 	return r
 }
 
-// lastIP is the IP header a transport header belongs to, or nil when none was kept.
-func lastIP(p *Packet) *IPHeader {
-	if p.NIP == 0 {
+// lastIP is the IP header a transport header belongs to, or nil when none was kept: after a
+// header past MaxIP, the last one kept is not it, and its addresses must not get another's ports.
+func (d *Decoder) lastIP(p *Packet) *IPHeader {
+	if p.NIP == 0 || d.lostIP {
 		return nil
 	}
 	return &p.IP[p.NIP-1]
@@ -209,6 +248,8 @@ func (d *Decoder) newIP(p *Packet, scratch *IPHeader) *IPHeader {
 	if int(p.NIP) < MaxIP {
 		h = &p.IP[p.NIP]
 		p.NIP++
+	} else {
+		d.lostIP = true
 	}
 	*h = IPHeader{Quoted: d.quoteNext || d.insideQuote(p)}
 	if !h.Quoted && p.NIP > 1 && p.Tunnel == TunnelNone {
@@ -317,10 +358,10 @@ func (d *Decoder) record(typ gopacket.LayerType, dl gopacket.DecodingLayer, p *P
 		}
 	case layers.LayerTypeTCP:
 		d.recordTCP(p, d.tcp.Contents)
-		if h := lastIP(p); h != nil {
+		if h := d.lastIP(p); h != nil {
 			d.checkL4(h, data)
 		}
-		if h := lastIP(p); h != nil && !d.HeadersOnly && !h.Quoted && (d.tcp.SrcPort == 53 || d.tcp.DstPort == 53) {
+		if h := d.lastIP(p); h != nil && !d.HeadersOnly && !h.Quoted && (d.tcp.SrcPort == 53 || d.tcp.DstPort == 53) {
 			d.dns.overTCP = true
 			d.dnsPort = 53
 			return LayerTypeDNS, d.tcp.Payload
@@ -328,18 +369,18 @@ func (d *Decoder) record(typ gopacket.LayerType, dl gopacket.DecodingLayer, p *P
 		return gopacket.LayerTypePayload, nil
 	case layers.LayerTypeUDP:
 		d.recordUDP(p, d.udp.Contents)
-		if h := lastIP(p); h != nil {
+		if h := d.lastIP(p); h != nil {
 			d.checkL4(h, data)
 		}
 		return d.udpNext(p), d.udp.Payload
 	case layers.LayerTypeSCTP:
-		if h := lastIP(p); h != nil {
+		if h := d.lastIP(p); h != nil {
 			h.L4 = Transport{Proto: ProtoSCTP, SrcPort: uint16(d.sctp.SrcPort), DstPort: uint16(d.sctp.DstPort)}
 		}
 		return gopacket.LayerTypePayload, nil
 	case layers.LayerTypeICMPv4:
 		t, c := d.icmp4.TypeCode.Type(), d.icmp4.TypeCode.Code()
-		if h := lastIP(p); h != nil {
+		if h := d.lastIP(p); h != nil {
 			h.L4 = Transport{Proto: ProtoICMP, ICMPType: t, ICMPCode: c}
 			d.checkL4(h, data)
 		}
@@ -353,7 +394,7 @@ func (d *Decoder) record(typ gopacket.LayerType, dl gopacket.DecodingLayer, p *P
 		return gopacket.LayerTypePayload, nil
 	case layers.LayerTypeICMPv6:
 		t, c := d.icmp6.TypeCode.Type(), d.icmp6.TypeCode.Code()
-		if h := lastIP(p); h != nil {
+		if h := d.lastIP(p); h != nil {
 			h.L4 = Transport{Proto: ProtoICMPv6, ICMPType: t, ICMPCode: c}
 			d.checkL4(h, data)
 		}
@@ -363,7 +404,7 @@ func (d *Decoder) record(typ gopacket.LayerType, dl gopacket.DecodingLayer, p *P
 		}
 		return gopacket.LayerTypePayload, nil
 	case LayerTypeAH:
-		if h := lastIP(p); h != nil {
+		if h := d.lastIP(p); h != nil {
 			h.Proto = d.ah.Next
 			h.HeaderLen += len(d.ah.Contents)
 		}
@@ -403,8 +444,13 @@ func (d *Decoder) enterTunnel(typ gopacket.LayerType) {
 
 // udpNext picks what a UDP payload is by port, as tshark does for these protocols.
 func (d *Decoder) udpNext(p *Packet) gopacket.LayerType {
-	h := lastIP(p)
+	h := d.lastIP(p)
 	if h == nil || len(d.udp.Payload) == 0 {
+		return gopacket.LayerTypePayload
+	}
+	// tshark stops at a length below the header's own 8 bytes (BIG TCP's 0 over IPv4); over
+	// IPv6, 0 is a jumbogram's and the payload is read.
+	if d.udp.Length < 8 && (h.Version != 6 || d.udp.Length != 0) {
 		return gopacket.LayerTypePayload
 	}
 	// Like tshark, try the lower port first, then the higher.
@@ -453,7 +499,7 @@ func udpPortLayer(port uint16) gopacket.LayerType {
 }
 
 func (d *Decoder) recordTCP(p *Packet, hdr []byte) {
-	h := lastIP(p)
+	h := d.lastIP(p)
 	if h == nil {
 		return
 	}
@@ -480,7 +526,7 @@ func (d *Decoder) recordTCP(p *Packet, hdr []byte) {
 }
 
 func (d *Decoder) recordUDP(p *Packet, hdr []byte) {
-	h := lastIP(p)
+	h := d.lastIP(p)
 	if h == nil || len(hdr) < 4 {
 		return
 	}
@@ -517,7 +563,7 @@ func (d *Decoder) recordPartial(typ gopacket.LayerType, data []byte, p *Packet) 
 	case layers.LayerTypeUDP:
 		d.recordUDP(p, data)
 	case layers.LayerTypeICMPv4, layers.LayerTypeICMPv6:
-		if h := lastIP(p); h != nil && len(data) >= 2 {
+		if h := d.lastIP(p); h != nil && len(data) >= 2 {
 			proto := ProtoICMP
 			if typ == layers.LayerTypeICMPv6 {
 				proto = ProtoICMPv6

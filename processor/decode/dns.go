@@ -8,21 +8,26 @@ import (
 	"github.com/google/gopacket/layers"
 )
 
-// dns reads the header and the first question's name of a DNS message (UDP, or TCP with its
-// two-byte length prefix) into a fixed buffer, in the dotted text form tshark's dns.qry.name uses.
+// dns reads the header and the questions' names of a DNS message (UDP, or TCP with its two-byte
+// length prefix) into a fixed buffer, in the dotted text form tshark's dns.qry.name uses, one
+// after the other with a NUL between them (a name shows control bytes escaped, never a NUL).
 type dns struct {
 	layers.BaseLayer
 	overTCP bool
 	skipped bool // a TCP segment that does not hold a whole DNS message
 	name    [MaxDNSName]byte
 	nameLen int
+	names   int // how many names the buffer holds
 }
+
+// maxQuestions bounds the questions read from one message: a forged count costs no more.
+const maxQuestions = 64
 
 func (l *dns) LayerType() gopacket.LayerType     { return LayerTypeDNS }
 func (l *dns) CanDecode() gopacket.LayerClass    { return LayerTypeDNS }
 func (l *dns) NextLayerType() gopacket.LayerType { return gopacket.LayerTypePayload }
 func (l *dns) DecodeFromBytes(data []byte, df gopacket.DecodeFeedback) error {
-	l.nameLen = 0
+	l.nameLen, l.names = 0, 0
 	if l.overTCP {
 		// tshark shows a DNS message over TCP on the segment that completes it; a segment that
 		// does not hold a whole message is shown as plain TCP, and so here.
@@ -38,16 +43,40 @@ func (l *dns) DecodeFromBytes(data []byte, df gopacket.DecodeFeedback) error {
 		return errTruncated
 	}
 	l.BaseLayer = layers.BaseLayer{Contents: data[:12], Payload: data[12:]}
-	if binary.BigEndian.Uint16(data[4:6]) == 0 {
-		return nil
+	off := 12
+	for i := range min(int(binary.BigEndian.Uint16(data[4:6])), maxQuestions) {
+		start := l.nameLen
+		if i > 0 {
+			if l.nameLen >= len(l.name) {
+				break
+			}
+			l.name[l.nameLen] = 0
+			l.nameLen++
+		}
+		next, err := l.readName(data, off)
+		if err != nil {
+			l.nameLen = start
+			if i == 0 {
+				return err
+			}
+			break // tshark shows the questions before one it cannot read
+		}
+		l.names++
+		if next < 0 {
+			break // a name tshark replaces with a text: it reads no further
+		}
+		off = next
 	}
-	return l.readName(data, 12)
+	return nil
 }
 
 const hexDigits = "0123456789abcdef"
 
-func (l *dns) readName(msg []byte, off int) error {
-	n := 0
+// readName appends the name of the question at off to the buffer and returns where the next
+// question starts, or -1 after a name shown as one of tshark's texts.
+func (l *dns) readName(msg []byte, off int) (int, error) {
+	n := l.nameLen
+	first := n
 	put := func(b byte) {
 		if n < len(l.name) {
 			l.name[n] = b
@@ -59,17 +88,17 @@ func (l *dns) readName(msg []byte, off int) error {
 	end := -1 // where the question continues after the name: after the first pointer or the root label
 	for {
 		if off >= len(msg) {
-			return errTruncated
+			return 0, errTruncated
 		}
 		c := int(msg[off])
 		switch c & 0xc0 {
 		case 0xc0: // compression pointer
 			if off+1 >= len(msg) {
-				return errTruncated
+				return 0, errTruncated
 			}
 			jumps++
 			if jumps > 64 {
-				return l.setName("<Name contains a pointer that loops>")
+				return l.setName(first, "<Name contains a pointer that loops>")
 			}
 			if end < 0 {
 				end = off + 2
@@ -77,8 +106,8 @@ func (l *dns) readName(msg []byte, off int) error {
 			off = (c&0x3f)<<8 | int(msg[off+1])
 			continue
 		case 0x00:
-		default: // extended label types (0x40, 0x80) are obsolete
-			return errMalformed
+		default: // extended label types (0x40, 0x80) are obsolete: tshark names them so
+			return l.setName(first, "<Unknown extended label>")
 		}
 		if c == 0 {
 			if end < 0 {
@@ -87,7 +116,7 @@ func (l *dns) readName(msg []byte, off int) error {
 			break
 		}
 		if off+1+c > len(msg) {
-			return errTruncated
+			return 0, errTruncated
 		}
 		if labels > 0 {
 			put('.')
@@ -125,7 +154,7 @@ func (l *dns) readName(msg []byte, off int) error {
 	}
 	// tshark adds the name with the question's type and class: without them, no name.
 	if end+4 > len(msg) {
-		return errTruncated
+		return 0, errTruncated
 	}
 	if labels == 0 {
 		for i := 0; i < len("<Root>"); i++ {
@@ -133,7 +162,7 @@ func (l *dns) readName(msg []byte, off int) error {
 		}
 	}
 	l.nameLen = n
-	return nil
+	return end + 4, nil
 }
 
 // brokenSequence is how many bytes of an invalid UTF-8 sequence tshark replaces with one U+FFFD:
@@ -155,8 +184,9 @@ func brokenSequence(b []byte) int {
 	return n
 }
 
-// setName stores one of the texts tshark shows in place of a name it cannot expand.
-func (l *dns) setName(text string) error {
-	l.nameLen = copy(l.name[:], text)
-	return nil
+// setName stores, from byte at on, one of the texts tshark shows in place of a name it cannot
+// expand.
+func (l *dns) setName(at int, text string) (int, error) {
+	l.nameLen = at + copy(l.name[at:], text)
+	return -1, nil
 }

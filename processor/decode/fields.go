@@ -10,15 +10,32 @@ import (
 
 // Field is one per-packet value named and formatted as tshark's `-T fields -e NAME` prints it,
 // so that output can be compared with tshark line by line. When a field occurs more than once
-// in a frame (tunnels, ICMP errors quoting a header) the first occurrence is used, as with
-// tshark's `-E occurrence=f`.
+// in a frame (tunnels, ICMP errors quoting a header) every occurrence is shown in wire order, as
+// with tshark's `-E occurrence=a`.
 type Field struct {
 	Name string
 	// Numeric is true when JSON should carry the value as a number.
 	Numeric bool
-	// Append appends the value to dst; ok is false, and dst unchanged, when the frame has no
-	// such field.
-	Append func(dst []byte, number int, p *Packet) (out []byte, ok bool)
+	each    appendFunc
+}
+
+// appendFunc appends every occurrence of a field in a frame, separated by sep, and says how many.
+type appendFunc func(dst []byte, number int, p *Packet, sep byte) (out []byte, n int)
+
+// Aggregator separates the occurrences of a field, as tshark's default `-E aggregator=,`.
+const Aggregator = ','
+
+// Append appends every occurrence of the field separated by Aggregator; ok is false, and dst
+// unchanged, when the frame has no such field.
+func (f Field) Append(dst []byte, number int, p *Packet) (out []byte, ok bool) {
+	out, n := f.each(dst, number, p, Aggregator)
+	return out, n > 0
+}
+
+// AppendSep appends every occurrence of the field separated by sep (for a caller that must tell
+// them apart whatever they hold) and returns how many there were.
+func (f Field) AppendSep(dst []byte, number int, p *Packet, sep byte) (out []byte, n int) {
+	return f.each(dst, number, p, sep)
 }
 
 // DefaultFields are printed when the user names none.
@@ -30,8 +47,20 @@ var DefaultFields = []string{
 
 var fields = map[string]Field{}
 
+// reg registers a field that occurs at most once in a frame.
 func reg(name string, numeric bool, f func(dst []byte, number int, p *Packet) ([]byte, bool)) {
-	fields[name] = Field{Name: name, Numeric: numeric, Append: f}
+	fields[name] = Field{Name: name, Numeric: numeric, each: func(dst []byte, number int, p *Packet, _ byte) ([]byte, int) {
+		out, ok := f(dst, number, p)
+		if !ok {
+			return dst, 0
+		}
+		return out, 1
+	}}
+}
+
+// regAll registers a field that may occur more than once in a frame.
+func regAll(name string, numeric bool, f appendFunc) {
+	fields[name] = Field{Name: name, Numeric: numeric, each: f}
 }
 
 // LookupFields resolves field names, with an error listing the known ones for a bad name.
@@ -50,26 +79,6 @@ func LookupFields(names []string) ([]Field, error) {
 
 // FieldNames lists every supported field, sorted.
 func FieldNames() []string { return slices.Sorted(maps.Keys(fields)) }
-
-// firstIP is the first IP header of the given version, in wire order.
-func firstIP(p *Packet, version uint8) *IPHeader {
-	for i := 0; i < int(p.NIP); i++ {
-		if p.IP[i].Version == version {
-			return &p.IP[i]
-		}
-	}
-	return nil
-}
-
-// firstL4 is the first transport header of the given protocol, in wire order.
-func firstL4(p *Packet, proto uint8) *Transport {
-	for i := 0; i < int(p.NIP); i++ {
-		if p.IP[i].L4.Proto == proto {
-			return &p.IP[i].L4
-		}
-	}
-	return nil
-}
 
 func appendMAC(dst []byte, m [6]byte) []byte {
 	for i, b := range m {
@@ -97,38 +106,45 @@ func appendHex(dst []byte, v uint64, width int) []byte {
 	return dst
 }
 
-// ipField is a field of the first IP header of a version, ending at byte `end` of the header:
-// absent when the header was cut before it.
-func ipField(version uint8, end int, get func(dst []byte, h *IPHeader) []byte) func([]byte, int, *Packet) ([]byte, bool) {
-	return func(dst []byte, _ int, p *Packet) ([]byte, bool) {
-		h := firstIP(p, version)
-		if h == nil || !h.Holds(end) {
-			return dst, false
+// sepIf appends the separator before every occurrence but the first.
+func sepIf(dst []byte, n int, sep byte) []byte {
+	if n > 0 {
+		return append(dst, sep)
+	}
+	return dst
+}
+
+// ipField is a field of every IP header of a version, ending at byte `end` of the header: absent
+// from a header cut before it.
+func ipField(version uint8, end int, get func(dst []byte, h *IPHeader) []byte) appendFunc {
+	return func(dst []byte, _ int, p *Packet, sep byte) ([]byte, int) {
+		n := 0
+		for i := 0; i < int(p.NIP); i++ {
+			if h := &p.IP[i]; h.Version == version && h.Holds(end) {
+				dst = get(sepIf(dst, n, sep), h)
+				n++
+			}
 		}
-		return get(dst, h), true
+		return dst, n
 	}
 }
 
-func l4Field(proto uint8, get func(dst []byte, t *Transport) []byte) func([]byte, int, *Packet) ([]byte, bool) {
-	return func(dst []byte, _ int, p *Packet) ([]byte, bool) {
-		t := firstL4(p, proto)
-		if t == nil {
-			return dst, false
+// l4Field is a field of every transport header of a protocol that `has` accepts.
+func l4Field(proto uint8, has func(h *IPHeader) bool, get func(dst []byte, t *Transport) []byte) appendFunc {
+	return func(dst []byte, _ int, p *Packet, sep byte) ([]byte, int) {
+		n := 0
+		for i := 0; i < int(p.NIP); i++ {
+			if h := &p.IP[i]; h.L4.Proto == proto && (has == nil || has(h)) {
+				dst = get(sepIf(dst, n, sep), &h.L4)
+				n++
+			}
 		}
-		return get(dst, t), true
+		return dst, n
 	}
 }
 
-// tcpHeaderField is a TCP field after the data offset, absent when the offset is bogus.
-func tcpHeaderField(get func(dst []byte, t *Transport) []byte) func([]byte, int, *Packet) ([]byte, bool) {
-	return func(dst []byte, _ int, p *Packet) ([]byte, bool) {
-		t := firstL4(p, ProtoTCP)
-		if t == nil || t.BadOffset || t.Short {
-			return dst, false
-		}
-		return get(dst, t), true
-	}
-}
+// tcpHeader: the TCP fields after the data offset, absent when the offset is bogus or the header cut.
+func tcpHeader(h *IPHeader) bool { return !h.L4.BadOffset && !h.L4.Short }
 
 func u(dst []byte, v uint64) []byte { return strconv.AppendUint(dst, v, 10) }
 
@@ -152,29 +168,31 @@ func init() {
 	reg("frame.len", true, func(dst []byte, _ int, p *Packet) ([]byte, bool) { return u(dst, uint64(p.Len)), true })
 	reg("frame.cap_len", true, func(dst []byte, _ int, p *Packet) ([]byte, bool) { return u(dst, uint64(p.CapLen)), true })
 
-	reg("eth.src", false, func(dst []byte, _ int, p *Packet) ([]byte, bool) {
-		if !p.HasEth {
-			return dst, false
+	eth := func(get func(dst []byte, e *EthHeader) []byte, has func(e *EthHeader) bool) appendFunc {
+		return func(dst []byte, _ int, p *Packet, sep byte) ([]byte, int) {
+			n := 0
+			for i := 0; i < int(p.NEth); i++ {
+				if e := &p.Eths[i]; has == nil || has(e) {
+					dst = get(sepIf(dst, n, sep), e)
+					n++
+				}
+			}
+			return dst, n
 		}
-		return appendMAC(dst, p.EthSrc), true
-	})
-	reg("eth.dst", false, func(dst []byte, _ int, p *Packet) ([]byte, bool) {
-		if !p.HasEth {
-			return dst, false
+	}
+	regAll("eth.src", false, eth(func(dst []byte, e *EthHeader) []byte { return appendMAC(dst, e.Src) }, nil))
+	regAll("eth.dst", false, eth(func(dst []byte, e *EthHeader) []byte { return appendMAC(dst, e.Dst) }, nil))
+	regAll("eth.type", false, eth(func(dst []byte, e *EthHeader) []byte { return appendHex(dst, uint64(e.Type), 4) },
+		func(e *EthHeader) bool { return e.Type != 0 }))
+	regAll("vlan.id", true, func(dst []byte, _ int, p *Packet, sep byte) ([]byte, int) {
+		n := 0
+		for i := 0; i < int(p.NTags); i++ {
+			if t := &p.Tags[i]; vlanTPID(t.TPID) {
+				dst = u(sepIf(dst, n, sep), uint64(t.ID))
+				n++
+			}
 		}
-		return appendMAC(dst, p.EthDst), true
-	})
-	reg("eth.type", false, func(dst []byte, _ int, p *Packet) ([]byte, bool) {
-		if !p.HasEth || p.EthType == 0 {
-			return dst, false
-		}
-		return appendHex(dst, uint64(p.EthType), 4), true
-	})
-	reg("vlan.id", true, func(dst []byte, _ int, p *Packet) ([]byte, bool) {
-		if p.NVLAN == 0 {
-			return dst, false
-		}
-		return u(dst, uint64(p.VLAN[0])), true
+		return dst, n
 	})
 	reg("mpls.label", true, func(dst []byte, _ int, p *Packet) ([]byte, bool) {
 		if p.NMPLS == 0 {
@@ -188,18 +206,18 @@ func init() {
 		version        uint8
 		srcEnd, dstEnd int
 	}{{"ip", 4, 16, 20}, {"ipv6", 6, 24, 40}} {
-		reg(v.prefix+".src", false, ipField(v.version, v.srcEnd, func(dst []byte, h *IPHeader) []byte { return h.Src.AppendTo(dst) }))
-		reg(v.prefix+".dst", false, ipField(v.version, v.dstEnd, func(dst []byte, h *IPHeader) []byte { return h.Dst.AppendTo(dst) }))
+		regAll(v.prefix+".src", false, ipField(v.version, v.srcEnd, func(dst []byte, h *IPHeader) []byte { return h.Src.AppendTo(dst) }))
+		regAll(v.prefix+".dst", false, ipField(v.version, v.dstEnd, func(dst []byte, h *IPHeader) []byte { return h.Dst.AppendTo(dst) }))
 	}
-	reg("ip.proto", true, ipField(4, 10, func(dst []byte, h *IPHeader) []byte { return u(dst, uint64(h.NextHeader)) }))
-	reg("ip.ttl", true, ipField(4, 9, func(dst []byte, h *IPHeader) []byte { return u(dst, uint64(h.TTL)) }))
-	reg("ip.len", true, ipField(4, 4, func(dst []byte, h *IPHeader) []byte { return u(dst, uint64(h.TotalLen)) }))
-	reg("ip.hdr_len", true, ipField(4, 1, func(dst []byte, h *IPHeader) []byte { return u(dst, uint64(h.HeaderLen)) }))
-	reg("ip.id", false, ipField(4, 6, func(dst []byte, h *IPHeader) []byte { return appendHex(dst, uint64(h.ID), 4) }))
-	reg("ip.frag_offset", true, ipField(4, 8, func(dst []byte, h *IPHeader) []byte { return u(dst, uint64(h.FragOffset)) }))
-	reg("ipv6.nxt", true, ipField(6, 7, func(dst []byte, h *IPHeader) []byte { return u(dst, uint64(h.NextHeader)) }))
-	reg("ipv6.hlim", true, ipField(6, 8, func(dst []byte, h *IPHeader) []byte { return u(dst, uint64(h.TTL)) }))
-	reg("ipv6.plen", true, ipField(6, 6, func(dst []byte, h *IPHeader) []byte { return u(dst, uint64(h.TotalLen-40)) }))
+	regAll("ip.proto", true, ipField(4, 10, func(dst []byte, h *IPHeader) []byte { return u(dst, uint64(h.NextHeader)) }))
+	regAll("ip.ttl", true, ipField(4, 9, func(dst []byte, h *IPHeader) []byte { return u(dst, uint64(h.TTL)) }))
+	regAll("ip.len", true, ipField(4, 4, func(dst []byte, h *IPHeader) []byte { return u(dst, uint64(h.TotalLen)) }))
+	regAll("ip.hdr_len", true, ipField(4, 1, func(dst []byte, h *IPHeader) []byte { return u(dst, uint64(h.HeaderLen)) }))
+	regAll("ip.id", false, ipField(4, 6, func(dst []byte, h *IPHeader) []byte { return appendHex(dst, uint64(h.ID), 4) }))
+	regAll("ip.frag_offset", true, ipField(4, 8, func(dst []byte, h *IPHeader) []byte { return u(dst, uint64(h.FragOffset)) }))
+	regAll("ipv6.nxt", true, ipField(6, 7, func(dst []byte, h *IPHeader) []byte { return u(dst, uint64(h.NextHeader)) }))
+	regAll("ipv6.hlim", true, ipField(6, 8, func(dst []byte, h *IPHeader) []byte { return u(dst, uint64(h.TTL)) }))
+	regAll("ipv6.plen", true, ipField(6, 6, func(dst []byte, h *IPHeader) []byte { return u(dst, uint64(h.TotalLen-40)) }))
 
 	port := func(src bool) func(dst []byte, t *Transport) []byte {
 		return func(dst []byte, t *Transport) []byte {
@@ -213,45 +231,39 @@ func init() {
 		prefix string
 		proto  uint8
 	}{{"tcp", ProtoTCP}, {"udp", ProtoUDP}, {"sctp", ProtoSCTP}} {
-		reg(v.prefix+".srcport", true, l4Field(v.proto, port(true)))
-		reg(v.prefix+".dstport", true, l4Field(v.proto, port(false)))
+		regAll(v.prefix+".srcport", true, l4Field(v.proto, nil, port(true)))
+		regAll(v.prefix+".dstport", true, l4Field(v.proto, nil, port(false)))
 	}
-	reg("tcp.flags", false, tcpHeaderField(func(dst []byte, t *Transport) []byte { return appendHex(dst, uint64(t.Flags), 4) }))
-	reg("tcp.seq_raw", true, func(dst []byte, _ int, p *Packet) ([]byte, bool) {
-		for i := 0; i < int(p.NIP); i++ {
-			if h := &p.IP[i]; h.L4.Proto == ProtoTCP {
-				if h.L4.Short {
-					return dst, false
-				}
-				return u(dst, uint64(h.L4.Seq)), true
-			}
-		}
-		return dst, false
-	})
-	reg("tcp.ack_raw", true, tcpHeaderField(func(dst []byte, t *Transport) []byte { return u(dst, uint64(t.Ack)) }))
-	reg("tcp.len", true, func(dst []byte, _ int, p *Packet) ([]byte, bool) {
-		// tshark leaves tcp.len out for a header quoted in an ICMP error, in an IP fragment,
-		// or with a bad data offset.
-		for i := 0; i < int(p.NIP); i++ {
-			if h := &p.IP[i]; h.L4.Proto == ProtoTCP {
-				if h.Quoted || h.Fragment || h.L4.PayloadLen < 0 {
-					return dst, false
-				}
-				return strconv.AppendInt(dst, int64(h.L4.PayloadLen), 10), true
-			}
-		}
-		return dst, false
-	})
-	reg("tcp.window_size_value", true, tcpHeaderField(func(dst []byte, t *Transport) []byte { return u(dst, uint64(t.Window)) }))
-	reg("udp.length", true, l4Field(ProtoUDP, func(dst []byte, t *Transport) []byte { return u(dst, uint64(t.UDPLen)) }))
-	reg("icmp.type", true, l4Field(ProtoICMP, func(dst []byte, t *Transport) []byte { return u(dst, uint64(t.ICMPType)) }))
-	reg("icmp.code", true, l4Field(ProtoICMP, func(dst []byte, t *Transport) []byte { return u(dst, uint64(t.ICMPCode)) }))
-	reg("icmpv6.type", true, l4Field(ProtoICMPv6, func(dst []byte, t *Transport) []byte { return u(dst, uint64(t.ICMPType)) }))
-	reg("icmpv6.code", true, l4Field(ProtoICMPv6, func(dst []byte, t *Transport) []byte { return u(dst, uint64(t.ICMPCode)) }))
-	reg("dns.qry.name", false, func(dst []byte, _ int, p *Packet) ([]byte, bool) {
+	regAll("tcp.flags", false, l4Field(ProtoTCP, tcpHeader, func(dst []byte, t *Transport) []byte { return appendHex(dst, uint64(t.Flags), 4) }))
+	regAll("tcp.seq_raw", true, l4Field(ProtoTCP, func(h *IPHeader) bool { return !h.L4.Short },
+		func(dst []byte, t *Transport) []byte { return u(dst, uint64(t.Seq)) }))
+	regAll("tcp.ack_raw", true, l4Field(ProtoTCP, tcpHeader, func(dst []byte, t *Transport) []byte { return u(dst, uint64(t.Ack)) }))
+	// tshark leaves tcp.len out for a header quoted in an ICMP error, in an IP fragment, or with
+	// a bad data offset.
+	regAll("tcp.len", true, l4Field(ProtoTCP, func(h *IPHeader) bool { return !h.Quoted && !h.Fragment && h.L4.PayloadLen >= 0 },
+		func(dst []byte, t *Transport) []byte { return strconv.AppendInt(dst, int64(t.PayloadLen), 10) }))
+	regAll("tcp.window_size_value", true, l4Field(ProtoTCP, tcpHeader, func(dst []byte, t *Transport) []byte { return u(dst, uint64(t.Window)) }))
+	regAll("udp.length", true, l4Field(ProtoUDP, nil, func(dst []byte, t *Transport) []byte { return u(dst, uint64(t.UDPLen)) }))
+	regAll("icmp.type", true, l4Field(ProtoICMP, nil, func(dst []byte, t *Transport) []byte { return u(dst, uint64(t.ICMPType)) }))
+	regAll("icmp.code", true, l4Field(ProtoICMP, nil, func(dst []byte, t *Transport) []byte { return u(dst, uint64(t.ICMPCode)) }))
+	regAll("icmpv6.type", true, l4Field(ProtoICMPv6, nil, func(dst []byte, t *Transport) []byte { return u(dst, uint64(t.ICMPType)) }))
+	regAll("icmpv6.code", true, l4Field(ProtoICMPv6, nil, func(dst []byte, t *Transport) []byte { return u(dst, uint64(t.ICMPCode)) }))
+	regAll("dns.qry.name", false, func(dst []byte, _ int, p *Packet, sep byte) ([]byte, int) {
 		if !p.HasDNS || p.dnsLen == 0 {
-			return dst, false
+			return dst, 0
 		}
-		return append(dst, p.DNSName()...), true
+		n := 1
+		for _, c := range p.DNSNames() {
+			if c == 0 {
+				c = sep
+				n++
+			}
+			dst = append(dst, c)
+		}
+		return dst, n
 	})
 }
+
+// vlanTPID says whether tshark's vlan dissector shows a tag announced by this EtherType; 802.1ad
+// tags (0x88a8) are its ieee8021ad's.
+func vlanTPID(tpid uint16) bool { return tpid != 0x88a8 }

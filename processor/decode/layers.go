@@ -32,6 +32,8 @@ var (
 	LayerTypeVNTag    = gopacket.RegisterLayerType(1816, gopacket.LayerTypeMetadata{Name: "capfleet-VNTag"})
 	LayerTypeAYIYA    = gopacket.RegisterLayerType(1817, gopacket.LayerTypeMetadata{Name: "capfleet-AYIYA"})
 	LayerTypeCMD      = gopacket.RegisterLayerType(1818, gopacket.LayerTypeMetadata{Name: "capfleet-CMD"})
+	LayerTypeArista   = gopacket.RegisterLayerType(1819, gopacket.LayerTypeMetadata{Name: "capfleet-Arista"})
+	LayerTypeDot11    = gopacket.RegisterLayerType(1820, gopacket.LayerTypeMetadata{Name: "capfleet-Dot11"})
 )
 
 // Preallocated so the error path does not allocate either.

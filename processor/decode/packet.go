@@ -4,6 +4,7 @@
 package decode
 
 import (
+	"bytes"
 	"net/netip"
 	"time"
 
@@ -221,8 +222,8 @@ type Packet struct {
 	IP  [MaxIP]IPHeader
 	NIP uint8
 
-	// DNS query name of the first question in the first DNS message, dotted; HasDNS is true
-	// when a DNS header was decoded (the name may still be empty).
+	// DNS query names of the questions of the first DNS message, dotted, NUL between them;
+	// HasDNS is true when a DNS header was decoded (there may still be no name).
 	HasDNS bool
 	// DNSPort is the port that made the decoder read DNS (53, or 5353 for mDNS, 5355 for
 	// LLMNR, which tshark names differently).
@@ -232,7 +233,16 @@ type Packet struct {
 }
 
 // DNSName is the first query name, valid until the Packet is reused.
-func (p *Packet) DNSName() []byte { return p.dnsName[:p.dnsLen] }
+func (p *Packet) DNSName() []byte {
+	n := p.dnsName[:p.dnsLen]
+	if i := bytes.IndexByte(n, 0); i >= 0 {
+		return n[:i]
+	}
+	return n
+}
+
+// DNSNames are the query names of every question, NUL between them, valid until the Packet is reused.
+func (p *Packet) DNSNames() []byte { return p.dnsName[:p.dnsLen] }
 
 // Inner returns the innermost IP header that is whole and not quoted inside an ICMP error: the
 // one a flow is keyed by. ok is false when the frame carries no IP.

@@ -40,6 +40,9 @@ func (l *gre) NextLayerType() gopacket.LayerType {
 	case 0x8909:
 		l.cmd.inGRE = true
 	}
+	if arubaGRE(l.Proto) {
+		return LayerTypeDot11
+	}
 	return etherNext(l.Proto)
 }
 func (l *gre) DecodeFromBytes(data []byte, df gopacket.DecodeFeedback) error {
@@ -87,15 +90,17 @@ func (l *gre) DecodeFromBytes(data []byte, df gopacket.DecodeFeedback) error {
 }
 
 // erspan is an ERSPAN type II (8 bytes) or type III (12 bytes, 20 with the platform-specific
-// subheader) header in front of a mirrored Ethernet frame.
+// subheader) header in front of a mirrored Ethernet frame, or for type III whatever its frame
+// type says (0 Ethernet, 2 IP; tshark dissects no other).
 type erspan struct {
 	layers.BaseLayer
 	version int
+	next    gopacket.LayerType
 }
 
 func (l *erspan) LayerType() gopacket.LayerType     { return LayerTypeERSPAN }
 func (l *erspan) CanDecode() gopacket.LayerClass    { return LayerTypeERSPAN }
-func (l *erspan) NextLayerType() gopacket.LayerType { return layers.LayerTypeEthernet }
+func (l *erspan) NextLayerType() gopacket.LayerType { return l.next }
 func (l *erspan) DecodeFromBytes(data []byte, df gopacket.DecodeFeedback) error {
 	n := 8
 	if l.version == 3 {
@@ -108,6 +113,16 @@ func (l *erspan) DecodeFromBytes(data []byte, df gopacket.DecodeFeedback) error 
 		return errTruncated
 	}
 	l.BaseLayer = layers.BaseLayer{Contents: data[:n], Payload: data[n:]}
+	l.next = layers.LayerTypeEthernet
+	if l.version == 3 {
+		switch (binary.BigEndian.Uint16(data[10:]) >> 10) & 0x1f {
+		case 0:
+		case 2:
+			l.next = ipNext(l.Payload)
+		default:
+			l.next = gopacket.LayerTypePayload
+		}
+	}
 	return nil
 }
 
