@@ -96,7 +96,7 @@ type Flow struct {
 	// LastPacket is the time of the flow's last packet, counted or not: where its packets end, for
 	// what stores and exports them by time.
 	LastPacket time.Time
-	Orig, Resp  Endpoint
+	Orig, Resp Endpoint
 	// Flipped is true when Zeek's rules made the receiver of the first packet the originator
 	// (a reply from a well-known service port, a SYN that follows a SYN-ACK), which Zeek marks
 	// with '^' in the history.
