@@ -50,7 +50,7 @@ go test -count=1 -p 1 -timeout 60m ${GO_TEST_FLAGS:-} ${PKGS:-./...}
 [ -f .cache/tshark-parity.txt ] && cat .cache/tshark-parity.txt
 
 log "envtest suites against Kubernetes $KUBE_NEWEST"
-KUBEBUILDER_ASSETS=$NEWEST_ASSETS go test -count=1 -p 1 -timeout 20m ./controllers/... ./test/install/ ./kubectlplugin/
+KUBEBUILDER_ASSETS=$NEWEST_ASSETS go test -count=1 -p 1 -timeout 20m ./controllers/... ./test/install/
 
 # The race detector over the packages whose goroutines share state: the pipeline's background block
 # writes, the store's writer slots, the block pool.
