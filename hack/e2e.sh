@@ -19,8 +19,9 @@ t=$(date +%s)
 INSTALL_WITH=${INSTALL_WITH:-helm} bash hack/demo.sh infra
 # The tests count the workloads on the node and read the first sensor's and processor's node ports
 # (9090/9091, 9290/9291): another capfleet workload on the node, such as the demo's, would take them.
-others=$(kubectl --kubeconfig "$RUN/local-cluster/kubeconfig" get pods -A -l app.kubernetes.io/name=capfleet \
-  --field-selector=status.phase=Running -o name 2>/dev/null | grep -v '/capfleet-manager-' || true)
+others=$(kubectl --kubeconfig "$RUN/local-cluster/kubeconfig" get pods -A \
+  -l 'app.kubernetes.io/name=capfleet,app.kubernetes.io/component notin (manager,ui)' \
+  --field-selector=status.phase=Running -o name 2>/dev/null || true)
 [ -z "$others" ] || die "capfleet workloads already run on the local node (make demo-down first):
 $others"
 log "infrastructure ready in $(($(date +%s) - t))s; running test/e2e"
