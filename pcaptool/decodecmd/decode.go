@@ -58,12 +58,12 @@ off). Its fields and protocols: ` + strings.Join(displayfilter.FieldNames(), ", 
 }
 
 func runDecode(stdout, stderr io.Writer, path string, o *decodeOptions) error {
+	if o.records {
+		return runRecords(stdout, stderr, path, o)
+	}
 	fs, err := decode.LookupFields(strings.Split(o.fields, ","))
 	if err != nil {
 		return err
-	}
-	if o.records {
-		return runRecords(stdout, stderr, path, o)
 	}
 	var appendLine func(dst []byte, fs []decode.Field, n int, p *decode.Packet) []byte
 	switch o.output {

@@ -190,27 +190,37 @@ func init() {
 		fromDecode("frame.len"),
 		fromDecode("frame.cap_len"),
 
-		{"ip.version", true, ip(1, func(dst, b []byte, _ *decode.IPHeader) []byte { return u(dst, uint64(b[0]>>4)) })},
+		// tshark's IPv6 dissector sets ip.version too: it is the first IP header's, of either version.
+		{"ip.version", true, func(dst []byte, _ int, p *decode.Packet, frame []byte) ([]byte, bool) {
+			if p.NIP == 0 || p.IP[0].Off >= len(frame) {
+				return dst, false
+			}
+			return u(dst, uint64(frame[p.IP[0].Off]>>4)), true
+		}},
 		{"ip.hdr_len", true, ip(1, func(dst, b []byte, _ *decode.IPHeader) []byte { return u(dst, uint64(b[0]&15)*4) })},
 		{"ip.dsfield.dscp", true, ip(2, func(dst, b []byte, _ *decode.IPHeader) []byte { return u(dst, uint64(b[1]>>2)) })},
 		{"ip.dsfield.ecn", true, ip(2, func(dst, b []byte, _ *decode.IPHeader) []byte { return u(dst, uint64(b[1]&3)) })},
 		fromDecode("ip.len"),
 		fromDecode("ip.id"),
 		{"ip.flags", false, ip(7, func(dst, b []byte, _ *decode.IPHeader) []byte { return appendHex(dst, uint64(b[6]>>5), 2) })},
-		fromDecode("ip.frag_offset"),
+		// tshark prints the offset field as on the wire, in 8-byte units.
+		{"ip.frag_offset", true, ip(8, func(dst, b []byte, _ *decode.IPHeader) []byte { return u(dst, be16(b[6:])&0x1fff) })},
 		fromDecode("ip.ttl"),
 		fromDecode("ip.proto"),
 		{"ip.checksum", false, ip(12, func(dst, b []byte, _ *decode.IPHeader) []byte { return appendHex(dst, be16(b[10:]), 4) })},
 		fromDecode("ip.src"),
 		fromDecode("ip.dst"),
-		// IP options have no one bytes field in tshark; the first option's type is its
-		// ip.opt.type with occurrence=f.
+		// IP options have no one bytes field in tshark; ip.opt.type with occurrence=f is the
+		// type of the first option of the first IPv4 header that has options.
 		{"ip.opt.type", true, func(dst []byte, _ int, p *decode.Packet, frame []byte) ([]byte, bool) {
-			h := firstIP(p, 4)
-			if h == nil || h.Partial != 0 || h.HeaderLen <= 20 || h.Off+21 > len(frame) || frame[h.Off]>>4 != 4 {
-				return dst, false
+			for i := 0; i < int(p.NIP); i++ {
+				h := &p.IP[i]
+				if h.Version != 4 || h.Partial != 0 || h.HeaderLen <= 20 || h.Off+21 > len(frame) || frame[h.Off]>>4 != 4 {
+					continue
+				}
+				return u(dst, uint64(frame[h.Off+20])), true
 			}
-			return u(dst, uint64(frame[h.Off+20])), true
+			return dst, false
 		}},
 
 		{"ipv6.version", true, ip6(1, func(dst, b []byte, _ *decode.IPHeader) []byte { return u(dst, uint64(b[0]>>4)) })},
@@ -235,16 +245,28 @@ func init() {
 		fromDecode("tcp.window_size_value"),
 		{"tcp.checksum", false, tcpRaw(18, func(dst, b []byte) []byte { return appendHex(dst, be16(b[16:]), 4) })},
 		{"tcp.urgent_pointer", true, tcpRaw(20, func(dst, b []byte) []byte { return u(dst, be16(b[18:])) })},
+		// The options as far as the IP datagram and the capture hold them, as tshark shows them
+		// for a header cut by fragmentation.
 		{"tcp.options", false, func(dst []byte, _ int, p *decode.Packet, frame []byte) ([]byte, bool) {
-			t := firstL4(p, decode.ProtoTCP)
-			if t == nil || t.Short || t.BadOffset || t.Off+20 > len(frame) {
-				return dst, false
+			for i := 0; i < int(p.NIP); i++ {
+				h := &p.IP[i]
+				t := &h.L4
+				if t.Proto != decode.ProtoTCP {
+					continue
+				}
+				if t.Short || t.BadOffset || t.Off+20 > len(frame) {
+					return dst, false
+				}
+				end := min(t.Off+int(frame[t.Off+12]>>4)*4, len(frame))
+				if h.TotalLen > 0 {
+					end = min(end, h.Off+h.TotalLen)
+				}
+				if end <= t.Off+20 {
+					return dst, false
+				}
+				return appendBytes(dst, frame[t.Off+20:end]), true
 			}
-			end := t.Off + int(frame[t.Off+12]>>4)*4
-			if end <= t.Off+20 || end > len(frame) {
-				return dst, false
-			}
-			return appendBytes(dst, frame[t.Off+20:end]), true
+			return dst, false
 		}},
 		fromDecode("tcp.len"),
 
