@@ -201,7 +201,8 @@ func init() {
 		{"ip.dsfield.dscp", true, ip(2, func(dst, b []byte, _ *decode.IPHeader) []byte { return u(dst, uint64(b[1]>>2)) })},
 		{"ip.dsfield.ecn", true, ip(2, func(dst, b []byte, _ *decode.IPHeader) []byte { return u(dst, uint64(b[1]&3)) })},
 		fromDecode("ip.len"),
-		fromDecode("ip.id"),
+		// From the frame: the decoder leaves the id of a header cut short unset.
+		{"ip.id", false, ip(6, func(dst, b []byte, _ *decode.IPHeader) []byte { return appendHex(dst, be16(b[4:]), 4) })},
 		{"ip.flags", false, ip(7, func(dst, b []byte, _ *decode.IPHeader) []byte { return appendHex(dst, uint64(b[6]>>5), 2) })},
 		// tshark prints the offset field as on the wire, in 8-byte units.
 		{"ip.frag_offset", true, ip(8, func(dst, b []byte, _ *decode.IPHeader) []byte { return u(dst, be16(b[6:])&0x1fff) })},
@@ -215,7 +216,8 @@ func init() {
 		{"ip.opt.type", true, func(dst []byte, _ int, p *decode.Packet, frame []byte) ([]byte, bool) {
 			for i := 0; i < int(p.NIP); i++ {
 				h := &p.IP[i]
-				if h.Version != 4 || h.Partial != 0 || h.HeaderLen <= 20 || h.Off+21 > len(frame) || frame[h.Off]>>4 != 4 {
+				// The IHL from the header itself: HeaderLen counts an AH header after it too.
+				if h.Version != 4 || h.Partial != 0 || h.Off+21 > len(frame) || frame[h.Off]>>4 != 4 || frame[h.Off]&15 <= 5 {
 					continue
 				}
 				return u(dst, uint64(frame[h.Off+20])), true
