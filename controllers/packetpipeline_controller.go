@@ -15,6 +15,7 @@ import (
 
 	"capfleet.dev/capfleet/api/v1alpha1"
 	"capfleet.dev/capfleet/controllers/children"
+	"capfleet.dev/capfleet/controllers/topics"
 	"capfleet.dev/capfleet/heartbeat"
 )
 
@@ -80,10 +81,20 @@ func (r *PacketPipelineReconciler) findSource(ctx context.Context, pp *v1alpha1.
 	return nil
 }
 
-// tendTopic makes the flows topic exist when the Kafka sink is on and writes to the operator's Kafka.
+// tendTopic makes the flows and packet records topics exist when their sinks are on and writes to the operator's Kafka.
 func (r *PacketPipelineReconciler) tendTopic(ctx context.Context, pp *v1alpha1.PacketPipeline, p *pass) error {
-	if r.Topics != nil && pp.Spec.Sinks.Kafka != nil && usesDefaultKafka(pp.Spec.Kafka) {
-		tendTopic(ctx, r.Topics, topicWant(children.FlowsTopic(pp), pp.Spec.Sinks.Kafka.Topic), &pp.Status.Topics, p)
+	if r.Topics == nil || !usesDefaultKafka(pp.Spec.Kafka) {
+		return nil
+	}
+	var wants []topics.Want
+	if k := pp.Spec.Sinks.Kafka; k != nil {
+		wants = append(wants, topicWant(children.FlowsTopic(pp), k.Topic))
+	}
+	if k := pp.Spec.Sinks.PacketRecords; k != nil {
+		wants = append(wants, topicWant(children.RecordsTopic(pp), k.Topic))
+	}
+	if len(wants) > 0 {
+		tendTopicsStep(ctx, r.Topics, wants, &pp.Status.Topics, p)
 	}
 	return nil
 }

@@ -69,7 +69,12 @@ func tendTopics(ctx context.Context, m *topics.Manager, wants []topics.Want, pre
 // tendTopic makes want exist and keeps what exists in *st. Trouble with it is told at the end of the pass, so
 // it does not hold back the workload; Kafka out of reach is retried sooner than the cache resyncs.
 func tendTopic(ctx context.Context, m *topics.Manager, want topics.Want, st *[]v1alpha1.TopicStatus, p *pass) {
-	sts, trouble, err := tendTopics(ctx, m, []topics.Want{want}, *st)
+	tendTopicsStep(ctx, m, []topics.Want{want}, st, p)
+}
+
+// tendTopicsStep is tendTopic for several topics of one resource.
+func tendTopicsStep(ctx context.Context, m *topics.Manager, wants []topics.Want, st *[]v1alpha1.TopicStatus, p *pass) {
+	sts, trouble, err := tendTopics(ctx, m, wants, *st)
 	if err != nil {
 		trouble = &outcome{reason: ReasonKafkaUnavailable, message: err.Error()}
 		p.after(kafkaRetry)

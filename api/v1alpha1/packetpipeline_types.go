@@ -46,7 +46,7 @@ type PacketPipelineSpec struct {
 	Traffic *TrafficSettings `json:"traffic,omitempty"`
 
 	// Sinks the processor writes to.
-	// +kubebuilder:validation:XValidation:rule="has(self.cassandra) || has(self.kafka) || has(self.ipfix)",message="sinks: set at least one of cassandra, kafka, ipfix"
+	// +kubebuilder:validation:XValidation:rule="has(self.cassandra) || has(self.kafka) || has(self.ipfix) || has(self.packetRecords)",message="sinks: set at least one of cassandra, kafka, ipfix, packetRecords"
 	// +kubebuilder:validation:XValidation:rule="!has(self.kafka) || has(self.cassandra)",message="sinks.kafka needs sinks.cassandra too: open flows are checkpointed in Cassandra so a restart neither loses nor splits them"
 	// +kubebuilder:validation:XValidation:rule="!has(self.ipfix) || has(self.cassandra)",message="sinks.ipfix needs sinks.cassandra too: open flows are checkpointed in Cassandra so a restart neither loses nor splits them"
 	Sinks PipelineSinks `json:"sinks"`
@@ -144,6 +144,20 @@ type PipelineSinks struct {
 	// many) and never holds the pipeline back.
 	// +optional
 	IPFIX *IPFIXFlowSink `json:"ipfix,omitempty"`
+	// PacketRecords publishes one JSON record per packet the filters keep, with its IP, IPv6, TCP and
+	// UDP header fields under tshark's field names (ip.ttl, tcp.checksum, udp.length, ...), for
+	// consumers such as Spark or Elasticsearch that want parsed packets rather than frames. Records
+	// are keyed by the packet's source partition and offset, so copies a restart repeats can be dropped.
+	// +optional
+	PacketRecords *PacketRecordsSink `json:"packetRecords,omitempty"`
+}
+
+// PacketRecordsSink publishes decoded packet records to a Kafka topic.
+type PacketRecordsSink struct {
+	// Topic for packet records (default: NAMESPACE.NAME.records).
+	// +optional
+	// +kubebuilder:default={}
+	Topic TopicSpec `json:"topic,omitempty"`
 }
 
 // IPFIXFlowSink sends flow records to IPFIX collectors.

@@ -320,7 +320,21 @@ func TestPipelineDeployment(t *testing.T) {
 			wantArgs: []string{"process", "--topic=ns.edge.packets", "--group=capfleet.ns.flows", "--store-flows", "--flow-ttl=1h0m0s",
 				"--keyspace=capfleet", `--replication={"class":"SimpleStrategy","replication_factor":3}`, "--cassandra-hosts=c1",
 				"--cassandra-port=9042", "--flow-table-max=1000", "--flow-idle-timeout=1m0s", "--sensor=edge"},
-			absentArgs: []string{"--store-packets", "--flows-topic=ns.flows.flows"},
+			absentArgs: []string{"--store-packets", "--flows-topic=ns.flows.flows", "--records-topic=ns.flows.records"},
+		},
+		{
+			name:     "packet records to the default topic",
+			edit:     func(pp *v1alpha1.PacketPipeline) { pp.Spec.Sinks.PacketRecords = &v1alpha1.PacketRecordsSink{} },
+			wantArgs: []string{"--records-topic=ns.flows.records"},
+		},
+		{
+			name: "packet records to a named topic, without Cassandra",
+			edit: func(pp *v1alpha1.PacketPipeline) {
+				pp.Spec.Sinks.Cassandra = nil
+				pp.Spec.Sinks.PacketRecords = &v1alpha1.PacketRecordsSink{Topic: v1alpha1.TopicSpec{Name: "parsed"}}
+			},
+			wantArgs:   []string{"--records-topic=parsed"},
+			absentArgs: []string{"--store-flows", "--store-packets"},
 		},
 		{
 			name: "packets too, own group, credentials, Kafka flows",

@@ -36,6 +36,14 @@ func FlowsTopic(pp *v1alpha1.PacketPipeline) string {
 	return pp.Namespace + "." + pp.Name + ".flows"
 }
 
+// RecordsTopic is the topic a pipeline publishes decoded packet records to, when that sink is on.
+func RecordsTopic(pp *v1alpha1.PacketPipeline) string {
+	if k := pp.Spec.Sinks.PacketRecords; k != nil && k.Topic.Name != "" {
+		return k.Topic.Name
+	}
+	return pp.Namespace + "." + pp.Name + ".records"
+}
+
 // PipelineDeployment builds the Deployment of a PacketPipeline's processors. sourceTopic is the packets
 // topic already resolved (from the sensor the spec names, or the topic it gives).
 func PipelineDeployment(pp *v1alpha1.PacketPipeline, sourceTopic string, o Options) *appsv1.Deployment {
@@ -81,6 +89,9 @@ func PipelineDeployment(pp *v1alpha1.PacketPipeline, sourceTopic string, o Optio
 	}
 	if s.Sinks.Kafka != nil {
 		w.flag("--flows-topic=" + FlowsTopic(pp))
+	}
+	if s.Sinks.PacketRecords != nil {
+		w.flag("--records-topic=" + RecordsTopic(pp))
 	}
 	if t := s.Traffic; t != nil {
 		w.flag("--traffic-step="+durationOr(t.Step, "1s"), "--edge-window="+durationOr(t.EdgeWindow, "1m0s"),

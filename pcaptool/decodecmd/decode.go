@@ -14,6 +14,7 @@ import (
 
 	"capfleet.dev/capfleet/processor/decode"
 	"capfleet.dev/capfleet/processor/displayfilter"
+	"capfleet.dev/capfleet/processor/packetjson"
 )
 
 type decodeOptions struct {
@@ -23,6 +24,8 @@ type decodeOptions struct {
 	// display is a Wireshark display filter (tshark -Y), applied after decoding.
 	display string
 	stats   bool
+	// records prints packetjson's records instead of the chosen fields.
+	records bool
 }
 
 // NewDecodeCommand returns `decode FILE`: one line per packet with the fields asked for, named
@@ -52,10 +55,14 @@ off). Its fields and protocols: ` + strings.Join(displayfilter.FieldNames(), ", 
 	c.Flags().StringVar(&o.filter, "filter", "", "print only packets matching this tcpdump filter expression")
 	c.Flags().StringVarP(&o.display, "display-filter", "Y", "", "print only packets matching this Wireshark display filter (tshark -Y syntax)")
 	c.Flags().BoolVar(&o.stats, "stats", false, "print decode counters by reason to stderr at the end")
+	c.Flags().BoolVar(&o.records, "json-records", false, "print one JSON record per packet with every IP, TCP and UDP header field, keyed by tshark field names, as a PacketPipeline's packet-records sink publishes them (--fields and -o are ignored)")
 	return c
 }
 
 func runDecode(stdout, stderr io.Writer, path string, o *decodeOptions) error {
+	if o.records {
+		return runRecords(stdout, stderr, path, o)
+	}
 	fs, err := decode.LookupFields(strings.Split(o.fields, ","))
 	if err != nil {
 		return err
@@ -79,6 +86,32 @@ func runDecode(stdout, stderr io.Writer, path string, o *decodeOptions) error {
 	var line []byte
 	err = src.each(func(n int, p *decode.Packet) {
 		line = appendLine(line[:0], fs, n, p)
+		w.Write(line)
+	})
+	if err != nil {
+		w.Flush()
+		return err
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	if o.stats {
+		src.printStats(stderr)
+	}
+	return nil
+}
+
+// runRecords prints packetjson's record of each packet, one a line.
+func runRecords(stdout, stderr io.Writer, path string, o *decodeOptions) error {
+	src, err := openPackets(path, o.filter, o.display, false)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	w := bufio.NewWriterSize(stdout, 1<<16)
+	var line []byte
+	err = src.each(func(n int, p *decode.Packet) {
+		line = append(packetjson.Append(line[:0], n, p, src.frame), '\n')
 		w.Write(line)
 	})
 	if err != nil {

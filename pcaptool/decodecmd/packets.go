@@ -21,6 +21,8 @@ type packets struct {
 	display   *displayfilter.Filter
 	dec       *decode.Decoder
 	displayed uint64 // packets the display filter kept out
+	// frame is the bytes of the packet fn is called with, valid during the call only.
+	frame []byte
 }
 
 // openPackets opens a capture with its filters. payload says whether the output reads beyond the
@@ -68,6 +70,7 @@ func (s *packets) each(fn func(n int, p *decode.Packet)) error {
 			s.displayed++
 			continue
 		}
+		s.frame = pkt.Data
 		fn(n, &p)
 	}
 }

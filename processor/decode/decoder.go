@@ -65,6 +65,8 @@ type Decoder struct {
 	wireLen   int    // length of the frame on the wire
 	tpid      uint16 // the EtherType that announced the next VLAN tag
 	dnsPort   uint16 // the port that sent the decoder into DNS
+	frameCap  int    // cap of the frame: a header's offset is frameCap less its slice's cap
+	off       int    // offset in the frame of the layer being recorded
 
 	Stats Stats
 
@@ -179,6 +181,7 @@ func (d *Decoder) Decode(frame []byte, lt LinkType, ts time.Time, origLen int, p
 	d.tunnel, d.quoteNext, d.pending, d.tpid, d.lostIP = TunnelNone, false, OK, 0x8100, false
 	d.cmd.inGRE = false // a GRE header with nothing after it left it set
 	d.frameLen, d.wireLen = len(frame), max(origLen, len(frame))
+	d.frameCap = cap(frame)
 	d.Stats.Packets++
 
 	typ, data, ok := firstLayer(lt, frame)
@@ -197,6 +200,8 @@ func (d *Decoder) Decode(frame []byte, lt LinkType, ts time.Time, origLen int, p
 			return d.finish(p, OK)
 		}
 		d.truncated = false
+		// Every layer's data is a subslice of the frame, so its cap says where it starts.
+		d.off = d.frameCap - cap(data)
 		if err := dl.DecodeFromBytes(data, d); err != nil {
 			d.recordPartial(typ, data, p)
 			if d.quoteNext || d.insideQuote(p) {
@@ -251,7 +256,7 @@ func (d *Decoder) newIP(p *Packet, scratch *IPHeader) *IPHeader {
 	} else {
 		d.lostIP = true
 	}
-	*h = IPHeader{Quoted: d.quoteNext || d.insideQuote(p)}
+	*h = IPHeader{Quoted: d.quoteNext || d.insideQuote(p), Off: d.off}
 	if !h.Quoted && p.NIP > 1 && p.Tunnel == TunnelNone {
 		p.Tunnel = d.tunnel
 		if p.Tunnel == TunnelNone {
@@ -503,7 +508,7 @@ func (d *Decoder) recordTCP(p *Packet, hdr []byte) {
 	if h == nil {
 		return
 	}
-	h.L4 = Transport{Proto: ProtoTCP}
+	h.L4 = Transport{Proto: ProtoTCP, Off: d.off}
 	t := &h.L4
 	if len(hdr) >= 4 {
 		t.SrcPort, t.DstPort = be16(hdr[0:]), be16(hdr[2:])
@@ -530,7 +535,7 @@ func (d *Decoder) recordUDP(p *Packet, hdr []byte) {
 	if h == nil || len(hdr) < 4 {
 		return
 	}
-	h.L4 = Transport{Proto: ProtoUDP, SrcPort: be16(hdr[0:]), DstPort: be16(hdr[2:])}
+	h.L4 = Transport{Proto: ProtoUDP, SrcPort: be16(hdr[0:]), DstPort: be16(hdr[2:]), Off: d.off}
 	if len(hdr) >= 6 {
 		h.L4.UDPLen = be16(hdr[4:])
 		h.L4.PayloadLen = max(int(h.L4.UDPLen)-8, 0)

@@ -1,6 +1,7 @@
 package decode
 
 import (
+	"bytes"
 	"fmt"
 	"maps"
 	"slices"
@@ -30,6 +31,21 @@ const Aggregator = ','
 func (f Field) Append(dst []byte, number int, p *Packet) (out []byte, ok bool) {
 	out, n := f.each(dst, number, p, Aggregator)
 	return out, n > 0
+}
+
+// AppendFirst appends the field's first occurrence only, as tshark's `-E occurrence=f` prints it
+// (a packet record holds one value per field).
+func (f Field) AppendFirst(dst []byte, number int, p *Packet) (out []byte, ok bool) {
+	start := len(dst)
+	// NUL separates occurrences here: no field's text holds one.
+	out, n := f.each(dst, number, p, 0)
+	if n == 0 {
+		return dst, false
+	}
+	if i := bytes.IndexByte(out[start:], 0); i >= 0 {
+		out = out[:start+i]
+	}
+	return out, true
 }
 
 // AppendSep appends every occurrence of the field separated by sep (for a caller that must tell

@@ -153,6 +153,9 @@ type Transport struct {
 	// BadChecksum: the checksum does not match the segment (set only when the Decoder verifies
 	// checksums, for a segment captured whole).
 	BadChecksum bool
+	// Off is where the transport header starts in the frame, for readers of fields the decoder
+	// does not keep (checksum, urgent pointer, options).
+	Off int
 }
 
 // IPHeader is one IPv4 or IPv6 header and the transport after it.
@@ -182,7 +185,10 @@ type IPHeader struct {
 	Partial uint8
 	// BadChecksum: an IPv4 header checksum that does not match (when the Decoder verifies them).
 	BadChecksum bool
-	L4          Transport
+	// Off is where this IP header starts in the frame, for readers of fields the decoder does
+	// not keep (DSCP, checksum, options, flow label).
+	Off int
+	L4  Transport
 }
 
 // Holds says whether the header was captured up to byte end of it: a field that ends there is set.

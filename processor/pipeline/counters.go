@@ -24,6 +24,8 @@ type Counters struct {
 	FlowsEvicted   atomic.Uint64 // flows closed early because the table was full
 	FlowsFiltered  atomic.Uint64 // flow records (closed or running totals) the flow filter kept from the sinks
 	FlowsPublished atomic.Uint64
+	// PacketRecordsPublished counts the decoded packet records produced to the records topic.
+	PacketRecordsPublished atomic.Uint64
 	// TrafficRowsWritten and EdgeRowsWritten count the rows of traffic counters and edge rollups stored
 	// (a window's row is rewritten while it is open).
 	TrafficRowsWritten atomic.Uint64
@@ -121,6 +123,7 @@ func NewCollector(c *Counters) prometheus.Collector {
 		"evicted":        desc("flows_evicted_total", "Flows closed early because the flow table was full."),
 		"flows_filtered": desc("flows_filtered_total", "Flow records (closed flows or open flows' running totals) the flow filter kept from the sinks."),
 		"published":      desc("flows_published_total", "Flow records produced to the flows topic."),
+		"packet_records": desc("packet_records_published_total", "Decoded packet records (JSON, tshark field names) produced to the records topic."),
 		"traffic_rows":   desc("traffic_rows_written_total", "Rows of per-window traffic counters stored (an open window's row is rewritten)."),
 		"edge_rows":      desc("edge_rollup_rows_written_total", "Rows of per-window edge rollups stored."),
 		"exported":       desc("ipfix_records_exported_total", "IPFIX data records exported (one per direction of a flow that carried packets)."),
@@ -162,6 +165,7 @@ func (k *collector) Collect(ch chan<- prometheus.Metric) {
 	counter("evicted", c.FlowsEvicted.Load())
 	counter("flows_filtered", c.FlowsFiltered.Load())
 	counter("published", c.FlowsPublished.Load())
+	counter("packet_records", c.PacketRecordsPublished.Load())
 	counter("traffic_rows", c.TrafficRowsWritten.Load())
 	counter("edge_rows", c.EdgeRowsWritten.Load())
 	counter("sink_errors", c.CassandraErrors.Load(), "cassandra")

@@ -55,6 +55,9 @@ type Config struct {
 	PacketTTL    time.Duration
 	FlowTTL      time.Duration
 	FlowsTopic   string // optional: closed flows as JSON, keyed by uid
+	// RecordsTopic, when set, gets one JSON record per packet the filters keep, with its header fields
+	// under tshark's names (packetjson), keyed by the packet's source partition and offset.
+	RecordsTopic string
 	// IPFIX, when set, exports closed flows as IPFIX over UDP to these collectors (host:port), with
 	// IPFIXDomain as the observation domain. Export is fire and forget, as a router's: a failed send is
 	// counted (sink_errors{sink="ipfix"}), never retried, and never holds back a commit.
@@ -169,6 +172,7 @@ type Pipeline struct {
 	records packetrecord.Decoder
 	dec     *decode.Decoder
 	ipfix   *ipfix.Exporter // nil unless Config.IPFIX
+	out     packetRecords   // packet records waiting to be produced (Config.RecordsTopic)
 	pkt     decode.Packet
 	ready   atomic.Bool
 }
@@ -401,6 +405,9 @@ func (p *Pipeline) record(ctx context.Context, ps *partition, r *kgo.Record) err
 	if meta.Timestamp.After(ps.clock) {
 		ps.clock = meta.Timestamp
 	}
+	if p.cfg.RecordsTopic != "" {
+		p.out.add(ps.id, r.Offset, &p.pkt, frame)
+	}
 	if p.cfg.StorePackets {
 		bp := block.Packet{Offset: r.Offset, Timestamp: meta.Timestamp.UnixNano(), OrigLen: meta.OrigLen,
 			LinkType: uint32(meta.LinkType), Node: meta.Node, Interface: meta.Interface, Data: frame}
@@ -515,6 +522,9 @@ const closedBatch = 8192
 func (p *Pipeline) flush(ctx context.Context, all bool) error {
 	if err := p.writes.failed(); err != nil {
 		return p.sinkFailed("store packets", err)
+	}
+	if err := p.publishRecords(ctx); err != nil {
+		return err
 	}
 	if len(p.closed) > 0 && (all || len(p.closed) >= closedBatch) {
 		if p.cfg.StoreFlows {

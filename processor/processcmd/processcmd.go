@@ -87,6 +87,7 @@ commit and resumed by whoever consumes the partition next.`,
 	fs.StringVar(&o.replication, "replication", store.DefaultReplication, "replication of the keyspace when it is created, as JSON")
 	fs.StringVar(&o.pipe.Sensor, "sensor", "", "name packets and flows are stored under (default: the topic)")
 	fs.StringVar(&o.pipe.FlowsTopic, "flows-topic", "", "also produce closed flows as JSON to this topic")
+	fs.StringVar(&o.pipe.RecordsTopic, "records-topic", "", "also produce one JSON record per packet the filters keep to this topic: its IP, IPv6, TCP and UDP header fields under tshark's field names (as pcap decode --json-records prints them), keyed by the packet's partition:offset")
 	fs.StringSliceVar(&o.pipe.IPFIX, "ipfix", nil, "also export closed flows as IPFIX over UDP to these collectors (host:port, comma-separated); needs --store-flows or --store-packets")
 	fs.Uint32Var(&o.pipe.IPFIXDomain, "ipfix-domain", 0, "IPFIX observation domain ID of the export")
 	fs.DurationVar(&o.pipe.FlowUpdateInterval, "flow-update-interval", 10*time.Second, "how often the running totals of open flows are stored (0: with every commit). Each commit checkpoints them, and whoever takes a partition over writes them at once, so a crash delays them but loses nothing; shorter intervals show long flows sooner in query flows and cost Cassandra more")
@@ -183,7 +184,7 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 		}})
 		deps.Reader = store.NewReader(session)
 		deps.NewFlowTable = pipeline.NewFlowTableFactory(o.flows, counters)
-	} else {
+	} else if o.pipe.RecordsTopic == "" {
 		log.Warn("neither --store-packets nor --store-flows: packets are only counted")
 	}
 	pipe, err := pipeline.New(o.pipe, deps)
