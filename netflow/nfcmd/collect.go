@@ -119,25 +119,7 @@ func openStore(ctx context.Context, o collectOptions, log *slog.Logger) (*gocql.
 	if err != nil {
 		return nil, err
 	}
-	cl.ReconnectInterval = 2 * time.Second
-	delay := 500 * time.Millisecond
-	for {
-		err = store.Migrate(ctx, cl, o.keyspace, o.replication)
-		if err == nil {
-			break
-		}
-		if ctx.Err() != nil {
-			return nil, err
-		}
-		log.Warn("cassandra schema not ready, retrying", "err", err, "in", delay)
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(delay):
-		}
-		delay = min(2*delay, 15*time.Second)
-	}
-	return store.Connect(cl, o.keyspace)
+	return store.MigrateAndConnect(ctx, cl, o.keyspace, o.replication, log)
 }
 
 // heartbeatCounters maps the collector's counters onto a heartbeat: records decoded in, flows stored out,

@@ -215,26 +215,7 @@ func openStore(ctx context.Context, o options, log *slog.Logger) (*gocql.Session
 	if err != nil {
 		return nil, err
 	}
-	// Notice a node back from an outage within seconds, not gocql's default minute.
-	cl.ReconnectInterval = 2 * time.Second
-	delay := 500 * time.Millisecond
-	for {
-		err = store.Migrate(ctx, cl, o.keyspace, o.replication)
-		if err == nil {
-			break
-		}
-		if ctx.Err() != nil {
-			return nil, err
-		}
-		log.Warn("cassandra schema not ready, retrying", "err", err, "in", delay)
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(delay):
-		}
-		delay = min(2*delay, 15*time.Second)
-	}
-	return store.Connect(cl, o.keyspace)
+	return store.MigrateAndConnect(ctx, cl, o.keyspace, o.replication, log)
 }
 
 // serve starts /metrics and the probes. /healthz answers while the process runs; /readyz once the

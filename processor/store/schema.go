@@ -39,6 +39,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"regexp"
 	"strings"
 	"time"
@@ -292,6 +293,31 @@ func AppliedVersion(ctx context.Context, s *gocql.Session, keyspace string) (int
 		}
 	}
 	return max, nil
+}
+
+// MigrateAndConnect is what a long-running writer does at start: it creates or upgrades the schema,
+// retrying (backing off to 15 s) while Cassandra is still starting, then opens the keyspace session. The
+// cluster notices a node back from an outage within seconds, not gocql's default minute.
+func MigrateAndConnect(ctx context.Context, cluster *gocql.ClusterConfig, keyspace, replication string, log *slog.Logger) (*gocql.Session, error) {
+	cluster.ReconnectInterval = 2 * time.Second
+	delay := 500 * time.Millisecond
+	for {
+		err := Migrate(ctx, cluster, keyspace, replication)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		log.Warn("cassandra schema not ready, retrying", "err", err, "in", delay)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 15*time.Second)
+	}
+	return Connect(cluster, keyspace)
 }
 
 // Connect opens a session bound to keyspace: batches carry the session keyspace, and token-aware routing
