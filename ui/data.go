@@ -33,6 +33,20 @@ type pipelineData struct {
 
 // pipelineFor authenticates r, checks the caller may get the pipeline it names and returns a reader on
 // the pipeline's keyspace. On failure it has answered r.
+// dataRequest is how every data endpoint starts: the pipeline the caller may read and the time range
+// asked for; ok is false when the answer (401, 403, 400...) has been written.
+func (s *Server) dataRequest(w http.ResponseWriter, r *http.Request) (d *pipelineData, from, to time.Time, ok bool) {
+	if d, ok = s.pipelineFor(w, r); !ok {
+		return nil, from, to, false
+	}
+	from, to, err := timeRange(r)
+	if err != nil {
+		httpError(w, http.StatusBadRequest, err)
+		return nil, from, to, false
+	}
+	return d, from, to, true
+}
+
 func (s *Server) pipelineFor(w http.ResponseWriter, r *http.Request) (*pipelineData, bool) {
 	c, ok := s.authenticated(w, r)
 	if !ok {
@@ -151,13 +165,8 @@ const (
 // handleGraph answers GET /api/graph: query.BuildGraph of the pipeline's flows, in the node-link JSON
 // of `query graph -o json`.
 func (s *Server) handleGraph(w http.ResponseWriter, r *http.Request) {
-	d, ok := s.pipelineFor(w, r)
+	d, from, to, ok := s.dataRequest(w, r)
 	if !ok {
-		return
-	}
-	from, to, err := timeRange(r)
-	if err != nil {
-		httpError(w, http.StatusBadRequest, err)
 		return
 	}
 	window, err := durationParam(r, "window")
@@ -184,13 +193,8 @@ func (s *Server) handleGraph(w http.ResponseWriter, r *http.Request) {
 
 // handleTop answers GET /api/top: query.Top of the pipeline's flows.
 func (s *Server) handleTop(w http.ResponseWriter, r *http.Request) {
-	d, ok := s.pipelineFor(w, r)
+	d, from, to, ok := s.dataRequest(w, r)
 	if !ok {
-		return
-	}
-	from, to, err := timeRange(r)
-	if err != nil {
-		httpError(w, http.StatusBadRequest, err)
 		return
 	}
 	q := r.URL.Query()
@@ -219,23 +223,19 @@ func (s *Server) handleTop(w http.ResponseWriter, r *http.Request) {
 // handleFlows answers GET /api/flows: the flow search of `query flows` (ip, port, proto, time), at most
 // limit flows, most IP bytes first; X-Capfleet-Truncated says when more matched.
 func (s *Server) handleFlows(w http.ResponseWriter, r *http.Request) {
-	d, ok := s.pipelineFor(w, r)
+	d, from, to, ok := s.dataRequest(w, r)
 	if !ok {
-		return
-	}
-	from, to, err := timeRange(r)
-	if err != nil {
-		httpError(w, http.StatusBadRequest, err)
 		return
 	}
 	q := r.URL.Query()
 	search := query.FlowSearch{From: from, To: to, Proto: q.Get("proto"), Sensor: d.sensor}
 	if ip := strings.TrimSpace(q.Get("ip")); ip != "" {
-		if search.IP, err = netip.ParseAddr(ip); err != nil {
+		addr, err := netip.ParseAddr(ip)
+		if err != nil {
 			httpError(w, http.StatusBadRequest, fmt.Errorf("ip %q is not an address", ip))
 			return
 		}
-		search.IP = search.IP.Unmap()
+		search.IP = addr.Unmap()
 	}
 	port, err := uintParam(r, "port")
 	if err != nil || port > 65535 {
@@ -277,13 +277,8 @@ func (s *Server) handleFlows(w http.ResponseWriter, r *http.Request) {
 
 // handlePcap answers GET /api/pcap?flow=UID: the packets of that flow, as `query packets --flow`.
 func (s *Server) handlePcap(w http.ResponseWriter, r *http.Request) {
-	d, ok := s.pipelineFor(w, r)
+	d, from, to, ok := s.dataRequest(w, r)
 	if !ok {
-		return
-	}
-	from, to, err := timeRange(r)
-	if err != nil {
-		httpError(w, http.StatusBadRequest, err)
 		return
 	}
 	id := r.URL.Query().Get("flow")
@@ -292,7 +287,7 @@ func (s *Server) handlePcap(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	started := false
-	_, err = query.FlowPackets(r.Context(), d.reader, d.sensor, id, from, to, w, func(f store.Flow, format string) {
+	_, err := query.FlowPackets(r.Context(), d.reader, d.sensor, id, from, to, w, func(f store.Flow, format string) {
 		started = true
 		ct := "application/vnd.tcpdump.pcap"
 		if format == "pcapng" {
@@ -316,13 +311,8 @@ func (s *Server) handlePcap(w http.ResponseWriter, r *http.Request) {
 // handleTraffic answers GET /api/traffic: the pipeline's sensor's stored traffic counters in steps of
 // step (default 1s), as `query traffic` prints them.
 func (s *Server) handleTraffic(w http.ResponseWriter, r *http.Request) {
-	d, ok := s.pipelineFor(w, r)
+	d, from, to, ok := s.dataRequest(w, r)
 	if !ok {
-		return
-	}
-	from, to, err := timeRange(r)
-	if err != nil {
-		httpError(w, http.StatusBadRequest, err)
 		return
 	}
 	step, err := durationParam(r, "step")
