@@ -402,7 +402,8 @@ func (p *Pipeline) record(ctx context.Context, ps *partition, r *kgo.Record) err
 		}
 		return nil
 	}
-	if meta.Timestamp.After(ps.clock) {
+	advanced := meta.Timestamp.After(ps.clock)
+	if advanced {
 		ps.clock = meta.Timestamp
 	}
 	if p.cfg.RecordsTopic != "" {
@@ -430,7 +431,12 @@ func (p *Pipeline) record(ctx context.Context, ps *partition, r *kgo.Record) err
 		}
 		ps.flows.Add(&p.pkt)
 		newFlow = counts && c.Created() != before
-		ps.flows.Expire(ps.clock)
+		// Only a clock that moved forward ends flows, as in pcap flows: a packet older than the clock (a
+		// looped or concatenated capture going back in time) opens a flow that would otherwise end at once,
+		// a stored flow per packet.
+		if advanced {
+			ps.flows.Expire(ps.clock)
+		}
 	}
 	if ps.roll != nil {
 		ps.roll.edge(r.Offset, &p.pkt, newFlow, p.cfg.Sensor, ps.id)

@@ -1102,3 +1102,31 @@ func TestFlowFilterKeepsFlowsFromTheSinks(t *testing.T) {
 		t.Fatalf("capfleet_process_flows_filtered_total %v, want at least the %d flows the filter rejects", n, len(all)-len(want))
 	}
 }
+
+// A topic whose packets go back in time (captures concatenated, a looped replay) keeps each flow whole:
+// the flows of the earlier capture must not end at once because the clock has seen the later one.
+func TestACaptureGoingBackInTimeStoresTheFlowsPcapFlowsFinds(t *testing.T) {
+	kcfg := kafkatest.Plain(t)
+	ccfg := cassandratest.Config(t)
+	ks := cassandratest.NewKeyspace(t, ccfg)
+	later := pipelinetest.ReadCapture(t, pipelinetest.SharedPcap(t, "ndpi/ethereum.pcap"))
+	earlier := pipelinetest.ReadCapture(t, pipelinetest.SharedPcap(t, "ndpi/EAQ.pcap"))
+	if !earlier[len(earlier)-1].Meta.Timestamp.Before(later[0].Meta.Timestamp) {
+		t.Fatal("the second capture must be older than the first for this test")
+	}
+	frames := append(append([]pipelinetest.Frame{}, later...), earlier...)
+	want := pipelinetest.ExpectedFlows(t, frames, pipeline.FlowConfig{IdleTimeout: 2 * time.Second, ActiveTimeout: 30 * time.Minute, MaxFlows: 1000000}, "back")
+	run := runFiltered(t, kcfg, ccfg, ks, frames, len(frames), "back", "--store-flows", "--flow-idle-timeout", "2s")
+	defer run.stop(t)
+	var stored []store.Flow
+	pipelinetest.Eventually(t, time.Minute, "the flows of both captures stored, closed", func() (bool, string) {
+		var err error
+		stored, err = run.reader.FlowsBetween(run.ctx, run.first, run.last)
+		return err == nil && len(stored) >= len(want) && !slices.ContainsFunc(stored, func(f store.Flow) bool { return !f.Closed }),
+			fmt.Sprintf("%d stored, want %d (%v)", len(stored), len(want), err)
+	})
+	pipelinetest.SortFlows(stored)
+	if d := pipelinetest.DiffFlows(stored, want); d != "" {
+		t.Fatalf("stored flows differ from pcap flows' on the same packets:\n%s", d)
+	}
+}
