@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/gocql/gocql"
@@ -206,67 +207,141 @@ func (r *flowReader) bytes() []byte {
 }
 
 // blockFlows hands fn every flow of the blocks indexed in the hours of [from, to] whose index may hold
-// ip (any when ip is not valid). A keyspace older than flow blocks has none.
-func (r *Reader) blockFlows(ctx context.Context, from, to time.Time, ip netip.Addr, fn func(f Flow)) error {
-	hours, err := r.flowHours(ctx, from, to)
-	if err != nil || len(hours) == 0 {
+// ip (any when ip is not valid), one block's flows at a time and in no particular order; sizeHint, when
+// set, first hears how many flows those blocks hold at most. A keyspace older than flow blocks has none.
+func (r *Reader) blockFlows(ctx context.Context, from, to time.Time, ip netip.Addr, sizeHint func(flows int), fn func(f Flow)) error {
+	ids, err := r.flowBlockIDs(ctx, from, to, ip)
+	if err != nil || len(ids) == 0 {
 		return err
 	}
-	seen := map[gocql.UUID]bool{}
-	for _, h := range hours {
-		iter := r.s.Query(`SELECT id, min_ns, max_ns, addrs FROM flow_block_index WHERE bucket = ?`, h).
-			WithContext(ctx).PageSize(1000).Iter()
-		var (
-			id       gocql.UUID
-			lo, hi   int64
-			addrs    []byte
-			toFetch  []gocql.UUID
-			from, to = from.UnixNano(), to.UnixNano()
-		)
-		for iter.Scan(&id, &lo, &hi, &addrs) {
-			if seen[id] || hi < from || lo > to || (ip.IsValid() && !block.Bloom(addrs).MayContain(ip)) {
-				continue
-			}
-			seen[id] = true
-			toFetch = append(toFetch, id)
+	if sizeHint != nil {
+		n := 0
+		for _, b := range ids {
+			n += b.flows
 		}
-		if err := iter.Close(); err != nil {
-			return fmt.Errorf("cassandra: read the flow index of %s: %w", h.Format(time.RFC3339), err)
-		}
-		for _, id := range toFetch {
-			if err := r.fetchFlowBlock(ctx, id, fn); err != nil {
-				return err
-			}
-		}
+		sizeHint(n)
 	}
-	return nil
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// A day of flows is hundreds of blocks: fetched one after another, the reader waits on each round
+	// trip and on Cassandra's read of the blob in turn, so a few are in flight while one is decoded.
+	jobs, results := make(chan indexedBlock), make(chan fetchedBlock, flowFetchers)
+	var wg sync.WaitGroup
+	for range min(flowFetchers, len(ids)) {
+		wg.Go(func() {
+			for id := range jobs {
+				b := r.fetchFlowBlock(ctx, id.id, id.flows)
+				select {
+				case results <- b:
+				case <-ctx.Done():
+					return
+				}
+			}
+		})
+	}
+	go func() {
+		defer close(jobs)
+		for _, id := range ids {
+			select {
+			case jobs <- id:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	go func() { wg.Wait(); close(results) }()
+	for b := range results {
+		for _, f := range b.flows {
+			fn(f)
+		}
+		if b.err == nil {
+			continue
+		}
+		if !b.damaged || r.OnSkip == nil {
+			return b.err
+		}
+		// What was decoded before the damage was handed on; the rest is reported.
+		r.OnSkip("flow block "+b.id.String(), b.err)
+	}
+	return ctx.Err()
 }
 
-func (r *Reader) fetchFlowBlock(ctx context.Context, id gocql.UUID, fn func(f Flow)) error {
+// flowFetchers is how many flow blocks a read fetches at once.
+const flowFetchers = 4
+
+// indexedBlock is a flow block to read and how many flows its index rows say it holds.
+type indexedBlock struct {
+	id    gocql.UUID
+	flows int
+}
+
+// flowBlockIDs are the blocks indexed in the hours of [from, to] that may hold ip, each once.
+func (r *Reader) flowBlockIDs(ctx context.Context, from, to time.Time, ip netip.Addr) ([]indexedBlock, error) {
+	hours, err := r.flowHours(ctx, from, to)
+	if err != nil || len(hours) == 0 {
+		return nil, err
+	}
+	seen := map[gocql.UUID]int{} // where in ids
+	var ids []indexedBlock
+	lo, hi := from.UnixNano(), to.UnixNano()
+	for _, h := range hours {
+		iter := r.s.Query(`SELECT id, min_ns, max_ns, flows, addrs FROM flow_block_index WHERE bucket = ?`, h).
+			WithContext(ctx).PageSize(1000).Iter()
+		var (
+			id          gocql.UUID
+			first, last int64
+			flows       int
+			addrs       []byte
+		)
+		for iter.Scan(&id, &first, &last, &flows, &addrs) {
+			if last < lo || first > hi || (ip.IsValid() && !block.Bloom(addrs).MayContain(ip)) {
+				continue
+			}
+			// A block's flows are counted in each hour they are active in; the sum bounds the block.
+			if i, ok := seen[id]; ok {
+				ids[i].flows = min(ids[i].flows+flows, maxBlockFlows)
+				continue
+			}
+			seen[id] = len(ids)
+			ids = append(ids, indexedBlock{id, flows})
+		}
+		if err := iter.Close(); err != nil {
+			return nil, fmt.Errorf("cassandra: read the flow index of %s: %w", h.Format(time.RFC3339), err)
+		}
+	}
+	return ids, nil
+}
+
+// fetchedBlock is what reading one flow block gave: its flows, and an error that either fails the read
+// or, when damaged, only says the block could not be read to its end.
+type fetchedBlock struct {
+	id      gocql.UUID
+	flows   []Flow
+	err     error
+	damaged bool
+}
+
+func (r *Reader) fetchFlowBlock(ctx context.Context, id gocql.UUID, flows int) fetchedBlock {
 	var (
 		codec int
 		data  []byte
 	)
 	err := r.s.Query(`SELECT codec, data FROM flow_blocks WHERE id = ?`, id).WithContext(ctx).Scan(&codec, &data)
 	if isNotFound(err) {
-		return nil // indexed, but its own write has not landed (or expired first): its flows are in a retry
+		return fetchedBlock{id: id} // indexed, but its own write has not landed (or expired first): its flows are in a retry
 	}
 	if err != nil {
-		return fmt.Errorf("cassandra: read flow block %s: %w", id, err)
+		return fetchedBlock{id: id, err: fmt.Errorf("cassandra: read flow block %s: %w", id, err)}
 	}
+	out := fetchedBlock{id: id, flows: make([]Flow, 0, flows)}
 	body, err := block.Decompress(nil, data, block.Codec(codec))
 	if err == nil {
-		err = eachFlow(body, fn)
+		err = eachFlow(body, func(f Flow) { out.flows = append(out.flows, f) })
 	}
 	if err != nil {
-		// What was decoded before the damage was handed on; the rest is reported, or fails the read.
-		if r.OnSkip != nil {
-			r.OnSkip("flow block "+id.String(), err)
-			return nil
-		}
-		return fmt.Errorf("flow block %s: %w", id, err)
+		out.err, out.damaged = fmt.Errorf("flow block %s: %w", id, err), true
 	}
-	return nil
+	return out
 }
 
 // flowHours are the hours of [from, to] that hold flow blocks, read from their directory so that a range
