@@ -651,6 +651,11 @@ gobench ./processor/displayfilter '^BenchmarkMatchMix$'
 gobench ./processor/flow '^Benchmark(DecodeAndAggregate|ActiveFlowMemory)$'
 gobench ./processor/pipeline '^BenchmarkFlowTableAdd$'
 gobench ./packetrecord '^Benchmark(Encode|FlowHash)$'
+# The NetFlow/IPFIX collector against nfcapd on one stream: each iteration is a whole stream (-benchtime 1x).
+if want go; then
+  go test -run '^$' -bench '^BenchmarkCollectVsNfcapd$' -benchtime 1x -count "$RUNS" ./netflow/nfcmd 2>&1 |
+    tee -a "$WORK/gobench.log" | "$TOOL" gobench >>"$RESULTS" || log "collector benchmark failed: see $WORK/gobench.log"
+fi
 if bash hack/cassandra.sh status >/dev/null 2>&1; then
   query_day_bench "${BENCH_QUERY_FLOWS_PER_SECOND:-50}"
 else

@@ -250,6 +250,50 @@ var aims = []aim{
 		},
 		partly: whyFleet,
 	},
+	{
+		what: "analyst queries over a day", target: "query top and query graph over a day of stored flows (reported, no bound)",
+		noBound: true,
+		check: func(r *results) ([]string, bool, bool) {
+			c := newChecker()
+			flows, ok := r.med("go", "query", "QueryDay/top", "flows")
+			if !ok {
+				return c.result()
+			}
+			c.measured = true
+			rate := flows / 86400
+			for _, q := range []struct{ bench, what string }{
+				{"QueryDay/top", "`query top --group host --by bytes` (every flow of the day read and summed)"},
+				{"QueryDay/graph-flows", "`query graph` from the flows"},
+				{"QueryDay/graph-rollups", "`query graph` from the per-minute edge rollups (what a range of an hour or more reads)"},
+			} {
+				if s, ok := r.stat("go", "query", q.bench, "s/query"); ok {
+					c.note(fmt.Sprintf("%s over %s flows (%s flows/s for 24 h): %s s (%s–%s)", q.what, num(flows), num(rate), num(s.med), num(s.min), num(s.max)))
+				}
+			}
+			if rows, ok := r.med("go", "query", "QueryDay/graph-rollups", "rollup-rows"); ok {
+				c.note(fmt.Sprintf("edge rollup rows of that day: %s (%s flows a row)", num(rows), num(flows/rows)))
+			}
+			return c.result()
+		},
+	},
+	{
+		what: "NetFlow/IPFIX collector", target: "records/s received against nfcapd on the same stream (reported, no bound)",
+		noBound: true,
+		check: func(r *results) ([]string, bool, bool) {
+			c := newChecker()
+			cf, ok1 := r.med("go", "netflow/nfcmd", "CollectVsNfcapd/capfleet", "records/s")
+			nf, ok2 := r.med("go", "netflow/nfcmd", "CollectVsNfcapd/nfcapd", "records/s")
+			if !ok1 || !ok2 || nf == 0 {
+				return c.result()
+			}
+			c.measured = true
+			lc, _ := r.med("go", "netflow/nfcmd", "CollectVsNfcapd/capfleet", "%lost")
+			ln, _ := r.med("go", "netflow/nfcmd", "CollectVsNfcapd/nfcapd", "%lost")
+			c.note(fmt.Sprintf("one IPFIX stream sent at top speed over loopback (BenchmarkCollectVsNfcapd): `capfleet collect` received %s records/s (%s %% lost), nfcapd %s records/s (%s %% lost): %s×",
+				num(cf), num(lc), num(nf), num(ln), num(cf/nf)))
+			return c.result()
+		},
+	},
 }
 
 func writeAims(w io.Writer, r *results) {
