@@ -648,7 +648,7 @@ query_day_bench() {
 gobench ./pcapfile '^BenchmarkReadPcap(|ng|File)$'
 gobench ./processor/decode '^BenchmarkDecode$'
 gobench ./processor/displayfilter '^BenchmarkMatchMix$'
-gobench ./processor/flow '^Benchmark(DecodeAndAggregate|ActiveFlowMemory)$'
+gobench ./processor/flow '^Benchmark(DecodeAndAggregate|ActiveFlowMemory|ActiveFlowMemoryCIC|TableAdd|TableAddCIC)$'
 gobench ./processor/pipeline '^BenchmarkFlowTableAdd$'
 gobench ./packetrecord '^Benchmark(Encode|FlowHash)$'
 if bash hack/cassandra.sh status >/dev/null 2>&1; then
