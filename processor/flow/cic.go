@@ -1,6 +1,7 @@
 package flow
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"net/netip"
@@ -425,4 +426,41 @@ func (c *cicFlow) row(l *lookupKey, out *CIC) {
 	if len(v) != NumCICColumns {
 		panic("flow: CIC row has " + strconv.Itoa(len(v)) + " columns") // a programming error, caught by the tests
 	}
+}
+
+// UnmarshalJSON reads what MarshalJSON writes, for consumers of the flows topic.
+func (c *CIC) UnmarshalJSON(b []byte) error {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return err
+	}
+	var src, dst string
+	for k, into := range map[string]any{"Source IP": &src, "Destination IP": &dst, "Source Port": &c.SrcPort,
+		"Destination Port": &c.DstPort, "Protocol": &c.Protocol} {
+		if err := json.Unmarshal(m[k], into); err != nil {
+			return fmt.Errorf("cic %q: %w", k, err)
+		}
+	}
+	var err error
+	if c.Src, err = netip.ParseAddr(src); err != nil {
+		return fmt.Errorf("cic Source IP: %w", err)
+	}
+	if c.Dst, err = netip.ParseAddr(dst); err != nil {
+		return fmt.Errorf("cic Destination IP: %w", err)
+	}
+	var ts string
+	if err := json.Unmarshal(m["Timestamp"], &ts); err != nil {
+		return fmt.Errorf("cic Timestamp: %w", err)
+	}
+	if c.Start, err = time.Parse("02/01/2006 03:04:05 PM", ts); err != nil {
+		return fmt.Errorf("cic Timestamp: %w", err)
+	}
+	for i, name := range CICColumns {
+		if raw, ok := m[name]; ok {
+			if err := json.Unmarshal(raw, &c.V[i]); err != nil {
+				return fmt.Errorf("cic %q: %w", name, err)
+			}
+		}
+	}
+	return nil
 }

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"capfleet.dev/capfleet/processor/flow"
 	"context"
 	"fmt"
 	"hash/fnv"
@@ -37,6 +38,9 @@ type Flow struct {
 	Tunnel string
 	// Closed is false for a flow still open when it was written (a checkpoint of its running totals).
 	Closed bool
+	// CIC are the flow's CICFlowMeter features when the pipeline computes them (nil otherwise): the
+	// flows topic carries them, and Cassandra's flow_features table.
+	CIC *flow.CIC
 }
 
 // writeTime orders the versions of one flow: a version with more packets is newer, and the closing write
@@ -81,6 +85,7 @@ func (w *Writer) WriteFlows(ctx context.Context, flows []Flow, ttl time.Duration
 	if err != nil {
 		return err
 	}
+	stmts = append(stmts, featureStatements(flows, ttlSeconds(ttl))...)
 	if err := w.exec(ctx, stmts); err != nil {
 		return err
 	}
