@@ -211,8 +211,10 @@ func merged(a, b welford) welford {
 // bulk follows one direction's bulks: runs of at least cicBulkPackets payload packets, each
 // within cicClump of the one before, with no payload from the other side in between.
 type bulk struct {
-	open               bool
-	start, last        int64
+	start int64
+	last  int64 // math.MinInt64 before the direction's first payload
+	// runPkts and runBytes are the run under way (a bulk from its cicBulkPackets-th packet on); no
+	// run when runPkts is 0.
 	runPkts, runBytes  uint64
 	bulks, pkts, bytes uint64
 	dur                int64
@@ -226,14 +228,14 @@ type cicDir struct {
 	header    uint64
 	minHeader uint64
 	actData   uint64
-	initWin   int32 // the first packet's TCP window, -1 before one
+	initWin   int64 // the first packet's TCP window, -1 before one
 	psh, urg  uint64
 	bulk      bulk
 }
 
 // cicFlow accumulates a flow's CICFlowMeter features in one pass, keeping no packet.
 type cicFlow struct {
-	fwd                    int // the lookup side of the first packet: CICFlowMeter's forward
+	fwd                    uint64 // the lookup side of the first packet: CICFlowMeter's forward
 	start, last            int64
 	iat                    welford
 	active, idle           welford
@@ -244,8 +246,10 @@ type cicFlow struct {
 }
 
 func (c *cicFlow) reset(fwdSide int, now int64) {
-	*c = cicFlow{fwd: fwdSide, start: now, last: now, startActive: now, endActive: now, subflows: 1}
-	c.dir[0].initWin, c.dir[1].initWin = -1, -1
+	*c = cicFlow{fwd: uint64(fwdSide), start: now, last: now, startActive: now, endActive: now, subflows: 1}
+	for i := range c.dir {
+		c.dir[i].initWin, c.dir[i].bulk.last = -1, math.MinInt64
+	}
 }
 
 // cicPacket is what a packet tells the features.
@@ -275,7 +279,7 @@ func cicPacketOf(h *decode.IPHeader) cicPacket {
 // add accounts a packet from the lookup side side at now (Unix nanoseconds).
 func (c *cicFlow) add(side int, now int64, p cicPacket) {
 	d := 0
-	if side != c.fwd {
+	if uint64(side) != c.fwd {
 		d = 1
 	}
 	if c.dir[0].len.n+c.dir[1].len.n > 0 {
@@ -293,7 +297,7 @@ func (c *cicFlow) add(side int, now int64, p cicPacket) {
 	} else {
 		dir.minHeader = p.header
 		if p.tcp {
-			dir.initWin = int32(p.window)
+			dir.initWin = int64(p.window)
 		}
 	}
 	dir.last = now
@@ -338,14 +342,14 @@ func (c *cicFlow) countFlags(dir *cicDir, f uint16) {
 
 func (c *cicFlow) addBulk(d int, now int64, size uint64) {
 	b, other := &c.dir[d].bulk, &c.dir[1-d].bulk
-	if other.runPkts > 0 && b.open && other.last > b.start {
-		b.open = false // the other side sent payload since this run began
+	if b.runPkts > 0 && other.last > b.start {
+		b.runPkts = 0 // the other side sent payload since this run began
 	}
 	if size == 0 {
 		return
 	}
-	if !b.open || now-b.last > cicClump {
-		*b = bulk{open: true, start: now, last: now, runPkts: 1, runBytes: size, bulks: b.bulks, pkts: b.pkts, bytes: b.bytes, dur: b.dur}
+	if b.runPkts == 0 || now-b.last > cicClump {
+		b.start, b.last, b.runPkts, b.runBytes = now, now, 1, size
 		return
 	}
 	b.runPkts++
@@ -463,4 +467,46 @@ func (c *CIC) UnmarshalJSON(b []byte) error {
 		}
 	}
 	return nil
+}
+
+// visit hands every field of c to the callback of its type, in a fixed order: the flow state
+// writes and reads the features with it.
+func (c *cicFlow) visit(u func(*uint64), i func(*int64), f func(*float64)) {
+	w := func(s *welford) {
+		u(&s.n)
+		for _, x := range [...]*float64{&s.sum, &s.mean, &s.m2, &s.min, &s.max} {
+			f(x)
+		}
+	}
+	u(&c.fwd)
+	i(&c.start)
+	i(&c.last)
+	w(&c.iat)
+	w(&c.active)
+	w(&c.idle)
+	i(&c.startActive)
+	i(&c.endActive)
+	u(&c.subflows)
+	for k := range c.flags {
+		u(&c.flags[k])
+	}
+	for k := range c.dir {
+		d := &c.dir[k]
+		w(&d.len)
+		w(&d.iat)
+		i(&d.last)
+		for _, x := range [...]*uint64{&d.header, &d.minHeader, &d.actData} {
+			u(x)
+		}
+		i(&d.initWin)
+		u(&d.psh)
+		u(&d.urg)
+		b := &d.bulk
+		i(&b.start)
+		i(&b.last)
+		for _, x := range [...]*uint64{&b.runPkts, &b.runBytes, &b.bulks, &b.pkts, &b.bytes} {
+			u(x)
+		}
+		i(&b.dur)
+	}
 }
