@@ -323,8 +323,10 @@ func TestPipelineDeployment(t *testing.T) {
 			absentArgs: []string{"--store-packets", "--flows-topic=ns.flows.flows", "--records-topic=ns.flows.records", "--flow-features=cic"},
 		},
 		{
-			name:     "CICFlowMeter features",
-			edit:     func(pp *v1alpha1.PacketPipeline) { pp.Spec.Flows.Features = []v1alpha1.FlowFeature{v1alpha1.FlowFeatureCIC} },
+			name: "CICFlowMeter features",
+			edit: func(pp *v1alpha1.PacketPipeline) {
+				pp.Spec.Flows.Features = []v1alpha1.FlowFeature{v1alpha1.FlowFeatureCIC}
+			},
 			wantArgs: []string{"--flow-features=cic"},
 		},
 		{
