@@ -25,7 +25,7 @@ type flowsOptions struct {
 	stats         bool
 	ipfix         []string
 	checksums     bool
-	features      []string
+	features      flow.Features
 }
 
 // NewFlowsCommand returns `flows FILE`: the pipeline's flow aggregation run over a capture file,
@@ -56,7 +56,7 @@ trained on that data set. Forward is the direction of a flow's first packet, tim
 		},
 	}
 	c.Flags().StringVarP(&o.output, "output", "o", "tsv", "output format: tsv, json (one object per line), or csv (CICFlowMeter's columns; needs --features cic)")
-	c.Flags().StringSliceVar(&o.features, "features", nil, "feature sets to compute on every flow: cic (CICFlowMeter's columns, as CIC-IDS2017 names them)")
+	c.Flags().Var(&o.features, "features", "feature sets to compute on every flow: cic (CICFlowMeter's columns, as CIC-IDS2017 names them)")
 	c.Flags().StringVar(&o.filter, "filter", "", "aggregate only packets matching this tcpdump filter expression")
 	c.Flags().StringVarP(&o.display, "display-filter", "Y", "", "aggregate only packets matching this Wireshark display filter (tshark -Y syntax)")
 	c.Flags().DurationVar(&o.idleTimeout, "flow-idle-timeout", 0, "end a flow of any protocol after this long without packets (0: Zeek's per-protocol timeouts)")
@@ -69,10 +69,7 @@ trained on that data set. Forward is the direction of a flow's first packet, tim
 }
 
 func runFlows(stdout, stderr io.Writer, path string, o *flowsOptions) error {
-	features, err := flow.ParseFeatures(o.features)
-	if err != nil {
-		return err
-	}
+	features := o.features
 	switch {
 	case o.output != "tsv" && o.output != "json" && o.output != "csv":
 		return fmt.Errorf("unknown output format %q: want tsv, json or csv", o.output)

@@ -19,13 +19,13 @@ import (
 // set, is refused.
 func TestFlowsCICOutput(t *testing.T) {
 	pcap := filepath.Join(testenv.Pcaps(t), "ndpi/gnutella.pcap")
-	run := func(output string, features ...string) (string, error) {
+	run := func(output string, features flow.Features) (string, error) {
 		var out, errb bytes.Buffer
 		o := &flowsOptions{output: output, activeTimeout: 30 * time.Minute, maxFlows: 1_000_000, features: features}
 		err := runFlows(&out, &errb, pcap, o)
 		return out.String(), err
 	}
-	text, err := run("csv", "cic")
+	text, err := run("csv", flow.FeaturesCIC)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +37,7 @@ func TestFlowsCICOutput(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	js, err := run("json", "cic")
+	js, err := run("json", flow.FeaturesCIC)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,10 +64,14 @@ func TestFlowsCICOutput(t *testing.T) {
 			}
 		}
 	}
-	if _, err := run("csv"); err == nil || !strings.Contains(err.Error(), "--features cic") {
+	if _, err := run("csv", 0); err == nil || !strings.Contains(err.Error(), "--features cic") {
 		t.Errorf("csv without features: %v", err)
 	}
-	if _, err := run("tsv", "netflow"); err == nil || !strings.Contains(err.Error(), "cic") {
+	cmd := NewFlowsCommand()
+	cmd.SetArgs([]string{"--features", "netflow", pcap})
+	cmd.SetOut(&bytes.Buffer{})
+	cmd.SetErr(&bytes.Buffer{})
+	if err := cmd.Execute(); err == nil || !strings.Contains(err.Error(), "cic") {
 		t.Errorf("unknown feature set: %v", err)
 	}
 }

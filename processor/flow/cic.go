@@ -38,6 +38,24 @@ func ParseFeatures(names []string) (Features, error) {
 	return f, nil
 }
 
+// String names the feature sets as ParseFeatures reads them ("cic"), for flags.
+func (f *Features) String() string {
+	if *f&FeaturesCIC != 0 {
+		return "cic"
+	}
+	return ""
+}
+
+// Set adds the feature sets of a comma-separated list, so that Features is a command-line flag.
+func (f *Features) Set(s string) error {
+	more, err := ParseFeatures(strings.Split(s, ","))
+	*f |= more
+	return err
+}
+
+// Type is the flag's value type, as pflag shows it.
+func (f *Features) Type() string { return "features" }
+
 // CICFlowMeter's constants (its Java BasicFlow and FlowGenerator): a gap of more than a second
 // ends a bulk and starts a subflow, a gap of more than the activity timeout ends an active period,
 // and four payload packets in a row make a bulk.

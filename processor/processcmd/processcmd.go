@@ -26,7 +26,6 @@ import (
 	"capfleet.dev/capfleet/processor/bpffilter"
 	"capfleet.dev/capfleet/processor/decode"
 	"capfleet.dev/capfleet/processor/displayfilter"
-	"capfleet.dev/capfleet/processor/flow"
 	"capfleet.dev/capfleet/processor/flowfilter"
 	"capfleet.dev/capfleet/processor/pipeline"
 	"capfleet.dev/capfleet/processor/store"
@@ -36,20 +35,19 @@ import (
 const DefaultKeyspace = "capfleet"
 
 type options struct {
-	kafka        kafkaconn.Config
-	cass         cassconn.Config
-	pipe         pipeline.Config
-	flows        pipeline.FlowConfig
-	flowFeatures []string
-	filter       string
-	display      string
-	flowFilter   string
-	keyspace     string
-	replication  string
-	metricsAddr  string
-	healthAddr   string
-	heartbeat    heartbeat.Config // counters to the operator's stats topic
-	cpuProfile   string
+	kafka       kafkaconn.Config
+	cass        cassconn.Config
+	pipe        pipeline.Config
+	flows       pipeline.FlowConfig
+	filter      string
+	display     string
+	flowFilter  string
+	keyspace    string
+	replication string
+	metricsAddr string
+	healthAddr  string
+	heartbeat   heartbeat.Config // counters to the operator's stats topic
+	cpuProfile  string
 }
 
 // NewCommand returns `capfleet process`.
@@ -81,7 +79,7 @@ commit and resumed by whoever consumes the partition next.`,
 	fs.DurationVar(&o.flows.IdleTimeout, "flow-idle-timeout", 0, "close a flow of any protocol after this long without a packet (packet time); 0: Zeek's inactivity timeouts, TCP 5m, UDP, ICMP and other protocols 1m (TCP connections also end Zeek's 5s after a close, a reset or an unanswered SYN)")
 	fs.DurationVar(&o.flows.ActiveTimeout, "flow-active-timeout", 30*time.Minute, "close a flow this long after its first packet, and start a new one")
 	fs.IntVar(&o.flows.MaxFlows, "flow-table-max", 1000000, "open flows kept per Kafka partition; beyond, the oldest are closed early (counted)")
-	fs.StringSliceVar(&o.flowFeatures, "flow-features", nil, "feature sets computed on every flow, carried by the flows topic and stored in flow_features: cic (CICFlowMeter's columns, as CIC-IDS2017 names them)")
+	fs.Var(&o.flows.Features, "flow-features", "feature sets computed on every flow, carried by the flows topic and stored in flow_features: cic (CICFlowMeter's columns, as CIC-IDS2017 names them)")
 	fs.BoolVar(&o.pipe.StorePackets, "store-packets", false, "store every packet (the frame, byte for byte)")
 	fs.BoolVar(&o.pipe.StoreFlows, "store-flows", false, "store flow records")
 	fs.DurationVar(&o.pipe.PacketTTL, "packet-ttl", 168*time.Hour, "time to live of stored packets (0: forever)")
@@ -129,11 +127,6 @@ func run(ctx context.Context, o options, log *slog.Logger) error {
 	if o.kafka.ClientID == "" {
 		o.kafka.ClientID = "capfleet-process"
 	}
-	features, err := flow.ParseFeatures(o.flowFeatures)
-	if err != nil {
-		return err
-	}
-	o.flows.Features = features
 	if err := o.flows.Validate(); err != nil {
 		return err
 	}
