@@ -111,7 +111,15 @@ func cicColumns() []string {
 
 // CIC is a flow's CICFlowMeter row. Forward is the direction of the flow's first packet, as in
 // CICFlowMeter, whatever Zeek's rules made the originator. Times are in microseconds, lengths
-// are transport payloads and header lengths transport headers, as CICFlowMeter measures them.
+// are TCP and UDP payloads (IP payloads for other protocols) and header lengths TCP and UDP
+// headers, as CICFlowMeter measures them.
+//
+// The columns follow what CICFlowMeter's Java BasicFlow means where its code slips: the first
+// packet counts once in the packet lengths and in act_data_pkt_fwd; bulks are per direction
+// (its source comparison by reference made every packet backward); a subflow starts after a gap
+// of more than a second (its expression divides the wrong operand); Init_Win_bytes_backward is the
+// first backward window, as the forward one is the first forward window; the active period still
+// open at the end counts, and no idle time is invented up to a flow timeout.
 type CIC struct {
 	Src, Dst         netip.Addr
 	SrcPort, DstPort uint16
