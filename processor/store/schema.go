@@ -28,6 +28,8 @@
 //     and the packets filtered or undecodable, one row per Kafka partition and counter, summed on read.
 //   - edge_rollups: per window (1 min by default) and pair of hosts, the packets, IP bytes and flows
 //     started, so that the graph of a day reads a few thousand rows instead of every flow.
+//   - flow_features: per (hour of its start, shard), the CICFlowMeter columns of each flow of a pipeline
+//     that computes them (spec.flows.features), by start and uid, a map by CIC-IDS2017 column name.
 //
 // The schema is versioned: schema_version records every migration applied; migrations are an ordered list
 // and each is applied once. All statements are idempotent (IF NOT EXISTS), so two replicas starting at the
