@@ -72,7 +72,13 @@ func restoredCarriesOn(t *testing.T, features flow.Features) {
 }
 
 func TestRestoreRejectsOtherVersionsAndCutStates(t *testing.T) {
-	tab, _ := newTable(flow.Config{})
+	for _, features := range []flow.Features{0, flow.FeaturesCIC} {
+		rejectsOtherVersionsAndCutStates(t, features)
+	}
+}
+
+func rejectsOtherVersionsAndCutStates(t *testing.T, features flow.Features) {
+	tab, _ := newTable(flow.Config{Features: features})
 	tab.Add(udp(0, "10.0.0.1", "2001:db8::1", 5000, 53, 30))
 	tab.Add(udp(time.Second, "10.0.0.2", "10.0.0.1", 53, 5000, 100))
 	state := tab.AppendState(nil)
@@ -81,7 +87,7 @@ func TestRestoreRejectsOtherVersionsAndCutStates(t *testing.T) {
 		t.Errorf("another version: %v", err)
 	}
 	for n := range len(state) {
-		fresh := flow.New(flow.Config{})
+		fresh := flow.New(flow.Config{Features: features})
 		if err := fresh.RestoreState(state[:n]); err == nil || fresh.Len() != 0 {
 			t.Fatalf("state cut to %d of %d bytes: %v, %d flows", n, len(state), err, fresh.Len())
 		}
