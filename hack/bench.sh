@@ -648,7 +648,7 @@ query_day_bench() {
 gobench ./pcapfile '^BenchmarkReadPcap(|ng|File)$'
 gobench ./processor/decode '^BenchmarkDecode$'
 gobench ./processor/displayfilter '^BenchmarkMatchMix$'
-gobench ./processor/flow '^Benchmark(DecodeAndAggregate|ActiveFlowMemory)$'
+gobench ./processor/flow '^Benchmark(DecodeAndAggregate|ActiveFlowMemory|ActiveFlowMemoryCIC|TableAdd|TableAddCIC)$'
 gobench ./processor/pipeline '^BenchmarkFlowTableAdd$'
 gobench ./packetrecord '^Benchmark(Encode|FlowHash)$'
 # The NetFlow/IPFIX collector against nfcapd on one stream: each iteration is a whole stream (-benchtime 1x).

@@ -30,3 +30,5 @@ java17_home >/dev/null || die "no Java 17 found in /usr/lib/jvm/*17* or on PATH 
 [ -x "$CACHE/debroot/usr/bin/promtool" ] || debian_extract prometheus
 # networkx (PyPI) in a venv under .cache: the graph tests' GEXF and node-link JSON reader.
 bash "$(dirname "$0")/networkx.sh" >/dev/null
+# cicflowmeter (PyPI) in a venv under .cache: the oracle of the CICFlowMeter flow features.
+bash "$(dirname "$0")/cicflowmeter.sh" >/dev/null

@@ -41,13 +41,15 @@ for p in "${pids[@]}"; do wait "$p" || die "a service failed to start (see .run/
 log "go vet"
 go vet ./...
 log "go test"
-rm -f .cache/displayfilter-parity.txt .cache/tshark-parity.txt
+rm -f .cache/displayfilter-parity.txt .cache/tshark-parity.txt .cache/cicflowmeter-parity.txt
 # -p 1: packages share one broker, one Cassandra and the machine's two cores; paced tests need calm.
 go test -count=1 -p 1 -timeout 60m ${GO_TEST_FLAGS:-} ${PKGS:-./...}
 # The display-filter parity figures and time (go test hides a passing test's log).
 [ -f .cache/displayfilter-parity.txt ] && cat .cache/displayfilter-parity.txt
 # The decode parity with tshark per field, and the captures that lose the most pairs.
 [ -f .cache/tshark-parity.txt ] && cat .cache/tshark-parity.txt
+# The CIC flow features against the PyPI cicflowmeter, per column.
+[ -f .cache/cicflowmeter-parity.txt ] && cat .cache/cicflowmeter-parity.txt
 
 log "envtest suites against Kubernetes $KUBE_NEWEST"
 KUBEBUILDER_ASSETS=$NEWEST_ASSETS go test -count=1 -p 1 -timeout 20m ./controllers/... ./test/install/

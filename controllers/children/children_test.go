@@ -320,7 +320,14 @@ func TestPipelineDeployment(t *testing.T) {
 			wantArgs: []string{"process", "--topic=ns.edge.packets", "--group=capfleet.ns.flows", "--store-flows", "--flow-ttl=1h0m0s",
 				"--keyspace=capfleet", `--replication={"class":"SimpleStrategy","replication_factor":3}`, "--cassandra-hosts=c1",
 				"--cassandra-port=9042", "--flow-table-max=1000", "--flow-idle-timeout=1m0s", "--sensor=edge"},
-			absentArgs: []string{"--store-packets", "--flows-topic=ns.flows.flows", "--records-topic=ns.flows.records"},
+			absentArgs: []string{"--store-packets", "--flows-topic=ns.flows.flows", "--records-topic=ns.flows.records", "--flow-features=cic"},
+		},
+		{
+			name: "CICFlowMeter features",
+			edit: func(pp *v1alpha1.PacketPipeline) {
+				pp.Spec.Flows.Features = []v1alpha1.FlowFeature{v1alpha1.FlowFeatureCIC}
+			},
+			wantArgs: []string{"--flow-features=cic"},
 		},
 		{
 			name:     "packet records to the default topic",

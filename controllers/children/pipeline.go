@@ -73,6 +73,13 @@ func PipelineDeployment(pp *v1alpha1.PacketPipeline, sourceTopic string, o Optio
 	if s.Flows.Filter != "" {
 		w.flag("--flow-filter=" + s.Flows.Filter)
 	}
+	if len(s.Flows.Features) > 0 {
+		names := make([]string, len(s.Flows.Features))
+		for i, f := range s.Flows.Features {
+			names[i] = string(f)
+		}
+		w.flag("--flow-features=" + strings.Join(names, ","))
+	}
 	w.kafka(s.Kafka, o)
 	if c := s.Sinks.Cassandra; c != nil {
 		if c.Packets {

@@ -118,6 +118,16 @@ var aims = []aim{
 			}
 			v, ok := r.med("go", "processor/flow", "ActiveFlowMemory", "B/flow")
 			c.compare("live heap per active flow at 1 M flows (BenchmarkActiveFlowMemory)", v, ok, 300, true, " B")
+			// The CICFlowMeter features are optional and have no aim of their own: their cost is said.
+			if v, ok := r.med("go", "processor/flow", "ActiveFlowMemoryCIC", "B/flow"); ok {
+				c.note(fmt.Sprintf("live heap per active flow with CIC features (BenchmarkActiveFlowMemoryCIC): %s B", num(v)))
+			}
+			if v, ok := r.med("go", "processor/flow", "TableAdd", "ns/op"); ok {
+				c.note(fmt.Sprintf("flow table add (BenchmarkTableAdd): %s ns a packet", num(v)))
+			}
+			if v, ok := r.med("go", "processor/flow", "TableAddCIC", "ns/op"); ok {
+				c.note(fmt.Sprintf("flow table add with CIC features (BenchmarkTableAddCIC): %s ns a packet", num(v)))
+			}
 			return c.result()
 		},
 		why: whyFlows,
@@ -208,6 +218,7 @@ var aims = []aim{
 				{"pcapfile", "ReadPcap", "reader (per packet)", echoPackets},
 				{"processor/decode", "Decode", "decoder (per packet)", echoPackets},
 				{"processor/pipeline", "FlowTableAdd", "flow table add (per packet)", 1},
+				{"processor/flow", "TableAddCIC", "flow table add with CIC features (per packet)", 1},
 			} {
 				v, ok := r.med("go", b.pkg, b.name, "allocs/op")
 				c.compare(b.what+", Benchmark"+b.name, v/b.perOp, ok, 0.001, true, " allocations")

@@ -24,7 +24,9 @@ tshark then needs 35–40 µs of CPU a packet: 500× would mean capfleet at 0.1 
 	whyFlows = `per packet, ` + "`pcap flows`" + ` is reading (100–350 ns, BenchmarkReadPcap) plus
 decoding (120–200 ns, BenchmarkDecode) plus the flow table (~125–165 ns, BenchmarkFlowTableAdd), about
 0.35–0.6 µs in all on this machine; 3 M packets/s per core needs the three under 330 ns together. Live memory per active flow is measured separately (BenchmarkActiveFlowMemory: a table of
-1,000,000 UDP flows, the heap it holds after a GC divided by the flows).`
+1,000,000 UDP flows, the heap it holds after a GC divided by the flows). The CICFlowMeter features (--features cic)
+keep their accumulators in a side table, one block per flow: BenchmarkActiveFlowMemoryCIC is the same table with them
+on, BenchmarkTableAddCIC (against BenchmarkTableAdd) their cost per packet.`
 
 	whyReplayVeth = `both tools send one frame per system call on an AF_PACKET socket (tcpreplay sendto() on
 a socket bound to ETH_P_ALL, capfleet write() on one bound to protocol 0), and capfleet spends more CPU

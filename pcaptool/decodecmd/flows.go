@@ -25,6 +25,7 @@ type flowsOptions struct {
 	stats         bool
 	ipfix         []string
 	checksums     bool
+	features      flow.Features
 }
 
 // NewFlowsCommand returns `flows FILE`: the pipeline's flow aggregation run over a capture file,
@@ -44,13 +45,18 @@ one for all. A tunnel carried in UDP (VXLAN, Geneve, GTP, Teredo, AYIYA) is a fl
 records it. Columns (tsv, with a header line) or keys (json, one object per line):
 ` + strings.Join(flow.TSVFields, " ") + `
 Unset values are "-" as in Zeek: duration and byte counts are unset for a flow whose packets all share
-one timestamp.`,
+one timestamp.
+
+--features cic adds CICFlowMeter's columns to each flow, named as in the CIC-IDS2017 CSVs (the json key
+"cic"); -o csv then prints CICFlowMeter's CSV layout alone, header line included, for notebooks and models
+trained on that data set. Forward is the direction of a flow's first packet, times are in microseconds.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runFlows(cmd.OutOrStdout(), cmd.ErrOrStderr(), args[0], o)
 		},
 	}
-	c.Flags().StringVarP(&o.output, "output", "o", "tsv", "output format: tsv or json (one object per line)")
+	c.Flags().StringVarP(&o.output, "output", "o", "tsv", "output format: tsv, json (one object per line), or csv (CICFlowMeter's columns; needs --features cic)")
+	c.Flags().Var(&o.features, "features", "feature sets to compute on every flow: cic (CICFlowMeter's columns, as CIC-IDS2017 names them)")
 	c.Flags().StringVar(&o.filter, "filter", "", "aggregate only packets matching this tcpdump filter expression")
 	c.Flags().StringVarP(&o.display, "display-filter", "Y", "", "aggregate only packets matching this Wireshark display filter (tshark -Y syntax)")
 	c.Flags().DurationVar(&o.idleTimeout, "flow-idle-timeout", 0, "end a flow of any protocol after this long without packets (0: Zeek's per-protocol timeouts)")
@@ -63,8 +69,12 @@ one timestamp.`,
 }
 
 func runFlows(stdout, stderr io.Writer, path string, o *flowsOptions) error {
-	if o.output != "tsv" && o.output != "json" {
-		return fmt.Errorf("unknown output format %q: want tsv or json", o.output)
+	features := o.features
+	switch {
+	case o.output != "tsv" && o.output != "json" && o.output != "csv":
+		return fmt.Errorf("unknown output format %q: want tsv, json or csv", o.output)
+	case o.output == "csv" && features&flow.FeaturesCIC == 0:
+		return fmt.Errorf("-o csv prints CICFlowMeter's columns: add --features cic")
 	}
 	// Flows need headers only; a DNS name is read when the display filter asks for it.
 	src, err := openPackets(path, o.filter, o.display, false)
@@ -90,6 +100,13 @@ func runFlows(stdout, stderr io.Writer, path string, o *flowsOptions) error {
 				werr = err
 			}
 		}
+		if o.output == "csv" {
+			line = f.CIC.AppendCSV(line[:0])
+			if _, err := w.Write(line); err != nil && werr == nil {
+				werr = err
+			}
+			return
+		}
 		if o.output == "json" {
 			if err := enc.Encode(&rec); err != nil && werr == nil {
 				werr = err
@@ -101,10 +118,13 @@ func runFlows(stdout, stderr io.Writer, path string, o *flowsOptions) error {
 			werr = err
 		}
 	}
-	if o.output == "tsv" {
+	switch o.output {
+	case "tsv":
 		fmt.Fprintf(w, "#fields\t%s\n", strings.Join(flow.TSVFields, "\t"))
+	case "csv":
+		fmt.Fprintf(w, "%s\n", flow.CICHeader)
 	}
-	table := flow.New(flow.Config{IdleTimeout: o.idleTimeout, ActiveTimeout: o.activeTimeout, MaxFlows: o.maxFlows, OnEnd: emit})
+	table := flow.New(flow.Config{IdleTimeout: o.idleTimeout, ActiveTimeout: o.activeTimeout, MaxFlows: o.maxFlows, OnEnd: emit, Features: features})
 	readErr := src.each(func(_ int, p *decode.Packet) { table.Add(p) })
 	// What was read before a damaged record still makes flows worth printing.
 	table.Flush()

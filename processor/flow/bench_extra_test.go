@@ -30,7 +30,13 @@ func udpFrame() []byte {
 // (hack/benchtool/aims.go).
 //
 //	go test -run '^$' -bench ActiveFlowMemory -benchtime 1x ./processor/flow
-func BenchmarkActiveFlowMemory(b *testing.B) {
+func BenchmarkActiveFlowMemory(b *testing.B) { activeFlowMemory(b, 0) }
+
+// BenchmarkActiveFlowMemoryCIC is BenchmarkActiveFlowMemory with the CICFlowMeter features on: what
+// a flow costs with them (hack/benchtool reports it beside the figure without).
+func BenchmarkActiveFlowMemoryCIC(b *testing.B) { activeFlowMemory(b, flow.FeaturesCIC) }
+
+func activeFlowMemory(b *testing.B, features flow.Features) {
 	const flows = 1_000_000
 	frame := udpFrame()
 	d := decode.NewDecoder()
@@ -39,7 +45,7 @@ func BenchmarkActiveFlowMemory(b *testing.B) {
 	var perFlow float64
 	for b.Loop() {
 		before := liveHeap()
-		t := flow.New(flow.Config{MaxFlows: flows})
+		t := flow.New(flow.Config{MaxFlows: flows, Features: features})
 		for i := range flows {
 			binary.BigEndian.PutUint32(frame[14+12:], 0x0a000000|uint32(i>>4))
 			binary.BigEndian.PutUint16(frame[14+20:], uint16(1024+i&15))
@@ -61,4 +67,28 @@ func liveHeap() uint64 {
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
 	return m.HeapAlloc
+}
+
+// BenchmarkTableAdd is one packet into a table of a real capture's flows (ndpi/ethereum.pcap, decoded
+// beforehand, replayed in a loop), as processor/pipeline's BenchmarkFlowTableAdd; with
+// BenchmarkTableAddCIC, the CICFlowMeter features' cost per packet. Neither may allocate per packet.
+func BenchmarkTableAdd(b *testing.B) { tableAdd(b, 0) }
+
+// BenchmarkTableAddCIC is BenchmarkTableAdd with the CICFlowMeter features on.
+func BenchmarkTableAddCIC(b *testing.B) { tableAdd(b, flow.FeaturesCIC) }
+
+func tableAdd(b *testing.B, features flow.Features) {
+	frames := loadCapture(b, "ndpi/ethereum.pcap")
+	d := decode.NewDecoder()
+	pkts := make([]decode.Packet, len(frames))
+	for i := range frames {
+		d.Decode(frames[i].data, frames[i].pkt.LinkType, frames[i].pkt.Timestamp, frames[i].pkt.Length, &pkts[i])
+	}
+	t := flow.New(flow.Config{IdleTimeout: time.Minute, ActiveTimeout: time.Hour, MaxFlows: 1 << 20, Features: features})
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		t.Add(&pkts[i%len(pkts)])
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pkts/s")
 }

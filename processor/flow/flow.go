@@ -104,6 +104,9 @@ type Flow struct {
 	// Tunnel is the encapsulation of the flow's packets (the innermost one around them), as
 	// Zeek's tunnel_parents records it; Type is decode.TunnelNone for a flow not tunnelled.
 	Tunnel Tunnel
+	// CIC are the flow's CICFlowMeter features when the table computes them (Config.Features),
+	// nil otherwise; valid, as the Flow, only during the call.
+	CIC *CIC
 
 	history    [maxHistory]byte
 	historyLen uint8

@@ -2,6 +2,7 @@ package flow_test
 
 import (
 	"bytes"
+	"math"
 	"slices"
 	"testing"
 	"time"
@@ -49,21 +50,34 @@ func fuzzPackets(data []byte) []*decode.Packet {
 }
 
 // FuzzTable: whatever the packets, the table does not panic, every flow it ends has counts that
-// add up to the packets given, and a table saved and restored at any point carries on as the
-// uninterrupted one.
+// add up to the packets given (and finite CIC features), and a table saved and restored at any
+// point carries on as the uninterrupted one.
 func FuzzTable(f *testing.F) {
 	f.Add([]byte{0, 0x02, 0, 1, 1, 0x12, 0, 1, 0, 0x10, 0, 1, 0, 0x18, 20, 1, 1, 0x11, 0, 1, 0, 0x10, 0, 1})
 	f.Add([]byte{0, 0x02, 0, 1, 1, 0x14, 0, 1, 0, 0x02, 5, 80, 2, 0, 10, 1, 3, 0, 10, 1})
 	f.Add([]byte{1, 0x12, 0, 1, 0, 0x10, 0, 1, 0x80, 0x02, 0, 1, 0, 0x07, 0x81, 200})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		pkts := fuzzPackets(data)
+		// Odd inputs run with the CIC features, whose state must carry on as the flows' does.
+		var features flow.Features
+		if len(data)%2 == 1 {
+			features = flow.FeaturesCIC
+		}
 		run := func(cut int) ([]string, uint64) {
 			var lines []string
 			var counted uint64
-			cfg := flow.Config{MaxFlows: 4, OnEnd: func(fl *flow.Flow, why flow.EndReason) {
+			cfg := flow.Config{MaxFlows: 4, Features: features, OnEnd: func(fl *flow.Flow, why flow.EndReason) {
 				r := fl.Record(why)
 				counted += r.OrigPkts + r.RespPkts
 				lines = append(lines, string(r.AppendTSV(nil)))
+				if c := r.CIC; c != nil {
+					for i, v := range c.V {
+						if math.IsNaN(v) || math.IsInf(v, 0) {
+							t.Fatalf("CIC column %s is %v", flow.CICColumns[i], v)
+						}
+					}
+					lines = append(lines, string(c.AppendCSV(nil)))
+				}
 			}}
 			tab := flow.New(cfg)
 			for i, p := range pkts {

@@ -38,6 +38,8 @@ type Record struct {
 	LastTS      time.Time     `json:"-"`
 	EndReason   string        `json:"end_reason"`
 	HasDuration bool          `json:"-"`
+	// CIC are the flow's CICFlowMeter features, nil unless the table computed them.
+	CIC *CIC `json:"cic,omitempty"`
 }
 
 // TunnelRecord is a Tunnel in a Record: the tunnel's kind (decode.Tunnel's name) and the outer
@@ -122,6 +124,10 @@ func (f *Flow) Record(why EndReason) Record {
 		r.Duration, r.HasDuration = d.Seconds(), true
 	}
 	r.Tunnel = f.Tunnel.record()
+	if f.CIC != nil {
+		c := *f.CIC // the table reuses f.CIC; a record outlives the call
+		r.CIC = &c
+	}
 	return r
 }
 

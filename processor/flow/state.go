@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 
 	"capfleet.dev/capfleet/processor/decode"
@@ -16,6 +17,12 @@ import (
 const StateVersion = 6
 
 const stateVersion5 = 5
+
+// StateVersionCIC is a version 6 state followed by the CICFlowMeter features of each flow, in the same
+// order (a presence byte, then their fields as cicFlow.visit lists them): what a table with
+// Features writes. A table without them reads it and drops the features; a table with them that
+// restores a version 6 state starts each open flow's features at its next packet.
+const StateVersionCIC = 7
 
 // Per-flow flag bits of the state.
 const (
@@ -35,7 +42,11 @@ const (
 // in LRU order per timeout class (which restoring rebuilds the eviction order from), mostly as
 // varints: about 70 bytes for an IPv4 UDP flow.
 func (t *Table) AppendState(b []byte) []byte {
-	b = append(b, StateVersion)
+	v := uint8(StateVersion)
+	if t.cic != nil {
+		v = StateVersionCIC
+	}
+	b = append(b, v)
 	b = binary.AppendUvarint(b, uint64(len(t.flows)))
 	b = binary.AppendVarint(b, t.clock)
 	for c := range t.lru {
@@ -43,7 +54,41 @@ func (t *Table) AppendState(b []byte) []byte {
 			b = f.appendState(b)
 		}
 	}
+	if t.cic != nil {
+		for c := range t.lru {
+			for f := t.lru[c].head; f != nil; f = f.lruNext {
+				b = appendCICState(b, t.cic[f])
+			}
+		}
+	}
 	return b
+}
+
+// appendCICState appends a flow's features, or their absence (a flow restored from a state without them).
+func appendCICState(b []byte, c *cicFlow) []byte {
+	if c == nil {
+		return append(b, 0)
+	}
+	b = append(b, 1)
+	c.visit(func(u *uint64) { b = binary.AppendUvarint(b, *u) },
+		func(i *int64) { b = binary.AppendVarint(b, *i) },
+		func(f *float64) { b = binary.LittleEndian.AppendUint64(b, math.Float64bits(*f)) })
+	return b
+}
+
+// cicState reads what appendCICState wrote; nil for a flow without features.
+func (r *stateReader) cicState() *cicFlow {
+	if r.byte1("features presence") == 0 {
+		return nil
+	}
+	c := new(cicFlow)
+	c.visit(func(u *uint64) { *u = r.uvarint("feature") },
+		func(i *int64) { *i = r.varint("feature") },
+		func(f *float64) { *f = math.Float64frombits(binary.LittleEndian.Uint64(r.next(8, "feature"))) })
+	if r.err == nil && c.fwd > 1 {
+		r.fail("features: forward side out of range")
+	}
+	return c
 }
 
 func (e *entry) appendState(b []byte) []byte {
@@ -132,6 +177,9 @@ func (t *Table) RestoreState(b []byte) error {
 	}
 	if err := t.restore(b); err != nil {
 		t.flows, t.lru, t.timers, t.clock = make(map[lookupKey]*entry), [numClasses]lruList{}, nil, 0
+		if t.cic != nil {
+			t.cic = make(map[*entry]*cicFlow)
+		}
 		return err
 	}
 	t.nextExpire = 0 // the next packet works out what is due
@@ -144,20 +192,27 @@ func (t *Table) RestoreState(b []byte) error {
 func (t *Table) restore(b []byte) error {
 	r := &stateReader{b: b}
 	version := r.byte1("version")
-	if r.err == nil && version != StateVersion && version != stateVersion5 {
-		return fmt.Errorf("flow state version %d, this build reads versions %d and %d", version, stateVersion5, StateVersion)
+	if r.err == nil && version != StateVersion && version != stateVersion5 && version != StateVersionCIC {
+		return fmt.Errorf("flow state version %d, this build reads versions %d, %d and %d", version, stateVersion5, StateVersion, StateVersionCIC)
 	}
 	r.version = version
+	if version == StateVersionCIC {
+		r.version = StateVersion // the flows are as in version 6
+	}
 	n := r.uvarint("flow count")
 	if r.err == nil && n > uint64(len(r.b)) { // every flow takes many bytes: a count beyond the size is corrupt
 		r.fail("flow count beyond the data")
 	}
 	t.clock = r.varint("clock")
 	var seenDirty [numClasses]bool
+	var order []*entry // for the features that follow
 	for i := uint64(0); i < n && r.err == nil; i++ {
 		e := r.entry(t)
 		if r.err != nil {
 			break
+		}
+		if version == StateVersionCIC {
+			order = append(order, e)
 		}
 		if _, dup := t.flows[e.lookup]; dup {
 			return errors.New("flow state: a flow twice")
@@ -174,6 +229,15 @@ func (t *Table) restore(b []byte) error {
 		if e.ext != nil {
 			e.ext.heapIdx = -1
 			t.reschedule(e)
+		}
+	}
+	for _, e := range order {
+		c := r.cicState()
+		if r.err != nil {
+			break
+		}
+		if c != nil && t.cic != nil {
+			t.cic[e] = c
 		}
 	}
 	if r.err == nil && len(r.b) != 0 {

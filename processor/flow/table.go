@@ -66,6 +66,9 @@ type Config struct {
 	ServerPorts *Ports
 	// OnEnd receives every flow that leaves the table. The *Flow is reused afterwards.
 	OnEnd func(f *Flow, why EndReason)
+	// Features are the optional feature sets computed on every flow (Flow.CIC): none by default,
+	// when a flow costs only its entry.
+	Features Features
 }
 
 // Stats counts what the table did. Not synchronised, like the Table.
@@ -108,7 +111,12 @@ type Table struct {
 	timers  []*entry // TCP flows with a Zeek timer pending, a min-heap by ext.due
 	free    []*entry
 	freeExt []*ext
-	out     Flow  // handed to OnEnd
+	out     Flow // handed to OnEnd
+	// cic holds the CICFlowMeter accumulators of each flow when Features asks for them: a side
+	// table, so that an entry stays within its size class when they are off.
+	cic     map[*entry]*cicFlow
+	freeCIC []*cicFlow
+	outCIC  CIC
 	clock   int64 // the newest packet's time (Unix nanoseconds), 0 before the first
 	// nextExpire is no later than the time something is next due to expire: Add skips Expire
 	// until then.
@@ -146,6 +154,9 @@ func New(cfg Config) *Table {
 		t.idle = [numClasses]time.Duration{cfg.IdleTimeout, cfg.IdleTimeout, cfg.IdleTimeout, cfg.IdleTimeout}
 	}
 	t.delays = delays{attempt: to.TCPAttempt, close: to.TCPClose, reset: to.TCPReset}
+	if cfg.Features&FeaturesCIC != 0 {
+		t.cic = make(map[*entry]*cicFlow)
+	}
 	return t
 }
 
@@ -287,6 +298,9 @@ func (t *Table) addLayer(p *decode.Packet, h *decode.IPHeader, inner int, now in
 		t.noteTunnel(f, p, inner, fromOrig, created)
 	}
 	t.account(f, side, fromOrig, h, p, now)
+	if t.cic != nil {
+		t.addCIC(f, side, created, h, now)
+	}
 	// last orders the LRU lists and times idling: every packet moves it, even one Zeek does not
 	// count (TCP keeps Zeek's last time apart, for its duration and delays).
 	f.last = max(f.last, now)
@@ -552,8 +566,11 @@ func (t *Table) end(f *entry, why EndReason) {
 		t.heapRemove(f)
 	}
 	t.Stats.Ended[why]++
-	f.flow(&t.out)
+	t.flowOf(f)
 	t.cfg.OnEnd(&t.out, why)
+	if t.cic != nil {
+		t.dropCIC(f)
+	}
 	if f.ext != nil {
 		t.freeExt = append(t.freeExt, f.ext)
 		f.ext = nil
@@ -631,8 +648,43 @@ func (t *Table) Dirty(fn func(f *Flow)) {
 	for c := range t.lru {
 		for f := t.lru[c].tail; f != nil && f.dirty; f = f.lruPrev {
 			f.dirty = false
-			f.flow(&t.out)
+			t.flowOf(f)
 			fn(&t.out)
 		}
+	}
+}
+
+// flowOf fills t.out from f, with its features.
+func (t *Table) flowOf(f *entry) {
+	f.flow(&t.out)
+	if c := t.cic[f]; c != nil {
+		c.row(&f.lookup, &t.outCIC)
+		t.out.CIC = &t.outCIC
+	}
+}
+
+// addCIC accounts a packet in the CICFlowMeter features of f; created says it opened the flow,
+// which makes its sender CICFlowMeter's forward side.
+func (t *Table) addCIC(f *entry, side int, created bool, h *decode.IPHeader, now int64) {
+	c := t.cic[f]
+	if created || c == nil {
+		if c == nil {
+			if n := len(t.freeCIC); n > 0 {
+				c, t.freeCIC = t.freeCIC[n-1], t.freeCIC[:n-1]
+			} else {
+				c = new(cicFlow)
+			}
+			t.cic[f] = c
+		}
+		c.reset(side, now)
+	}
+	c.add(side, now, cicPacketOf(h))
+}
+
+// dropCIC recycles the features of a flow that ended.
+func (t *Table) dropCIC(f *entry) {
+	if c := t.cic[f]; c != nil {
+		delete(t.cic, f)
+		t.freeCIC = append(t.freeCIC, c)
 	}
 }

@@ -16,6 +16,9 @@ type FlowConfig struct {
 	IdleTimeout   time.Duration
 	ActiveTimeout time.Duration
 	MaxFlows      int // per Kafka partition
+	// Features are the optional feature sets computed on every flow (flow.FeaturesCIC), which its
+	// records carry to the flows topic and Cassandra's flow_features table.
+	Features flow.Features
 }
 
 // Validate rejects settings that would make every packet its own flow or keep flows forever.
@@ -35,7 +38,7 @@ func (c FlowConfig) Validate() error {
 func NewFlowTableFactory(cfg FlowConfig, c *Counters) func(state []byte, emit func(store.Flow)) (FlowTable, error) {
 	return func(state []byte, emit func(store.Flow)) (FlowTable, error) {
 		t := &flowTable{emit: emit, counters: c}
-		t.flows = flow.New(flow.Config{IdleTimeout: cfg.IdleTimeout, ActiveTimeout: cfg.ActiveTimeout, MaxFlows: cfg.MaxFlows, OnEnd: t.ended})
+		t.flows = flow.New(flow.Config{IdleTimeout: cfg.IdleTimeout, ActiveTimeout: cfg.ActiveTimeout, MaxFlows: cfg.MaxFlows, OnEnd: t.ended, Features: cfg.Features})
 		if state != nil {
 			if err := t.flows.RestoreState(state); err != nil {
 				return nil, err
@@ -95,6 +98,15 @@ func record(f *flow.Flow) store.Flow {
 		OrigPkts: f.Orig.Pkts, RespPkts: f.Resp.Pkts, OrigBytes: f.Orig.Bytes(p), RespBytes: f.Resp.Bytes(p),
 		OrigIPBytes: f.Orig.IPBytes, RespIPBytes: f.Resp.IPBytes,
 		TCPFlags: uint8(f.Orig.Flags | f.Resp.Flags), History: f.History(), State: f.ConnState(),
-		Tunnel: f.Tunnel.String(),
+		Tunnel: f.Tunnel.String(), CIC: cicCopy(f.CIC),
 	}
+}
+
+// cicCopy copies the features the table hands over, which it reuses after the call.
+func cicCopy(c *flow.CIC) *flow.CIC {
+	if c == nil {
+		return nil
+	}
+	out := *c
+	return &out
 }

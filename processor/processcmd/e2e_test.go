@@ -1130,3 +1130,41 @@ func TestACaptureGoingBackInTimeStoresTheFlowsPcapFlowsFinds(t *testing.T) {
 		t.Fatalf("stored flows differ from pcap flows' on the same packets:\n%s", d)
 	}
 }
+
+// TestCICFeaturesReachTheFlowsTopicAndCassandra: with --flow-features cic, every flow's CICFlowMeter
+// columns reach the flows topic and the flow_features table as the flow table computed them offline
+// (their values are processor/flow's TestCICFlowMeterParity's business), and flows without them
+// keep their records as before.
+func TestCICFeaturesReachTheFlowsTopicAndCassandra(t *testing.T) {
+	kcfg := kafkatest.Plain(t)
+	ccfg := cassandratest.Config(t)
+	ks := cassandratest.NewKeyspace(t, ccfg)
+	frames := pipelinetest.ReadCapture(t, pipelinetest.SharedPcap(t, "ndpi/ethereum.pcap"))
+	cfg := pipeline.FlowConfig{IdleTimeout: 2 * time.Second, ActiveTimeout: 30 * time.Minute, MaxFlows: 1000000, Features: flow.FeaturesCIC}
+	want := pipelinetest.ExpectedFlows(t, frames, cfg, "cic")
+	flowsTopic := kafkatest.NewTopic(t, kcfg, 1)
+	run := runFiltered(t, kcfg, ccfg, ks, frames, len(frames), "cic", "--store-flows", "--flows-topic", flowsTopic,
+		"--flow-idle-timeout", "2s", "--flow-features", "cic")
+	defer run.stop(t)
+	var stored map[string]*flow.CIC
+	pipelinetest.Eventually(t, time.Minute, "every flow's features stored", func() (bool, string) {
+		var err error
+		stored, err = run.reader.FlowFeatures(run.ctx, run.first, run.last)
+		return err == nil && len(stored) == len(want), fmt.Sprintf("%d stored, want %d (%v)", len(stored), len(want), err)
+	})
+	published := consumeFlows(t, kcfg, flowsTopic, len(want))
+	for _, f := range want {
+		if f.CIC == nil {
+			t.Fatalf("flow %s computed offline without features", f.UID)
+		}
+		for where, got := range map[string]*flow.CIC{"flow_features": stored[f.UID], "flows topic": published[f.UID].CIC} {
+			if got == nil {
+				t.Fatalf("flow %s: no features in %s", f.UID, where)
+			}
+			if got.V != f.CIC.V || got.Src != f.CIC.Src || got.Dst != f.CIC.Dst || got.SrcPort != f.CIC.SrcPort ||
+				got.DstPort != f.CIC.DstPort || got.Protocol != f.CIC.Protocol {
+				t.Fatalf("flow %s: %s holds\n%s\nwant\n%s", f.UID, where, got.AppendCSV(nil), f.CIC.AppendCSV(nil))
+			}
+		}
+	}
+}

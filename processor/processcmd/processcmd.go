@@ -79,6 +79,7 @@ commit and resumed by whoever consumes the partition next.`,
 	fs.DurationVar(&o.flows.IdleTimeout, "flow-idle-timeout", 0, "close a flow of any protocol after this long without a packet (packet time); 0: Zeek's inactivity timeouts, TCP 5m, UDP, ICMP and other protocols 1m (TCP connections also end Zeek's 5s after a close, a reset or an unanswered SYN)")
 	fs.DurationVar(&o.flows.ActiveTimeout, "flow-active-timeout", 30*time.Minute, "close a flow this long after its first packet, and start a new one")
 	fs.IntVar(&o.flows.MaxFlows, "flow-table-max", 1000000, "open flows kept per Kafka partition; beyond, the oldest are closed early (counted)")
+	fs.Var(&o.flows.Features, "flow-features", "feature sets computed on every flow, carried by the flows topic and stored in flow_features: cic (CICFlowMeter's columns, as CIC-IDS2017 names them)")
 	fs.BoolVar(&o.pipe.StorePackets, "store-packets", false, "store every packet (the frame, byte for byte)")
 	fs.BoolVar(&o.pipe.StoreFlows, "store-flows", false, "store flow records")
 	fs.DurationVar(&o.pipe.PacketTTL, "packet-ttl", 168*time.Hour, "time to live of stored packets (0: forever)")

@@ -33,6 +33,8 @@ type FlowJSON struct {
 	TCPFlags uint8  `json:"tcp_flags,omitempty"`
 	Sensor   string `json:"sensor,omitempty"`
 	Closed   bool   `json:"closed"`
+	// CIC are the CICFlowMeter features, keyed by CIC-IDS2017 column name; absent without them.
+	CIC *flow.CIC `json:"cic,omitempty"`
 }
 
 // JSON converts f to its printed form.
@@ -45,6 +47,7 @@ func (f *Flow) JSON() FlowJSON {
 		OrigPkts: f.OrigPkts, OrigIPBytes: f.OrigIPBytes, RespPkts: f.RespPkts, RespIPBytes: f.RespIPBytes,
 		VLAN: f.VLAN, CommunityID: f.CommunityID, Tunnel: f.Tunnel,
 		StartNS: f.Start.UnixNano(), EndNS: f.End.UnixNano(), TCPFlags: f.TCPFlags, Sensor: f.Sensor, Closed: f.Closed,
+		CIC: f.CIC,
 	}
 }
 

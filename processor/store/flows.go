@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"capfleet.dev/capfleet/processor/flow"
 )
 
 // Flow is one stored connection record, Zeek conn.log style: "orig" is the side that sent the first packet.
@@ -39,6 +41,9 @@ type Flow struct {
 	Tunnel string
 	// Closed is false for a flow still open when it was written (a checkpoint of its running totals).
 	Closed bool
+	// CIC are the flow's CICFlowMeter features when the pipeline computes them (nil otherwise): the
+	// flows topic carries them, and Cassandra's flow_features table.
+	CIC *flow.CIC
 }
 
 // writeTime orders the versions of one flow: a version with more packets is newer, and the closing write
@@ -83,6 +88,7 @@ func (w *Writer) WriteFlows(ctx context.Context, flows []Flow, ttl time.Duration
 	if err != nil {
 		return err
 	}
+	stmts = append(stmts, featureStatements(flows, ttlSeconds(ttl))...)
 	if err := w.exec(ctx, stmts); err != nil {
 		return err
 	}

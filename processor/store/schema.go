@@ -28,6 +28,8 @@
 //     and the packets filtered or undecodable, one row per Kafka partition and counter, summed on read.
 //   - edge_rollups: per window (1 min by default) and pair of hosts, the packets, IP bytes and flows
 //     started, so that the graph of a day reads a few thousand rows instead of every flow.
+//   - flow_features: per (hour of its start, shard), the CICFlowMeter columns of each flow of a pipeline
+//     that computes them (spec.flows.features), by start and uid, a map by CIC-IDS2017 column name.
 //
 // The schema is versioned: schema_version records every migration applied; migrations are an ordered list
 // and each is applied once. All statements are idempotent (IF NOT EXISTS), so two replicas starting at the
@@ -147,6 +149,18 @@ var migrations = []migration{
 			packets bigint, ip_bytes bigint, flows bigint,
 			PRIMARY KEY ((bucket, shard), start, width_ms, sensor, a, b, kafka_partition, first_offset)
 		) WITH compaction = {'class': 'TimeWindowCompactionStrategy', 'compaction_window_unit': 'HOURS', 'compaction_window_size': 1}`,
+	}},
+	{6, "CICFlowMeter features of flows: flow_features", []string{
+		// A row per flow of a pipeline with spec.flows.features [cic], keyed as flows_by_time (the hour and
+		// shard of its start, then start and uid), so a reader joins it to the flows by uid. The columns are
+		// a map by CIC-IDS2017 column name: the feature set may grow without a migration. Forward is the
+		// direction of the flow's first packet, as in CICFlowMeter, which may not be Zeek's originator.
+		`CREATE TABLE IF NOT EXISTS %[1]s.flow_features (
+			bucket timestamp, shard int, start_ns bigint, uid text, sensor text,
+			src_ip inet, src_port int, dst_ip inet, dst_port int, proto int, closed boolean,
+			cic frozen<map<text, double>>,
+			PRIMARY KEY ((bucket, shard), start_ns, uid)
+		) WITH CLUSTERING ORDER BY (start_ns ASC, uid ASC)`,
 	}},
 }
 
