@@ -2,208 +2,242 @@ package packetrecord
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // Pool bounds and recycles the memory of records on their way to Kafka, so that producing a packet
-// allocates nothing: records, their headers and their bytes live in slabs, a slab goes back to the
-// pool once the producer has answered for every record in it (Release, from the produce promise),
-// and at most Bytes of record bytes and Records records are out at once. Full, it is the producer's
-// buffer bound: the caller waits (Wait) or sheds and counts, before franz-go's own bound is reached.
+// allocates nothing: each record is a pooled entry (the *kgo.Record, its header and a caller's tag)
+// whose bytes (key, metadata, frame) live in a shared slab; Release, from the produce promise, hands
+// the entry back, and a slab goes back once every record in it was answered. At most maxRecords
+// records and about maxBytes of slabs are out at once: full, the pool is the producer's buffer
+// bound, where the caller waits (Writer.Wait) or sheds and counts, before franz-go's own bound.
 //
-// Records of one slab are encoded one after the other by one Writer and acknowledged in roughly
-// that order, so slabs come back in turn; a slab is a few milliseconds of traffic under load.
+// A slab is filled by one Writer with consecutive records, which the producer answers in roughly
+// that order, so slabs come back in turn.
 type Pool struct {
-	slabBytes, slabRecords int
-	maxSlabs               int32
-	maxRecords             int64
+	slabBytes  int
+	maxSlabs   int32
+	maxRecords int64
 
-	made     atomic.Int32
-	free     chan *slab
-	inFlight atomic.Int64
-	releases atomic.Uint64 // records released so far: a Writer that found the pool full sees whether any came back since
+	slabsMade atomic.Int32
+	freeSlabs chan *slab
+	inFlight  atomic.Int64
+
+	entriesMu sync.Mutex
+	entries   []*entry // free ones
+
+	records, slabs waitable
+}
+
+// waitable is one kind of memory a Writer may wait for: a counter of returns, and a token for a
+// waiter. Checking the counter after registering as a waiter, while a return bumps the counter
+// before looking for waiters, means no return goes unnoticed.
+type waitable struct {
+	returned atomic.Uint64
 	waiters  atomic.Int32
-	released chan struct{} // a token when something came back while someone waited
+	token    chan struct{}
 }
 
-// slabsPerPool splits the byte bound: enough slabs that one not yet acknowledged in full holds back
-// little of the bound, few enough that each holds many records.
-const slabsPerPool = 64
-
-// Smallest and largest slab: a frame larger than a slab is encoded into memory of its own.
-const (
-	minSlabBytes = 64 << 10
-	maxSlabBytes = 4 << 20
-)
-
-// NewPool returns a pool holding at most about maxBytes of record bytes (key, metadata and frame) and
-// at most maxRecords records at once.
-func NewPool(maxBytes, maxRecords int) *Pool {
-	slabBytes := min(max(maxBytes/slabsPerPool, minSlabBytes), maxSlabBytes)
-	slabs := max(maxBytes/slabBytes, 2)
-	// A record of a small packet takes ~100 bytes; a slab runs out of bytes or records first,
-	// whichever the traffic makes it.
-	slabRecords := max(slabBytes/96, 1)
-	return &Pool{
-		slabBytes:   slabBytes,
-		slabRecords: slabRecords,
-		maxSlabs:    int32(slabs),
-		maxRecords:  int64(max(maxRecords, 1)),
-		free:        make(chan *slab, slabs),
-		released:    make(chan struct{}, 1),
-	}
-}
-
-// slab is the memory of consecutive records. It is each of its records' Context, which is how
-// Release finds it without a lookup; as a context it is Background, never done, so franz-go's
-// cancellation by record context never fires on it.
-type slab struct {
-	context.Context
-	pool *Pool
-	buf  []byte
-	recs []kgo.Record
-	hdrs []kgo.RecordHeader
-	tags []any
-	n    int
-	// refs counts the records the producer holds, plus one while a Writer still fills the slab:
-	// whoever drops the last reference returns it to the pool, writer or promise.
-	refs atomic.Int32
-}
-
-func (p *Pool) newSlab() *slab {
-	return &slab{
-		Context: context.Background(),
-		pool:    p,
-		buf:     make([]byte, 0, p.slabBytes),
-		recs:    make([]kgo.Record, p.slabRecords),
-		hdrs:    make([]kgo.RecordHeader, p.slabRecords),
-		tags:    make([]any, p.slabRecords),
-	}
-}
-
-// take returns a free slab, a new one while fewer than the bound exist, or nil.
-func (p *Pool) take() *slab {
-	select {
-	case s := <-p.free:
-		return s
-	default:
-	}
-	for {
-		n := p.made.Load()
-		if n >= p.maxSlabs {
-			return nil
-		}
-		if p.made.CompareAndSwap(n, n+1) {
-			return p.newSlab()
-		}
-	}
-}
-
-func (s *slab) unref() {
-	if s.refs.Add(-1) != 0 {
-		return
-	}
-	s.buf, s.n = s.buf[:0], 0
-	s.pool.free <- s // never blocks: at most maxSlabs exist
-}
-
-// wake tells a waiting Writer that memory came back.
-func (p *Pool) wake() {
-	p.releases.Add(1)
-	if p.waiters.Load() == 0 {
+func (w *waitable) back() {
+	w.returned.Add(1)
+	if w.waiters.Load() == 0 {
 		return
 	}
 	select {
-	case p.released <- struct{}{}:
+	case w.token <- struct{}{}:
 	default:
 	}
 }
 
-// InFlight is how many records of the pool the producer holds.
-func (p *Pool) InFlight() int64 { return p.inFlight.Load() }
-
-// Wait blocks, after Encode found the pool full, until a record came back to the pool or giveUp
-// fires (nil: never); false means giveUp fired. A true is no promise that Encode now succeeds (another
-// Writer may have been first): the caller tries again.
-func (w *Writer) Wait(giveUp <-chan time.Time) bool {
-	p := w.pool
-	p.waiters.Add(1)
-	defer p.waiters.Add(-1)
-	// Registered as a waiter first, then looked: a release either counts before this look or sees
-	// the waiter and leaves a token, so none is missed between the failed Encode and here.
-	if p.releases.Load() != w.seen {
+func (w *waitable) wait(seen uint64, giveUp <-chan time.Time) bool {
+	w.waiters.Add(1)
+	defer w.waiters.Add(-1)
+	if w.returned.Load() != seen {
 		return true
 	}
 	select {
-	case <-p.released:
+	case <-w.token:
 		return true
 	case <-giveUp:
 		return false
 	}
 }
 
-// Writer encodes records into the pool's slabs. One goroutine uses a Writer; several Writers share a
-// Pool.
+// Slab sizes: small enough that a slab held back by one unanswered record is little of the bound,
+// large enough to hold thousands of small packets. A frame larger than a slab gets memory of its own.
+const (
+	slabsPerPool = 256
+	minSlabBytes = 64 << 10
+	maxSlabBytes = 1 << 20
+)
+
+// NewPool returns a pool holding at most maxRecords records and about maxBytes of record bytes.
+func NewPool(maxBytes, maxRecords int) *Pool {
+	slabBytes := min(max(maxBytes/slabsPerPool, minSlabBytes), maxSlabBytes)
+	p := &Pool{
+		slabBytes:  slabBytes,
+		maxSlabs:   int32(max(maxBytes/slabBytes, 2)),
+		maxRecords: int64(max(maxRecords, 1)),
+	}
+	p.freeSlabs = make(chan *slab, p.maxSlabs)
+	p.records.token = make(chan struct{}, 1)
+	p.slabs.token = make(chan struct{}, 1)
+	return p
+}
+
+// entry is one pooled record. It is its record's Context, which is how Release finds it without a
+// lookup; as a context it is Background, never done, so franz-go's cancellation by record context
+// never fires on it.
+type entry struct {
+	context.Context
+	rec  kgo.Record
+	hdr  [1]kgo.RecordHeader
+	tag  any
+	slab *slab // nil: the bytes are the record's own
+	pool *Pool
+}
+
+// slab holds the bytes of consecutive records.
+type slab struct {
+	pool *Pool
+	buf  []byte
+	// refs counts the records the producer holds in it, plus one while a Writer still fills it:
+	// whoever drops the last reference returns it to the pool, writer or promise.
+	refs atomic.Int32
+}
+
+func (s *slab) unref() {
+	if s.refs.Add(-1) != 0 {
+		return
+	}
+	s.buf = s.buf[:0]
+	s.pool.freeSlabs <- s // never blocks: at most maxSlabs exist
+	s.pool.slabs.back()
+}
+
+// takeSlab returns a free slab, a new one while fewer than the bound exist, or nil.
+func (p *Pool) takeSlab() *slab {
+	select {
+	case s := <-p.freeSlabs:
+		return s
+	default:
+	}
+	for {
+		n := p.slabsMade.Load()
+		if n >= p.maxSlabs {
+			return nil
+		}
+		if p.slabsMade.CompareAndSwap(n, n+1) {
+			return &slab{pool: p, buf: make([]byte, 0, p.slabBytes)}
+		}
+	}
+}
+
+// takeEntry returns a free entry, making them in chunks (one allocation for many records while the
+// pool grows); the record bound is checked by the caller.
+func (p *Pool) takeEntry() *entry {
+	p.entriesMu.Lock()
+	defer p.entriesMu.Unlock()
+	if len(p.entries) == 0 {
+		chunk := make([]entry, entryChunk)
+		for i := range chunk {
+			chunk[i].Context, chunk[i].pool = context.Background(), p
+			p.entries = append(p.entries, &chunk[i])
+		}
+	}
+	e := p.entries[len(p.entries)-1]
+	p.entries = p.entries[:len(p.entries)-1]
+	return e
+}
+
+const entryChunk = 256
+
+func (p *Pool) putEntry(e *entry) {
+	e.tag, e.slab = nil, nil
+	p.entriesMu.Lock()
+	p.entries = append(p.entries, e)
+	p.entriesMu.Unlock()
+}
+
+// InFlight is how many records of the pool are out.
+func (p *Pool) InFlight() int64 { return p.inFlight.Load() }
+
+// Writer encodes records into the pool. One goroutine uses a Writer; several Writers share a Pool.
 type Writer struct {
 	pool *Pool
 	cur  *slab
-	seen uint64 // releases when the last Encode started
+	// What the last failed Encode lacked, and how many of those had come back when it looked.
+	short *waitable
+	seen  uint64
 }
 
 // NewWriter returns a Writer drawing on p.
 func (p *Pool) NewWriter() *Writer { return &Writer{pool: p} }
 
 // Encode is the record of Encode, in the pool's memory, with tag kept for Release to return. It
-// returns false, and nothing is kept, while the pool is full. The record must go to the producer
-// (whose promise calls Release) or to Release directly.
+// returns false, and nothing is kept, while the pool is full. The record must go to the producer,
+// whose promise calls Release, or to Release directly.
 func (w *Writer) Encode(m Meta, frame []byte, tag any) (*kgo.Record, bool) {
 	p := w.pool
-	w.seen = p.releases.Load()
+	seen := p.records.returned.Load()
 	if p.inFlight.Load() >= p.maxRecords {
+		w.short, w.seen = &p.records, seen
 		return nil, false
 	}
 	need := encodedLen(m, frame)
-	if need > p.slabBytes {
-		// Larger than any slab (a jumbo or offloaded frame with a small bound): memory of its own,
-		// still counted, so the record bound holds.
-		r := Encode(m, frame)
-		r.Context = &slab{Context: context.Background(), pool: p, tags: []any{tag}, n: 1}
-		r.Context.(*slab).refs.Store(1)
-		p.inFlight.Add(1)
-		return r, true
-	}
+	var buf []byte
 	s := w.cur
-	if s == nil || s.n == len(s.recs) || cap(s.buf)-len(s.buf) < need {
-		if s = w.next(); s == nil {
-			return nil, false
+	if need <= p.slabBytes {
+		if s == nil || cap(s.buf)-len(s.buf) < need {
+			seen := p.slabs.returned.Load()
+			if s = w.next(); s == nil {
+				w.short, w.seen = &p.slabs, seen
+				return nil, false
+			}
 		}
+		s.refs.Add(1)
+		buf = s.buf
+	} else {
+		// Larger than any slab (a jumbo or offloaded frame under a small bound): bytes of its own,
+		// still within the record bound.
+		s, buf = nil, make([]byte, 0, need)
 	}
-	i := s.n
-	s.n++
-	s.refs.Add(1)
 	p.inFlight.Add(1)
-	r := &s.recs[i]
-	*r = kgo.Record{Context: s, Headers: s.hdrs[i : i+1 : i+1]}
-	s.tags[i] = tag
-	s.buf = EncodeInto(r, s.buf, m, frame)
-	return r, true
+	e := p.takeEntry()
+	e.rec = kgo.Record{Context: e, Headers: e.hdr[:0:1]}
+	e.tag, e.slab = tag, s
+	buf = EncodeInto(&e.rec, buf, m, frame)
+	if s != nil {
+		s.buf = buf
+	}
+	return &e.rec, true
 }
 
 // next lets go of the current slab and takes another, or nil when none is free. Letting go first
 // means a slab whose records were all answered is free again at once, even the only one.
 func (w *Writer) next() *slab {
 	w.Close()
-	s := w.pool.take()
+	s := w.pool.takeSlab()
 	if s == nil {
 		return nil
 	}
 	s.refs.Store(1)
 	w.cur = s
 	return s
+}
+
+// Wait blocks, after Encode found the pool full, until what it lacked (a record or a slab) came back
+// or giveUp fires (nil: never); false means giveUp fired. True is no promise that Encode now
+// succeeds (another Writer may be first): the caller tries again.
+func (w *Writer) Wait(giveUp <-chan time.Time) bool {
+	if w.short == nil {
+		return true
+	}
+	return w.short.wait(w.seen, giveUp)
 }
 
 // Close lets go of the slab being filled, so it returns to the pool once its records are answered.
@@ -218,25 +252,16 @@ func (w *Writer) Close() {
 // was encoded with; the record and its bytes must not be used after. Records not from a Pool are
 // left alone (nil tag).
 func Release(r *kgo.Record) any {
-	s, ok := r.Context.(*slab)
+	e, ok := r.Context.(*entry)
 	if !ok {
 		return nil
 	}
-	p := s.pool
-	var tag any
-	if s.recs == nil { // a record with memory of its own
-		tag = s.tags[0]
-	} else {
-		i := s.index(r)
-		tag, s.tags[i] = s.tags[i], nil
+	p, tag, s := e.pool, e.tag, e.slab
+	p.putEntry(e)
+	if s != nil {
 		s.unref()
 	}
 	p.inFlight.Add(-1)
-	p.wake()
+	p.records.back()
 	return tag
-}
-
-// index is r's position in s.recs, from its address: the promise hands back the pointer Encode gave out.
-func (s *slab) index(r *kgo.Record) int {
-	return int((uintptr(unsafe.Pointer(r)) - uintptr(unsafe.Pointer(&s.recs[0]))) / unsafe.Sizeof(kgo.Record{}))
 }

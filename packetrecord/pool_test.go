@@ -51,7 +51,7 @@ func TestPoolRecordsEqualEncode(t *testing.T) {
 	if p.InFlight() != 0 {
 		t.Fatalf("%d records still counted in flight", p.InFlight())
 	}
-	if made := p.made.Load(); made > 2 {
+	if made := p.slabsMade.Load(); made > 2 {
 		t.Fatalf("%d slabs made for one record at a time", made)
 	}
 }
@@ -160,8 +160,8 @@ func TestPoolConcurrent(t *testing.T) {
 	if p.InFlight() != 0 {
 		t.Fatalf("%d in flight", p.InFlight())
 	}
-	if len(p.free) != int(p.made.Load()) {
-		t.Fatalf("%d of %d slabs back", len(p.free), p.made.Load())
+	if len(p.freeSlabs) != int(p.slabsMade.Load()) {
+		t.Fatalf("%d of %d slabs back", len(p.freeSlabs), p.slabsMade.Load())
 	}
 }
 

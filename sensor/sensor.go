@@ -109,10 +109,11 @@ func (s *Sensor) Run(ctx context.Context) error {
 	if err := s.serve(httpCtx); err != nil {
 		return err
 	}
-	cl, err := newProducer(ctx, &s.cfg)
+	pub, err := newPublisher(ctx, &s.cfg, len(s.links)*s.cfg.ringsPerInterface())
 	if err != nil {
 		return err
 	}
+	cl := pub.cl
 	if s.cfg.ExcludeKafka {
 		if err := s.excludeKafka(ctx, cl); err != nil {
 			cl.Close()
@@ -141,7 +142,7 @@ func (s *Sensor) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r.capture(ctx, cl, s.cfg.Node, s.cfg.SnapLen, s.cfg.SampleRate, s.log)
+			r.capture(ctx, pub, s.cfg.Node, s.cfg.SnapLen, s.cfg.SampleRate, s.log)
 		}()
 	}
 	s.watch(ctx, rings)
