@@ -5,9 +5,9 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
-	"runtime"
 	"syscall"
 	"testing"
 	"time"
@@ -153,7 +153,7 @@ func BenchmarkPublish(b *testing.B) {
 		name string
 		opts []kgo.Opt
 	}{
-		{"default", nil}, // the sensor's own: lz4, 5 ms linger, 1 MB batches
+		{"default", nil},  // the sensor's own: lz4, 5 ms linger, 1 MB batches
 		{"unpooled", nil}, // the same, with a record allocated per packet (packetrecord.Encode), as before the pool
 		{"zstd", []kgo.Opt{kgo.ProducerBatchCompression(kgo.ZstdCompression())}},
 		{"snappy", []kgo.Opt{kgo.ProducerBatchCompression(kgo.SnappyCompression())}},
