@@ -2,7 +2,6 @@ package sensor
 
 import (
 	"context"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -28,8 +27,8 @@ func (p *publisher) produced(r *kgo.Record, err error) {
 	}
 }
 
-// newPublisher builds the checked client: short linger so batches form under load without delaying
-// a quiet link, batch compression, and a pool for the records. It waits up to --kafka-start-timeout
+// newPublisher builds the checked client, tuned as workload.PacketsProducerTuning says with the
+// --compression codec, and a pool for the records. It waits up to --kafka-start-timeout
 // for a broker that is still starting.
 func newPublisher(ctx context.Context, c *Config, rings int) (*publisher, error) {
 	codec, err := compressionCodec(c.Compression)
@@ -41,12 +40,10 @@ func newPublisher(ctx context.Context, c *Config, rings int) (*publisher, error)
 	}
 	// Each ring may overshoot the pool's record bound by one (it checks, then takes), and franz-go
 	// counts the header key besides the pool's bytes.
-	opts := append([]kgo.Opt{
-		kgo.ProducerLinger(5 * time.Millisecond),
-		kgo.ProducerBatchCompression(codec, kgo.NoCompression()),
-		kgo.MaxBufferedRecords(c.BufferPackets + rings),
-		kgo.MaxBufferedBytes(2 * c.BufferMB << 20),
-	}, c.kafkaOpts...)
+	opts := append(workload.PacketsProducerTuning(codec),
+		kgo.MaxBufferedRecords(c.BufferPackets+rings),
+		kgo.MaxBufferedBytes(2*c.BufferMB<<20))
+	opts = append(opts, c.kafkaOpts...)
 	cl, err := workload.NewPacketsProducer(ctx, workload.Producer{
 		Kafka: c.Kafka, Topic: c.Topic, Timeout: c.StartTimeout, WaitForKafka: true, Options: opts,
 	})
