@@ -15,6 +15,10 @@ import (
 // MaxSnapLen is the largest snap length accepted, libpcap's and tcpdump's.
 const MaxSnapLen = 262144
 
+// tpacketOverhead is the most a TPACKET_V3 ring adds to a packet (its header and alignment): a block
+// must hold at least one whole packet with it; a block size that is no multiple of the page is refused.
+const tpacketOverhead = 128
+
 // Config is everything `capfleet sensor` is told by its flags and environment.
 type Config struct {
 	Interfaces      []string
@@ -55,7 +59,7 @@ func DefaultConfig() Config {
 		SnapLen:         MaxSnapLen,
 		SampleRate:      1,
 		RingBlockSizeKB: 1024,
-		RingBlocks:      64,
+		RingBlocks:      0, // sized from the interface's speed (ringsize.go)
 		Promisc:         true,
 		ExcludeKafka:    true,
 		BufferPackets:   100000,
@@ -77,7 +81,7 @@ func (c *Config) AddFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&c.SnapLen, "snaplen", c.SnapLen, "bytes kept of each packet")
 	fs.IntVar(&c.SampleRate, "sample-rate", c.SampleRate, "keep 1 packet of every N captured (1 keeps all)")
 	fs.IntVar(&c.RingBlockSizeKB, "ring-block-size-kb", c.RingBlockSizeKB, "size of one AF_PACKET ring block in KiB (a multiple of the page size, larger than --snaplen)")
-	fs.IntVar(&c.RingBlocks, "ring-blocks", c.RingBlocks, "number of blocks in each ring")
+	fs.IntVar(&c.RingBlocks, "ring-blocks", c.RingBlocks, "number of blocks in each ring; 0 sizes the ring from the interface's speed (16 ms of line rate, scaled by --snaplen, 8 to 64 MiB)")
 	fs.IntVar(&c.FanoutGroup, "fanout-group", c.FanoutGroup, "PACKET_FANOUT group id (0 = off): one ring per CPU on each interface, flows hashed across them; interface i uses id+i")
 	fs.BoolVar(&c.Promisc, "promisc", c.Promisc, "put the interfaces in promiscuous mode while capturing, as tcpdump does (--promisc=false: only traffic to this host)")
 	fs.BoolVar(&c.ExcludeKafka, "exclude-kafka", c.ExcludeKafka, "leave TCP to and from the Kafka brokers out of the capture, so the sensor does not capture its own produce traffic")
@@ -103,9 +107,6 @@ func (c *Config) validate() error {
 		seen[i] = true
 	}
 	blockSize := c.RingBlockSizeKB * 1024
-	// A TPACKET_V3 block must hold at least one whole packet with its
-	// header; a block size that is no multiple of the page is refused.
-	const tpacketOverhead = 128
 	switch {
 	case len(c.Interfaces) == 0:
 		return fmt.Errorf("--interfaces: none given")
@@ -119,8 +120,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("--ring-block-size-kb %d: want a multiple of the %d-byte page", c.RingBlockSizeKB, os.Getpagesize())
 	case blockSize < c.SnapLen+tpacketOverhead:
 		return fmt.Errorf("--ring-block-size-kb %d: a block must hold one packet of --snaplen %d bytes", c.RingBlockSizeKB, c.SnapLen)
-	case c.RingBlocks < 1:
-		return fmt.Errorf("--ring-blocks %d: want 1 or more", c.RingBlocks)
+	case c.RingBlocks < 0:
+		return fmt.Errorf("--ring-blocks %d: want 0 (sized from the interface's speed) or more", c.RingBlocks)
 	case c.FanoutGroup < 0 || c.FanoutGroup+len(c.Interfaces)-1 > 0xffff:
 		return fmt.Errorf("--fanout-group %d: want 0 (off) or an id up to %d", c.FanoutGroup, 0x10000-len(c.Interfaces))
 	case c.Topic == "":

@@ -35,12 +35,17 @@ type publishRig struct {
 const smallPcap = "zeek/echo-connections.pcap"
 
 func newPublishRig(tb testing.TB, pcap string, opts ...kgo.Opt) *publishRig {
+	return newPublishRigBuffer(tb, pcap, DefaultConfig().BufferPackets, opts...)
+}
+
+func newPublishRigBuffer(tb testing.TB, pcap string, buffer int, opts ...kgo.Opt) *publishRig {
 	kafka := kafkatest.Plain(tb)
 	topic := kafkatest.NewTopic(tb, kafka, e2ePartitions)
 	frames, lt := readPcap(tb, sharedPcap(tb, pcap))
 	cfg := DefaultConfig()
 	cfg.Kafka, cfg.Topic, cfg.Node = kafka, topic, "bench"
 	cfg.kafkaOpts = opts
+	cfg.BufferPackets = buffer
 	pub, err := newPublisher(context.Background(), &cfg, 1)
 	if err != nil {
 		tb.Fatal(err)
@@ -150,20 +155,28 @@ func TestPublishAllocatesNothingPerPacket(t *testing.T) {
 //	CAPFLEET_RUN=... go test -run '^$' -bench Publish -benchmem ./sensor
 func BenchmarkPublish(b *testing.B) {
 	for _, c := range []struct {
-		name string
-		opts []kgo.Opt
+		name   string
+		opts   []kgo.Opt
+		buffer int
 	}{
-		{"default", nil},  // the sensor's own: lz4, 5 ms linger, 1 MB batches
-		{"unpooled", nil}, // the same, with a record allocated per packet (packetrecord.Encode), as before the pool
-		{"zstd", []kgo.Opt{kgo.ProducerBatchCompression(kgo.ZstdCompression())}},
-		{"snappy", []kgo.Opt{kgo.ProducerBatchCompression(kgo.SnappyCompression())}},
-		{"none", []kgo.Opt{kgo.ProducerBatchCompression(kgo.NoCompression())}},
-		{"linger=20ms", []kgo.Opt{kgo.ProducerLinger(20 * time.Millisecond)}},
-		{"linger=1ms", []kgo.Opt{kgo.ProducerLinger(time.Millisecond)}},
-		{"batch=256KiB", []kgo.Opt{kgo.ProducerBatchMaxBytes(256 << 10)}},
+		{"default", nil, 0},  // the sensor's own: lz4, 5 ms linger, 1 MiB batches
+		{"unpooled", nil, 0}, // the same, with a record allocated per packet (packetrecord.Encode), as before the pool
+		{"zstd", []kgo.Opt{kgo.ProducerBatchCompression(kgo.ZstdCompression())}, 0},
+		{"snappy", []kgo.Opt{kgo.ProducerBatchCompression(kgo.SnappyCompression())}, 0},
+		{"none", []kgo.Opt{kgo.ProducerBatchCompression(kgo.NoCompression())}, 0},
+		{"linger=20ms", []kgo.Opt{kgo.ProducerLinger(20 * time.Millisecond)}, 0},
+		{"linger=1ms", []kgo.Opt{kgo.ProducerLinger(time.Millisecond)}, 0},
+		{"batch=256KiB", []kgo.Opt{kgo.ProducerBatchMaxBytes(256 << 10)}, 0},
+		{"buffer=16384", nil, 16384},
+		{"buffer=32768", nil, 32768},
+		{"buffer=100000", nil, 100000},
 	} {
 		b.Run(c.name, func(b *testing.B) {
-			r := newPublishRig(b, smallPcap, c.opts...)
+			buffer := c.buffer
+			if buffer == 0 {
+				buffer = DefaultConfig().BufferPackets
+			}
+			r := newPublishRigBuffer(b, smallPcap, buffer, c.opts...)
 			for range 20000 {
 				r.next()
 			}
@@ -178,11 +191,14 @@ func BenchmarkPublish(b *testing.B) {
 			for b.Loop() {
 				next()
 			}
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms) // before the flush: the buffer as full as the load kept it
 			r.flush(b)
 			b.StopTimer()
 			b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/pkt")
 			b.ReportMetric(float64(mallocs()-m0)/float64(b.N), "mallocs/pkt")
 			b.ReportMetric(float64(brokerCPU()-k0)/float64(b.N), "broker-cpu-ns/pkt")
+			b.ReportMetric(float64(ms.HeapSys-ms.HeapReleased)/(1<<20), "heap-MiB")
 		})
 	}
 }

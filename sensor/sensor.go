@@ -196,6 +196,11 @@ func (s *Sensor) openRings() ([]*ring, error) {
 	err := inNetNS(s.cfg.NetNS, func() error {
 		for i, l := range s.links {
 			o := ringOptions{blockSize: s.cfg.RingBlockSizeKB * 1024, blocks: s.cfg.RingBlocks, promisc: s.cfg.Promisc}
+			if o.blocks == 0 {
+				o.blocks = autoRingBlocks(l.SpeedMbps, s.cfg.SnapLen, o.blockSize, s.cfg.ringsPerInterface())
+			}
+			s.log.Info("ring", "interface", l.Name, "speed_mbps", l.SpeedMbps, "rings", s.cfg.ringsPerInterface(),
+				"blocks", o.blocks, "block_kib", o.blockSize/1024, "mib_each", o.blocks*o.blockSize>>20)
 			if s.cfg.FanoutGroup != 0 {
 				o.fanoutGroup = s.cfg.FanoutGroup + i
 			}
