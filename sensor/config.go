@@ -62,8 +62,8 @@ func DefaultConfig() Config {
 		RingBlocks:      0, // sized from the interface's speed (ringsize.go)
 		Promisc:         true,
 		ExcludeKafka:    true,
-		BufferPackets:   100000,
-		BufferMB:        256,
+		BufferPackets:   50000,
+		BufferMB:        64,
 		Compression:     "lz4",
 		MetricsAddr:     ":9090",
 		HealthAddr:      ":9091",
@@ -86,8 +86,8 @@ func (c *Config) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&c.Promisc, "promisc", c.Promisc, "put the interfaces in promiscuous mode while capturing, as tcpdump does (--promisc=false: only traffic to this host)")
 	fs.BoolVar(&c.ExcludeKafka, "exclude-kafka", c.ExcludeKafka, "leave TCP to and from the Kafka brokers out of the capture, so the sensor does not capture its own produce traffic")
 	fs.StringVar(&c.Topic, "topic", c.Topic, "Kafka topic for the packets")
-	fs.IntVar(&c.BufferPackets, "buffer-packets", c.BufferPackets, "packets held for Kafka at most; beyond that they are dropped and counted")
-	fs.IntVar(&c.BufferMB, "buffer-mb", c.BufferMB, "bytes (MiB) held for Kafka at most; beyond that packets are dropped and counted")
+	fs.IntVar(&c.BufferPackets, "buffer-packets", c.BufferPackets, "packets held for Kafka at most; when full, capture waits (the ring holds packets) and sheds, counted, only once Kafka frees nothing for 0.5 s")
+	fs.IntVar(&c.BufferMB, "buffer-mb", c.BufferMB, "bytes (MiB) held for Kafka at most, as --buffer-packets")
 	fs.StringVar(&c.Compression, "compression", c.Compression, "Kafka batch compression: lz4, zstd, snappy, gzip or none")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", c.MetricsAddr, `address serving Prometheus /metrics ("" = off)`)
 	fs.StringVar(&c.HealthAddr, "health-addr", c.HealthAddr, `address serving /healthz and /readyz ("" = off)`)

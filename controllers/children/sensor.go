@@ -95,6 +95,9 @@ func captureSecurityContext() *corev1.SecurityContext {
 	}
 }
 
+// maxAutoRingMiB is the largest ring the sensor sizes for itself from an interface's speed.
+const maxAutoRingMiB = 64
+
 // sensorResources sizes the sensor for its rings unless the spec says otherwise: the rings are locked
 // kernel memory charged to the pod, so the memory limit must cover them or the sensor is OOM-killed.
 func sensorResources(cs *v1alpha1.CaptureSensor) corev1.ResourceRequirements {
@@ -102,6 +105,10 @@ func sensorResources(cs *v1alpha1.CaptureSensor) corev1.ResourceRequirements {
 		return *cs.Spec.Resources
 	}
 	ringMiB := int64(cs.Spec.Ring.BlockSizeKiB) * int64(cs.Spec.Ring.Blocks) * int64(len(cs.Spec.Interfaces)) / 1024
+	if cs.Spec.Ring.Blocks == 0 {
+		// Sized by the sensor from the node's interface speed: at most this (sensor/ringsize.go).
+		ringMiB = maxAutoRingMiB * int64(len(cs.Spec.Interfaces))
+	}
 	return corev1.ResourceRequirements{
 		Requests: corev1.ResourceList{
 			corev1.ResourceCPU:    resource.MustParse("100m"),
