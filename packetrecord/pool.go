@@ -99,6 +99,9 @@ type entry struct {
 	tag  any
 	slab *slab // nil: the bytes are the record's own
 	pool *Pool
+	// flowHash is FlowHash of the record's frame, computed while encoding, when the link type is at
+	// hand: the partitioner need not parse the metadata header back.
+	flowHash uint32
 }
 
 // slab holds the bytes of consecutive records.
@@ -211,6 +214,7 @@ func (w *Writer) Encode(m Meta, frame []byte, tag any) (*kgo.Record, bool) {
 	e.rec = kgo.Record{Context: e, Headers: e.hdr[:0:1]}
 	e.tag, e.slab = tag, s
 	buf = EncodeInto(&e.rec, buf, m, frame)
+	e.flowHash = FlowHash(e.rec.Value, m.LinkType)
 	if s != nil {
 		s.buf = buf
 	}

@@ -17,9 +17,18 @@ func poolMeta(i int) Meta {
 		LinkType: linktype.Ethernet, OrigLen: 60 + i%1400}
 }
 
+// poolFrame is an Ethernet/IPv4/TCP frame whose ports vary with i (so flows, and partitions, differ),
+// with i in the first four bytes of the destination MAC.
 func poolFrame(i int) []byte {
 	f := make([]byte, 60+i%1400)
 	binary.BigEndian.PutUint32(f, uint32(i))
+	binary.BigEndian.PutUint16(f[12:], 0x0800)
+	ip := f[14:]
+	ip[0], ip[9] = 0x45, 6
+	binary.BigEndian.PutUint16(ip[2:], uint16(len(f)-14))
+	copy(ip[12:], []byte{10, 0, 0, 1, 10, 0, 0, 2})
+	binary.BigEndian.PutUint16(ip[20:], uint16(1024+i%5000))
+	binary.BigEndian.PutUint16(ip[22:], 80)
 	return f
 }
 
@@ -37,19 +46,27 @@ func sameRecord(t testing.TB, got *kgo.Record, m Meta, frame []byte) {
 func TestPoolRecordsEqualEncode(t *testing.T) {
 	p := NewPool(1<<20, 1000)
 	w := p.NewWriter()
+	partitions := map[int]bool{}
 	for i := range 20000 {
 		m, f := poolMeta(i), poolFrame(i)
+		partitions[Partition(Encode(m, f), 7)] = true
 		r, ok := w.Encode(m, f, i)
 		if !ok {
 			t.Fatalf("record %d: pool full with nothing held", i)
 		}
 		sameRecord(t, r, m, f)
+		if got, want := Partition(r, 7), Partition(Encode(m, f), 7); got != want {
+			t.Fatalf("record %d: partition %d from the pool, %d from Encode", i, got, want)
+		}
 		if tag := Release(r); tag != i {
 			t.Fatalf("record %d: tag %v back", i, tag)
 		}
 	}
 	if p.InFlight() != 0 {
 		t.Fatalf("%d records still counted in flight", p.InFlight())
+	}
+	if len(partitions) != 7 {
+		t.Fatalf("the frames reached %d of 7 partitions: the partition check proves little", len(partitions))
 	}
 	if made := p.slabsMade.Load(); made > 2 {
 		t.Fatalf("%d slabs made for one record at a time", made)

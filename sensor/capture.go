@@ -237,6 +237,9 @@ func (f *feeder) packet(frame captured) {
 		return
 	}
 	f.shedding = false
+	// A live capture's time is the time of producing within milliseconds (what franz-go would stamp,
+	// truncated to ms), and the kernel already read the clock for it: one clock read less a packet.
+	rec.Timestamp = frame.ts
 	// Background, not ctx: records buffered when the sensor stops must
 	// still be flushed, not failed by the cancelled context.
 	f.p.cl.TryProduce(context.Background(), rec, f.promise)

@@ -70,7 +70,8 @@ func (r *publishRig) nextUnpooled() {
 	c := r.f.c
 	c.captured.Add(1)
 	m := packetrecord.Meta{Timestamp: time.Unix(1700000000, int64(r.i)), Node: r.f.node, Interface: r.f.link.Name, LinkType: r.f.link.LinkType, OrigLen: len(d)}
-	r.pub.cl.TryProduce(context.Background(), packetrecord.Encode(m, d), r.unpooledPromise)
+	// Produce, not TryProduce: it waits when the buffer is full, as the pooled path does.
+	r.pub.cl.Produce(context.Background(), packetrecord.Encode(m, d), r.unpooledPromise)
 }
 
 func (r *publishRig) unpooled(rec *kgo.Record, err error) { r.f.c.count(len(rec.Value), err) }
