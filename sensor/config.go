@@ -28,6 +28,7 @@ type Config struct {
 	RingBlockSizeKB int
 	RingBlocks      int
 	FanoutGroup     int
+	FanoutWorkers   int
 	Promisc         bool
 	ExcludeKafka    bool
 	Topic           string
@@ -82,7 +83,8 @@ func (c *Config) AddFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&c.SampleRate, "sample-rate", c.SampleRate, "keep 1 packet of every N captured (1 keeps all)")
 	fs.IntVar(&c.RingBlockSizeKB, "ring-block-size-kb", c.RingBlockSizeKB, "size of one AF_PACKET ring block in KiB (a multiple of the page size, larger than --snaplen)")
 	fs.IntVar(&c.RingBlocks, "ring-blocks", c.RingBlocks, "number of blocks in each ring; 0 sizes the ring from the interface's speed (16 ms of line rate, scaled by --snaplen, 8 to 64 MiB)")
-	fs.IntVar(&c.FanoutGroup, "fanout-group", c.FanoutGroup, "PACKET_FANOUT group id (0 = off): one ring per CPU on each interface, flows hashed across them; interface i uses id+i")
+	fs.IntVar(&c.FanoutGroup, "fanout-group", c.FanoutGroup, "PACKET_FANOUT group id (0 = off): several rings on each interface, flows hashed across them; interface i uses id+i")
+	fs.IntVar(&c.FanoutWorkers, "fanout-workers", c.FanoutWorkers, "rings (each read by its own goroutine) per interface in a fanout group; 0 = one per CPU")
 	fs.BoolVar(&c.Promisc, "promisc", c.Promisc, "put the interfaces in promiscuous mode while capturing, as tcpdump does (--promisc=false: only traffic to this host)")
 	fs.BoolVar(&c.ExcludeKafka, "exclude-kafka", c.ExcludeKafka, "leave TCP to and from the Kafka brokers out of the capture, so the sensor does not capture its own produce traffic")
 	fs.StringVar(&c.Topic, "topic", c.Topic, "Kafka topic for the packets")
@@ -122,6 +124,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("--ring-block-size-kb %d: a block must hold one packet of --snaplen %d bytes", c.RingBlockSizeKB, c.SnapLen)
 	case c.RingBlocks < 0:
 		return fmt.Errorf("--ring-blocks %d: want 0 (sized from the interface's speed) or more", c.RingBlocks)
+	case c.FanoutWorkers < 0 || c.FanoutWorkers > maxFanoutWorkers:
+		return fmt.Errorf("--fanout-workers %d: want 0 (one per CPU) to %d", c.FanoutWorkers, maxFanoutWorkers)
 	case c.FanoutGroup < 0 || c.FanoutGroup+len(c.Interfaces)-1 > 0xffff:
 		return fmt.Errorf("--fanout-group %d: want 0 (off) or an id up to %d", c.FanoutGroup, 0x10000-len(c.Interfaces))
 	case c.Topic == "":
@@ -139,11 +143,18 @@ func (c *Config) validate() error {
 	return nil
 }
 
-// ringsPerInterface is 1, or one per CPU when a fanout group spreads the
+// maxFanoutWorkers bounds --fanout-workers: the kernel's PACKET_FANOUT group holds up to 256 sockets
+// (PACKET_FANOUT_MAX in older kernels).
+const maxFanoutWorkers = 256
+
+// ringsPerInterface is 1, or --fanout-workers (one per CPU by default) when a fanout group spreads the
 // interface's traffic across rings.
 func (c *Config) ringsPerInterface() int {
-	if c.FanoutGroup == 0 {
+	switch {
+	case c.FanoutGroup == 0:
 		return 1
+	case c.FanoutWorkers > 0:
+		return c.FanoutWorkers
 	}
 	return runtime.GOMAXPROCS(0)
 }

@@ -58,7 +58,9 @@ func (c Counters) Buffered() uint64 {
 	return c.PacketsCaptured - done
 }
 
-// ifaceCounters are the live counters of one interface, shared by its rings.
+// ifaceCounters are the live counters of one interface: its own (interface drops, whether it is
+// gone) and, in workers, one set per ring, each written by its ring's goroutine and its share of
+// the promises, so rings of a fanout group do not contend on one cache line a packet; snapshot sums.
 type ifaceCounters struct {
 	name                                string
 	captured, capturedBytes, sampledOut atomic.Uint64
@@ -71,9 +73,54 @@ type ifaceCounters struct {
 	rxDroppedMu                         sync.Mutex
 	rxDroppedBase, rxDroppedLast        uint64
 	rxDroppedSeen                       bool
+	workersMu                           sync.Mutex
+	workers                             []*ifaceCounters
+}
+
+// newWorker adds the counters of one more ring of the interface.
+func (c *ifaceCounters) newWorker() *ifaceCounters {
+	w := &ifaceCounters{name: c.name}
+	c.workersMu.Lock()
+	c.workers = append(c.workers, w)
+	c.workersMu.Unlock()
+	return w
+}
+
+// eachWorker calls f with the counters of each ring.
+func (c *ifaceCounters) eachWorker(f func(*ifaceCounters)) {
+	c.workersMu.Lock()
+	ws := c.workers
+	c.workersMu.Unlock()
+	for _, w := range ws {
+		f(w)
+	}
+}
+
+// workerSnapshots are the counters of each ring of the interface (one, or a fanout group's).
+func (c *ifaceCounters) workerSnapshots() []Counters {
+	var out []Counters
+	c.eachWorker(func(w *ifaceCounters) { out = append(out, w.snapshot()) })
+	return out
+}
+
+// lastError is the last produce error of any of the interface's rings.
+func (c *ifaceCounters) lastError() string {
+	var msg string
+	c.eachWorker(func(w *ifaceCounters) {
+		if p := w.lastProduceErr.Load(); p != nil {
+			msg = *p
+		}
+	})
+	return msg
 }
 
 func (c *ifaceCounters) snapshot() Counters {
+	total := c.own()
+	c.eachWorker(func(w *ifaceCounters) { total = total.Add(w.own()) })
+	return total
+}
+
+func (c *ifaceCounters) own() Counters {
 	return Counters{
 		PacketsCaptured:   c.captured.Load(),
 		BytesCaptured:     c.capturedBytes.Load(),

@@ -90,6 +90,16 @@ func (s *Sensor) Counters() Counters {
 	return total
 }
 
+// WorkerCounters are the counters of each ring of each interface, by interface name: one ring, or
+// the --fanout-workers of a fanout group, whose sum is the interface's.
+func (s *Sensor) WorkerCounters() map[string][]Counters {
+	out := make(map[string][]Counters, len(s.ifaces))
+	for _, ic := range s.ifaces {
+		out[ic.name] = ic.workerSnapshots()
+	}
+	return out
+}
+
 // InterfaceCounters are the counters of each interface by name.
 func (s *Sensor) InterfaceCounters() map[string]Counters {
 	out := make(map[string]Counters, len(s.ifaces))
@@ -205,7 +215,7 @@ func (s *Sensor) openRings() ([]*ring, error) {
 				o.fanoutGroup = s.cfg.FanoutGroup + i
 			}
 			for member := range s.cfg.ringsPerInterface() {
-				r, err := openRing(l, s.filters[i], o, member, s.ifaces[i])
+				r, err := openRing(l, s.filters[i], o, member, s.ifaces[i].newWorker())
 				if err != nil {
 					return err
 				}
@@ -279,8 +289,8 @@ func (s *Sensor) pollStats(rings []*ring) {
 
 func (s *Sensor) lastProduceError() string {
 	for _, ic := range s.ifaces {
-		if p := ic.lastProduceErr.Load(); p != nil {
-			return *p
+		if msg := ic.lastError(); msg != "" {
+			return msg
 		}
 	}
 	return ""

@@ -101,6 +101,13 @@ type RingSpec struct {
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=65535
 	FanoutGroup int32 `json:"fanoutGroup,omitempty"`
+
+	// FanoutWorkers is how many rings, each read by its own goroutine, an interface gets when FanoutGroup is
+	// set: the kernel hashes flows across them, so a flow stays on one. Unset or 0: one per CPU of the node.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=256
+	FanoutWorkers int32 `json:"fanoutWorkers,omitempty"`
 }
 
 // Drops counts packets lost, split by where they were lost.

@@ -70,6 +70,14 @@ func TestSensorDaemonSet(t *testing.T) {
 			wantMemoryL: "1536Mi", // 512 MiB + two 512 MiB rings
 		},
 		{
+			name: "fanout workers",
+			edit: func(cs *v1alpha1.CaptureSensor) {
+				cs.Spec.Ring = v1alpha1.RingSpec{BlockSizeKiB: 1024, Blocks: 16, FanoutGroup: 9, FanoutWorkers: 3}
+			},
+			wantArgs:    []string{"--fanout-group=9", "--fanout-workers=3", "--ring-blocks=16"},
+			wantMemoryL: "560Mi", // 512 MiB + three 16 MiB rings
+		},
+		{
 			name: "own Kafka with TLS and a Secret",
 			edit: func(cs *v1alpha1.CaptureSensor) {
 				cs.Spec.Kafka = &v1alpha1.KafkaConnection{BootstrapServers: []string{"secure:9093"}, TLS: ptr(true),

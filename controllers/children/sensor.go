@@ -46,6 +46,7 @@ func SensorDaemonSet(cs *v1alpha1.CaptureSensor, o Options) *appsv1.DaemonSet {
 		"--ring-block-size-kb="+itoa(int64(s.Ring.BlockSizeKiB)),
 		"--ring-blocks="+itoa(int64(s.Ring.Blocks)),
 		"--fanout-group="+itoa(int64(s.Ring.FanoutGroup)),
+		"--fanout-workers="+itoa(int64(s.Ring.FanoutWorkers)),
 		"--buffer-packets="+itoa(int64(s.BufferPackets)),
 		"--topic="+SensorTopic(cs),
 		"--metrics-addr=:"+itoa(int64(metricsPort)),
@@ -108,6 +109,11 @@ func sensorResources(cs *v1alpha1.CaptureSensor) corev1.ResourceRequirements {
 	if cs.Spec.Ring.Blocks == 0 {
 		// Sized by the sensor from the node's interface speed: at most this (sensor/ringsize.go).
 		ringMiB = maxAutoRingMiB * int64(len(cs.Spec.Interfaces))
+	}
+	if cs.Spec.Ring.FanoutGroup != 0 && cs.Spec.Ring.FanoutWorkers > 1 {
+		// Each ring of a fanout group is that size. With one ring per CPU (no worker count) the node's
+		// CPUs are not known here: the spec's resources are the way to cover them.
+		ringMiB *= int64(cs.Spec.Ring.FanoutWorkers)
 	}
 	return corev1.ResourceRequirements{
 		Requests: corev1.ResourceList{
