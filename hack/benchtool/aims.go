@@ -188,6 +188,9 @@ var aims = []aim{
 				}
 				v, ok = r.med("capture", k, sensor, "peak RSS MB")
 				c.compare("sensor peak RSS, "+k, v, ok, 100, true, " MB")
+				if ok {
+					c.note(oneLine(sensorMemory))
+				}
 				v, ok = r.med("capture", k, sensor, "CPU ns/pkt")
 				c.compare("sensor CPU a packet (capture and publishing), "+k, v, ok, 600, true, " ns")
 				if t, ok := r.med("capture", k, "tcpdump -i -w /dev/null", "CPU ns/pkt"); ok {

@@ -43,21 +43,25 @@ and both use the same tuning (workload.PacketsProducerTuning: lz4 with 256 KiB f
 cores, "broker CPU ns/pkt") sets the pace of both. franz-go's own per-record work (partitioning, batching,
 lz4, the promise) is most of a record's CPU: see BenchmarkPublish in sensor/publish_test.go.`
 
-	whyCapture = `what the sensor's resident memory is, at default settings: code, about 44 MB (the one
+	// sensorMemory says what the sensor's resident MB are; the capture aim prints it whether or not
+	// the RSS bound is met.
+	sensorMemory = `what the sensor's resident memory is, at default settings: code, about 44 MB (the one
 binary's text and data that start-up touches, file-backed: an idle sensor with a 4 MiB ring shows 48 MB
-RssFile and 14 MB RssAnon); the ring, all resident from the moment it is mapped, now sized from the
+RssFile and 14 MB RssAnon); the ring, all resident from the moment it is mapped, sized from the
 interface's speed (16 ms of line rate, 8 to 64 MiB: 20 MiB on the benchmark's veth, which reports
 10 Gbit/s; it was a fixed 64 MiB); and the Go heap, about 14 MB idle plus, under load, the record pool (at
-most --buffer-packets 50,000 records of roughly 250 B each with their bytes in 1 MiB slabs), franz-go's
-batches and lz4's 256 KiB blocks. CPU: reading the ring is tens of ns a packet (tcpdump's figure is the
-same work); nearly all the rest is publishing, which no longer allocates per packet (0 allocations on the
-capture-to-produce path, TestPublishAllocatesNothingPerPacket) but still costs franz-go's per-record work:
-partitioning, appending to a batch, lz4, the promise (BenchmarkPublish: about 1.5–2 µs of client CPU a
-record on this machine while it is loaded, plus the broker's own). 600 ns needs that cut by about
-three: fewer records (several packets a record would break the one-record-per-packet format) or a leaner
-client path. Packets in the topic: when publishing is slower than tcpreplay offers, the backlog waits
-in the record pool and the ring (capture no longer sheds while Kafka makes progress), and only what
-overflows the ring is lost, counted as kernel drops.`
+most --buffer-packets 50,000 records of about 250 B each, their bytes in 1 MiB slabs), franz-go's batches
+and lz4's 256 KiB blocks.`
+
+	whyCapture = `CPU: reading the ring is tens of ns a packet (tcpdump's figure is the same work); nearly
+all the rest is publishing, which no longer allocates per packet (TestPublishAllocatesNothingPerPacket:
+about 0.01 allocations a packet, franz-go's per-batch share) but still costs franz-go's per-record work:
+partitioning, appending to a batch, lz4, the promise (BenchmarkPublish in sensor/publish_test.go: about
+1.5–2 µs of client CPU a record on this machine while it was loaded, plus the broker's own). 600 ns needs
+that cut by about three: fewer records (several packets a record would break the one-record-per-packet
+format) or a leaner client path. Packets in the topic: when publishing is slower than tcpreplay offers,
+the backlog waits in the record pool and the ring (capture no longer sheds while Kafka makes progress),
+and only what overflows the ring is lost, counted as kernel drops.`
 
 	whyE2E = `What it costs now: packets and flows are both stored in compressed blocks (one
 Cassandra row per block, and a small index row per minute it touches, or per hour when its packets
