@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/sys/cpu"
 )
 
 // Counters is a snapshot of a sensor's counters since it started. Every field
@@ -62,19 +63,24 @@ func (c Counters) Buffered() uint64 {
 // gone) and, in workers, one set per ring, each written by its ring's goroutine and its share of
 // the promises, so rings of a fanout group do not contend on one cache line a packet; snapshot sums.
 type ifaceCounters struct {
-	name                                string
-	captured, capturedBytes, sampledOut atomic.Uint64
-	published, publishedBytes           atomic.Uint64
-	kernelDrops, ifaceDrops             atomic.Uint64
-	bufferDrops, produceFailures        atomic.Uint64
-	metaUnread                          atomic.Uint64
-	lastProduceErr                      atomic.Pointer[string]
-	gone                                atomic.Bool // the interface vanished under its rings
-	rxDroppedMu                         sync.Mutex
-	rxDroppedBase, rxDroppedLast        uint64
-	rxDroppedSeen                       bool
-	workersMu                           sync.Mutex
-	workers                             []*ifaceCounters
+	name string
+	// Written by the ring's goroutine for every packet.
+	captured, capturedBytes, sampledOut, bufferDrops atomic.Uint64
+	// Written by franz-go's promise goroutine for every packet: on a cache line of their own, so the
+	// two goroutines (on two cores under load) do not pass one line back and forth a packet.
+	_                            cpu.CacheLinePad
+	published, publishedBytes    atomic.Uint64
+	produceFailures              atomic.Uint64
+	lastProduceErr               atomic.Pointer[string]
+	_                            cpu.CacheLinePad
+	kernelDrops, ifaceDrops      atomic.Uint64
+	metaUnread                   atomic.Uint64
+	gone                         atomic.Bool // the interface vanished under its rings
+	rxDroppedMu                  sync.Mutex
+	rxDroppedBase, rxDroppedLast uint64
+	rxDroppedSeen                bool
+	workersMu                    sync.Mutex
+	workers                      []*ifaceCounters
 }
 
 // newWorker adds the counters of one more ring of the interface.
