@@ -665,6 +665,12 @@ gobench ./processor/displayfilter '^BenchmarkMatchMix$'
 gobench ./processor/flow '^Benchmark(DecodeAndAggregate|ActiveFlowMemory)$'
 gobench ./processor/pipeline '^BenchmarkFlowTableAdd$'
 gobench ./packetrecord '^Benchmark(Encode|EncodePooled|FlowHash)$'
+# The sensor's capture-to-produce path into the broker, pooled and as it was (a record allocated a packet).
+if bash hack/kafka.sh status >/dev/null 2>&1; then
+  gobench ./sensor '^BenchmarkPublish$/^(default|unpooled)$'
+else
+  log "sensor publishing benchmark: skipped, no Kafka running"
+fi
 if bash hack/cassandra.sh status >/dev/null 2>&1; then
   query_day_bench "${BENCH_QUERY_FLOWS_PER_SECOND:-50}"
 else

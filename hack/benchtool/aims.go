@@ -210,7 +210,7 @@ var aims = []aim{
 		why:   whyE2E,
 	},
 	{
-		what: "hot paths allocate nothing per packet", target: "reader, decoder, flow table; record encoding as designed",
+		what: "hot paths allocate nothing per packet", target: "reader, decoder, flow table, record encoding, the sensor's capture-to-produce path",
 		check: func(r *results) ([]string, bool, bool) {
 			c := newChecker()
 			// Packets per op of the whole-capture benchmarks: zeek/echo-connections.pcap.
@@ -231,6 +231,14 @@ var aims = []aim{
 			}
 			v, ok := r.med("go", "packetrecord", "EncodePooled", "allocs/op")
 			c.compare("record encoding from the pool the sensor and replay use, BenchmarkEncodePooled", v, ok, 0, true, " allocations")
+			// Every goroutine's allocations over the packets, franz-go's per batch and request included.
+			v, ok = r.med("go", "sensor", "Publish/default", "mallocs/pkt")
+			c.compare("the sensor's capture-to-produce path into the broker (BenchmarkPublish, all goroutines, per packet)", v, ok, 0.02, true, " allocations")
+			if a, ok := r.med("go", "sensor", "Publish/default", "cpu-ns/pkt"); ok {
+				b, _ := r.med("go", "sensor", "Publish/unpooled", "cpu-ns/pkt")
+				ka, _ := r.med("go", "sensor", "Publish/default", "broker-cpu-ns/pkt")
+				c.note(fmt.Sprintf("publishing CPU a packet, BenchmarkPublish: %s ns pooled, %s ns with a record allocated a packet; the broker %s ns besides", num(a), num(b), num(ka)))
+			}
 			return c.result()
 		},
 		why: "an allocation per packet appeared on a path that had none; run the named benchmark with -memprofile.",
