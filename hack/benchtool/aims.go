@@ -196,6 +196,9 @@ var aims = []aim{
 				if t, ok := r.med("capture", k, "tcpdump -i -w /dev/null", "CPU ns/pkt"); ok {
 					c.note(fmt.Sprintf("tcpdump -w /dev/null in the same run: %s ns a packet", num(t)))
 				}
+				if t, ok := r.med("replay-kafka", "small", ceilingTool, "CPU ns/pkt"); ok {
+					c.note(fmt.Sprintf("%s in the same run, producing records prepared in advance: %s ns a record (the floor of publishing with this client)", ceilingTool, num(t)))
+				}
 				if d, ok := r.stat("capture", k, "tcpdump -i -w /dev/null", "kernel drops"); ok && d.max > 0 {
 					c.note(fmt.Sprintf("tcpdump, at tcpreplay's top speed too, lost up to %s packets to kernel drops in a run (libpcap's 2 MiB default buffer)", num(d.max)))
 				}
