@@ -67,18 +67,33 @@ type Meta struct {
 // to the capture time would let time-based retention delete replays of old
 // captures the moment they land.
 func Encode(m Meta, frame []byte) *kgo.Record {
-	// One backing array for key, metadata and frame: a record costs three
-	// allocations (this buffer, the headers, the record) whatever its size.
-	buf := make([]byte, 0, KeyLen+len(frame)+len(m.Node)+len(m.Interface)+1+3*binary.MaxVarintLen64+2*binary.MaxVarintLen16)
-	buf = binary.BigEndian.AppendUint64(buf, metronKey(m.Timestamp))
-	key := buf[:KeyLen:KeyLen]
+	// One backing array for key, metadata and frame: a record costs three allocations (this buffer,
+	// the headers, the record) whatever its size. A Pool's Writer reuses all three.
+	r := &kgo.Record{Headers: make([]kgo.RecordHeader, 1)}
+	EncodeInto(r, make([]byte, 0, encodedLen(m, frame)), m, frame)
+	return r
+}
+
+// EncodeInto is Encode into r and buf: the key, metadata and frame are appended to buf, which is
+// returned, and r's Key, Value and first header point into it (r.Headers must have room for one).
+// Nothing is allocated when buf has encodedLen(m, frame) bytes to spare.
+func EncodeInto(r *kgo.Record, buf []byte, m Meta, frame []byte) []byte {
 	start := len(buf)
+	buf = binary.BigEndian.AppendUint64(buf, metronKey(m.Timestamp))
+	r.Key = buf[start:len(buf):len(buf)]
+	start = len(buf)
 	buf = appendMeta(buf, m)
 	meta := buf[start:len(buf):len(buf)]
 	start = len(buf)
 	buf = append(buf, frame...)
-	value := buf[start:len(buf):len(buf)]
-	return &kgo.Record{Key: key, Value: value, Headers: []kgo.RecordHeader{{Key: HeaderMeta, Value: meta}}}
+	r.Value = buf[start:len(buf):len(buf)]
+	r.Headers = append(r.Headers[:0], kgo.RecordHeader{Key: HeaderMeta, Value: meta})
+	return buf
+}
+
+// encodedLen is the most EncodeInto appends for m and frame.
+func encodedLen(m Meta, frame []byte) int {
+	return KeyLen + len(frame) + len(m.Node) + len(m.Interface) + 1 + 5*binary.MaxVarintLen64
 }
 
 func appendMeta(b []byte, m Meta) []byte {

@@ -17,11 +17,21 @@ import (
 // Kafka topic, with the idempotent producer and acks from all in-sync
 // replicas, partitioned by flow like the sensor does.
 type Topic struct {
-	cl    *kgo.Client
-	topic string
-	node  string
-	iface string
+	cl      *kgo.Client
+	topic   string
+	node    string
+	iface   string
+	pool    *packetrecord.Pool
+	w       *packetrecord.Writer // Send is called from one goroutine
+	promise func(*kgo.Record, error)
 }
+
+// The producer's buffer: records and bytes in flight at most. Send waits when it is full, as
+// franz-go's Produce would, and franz-go's own bounds sit above these so they never fail a record.
+const (
+	topicBufferRecords = 50000
+	topicBufferBytes   = 64 << 20
+)
 
 // defaultConnectTimeout is how long the start-up check waits for the brokers;
 // a variable so tests of an unreachable broker need not wait that long.
@@ -58,32 +68,50 @@ func OpenTopic(ctx context.Context, cfg kafkaconn.Config, topic string, o TopicO
 		Timeout:          o.ConnectTimeout,
 		CreatePartitions: o.CreatePartitions,
 		MissingHint:      "the operator creates the topics resources declare; --create-topic N makes it here",
-		Options:          []kgo.Opt{kgo.RecordDeliveryTimeout(o.DeliveryTimeout)},
+		Options: append(workload.PacketsProducerTuning(kgo.Lz4Compression()),
+			kgo.RecordDeliveryTimeout(o.DeliveryTimeout),
+			kgo.MaxBufferedRecords(topicBufferRecords+1),
+			kgo.MaxBufferedBytes(2*topicBufferBytes)),
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &Topic{cl: cl, topic: topic, node: o.Node, iface: o.Interface}, nil
+	t := &Topic{cl: cl, topic: topic, node: o.Node, iface: o.Interface, pool: packetrecord.NewPool(topicBufferBytes, topicBufferRecords)}
+	t.w = t.pool.NewWriter()
+	t.promise = t.produced
+	return t, nil
 }
 
 func (t *Topic) String() string { return "topic " + t.topic }
 
-// Send hands the record to the producer; the outcome arrives with the broker's ack.
+// Send hands the record to the producer; the outcome arrives with the broker's ack. The record
+// comes from the pool and goes back to it from the promise, with done as its tag, so sending
+// allocates nothing; while the pool is full Send waits for the broker.
 func (t *Topic) Send(p Packet, done func(int, error)) {
-	size := len(p.Data)
-	rec := packetrecord.Encode(packetrecord.Meta{
+	m := packetrecord.Meta{
 		Timestamp: p.Timestamp,
 		Node:      t.node,
 		Interface: t.iface,
 		LinkType:  p.LinkType,
-		OrigLen:   max(p.Length, size),
-	}, p.Data)
-	t.cl.Produce(context.Background(), rec, func(_ *kgo.Record, err error) {
-		if err != nil {
-			err = fmt.Errorf("%s: %w", t, err)
-		}
+		OrigLen:   max(p.Length, len(p.Data)),
+	}
+	rec, ok := t.w.Encode(m, p.Data, done)
+	for !ok {
+		t.w.Wait(nil)
+		rec, ok = t.w.Encode(m, p.Data, done)
+	}
+	t.cl.Produce(context.Background(), rec, t.promise)
+}
+
+func (t *Topic) produced(r *kgo.Record, err error) {
+	size := len(r.Value)
+	done, _ := packetrecord.Release(r).(func(int, error))
+	if err != nil {
+		err = fmt.Errorf("%s: %w", t, err)
+	}
+	if done != nil {
 		done(size, err)
-	})
+	}
 }
 
 // Flush waits for the broker's answer to every record handed over.

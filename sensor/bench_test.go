@@ -28,7 +28,7 @@ func BenchmarkCaptureToKafka(b *testing.B) {
 			kafka := kafkatest.Plain(b)
 			topic := kafkatest.NewTopic(b, kafka, e2ePartitions)
 			cfg := e2eConfig(n, kafka, topic)
-			cfg.RingBlocks = DefaultConfig().RingBlocks // 64 MiB, as deployed
+			cfg.RingBlocks = DefaultConfig().RingBlocks // sized from the veth's speed, as deployed
 			s, err := New(cfg, testLogger(b))
 			if err != nil {
 				b.Fatal(err)

@@ -150,13 +150,15 @@ func (r *ring) joinFanout(o ringOptions, member int) error {
 	return nil
 }
 
-// capture reads the ring until ctx ends and hands each packet to the
-// producer without ever waiting on it: TryProduce sheds into BufferDrops
-// when the buffer is full, so Kafka can never stall the ring.
-func (r *ring) capture(ctx context.Context, cl *kgo.Client, node string, snaplen, sampleRate int, log *slog.Logger) {
-	c := r.counters
-	promise := c.produced
-	var seq uint64
+// stallLimit is how long a ring waits for the producer to free room before it sheds: under load
+// Kafka answers within tens of milliseconds, so a producer silent for this long is in trouble, and
+// the ring must be read again before it overflows.
+const stallLimit = 500 * time.Millisecond
+
+// capture reads the ring until ctx ends and hands each packet to the producer (see feeder).
+func (r *ring) capture(ctx context.Context, p *publisher, node string, snaplen, sampleRate int, log *slog.Logger) {
+	f := newFeeder(p, r.counters, node, r.link, snaplen, sampleRate)
+	defer f.close()
 	var lastErrLog time.Time
 	for ctx.Err() == nil {
 		frame, err := r.next()
@@ -171,31 +173,76 @@ func (r *ring) capture(ctx context.Context, cl *kgo.Client, node string, snaplen
 			}
 			continue
 		}
-		if frame.data == nil {
-			continue
+		if frame.data != nil {
+			f.packet(frame)
 		}
-		c.captured.Add(1)
-		c.capturedBytes.Add(uint64(frame.origLen))
-		seq++
-		if sampleRate > 1 && seq%uint64(sampleRate) != 1 {
-			c.sampledOut.Add(1)
-			continue
-		}
-		data := frame.data
-		if len(data) > snaplen {
-			data = data[:snaplen]
-		}
-		rec := packetrecord.Encode(packetrecord.Meta{
-			Timestamp: frame.ts,
-			Node:      node,
-			Interface: r.link.Name,
-			LinkType:  r.link.LinkType,
-			OrigLen:   frame.origLen,
-		}, data)
-		// Background, not ctx: records buffered when the sensor stops must
-		// still be flushed, not failed by the cancelled context.
-		cl.TryProduce(context.Background(), rec, promise)
 	}
+}
+
+// feeder turns one ring's packets into records. While the producer's buffer (the pool) is full it
+// waits for room instead of dropping, so a burst stays in the ring, where the kernel counts what
+// overflows; only when Kafka frees nothing for stallLimit does it shed into BufferDrops, without
+// waiting again until room comes back.
+type feeder struct {
+	p                   *publisher
+	w                   *packetrecord.Writer
+	promise             func(*kgo.Record, error)
+	c                   *ifaceCounters
+	node                string
+	link                link
+	snaplen, sampleRate int
+	seq                 uint64
+	stall               *time.Timer
+	shedding            bool
+}
+
+func newFeeder(p *publisher, c *ifaceCounters, node string, l link, snaplen, sampleRate int) *feeder {
+	stall := time.NewTimer(stallLimit)
+	stall.Stop()
+	return &feeder{
+		p: p, w: p.pool.NewWriter(), c: c, node: node, link: l, snaplen: snaplen, sampleRate: sampleRate, stall: stall,
+		promise: p.produced, // one method value for the ring's life, not one per packet
+	}
+}
+
+func (f *feeder) close() { f.w.Close() }
+
+// packet counts, samples and produces one captured frame.
+func (f *feeder) packet(frame captured) {
+	c := f.c
+	c.captured.Add(1)
+	c.capturedBytes.Add(uint64(frame.origLen))
+	f.seq++
+	if f.sampleRate > 1 && f.seq%uint64(f.sampleRate) != 1 {
+		c.sampledOut.Add(1)
+		return
+	}
+	data := frame.data
+	if len(data) > f.snaplen {
+		data = data[:f.snaplen]
+	}
+	m := packetrecord.Meta{Timestamp: frame.ts, Node: f.node, Interface: f.link.Name, LinkType: f.link.LinkType, OrigLen: frame.origLen}
+	rec, ok := f.w.Encode(m, data, c)
+	for !ok && !f.shedding {
+		f.stall.Reset(stallLimit)
+		if !f.w.Wait(f.stall.C) {
+			f.shedding = true
+			break
+		}
+		f.stall.Stop()
+		rec, ok = f.w.Encode(m, data, c)
+	}
+	if !ok {
+		c.bufferDrops.Add(1)
+		return
+	}
+	f.shedding = false
+	// A live capture's time is the time of producing within milliseconds (what franz-go would stamp,
+	// truncated to ms), and the kernel already read the clock for it: one clock read less a packet.
+	rec.Timestamp = frame.ts
+	// Background, not ctx: records buffered when the sensor stops must
+	// still be flushed, not failed by the cancelled context.
+	f.p.cl.TryProduce(context.Background(), rec, f.promise)
 }
 
 // captured is one frame as it was on the wire; data is valid until the next

@@ -15,6 +15,10 @@ import (
 // MaxSnapLen is the largest snap length accepted, libpcap's and tcpdump's.
 const MaxSnapLen = 262144
 
+// tpacketOverhead is the most a TPACKET_V3 ring adds to a packet (its header and alignment): a block
+// must hold at least one whole packet with it; a block size that is no multiple of the page is refused.
+const tpacketOverhead = 128
+
 // Config is everything `capfleet sensor` is told by its flags and environment.
 type Config struct {
 	Interfaces      []string
@@ -24,6 +28,7 @@ type Config struct {
 	RingBlockSizeKB int
 	RingBlocks      int
 	FanoutGroup     int
+	FanoutWorkers   int
 	Promisc         bool
 	ExcludeKafka    bool
 	Topic           string
@@ -55,11 +60,11 @@ func DefaultConfig() Config {
 		SnapLen:         MaxSnapLen,
 		SampleRate:      1,
 		RingBlockSizeKB: 1024,
-		RingBlocks:      64,
+		RingBlocks:      0, // sized from the interface's speed (ringsize.go)
 		Promisc:         true,
 		ExcludeKafka:    true,
-		BufferPackets:   100000,
-		BufferMB:        256,
+		BufferPackets:   50000,
+		BufferMB:        64,
 		Compression:     "lz4",
 		MetricsAddr:     ":9090",
 		HealthAddr:      ":9091",
@@ -77,13 +82,14 @@ func (c *Config) AddFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&c.SnapLen, "snaplen", c.SnapLen, "bytes kept of each packet")
 	fs.IntVar(&c.SampleRate, "sample-rate", c.SampleRate, "keep 1 packet of every N captured (1 keeps all)")
 	fs.IntVar(&c.RingBlockSizeKB, "ring-block-size-kb", c.RingBlockSizeKB, "size of one AF_PACKET ring block in KiB (a multiple of the page size, larger than --snaplen)")
-	fs.IntVar(&c.RingBlocks, "ring-blocks", c.RingBlocks, "number of blocks in each ring")
-	fs.IntVar(&c.FanoutGroup, "fanout-group", c.FanoutGroup, "PACKET_FANOUT group id (0 = off): one ring per CPU on each interface, flows hashed across them; interface i uses id+i")
+	fs.IntVar(&c.RingBlocks, "ring-blocks", c.RingBlocks, "number of blocks in each ring; 0 sizes the ring from the interface's speed (16 ms of line rate, scaled by --snaplen, 8 to 64 MiB)")
+	fs.IntVar(&c.FanoutGroup, "fanout-group", c.FanoutGroup, "PACKET_FANOUT group id (0 = off): several rings on each interface, flows hashed across them; interface i uses id+i")
+	fs.IntVar(&c.FanoutWorkers, "fanout-workers", c.FanoutWorkers, "rings (each read by its own goroutine) per interface in a fanout group; 0 = one per CPU")
 	fs.BoolVar(&c.Promisc, "promisc", c.Promisc, "put the interfaces in promiscuous mode while capturing, as tcpdump does (--promisc=false: only traffic to this host)")
 	fs.BoolVar(&c.ExcludeKafka, "exclude-kafka", c.ExcludeKafka, "leave TCP to and from the Kafka brokers out of the capture, so the sensor does not capture its own produce traffic")
 	fs.StringVar(&c.Topic, "topic", c.Topic, "Kafka topic for the packets")
-	fs.IntVar(&c.BufferPackets, "buffer-packets", c.BufferPackets, "packets held for Kafka at most; beyond that they are dropped and counted")
-	fs.IntVar(&c.BufferMB, "buffer-mb", c.BufferMB, "bytes (MiB) held for Kafka at most; beyond that packets are dropped and counted")
+	fs.IntVar(&c.BufferPackets, "buffer-packets", c.BufferPackets, "packets held for Kafka at most; when full, capture waits (the ring holds packets) and sheds, counted, only once Kafka frees nothing for 0.5 s")
+	fs.IntVar(&c.BufferMB, "buffer-mb", c.BufferMB, "bytes (MiB) held for Kafka at most, as --buffer-packets")
 	fs.StringVar(&c.Compression, "compression", c.Compression, "Kafka batch compression: lz4, zstd, snappy, gzip or none")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", c.MetricsAddr, `address serving Prometheus /metrics ("" = off)`)
 	fs.StringVar(&c.HealthAddr, "health-addr", c.HealthAddr, `address serving /healthz and /readyz ("" = off)`)
@@ -103,9 +109,6 @@ func (c *Config) validate() error {
 		seen[i] = true
 	}
 	blockSize := c.RingBlockSizeKB * 1024
-	// A TPACKET_V3 block must hold at least one whole packet with its
-	// header; a block size that is no multiple of the page is refused.
-	const tpacketOverhead = 128
 	switch {
 	case len(c.Interfaces) == 0:
 		return fmt.Errorf("--interfaces: none given")
@@ -119,8 +122,10 @@ func (c *Config) validate() error {
 		return fmt.Errorf("--ring-block-size-kb %d: want a multiple of the %d-byte page", c.RingBlockSizeKB, os.Getpagesize())
 	case blockSize < c.SnapLen+tpacketOverhead:
 		return fmt.Errorf("--ring-block-size-kb %d: a block must hold one packet of --snaplen %d bytes", c.RingBlockSizeKB, c.SnapLen)
-	case c.RingBlocks < 1:
-		return fmt.Errorf("--ring-blocks %d: want 1 or more", c.RingBlocks)
+	case c.RingBlocks < 0:
+		return fmt.Errorf("--ring-blocks %d: want 0 (sized from the interface's speed) or more", c.RingBlocks)
+	case c.FanoutWorkers < 0 || c.FanoutWorkers > maxFanoutWorkers:
+		return fmt.Errorf("--fanout-workers %d: want 0 (one per CPU) to %d", c.FanoutWorkers, maxFanoutWorkers)
 	case c.FanoutGroup < 0 || c.FanoutGroup+len(c.Interfaces)-1 > 0xffff:
 		return fmt.Errorf("--fanout-group %d: want 0 (off) or an id up to %d", c.FanoutGroup, 0x10000-len(c.Interfaces))
 	case c.Topic == "":
@@ -138,11 +143,18 @@ func (c *Config) validate() error {
 	return nil
 }
 
-// ringsPerInterface is 1, or one per CPU when a fanout group spreads the
+// maxFanoutWorkers bounds --fanout-workers: the kernel's PACKET_FANOUT group holds up to 256 sockets
+// (PACKET_FANOUT_MAX in older kernels).
+const maxFanoutWorkers = 256
+
+// ringsPerInterface is 1, or --fanout-workers (one per CPU by default) when a fanout group spreads the
 // interface's traffic across rings.
 func (c *Config) ringsPerInterface() int {
-	if c.FanoutGroup == 0 {
+	switch {
+	case c.FanoutGroup == 0:
 		return 1
+	case c.FanoutWorkers > 0:
+		return c.FanoutWorkers
 	}
 	return runtime.GOMAXPROCS(0)
 }

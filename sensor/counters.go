@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/sys/cpu"
 )
 
 // Counters is a snapshot of a sensor's counters since it started. Every field
@@ -58,22 +59,74 @@ func (c Counters) Buffered() uint64 {
 	return c.PacketsCaptured - done
 }
 
-// ifaceCounters are the live counters of one interface, shared by its rings.
+// ifaceCounters are the live counters of one interface: its own (interface drops, whether it is
+// gone) and, in workers, one set per ring, each written by its ring's goroutine and its share of
+// the promises, so rings of a fanout group do not contend on one cache line a packet; snapshot sums.
 type ifaceCounters struct {
-	name                                string
-	captured, capturedBytes, sampledOut atomic.Uint64
-	published, publishedBytes           atomic.Uint64
-	kernelDrops, ifaceDrops             atomic.Uint64
-	bufferDrops, produceFailures        atomic.Uint64
-	metaUnread                          atomic.Uint64
-	lastProduceErr                      atomic.Pointer[string]
-	gone                                atomic.Bool // the interface vanished under its rings
-	rxDroppedMu                         sync.Mutex
-	rxDroppedBase, rxDroppedLast        uint64
-	rxDroppedSeen                       bool
+	name string
+	// Written by the ring's goroutine for every packet.
+	captured, capturedBytes, sampledOut, bufferDrops atomic.Uint64
+	// Written by franz-go's promise goroutine for every packet: on a cache line of their own, so the
+	// two goroutines (on two cores under load) do not pass one line back and forth a packet.
+	_                            cpu.CacheLinePad
+	published, publishedBytes    atomic.Uint64
+	produceFailures              atomic.Uint64
+	lastProduceErr               atomic.Pointer[string]
+	_                            cpu.CacheLinePad
+	kernelDrops, ifaceDrops      atomic.Uint64
+	metaUnread                   atomic.Uint64
+	gone                         atomic.Bool // the interface vanished under its rings
+	rxDroppedMu                  sync.Mutex
+	rxDroppedBase, rxDroppedLast uint64
+	rxDroppedSeen                bool
+	workersMu                    sync.Mutex
+	workers                      []*ifaceCounters
+}
+
+// newWorker adds the counters of one more ring of the interface.
+func (c *ifaceCounters) newWorker() *ifaceCounters {
+	w := &ifaceCounters{name: c.name}
+	c.workersMu.Lock()
+	c.workers = append(c.workers, w)
+	c.workersMu.Unlock()
+	return w
+}
+
+// eachWorker calls f with the counters of each ring.
+func (c *ifaceCounters) eachWorker(f func(*ifaceCounters)) {
+	c.workersMu.Lock()
+	ws := c.workers
+	c.workersMu.Unlock()
+	for _, w := range ws {
+		f(w)
+	}
+}
+
+// workerSnapshots are the counters of each ring of the interface (one, or a fanout group's).
+func (c *ifaceCounters) workerSnapshots() []Counters {
+	var out []Counters
+	c.eachWorker(func(w *ifaceCounters) { out = append(out, w.snapshot()) })
+	return out
+}
+
+// lastError is the last produce error of any of the interface's rings.
+func (c *ifaceCounters) lastError() string {
+	var msg string
+	c.eachWorker(func(w *ifaceCounters) {
+		if p := w.lastProduceErr.Load(); p != nil {
+			msg = *p
+		}
+	})
+	return msg
 }
 
 func (c *ifaceCounters) snapshot() Counters {
+	total := c.own()
+	c.eachWorker(func(w *ifaceCounters) { total = total.Add(w.own()) })
+	return total
+}
+
+func (c *ifaceCounters) own() Counters {
 	return Counters{
 		PacketsCaptured:   c.captured.Load(),
 		BytesCaptured:     c.capturedBytes.Load(),
@@ -88,13 +141,12 @@ func (c *ifaceCounters) snapshot() Counters {
 	}
 }
 
-// produced is the promise of every record captured on this interface: one
-// method value per interface, so producing costs no closure per packet.
-func (c *ifaceCounters) produced(r *kgo.Record, err error) {
+// count records the outcome of producing one record of size frame bytes.
+func (c *ifaceCounters) count(size int, err error) {
 	switch {
 	case err == nil:
 		c.published.Add(1)
-		c.publishedBytes.Add(uint64(len(r.Value)))
+		c.publishedBytes.Add(uint64(size))
 	case errors.Is(err, kgo.ErrMaxBuffered):
 		c.bufferDrops.Add(1)
 	default:

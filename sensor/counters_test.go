@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"capfleet.dev/capfleet/packetrecord"
 )
 
 func TestRxDroppedGrowthSurvivesCounterReset(t *testing.T) {
@@ -23,11 +25,18 @@ func TestRxDroppedGrowthSurvivesCounterReset(t *testing.T) {
 func TestPromiseSortsOutcomes(t *testing.T) {
 	var c ifaceCounters
 	c.captured.Add(4)
-	rec := &kgo.Record{Value: make([]byte, 60)}
-	c.produced(rec, nil)
-	c.produced(rec, kgo.ErrMaxBuffered)
-	c.produced(rec, fmt.Errorf("wrapped: %w", kgo.ErrMaxBuffered))
-	c.produced(rec, errors.New("NOT_ENOUGH_REPLICAS"))
+	p := &publisher{pool: packetrecord.NewPool(1<<20, 10)}
+	w := p.pool.NewWriter()
+	for _, err := range []error{nil, kgo.ErrMaxBuffered, fmt.Errorf("wrapped: %w", kgo.ErrMaxBuffered), errors.New("NOT_ENOUGH_REPLICAS")} {
+		rec, ok := w.Encode(packetrecord.Meta{}, make([]byte, 60), &c)
+		if !ok {
+			t.Fatal("pool full")
+		}
+		p.produced(rec, err)
+	}
+	if n := p.pool.InFlight(); n != 0 {
+		t.Fatalf("%d records not back in the pool", n)
+	}
 	got := c.snapshot()
 	if got.PacketsPublished != 1 || got.BytesPublished != 60 || got.BufferDrops != 2 || got.ProduceFailures != 1 || got.Buffered() != 0 {
 		t.Fatalf("%+v", got)

@@ -25,6 +25,8 @@ type link struct {
 	// LoIndex is the loopback's index when Any: its outgoing copies are
 	// dropped, as libpcap does, since each is seen again coming in.
 	LoIndex int
+	// SpeedMbps is the link speed the driver reports, 0 when unknown.
+	SpeedMbps int
 }
 
 // AnyInterface captures on every interface, as `tcpdump -i any` does.
@@ -52,7 +54,7 @@ func lookupLink(name string) (link, error) {
 	if !ok {
 		return link{}, fmt.Errorf("interface %q: hardware type %d is not supported (Ethernet, loopback, or raw IP like tun)", name, arphrd)
 	}
-	return link{Name: name, Index: ifi.Index, LinkType: lt, Loopback: arphrd == unix.ARPHRD_LOOPBACK}, nil
+	return link{Name: name, Index: ifi.Index, LinkType: lt, Loopback: arphrd == unix.ARPHRD_LOOPBACK, SpeedMbps: linkSpeedMbps(name)}, nil
 }
 
 func linkTypeOfARPHRD(t uint16) (linktype.Type, bool) {

@@ -19,6 +19,43 @@ func TestCaptureWithFanout(t *testing.T) {
 	if runtime.GOMAXPROCS(0) < 2 {
 		t.Log("one CPU: the fanout group holds a single ring")
 	}
+	captureWithFanout(t, 0)
+}
+
+// --fanout-workers sets the rings of the group, here more than the CPUs: each ring counts its own
+// packets, the interface's counters are their sum, the kernel's flow hash gives each ring a share,
+// and every packet is captured and published once.
+func TestCaptureWithFanoutWorkers(t *testing.T) {
+	const workers = 3
+	s := captureWithFanout(t, workers)
+	for iface, ws := range s.WorkerCounters() {
+		if len(ws) != workers {
+			t.Fatalf("%s: %d rings, want %d", iface, len(ws), workers)
+		}
+		var sum Counters
+		busy := 0
+		for _, w := range ws {
+			sum = sum.Add(w)
+			if w.PacketsCaptured > 0 {
+				busy++
+			}
+		}
+		if total := s.InterfaceCounters()[iface]; sum != total {
+			t.Fatalf("%s: rings sum to %+v, the interface says %+v", iface, sum, total)
+		}
+		if busy < 2 {
+			t.Fatalf("%s: the flows all went to %d ring(s): %+v", iface, busy, ws)
+		}
+		t.Logf("%s: packets captured by ring: %v", iface, func() (n []uint64) {
+			for _, w := range ws {
+				n = append(n, w.PacketsCaptured)
+			}
+			return n
+		}())
+	}
+}
+
+func captureWithFanout(t *testing.T, workers int) *running {
 	n := newVethNS(t)
 	kafka := kafkatest.Plain(t)
 	topic := kafkatest.NewTopic(t, kafka, e2ePartitions)
@@ -27,6 +64,7 @@ func TestCaptureWithFanout(t *testing.T) {
 
 	cfg := e2eConfig(n, kafka, topic)
 	cfg.FanoutGroup = 4242
+	cfg.FanoutWorkers = workers
 	s := startSensor(t, cfg)
 	sent := n.replay(t, file, 20000)
 	waitFor(t, "every packet captured and published", func() bool {
@@ -43,6 +81,7 @@ func TestCaptureWithFanout(t *testing.T) {
 	if d := diffMultisets(multiset(want), multiset(frames(recs))); d != "" {
 		t.Fatalf("topic vs %s: %s", file, d)
 	}
+	return s
 }
 
 // An interface that goes down and up again does not end the sensor, and

@@ -90,6 +90,16 @@ func (s *Sensor) Counters() Counters {
 	return total
 }
 
+// WorkerCounters are the counters of each ring of each interface, by interface name: one ring, or
+// the --fanout-workers of a fanout group, whose sum is the interface's.
+func (s *Sensor) WorkerCounters() map[string][]Counters {
+	out := make(map[string][]Counters, len(s.ifaces))
+	for _, ic := range s.ifaces {
+		out[ic.name] = ic.workerSnapshots()
+	}
+	return out
+}
+
 // InterfaceCounters are the counters of each interface by name.
 func (s *Sensor) InterfaceCounters() map[string]Counters {
 	out := make(map[string]Counters, len(s.ifaces))
@@ -109,10 +119,11 @@ func (s *Sensor) Run(ctx context.Context) error {
 	if err := s.serve(httpCtx); err != nil {
 		return err
 	}
-	cl, err := newProducer(ctx, &s.cfg)
+	pub, err := newPublisher(ctx, &s.cfg, len(s.links)*s.cfg.ringsPerInterface())
 	if err != nil {
 		return err
 	}
+	cl := pub.cl
 	if s.cfg.ExcludeKafka {
 		if err := s.excludeKafka(ctx, cl); err != nil {
 			cl.Close()
@@ -141,7 +152,7 @@ func (s *Sensor) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r.capture(ctx, cl, s.cfg.Node, s.cfg.SnapLen, s.cfg.SampleRate, s.log)
+			r.capture(ctx, pub, s.cfg.Node, s.cfg.SnapLen, s.cfg.SampleRate, s.log)
 		}()
 	}
 	s.watch(ctx, rings)
@@ -195,11 +206,16 @@ func (s *Sensor) openRings() ([]*ring, error) {
 	err := inNetNS(s.cfg.NetNS, func() error {
 		for i, l := range s.links {
 			o := ringOptions{blockSize: s.cfg.RingBlockSizeKB * 1024, blocks: s.cfg.RingBlocks, promisc: s.cfg.Promisc}
+			if o.blocks == 0 {
+				o.blocks = autoRingBlocks(l.SpeedMbps, s.cfg.SnapLen, o.blockSize, s.cfg.ringsPerInterface())
+			}
+			s.log.Info("ring", "interface", l.Name, "speed_mbps", l.SpeedMbps, "rings", s.cfg.ringsPerInterface(),
+				"blocks", o.blocks, "block_kib", o.blockSize/1024, "mib_each", o.blocks*o.blockSize>>20)
 			if s.cfg.FanoutGroup != 0 {
 				o.fanoutGroup = s.cfg.FanoutGroup + i
 			}
 			for member := range s.cfg.ringsPerInterface() {
-				r, err := openRing(l, s.filters[i], o, member, s.ifaces[i])
+				r, err := openRing(l, s.filters[i], o, member, s.ifaces[i].newWorker())
 				if err != nil {
 					return err
 				}
@@ -273,8 +289,8 @@ func (s *Sensor) pollStats(rings []*ring) {
 
 func (s *Sensor) lastProduceError() string {
 	for _, ic := range s.ifaces {
-		if p := ic.lastProduceErr.Load(); p != nil {
-			return *p
+		if msg := ic.lastError(); msg != "" {
+			return msg
 		}
 	}
 	return ""

@@ -46,9 +46,11 @@ type CaptureSensorSpec struct {
 	// +kubebuilder:default={}
 	Ring RingSpec `json:"ring,omitempty"`
 
-	// BufferPackets bounds the packets held for Kafka; what does not fit is counted as a sensor-queue drop.
+	// BufferPackets bounds the packets held for Kafka. When it is full the sensor waits for Kafka while the
+	// ring holds what arrives (its overflow counts as kernel-ring drops); only when Kafka frees nothing for
+	// half a second does the sensor shed, counted as sensor-queue drops.
 	// +optional
-	// +kubebuilder:default=100000
+	// +kubebuilder:default=50000
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=10000000
 	BufferPackets int32 `json:"bufferPackets,omitempty"`
@@ -87,10 +89,10 @@ type RingSpec struct {
 	// +kubebuilder:validation:Maximum=65536
 	BlockSizeKiB int32 `json:"blockSizeKiB,omitempty"`
 
-	// Blocks is the number of blocks in the ring.
+	// Blocks is the number of blocks in the ring; unset or 0 sizes the ring from the interface's speed
+	// (16 ms of line rate, scaled down when snapLength is below a full frame, 8 to 64 MiB per interface).
 	// +optional
-	// +kubebuilder:default=64
-	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=4096
 	Blocks int32 `json:"blocks,omitempty"`
 
@@ -99,6 +101,13 @@ type RingSpec struct {
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=65535
 	FanoutGroup int32 `json:"fanoutGroup,omitempty"`
+
+	// FanoutWorkers is how many rings, each read by its own goroutine, an interface gets when FanoutGroup is
+	// set: the kernel hashes flows across them, so a flow stays on one. Unset or 0: one per CPU of the node.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=256
+	FanoutWorkers int32 `json:"fanoutWorkers,omitempty"`
 }
 
 // Drops counts packets lost, split by where they were lost.

@@ -28,7 +28,7 @@ func meta(name string) metav1.ObjectMeta {
 func defaultedSensor(edit func(*v1alpha1.CaptureSensor)) *v1alpha1.CaptureSensor {
 	cs := &v1alpha1.CaptureSensor{ObjectMeta: meta("edge"), Spec: v1alpha1.CaptureSensorSpec{
 		Interfaces: []string{"eth0"}, SnapLength: 262144, SampleRate: 1, BufferPackets: 100000,
-		Ring:  v1alpha1.RingSpec{BlockSizeKiB: 1024, Blocks: 64},
+		Ring:  v1alpha1.RingSpec{BlockSizeKiB: 1024},
 		Topic: v1alpha1.TopicSpec{Partitions: 12, ReplicationFactor: 1},
 	}}
 	if edit != nil {
@@ -48,9 +48,15 @@ func TestSensorDaemonSet(t *testing.T) {
 	}{
 		{
 			name:        "defaults",
-			wantArgs:    []string{"sensor", "--interfaces=eth0", "--snaplen=262144", "--topic=ns.edge.packets", "--kafka-brokers=k1:9092,k2:9092", "--ring-blocks=64"},
+			wantArgs:    []string{"sensor", "--interfaces=eth0", "--snaplen=262144", "--topic=ns.edge.packets", "--kafka-brokers=k1:9092,k2:9092", "--ring-blocks=0"},
 			absentArgs:  []string{"--filter=", "--kafka-tls", "--kafka-secret-dir=/etc/capfleet/kafka"},
-			wantMemoryL: "576Mi", // 512 MiB + one 64 MiB ring
+			wantMemoryL: "576Mi", // 512 MiB + the largest ring the sensor sizes from the interface's speed, 64 MiB
+		},
+		{
+			name:        "a ring of fixed size",
+			edit:        func(cs *v1alpha1.CaptureSensor) { cs.Spec.Ring.Blocks = 16 },
+			wantArgs:    []string{"--ring-blocks=16"},
+			wantMemoryL: "528Mi", // 512 MiB + 16 blocks of 1 MiB
 		},
 		{
 			name: "filter, two interfaces, named topic, bigger rings",
@@ -62,6 +68,14 @@ func TestSensorDaemonSet(t *testing.T) {
 			},
 			wantArgs:    []string{"--filter=tcp port 80", "--interfaces=eth0,eth1", "--topic=mirror", "--fanout-group=7", "--ring-block-size-kb=4096"},
 			wantMemoryL: "1536Mi", // 512 MiB + two 512 MiB rings
+		},
+		{
+			name: "fanout workers",
+			edit: func(cs *v1alpha1.CaptureSensor) {
+				cs.Spec.Ring = v1alpha1.RingSpec{BlockSizeKiB: 1024, Blocks: 16, FanoutGroup: 9, FanoutWorkers: 3}
+			},
+			wantArgs:    []string{"--fanout-group=9", "--fanout-workers=3", "--ring-blocks=16"},
+			wantMemoryL: "560Mi", // 512 MiB + three 16 MiB rings
 		},
 		{
 			name: "own Kafka with TLS and a Secret",

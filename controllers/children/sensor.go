@@ -46,6 +46,7 @@ func SensorDaemonSet(cs *v1alpha1.CaptureSensor, o Options) *appsv1.DaemonSet {
 		"--ring-block-size-kb="+itoa(int64(s.Ring.BlockSizeKiB)),
 		"--ring-blocks="+itoa(int64(s.Ring.Blocks)),
 		"--fanout-group="+itoa(int64(s.Ring.FanoutGroup)),
+		"--fanout-workers="+itoa(int64(s.Ring.FanoutWorkers)),
 		"--buffer-packets="+itoa(int64(s.BufferPackets)),
 		"--topic="+SensorTopic(cs),
 		"--metrics-addr=:"+itoa(int64(metricsPort)),
@@ -95,6 +96,9 @@ func captureSecurityContext() *corev1.SecurityContext {
 	}
 }
 
+// maxAutoRingMiB is the largest ring the sensor sizes for itself from an interface's speed.
+const maxAutoRingMiB = 64
+
 // sensorResources sizes the sensor for its rings unless the spec says otherwise: the rings are locked
 // kernel memory charged to the pod, so the memory limit must cover them or the sensor is OOM-killed.
 func sensorResources(cs *v1alpha1.CaptureSensor) corev1.ResourceRequirements {
@@ -102,6 +106,15 @@ func sensorResources(cs *v1alpha1.CaptureSensor) corev1.ResourceRequirements {
 		return *cs.Spec.Resources
 	}
 	ringMiB := int64(cs.Spec.Ring.BlockSizeKiB) * int64(cs.Spec.Ring.Blocks) * int64(len(cs.Spec.Interfaces)) / 1024
+	if cs.Spec.Ring.Blocks == 0 {
+		// Sized by the sensor from the node's interface speed: at most this (sensor/ringsize.go).
+		ringMiB = maxAutoRingMiB * int64(len(cs.Spec.Interfaces))
+	}
+	if cs.Spec.Ring.FanoutGroup != 0 && cs.Spec.Ring.FanoutWorkers > 1 {
+		// Each ring of a fanout group is that size. With one ring per CPU (no worker count) the node's
+		// CPUs are not known here: the spec's resources are the way to cover them.
+		ringMiB *= int64(cs.Spec.Ring.FanoutWorkers)
+	}
 	return corev1.ResourceRequirements{
 		Requests: corev1.ResourceList{
 			corev1.ResourceCPU:    resource.MustParse("100m"),

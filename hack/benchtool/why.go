@@ -37,23 +37,33 @@ capfleet's own work; which of the differences costs it is not pinned down yet. O
 namespace's stack also runs in the sender's context, and the ratio moves with the load others put on the
 two cores.`
 
-	whyReplayKafka = `capfleet's replay does per record, on the clock, what the franz-go ceiling does before
-its clock starts: reading the file, building the record (packetrecord.Encode, three allocations), pacing
-and accounting; franz-go's batching and snappy compression both do. That is about 2.3 µs of CPU a record
-here ("CPU s" over the packets): a whole core at 0.4 M records/s on a machine of two, where the broker (a
-JVM) takes about 1 µs a record besides ("broker CPU ns/pkt"). The bare producer, with every record
-prepared in advance, got 0.9 M records/s (up to 1.1 M) in a quieter full run and less when the machine was
-busier, so on this machine 1 M/s is at the limit of the broker and the client even without capfleet's own
-work; it also holds every record in memory (its RSS), which a replay of a large capture cannot.`
+	whyReplayKafka = `capfleet's replay does per record, on the clock, what the bare producer does before
+its clock starts: reading the file, building the record and pacing and accounting. Building no longer
+allocates (the records come from packetrecord.Pool and go back from the produce promise, BenchmarkEncodePooled),
+and both use the same tuning (workload.PacketsProducerTuning: lz4 with 256 KiB frame blocks, 5 ms linger,
+1 MiB batches), so what is left between them is reading and pacing, and the broker (a JVM on the same two
+cores, "broker CPU ns/pkt") sets the pace of both. franz-go's own per-record work (partitioning, batching,
+lz4, the promise) is most of a record's CPU: see BenchmarkPublish in sensor/publish_test.go.`
 
-	whyCapture = `the sensor's resident memory is mostly mapped, not heap: the capture ring as deployed
-(--ring-blocks 64 × --ring-block-size-kb 1024 = 64 MiB) is filled by the kernel and counts as resident,
-and the 58 MB binary (operator and every workload in one) keeps ~45 MB of code resident; an idle sensor
-already shows ~120 MB, and under load the Go heap adds ~40–60 MB (the producer buffer, franz-go's
-batches, lz4). 100 MB needs a smaller ring (fewer or smaller blocks, at the cost of burst tolerance) or a
-binary without the operator's dependencies. Per packet the sensor also does what tcpdump -w /dev/null does
-not: one Kafka record each (packetrecord.Encode, three allocations), lz4 batches and produce round trips;
-the broker's own CPU per packet is in the table.`
+	// sensorMemory says what the sensor's resident MB are; the capture aim prints it whether or not
+	// the RSS bound is met.
+	sensorMemory = `what the sensor's resident memory is, at default settings: code, about 44 MB (the one
+binary's text and data that start-up touches, file-backed: an idle sensor with a 4 MiB ring shows 48 MB
+RssFile and 14 MB RssAnon); the ring, all resident from the moment it is mapped, sized from the
+interface's speed (16 ms of line rate, 8 to 64 MiB: 20 MiB on the benchmark's veth, which reports
+10 Gbit/s; it was a fixed 64 MiB); and the Go heap, about 14 MB idle plus, under load, the record pool (at
+most --buffer-packets 50,000 records of about 250 B each, their bytes in 1 MiB slabs), franz-go's batches
+and lz4's 256 KiB blocks.`
+
+	whyCapture = `CPU: reading the ring is tens of ns a packet (tcpdump's figure is the same work); nearly
+all the rest is publishing, which no longer allocates per packet (TestPublishAllocatesNothingPerPacket:
+about 0.01 allocations a packet, franz-go's per-batch share) but still costs franz-go's per-record work:
+partitioning, appending to a batch, lz4, the promise (BenchmarkPublish in sensor/publish_test.go: about
+1.5–2 µs of client CPU a record on this machine while it was loaded, plus the broker's own). 600 ns needs
+that cut by about three: fewer records (several packets a record would break the one-record-per-packet
+format) or a leaner client path. Packets in the topic: when publishing is slower than tcpreplay offers,
+the backlog waits in the record pool and the ring (capture no longer sheds while Kafka makes progress),
+and only what overflows the ring is lost, counted as kernel drops.`
 
 	whyE2E = `What it costs now: packets and flows are both stored in compressed blocks (one
 Cassandra row per block, and a small index row per minute it touches, or per hour when its packets

@@ -34,6 +34,25 @@ type Producer struct {
 	Options []kgo.Opt
 }
 
+// PacketsProducerTuning is how packet records are batched, from BenchmarkPublish (sensor) against
+// the broker of hack/kafka.sh: a 5 ms linger, so batches fill under load without delaying a quiet
+// link by more; 1 MiB batches, the most a default topic takes (max.message.bytes 1048588); and lz4,
+// which costs the client a little more CPU than snappy or none but the broker the least (it
+// decompresses every batch to validate it), for the fewest bytes on the wire, with smaller frame
+// blocks than franz-go's (see lz4Batches). The sensor, the replay into a topic and the benchmark's
+// bare producer use the same, so their figures compare.
+func PacketsProducerTuning(codec kgo.CompressionCodec) []kgo.Opt {
+	opts := []kgo.Opt{
+		kgo.ProducerLinger(5 * time.Millisecond),
+		kgo.ProducerBatchMaxBytes(1 << 20),
+		kgo.ProducerBatchCompression(codec, kgo.NoCompression()),
+	}
+	if codec == kgo.Lz4Compression() {
+		opts = append(opts, kgo.WithCompressor(newLz4Batches()))
+	}
+	return opts
+}
+
 // lookupRetry is how often WaitForKafka asks the brokers again.
 const lookupRetry = 500 * time.Millisecond
 
