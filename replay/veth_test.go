@@ -3,8 +3,8 @@
 package replay
 
 import (
-	"context"
 	"bytes"
+	"context"
 	"math"
 	"os/exec"
 	"path/filepath"
@@ -149,10 +149,11 @@ func TestReplayHoldsFixedRate(t *testing.T) {
 
 // At 100,000 packets/s, where batches form whenever the sender wakes late,
 // the rate the peer's receive counter shows between 10% and 90% of the run
-// (a least-squares slope over millisecond samples, so that one stall of the
-// node at either end does not skew it) stays within 3% of the rate asked (the aim is 1%, met on a quiet node; the
-// margin is for stalls of a busy shared one), every packet arrives, and none arrives before it is due:
-// batching frames not yet due keeps the average but sends bursts early.
+// (a least-squares slope over millisecond samples, so that one stall at
+// either end does not skew it) stays within 3% of the rate asked (the aim is
+// 1%; the margin is for stalls of a busy shared node), every packet arrives,
+// and none arrives before it is due: batching frames not yet due keeps the
+// average but sends bursts early.
 func TestReplayHoldsFixedRateAt100kpps(t *testing.T) {
 	const pps, n = 100_000, 300_001
 	file := sharedPcap(t, "zeek/echo-connections.pcap") // 82,582 packets, looped
