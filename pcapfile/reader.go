@@ -185,8 +185,8 @@ func NewReader(src io.Reader) (*Reader, error) {
 // Next returns the next packet, io.EOF at a clean end of input, or a *FormatError naming the byte offset of
 // the record that could not be read. Packets before a bad record are all delivered first.
 func (r *Reader) Next() (Packet, error) {
-	rec, err := r.NextRecord()
-	if err != nil {
+	var rec Record
+	if err := r.read(&rec); err != nil {
 		return Packet{}, err
 	}
 	return rec.Packet(), nil
@@ -194,21 +194,27 @@ func (r *Reader) Next() (Packet, error) {
 
 // NextRecord is Next without building a Packet: the cheaper call per packet.
 func (r *Reader) NextRecord() (Record, error) {
-	if r.err != nil {
-		return Record{}, r.err
-	}
 	var rec Record
+	err := r.read(&rec)
+	return rec, err
+}
+
+// read fills rec with the next packet; on an error rec is left zero and the error sticks.
+func (r *Reader) read(rec *Record) error {
+	if r.err != nil {
+		return r.err
+	}
 	var err error
 	if r.ng {
-		rec, err = r.nextPcapng()
+		*rec, err = r.nextPcapng()
 	} else {
-		err = r.nextPcap(&rec)
+		err = r.nextPcap(rec)
 	}
 	if err != nil {
 		r.err = err
-		return Record{}, err
+		*rec = Record{}
 	}
-	return rec, nil
+	return err
 }
 
 // Format names the file format: "pcap", "pcap-ns" or "pcapng", followed by " (gzip)" when compressed.
