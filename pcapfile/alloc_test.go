@@ -114,13 +114,21 @@ func TestNoAllocationPerPacket(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			allocs := testing.AllocsPerRun(400, func() {
+			allocs := testing.AllocsPerRun(200, func() {
 				if _, err := r.Next(); err != nil && err != io.EOF {
 					t.Fatal(err)
 				}
 			})
 			if allocs != 0 {
-				t.Errorf("%v allocations per packet", allocs)
+				t.Errorf("Next: %v allocations per packet", allocs)
+			}
+			allocs = testing.AllocsPerRun(200, func() {
+				if _, err := r.NextRecord(); err != nil && err != io.EOF {
+					t.Fatal(err)
+				}
+			})
+			if allocs != 0 {
+				t.Errorf("NextRecord: %v allocations per packet", allocs)
 			}
 		})
 	}

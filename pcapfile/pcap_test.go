@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"testing"
+	"testing/iotest"
 	"time"
 )
 
@@ -145,5 +146,59 @@ func TestPcapAbsurdLength(t *testing.T) {
 	var fe *FormatError
 	if len(got) != 1 || !errors.As(err, &fe) || fe.Offset != 24+16+1 {
 		t.Fatalf("got %d packets, err %v", len(got), err)
+	}
+}
+
+// Records are cut from a window of the read buffer; records larger than the buffer, records straddling
+// its refills, and input that trickles in a few bytes per read must all come out whole and in order,
+// through Next and NextRecord alike.
+func TestPcapRecordsAcrossBufferRefills(t *testing.T) {
+	var recs []rec
+	for i := range 3000 {
+		size := 40 + i*37%1500
+		switch i % 500 {
+		case 7:
+			size = readBufferSize + 1 // larger than the read buffer
+		case 8:
+			size = MaxRecord
+		}
+		data := bytes.Repeat([]byte{byte(i), byte(i >> 8)}, size/2+1)[:size]
+		recs = append(recs, rec{sec: uint32(1_700_000_000 + i), frac: uint32(i * 999 % 1_000_000), data: data, orig: uint32(size + i%3)})
+	}
+	file := pcapFile(binary.BigEndian, magicMicro, 2, 4, MaxRecord, 1, recs...)
+	for name, src := range map[string]func() io.Reader{
+		"whole":    func() io.Reader { return bytes.NewReader(file) },
+		"trickled": func() io.Reader { return iotest.HalfReader(iotest.OneByteReader(bytes.NewReader(file))) },
+		"halves":   func() io.Reader { return iotest.HalfReader(bytes.NewReader(file)) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			r, err := NewReader(src())
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, want := range recs {
+				var got Record
+				if i%2 == 0 {
+					got, err = r.NextRecord()
+				} else {
+					var p Packet
+					p, err = r.Next()
+					got = Record{Sec: p.Timestamp.Unix(), Nsec: int32(p.Timestamp.Nanosecond()), Length: uint32(p.Length), Data: p.Data}
+				}
+				if err != nil {
+					t.Fatalf("record %d: %v", i, err)
+				}
+				if got.Sec != int64(want.sec) || got.Nsec != int32(want.frac)*1000 || got.Length != want.orig || !bytes.Equal(got.Data, want.data) {
+					t.Fatalf("record %d: got %d.%09d len %d, %d bytes; want %d.%06d len %d, %d bytes",
+						i, got.Sec, got.Nsec, got.Length, len(got.Data), want.sec, want.frac, want.orig, len(want.data))
+				}
+			}
+			if _, err := r.NextRecord(); err != io.EOF {
+				t.Fatalf("after the last record: %v", err)
+			}
+			if r.Offset() != int64(len(file)) {
+				t.Fatalf("offset %d at the end of %d bytes", r.Offset(), len(file))
+			}
+		})
 	}
 }

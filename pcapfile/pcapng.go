@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math/bits"
 	"strings"
-	"time"
 
 	"capfleet.dev/capfleet/linktype"
 )
@@ -43,7 +42,7 @@ type pcapngState struct {
 
 func (r *Reader) openPcapng() error {
 	r.format = "pcapng"
-	r.next = r.nextPcapng
+	r.ng = true
 	// The first block must be a good SHB; later ones are handled as they come.
 	typ, body, start, err := r.readBlock(false)
 	if err != nil {
@@ -55,11 +54,11 @@ func (r *Reader) openPcapng() error {
 	return r.section(body, start)
 }
 
-func (r *Reader) nextPcapng() (Packet, error) {
+func (r *Reader) nextPcapng() (Record, error) {
 	for {
 		typ, body, start, err := r.readBlock(true)
 		if err != nil {
-			return Packet{}, err
+			return Record{}, err
 		}
 		switch typ {
 		case pcapngBlockSHB:
@@ -74,7 +73,7 @@ func (r *Reader) nextPcapng() (Packet, error) {
 			return r.obsoletePacket(body, start)
 		}
 		if err != nil {
-			return Packet{}, err
+			return Record{}, err
 		}
 	}
 }
@@ -232,9 +231,9 @@ func (r *Reader) iface(id uint32, start int64) (*pcapngInterface, error) {
 	return &r.pcapng.ifaces[id], nil
 }
 
-func (r *Reader) enhancedPacket(body []byte, start int64) (Packet, error) {
+func (r *Reader) enhancedPacket(body []byte, start int64) (Record, error) {
 	if len(body) < 20 {
-		return Packet{}, &FormatError{Offset: start, Reason: "enhanced packet block too short"}
+		return Record{}, &FormatError{Offset: start, Reason: "enhanced packet block too short"}
 	}
 	o := r.pcapng.order
 	id := o.Uint32(body)
@@ -242,9 +241,9 @@ func (r *Reader) enhancedPacket(body []byte, start int64) (Packet, error) {
 	return r.packet(id, ts, o.Uint32(body[12:]), o.Uint32(body[16:]), body[20:], start)
 }
 
-func (r *Reader) obsoletePacket(body []byte, start int64) (Packet, error) {
+func (r *Reader) obsoletePacket(body []byte, start int64) (Record, error) {
 	if len(body) < 20 {
-		return Packet{}, &FormatError{Offset: start, Reason: "packet block too short"}
+		return Record{}, &FormatError{Offset: start, Reason: "packet block too short"}
 	}
 	o := r.pcapng.order
 	id := uint32(o.Uint16(body))
@@ -252,13 +251,13 @@ func (r *Reader) obsoletePacket(body []byte, start int64) (Packet, error) {
 	return r.packet(id, ts, o.Uint32(body[12:]), o.Uint32(body[16:]), body[20:], start)
 }
 
-func (r *Reader) simplePacket(body []byte, start int64) (Packet, error) {
+func (r *Reader) simplePacket(body []byte, start int64) (Record, error) {
 	if len(body) < 4 {
-		return Packet{}, &FormatError{Offset: start, Reason: "simple packet block too short"}
+		return Record{}, &FormatError{Offset: start, Reason: "simple packet block too short"}
 	}
 	ifc, err := r.iface(0, start)
 	if err != nil {
-		return Packet{}, err
+		return Record{}, err
 	}
 	// An SPB has no captured length: it is the packet length cut to the snap length (and to the block).
 	length := r.pcapng.order.Uint32(body)
@@ -268,31 +267,32 @@ func (r *Reader) simplePacket(body []byte, start int64) (Packet, error) {
 
 // packet checks a packet block's lengths against its interface and block, and converts its timestamp.
 // A captured length beyond the interface's snap length is accepted as long as the block holds it.
-func (r *Reader) packet(id uint32, ts uint64, caplen, length uint32, data []byte, start int64) (Packet, error) {
+func (r *Reader) packet(id uint32, ts uint64, caplen, length uint32, data []byte, start int64) (Record, error) {
 	ifc, err := r.iface(id, start)
 	if err != nil {
-		return Packet{}, err
+		return Record{}, err
 	}
 	if caplen > MaxRecord {
-		return Packet{}, &FormatError{Offset: start, Reason: fmt.Sprintf("packet captured length %d exceeds the maximum %d", caplen, MaxRecord)}
+		return Record{}, &FormatError{Offset: start, Reason: fmt.Sprintf("packet captured length %d exceeds the maximum %d", caplen, MaxRecord)}
 	}
 	if uint64(caplen) > uint64(len(data)) {
-		return Packet{}, &FormatError{Offset: start, Reason: fmt.Sprintf("packet captured length %d exceeds its block's %d data bytes", caplen, len(data))}
+		return Record{}, &FormatError{Offset: start, Reason: fmt.Sprintf("packet captured length %d exceeds its block's %d data bytes", caplen, len(data))}
 	}
-	return Packet{
-		Timestamp:      ifc.time(ts),
-		CaptureLength:  int(caplen),
-		Length:         int(length),
+	sec, nsec := ifc.time(ts)
+	return Record{
+		Sec:            sec,
+		Nsec:           nsec,
 		LinkType:       linktype.Type(ifc.linkType),
-		InterfaceIndex: int(id),
+		Length:         length,
+		InterfaceIndex: id,
 		Data:           data[:caplen:caplen],
 	}, nil
 }
 
-func (ifc *pcapngInterface) time(ts uint64) time.Time {
-	sec, frac := ts/ifc.units, ts%ifc.units
+func (ifc *pcapngInterface) time(ts uint64) (sec int64, nsec int32) {
+	whole, frac := ts/ifc.units, ts%ifc.units
 	// frac < units, so frac*1e9/units fits in 64 bits even when the product does not.
 	hi, lo := bits.Mul64(frac, 1_000_000_000)
-	nsec, _ := bits.Div64(hi, lo, ifc.units)
-	return time.Unix(int64(sec)+ifc.offset, int64(nsec)).UTC()
+	ns, _ := bits.Div64(hi, lo, ifc.units)
+	return int64(whole) + ifc.offset, int32(ns)
 }

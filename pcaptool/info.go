@@ -55,9 +55,11 @@ func Info(path string) FileInfo {
 	}
 	defer r.Close()
 	fi.Format = r.Format()
-	var first, last time.Time
+	// Only the first and last records' times are used: a time.Time is built for those two, not for
+	// every packet.
+	var firstRec, lastRec pcapfile.Record
 	for {
-		p, err := r.Next()
+		p, err := r.NextRecord()
 		if err == io.EOF {
 			break
 		}
@@ -66,13 +68,14 @@ func Info(path string) FileInfo {
 			break
 		}
 		if fi.Packets == 0 {
-			first = p.Timestamp
+			firstRec = p
 		}
-		last = p.Timestamp
+		lastRec = p
 		fi.Packets++
-		fi.CapturedBytes += int64(p.CaptureLength)
+		fi.CapturedBytes += int64(len(p.Data))
 		fi.OriginalBytes += int64(p.Length)
 	}
+	first, last := firstRec.Time(), lastRec.Time()
 	for _, lt := range r.LinkTypes() {
 		fi.LinkTypes = append(fi.LinkTypes, linkType(lt))
 	}

@@ -58,6 +58,10 @@ type Replayer struct {
 
 	mu           sync.Mutex
 	firstFailure error
+
+	// done is record, made into a func value once: a method value passed on
+	// each call to the target would be allocated each time.
+	done func(size int, err error)
 }
 
 // New checks the Config and returns a Replayer for it.
@@ -74,7 +78,9 @@ func New(cfg Config) (*Replayer, error) {
 	if err := cfg.Pace.Validate(); err != nil {
 		return nil, err
 	}
-	return &Replayer{cfg: cfg}, nil
+	r := &Replayer{cfg: cfg}
+	r.done = r.record
+	return r, nil
 }
 
 // Scan reads the capture once to learn its packet and byte totals (the
@@ -186,52 +192,23 @@ func (r *Replayer) Run(ctx context.Context) (Summary, error) {
 	return r.summary(time.Since(start)), runErr
 }
 
+// send runs the feeder and the sender until the run ends, and returns once
+// the feeder has closed the capture.
 func (r *Replayer) send(ctx context.Context, start time.Time) error {
-	sched := newSchedule(r.cfg.Pace)
-	w := newWaiter()
-	var n uint64
-	for loop := 0; r.cfg.Loops == 0 || loop < r.cfg.Loops; loop++ {
-		src, err := r.cfg.Open()
-		if err != nil {
-			return err
-		}
-		done, err := r.sendPass(ctx, src, sched, w, start, &n)
-		src.Close()
-		if err != nil || done {
-			return err
-		}
-		r.loops.Add(1)
-		sched.nextLoop()
+	full := make(chan *batch, batchesInFlight)
+	free := make(chan *batch, batchesInFlight)
+	for range batchesInFlight - 1 {
+		free <- newBatch()
 	}
-	return nil
-}
-
-// sendPass sends one pass over the capture; done reports that the limit was reached.
-func (r *Replayer) sendPass(ctx context.Context, src Source, sched *schedule, w *waiter, start time.Time, n *uint64) (done bool, err error) {
-	for {
-		if r.cfg.Limit > 0 && *n >= r.cfg.Limit {
-			return true, nil
-		}
-		p, err := src.Next()
-		if err == io.EOF {
-			return false, nil
-		}
-		if err != nil {
-			return false, err
-		}
-		if r.cfg.Pace.Mode != TopSpeed {
-			if err := w.until(ctx, start.Add(sched.next(p.Timestamp, len(p.Data)))); err != nil {
-				return false, err
-			}
-		} else if err := ctx.Err(); err != nil {
-			return false, err
-		}
-		if p.Truncated() {
-			r.truncated.Add(1)
-		}
-		r.cfg.Target.Send(p, r.record)
-		*n++
-	}
+	stop := make(chan struct{})
+	f := &feeder{cfg: &r.cfg, sched: newSchedule(r.cfg.Pace), paced: r.cfg.Pace.Mode != TopSpeed,
+		cur: newBatch(), full: full, free: free, stop: stop}
+	fed := make(chan struct{})
+	go func() { defer close(fed); f.run() }()
+	err := r.sendBatches(ctx, start, full, free)
+	close(stop)
+	<-fed
+	return err
 }
 
 // record is the done callback of Target.Send.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -208,4 +209,98 @@ func TestCancelStopsEndlessRun(t *testing.T) {
 	if sum.PacketsSent < 20 || sum.PacketsTotal != 0 || !sum.Finished {
 		t.Fatalf("progress %+v", sum.Progress)
 	}
+}
+
+// batchTarget takes frames in batches, as an interface does; frames for which
+// fail says so fail alone, the others of their batch are sent.
+type batchTarget struct {
+	memTarget
+	sizes  []int       // frames per SendBatch call
+	handed []time.Time // when each frame was handed over, in order
+}
+
+func (b *batchTarget) SendBatch(ps []Packet, failed func(int, error)) (sent, sentBytes int) {
+	b.sizes = append(b.sizes, len(ps))
+	now := time.Now()
+	for _, p := range ps {
+		b.handed = append(b.handed, now)
+		if b.fail != nil {
+			if err := b.fail(p.Data); err != nil {
+				failed(len(p.Data), err)
+				continue
+			}
+		}
+		b.frames = append(b.frames, append([]byte(nil), p.Data...))
+		sent, sentBytes = sent+1, sentBytes+len(p.Data)
+	}
+	return sent, sentBytes
+}
+
+func runBatch(t *testing.T, cfg Config, tg *batchTarget) Summary {
+	t.Helper()
+	cfg.Target = tg
+	r, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := r.Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sum
+}
+
+// At top speed frames reach a batch target many at a time, in file order,
+// and a failed frame in the middle of a batch costs only itself.
+func TestBatchTargetAtTopSpeed(t *testing.T) {
+	pkts := synthetic(1000)
+	tg := &batchTarget{memTarget: memTarget{fail: func(b []byte) error {
+		if strings.HasSuffix(string(b), "7") {
+			return errors.New("refused")
+		}
+		return nil
+	}}}
+	sum := runBatch(t, Config{Open: memOpener(pkts), Pace: Pace{Mode: TopSpeed}, Loops: 3}, tg)
+	var want [][]byte
+	for range 3 {
+		for _, p := range pkts {
+			if !strings.HasSuffix(string(p.Data), "7") {
+				want = append(want, p.Data)
+			}
+		}
+	}
+	if sum.PacketsSent != uint64(len(want)) || sum.PacketsFailed != 300 || sum.BytesSent != uint64(10*len(want)) || sum.LoopsDone != 3 {
+		t.Fatalf("summary %+v; want %d sent, 300 failed", sum.Progress, len(want))
+	}
+	if len(tg.frames) != len(want) {
+		t.Fatalf("target got %d frames, want %d", len(tg.frames), len(want))
+	}
+	for i := range want {
+		if string(tg.frames[i]) != string(want[i]) {
+			t.Fatalf("frame %d is %q, want %q", i, tg.frames[i], want[i])
+		}
+	}
+	if slices.Max(tg.sizes) < 2 || slices.Max(tg.sizes) > batchPackets {
+		t.Fatalf("batch sizes %v: want batches of 2 to %d frames", tg.sizes, batchPackets)
+	}
+}
+
+// Paced, a frame is never handed over before it is due, even when frames
+// after a late wake-up go out together.
+func TestBatchTargetPacedFramesAreDue(t *testing.T) {
+	const pps = 5000
+	pkts := synthetic(1000)
+	tg := &batchTarget{}
+	sum := runBatch(t, Config{Open: memOpener(pkts), Pace: Pace{PPS, pps}, Loops: 1}, tg)
+	if sum.PacketsSent != 1000 || len(tg.handed) != 1000 {
+		t.Fatalf("sent %d, handed %d; want 1000", sum.PacketsSent, len(tg.handed))
+	}
+	for i, at := range tg.handed {
+		// The start is a wall-clock reading; a microsecond covers its rounding.
+		due := sum.Started.Add(time.Duration(i)*time.Second/pps - time.Microsecond)
+		if at.Before(due) {
+			t.Fatalf("frame %d handed over %v before it was due", i, due.Sub(at))
+		}
+	}
+	t.Logf("%d calls for 1000 frames, largest batch %d", len(tg.sizes), slices.Max(tg.sizes))
 }

@@ -26,7 +26,7 @@ func OpenFile(path string) Opener {
 }
 
 func (f *fileSource) Next() (Packet, error) {
-	p, err := f.r.Next()
+	p, err := f.r.NextRecord()
 	if err == io.EOF {
 		return Packet{}, err
 	}
@@ -34,9 +34,9 @@ func (f *fileSource) Next() (Packet, error) {
 		return Packet{}, fmt.Errorf("capture file %s: %w", f.path, err)
 	}
 	return Packet{
-		Timestamp:     p.Timestamp,
-		CaptureLength: p.CaptureLength,
-		Length:        p.Length,
+		Timestamp:     p.Time(),
+		CaptureLength: len(p.Data),
+		Length:        int(p.Length),
 		LinkType:      p.LinkType,
 		Data:          p.Data,
 	}, nil

@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -91,6 +92,42 @@ func (v *vethPair) openSender(t testing.TB) *Interface {
 	}
 	t.Cleanup(func() { i.Close() })
 	return i
+}
+
+// rxPackets returns a reader of the receiving end's packet counter. The
+// counters file is opened inside the namespace, which binds it there, so it
+// can be read from any thread afterwards, cheaply enough to sample it every
+// millisecond.
+func (v *vethPair) rxPackets(t testing.TB) func() uint64 {
+	t.Helper()
+	var f *os.File
+	var err error
+	v.inNetns(t, func() { f, err = os.Open("/proc/thread-self/net/dev") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	buf := make([]byte, 4096)
+	return func() uint64 {
+		n, err := f.ReadAt(buf, 0)
+		if err != nil && err != io.EOF {
+			t.Errorf("reading the namespace's interface counters: %v", err)
+			return 0
+		}
+		for _, line := range strings.Split(string(buf[:n]), "\n") {
+			name, stats, ok := strings.Cut(line, ":")
+			if !ok || strings.TrimSpace(name) != v.recv {
+				continue
+			}
+			// Fields: receive bytes, packets, ...
+			if f := strings.Fields(stats); len(f) > 1 {
+				c, _ := strconv.ParseUint(f[1], 10, 64)
+				return c
+			}
+		}
+		t.Errorf("no %s in the namespace's interface counters", v.recv)
+		return 0
+	}
 }
 
 // tcpdump captures what arrives at the receiving end, as the test's oracle.

@@ -4,6 +4,7 @@ package replay
 
 import (
 	"bytes"
+	"context"
 	"math"
 	"os/exec"
 	"path/filepath"
@@ -62,7 +63,10 @@ func TestReplayOntoVethDeliversTheFileInOrder(t *testing.T) {
 }
 
 // Frames longer than the MTU plus the Ethernet header cannot be sent: they
-// count as failed, like tcpreplay's, and everything else still arrives.
+// count as failed, like tcpreplay's, and everything else still arrives. At
+// top speed the file's 94 frames go out in one batch with the oversize ones
+// in its middle, so a batch that lost the frames after a refused one, or
+// counted them twice, shows.
 func TestReplayOversizeFramesCountAsFailed(t *testing.T) {
 	file := sharedPcap(t, "ndpi/WebattackSQLinj.pcap")
 	oversize := tcpdumpCount(t, file, "greater", "1515") // wire length >= 1515 = more than 1500 + 14
@@ -79,16 +83,23 @@ func TestReplayOversizeFramesCountAsFailed(t *testing.T) {
 	if oversize == 0 || oversize+len(fit) != len(all) {
 		t.Fatalf("fixture: tcpdump sees %d frames over 1514 bytes, pcapfile %d of %d", oversize, len(all)-len(fit), len(all))
 	}
-	v := newVethPair(t, 1500)
-	d := v.startTcpdump(t)
-	sum := replayOnto(t, v, file, Pace{PPS, 5000}, 1, 0)
-	if sum.PacketsFailed != uint64(oversize) || sum.PacketsSent != uint64(len(fit)) {
-		t.Fatalf("sent %d failed %d; want %d sent and %d failed", sum.PacketsSent, sum.PacketsFailed, len(fit), oversize)
+	for _, c := range []struct {
+		pace  Pace
+		loops int
+	}{{Pace{PPS, 5000}, 1}, {Pace{Mode: TopSpeed}, 20}} {
+		t.Run(c.pace.String(), func(t *testing.T) {
+			v := newVethPair(t, 1500)
+			d := v.startTcpdump(t)
+			sum := replayOnto(t, v, file, c.pace, c.loops, 0)
+			if sum.PacketsFailed != uint64(c.loops*oversize) || sum.PacketsSent != uint64(c.loops*len(fit)) {
+				t.Fatalf("sent %d failed %d; want %d sent and %d failed", sum.PacketsSent, sum.PacketsFailed, c.loops*len(fit), c.loops*oversize)
+			}
+			if sum.FirstFailure == nil || !strings.Contains(sum.FirstFailure.Error(), "longer than MTU 1500") {
+				t.Fatalf("first failure %v", sum.FirstFailure)
+			}
+			sameFrames(t, d.waitFor(t, c.loops*len(fit)), fit, c.loops)
+		})
 	}
-	if sum.FirstFailure == nil || !strings.Contains(sum.FirstFailure.Error(), "longer than MTU 1500") {
-		t.Fatalf("first failure %v", sum.FirstFailure)
-	}
-	sameFrames(t, d.waitFor(t, len(fit)), fit, 1)
 }
 
 // Records the capture cut short are sent as captured and counted.
@@ -144,6 +155,100 @@ func TestReplayHoldsFixedRate(t *testing.T) {
 		lo, hi = math.Min(lo, r), math.Max(hi, r)
 	}
 	t.Logf("single seconds ranged from %.1f to %.1f packets/s", lo, hi)
+}
+
+// At 100,000 packets/s, where batches form whenever the sender wakes late,
+// the rate the peer's receive counter shows between 10% and 90% of the run
+// (a least-squares slope over millisecond samples, so that one stall at
+// either end does not skew it) stays within 3% of the rate asked (the aim is
+// 1%; the margin is for stalls of a busy shared node), every packet arrives,
+// and none arrives before it is due: batching frames not yet due keeps the
+// average but sends bursts early.
+func TestReplayHoldsFixedRateAt100kpps(t *testing.T) {
+	const pps, n = 100_000, 300_001
+	file := sharedPcap(t, "zeek/echo-connections.pcap") // 82,582 packets, looped
+	v := newVethPair(t, 1500)
+	rx := v.rxPackets(t)
+	base := rx()
+	samples := make(chan []rxSample, 1)
+	stop := make(chan struct{})
+	go func() { samples <- sampleRx(rx, base, stop) }()
+	r, err := New(Config{Open: OpenFile(file), Pace: Pace{PPS, pps}, Limit: n, Target: v.openSender(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := r.Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for rx()-base < n && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	close(stop)
+	got := <-samples
+	if recv := rx() - base; sum.PacketsSent != n || recv != n {
+		t.Fatalf("sent %d, peer received %d, want %d", sum.PacketsSent, recv, n)
+	}
+	rate := slope(got, n/10, n*9/10)
+	t.Logf("peer received %.0f packets/s between 10%% and 90%% (%.3f%% off); %s", rate, 100*(rate-pps)/pps, sum)
+	if math.Abs(rate-pps)/pps > 0.03 {
+		t.Errorf("peer received %.0f packets/s, want %d within 3%%", rate, pps)
+	}
+	// Packets due by a moment: 1 at the start, then one per 1/pps. Two more
+	// allow for the wall clock's rounding; a batch sent early shows as tens.
+	start := sum.Started
+	ahead := 0
+	for _, x := range got {
+		if x.at.Before(start) {
+			continue
+		}
+		due := int(x.at.Sub(start).Seconds()*pps) + 1
+		ahead = max(ahead, int(x.count)-due)
+	}
+	t.Logf("at most %d packets received ahead of schedule in %d samples", ahead, len(got))
+	if ahead > 2 {
+		t.Errorf("%d packets received before they were due", ahead)
+	}
+}
+
+type rxSample struct {
+	at    time.Time
+	count uint64
+}
+
+// sampleRx reads the counter every millisecond until stop.
+func sampleRx(rx func() uint64, base uint64, stop <-chan struct{}) []rxSample {
+	var s []rxSample
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return s
+		case <-tick.C:
+			c := rx() - base
+			s = append(s, rxSample{time.Now(), c})
+		}
+	}
+}
+
+// slope is the least-squares packets per second of the samples whose count
+// lies in [from, to].
+func slope(s []rxSample, from, to uint64) float64 {
+	var n, sx, sy, sxx, sxy float64
+	var t0 time.Time
+	for _, x := range s {
+		if x.count < from || x.count > to {
+			continue
+		}
+		if n == 0 {
+			t0 = x.at
+		}
+		dx, dy := x.at.Sub(t0).Seconds(), float64(x.count)
+		n, sx, sy, sxx, sxy = n+1, sx+dx, sy+dy, sxx+dx*dx, sxy+dx*dy
+	}
+	return (n*sxy - sx*sy) / (n*sxx - sx*sx)
 }
 
 // With a multiplier, each packet arrives when the capture's own timing,

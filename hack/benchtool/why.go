@@ -4,14 +4,14 @@ package main
 // hack/bench.sh (November 2026, this machine). Printed only under an aim the run did not meet; keep
 // them in step with the code they describe.
 const (
-	whyRead = `reading costs capfleet per record, not per byte: pcapfile.Reader spends roughly 100–350 ns on
-each record whatever its size (BenchmarkReadPcap: two bufio Peek/Discard round trips, one for the 16-byte
-record header and one for the data, a time.Time built, and a ~100-byte Packet returned by value through
-Next and nextPcap). At the mix's ~280 bytes a record that is about 1 GB/s; at the small input's ~84 bytes
-a record it is a few hundred MB/s, and tcpdump -w /dev/null, which copies records without building
-anything per packet, stays ahead there. Every capfleet subcommand also starts in ~40 ms with ~55 MB
-resident: the one binary initialises client-go, controller-runtime and gopacket before it reads its
-arguments, which weighs on short files.`
+	whyRead = `reading costs capfleet a fixed start-up and then a little per record: every capfleet
+subcommand starts in ~40 ms with ~55 MB resident (the one binary initialises client-go, controller-runtime
+and gopacket before it reads its arguments; GODEBUG=inittrace=1 shows controller-runtime's webhook metrics
+alone taking ~18 ms), which on the small input is about as long as reading it. Per record,
+pcapfile.Reader.NextRecord (what pcap info calls) cuts records out of a window of the 64 KiB read buffer
+peeked once for many of them and builds no time.Time: 30–60 ns a record here (BenchmarkReadPcapRecord;
+Next, which returns the older 80-byte Packet with a time.Time, 80–130 ns), so at the small input's ~84
+bytes a record one core reads 1.5–2.5 GB/s once started.`
 
 	whyDecode = `text formatting dominates: a CPU profile of ` + "`pcap decode`" + ` on the small input puts
 57 % of the time in writing the 17 fields as text (numbers and addresses), 20 % in decoding and 13 % in
@@ -28,14 +28,14 @@ decoding (120–200 ns, BenchmarkDecode) plus the flow table (~125–165 ns, Ben
 keep their accumulators in a side table, one block per flow: BenchmarkActiveFlowMemoryCIC is the same table with them
 on, BenchmarkTableAddCIC (against BenchmarkTableAdd) their cost per packet.`
 
-	whyReplayVeth = `both tools send one frame per system call on an AF_PACKET socket (tcpreplay sendto() on
-a socket bound to ETH_P_ALL, capfleet write() on one bound to protocol 0), and capfleet spends more CPU
-per packet ("CPU ns/pkt"). A CPU profile of BenchmarkReplayTopSpeedVeth puts 86 % of capfleet's replay in
-the write system call itself and about 10 % in reading the file and pacing, so the extra CPU is spent in
-the kernel's send path as capfleet's socket and the Go runtime's system-call entry use it, not in
-capfleet's own work; which of the differences costs it is not pinned down yet. On a veth the receiving
-namespace's stack also runs in the sender's context, and the ratio moves with the load others put on the
-two cores.`
+	whyReplayVeth = `capfleet reads and paces in one goroutine and sends in another, up to 256 frames per
+sendmmsg() on an AF_PACKET socket, where tcpreplay sends one frame per sendto() from a single thread. What
+is left is the kernel's per-frame send path, the same for both tools: a CPU profile of capfleet pcap replay
+onto the veth puts about 80 % of its samples in sendmmsg, a third of that in the receiving namespace's stack
+(on a veth it runs in the sender's context, as a softirq after each frame), and about 5 % in reading the
+file. A PACKET_TX_RING, tried in a prototype, sent fewer frames per second onto the veth than sendmmsg.
+The reader needs part of the second core: when other work keeps both cores busy, reader and sender share
+one and the ratio falls.`
 
 	whyReplayKafka = `capfleet's replay does per record, on the clock, what the bare producer does before
 its clock starts: reading the file, building the record and pacing and accounting. Building no longer

@@ -55,17 +55,17 @@ func (s *packets) Close() error { return s.r.Close() }
 func (s *packets) each(fn func(n int, p *decode.Packet)) error {
 	var p decode.Packet
 	for n := 1; ; n++ {
-		pkt, err := s.r.Next()
+		pkt, err := s.r.NextRecord()
 		if errors.Is(err, io.EOF) {
 			return nil
 		}
 		if err != nil {
 			return fmt.Errorf("%s: after %d packets: %w", s.path, n-1, err)
 		}
-		if !s.filter.Match(pkt.Data, uint32(pkt.LinkType), pkt.Length) {
+		if !s.filter.Match(pkt.Data, uint32(pkt.LinkType), int(pkt.Length)) {
 			continue
 		}
-		s.dec.Decode(pkt.Data, pkt.LinkType, pkt.Timestamp, pkt.Length, &p)
+		s.dec.Decode(pkt.Data, pkt.LinkType, pkt.Time(), int(pkt.Length), &p)
 		if !s.display.Match(&p, n) {
 			s.displayed++
 			continue
