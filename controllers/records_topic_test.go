@@ -6,29 +6,17 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"capfleet.dev/capfleet/api/v1alpha1"
-	"capfleet.dev/capfleet/internal/kafkatest"
-	"capfleet.dev/capfleet/internal/testenv"
 )
 
 // A pipeline with both Kafka sinks gets both topics on the real broker, each as its spec says, both in
 // its status, the records topic in the processors' arguments, and with Delete both go with it.
 func TestPipelineTendsFlowsAndPacketRecordsTopics(t *testing.T) {
 	c := cluster(t)
-	kc := kafkatest.Plain(t)
-	if topicsMgr == nil {
-		testenv.Missing(t, "the operator under test has no Kafka: start it with hack/kafka.sh start")
-	}
-	cl, err := kc.NewClient()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	broker := brokerView{kadm.NewClient(cl)}
+	broker := operatorBroker(t)
 	ctx := context.Background()
 	ns := namespace(t, c)
 	pp := &v1alpha1.PacketPipeline{

@@ -23,6 +23,21 @@ import (
 // brokerView reads a topic straight from the broker, not through the operator.
 type brokerView struct{ adm *kadm.Client }
 
+// operatorBroker is a view of the broker the operator under test tends topics on, closed when the test
+// and its cleanups end; a test needing it without one is skipped, or fails under CI.
+func operatorBroker(t *testing.T) brokerView {
+	kc := kafkatest.Plain(t)
+	if topicsMgr == nil {
+		testenv.Missing(t, "the operator under test has no Kafka: start it with hack/kafka.sh start")
+	}
+	cl, err := kc.NewClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return brokerView{kadm.NewClient(cl)}
+}
+
 func (b brokerView) topic(ctx context.Context, name string) (partitions int, retentionMs int64, exists bool, err error) {
 	details, err := b.adm.ListTopics(ctx, name)
 	if err != nil {
@@ -96,16 +111,7 @@ func sensorWithTopic(ns, name string, partitions int32, retention time.Duration,
 // refuses to lower partitions, deletes only what it created and only when asked, adopts only compatible topics.
 func TestTopicLifecycle(t *testing.T) {
 	c := cluster(t)
-	kc := kafkatest.Plain(t)
-	if topicsMgr == nil {
-		testenv.Missing(t, "the operator under test has no Kafka: start it with hack/kafka.sh start")
-	}
-	cl, err := kc.NewClient()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	broker := brokerView{kadm.NewClient(cl)}
+	broker := operatorBroker(t)
 	ctx := context.Background()
 	ns := namespace(t, c)
 

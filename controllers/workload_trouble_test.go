@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -15,8 +14,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"capfleet.dev/capfleet/api/v1alpha1"
-	"capfleet.dev/capfleet/internal/kafkatest"
-	"capfleet.dev/capfleet/internal/testenv"
 )
 
 // envtest runs no kubelet and no scheduler: these tests write, through the API, the status the kubelet and
@@ -332,20 +329,11 @@ func TestReplayFailureTellsTheContainersEnd(t *testing.T) {
 // before its Job runs; an existing topic is left as it is.
 func TestReplayCreatesItsMissingTopic(t *testing.T) {
 	c := cluster(t)
-	kc := kafkatest.Plain(t)
-	if topicsMgr == nil {
-		testenv.Missing(t, "the operator under test has no Kafka: start it with hack/kafka.sh start")
-	}
-	cl, err := kc.NewClient()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	broker := brokerView{kadm.NewClient(cl)}
+	broker := operatorBroker(t)
 	ctx := context.Background()
 	ns := namespace(t, c)
 	topic := ns + ".replayed"
-	t.Cleanup(func() { _, _ = kadm.NewClient(cl).DeleteTopic(context.Background(), topic) })
+	t.Cleanup(func() { _, _ = broker.adm.DeleteTopic(context.Background(), topic) })
 
 	rj := replayWithTopic(ns, "fresh", topic, 4)
 	rj.Spec.Target.Topic.Retention = &metav1.Duration{Duration: time.Hour}

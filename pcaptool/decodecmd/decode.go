@@ -81,24 +81,9 @@ func runDecode(stdout, stderr io.Writer, path string, o *decodeOptions) error {
 		return err
 	}
 	defer src.Close()
-
-	w := bufio.NewWriterSize(stdout, 1<<16)
-	var line []byte
-	err = src.each(func(n int, p *decode.Packet) {
-		line = appendLine(line[:0], fs, n, p)
-		w.Write(line)
+	return writeLines(stdout, stderr, src, o.stats, func(dst []byte, n int, p *decode.Packet) []byte {
+		return appendLine(dst, fs, n, p)
 	})
-	if err != nil {
-		w.Flush()
-		return err
-	}
-	if err := w.Flush(); err != nil {
-		return err
-	}
-	if o.stats {
-		src.printStats(stderr)
-	}
-	return nil
 }
 
 // runRecords prints packetjson's record of each packet, one a line.
@@ -108,10 +93,18 @@ func runRecords(stdout, stderr io.Writer, path string, o *decodeOptions) error {
 		return err
 	}
 	defer src.Close()
+	return writeLines(stdout, stderr, src, o.stats, func(dst []byte, n int, p *decode.Packet) []byte {
+		return append(packetjson.Append(dst, n, p, src.frame), '\n')
+	})
+}
+
+// writeLines writes the line appendLine makes of each packet of src, buffered, then the packet
+// counts when stats asks for them.
+func writeLines(stdout, stderr io.Writer, src *packets, stats bool, appendLine func(dst []byte, n int, p *decode.Packet) []byte) error {
 	w := bufio.NewWriterSize(stdout, 1<<16)
 	var line []byte
-	err = src.each(func(n int, p *decode.Packet) {
-		line = append(packetjson.Append(line[:0], n, p, src.frame), '\n')
+	err := src.each(func(n int, p *decode.Packet) {
+		line = appendLine(line[:0], n, p)
 		w.Write(line)
 	})
 	if err != nil {
@@ -121,7 +114,7 @@ func runRecords(stdout, stderr io.Writer, path string, o *decodeOptions) error {
 	if err := w.Flush(); err != nil {
 		return err
 	}
-	if o.stats {
+	if stats {
 		src.printStats(stderr)
 	}
 	return nil

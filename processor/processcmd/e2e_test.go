@@ -365,11 +365,7 @@ func TestCaptureThroughKafkaAndCassandraAnswersQueries(t *testing.T) {
 // consumeFlows reads the flows topic until it holds n distinct flows (a restart may publish one twice).
 func consumeFlows(t *testing.T, cfg kafkaconn.Config, topic string, n int) map[string]store.FlowJSON {
 	t.Helper()
-	opts, err := cfg.Options()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cl, err := kgo.NewClient(append(opts, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
+	cl, err := cfg.NewClient(kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -450,32 +446,9 @@ func TestKilledMidStreamAndRestartedStoresEverythingOnce(t *testing.T) {
 	args := append([]string{"--topic", topic, "--group", group, "--sensor", "lab", "--store-packets", "--store-flows",
 		"--keyspace", ks, "--metrics-addr", metrics, "--health-addr", "", "--commit-interval", "100ms",
 		"--max-poll-records", "20"}, connArgs(kcfg, ccfg)...)
-	child, log := startChild(t, args)
-	// Killed right after its first commit, watched from its own metrics every few milliseconds: a
-	// fast process drains the topic within a second or two.
-	var atKill int64
-	deadline := time.Now().Add(3 * time.Minute)
-	for atKill = 0; atKill < 1; {
-		if time.Now().After(deadline) {
-			t.Fatalf("no commit within 3 minutes:\n%s", tail(log.String(), 20))
-		}
-		atKill = int64(metricValue(httpGetOrEmpty("http://"+metrics+"/metrics"), "capfleet_process_commits_total"))
-		time.Sleep(5 * time.Millisecond)
-	}
-	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	child.Wait()
-	c, end, err := pipelinetest.Committed(ctx, kcfg, group, topic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c >= end {
-		t.Fatalf("the process finished (%d of %d committed) before it could be killed mid-stream", c, end)
-	}
-	t.Logf("killed after %d commits, with %d of %d records committed; its log:\n%s", atKill, c, len(frames), tail(log.String(), 10))
+	killAfterFirstCommit(t, ctx, args, metrics, kcfg, group, topic)
 
-	child, log = startChild(t, args)
+	child, log := startChild(t, args)
 	defer func() {
 		child.Process.Signal(syscall.SIGTERM)
 		if err := child.Wait(); err != nil {
@@ -504,7 +477,7 @@ func TestKilledMidStreamAndRestartedStoresEverythingOnce(t *testing.T) {
 	})
 	// Each stored packet once: as many rows as frames, and the same bytes in the same order.
 	i := 0
-	err = r.Packets(ctx, "lab", first, last, func(p store.Packet) error {
+	err := r.Packets(ctx, "lab", first, last, func(p store.Packet) error {
 		if i < len(frames) && !bytes.Equal(p.Data, frames[i].Data) {
 			return fmt.Errorf("packet %d differs from frame %d", i, i)
 		}
@@ -746,6 +719,35 @@ func TestCassandraKilledMidStreamAndRestarted(t *testing.T) {
 }
 
 // startChild runs `capfleet process args` as a child process that a test can kill with SIGKILL.
+// killAfterFirstCommit starts `capfleet process` with args and kills it (SIGKILL) right after its first
+// commit, watched from its own metrics every few milliseconds (a fast process drains the topic within
+// a second or two), and fails the test when it had committed everything by then.
+func killAfterFirstCommit(t *testing.T, ctx context.Context, args []string, metrics string, kcfg kafkaconn.Config, group, topic string) {
+	t.Helper()
+	child, log := startChild(t, args)
+	var atKill int64
+	deadline := time.Now().Add(3 * time.Minute)
+	for atKill = 0; atKill < 1; {
+		if time.Now().After(deadline) {
+			t.Fatalf("no commit within 3 minutes:\n%s", tail(log.String(), 20))
+		}
+		atKill = int64(metricValue(httpGetOrEmpty("http://"+metrics+"/metrics"), "capfleet_process_commits_total"))
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	child.Wait()
+	c, end, err := pipelinetest.Committed(ctx, kcfg, group, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c >= end {
+		t.Fatalf("the process finished (%d of %d committed) before it could be killed mid-stream", c, end)
+	}
+	t.Logf("killed after %d commits, with %d of %d records committed; its log:\n%s", atKill, c, end, tail(log.String(), 10))
+}
+
 func startChild(t *testing.T, args []string) (*exec.Cmd, *bytes.Buffer) {
 	t.Helper()
 	return testenv.StartChild(t, args)

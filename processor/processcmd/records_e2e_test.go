@@ -117,11 +117,7 @@ func fileRecords(t *testing.T, path string) []string {
 // been quiet for a few seconds), returning their keys and values.
 func consumeRecords(t *testing.T, cfg kafkaconn.Config, topic string, n int) (keys, values []string) {
 	t.Helper()
-	opts, err := cfg.Options()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cl, err := kgo.NewClient(append(opts, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
+	cl, err := cfg.NewClient(kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,28 +171,9 @@ func TestPacketRecordsSurviveAKill(t *testing.T) {
 	args := []string{"--topic", topic, "--group", group, "--records-topic", recordsTopic,
 		"--kafka-brokers", strings.Join(kcfg.Brokers, ","), "--metrics-addr", metrics, "--health-addr", "",
 		"--commit-interval", "100ms", "--max-poll-records", "20"}
-	child, log := startChild(t, args)
-	deadline := time.Now().Add(3 * time.Minute)
-	for metricValue(httpGetOrEmpty("http://"+metrics+"/metrics"), "capfleet_process_commits_total") < 1 {
-		if time.Now().After(deadline) {
-			t.Fatalf("no commit within 3 minutes:\n%s", tail(log.String(), 20))
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	child.Wait()
-	c, end, err := pipelinetest.Committed(ctx, kcfg, group, topic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c >= end {
-		t.Fatalf("the process finished (%d of %d committed) before it could be killed mid-stream", c, end)
-	}
-	t.Logf("killed with %d of %d records committed", c, len(frames))
+	killAfterFirstCommit(t, ctx, args, metrics, kcfg, group, topic)
 
-	child, log = startChild(t, args)
+	child, log := startChild(t, args)
 	defer func() {
 		child.Process.Signal(syscall.SIGTERM)
 		if err := child.Wait(); err != nil {
