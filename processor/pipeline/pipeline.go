@@ -264,7 +264,9 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	defer p.writes.cancel()
 	p.lastCommit, p.lastUpdate = time.Now(), time.Now()
 	for {
-		pollCtx, cancel := context.WithTimeout(ctx, p.cfg.IdleGrace)
+		// A poll waits at most a second so that commits and quiet partitions' clocks are seen to on time
+		// whatever IdleGrace is.
+		pollCtx, cancel := context.WithTimeout(ctx, min(p.cfg.IdleGrace, time.Second))
 		fetches := cl.PollRecords(pollCtx, p.cfg.MaxPollRecords)
 		cancel()
 		if fetches.IsClientClosed() {

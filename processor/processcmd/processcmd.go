@@ -98,6 +98,7 @@ commit and resumed by whoever consumes the partition next.`,
 	fs.DurationVar(&o.pipe.Rollups.TTL, "rollup-ttl", 720*time.Hour, "time to live of the traffic counters and edge rollups (0: forever)")
 	fs.DurationVar(&o.pipe.Rollups.Lateness, "rollup-lateness", 10*time.Second, "how long (packet time) a window stays open after its end for packets that arrive late")
 	_ = fs.MarkHidden("rollup-lateness")
+	fs.DurationVar(&o.pipe.IdleGrace, "idle-grace", time.Second, "how long a partition read to its end stays quiet before its clock follows the wall clock from its last packet, so that its idle flows close with no new packet; longer keeps the flows of a topic that is written in bursts whole across the pauses")
 	fs.IntVar(&o.pipe.MaxPollRecords, "max-poll-records", 5000, "records taken per poll; each poll's packets are stored before the next")
 	_ = fs.MarkHidden("max-poll-records")
 	fs.StringVar(&o.cpuProfile, "cpu-profile", "", "write a Go CPU profile of the whole run to this file (for `go tool pprof`)")
