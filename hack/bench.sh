@@ -17,6 +17,7 @@
 #                        whatever is chosen (default: all)
 #   BENCH_PREPARE=1      only build (and cache) the inputs
 #   BENCH_OUT=FILE       where the page goes (default docs/benchmarks.md)
+#   BENCH_WORK=DIR       scratch directory of the run, emptied first (default .cache/bench/run)
 #
 # Needs root (network namespaces, AF_PACKET). Starts Kafka and Cassandra with hack/kafka.sh and
 # hack/cassandra.sh when they are not running and stops them afterwards only then; everything else it
@@ -45,11 +46,12 @@ done
 PCAPS=${BENCH_PCAPS:-$(cd "$ROOT/.." && pwd)/shared/pcaps}
 CAPFLEET=$ROOT/bin/capfleet
 BENCH=$CACHE/bench
-WORK=$BENCH/run
+WORK=${BENCH_WORK:-$BENCH/run}
 RESULTS=$WORK/results.tsv
 TOOL=$WORK/benchtool
 NS=cfbench$$
-TX=cfb-tx RX=cfb-rx
+# per run, so that two checkouts can measure at once (veth names are global)
+TX=cfbt$$ RX=cfbr$$
 STARTED_KAFKA=0 STARTED_CASSANDRA=0 CASS=()
 T_START=$SECONDS
 
