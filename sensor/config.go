@@ -41,6 +41,7 @@ type Config struct {
 	StartTimeout    time.Duration
 	FlushTimeout    time.Duration
 	Node            string
+	MemoryLimit     int64 // the container's, in bytes (0: none known): the rings must fit it
 	Kafka           kafkaconn.Config
 
 	// kafkaOpts are appended to the producer's options (tests cut the
@@ -71,6 +72,7 @@ func DefaultConfig() Config {
 		StartTimeout:    30 * time.Second,
 		FlushTimeout:    10 * time.Second,
 		Node:            node,
+		MemoryLimit:     memoryLimitFromEnv(),
 		Kafka:           kafkaconn.Config{Brokers: []string{kafkaconn.DefaultBrokers}},
 	}
 }
@@ -96,6 +98,7 @@ func (c *Config) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.NetNS, "netns", c.NetNS, "capture inside this network namespace (/var/run/netns/NAME or /proc/PID/ns/net); Kafka is reached from the sensor's own")
 	fs.DurationVar(&c.StartTimeout, "kafka-start-timeout", c.StartTimeout, "how long to wait for Kafka at start before giving up")
 	fs.DurationVar(&c.FlushTimeout, "flush-timeout", c.FlushTimeout, "how long a stopping sensor waits for Kafka to take its buffer; what is left is counted as failed")
+	fs.Int64Var(&c.MemoryLimit, "memory-limit", c.MemoryLimit, "the container's memory limit in bytes (default $"+MemoryLimitEnv+", which the operator sets from the pod's limit; 0: none): rings sized from the interface shrink to fit it with --buffer-mb, rings of a given size that do not fit are refused, and Go's heap is kept under what the rings leave")
 	c.Kafka.AddFlags(fs)
 }
 
@@ -134,6 +137,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("--buffer-packets %d: want 1 or more", c.BufferPackets)
 	case c.BufferMB < 1:
 		return fmt.Errorf("--buffer-mb %d: want 1 or more", c.BufferMB)
+	case c.MemoryLimit < 0:
+		return fmt.Errorf("--memory-limit %d: want 0 (none) or bytes", c.MemoryLimit)
 	case c.StartTimeout <= 0:
 		return fmt.Errorf("--kafka-start-timeout %v: want a positive duration", c.StartTimeout)
 	}

@@ -10,6 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,6 +30,8 @@ type Sensor struct {
 	ready   atomic.Bool
 	started chan struct{} // closed once the rings are open and the broker answered
 	addrs   []string      // where the HTTP endpoints listen (tests ask for port 0)
+	// ringBytes is the kernel memory of all rings, which the pod's limit counts and Go's does not.
+	ringBytes int64
 }
 
 // New checks the configuration, finds the interfaces and compiles the filter,
@@ -141,6 +145,9 @@ func (s *Sensor) Run(ctx context.Context) error {
 		}
 	}()
 	s.rings = rings
+	if l := goMemoryLimit(s.cfg.MemoryLimit, s.ringBytes); l > 0 && os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(l)
+	}
 	s.pollStats(rings) // baselines for rx_dropped
 	s.ready.Store(true)
 	close(s.started)
@@ -206,9 +213,19 @@ func (s *Sensor) openRings() ([]*ring, error) {
 	err := inNetNS(s.cfg.NetNS, func() error {
 		for i, l := range s.links {
 			o := ringOptions{blockSize: s.cfg.RingBlockSizeKB * 1024, blocks: s.cfg.RingBlocks, promisc: s.cfg.Promisc}
-			if o.blocks == 0 {
+			auto := o.blocks == 0
+			if auto {
 				o.blocks = autoRingBlocks(l.SpeedMbps, s.cfg.SnapLen, o.blockSize, s.cfg.ringsPerInterface())
 			}
+			fit, err := fitRings(s.cfg.ringShare(), s.cfg.ringsPerInterface(), o.blockSize, o.blocks, auto)
+			if err != nil {
+				return fmt.Errorf("interface %s: %w", l.Name, err)
+			}
+			if fit < o.blocks {
+				s.log.Warn("rings shrunk to fit the memory limit", "interface", l.Name, "blocks", o.blocks, "fit", fit, "memory_limit_mib", s.cfg.MemoryLimit>>20)
+				o.blocks = fit
+			}
+			s.ringBytes += int64(o.blocks) * int64(o.blockSize) * int64(s.cfg.ringsPerInterface())
 			s.log.Info("ring", "interface", l.Name, "speed_mbps", l.SpeedMbps, "rings", s.cfg.ringsPerInterface(),
 				"blocks", o.blocks, "block_kib", o.blockSize/1024, "mib_each", o.blocks*o.blockSize>>20)
 			if s.cfg.FanoutGroup != 0 {

@@ -150,12 +150,19 @@ func checkSensorInvariants(t *testing.T, pod corev1.PodSpec, c corev1.Container)
 	}
 	env := map[string]string{}
 	for _, e := range c.Env {
-		if e.ValueFrom != nil {
+		switch {
+		case e.ValueFrom == nil:
+		case e.ValueFrom.FieldRef != nil:
 			env[e.Name] = e.ValueFrom.FieldRef.FieldPath
+		case e.ValueFrom.ResourceFieldRef != nil:
+			env[e.Name] = e.ValueFrom.ResourceFieldRef.ContainerName + "/" + e.ValueFrom.ResourceFieldRef.Resource
 		}
 	}
 	if env["NODE_NAME"] != "spec.nodeName" {
 		t.Errorf("NODE_NAME from %q", env["NODE_NAME"])
+	}
+	if env["MEMORY_LIMIT"] != c.Name+"/limits.memory" {
+		t.Errorf("MEMORY_LIMIT from %q, want the container's own limit", env["MEMORY_LIMIT"])
 	}
 }
 

@@ -59,6 +59,10 @@ func SensorDaemonSet(cs *v1alpha1.CaptureSensor, o Options) *appsv1.DaemonSet {
 	ctr := w.container("sensor", o, "CaptureSensor", cs)
 	serve(&ctr, metricsPort, healthPort)
 	ctr.Resources = sensorResources(cs)
+	// The sensor fits its rings (locked kernel memory, charged to the pod) to the limit, and refuses rings
+	// of the spec's size that do not fit, rather than being OOM-killed at every start (sensor.MemoryLimitEnv).
+	ctr.Env = append(ctr.Env, corev1.EnvVar{Name: "MEMORY_LIMIT", ValueFrom: &corev1.EnvVarSource{
+		ResourceFieldRef: &corev1.ResourceFieldSelector{ContainerName: ctr.Name, Resource: "limits.memory"}}})
 	ctr.SecurityContext = captureSecurityContext()
 
 	pod := w.pod(ctr, s.NodeSelector, s.Tolerations)
