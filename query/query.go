@@ -70,20 +70,26 @@ func NewCommand() *cobra.Command {
 
 func flowsCommand() *cobra.Command {
 	var (
-		c      common
-		ip     string
-		output string
-		port   int
-		proto  string
-		filter string
+		c        common
+		ip       string
+		output   string
+		port     int
+		proto    string
+		filter   string
+		features flow.Features
 	)
 	cmd := &cobra.Command{
 		Use:   "flows",
 		Short: "Flows active in a time range, of one IP (one partition read per hour) or all",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if output != "table" && output != "json" {
-				return fmt.Errorf("-o %q: want table or json", output)
+			switch {
+			case output != "table" && output != "json" && output != "csv":
+				return fmt.Errorf("-o %q: want table, json or csv", output)
+			case output == "csv" && features&flow.FeaturesCIC == 0:
+				return fmt.Errorf("-o csv prints CICFlowMeter's columns: add --features cic")
+			case output == "table" && features != 0:
+				return fmt.Errorf("--features: the table has no room for them; use -o csv or -o json")
 			}
 			if port < 0 || port > 65535 {
 				return fmt.Errorf("--port %d is not a port", port)
@@ -136,15 +142,28 @@ func flowsCommand() *cobra.Command {
 				}
 				flows = kept
 			}
-			if output == "json" {
+			if features&flow.FeaturesCIC != 0 {
+				missing, err := attachFeatures(cmd.Context(), r, flows, to)
+				if err != nil {
+					return err
+				}
+				if missing > 0 {
+					fmt.Fprintf(cmd.ErrOrStderr(), "note: %d of %d flows have no features stored (their pipeline ran without --flow-features cic when they ended)\n", missing, len(flows))
+				}
+			}
+			switch output {
+			case "json":
 				return writeFlowsJSON(cmd.OutOrStdout(), flows)
+			case "csv":
+				return writeFlowsCSV(cmd.OutOrStdout(), flows)
 			}
 			return writeFlowsTable(cmd.OutOrStdout(), flows)
 		},
 	}
 	c.addFlags(cmd)
 	cmd.Flags().StringVar(&ip, "ip", "", "only flows with this address as either endpoint")
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "table, or json (one Zeek conn.log-style object per line)")
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "table, json (one Zeek conn.log-style object per line), or csv (CICFlowMeter's columns; needs --features cic)")
+	cmd.Flags().Var(&features, "features", "feature sets to read with the flows, as the pipeline stored them (spec.flows.features): cic (CICFlowMeter's columns, as CIC-IDS2017 names them; the json key \"cic\"). -o csv prints them as `capfleet pcap flows --features cic -o csv` does")
 	cmd.Flags().IntVar(&port, "port", 0, "only flows with this port on either side")
 	cmd.Flags().StringVar(&proto, "proto", "", "only flows of this transport: tcp, udp, icmp or sctp")
 	cmd.Flags().StringVarP(&filter, "display-filter", "Y", "", `only flows this filter accepts: Wireshark display-filter syntax over Zeek conn.log field names, each also as flow.NAME (`+

@@ -1172,4 +1172,22 @@ func TestCICFeaturesReachTheFlowsTopicAndCassandra(t *testing.T) {
 			}
 		}
 	}
+	// And back out as an analyst reads them: query flows prints the CSV that pcap flows prints of the
+	// same capture.
+	csv := runQuery(t, append([]string{"flows", "--keyspace", ks, "--from", epoch(run.first), "--to", epoch(run.last),
+		"--features", "cic", "-o", "csv"}, connArgs(kcfg, ccfg)[2:]...)...)
+	header, body, _ := strings.Cut(csv, "\n")
+	if header != flow.CICHeader {
+		t.Fatalf("query flows -o csv header:\n%s\nwant\n%s", header, flow.CICHeader)
+	}
+	gotLines := strings.Split(strings.TrimSuffix(body, "\n"), "\n")
+	var wantLines []string
+	for _, f := range want {
+		wantLines = append(wantLines, strings.TrimSuffix(string(f.CIC.AppendCSV(nil)), "\n"))
+	}
+	slices.Sort(gotLines)
+	slices.Sort(wantLines)
+	if !slices.Equal(gotLines, wantLines) {
+		t.Fatalf("query flows --features cic -o csv: %d lines, want %d\nfirst: %q\nwant:  %q", len(gotLines), len(wantLines), gotLines[0], wantLines[0])
+	}
 }
