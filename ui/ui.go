@@ -13,6 +13,7 @@ package ui
 
 import (
 	"context"
+	"crypto/tls"
 	"embed"
 	"encoding/json"
 	"errors"
@@ -153,8 +154,9 @@ func writeJSON(w http.ResponseWriter, v any) {
 // NewCommand returns `capfleet ui`.
 func NewCommand() *cobra.Command {
 	var (
-		addr, kubeconfig string
-		cass             cassconn.Config
+		addr, kubeconfig  string
+		certFile, keyFile string
+		cass              cassconn.Config
 	)
 	cmd := &cobra.Command{
 		Use:   "ui",
@@ -163,11 +165,17 @@ func NewCommand() *cobra.Command {
 communication graph with a time slider, top talkers and a flow search whose flows download as pcap.
 Every request of the page carries the user's bearer token; the UI asks the API server who that is
 (TokenReview) and whether they may list the resources shown or get the PacketPipeline whose stored data
-is asked for (SubjectAccessReview), and refuses otherwise. Reach it with kubectl port-forward.`,
+is asked for (SubjectAccessReview), and refuses otherwise. Reach it with kubectl port-forward, or give it
+a certificate (--tls-cert-file, --tls-key-file: a kubernetes.io/tls Secret's tls.crt and tls.key, reloaded
+when the Secret is renewed) before exposing it any other way: the page sends bearer tokens.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctrl.SetLogger(zap.New())
 			log := ctrl.Log.WithName("ui")
+			tc, err := tlsConfig(certFile, keyFile)
+			if err != nil {
+				return err
+			}
 			cfg, err := restConfig(kubeconfig)
 			if err != nil {
 				return err
@@ -185,24 +193,37 @@ is asked for (SubjectAccessReview), and refuses otherwise. Reach it with kubectl
 			if err != nil {
 				return err
 			}
-			srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
-			go func() {
-				<-ctx.Done()
-				sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				defer cancel()
-				_ = srv.Shutdown(sctx)
-			}()
-			log.Info("serving", "addr", ln.Addr().String())
-			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-				return err
-			}
-			return nil
+			log.Info("serving", "addr", ln.Addr().String(), "tls", tc != nil)
+			return serve(ctx, ln, s.Handler(), tc)
 		},
 	}
 	cmd.Flags().StringVar(&addr, "addr", ":8080", "address to serve the page and its API on")
+	cmd.Flags().StringVar(&certFile, "tls-cert-file", "", "serve HTTPS with this certificate (PEM, chain included); reloaded when it changes")
+	cmd.Flags().StringVar(&keyFile, "tls-key-file", "", "the private key of --tls-cert-file (PEM)")
 	cmd.Flags().StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file of the UI's own identity; empty uses $KUBECONFIG or the in-cluster config")
 	cass.AddFlags(cmd.Flags())
 	return cmd
+}
+
+// serve answers on ln until ctx ends, over TLS when tc is set.
+func serve(ctx context.Context, ln net.Listener, h http.Handler, tc *tls.Config) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, TLSConfig: tc}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	var err error
+	if tc != nil {
+		err = srv.ServeTLS(ln, "", "")
+	} else {
+		err = srv.Serve(ln)
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
 }
 
 func restConfig(kubeconfig string) (*rest.Config, error) {

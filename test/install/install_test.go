@@ -17,7 +17,10 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
@@ -91,7 +94,7 @@ func TestChartLints(t *testing.T) {
 		"local node": {"-f", chart + "/ci/local-values.yaml"},
 		"everything on": {"--set", "serviceMonitor.enabled=true,podMonitor.enabled=true,prometheusRule.enabled=true," +
 			"grafanaDashboard.enabled=true,kafka.tls=true,kafka.secret=kafka-creds,kafka.operatorSecret=kafka-operator," +
-			"cassandra.tls=true,cassandra.secret=cass-creds,cassandra.port=9142"},
+			"cassandra.tls=true,cassandra.secret=cass-creds,cassandra.port=9142,ui.tlsSecret=capfleet-ui-tls"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			out := run(t, h, append([]string{"lint", "--strict", chart}, args...)...)
@@ -175,6 +178,56 @@ func TestChartCarriesTheMonitoring(t *testing.T) {
 	}
 }
 
+// TestChartServesTheUIOverTLSFromASecret: with ui.tlsSecret the UI is given the Secret's pair, its
+// probes and Service speak HTTPS, and without the Secret it does not start (no fallback to HTTP).
+func TestChartServesTheUIOverTLSFromASecret(t *testing.T) {
+	got := objects(t, helmTemplate(t, "--set", "ui.tlsSecret=capfleet-ui-tls"))
+	var dep appsv1.Deployment
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(got["Deployment/capfleet-ui"].Object, &dep); err != nil {
+		t.Fatal(err)
+	}
+	pod := dep.Spec.Template.Spec
+	c := pod.Containers[0]
+	files := map[string]string{}
+	for _, a := range c.Args {
+		if k, v, ok := strings.Cut(a, "="); ok && (k == "--tls-cert-file" || k == "--tls-key-file") {
+			files[k] = v
+		}
+	}
+	if len(files) != 2 {
+		t.Fatalf("UI args %v: want --tls-cert-file and --tls-key-file", c.Args)
+	}
+	for flag, file := range files {
+		var vol string
+		for _, m := range c.VolumeMounts {
+			if strings.HasPrefix(file, m.MountPath+"/") {
+				vol = m.Name
+			}
+		}
+		var secret *corev1.SecretVolumeSource
+		for _, v := range pod.Volumes {
+			if v.Name == vol {
+				secret = v.Secret
+			}
+		}
+		if secret == nil || secret.SecretName != "capfleet-ui-tls" || (secret.Optional != nil && *secret.Optional) {
+			t.Errorf("%s=%s is not in a mounted, required Secret capfleet-ui-tls (volume %q: %+v)", flag, file, vol, secret)
+		}
+	}
+	for name, p := range map[string]*corev1.Probe{"liveness": c.LivenessProbe, "readiness": c.ReadinessProbe} {
+		if p == nil || p.HTTPGet == nil || p.HTTPGet.Scheme != corev1.URISchemeHTTPS {
+			t.Errorf("%s probe %+v: want HTTPS", name, p)
+		}
+	}
+	var svc corev1.Service
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(got["Service/capfleet-ui"].Object, &svc); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Ports) != 1 || len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].TargetPort.String() != c.Ports[0].Name || c.Ports[0].Name != "https" {
+		t.Errorf("Service ports %+v to container ports %+v: want one, to the container's https port", svc.Spec.Ports, c.Ports)
+	}
+}
+
 // TestInstallsPassServerSideDryRun sends every object of every install to a real API server as a
 // server-side dry run: schema, CEL rules, defaults and admission all apply, nothing is stored.
 func TestInstallsPassServerSideDryRun(t *testing.T) {
@@ -197,7 +250,7 @@ func TestInstallsPassServerSideDryRun(t *testing.T) {
 		"chart, defaults":   helmTemplate(t),
 		"chart, local node": helmTemplate(t, "-f", chart+"/ci/local-values.yaml"),
 		"chart, monitoring and secrets": helmTemplate(t, "--set", "serviceMonitor.enabled=true,podMonitor.enabled=true,"+
-			"prometheusRule.enabled=true,grafanaDashboard.enabled=true,kafka.operatorSecret=kafka-operator,kafka.tls=true"),
+			"prometheusRule.enabled=true,grafanaDashboard.enabled=true,kafka.operatorSecret=kafka-operator,kafka.tls=true,ui.tlsSecret=capfleet-ui-tls"),
 	} {
 		t.Run(name, func(t *testing.T) {
 			out := k(y, "apply", "--server-side", "--dry-run=server", "--field-manager=capfleet-install-test", "-f", "-")
