@@ -19,6 +19,8 @@ import (
 // Service exporters send to.
 type FlowCollectorReconciler struct {
 	Base
+	// ports gives each collector in the node's network node ports of its own; nil leaves them on 9292/9293.
+	ports *portBook
 }
 
 // Reconcile brings one FlowCollector's Deployment and Service in line with its spec and reports how it runs.
@@ -36,6 +38,11 @@ func (r *FlowCollectorReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 
 // rollOut applies the Service and the Deployment, and reports the rollout.
 func (r *FlowCollectorReconciler) rollOut(ctx context.Context, fc *v1alpha1.FlowCollector, p *pass) error {
+	if r.ports != nil && r.Options.HostNetwork {
+		if err := r.ports.collectorPorts(ctx, r.Client, fc); err != nil {
+			return err
+		}
+	}
 	svc := children.CollectorService(fc)
 	if err := applyChild(ctx, r.Client, r.Recorder, fc, svc); err != nil {
 		return err

@@ -13,7 +13,7 @@ import (
 	"capfleet.dev/capfleet/controllers/children"
 )
 
-// Sensors run in their node's network namespace, and so do processors when the operator runs every
+// Sensors run in their node's network namespace, and so do processors and flow collectors when the operator runs every
 // workload there (--workload-host-network, as on a node without a pod network), so their metrics and
 // health servers bind node ports: two resources asking for the same pair never share a node, and the
 // scheduler leaves the second pending ("didn't have free ports"). The operator therefore gives every such
@@ -21,7 +21,7 @@ import (
 // it), and keeps it for the resource's life.
 //
 // A kind's first pair is the one a single resource of it always used (sensors 9090/9091, processors
-// 9290/9291), so an upgrade moves nothing; the others come from 9400-9999, shared by both kinds, clear of
+// 9290/9291, collectors 9292/9293), so an upgrade moves nothing; the others come from 9400-9999, shared by both kinds, clear of
 // Kafka (9092, 9093), Cassandra (9042) and the pair replays on the node's network use (9190/9191).
 
 // processorHostPort is the first metrics port of processors in their node's network.
@@ -85,6 +85,16 @@ func (b *portBook) pipelinePorts(ctx context.Context, c client.Reader, pp *v1alp
 	return nil
 }
 
+// collectorPorts does the same for the collectors of fc, which bind node ports only on the node's network.
+func (b *portBook) collectorPorts(ctx context.Context, c client.Reader, fc *v1alpha1.FlowCollector) error {
+	p, err := b.choose(ctx, c, claimantOf(fc, fc.Status.MetricsPort), children.CollectorHostPort)
+	if err != nil {
+		return err
+	}
+	fc.Status.MetricsPort, fc.Status.HealthPort = p, p+1
+	return nil
+}
+
 // choose gives self a metrics port: the one it has unless an older resource holds the same one (a
 // restored status, say), else the first free pair starting with first.
 func (b *portBook) choose(ctx context.Context, c client.Reader, self claimant, first int32) (int32, error) {
@@ -136,7 +146,7 @@ func (b *portBook) choose(ctx context.Context, c client.Reader, self claimant, f
 	return mine, nil
 }
 
-// claimants lists every CaptureSensor and PacketPipeline with the port in its status.
+// claimants lists every CaptureSensor, PacketPipeline and FlowCollector with the port in its status.
 func claimants(ctx context.Context, c client.Reader) ([]claimant, error) {
 	var sensors v1alpha1.CaptureSensorList
 	if err := c.List(ctx, &sensors); err != nil {
@@ -146,12 +156,19 @@ func claimants(ctx context.Context, c client.Reader) ([]claimant, error) {
 	if err := c.List(ctx, &pipelines); err != nil {
 		return nil, err
 	}
-	out := make([]claimant, 0, len(sensors.Items)+len(pipelines.Items))
+	var collectors v1alpha1.FlowCollectorList
+	if err := c.List(ctx, &collectors); err != nil {
+		return nil, err
+	}
+	out := make([]claimant, 0, len(sensors.Items)+len(pipelines.Items)+len(collectors.Items))
 	for i := range sensors.Items {
 		out = append(out, claimantOf(&sensors.Items[i], sensors.Items[i].Status.MetricsPort))
 	}
 	for i := range pipelines.Items {
 		out = append(out, claimantOf(&pipelines.Items[i], pipelines.Items[i].Status.MetricsPort))
+	}
+	for i := range collectors.Items {
+		out = append(out, claimantOf(&collectors.Items[i], collectors.Items[i].Status.MetricsPort))
 	}
 	return out, nil
 }

@@ -126,3 +126,38 @@ func TestPortBookGivesPipelinesTheirOwnPairs(t *testing.T) {
 		t.Errorf("p2's processors bind %+v, args %v", ports, dep.Spec.Template.Spec.Containers[0].Args)
 	}
 }
+
+// Flow collectors in their node's network draw from the same book: the first keeps 9292/9293, a second
+// one gets a pair no sensor or pipeline holds, and its Deployment binds it (they used to share 9292/9293,
+// so the second collector on a node stayed pending).
+func TestPortBookGivesCollectorsTheirOwnPairs(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	s1 := sensorAt("s1", t0, 9400)
+	pp := &v1alpha1.PacketPipeline{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "p", UID: "uid-p", CreationTimestamp: metav1.NewTime(t0)}}
+	pp.Status.MetricsPort, pp.Status.HealthPort = 9402, 9403
+	coll := func(name string) *v1alpha1.FlowCollector {
+		return &v1alpha1.FlowCollector{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name, UID: types.UID("uid-" + name),
+			CreationTimestamp: metav1.NewTime(t0.Add(time.Minute))}}
+	}
+	c1, c2 := coll("c1"), coll("c2")
+	c := fakeClient(t, s1, pp, c1, c2)
+	b := &portBook{}
+	for _, fc := range []*v1alpha1.FlowCollector{c1, c2} {
+		if err := b.collectorPorts(context.Background(), c, fc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c1.Status.MetricsPort != 9292 || c1.Status.HealthPort != 9293 || c2.Status.MetricsPort != 9404 || c2.Status.HealthPort != 9405 {
+		t.Fatalf("collectors on %d/%d and %d/%d, want 9292/9293 and 9404/9405 (9400 and 9402 are held)",
+			c1.Status.MetricsPort, c1.Status.HealthPort, c2.Status.MetricsPort, c2.Status.HealthPort)
+	}
+	dep := children.CollectorDeployment(c2, children.Options{HostNetwork: true})
+	ctr := dep.Spec.Template.Spec.Containers[0]
+	args := strings.Join(ctr.Args, " ")
+	if !strings.Contains(args, "--metrics-addr=:9404") || !strings.Contains(args, "--health-addr=:9405") || ctr.ReadinessProbe.HTTPGet.Port.IntValue() != 9405 {
+		t.Errorf("c2's collectors: args %v, readiness %+v", ctr.Args, ctr.ReadinessProbe.HTTPGet)
+	}
+	if d := children.CollectorDeployment(c2, children.Options{}); !strings.Contains(strings.Join(d.Spec.Template.Spec.Containers[0].Args, " "), "--metrics-addr=:9090") {
+		t.Errorf("in a network of their own collectors keep the usual pair: %v", d.Spec.Template.Spec.Containers[0].Args)
+	}
+}

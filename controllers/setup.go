@@ -52,7 +52,7 @@ func Setup(mgr ctrl.Manager, o children.Options, t *topics.Manager, f *Figures) 
 	if err := (&ReplayJobReconciler{Base: base("replayjob")}).SetupWithManager(mgr); err != nil {
 		return err
 	}
-	if err := (&FlowCollectorReconciler{Base: base("flowcollector")}).SetupWithManager(mgr); err != nil {
+	if err := (&FlowCollectorReconciler{Base: base("flowcollector"), ports: ports}).SetupWithManager(mgr); err != nil {
 		return err
 	}
 	return (&PacketPipelineReconciler{Base: base("packetpipeline"), ports: ports}).SetupWithManager(mgr)

@@ -77,6 +77,16 @@ type FlowCollectorStore struct {
 type FlowCollectorStatus struct {
 	CommonStatus `json:",inline"`
 
+	// MetricsPort is the node port the collectors serve Prometheus /metrics on when they run in their
+	// node's network (the operator's --workload-host-network): the operator gives each such collector,
+	// pipeline and CaptureSensor a pair of its own, so several share a node. 0 when they have a network of
+	// their own.
+	// +optional
+	MetricsPort int32 `json:"metricsPort,omitempty"`
+	// HealthPort is the node port of the collectors' /healthz and /readyz then.
+	// +optional
+	HealthPort int32 `json:"healthPort,omitempty"`
+
 	// Replicas of the collector that exist.
 	// +optional
 	Replicas int32 `json:"replicas,omitempty"`

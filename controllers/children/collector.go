@@ -17,19 +17,27 @@ const ComponentCollector = "collector"
 // CollectorName is the name of a FlowCollector's Deployment and of its Service.
 func CollectorName(fc *v1alpha1.FlowCollector) string { return childName(fc.Name, "-collector") }
 
-// collectorPorts are the metrics and health ports of a collector: the usual pair in a network of its own,
-// a pair no other workload takes in the node's network.
-func collectorPorts(hostNetwork bool) (metrics, health int32) {
-	if hostNetwork {
-		return 9292, 9293
+// CollectorPorts are the metrics and health ports of a collector: the usual pair in a network of its own;
+// in the node's, the pair the operator chose for the collector and wrote in its status (node_ports.go in
+// the controllers), or 9292/9293 before it chose.
+func CollectorPorts(fc *v1alpha1.FlowCollector, hostNetwork bool) (metrics, health int32) {
+	switch {
+	case !hostNetwork:
+		return MetricsPort, HealthPort
+	case fc.Status.MetricsPort != 0 && fc.Status.HealthPort != 0:
+		return fc.Status.MetricsPort, fc.Status.HealthPort
 	}
-	return MetricsPort, HealthPort
+	return CollectorHostPort, CollectorHostPort + 1
 }
+
+// CollectorHostPort is the first metrics port of collectors in their node's network, clear of the
+// sensors' (9090) and the processors' (9290).
+const CollectorHostPort = 9292
 
 // CollectorDeployment runs `capfleet collect` for a FlowCollector.
 func CollectorDeployment(fc *v1alpha1.FlowCollector, o Options) *appsv1.Deployment {
 	s := fc.Spec
-	metricsPort, healthPort := collectorPorts(o.HostNetwork)
+	metricsPort, healthPort := CollectorPorts(fc, o.HostNetwork)
 	st := s.Store
 	w := newWorkload(
 		"collect",
