@@ -214,7 +214,74 @@ func (r *Replayer) hand(ps []Packet) {
 		r.sentBytes.Add(uint64(bytes))
 		return
 	}
+	if st, ok := r.cfg.Target.(StampedTarget); ok {
+		// These packets are due together: one time for all of them.
+		now := time.Now()
+		for _, p := range ps {
+			now = st.SendAt(p, r.done, now)
+		}
+		return
+	}
 	for _, p := range ps {
 		r.cfg.Target.Send(p, r.done)
 	}
 }
+
+// sendDirect is top speed to a target that takes one packet at a time (a Topic, which copies what
+// it keeps into the record): each packet goes from the reader to the target at once, in this
+// goroutine. The feeder's batches are for pacing and for targets that send many frames in one
+// call; here they would only add a copy of every frame and a hand-over between two cores.
+func (r *Replayer) sendDirect(ctx context.Context) error {
+	var n uint64 // packets read for sending, across passes
+	for loop := 0; r.cfg.Loops == 0 || loop < r.cfg.Loops; loop++ {
+		limited, err := r.directPass(ctx, &n)
+		if err != nil || limited {
+			return err
+		}
+		r.loops.Add(1)
+	}
+	return nil
+}
+
+// directPass sends one pass over the capture; limited reports that the run's packet limit was
+// reached.
+func (r *Replayer) directPass(ctx context.Context, n *uint64) (limited bool, err error) {
+	src, err := r.cfg.Open()
+	if err != nil {
+		return false, err
+	}
+	defer src.Close()
+	st, stamped := r.cfg.Target.(StampedTarget)
+	now := time.Now()
+	for {
+		if r.cfg.Limit > 0 && *n >= r.cfg.Limit {
+			return true, nil
+		}
+		if *n%stampPackets == 0 {
+			if err := ctx.Err(); err != nil {
+				return false, err
+			}
+			now = time.Now()
+		}
+		p, err := src.Next()
+		if err == io.EOF {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		if p.Truncated() {
+			r.truncated.Add(1)
+		}
+		if stamped {
+			now = st.SendAt(p, r.done, now)
+		} else {
+			r.cfg.Target.Send(p, r.done)
+		}
+		*n++
+	}
+}
+
+// stampPackets is how many packets in a row at top speed share one reading of the clock (and one
+// look at the context): at a million packets a second, 64 µs.
+const stampPackets = 64

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,6 +35,7 @@ type options struct {
 	metricsAddr string
 	kafka       kafkaconn.Config
 	createTopic int32
+	cpuProfile  string // hidden: a Go CPU profile of the whole run, for go tool pprof
 
 	// onStart, when set, is called once the run is about to send; the
 	// returned func is called when it has ended (the terminal's progress bar).
@@ -113,6 +115,8 @@ func (o *options) addCommonFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&o.loop, "loop", 1, "passes over the file; 0 repeats until stopped")
 	fs.Uint64Var(&o.limit, "limit", 0, "stop after this many packets in total (0: no limit)")
 	fs.StringVar(&o.iface, "interface", "", "network interface to send the frames on (needs CAP_NET_RAW)")
+	fs.StringVar(&o.cpuProfile, "cpu-profile", "", "write a Go CPU profile of the whole run to this file (for `go tool pprof`)")
+	_ = fs.MarkHidden("cpu-profile")
 	o.kafka.AddFlags(fs)
 }
 
@@ -129,6 +133,17 @@ func (o *options) run(ctx context.Context, out io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			return fmt.Errorf("--cpu-profile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("--cpu-profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 
 	pace, err := o.pace.Pace()
 	if err != nil {

@@ -17,12 +17,23 @@ import (
 
 // Target sends frames somewhere. Send may complete later (a Kafka produce);
 // it calls done exactly once per packet with the frame size and the outcome,
-// and Flush returns once every done has been called.
+// and Flush returns once every done has been called. p.Data is only valid
+// until Send returns: a target that sends later copies it.
 type Target interface {
 	Send(p Packet, done func(size int, err error))
 	Flush(ctx context.Context) error
 	Close() error
 	String() string
+}
+
+// StampedTarget is a Target that stamps what it sends with the time it was
+// handed over (a Topic's record timestamp), and takes that time from the
+// caller: at top speed the replayer reads the clock once for many packets
+// rather than once for each. SendAt returns the time for the next packet:
+// now, or a later one when it had to wait (for the broker).
+type StampedTarget interface {
+	Target
+	SendAt(p Packet, done func(size int, err error), now time.Time) time.Time
 }
 
 // Config is one replay run.
@@ -193,8 +204,12 @@ func (r *Replayer) Run(ctx context.Context) (Summary, error) {
 }
 
 // send runs the feeder and the sender until the run ends, and returns once
-// the feeder has closed the capture.
+// the feeder has closed the capture; at top speed to a target that takes
+// packets one by one, it sends them as it reads them (sendDirect).
 func (r *Replayer) send(ctx context.Context, start time.Time) error {
+	if _, batches := r.cfg.Target.(BatchTarget); r.cfg.Pace.Mode == TopSpeed && !batches {
+		return r.sendDirect(ctx)
+	}
 	full := make(chan *batch, batchesInFlight)
 	free := make(chan *batch, batchesInFlight)
 	for range batchesInFlight - 1 {

@@ -107,8 +107,9 @@ func (v *vethPair) rxPackets(t testing.TB) func() uint64 {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.Close() })
-	buf := make([]byte, 4096)
 	return func() uint64 {
+		// A buffer of each call's own: a test samples the counter from a goroutine while it reads it.
+		buf := make([]byte, 4096)
 		n, err := f.ReadAt(buf, 0)
 		if err != nil && err != io.EOF {
 			t.Errorf("reading the namespace's interface counters: %v", err)

@@ -21,8 +21,7 @@ type Topic struct {
 	topic   string
 	node    string
 	iface   string
-	pool    *packetrecord.Pool
-	w       *packetrecord.Writer // Send is called from one goroutine
+	ring    *recordRing // Send is called from one goroutine
 	promise func(*kgo.Record, error)
 }
 
@@ -71,13 +70,14 @@ func OpenTopic(ctx context.Context, cfg kafkaconn.Config, topic string, o TopicO
 		Options: append(workload.PacketsProducerTuning(kgo.Lz4Compression()),
 			kgo.RecordDeliveryTimeout(o.DeliveryTimeout),
 			kgo.MaxBufferedRecords(topicBufferRecords+1),
-			kgo.MaxBufferedBytes(2*topicBufferBytes)),
+			kgo.MaxBufferedBytes(2*topicBufferBytes),
+			// packetrecord.Partitioner's partitions, from the flow hash the ring computed
+			kgo.RecordPartitioner(kgo.BasicConsistentPartitioner(func(string) func(*kgo.Record, int) int { return partition }))),
 	})
 	if err != nil {
 		return nil, err
 	}
-	t := &Topic{cl: cl, topic: topic, node: o.Node, iface: o.Interface, pool: packetrecord.NewPool(topicBufferBytes, topicBufferRecords)}
-	t.w = t.pool.NewWriter()
+	t := &Topic{cl: cl, topic: topic, node: o.Node, iface: o.Interface, ring: newRecordRing(topicBufferRecords, topicBufferBytes)}
 	t.promise = t.produced
 	return t, nil
 }
@@ -85,9 +85,13 @@ func OpenTopic(ctx context.Context, cfg kafkaconn.Config, topic string, o TopicO
 func (t *Topic) String() string { return "topic " + t.topic }
 
 // Send hands the record to the producer; the outcome arrives with the broker's ack. The record
-// comes from the pool and goes back to it from the promise, with done as its tag, so sending
-// allocates nothing; while the pool is full Send waits for the broker.
-func (t *Topic) Send(p Packet, done func(int, error)) {
+// is built in the Topic's ring and goes back to it from the promise, with done as its tag, so
+// sending allocates nothing; while the ring is full Send waits for the broker.
+func (t *Topic) Send(p Packet, done func(int, error)) { t.SendAt(p, done, time.Now()) }
+
+// SendAt is Send with the record's timestamp (the time it was produced) given: now, or the time
+// after a wait for room, which it returns for the next packet.
+func (t *Topic) SendAt(p Packet, done func(int, error), now time.Time) time.Time {
 	m := packetrecord.Meta{
 		Timestamp: p.Timestamp,
 		Node:      t.node,
@@ -95,17 +99,18 @@ func (t *Topic) Send(p Packet, done func(int, error)) {
 		LinkType:  p.LinkType,
 		OrigLen:   max(p.Length, len(p.Data)),
 	}
-	rec, ok := t.w.Encode(m, p.Data, done)
-	for !ok {
-		t.w.Wait(nil)
-		rec, ok = t.w.Encode(m, p.Data, done)
+	waits := t.ring.waits
+	rec := t.ring.encode(m, p.Data, done)
+	if t.ring.waits != waits {
+		now = time.Now()
 	}
+	rec.Timestamp = now
 	t.cl.Produce(context.Background(), rec, t.promise)
+	return now
 }
 
 func (t *Topic) produced(r *kgo.Record, err error) {
-	size := len(r.Value)
-	done, _ := packetrecord.Release(r).(func(int, error))
+	size, done := t.ring.release(r)
 	if err != nil {
 		err = fmt.Errorf("%s: %w", t, err)
 	}

@@ -246,7 +246,7 @@ var aims = []aim{
 				c.note(fmt.Sprintf("record encoding without a pool, BenchmarkEncode: %s allocations a record (the buffer, the headers, the *kgo.Record)", num(v)))
 			}
 			v, ok := r.med("go", "packetrecord", "EncodePooled", "allocs/op")
-			c.compare("record encoding from the pool the sensor and replay use, BenchmarkEncodePooled", v, ok, 0, true, " allocations")
+			c.compare("record encoding from the pool the sensor uses, BenchmarkEncodePooled", v, ok, 0, true, " allocations")
 			// Every goroutine's allocations over the packets, franz-go's per batch and request included.
 			v, ok = r.med("go", "sensor", "Publish/default", "mallocs/pkt")
 			c.compare("the sensor's capture-to-produce path into the broker (BenchmarkPublish, all goroutines, per packet)", v, ok, 0.02, true, " allocations")

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"runtime/pprof"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -30,6 +32,7 @@ func produce(args []string) error {
 	kc.AddFlags(fs)
 	file := fs.String("file", "", "capture to produce")
 	name := fs.String("topic", "", "topic (must exist)")
+	cpuProfile := fs.String("cpu-profile", "", "write a Go CPU profile of the timed part to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -62,6 +65,17 @@ func produce(args []string) error {
 		if err != nil && failed.Add(1) == 1 {
 			first.Store(err)
 		}
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	start, cpu0 := time.Now(), cpuTime()
 	for _, r := range recs {
