@@ -4,7 +4,6 @@
 package decodecmd
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"io"
@@ -99,26 +98,39 @@ func runRecords(stdout, stderr io.Writer, path string, o *decodeOptions) error {
 }
 
 // writeLines writes the line appendLine makes of each packet of src, buffered, then the packet
-// counts when stats asks for them.
+// counts when stats asks for them. Lines are appended to the buffer itself, which goes out when it
+// holds writeChunk bytes: no copy of each line. After a failed write the rest go unwritten, and the
+// error is returned once every packet is read.
 func writeLines(stdout, stderr io.Writer, src *packets, stats bool, appendLine func(dst []byte, n int, p *decode.Packet) []byte) error {
-	w := bufio.NewWriterSize(stdout, 1<<16)
-	var line []byte
+	buf := make([]byte, 0, writeChunk+writeChunk/4)
+	var werr error
+	flush := func() {
+		if werr == nil && len(buf) > 0 {
+			_, werr = stdout.Write(buf)
+		}
+		buf = buf[:0]
+	}
 	err := src.each(func(n int, p *decode.Packet) {
-		line = appendLine(line[:0], n, p)
-		w.Write(line)
+		buf = appendLine(buf, n, p)
+		if len(buf) >= writeChunk {
+			flush()
+		}
 	})
+	flush()
 	if err != nil {
-		w.Flush()
 		return err
 	}
-	if err := w.Flush(); err != nil {
-		return err
+	if werr != nil {
+		return werr
 	}
 	if stats {
 		src.printStats(stderr)
 	}
 	return nil
 }
+
+// writeChunk is how much output writeLines gathers before a write.
+const writeChunk = 1 << 17
 
 // namesPayloadField says whether an output field is read from beyond the transport header, so
 // the decoder must go on past it.
@@ -132,13 +144,7 @@ func namesPayloadField(fs []decode.Field) bool {
 }
 
 func appendTSV(dst []byte, fs []decode.Field, n int, p *decode.Packet) []byte {
-	for i, f := range fs {
-		if i > 0 {
-			dst = append(dst, '\t')
-		}
-		dst, _ = f.Append(dst, n, p)
-	}
-	return append(dst, '\n')
+	return decode.AppendTSV(dst, fs, n, p)
 }
 
 func appendJSON(dst []byte, fs []decode.Field, n int, p *decode.Packet) []byte {

@@ -37,6 +37,29 @@ func BenchmarkDecode(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(frames)), "ns/pkt")
 }
 
+// BenchmarkAppendTSV decodes every packet of a real capture and formats the default fields as a
+// `pcap decode` line, as the command does; allocs/op must stay 0.
+func BenchmarkAppendTSV(b *testing.B) {
+	frames := loadBench(b)
+	fs, err := decode.LookupFields(decode.DefaultFields)
+	if err != nil {
+		b.Fatal(err)
+	}
+	d := decode.NewDecoder()
+	var p decode.Packet
+	line := make([]byte, 0, 4096)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		for i := range frames {
+			f := &frames[i]
+			d.Decode(f.data, decode.LinkType(f.linkType), f.pkt.Timestamp, f.pkt.Length, &p)
+			line = decode.AppendTSV(line[:0], fs, i+1, &p)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(frames)), "ns/pkt")
+}
+
 // TestDecodeDoesNotAllocate holds the decoder to zero allocations per packet on captures that
 // exercise VLAN, Q-in-Q, MPLS, IPv6 extension headers, tunnels, DNS and ICMP errors.
 func TestDecodeDoesNotAllocate(t *testing.T) {
