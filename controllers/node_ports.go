@@ -67,31 +67,27 @@ type portBook struct {
 
 // sensorPorts chooses the metrics port of cs (health is the next port) and records both in its status.
 func (b *portBook) sensorPorts(ctx context.Context, c client.Reader, cs *v1alpha1.CaptureSensor) error {
-	p, err := b.choose(ctx, c, claimantOf(cs, cs.Status.MetricsPort), children.MetricsPort)
-	if err != nil {
-		return err
-	}
-	cs.Status.MetricsPort, cs.Status.HealthPort = p, p+1
-	return nil
+	return b.assign(ctx, c, cs, &cs.Status.MetricsPort, &cs.Status.HealthPort, children.MetricsPort)
 }
 
 // pipelinePorts does the same for the processors of pp, which bind node ports only on the node's network.
 func (b *portBook) pipelinePorts(ctx context.Context, c client.Reader, pp *v1alpha1.PacketPipeline) error {
-	p, err := b.choose(ctx, c, claimantOf(pp, pp.Status.MetricsPort), processorHostPort)
-	if err != nil {
-		return err
-	}
-	pp.Status.MetricsPort, pp.Status.HealthPort = p, p+1
-	return nil
+	return b.assign(ctx, c, pp, &pp.Status.MetricsPort, &pp.Status.HealthPort, processorHostPort)
 }
 
 // collectorPorts does the same for the collectors of fc, which bind node ports only on the node's network.
 func (b *portBook) collectorPorts(ctx context.Context, c client.Reader, fc *v1alpha1.FlowCollector) error {
-	p, err := b.choose(ctx, c, claimantOf(fc, fc.Status.MetricsPort), children.CollectorHostPort)
+	return b.assign(ctx, c, fc, &fc.Status.MetricsPort, &fc.Status.HealthPort, children.CollectorHostPort)
+}
+
+// assign chooses o's metrics port, its kind's pairs starting with first, and writes the pair into the
+// status fields metrics and health.
+func (b *portBook) assign(ctx context.Context, c client.Reader, o client.Object, metrics, health *int32, first int32) error {
+	p, err := b.choose(ctx, c, claimantOf(o, *metrics), first)
 	if err != nil {
 		return err
 	}
-	fc.Status.MetricsPort, fc.Status.HealthPort = p, p+1
+	*metrics, *health = p, p+1
 	return nil
 }
 

@@ -2,14 +2,9 @@ package ui
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -17,37 +12,23 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"capfleet.dev/capfleet/internal/testpki"
 )
 
-// selfSigned writes a certificate for 127.0.0.1 with the given serial and its key, and returns the
-// certificate for a client to trust.
-func selfSigned(t *testing.T, certFile, keyFile string, serial int64) *x509.Certificate {
+// selfSigned writes a new certificate for 127.0.0.1 and its key (each when its file is named), and
+// returns the certificate for a client to trust.
+func selfSigned(t *testing.T, certFile, keyFile string) *x509.Certificate {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "capfleet-ui"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, BasicConstraintsValid: true, IsCA: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pair := testpki.NewServer(t, "capfleet-ui", net.ParseIP("127.0.0.1"))
 	if certFile != "" {
-		write(t, certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+		write(t, certFile, []byte(pair.CertPEM))
 	}
 	if keyFile != "" {
-		write(t, keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}))
+		write(t, keyFile, []byte(pair.KeyPEM))
 	}
-	c, err := x509.ParseCertificate(der)
+	b, _ := pem.Decode([]byte(pair.CertPEM))
+	c, err := x509.ParseCertificate(b.Bytes)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,9 +47,8 @@ func write(t *testing.T, name string, b []byte) {
 	}
 }
 
-// servedSerial is the serial number of the certificate a new connection to addr is shown, the
-// client trusting only trusted.
-func servedSerial(t *testing.T, addr string, trusted ...*x509.Certificate) int64 {
+// served is the certificate a new connection to addr is shown, the client trusting only trusted.
+func served(t *testing.T, addr string, trusted ...*x509.Certificate) *x509.Certificate {
 	t.Helper()
 	pool := x509.NewCertPool()
 	for _, c := range trusted {
@@ -83,7 +63,7 @@ func servedSerial(t *testing.T, addr string, trusted ...*x509.Certificate) int64
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("https: %s", resp.Status)
 	}
-	return resp.TLS.PeerCertificates[0].SerialNumber.Int64()
+	return resp.TLS.PeerCertificates[0]
 }
 
 // With a key pair the UI speaks only HTTPS, and a renewed Secret is served without a restart; a pair
@@ -91,7 +71,7 @@ func servedSerial(t *testing.T, addr string, trusted ...*x509.Certificate) int64
 func TestServesHTTPSAndReloadsARenewedCertificate(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
-	first := selfSigned(t, certFile, keyFile, 1)
+	first := selfSigned(t, certFile, keyFile)
 	tc, err := tlsConfig(certFile, keyFile)
 	if err != nil {
 		t.Fatal(err)
@@ -112,8 +92,8 @@ func TestServesHTTPSAndReloadsARenewedCertificate(t *testing.T) {
 	})
 	addr := ln.Addr().String()
 
-	if got := servedSerial(t, addr, first); got != 1 {
-		t.Fatalf("serial %d served, want 1", got)
+	if got := served(t, addr, first); !got.Equal(first) {
+		t.Fatalf("serial %v served, want %v", got.SerialNumber, first.SerialNumber)
 	}
 	resp, err := http.Get("http://" + addr + "/healthz")
 	if err != nil {
@@ -124,16 +104,16 @@ func TestServesHTTPSAndReloadsARenewedCertificate(t *testing.T) {
 		t.Fatalf("plain HTTP answered %s, want 400 (HTTPS only)", resp.Status)
 	}
 
-	second := selfSigned(t, certFile, keyFile, 2)
+	second := selfSigned(t, certFile, keyFile)
 	time.Sleep(certRecheck + 200*time.Millisecond)
-	if got := servedSerial(t, addr, first, second); got != 2 {
-		t.Fatalf("serial %d served after renewal, want 2", got)
+	if got := served(t, addr, first, second); !got.Equal(second) {
+		t.Fatalf("serial %v served after renewal, want the renewed %v", got.SerialNumber, second.SerialNumber)
 	}
 
-	selfSigned(t, certFile, "", 3) // the certificate renewed, its key not yet
+	selfSigned(t, certFile, "") // the certificate renewed, its key not yet
 	time.Sleep(certRecheck + 200*time.Millisecond)
-	if got := servedSerial(t, addr, first, second); got != 2 {
-		t.Fatalf("serial %d served with a mismatched pair on disk, want the previous 2", got)
+	if got := served(t, addr, first, second); !got.Equal(second) {
+		t.Fatalf("serial %v served with a mismatched pair on disk, want the previous %v", got.SerialNumber, second.SerialNumber)
 	}
 }
 

@@ -21,13 +21,7 @@ func CollectorName(fc *v1alpha1.FlowCollector) string { return childName(fc.Name
 // in the node's, the pair the operator chose for the collector and wrote in its status (node_ports.go in
 // the controllers), or 9292/9293 before it chose.
 func CollectorPorts(fc *v1alpha1.FlowCollector, hostNetwork bool) (metrics, health int32) {
-	switch {
-	case !hostNetwork:
-		return MetricsPort, HealthPort
-	case fc.Status.MetricsPort != 0 && fc.Status.HealthPort != 0:
-		return fc.Status.MetricsPort, fc.Status.HealthPort
-	}
-	return CollectorHostPort, CollectorHostPort + 1
+	return hostPorts(hostNetwork, fc.Status.MetricsPort, fc.Status.HealthPort, CollectorHostPort)
 }
 
 // CollectorHostPort is the first metrics port of collectors in their node's network, clear of the

@@ -180,13 +180,19 @@ func statsArgs(o Options) []string {
 // clear of the sensors', so that sensors and processors of several pipelines share a node. Replays in the
 // node's network serve none.
 func PipelinePorts(pp *v1alpha1.PacketPipeline, hostNetwork bool) (metrics, health int32) {
+	return hostPorts(hostNetwork, pp.Status.MetricsPort, pp.Status.HealthPort, 9290)
+}
+
+// hostPorts are a workload's metrics and health ports: MetricsPort and HealthPort in a network of its
+// own; in the node's, the pair in its status, or first and the next port before the operator chose.
+func hostPorts(hostNetwork bool, statusMetrics, statusHealth, first int32) (metrics, health int32) {
 	switch {
 	case !hostNetwork:
 		return MetricsPort, HealthPort
-	case pp.Status.MetricsPort != 0 && pp.Status.HealthPort != 0:
-		return pp.Status.MetricsPort, pp.Status.HealthPort
+	case statusMetrics != 0 && statusHealth != 0:
+		return statusMetrics, statusHealth
 	}
-	return 9290, 9291
+	return first, first + 1
 }
 
 // probes check the workload's health server: alive while it serves, ready once its pipeline is up.
