@@ -331,7 +331,7 @@ new_topic() {
 
 # The bare producer, tuned as capfleet's (workload.PacketsProducerTuning); the name is
 # hack/benchtool's ceilingTool.
-CEILING="franz-go producer (lz4, 5 ms linger, 1 MiB batches)"
+CEILING="franz-go producer (lz4, 20 ms linger, 1 MiB batches)"
 want replay-kafka && phase "replay into Kafka: $RUNS runs (small input, $PARTITIONS partitions)"
 k=small f=${FILE[small]} p=${NPKT[small]} b=${NBYTES[small]}
 for ((run = 1; run <= RUNS; run++)); do

@@ -5,21 +5,25 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"reflect"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/google/gopacket/afpacket"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sys/unix"
 
+	"capfleet.dev/capfleet/internal/workload"
 	"capfleet.dev/capfleet/packetrecord"
 )
 
 // ring is one AF_PACKET TPACKET_V3 socket on one interface.
 type ring struct {
 	tp       *afpacket.TPacket
+	waiter   *ringWaiter
 	link     link
 	filter   *filter
 	attached time.Time // packets stamped before this may have missed the kernel filter
@@ -93,8 +97,9 @@ func openRing(l link, f *filter, o ringOptions, member int, c *ifaceCounters) (*
 		afpacket.OptTPacketVersion(afpacket.TPacketVersion3),
 		afpacket.OptBlockSize(o.blockSize),
 		afpacket.OptNumBlocks(o.blocks),
-		// Bounded polls let a stopping sensor notice its context.
-		afpacket.OptPollTimeout(200 * time.Millisecond),
+		// afpacket only looks whether a block is ready, and never blocks in poll(2): the ring's
+		// goroutine waits in Go's network poller instead (ringWaiter).
+		afpacket.OptPollTimeout(0),
 		// VLAN tags are put back by the capture loop (see vlan.go).
 		afpacket.OptAddVLANHeader(false),
 	}
@@ -111,6 +116,12 @@ func openRing(l link, f *filter, o ringOptions, member int, c *ifaceCounters) (*
 		return nil, fmt.Errorf("interface %q: open AF_PACKET ring: %w", l.Name, err)
 	}
 	r := &ring{tp: tp, link: l, filter: f, attached: time.Now(), macoff: macOffset(l.LinkType), counters: c}
+	fd, ok := r.socketFD()
+	if !ok {
+		tp.Close()
+		return nil, errors.New("afpacket no longer exposes its socket")
+	}
+	r.waiter = newRingWaiter(fd)
 	if l.Any {
 		// The filter runs in userspace on the cooked frame; there is no one
 		// interface to make promiscuous (tcpdump -i any does not either).
@@ -118,12 +129,12 @@ func openRing(l link, f *filter, o ringOptions, member int, c *ifaceCounters) (*
 		return r, r.joinFanout(o, member)
 	}
 	if err := tp.SetBPF(f.raw); err != nil {
-		tp.Close()
+		r.close()
 		return nil, fmt.Errorf("interface %q: attach filter %q in the kernel: %w", l.Name, f.expr, err)
 	}
 	if o.promisc {
 		if err := r.setPromisc(); err != nil {
-			tp.Close()
+			r.close()
 			return nil, fmt.Errorf("interface %q: promiscuous mode: %w", l.Name, err)
 		}
 	}
@@ -141,13 +152,79 @@ func (r *ring) joinFanout(o ringOptions, member int) error {
 	// nobody counted.
 	joining := time.Now()
 	if err := r.tp.SetFanout(afpacket.FanoutHash, uint16(o.fanoutGroup)); err != nil {
-		r.tp.Close()
+		r.close()
 		return fmt.Errorf("interface %q: join fanout group %d: %w", r.link.Name, o.fanoutGroup, err)
 	}
 	if member > 0 {
 		r.duplicateUntil = joining
 	}
 	return nil
+}
+
+// close closes the ring's socket.
+func (r *ring) close() {
+	r.waiter.close()
+	r.tp.Close()
+}
+
+// ringWaiter is how a ring's goroutine waits for the kernel to hand it a block: in Go's network
+// poller, on a duplicate of the socket, rather than in poll(2) as afpacket would. A goroutine blocked
+// in a system call holds its P until the runtime's monitor takes it away, and each time it does the
+// monitor goes back to waking every 20 µs for a while: with a ring that empties and waits many times a
+// second, the monitor's wake-ups cost about a fifth of the sensor's CPU on the benchmark's VM, where
+// each is a context switch. In the poller the goroutine simply parks. The socket signals readiness as each
+// block is retired (full, or at its timeout), and on a pending error.
+type ringWaiter struct {
+	f     *os.File // nil: the poller does not take the socket, and wait calls poll(2) instead
+	fd    int
+	rc    syscall.RawConn
+	calls int
+	ready func(uintptr) bool
+}
+
+// ringWaitLimit bounds a wait, so a stopping sensor notices its context.
+const ringWaitLimit = 200 * time.Millisecond
+
+func newRingWaiter(fd int) *ringWaiter {
+	w := &ringWaiter{fd: fd}
+	// The first look is afpacket's own (nothing ready): wait for the socket; the second is after it.
+	w.ready = func(uintptr) bool { w.calls++; return w.calls > 1 }
+	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return w
+	}
+	// Non-blocking, so os.NewFile hands it to the poller. The flag is the socket's, shared with
+	// afpacket's descriptor, which only polls it and reads the ring's memory: neither changes.
+	if unix.SetNonblock(dup, true) != nil {
+		unix.Close(dup)
+		return w
+	}
+	f := os.NewFile(uintptr(dup), "packet-ring")
+	rc, err := f.SyscallConn()
+	if err != nil || f.SetReadDeadline(time.Time{}) != nil { // no deadline: not in the poller
+		f.Close()
+		return w
+	}
+	w.f, w.rc = f, rc
+	return w
+}
+
+// wait returns when the socket may have a block ready, or after ringWaitLimit.
+func (w *ringWaiter) wait() {
+	if w.f == nil {
+		fds := [1]unix.PollFd{{Fd: int32(w.fd), Events: unix.POLLIN}}
+		_, _ = unix.Poll(fds[:], int(ringWaitLimit/time.Millisecond))
+		return
+	}
+	_ = w.f.SetReadDeadline(time.Now().Add(ringWaitLimit))
+	w.calls = 0
+	_ = w.rc.Read(w.ready)
+}
+
+func (w *ringWaiter) close() {
+	if w.f != nil {
+		w.f.Close()
+	}
 }
 
 // stallLimit is how long a ring waits for the producer to free room before it sheds: under load
@@ -194,6 +271,7 @@ type feeder struct {
 	seq                 uint64
 	stall               *time.Timer
 	shedding            bool
+	unlingered          time.Time // when the pool, full, last ended franz-go's linger
 }
 
 func newFeeder(p *publisher, c *ifaceCounters, node string, l link, snaplen, sampleRate int) *feeder {
@@ -224,6 +302,13 @@ func (f *feeder) packet(frame captured) {
 	m := packetrecord.Meta{Timestamp: frame.ts, Node: f.node, Interface: f.link.Name, LinkType: f.link.LinkType, OrigLen: frame.origLen}
 	rec, ok := f.w.Encode(m, data, c)
 	for !ok && !f.shedding {
+		// The pool is full: what franz-go holds back for its linger goes now, rather than when the
+		// linger ends (the pool fills before franz-go's own bound, which would end it). At most a few
+		// times a linger: a full pool under load frees a record at a time.
+		if d := frame.ts.Sub(f.unlingered); d < 0 || d > workload.PacketsLinger/4 {
+			workload.Unlinger(f.p.cl)
+			f.unlingered = frame.ts
+		}
 		f.stall.Reset(stallLimit)
 		if !f.w.Wait(f.stall.C) {
 			f.shedding = true
@@ -260,6 +345,7 @@ type captured struct {
 func (r *ring) next() (captured, error) {
 	data, ci, err := r.tp.ZeroCopyReadPacketData()
 	if errors.Is(err, afpacket.ErrTimeout) {
+		r.waiter.wait()
 		return captured{}, nil
 	}
 	if err != nil {

@@ -92,7 +92,7 @@ func (c *Config) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.Topic, "topic", c.Topic, "Kafka topic for the packets")
 	fs.IntVar(&c.BufferPackets, "buffer-packets", c.BufferPackets, "packets held for Kafka at most; when full, capture waits (the ring holds packets) and sheds, counted, only once Kafka frees nothing for 0.5 s")
 	fs.IntVar(&c.BufferMB, "buffer-mb", c.BufferMB, "bytes (MiB) held for Kafka at most, as --buffer-packets")
-	fs.StringVar(&c.Compression, "compression", c.Compression, "Kafka batch compression: lz4, zstd, snappy, gzip or none")
+	fs.StringVar(&c.Compression, "compression", c.Compression, "Kafka batch compression: lz4, zstd, snappy, gzip or none (none: the least CPU, the sensor's and the broker's, for about twice the bytes)")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", c.MetricsAddr, `address serving Prometheus /metrics ("" = off)`)
 	fs.StringVar(&c.HealthAddr, "health-addr", c.HealthAddr, `address serving /healthz and /readyz ("" = off)`)
 	fs.StringVar(&c.NetNS, "netns", c.NetNS, "capture inside this network namespace (/var/run/netns/NAME or /proc/PID/ns/net); Kafka is reached from the sensor's own")

@@ -141,7 +141,7 @@ func (s *Sensor) Run(ctx context.Context) error {
 	}
 	defer func() {
 		for _, r := range rings {
-			r.tp.Close()
+			r.close()
 		}
 	}()
 	s.rings = rings
@@ -243,7 +243,7 @@ func (s *Sensor) openRings() ([]*ring, error) {
 	})
 	if err != nil {
 		for _, r := range rings {
-			r.tp.Close()
+			r.close()
 		}
 		return nil, err
 	}

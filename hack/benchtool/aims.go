@@ -375,7 +375,7 @@ func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 // (the small inputs), packets only (the mix).
 const (
 	// ceilingTool is hack/bench.sh's $CEILING: the bare producer, tuned as capfleet's.
-	ceilingTool = "franz-go producer (lz4, 5 ms linger, 1 MiB batches)"
+	ceilingTool = "franz-go producer (lz4, 20 ms linger, 1 MiB batches)"
 	e2eTool     = "replay → Kafka → capfleet process → Cassandra"
 	e2eMixTool  = "replay → Kafka → capfleet process (packets only) → Cassandra"
 	sensorTool  = "capfleet sensor → Kafka"

@@ -24,8 +24,8 @@ import (
 // produce is the ceiling capfleet's replay into Kafka is held against: the same records (encoded
 // before the clock starts, so no file reading or encoding is timed), the same client settings as
 // replay's Topic (acks from all in-sync replicas, idempotent, partitioned by flow, and the batching
-// and compression of workload.PacketsProducerTuning: lz4, 5 ms linger, 1 MiB batches, which
-// ceilingLabel names), produced as fast as franz-go and the broker take them.
+// and compression of workload.PacketsProducerTuning: lz4, 20 ms linger, 1 MiB batches, which
+// ceilingTool names), produced as fast as franz-go and the broker take them.
 func produce(args []string) error {
 	fs := pflag.NewFlagSet("produce", pflag.ContinueOnError)
 	var kc kafkaconn.Config

@@ -43,11 +43,12 @@ that produces, each frame encoded straight from the reader's buffer into its rec
 batch), the records held in a ring of replay's own (replay/records.go: one writer, slots and bytes
 reused in the order they were produced, so the producing core and the promise's core share nothing per
 record but the record itself; packetrecord.Pool, made for the sensor's several writers, has both cores
-write its counters, a lock and a free list on every record: without it replay's CPU fell from about
-1,900 to 1,350 ns a packet, side by side on this machine while it was loaded), and one reading of the
+wrote its counters, a lock and a free list on every record: without it replay's CPU fell from about
+1,900 to 1,350 ns a packet, side by side on this machine while it was loaded; the pool has since
+dropped the per-record lock and counters), and one reading of the
 clock for 64 records' timestamps where franz-go reads it for each. Replay's CPU figure also holds its start-up and the pre-scan, a whole read of the file
 before the first packet is sent (about 100 ns a packet together). Both use the same tuning
-(workload.PacketsProducerTuning: lz4 with 256 KiB frame blocks, 5 ms linger, 1 MiB batches), and the
+(workload.PacketsProducerTuning: lz4 with 256 KiB frame blocks, 20 ms linger, 1 MiB batches), and the
 broker (a JVM on the same two cores, "broker CPU ns/pkt") sets the pace of both. franz-go's own
 per-record work (partitioning, batching, lz4, the promise) is most of a record's CPU: see
 BenchmarkPublish in sensor/publish_test.go.`
@@ -62,15 +63,21 @@ interface's speed (16 ms of line rate, 8 to 64 MiB: 20 MiB on the benchmark's ve
 most --buffer-packets 50,000 records of about 250 B each, their bytes in 1 MiB slabs), franz-go's batches
 and lz4's 256 KiB blocks.`
 
-	whyCapture = `CPU: reading the ring is tens of ns a packet (tcpdump's figure is the same work); nearly
-all the rest is publishing, which no longer allocates per packet (TestPublishAllocatesNothingPerPacket:
-about 0.01 allocations a packet, franz-go's per-batch share) but still costs franz-go's per-record work:
-partitioning, appending to a batch, lz4, the promise (BenchmarkPublish in sensor/publish_test.go: about
-1.5–2 µs of client CPU a record on this machine while it was loaded, plus the broker's own). 600 ns needs
-that cut by about three: fewer records (several packets a record would break the one-record-per-packet
-format) or a leaner client path. Packets in the topic: when publishing is slower than tcpreplay offers,
-the backlog waits in the record pool and the ring (capture no longer sheds while Kafka makes progress),
-and only what overflows the ring is lost, counted as kernel drops.`
+	whyCapture = `CPU: reading the ring is tens of ns a packet (tcpdump's figure is the same work); the
+rest is publishing. Cut so far (BenchmarkPublishPaced in sensor/publish_test.go, at a live sensor's
+pace): the ring's goroutine waits for a block in Go's network poller, not in poll(2) (a goroutine
+blocked in a system call loses its P to the runtime's monitor, which then wakes every 20 µs for a
+while: in this VM a fifth of the sensor's CPU); the record pool hands out entries in order from chunks
+and keeps its counts apart from the promise's (no lock or shared counter passed between cores per
+record); a 20 ms linger (fewer, larger batches). What is left is franz-go's own per-record work
+(partitioning, appending to a batch, the promise: the sensor now costs about what franz-go alone does
+producing records encoded beforehand, "franz-go alone" in BenchmarkPublishPaced) and lz4, about 300 ns
+a small record (--compression none saves it, and some broker CPU, for about twice the bytes; snappy
+saves a third of it but costs the broker about twice lz4's). 600 ns needs franz-go's per-record path
+gone: fewer records (several packets a record would break the one-record-per-packet format) or record
+batches the sensor builds itself. Packets in the topic: when publishing is slower than tcpreplay
+offers, the backlog waits in the record pool and the ring (capture no longer sheds while Kafka makes
+progress), and only what overflows the ring is lost, counted as kernel drops.`
 
 	whyE2E = `What it costs now: packets and flows are both stored in compressed blocks (one
 Cassandra row per block, and a small index row per minute it touches, or per hour when its packets
