@@ -47,14 +47,8 @@ func TestSensorOnAny(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	creds := map[string][]byte{}
-	for _, f := range []string{"username", "password"} {
-		if creds[f], err = os.ReadFile(filepath.Join(ccfg.SecretDir, f)); err != nil {
-			t.Fatal(err)
-		}
-	}
 	mustCreate(t, c,
-		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "cassandra-creds", Namespace: ns}, Data: creds},
+		cassandraCreds(t, ccfg, ns),
 		&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "captures", Namespace: ns}, BinaryData: map[string][]byte{"capture.pcap": pcapBytes}})
 
 	// The node's own traffic passes on "any" too: the filter keeps the capture's network only.

@@ -3,13 +3,10 @@
 package e2e
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"capfleet.dev/capfleet/api/v1alpha1"
@@ -24,15 +21,7 @@ func TestTwoFlowCollectorsOnOneNode(t *testing.T) {
 	ns := namespace(t, c)
 	sfx := strings.TrimPrefix(ns, "e2e-")
 	ccfg := cassandratest.Config(t)
-	creds := map[string][]byte{}
-	for _, f := range []string{"username", "password"} {
-		b, err := os.ReadFile(filepath.Join(ccfg.SecretDir, f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		creds[f] = b
-	}
-	mustCreate(t, c, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "cassandra-creds", Namespace: ns}, Data: creds})
+	mustCreate(t, c, cassandraCreds(t, ccfg, ns))
 	var fcs []*v1alpha1.FlowCollector
 	for i, name := range []string{"east", "west"} {
 		keyspace := "e2e_" + sfx + "_" + name

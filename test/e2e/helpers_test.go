@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"capfleet.dev/capfleet/internal/cassconn"
 	"capfleet.dev/capfleet/manager"
 )
 
@@ -193,4 +194,19 @@ func commandCount(t *testing.T, keep func(string) bool, name string, args ...str
 		}
 	}
 	return n
+}
+
+// cassandraCreds is the Secret cassandra-creds of ns holding the login of hack/cassandra.sh, as the demo
+// provides it: the operator's local configuration names it for every workload that reads Cassandra.
+func cassandraCreds(t *testing.T, ccfg cassconn.Config, ns string) *corev1.Secret {
+	t.Helper()
+	creds := map[string][]byte{}
+	for _, f := range []string{"username", "password"} {
+		b, err := os.ReadFile(filepath.Join(ccfg.SecretDir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		creds[f] = b
+	}
+	return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "cassandra-creds", Namespace: ns}, Data: creds}
 }

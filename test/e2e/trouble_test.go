@@ -63,13 +63,7 @@ func TestTwoSensorsOnOneInterface(t *testing.T) {
 
 	// A pipeline for each sensor: processors in the node's network, each on node ports of its own.
 	ccfg := cassandratest.Config(t)
-	creds := map[string][]byte{}
-	for _, f := range []string{"username", "password"} {
-		if creds[f], err = os.ReadFile(filepath.Join(ccfg.SecretDir, f)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	mustCreate(t, c, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "cassandra-creds", Namespace: ns}, Data: creds})
+	mustCreate(t, c, cassandraCreds(t, ccfg, ns))
 	var pipelines []*v1alpha1.PacketPipeline
 	for _, cs := range sensors {
 		keyspace := "e2e_" + sfx + "_" + cs.Name
