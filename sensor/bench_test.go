@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kgo"
-
 	"capfleet.dev/capfleet/internal/kafkatest"
 )
 
@@ -87,9 +85,9 @@ func startBench(b *testing.B, s *Sensor) (stop func()) {
 	}
 }
 
-// BenchmarkCaptureOnly is the capture path alone: ring, VLAN restore, record
-// encoding and TryProduce into a producer that holds everything (manual
-// flushing), so Kafka sets no pace. tcpreplay --topspeed, 20 loops.
+// BenchmarkCaptureOnly is the capture path: ring, VLAN restore and records
+// into batches, with a buffer that holds everything, so Kafka sets no pace.
+// tcpreplay --topspeed, 20 loops.
 //
 //	go test -run '^$' -bench CaptureOnly -benchtime 1x ./sensor
 func BenchmarkCaptureOnly(b *testing.B) {
@@ -104,7 +102,6 @@ func BenchmarkCaptureOnly(b *testing.B) {
 	cfg.BufferPackets = 10 * loops * len(all)
 	cfg.BufferMB = 4096
 	cfg.FlushTimeout = 1 // nanosecond: what is held is not the point, it fails at stop
-	cfg.kafkaOpts = []kgo.Opt{kgo.ManualFlushing()}
 	s, err := New(cfg, testLogger(b))
 	if err != nil {
 		b.Fatal(err)

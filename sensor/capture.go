@@ -13,10 +13,9 @@ import (
 	"time"
 
 	"github.com/google/gopacket/afpacket"
-	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sys/unix"
 
-	"capfleet.dev/capfleet/internal/workload"
+	"capfleet.dev/capfleet/batchproducer"
 	"capfleet.dev/capfleet/packetrecord"
 )
 
@@ -209,14 +208,19 @@ func newRingWaiter(fd int) *ringWaiter {
 	return w
 }
 
-// wait returns when the socket may have a block ready, or after ringWaitLimit.
-func (w *ringWaiter) wait() {
+// wait returns when the socket may have a block ready, at due (when the feeder's open batches must
+// go; zero: nothing is due), or after ringWaitLimit.
+func (w *ringWaiter) wait(due time.Time) {
+	deadline := time.Now().Add(ringWaitLimit)
+	if !due.IsZero() && due.Before(deadline) {
+		deadline = due
+	}
 	if w.f == nil {
 		fds := [1]unix.PollFd{{Fd: int32(w.fd), Events: unix.POLLIN}}
-		_, _ = unix.Poll(fds[:], int(ringWaitLimit/time.Millisecond))
+		_, _ = unix.Poll(fds[:], max(int(time.Until(deadline)/time.Millisecond), 1))
 		return
 	}
-	_ = w.f.SetReadDeadline(time.Now().Add(ringWaitLimit))
+	_ = w.f.SetReadDeadline(deadline)
 	w.calls = 0
 	_ = w.rc.Read(w.ready)
 }
@@ -250,20 +254,23 @@ func (r *ring) capture(ctx context.Context, p *publisher, node string, snaplen, 
 			}
 			continue
 		}
-		if frame.data != nil {
+		switch {
+		case frame.data != nil:
 			f.packet(frame)
+		case frame.idle:
+			// The ring is empty: batches whose linger is over go now, and the wait ends when the
+			// next one's does.
+			r.waiter.wait(f.w.Tick(time.Now()))
 		}
 	}
 }
 
-// feeder turns one ring's packets into records. While the producer's buffer (the pool) is full it
-// waits for room instead of dropping, so a burst stays in the ring, where the kernel counts what
-// overflows; only when Kafka frees nothing for stallLimit does it shed into BufferDrops, without
-// waiting again until room comes back.
+// feeder turns one ring's packets into records. While the producer's buffer is full it waits for
+// room instead of dropping, so a burst stays in the ring, where the kernel counts what overflows;
+// only when Kafka frees nothing for stallLimit does it shed into BufferDrops, without waiting again
+// until room comes back.
 type feeder struct {
-	p                   *publisher
-	w                   *packetrecord.Writer
-	promise             func(*kgo.Record, error)
+	w                   *batchproducer.Writer
 	c                   *ifaceCounters
 	node                string
 	link                link
@@ -271,15 +278,13 @@ type feeder struct {
 	seq                 uint64
 	stall               *time.Timer
 	shedding            bool
-	unlingered          time.Time // when the pool, full, last ended franz-go's linger
 }
 
 func newFeeder(p *publisher, c *ifaceCounters, node string, l link, snaplen, sampleRate int) *feeder {
 	stall := time.NewTimer(stallLimit)
 	stall.Stop()
 	return &feeder{
-		p: p, w: p.pool.NewWriter(), c: c, node: node, link: l, snaplen: snaplen, sampleRate: sampleRate, stall: stall,
-		promise: p.produced, // one method value for the ring's life, not one per packet
+		w: p.prod.NewWriter(c), c: c, node: node, link: l, snaplen: snaplen, sampleRate: sampleRate, stall: stall,
 	}
 }
 
@@ -300,34 +305,23 @@ func (f *feeder) packet(frame captured) {
 		data = data[:f.snaplen]
 	}
 	m := packetrecord.Meta{Timestamp: frame.ts, Node: f.node, Interface: f.link.Name, LinkType: f.link.LinkType, OrigLen: frame.origLen}
-	rec, ok := f.w.Encode(m, data, c)
+	// The record's Kafka time, and the linger's clock, is the capture time: a live capture's time is
+	// the time of producing within milliseconds, and the kernel already read the clock for it.
+	ok := f.w.Append(frame.ts, m, data)
 	for !ok && !f.shedding {
-		// The pool is full: what franz-go holds back for its linger goes now, rather than when the
-		// linger ends (the pool fills before franz-go's own bound, which would end it). At most a few
-		// times a linger: a full pool under load frees a record at a time.
-		if d := frame.ts.Sub(f.unlingered); d < 0 || d > workload.PacketsLinger/4 {
-			workload.Unlinger(f.p.cl)
-			f.unlingered = frame.ts
-		}
 		f.stall.Reset(stallLimit)
 		if !f.w.Wait(f.stall.C) {
 			f.shedding = true
 			break
 		}
 		f.stall.Stop()
-		rec, ok = f.w.Encode(m, data, c)
+		ok = f.w.Append(frame.ts, m, data)
 	}
 	if !ok {
 		c.bufferDrops.Add(1)
 		return
 	}
 	f.shedding = false
-	// A live capture's time is the time of producing within milliseconds (what franz-go would stamp,
-	// truncated to ms), and the kernel already read the clock for it: one clock read less a packet.
-	rec.Timestamp = frame.ts
-	// Background, not ctx: records buffered when the sensor stops must
-	// still be flushed, not failed by the cancelled context.
-	f.p.cl.TryProduce(context.Background(), rec, f.promise)
 }
 
 // captured is one frame as it was on the wire; data is valid until the next
@@ -336,17 +330,17 @@ type captured struct {
 	data    []byte
 	ts      time.Time
 	origLen int
+	idle    bool // the ring had nothing: wait for it
 }
 
 // next reads one packet off the ring. A nil data with a nil error means
-// nothing to publish this time: a poll timeout, or a packet that slipped in
+// nothing to publish this time: an empty ring (idle), or a packet that slipped in
 // before the ring's filter or fanout group took effect. Errors are poll
 // failures, such as the interface going down, worth retrying.
 func (r *ring) next() (captured, error) {
 	data, ci, err := r.tp.ZeroCopyReadPacketData()
 	if errors.Is(err, afpacket.ErrTimeout) {
-		r.waiter.wait()
-		return captured{}, nil
+		return captured{idle: true}, nil
 	}
 	if err != nil {
 		if errors.Is(err, afpacket.ErrPoll) {

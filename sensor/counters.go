@@ -1,11 +1,9 @@
 package sensor
 
 import (
-	"errors"
 	"sync"
 	"sync/atomic"
 
-	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sys/cpu"
 )
 
@@ -141,19 +139,16 @@ func (c *ifaceCounters) own() Counters {
 	}
 }
 
-// count records the outcome of producing one record of size frame bytes.
-func (c *ifaceCounters) count(size int, err error) {
-	switch {
-	case err == nil:
-		c.published.Add(1)
-		c.publishedBytes.Add(uint64(size))
-	case errors.Is(err, kgo.ErrMaxBuffered):
-		c.bufferDrops.Add(1)
-	default:
-		c.produceFailures.Add(1)
-		msg := err.Error()
-		c.lastProduceErr.Store(&msg)
+// countBatch records the outcome of producing a batch of records whose frames hold bytes.
+func (c *ifaceCounters) countBatch(records, bytes int, err error) {
+	if err == nil {
+		c.published.Add(uint64(records))
+		c.publishedBytes.Add(uint64(bytes))
+		return
 	}
+	c.produceFailures.Add(uint64(records))
+	msg := err.Error()
+	c.lastProduceErr.Store(&msg)
 }
 
 // observeRxDropped turns the interface's rx_dropped into growth since the

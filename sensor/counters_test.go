@@ -5,10 +5,6 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-
-	"github.com/twmb/franz-go/pkg/kgo"
-
-	"capfleet.dev/capfleet/packetrecord"
 )
 
 func TestRxDroppedGrowthSurvivesCounterReset(t *testing.T) {
@@ -22,26 +18,16 @@ func TestRxDroppedGrowthSurvivesCounterReset(t *testing.T) {
 	}
 }
 
-func TestPromiseSortsOutcomes(t *testing.T) {
+func TestProducedCountsBatches(t *testing.T) {
 	var c ifaceCounters
-	c.captured.Add(4)
-	p := &publisher{pool: packetrecord.NewPool(1<<20, 10)}
-	w := p.pool.NewWriter()
-	for _, err := range []error{nil, kgo.ErrMaxBuffered, fmt.Errorf("wrapped: %w", kgo.ErrMaxBuffered), errors.New("NOT_ENOUGH_REPLICAS")} {
-		rec, ok := w.Encode(packetrecord.Meta{}, make([]byte, 60), &c)
-		if !ok {
-			t.Fatal("pool full")
-		}
-		p.produced(rec, err)
-	}
-	if n := p.pool.InFlight(); n != 0 {
-		t.Fatalf("%d records not back in the pool", n)
-	}
+	c.captured.Add(10)
+	produced(&c, 4, 240, nil)
+	produced(&c, 6, 360, fmt.Errorf("partition 1: %w", errors.New("NOT_ENOUGH_REPLICAS")))
 	got := c.snapshot()
-	if got.PacketsPublished != 1 || got.BytesPublished != 60 || got.BufferDrops != 2 || got.ProduceFailures != 1 || got.Buffered() != 0 {
+	if got.PacketsPublished != 4 || got.BytesPublished != 240 || got.ProduceFailures != 6 || got.Buffered() != 0 {
 		t.Fatalf("%+v", got)
 	}
-	if p := c.lastProduceErr.Load(); p == nil || *p != "NOT_ENOUGH_REPLICAS" {
+	if p := c.lastProduceErr.Load(); p == nil || *p != "partition 1: NOT_ENOUGH_REPLICAS" {
 		t.Fatalf("last produce error %v", p)
 	}
 }

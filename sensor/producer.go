@@ -2,53 +2,69 @@ package sensor
 
 import (
 	"context"
+	"log/slog"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"capfleet.dev/capfleet/batchproducer"
 	"capfleet.dev/capfleet/internal/workload"
-	"capfleet.dev/capfleet/packetrecord"
 )
 
-// publisher is the producer and the pool its records come from: the pool is the buffer's bound
-// (--buffer-packets, --buffer-mb), which the rings wait on, and franz-go's own bounds sit just above
-// it, so they never shed first.
+// publisher is the client and the batch producer on it: each ring's feeder writes its packets'
+// records into batches of its own (batchproducer.Writer), bounded by --buffer-packets and
+// --buffer-mb, which the rings wait on.
 type publisher struct {
 	cl   *kgo.Client
-	pool *packetrecord.Pool
+	prod *batchproducer.Producer
 }
 
-// produced is the promise of every record: it counts the outcome on the record's interface (its
-// tag) and hands the record's memory back to the pool.
-func (p *publisher) produced(r *kgo.Record, err error) {
-	size := len(r.Value)
-	c, _ := packetrecord.Release(r).(*ifaceCounters)
-	if c != nil {
-		c.count(size, err)
+// batchBytes bounds a batch's records before compression: with the header, the 1 MiB a topic
+// takes by default (max.message.bytes 1048588), even when a batch goes uncompressed.
+const batchBytes = 1<<20 - 64
+
+// produced counts the outcome of a batch on the interface whose ring wrote it (its tag).
+func produced(tag any, records, frameBytes int, err error) {
+	if c, ok := tag.(*ifaceCounters); ok {
+		c.countBatch(records, frameBytes, err)
 	}
 }
 
-// newPublisher builds the checked client, tuned as workload.PacketsProducerTuning says with the
-// --compression codec, and a pool for the records. It waits up to --kafka-start-timeout
-// for a broker that is still starting.
-func newPublisher(ctx context.Context, c *Config, rings int) (*publisher, error) {
+// newPublisher builds the checked client and the batch producer on it, batched and compressed as
+// workload.PacketsProducerTuning says with the --compression codec. It waits up to
+// --kafka-start-timeout for a broker that is still starting.
+func newPublisher(ctx context.Context, c *Config, log *slog.Logger) (*publisher, error) {
 	codec, err := compressionCodec(c.Compression)
+	if err != nil {
+		return nil, err
+	}
+	compressor, err := workload.PacketsCompressor(codec)
 	if err != nil {
 		return nil, err
 	}
 	if c.Kafka.ClientID == "" {
 		c.Kafka.ClientID = "capfleet-sensor-" + c.Node
 	}
-	// Each ring may overshoot the pool's record bound by one (it checks, then takes), and franz-go
-	// counts the header key besides the pool's bytes.
-	opts := append(workload.PacketsProducerTuning(codec),
-		kgo.MaxBufferedRecords(c.BufferPackets+rings),
-		kgo.MaxBufferedBytes(2*c.BufferMB<<20))
-	opts = append(opts, c.kafkaOpts...)
 	cl, err := workload.NewPacketsProducer(ctx, workload.Producer{
-		Kafka: c.Kafka, Topic: c.Topic, Timeout: c.StartTimeout, WaitForKafka: true, Options: opts,
+		Kafka: c.Kafka, Topic: c.Topic, Timeout: c.StartTimeout, WaitForKafka: true, Options: c.kafkaOpts,
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &publisher{cl: cl, pool: packetrecord.NewPool(c.BufferMB<<20, c.BufferPackets)}, nil
+	prod, err := batchproducer.New(ctx, cl, batchproducer.Config{
+		Topic: c.Topic, Compressor: compressor, Linger: workload.PacketsLinger, BatchBytes: batchBytes,
+		BufferBytes: c.BufferMB << 20, BufferRecords: c.BufferPackets, Done: produced, Log: log,
+	})
+	if err != nil {
+		cl.Close()
+		return nil, err
+	}
+	return &publisher{cl: cl, prod: prod}, nil
+}
+
+// close sends what is buffered for up to timeout, fails the rest, and closes the client.
+func (p *publisher) close(timeout time.Duration) error {
+	err := p.prod.Close(timeout)
+	p.cl.Close()
+	return err
 }

@@ -123,20 +123,19 @@ func (s *Sensor) Run(ctx context.Context) error {
 	if err := s.serve(httpCtx); err != nil {
 		return err
 	}
-	pub, err := newPublisher(ctx, &s.cfg, len(s.links)*s.cfg.ringsPerInterface())
+	pub, err := newPublisher(ctx, &s.cfg, s.log)
 	if err != nil {
 		return err
 	}
-	cl := pub.cl
 	if s.cfg.ExcludeKafka {
-		if err := s.excludeKafka(ctx, cl); err != nil {
-			cl.Close()
+		if err := s.excludeKafka(ctx, pub.cl); err != nil {
+			pub.close(0)
 			return err
 		}
 	}
 	rings, err := s.openRings()
 	if err != nil {
-		cl.Close()
+		pub.close(0)
 		return err
 	}
 	defer func() {
@@ -166,23 +165,17 @@ func (s *Sensor) Run(ctx context.Context) error {
 	wg.Wait()
 	s.pollStats(rings)
 	s.ready.Store(false)
-	s.drain(cl)
+	s.drain(pub)
 	return nil
 }
 
-// drain gives Kafka up to the flush timeout for what is buffered, then
-// closes the client, which fails the rest through the promises, and waits
-// for those so the final counters account for every packet.
-func (s *Sensor) drain(cl *kgo.Client) {
-	flushCtx, cancel := context.WithTimeout(context.Background(), s.cfg.FlushTimeout)
-	if err := cl.Flush(flushCtx); err != nil {
+// drain gives Kafka up to the flush timeout for what is buffered; the producer fails the rest, and
+// counts it, before it returns, so the final counters account for every packet.
+func (s *Sensor) drain(pub *publisher) {
+	buffered := s.Counters().Buffered()
+	if err := pub.close(s.cfg.FlushTimeout); err != nil {
 		s.log.Warn("Kafka did not take the whole buffer before --flush-timeout; the rest counts as produce failures",
-			"buffered", s.Counters().Buffered(), "error", err)
-	}
-	cancel()
-	cl.Close()
-	for deadline := time.Now().Add(5 * time.Second); s.Counters().Buffered() > 0 && time.Now().Before(deadline); {
-		time.Sleep(10 * time.Millisecond)
+			"buffered", buffered, "error", err)
 	}
 	final, _ := json.Marshal(s.Counters())
 	s.log.Info("stopped", "counters", string(final))

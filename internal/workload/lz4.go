@@ -37,3 +37,15 @@ func (c *lz4Batches) Compress(dst *bytes.Buffer, src []byte, _ ...kgo.CompressFl
 	}
 	return dst.Bytes(), kgo.CodecLz4
 }
+
+// PacketsCompressor is the compressor of PacketsProducerTuning for codec, for a producer that
+// compresses its own batches (nil: none).
+func PacketsCompressor(codec kgo.CompressionCodec) (kgo.Compressor, error) {
+	switch codec {
+	case kgo.NoCompression():
+		return nil, nil
+	case kgo.Lz4Compression():
+		return newLz4Batches(), nil
+	}
+	return kgo.DefaultCompressor(codec)
+}
