@@ -99,4 +99,3 @@ func sharedCapture(t testing.TB) string {
 	}
 	return p
 }
-
