@@ -10,6 +10,8 @@ import (
 
 	"github.com/pierrec/lz4/v4"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"capfleet.dev/capfleet/internal/testenv"
 )
 
 // impls are the Appends under test: the build's own and, with cgo, the pierrec fallback too.
@@ -58,7 +60,7 @@ func cliDecode(t *testing.T, frame []byte) ([]byte, error) {
 	t.Helper()
 	path, err := exec.LookPath("lz4")
 	if err != nil {
-		t.Skip("no lz4 command (apt-get install lz4)")
+		testenv.Missing(t, "no lz4 command (hack/deps.sh installs it)")
 	}
 	cmd := exec.Command(path, "-d", "-c")
 	cmd.Stdin = bytes.NewReader(frame)
