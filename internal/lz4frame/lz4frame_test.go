@@ -141,8 +141,8 @@ func checkHeader(t *testing.T, frame []byte, srcLen int) {
 	}
 }
 
-// Append must not crash, whatever src and dst: dst full or not, with spare bytes or none, src any
-// length, including a slice of dst's own spare capacity.
+// Append must not crash, whatever src and dst: dst empty or not, with spare capacity or none, src
+// of any length and mostly zeros with random bytes between.
 func TestAppendAnyBuffers(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
 	for impl, f := range impls() {
