@@ -2,10 +2,11 @@
 // a batch, independent blocks, no block or content checksums (the batch has its own CRC-32C, which the
 // broker checks) and no content size.
 //
-// With cgo it compresses with the system's liblz4: on the sensor's small packet records Debian's
-// LZ4F_compressFrame costs well under half the CPU of github.com/pierrec/lz4/v4 for frames of the same
-// size (see BenchmarkAppend). Without cgo it falls back to pierrec/lz4, so the module still builds
-// with CGO_ENABLED=0.
+// With cgo it compresses with the system's liblz4, one LZ4F_compressFrame call a batch: on the
+// sensor's small packet records it costs well under half the CPU of github.com/pierrec/lz4/v4 (the
+// pure-Go lz4 franz-go uses) for the same ratio (BenchmarkAppend). Writing the frame in Go around
+// LZ4_compress_default per block measured no faster, so the library writes the whole frame. Without
+// cgo it falls back to pierrec/lz4 with the same settings, so the package builds with CGO_ENABLED=0.
 package lz4frame
 
 import (
@@ -15,9 +16,11 @@ import (
 )
 
 // BlockSize is the frame's block maximum size. 256 KiB rather than 64 KiB: on 256 KiB batches of
-// packet records liblz4 measured about a tenth faster with it for the same ratio (BenchmarkAppend's
-// liblz4-64KiB and liblz4-256KiB: fewer blocks, so fewer hash tables reset), and a reader's buffers
-// (the broker's, validating each batch; a consumer's) stay the 256 KiB the pierrec path already asked.
+// packet records liblz4 was no slower with it (about a tenth faster on a quiet machine, within the
+// noise on a loaded one: BenchmarkAppendInterleaved) for a slightly better ratio (fewer blocks, so
+// fewer hash tables started afresh), and a reader's buffers (the broker's, validating each batch; a
+// consumer's) stay the 256 KiB the pierrec path already asked for. liblz4 marks a frame of 64 KiB or
+// less with 64 KiB blocks.
 const BlockSize = 256 << 10
 
 // Compressor is a kgo.Compressor that writes every batch as one lz4 frame (Append); give it to a
