@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages that builds and tests need: libpcap, gcc and libc6-dev (cgo, BPF
-# compilation), tcpdump, tcpreplay and tshark (oracles and traffic sources), iproute2 (network namespaces),
+# Installs the Debian 12 packages that builds and tests need: libpcap, liblz4 (Kafka batch compression),
+# gcc and libc6-dev (cgo, BPF compilation), lz4 (the oracle of lz4 frames), tcpdump, tcpreplay and tshark
+# (oracles and traffic sources), iproute2 (network namespaces),
 # softflowd, nfcapd and nfdump (NetFlow/IPFIX oracles: an exporter and a collector that are not ours),
 # procps (pgrep), openssl and curl (test certificates, downloads), time (benchmarks), OpenJDK 17 and Maven
 # (Kafka and Cassandra from Maven Central), git and make, Chromium (the web view's browser test), Node.js
@@ -10,7 +11,7 @@
 # installs nothing when all are present.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
-PKGS="libpcap-dev gcc libc6-dev tcpdump tcpreplay tshark softflowd nfdump iproute2 procps openssl curl ca-certificates time
+PKGS="libpcap-dev liblz4-dev gcc libc6-dev lz4 tcpdump tcpreplay tshark softflowd nfdump iproute2 procps openssl curl ca-certificates time
   openjdk-17-jdk-headless maven git make chromium libxml2-utils python3-venv"
 missing=""
 for p in $PKGS; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"; done

@@ -2,7 +2,8 @@
 # hack/krew.sh [tools|plugin]
 #   tools   build krew from its Go module (cached in .cache/krew/$KREW_VERSION) and print its path
 #   plugin  build the kubectl-capfleet archive (linux amd64; the binary compiles BPF filters with
-#           libpcap, so the plugin needs libpcap on the user's machine: libpcap0.8 on Debian and Ubuntu) into dist/, and write dist/krew/capfleet.yaml from plugins/capfleet.yaml with their
+#           libpcap and links liblz4, so the plugin needs both on the user's machine: libpcap0.8 and
+#           liblz4-1 on Debian and Ubuntu) into dist/, and write dist/krew/capfleet.yaml from plugins/capfleet.yaml with their
 #           SHA-256 sums (`make plugin`); DIST=DIR writes them there instead
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"

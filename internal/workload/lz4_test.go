@@ -8,7 +8,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// What lz4Batches writes, franz-go's own decompressor (as a consumer's) reads back byte for byte,
+// What newLz4Batches writes, franz-go's own decompressor (as a consumer's) reads back byte for byte,
 // whatever the batch: empty, one block, several blocks, incompressible.
 func TestLz4BatchesRoundTrip(t *testing.T) {
 	c := newLz4Batches()
