@@ -17,10 +17,11 @@ type Writer struct {
 	tag      any
 	tab      *table
 	open     []*batch
-	opened   int64 // the clock when the oldest open batch took its first record (ns)
-	nOpen    int   // records in open batches
-	credit   int   // bytes of the producer's bound this Writer holds and has not used yet
-	recordsC int   // records likewise
+	sealed   []*batch // Flush's, reused
+	opened   int64    // the clock when the oldest open batch took its first record (ns)
+	nOpen    int      // records in open batches
+	credit   int      // bytes of the producer's bound this Writer holds and has not used yet
+	recordsC int      // records likewise
 	scratch  bytes.Buffer
 }
 
@@ -51,7 +52,9 @@ func (w *Writer) Append(now time.Time, m packetrecord.Meta, frame []byte) bool {
 		b = w.p.newBatch(w.tab.parts[i], w.tag)
 		w.open[i] = b
 	case len(b.raw)+need > headerLen+w.p.cfg.BatchBytes:
-		w.seal(i)
+		if w.seal(b) {
+			b.part.enqueue(b)
+		}
 		b = w.p.newBatch(w.tab.parts[i], w.tag)
 		w.open[i] = b
 	}
@@ -86,11 +89,23 @@ func (w *Writer) takeCredit(need int) bool {
 
 // Flush seals every open batch, so the senders take them now rather than when the linger ends.
 func (w *Writer) Flush() {
+	sealed := w.sealed[:0]
 	for i, b := range w.open {
 		if b != nil {
-			w.seal(i)
+			w.open[i] = nil
+			if w.seal(b) {
+				sealed = append(sealed, b)
+			}
 		}
 	}
+	// Queued only once all are compressed: a sender readied onto this goroutine's P while it is in
+	// the compressor's C call lets the runtime's monitor take the P away, and each time it does, it
+	// goes back to waking every 20 µs for a while (a context switch each, in a VM).
+	for i, b := range sealed {
+		b.part.enqueue(b)
+		sealed[i] = nil
+	}
+	w.sealed = sealed[:0]
 	w.nOpen = 0
 }
 
@@ -144,14 +159,12 @@ func (w *Writer) retable(tab *table) {
 	w.open = make([]*batch, len(tab.parts))
 }
 
-// seal compresses open batch i and queues it for its partition's sender. A batch whose records
-// compress to no less than they are goes as they are.
-func (w *Writer) seal(i int) {
-	b := w.open[i]
-	w.open[i] = nil
+// seal compresses b for its partition's sender, and says whether it holds records to send (an
+// empty one is freed). A batch whose records compress to no less than they are goes as they are.
+func (w *Writer) seal(b *batch) bool {
 	if b.records == 0 {
 		w.p.free(b)
-		return
+		return false
 	}
 	codec := int8(kgo.CodecNone)
 	b.wire = b.raw
@@ -166,5 +179,5 @@ func (w *Writer) seal(i int) {
 		}
 	}
 	writeHeader(b.wire, codec, b.records, b.firstMs, b.maxMs)
-	b.part.enqueue(b)
+	return true
 }

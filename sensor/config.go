@@ -60,7 +60,7 @@ func DefaultConfig() Config {
 		Interfaces:      []string{"eth0"},
 		SnapLen:         MaxSnapLen,
 		SampleRate:      1,
-		RingBlockSizeKB: 1024,
+		RingBlockSizeKB: 0, // sized with the ring (ringsize.go)
 		RingBlocks:      0, // sized from the interface's speed (ringsize.go)
 		Promisc:         true,
 		ExcludeKafka:    true,
@@ -83,7 +83,7 @@ func (c *Config) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.Filter, "filter", c.Filter, `BPF filter in tcpdump syntax, run in the kernel ("" captures everything)`)
 	fs.IntVar(&c.SnapLen, "snaplen", c.SnapLen, "bytes kept of each packet")
 	fs.IntVar(&c.SampleRate, "sample-rate", c.SampleRate, "keep 1 packet of every N captured (1 keeps all)")
-	fs.IntVar(&c.RingBlockSizeKB, "ring-block-size-kb", c.RingBlockSizeKB, "size of one AF_PACKET ring block in KiB (a multiple of the page size, larger than --snaplen)")
+	fs.IntVar(&c.RingBlockSizeKB, "ring-block-size-kb", c.RingBlockSizeKB, "size of one AF_PACKET ring block in KiB (a multiple of the page size, larger than --snaplen); 0 sizes it with the ring: a fifth of a ring sized from the interface's speed, 1 to 4 MiB, or 1 MiB when --ring-blocks is given")
 	fs.IntVar(&c.RingBlocks, "ring-blocks", c.RingBlocks, "number of blocks in each ring; 0 sizes the ring from the interface's speed (16 ms of line rate, scaled by --snaplen, 8 to 64 MiB)")
 	fs.IntVar(&c.FanoutGroup, "fanout-group", c.FanoutGroup, "PACKET_FANOUT group id (0 = off): several rings on each interface, flows hashed across them; interface i uses id+i")
 	fs.IntVar(&c.FanoutWorkers, "fanout-workers", c.FanoutWorkers, "rings (each read by its own goroutine) per interface in a fanout group; 0 = one per CPU")
@@ -121,9 +121,9 @@ func (c *Config) validate() error {
 		return fmt.Errorf("--snaplen %d: want 1 to %d", c.SnapLen, MaxSnapLen)
 	case c.SampleRate < 1:
 		return fmt.Errorf("--sample-rate %d: want 1 or more", c.SampleRate)
-	case c.RingBlockSizeKB < 4 || blockSize%os.Getpagesize() != 0:
-		return fmt.Errorf("--ring-block-size-kb %d: want a multiple of the %d-byte page", c.RingBlockSizeKB, os.Getpagesize())
-	case blockSize < c.SnapLen+tpacketOverhead:
+	case c.RingBlockSizeKB != 0 && (c.RingBlockSizeKB < 4 || blockSize%os.Getpagesize() != 0):
+		return fmt.Errorf("--ring-block-size-kb %d: want 0 (sized with the ring) or a multiple of the %d-byte page", c.RingBlockSizeKB, os.Getpagesize())
+	case c.RingBlockSizeKB != 0 && blockSize < c.SnapLen+tpacketOverhead:
 		return fmt.Errorf("--ring-block-size-kb %d: a block must hold one packet of --snaplen %d bytes", c.RingBlockSizeKB, c.SnapLen)
 	case c.RingBlocks < 0:
 		return fmt.Errorf("--ring-blocks %d: want 0 (sized from the interface's speed) or more", c.RingBlocks)

@@ -39,7 +39,7 @@ func TestConfigErrorsNameTheFlag(t *testing.T) {
 	}{
 		{func(c *Config) { c.Interfaces = []string{"eth0", "eth0"} }, "--interfaces"},
 		{func(c *Config) { c.SampleRate = 0 }, "--sample-rate 0"},
-		{func(c *Config) { c.RingBlockSizeKB = 6 }, "--ring-block-size-kb 6: want a multiple"},
+		{func(c *Config) { c.RingBlockSizeKB = 6 }, "--ring-block-size-kb 6: want 0 (sized with the ring) or a multiple"},
 		{func(c *Config) { c.RingBlockSizeKB = 64 }, "--ring-block-size-kb 64: a block must hold one packet of --snaplen 262144"},
 		{func(c *Config) { c.Interfaces = []string{"any", "eth0"} }, `--interfaces ["any" "eth0"]: any already captures every interface; give it alone`},
 		{func(c *Config) { c.FanoutGroup = 70000 }, "--fanout-group 70000"},

@@ -45,3 +45,23 @@ func TestLinkSpeedOfVeth(t *testing.T) {
 		t.Fatalf("a missing interface has speed %d", s)
 	}
 }
+
+// A ring sized from the interface comes in blocks of a fifth of it, 1 to 4 MiB in powers of two, and
+// larger when one packet of the snaplen would not fit.
+func TestAutoBlockSize(t *testing.T) {
+	const mib = 1 << 20
+	for _, c := range []struct{ ringMiB, snaplen, wantMiB int }{
+		{8, MaxSnapLen, 1},  // the smallest ring: 8 blocks
+		{10, MaxSnapLen, 2}, // 5 blocks
+		{16, MaxSnapLen, 2}, // 8 blocks
+		{20, MaxSnapLen, 4}, // a veth or an unknown speed: 5 blocks
+		{64, MaxSnapLen, 4}, // the largest
+		{2, MaxSnapLen, 1},  // shrunk to a memory limit
+		{20, 3 << 20, 4},    // a 3 MiB packet and its header fit a 4 MiB block
+		{20, 5 << 20, 8},    // beyond 4 MiB: what holds one packet
+	} {
+		if got := autoBlockSize(c.ringMiB*mib, c.snaplen) / mib; got != c.wantMiB {
+			t.Errorf("ring %d MiB, snaplen %d: blocks of %d MiB, want %d", c.ringMiB, c.snaplen, got, c.wantMiB)
+		}
+	}
+}

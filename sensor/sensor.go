@@ -206,6 +206,13 @@ func (s *Sensor) openRings() ([]*ring, error) {
 	err := inNetNS(s.cfg.NetNS, func() error {
 		for i, l := range s.links {
 			o := ringOptions{blockSize: s.cfg.RingBlockSizeKB * 1024, blocks: s.cfg.RingBlocks, promisc: s.cfg.Promisc}
+			autoBlock := o.blockSize == 0
+			if autoBlock {
+				o.blockSize = minAutoBlock // counted in these until the ring's size is known
+				if o.blockSize < s.cfg.SnapLen+tpacketOverhead {
+					o.blockSize = autoBlockSize(0, s.cfg.SnapLen)
+				}
+			}
 			auto := o.blocks == 0
 			if auto {
 				o.blocks = autoRingBlocks(l.SpeedMbps, s.cfg.SnapLen, o.blockSize, s.cfg.ringsPerInterface())
@@ -217,6 +224,12 @@ func (s *Sensor) openRings() ([]*ring, error) {
 			if fit < o.blocks {
 				s.log.Warn("rings shrunk to fit the memory limit", "interface", l.Name, "blocks", o.blocks, "fit", fit, "memory_limit_mib", s.cfg.MemoryLimit>>20)
 				o.blocks = fit
+			}
+			if autoBlock && auto {
+				// The ring's size is settled: regroup it into larger blocks (never more bytes).
+				ringBytes := o.blocks * o.blockSize
+				o.blockSize = autoBlockSize(ringBytes, s.cfg.SnapLen)
+				o.blocks = max(ringBytes/o.blockSize, 2)
 			}
 			s.ringBytes += int64(o.blocks) * int64(o.blockSize) * int64(s.cfg.ringsPerInterface())
 			s.log.Info("ring", "interface", l.Name, "speed_mbps", l.SpeedMbps, "rings", s.cfg.ringsPerInterface(),

@@ -82,9 +82,11 @@ type CaptureSensorSpec struct {
 // RingSpec sizes a TPACKET_V3 ring and spreads capture across cores.
 // +kubebuilder:validation:XValidation:rule="!has(self.blockSizeKiB) || self.blockSizeKiB % 4 == 0",message="ring.blockSizeKiB must be a multiple of 4 (the page size)"
 type RingSpec struct {
-	// BlockSizeKiB is the size of one ring block in KiB.
+	// BlockSizeKiB is the size of one ring block in KiB. The sensor wakes once a block is full (or
+	// at its timeout): larger blocks mean fewer wake-ups under load, smaller ones finer-grained rings.
+	// Unset, the sensor sizes it with the ring: a fifth of a ring sized from the interface's speed,
+	// 1 to 4 MiB, or 1 MiB when blocks is set.
 	// +optional
-	// +kubebuilder:default=1024
 	// +kubebuilder:validation:Minimum=4
 	// +kubebuilder:validation:Maximum=65536
 	BlockSizeKiB int32 `json:"blockSizeKiB,omitempty"`

@@ -109,7 +109,11 @@ func sensorResources(cs *v1alpha1.CaptureSensor) corev1.ResourceRequirements {
 	if cs.Spec.Resources != nil {
 		return *cs.Spec.Resources
 	}
-	ringMiB := int64(cs.Spec.Ring.BlockSizeKiB) * int64(cs.Spec.Ring.Blocks) * int64(len(cs.Spec.Interfaces)) / 1024
+	blockKiB := int64(cs.Spec.Ring.BlockSizeKiB)
+	if blockKiB == 0 {
+		blockKiB = 1024 // the sensor's block for a ring of counted blocks (sensor/ringsize.go)
+	}
+	ringMiB := blockKiB * int64(cs.Spec.Ring.Blocks) * int64(len(cs.Spec.Interfaces)) / 1024
 	if cs.Spec.Ring.Blocks == 0 {
 		// Sized by the sensor from the node's interface speed: at most this (sensor/ringsize.go).
 		ringMiB = maxAutoRingMiB * int64(len(cs.Spec.Interfaces))
