@@ -18,7 +18,7 @@ var pureWriters = sync.Pool{New: func() any {
 }}
 
 // pureBlockSize is BlockSize as pierrec names it.
-const pureBlockSize = lz4.Block64Kb
+const pureBlockSize = lz4.Block256Kb
 
 type pureWriter struct {
 	lz  *lz4.Writer
