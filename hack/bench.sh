@@ -666,15 +666,16 @@ gobench ./processor/decode '^BenchmarkDecode$'
 gobench ./processor/displayfilter '^BenchmarkMatchMix$'
 gobench ./processor/flow '^Benchmark(DecodeAndAggregate|ActiveFlowMemory|ActiveFlowMemoryCIC|TableAdd|TableAddCIC)$'
 gobench ./processor/pipeline '^BenchmarkFlowTableAdd$'
-gobench ./packetrecord '^Benchmark(Encode|EncodePooled|FlowHash)$'
+gobench ./packetrecord '^Benchmark(Encode|AppendBatchRecord|FlowHash)$'
 # The NetFlow/IPFIX collector against nfcapd on one stream: each iteration is a whole stream (-benchtime 1x).
 if want go; then
   go test -run '^$' -bench '^BenchmarkCollectVsNfcapd$' -benchtime 1x -count "$RUNS" ./netflow/nfcmd 2>&1 |
     tee -a "$WORK/gobench.log" | "$TOOL" gobench >>"$RESULTS" || log "collector benchmark failed: see $WORK/gobench.log"
 fi
-# The sensor's capture-to-produce path into the broker, pooled and as it was (a record allocated a packet).
+# The sensor's capture-to-produce path into the broker, through its own batches and through franz-go's
+# per-record path (a record allocated a packet), as it was.
 if bash hack/kafka.sh status >/dev/null 2>&1; then
-  gobench ./sensor '^BenchmarkPublish$/^(default|unpooled)$'
+  gobench ./sensor '^BenchmarkPublish$/^(default|franz-go)$'
 else
   log "sensor publishing benchmark: skipped, no Kafka running"
 fi

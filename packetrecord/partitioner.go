@@ -25,9 +25,6 @@ func Partition(r *kgo.Record, n int) int {
 	if n <= 0 {
 		return 0
 	}
-	if e, ok := r.Context.(*entry); ok {
-		return int(e.flowHash % uint32(n))
-	}
 	return int(FlowHash(r.Value, linkTypeOf(r)) % uint32(n))
 }
 
