@@ -18,10 +18,11 @@ type Writer struct {
 	tab      *table
 	open     []*batch
 	sealed   []*batch // Flush's, reused
-	opened   int64    // the clock when the oldest open batch took its first record (ns)
-	nOpen    int      // records in open batches
-	credit   int      // bytes of the producer's bound this Writer holds and has not used yet
-	recordsC int      // records likewise
+	names    packetrecord.BatchNames
+	opened   int64 // the clock when the oldest open batch took its first record (ns)
+	nOpen    int   // records in open batches
+	credit   int   // bytes of the producer's bound this Writer holds and has not used yet
+	recordsC int   // records likewise
 	scratch  bytes.Buffer
 }
 
@@ -66,7 +67,7 @@ func (w *Writer) Append(now time.Time, m packetrecord.Meta, frame []byte) bool {
 		b.firstMs = ms
 	}
 	n := len(b.raw)
-	b.raw = packetrecord.AppendBatchRecord(b.raw, ms-b.firstMs, int32(b.records), m, frame)
+	b.raw = w.names.Append(b.raw, ms-b.firstMs, int32(b.records), m, frame)
 	b.add(ms, len(frame))
 	used := len(b.raw) - n
 	b.held += used
