@@ -76,10 +76,17 @@ func (bn *BatchNames) Append(dst []byte, tsDelta int64, offsetDelta int32, m Met
 	return dst[:n+total]
 }
 
-// putVarlong writes v as a zigzag varint.
-func putVarlong(b []byte, v int64) int { return putUvarint(b, uint64(v<<1)^uint64(v>>63)) }
+// putVarlong writes v as a zigzag varint, the one-byte case (most of a record's) inline.
+func putVarlong(b []byte, v int64) int {
+	u := uint64(v<<1) ^ uint64(v>>63)
+	if u < 1<<7 {
+		b[0] = byte(u)
+		return 1
+	}
+	return putUvarint(b, u)
+}
 
-// putUvarint is binary.PutUvarint with the one- and two-byte cases, most of a record's, first.
+// putUvarint is binary.PutUvarint with the one- and two-byte cases first.
 func putUvarint(b []byte, v uint64) int {
 	if v < 1<<7 {
 		b[0] = byte(v)

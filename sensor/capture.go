@@ -241,7 +241,10 @@ func (r *ring) capture(ctx context.Context, p *publisher, node string, snaplen, 
 	f := newFeeder(p, r.counters, node, r.link, snaplen, sampleRate)
 	defer f.close()
 	var lastErrLog time.Time
-	for ctx.Err() == nil {
+	// The context is looked at when the ring is empty and every ctxEvery packets, not per packet:
+	// a look takes a lock.
+	const ctxEvery = 4096
+	for n := 0; n%ctxEvery != 0 || ctx.Err() == nil; n++ {
 		frame, err := r.next()
 		if err != nil {
 			if time.Since(lastErrLog) > 10*time.Second {
@@ -261,6 +264,7 @@ func (r *ring) capture(ctx context.Context, p *publisher, node string, snaplen, 
 			// The ring is empty: batches whose linger is over go now, and the wait ends when the
 			// next one's does.
 			r.waiter.wait(f.w.Tick(time.Now()))
+			n = -1 // the context is looked at next
 		}
 	}
 }
