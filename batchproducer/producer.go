@@ -45,6 +45,9 @@ type Config struct {
 	Done func(tag any, records, frameBytes int, err error)
 	// RequestTimeout is how long the broker may take to answer a produce request.
 	RequestTimeout time.Duration
+	// DeliveryTimeout, when positive, fails a batch the broker has not taken this long after its
+	// first try; otherwise a batch is tried until the broker takes it or Close's time is up.
+	DeliveryTimeout time.Duration
 	Log            *slog.Logger
 }
 
@@ -335,6 +338,7 @@ func (pt *partition) send() {
 // recognised, not written twice.
 func (pt *partition) deliver(b *batch) error {
 	backoff := retryMin
+	first := time.Now()
 	for tries := 1; ; tries++ {
 		stamp(b.wire, pt.pid, pt.epoch, pt.seq)
 		err, retry := pt.produce(b)
@@ -344,6 +348,9 @@ func (pt *partition) deliver(b *batch) error {
 		}
 		if !retry || pt.p.ctx.Err() != nil {
 			return err
+		}
+		if d := pt.p.cfg.DeliveryTimeout; d > 0 && time.Since(first) > d {
+			return fmt.Errorf("not delivered within %s: %w", d, err)
 		}
 		if tries == 1 || tries%30 == 0 {
 			pt.p.cfg.Log.Warn("producing a batch failed, retrying", "topic", pt.p.cfg.Topic, "partition", pt.id,
