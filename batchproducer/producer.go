@@ -48,7 +48,7 @@ type Config struct {
 	// DeliveryTimeout, when positive, fails a batch the broker has not taken this long after its
 	// first try; otherwise a batch is tried until the broker takes it or Close's time is up.
 	DeliveryTimeout time.Duration
-	Log            *slog.Logger
+	Log             *slog.Logger
 }
 
 // Producer sends the batches its Writers seal, one sender goroutine per partition.

@@ -41,4 +41,3 @@ func TestReplayIntoTopicThroughASmallBuffer(t *testing.T) {
 		t.Fatalf("summary:\n%s", sum)
 	}
 }
-
