@@ -37,47 +37,39 @@ file. A PACKET_TX_RING, tried in a prototype, sent fewer frames per second onto 
 The reader needs part of the second core: when other work keeps both cores busy, reader and sender share
 one and the ratio falls.`
 
-	whyReplayKafka = `capfleet's replay does per record, on the clock, what the bare producer does before
-its clock starts: reading the file and building the record. At top speed it does both in the goroutine
-that produces, each frame encoded straight from the reader's buffer into its record (no copy into a
-batch), the records held in a ring of replay's own (replay/records.go: one writer, slots and bytes
-reused in the order they were produced, so the producing core and the promise's core share nothing per
-record but the record itself; packetrecord.Pool, made for the sensor's several writers, has both cores
-wrote its counters, a lock and a free list on every record: without it replay's CPU fell from about
-1,900 to 1,350 ns a packet, side by side on this machine while it was loaded; the pool has since
-dropped the per-record lock and counters), and one reading of the
-clock for 64 records' timestamps where franz-go reads it for each. Replay's CPU figure also holds its start-up and the pre-scan, a whole read of the file
-before the first packet is sent (about 100 ns a packet together). Both use the same tuning
-(workload.PacketsProducerTuning: lz4 with 256 KiB frame blocks, 20 ms linger, 1 MiB batches), and the
-broker (a JVM on the same two cores, "broker CPU ns/pkt") sets the pace of both. franz-go's own
-per-record work (partitioning, batching, lz4, the promise) is most of a record's CPU: see
-BenchmarkPublish in sensor/publish_test.go.`
+	whyReplayKafka = `capfleet's replay, like the sensor, builds its own record batches
+(batchproducer): each frame is written from the reader's buffer straight into its partition's open
+batch, a batch is compressed with liblz4 once, and sent as a raw produce request on a franz-go client,
+idempotent (a producer id, sequence numbers per partition, one batch in flight per partition). The bare
+producer is franz-go's own per-record path (a Record, a promise and a place in a batch for every record)
+with records built before its clock starts; replay's figure includes reading the file, its start-up
+and the pre-scan (a whole read of the file before the first packet, about 100 ns a packet together).
+Both compress lz4 with liblz4 (internal/lz4frame, acceleration 4); the broker (a JVM on the same two
+cores, "broker CPU ns/pkt") sets the pace of both.`
 
 	// sensorMemory says what the sensor's resident MB are; the capture aim prints it whether or not
 	// the RSS bound is met.
 	sensorMemory = `what the sensor's resident memory is, at default settings: code, about 44 MB (the one
-binary's text and data that start-up touches, file-backed: an idle sensor with a 4 MiB ring shows 48 MB
-RssFile and 14 MB RssAnon); the ring, all resident from the moment it is mapped, sized from the
-interface's speed (16 ms of line rate, 8 to 64 MiB: 20 MiB on the benchmark's veth, which reports
-10 Gbit/s; it was a fixed 64 MiB); and the Go heap, about 14 MB idle plus, under load, the record pool (at
-most --buffer-packets 50,000 records of about 250 B each, their bytes in 1 MiB slabs), franz-go's batches
-and lz4's 256 KiB blocks.`
+binary's text and data that start-up touches, file-backed: an idle sensor shows about 48 MB RssFile); the
+ring, all resident from the moment it is mapped, sized from the interface's speed (16 ms of line rate, 8
+to 64 MiB, in blocks of a fifth of it, 1 to 4 MiB: 20 MiB in 5 blocks on the benchmark's veth, which
+reports 10 Gbit/s); and the Go heap, about 14 MB idle plus, under load, each ring's open batch per
+partition (the records of up to 100 ms, at most 1 MiB each) and the compressed batches in flight, within
+--buffer-mb and --buffer-packets.`
 
-	whyCapture = `CPU: reading the ring is tens of ns a packet (tcpdump's figure is the same work); the
-rest is publishing. Cut so far (BenchmarkPublishPaced in sensor/publish_test.go, at a live sensor's
-pace): the ring's goroutine waits for a block in Go's network poller, not in poll(2) (a goroutine
-blocked in a system call loses its P to the runtime's monitor, which then wakes every 20 µs for a
-while: in this VM a fifth of the sensor's CPU); the record pool hands out entries in order from chunks
-and keeps its counts apart from the promise's (no lock or shared counter passed between cores per
-record); a 20 ms linger (fewer, larger batches). What is left is franz-go's own per-record work
-(partitioning, appending to a batch, the promise: the sensor now costs about what franz-go alone does
-producing records encoded beforehand, "franz-go alone" in BenchmarkPublishPaced) and lz4, about 300 ns
-a small record (--compression none saves it, and some broker CPU, for about twice the bytes; snappy
-saves a third of it but costs the broker about twice lz4's). 600 ns needs franz-go's per-record path
-gone: fewer records (several packets a record would break the one-record-per-packet format) or record
-batches the sensor builds itself. Packets in the topic: when publishing is slower than tcpreplay
-offers, the backlog waits in the record pool and the ring (capture no longer sheds while Kafka makes
-progress), and only what overflows the ring is lost, counted as kernel drops.`
+	whyCapture = `CPU: a profile of the sensor at this load (perf, whole process) puts about 30 % in lz4
+(liblz4 at acceleration 4, about 150 ns a small record at best: --compression none saves it for about
+twice the bytes on the wire and more broker CPU), about 40 % in the Go path of a packet (reading the
+ring, the flow hash that picks the partition, writing the record into its batch: tcpdump's whole figure
+is the ring-reading part of it) and most of the rest in the kernel switching the process's threads: the
+sensor is idle between ring blocks, and each time an idle Go process makes a system call its runtime's
+monitor goes back to waking every 20 µs for a while, a context switch each on this VM. Cut so far: the
+sensor builds its own record batches (batchproducer: no franz-go record, promise or per-record
+partitioning; was about 1,000 ns a packet of franz-go's own work), liblz4 instead of pure-Go lz4 (2.5x
+less CPU a byte), a 100 ms linger and ring blocks of up to 4 MiB (fewer wake-ups), the ring's goroutine
+waiting in Go's network poller rather than in poll(2). Packets in the topic: when publishing is slower
+than tcpreplay offers, the backlog waits in the producer's buffer and the ring, and only what overflows
+the ring is lost, counted as kernel drops.`
 
 	whyE2E = `What it costs now: packets and flows are both stored in compressed blocks (one
 Cassandra row per block, and a small index row per minute it touches, or per hour when its packets
