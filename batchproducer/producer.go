@@ -469,6 +469,7 @@ func (p *Producer) watchMetadata() {
 	defer p.watcher.Done()
 	tick := time.NewTicker(metadataInterval)
 	defer tick.Stop()
+	var warned time.Time
 	for {
 		select {
 		case <-p.stopped:
@@ -477,8 +478,11 @@ func (p *Producer) watchMetadata() {
 		case <-p.refresh:
 		}
 		ctx, cancel := context.WithTimeout(p.ctx, p.cfg.RequestTimeout)
-		if err := p.loadMetadata(ctx); err != nil && p.ctx.Err() == nil {
+		// Senders ask again after each failed try: while the brokers are away, say so every
+		// metadataInterval, not every try.
+		if err := p.loadMetadata(ctx); err != nil && p.ctx.Err() == nil && time.Since(warned) >= metadataInterval {
 			p.cfg.Log.Warn("reading the topic's metadata failed", "topic", p.cfg.Topic, "error", err)
+			warned = time.Now()
 		}
 		cancel()
 		select {
