@@ -22,6 +22,7 @@ import (
 // ring is one AF_PACKET TPACKET_V3 socket on one interface.
 type ring struct {
 	tp       *afpacket.TPacket
+	blocks   *blockRing
 	waiter   *ringWaiter
 	link     link
 	filter   *filter
@@ -120,6 +121,15 @@ func openRing(l link, f *filter, o ringOptions, member int, c *ifaceCounters) (*
 		tp.Close()
 		return nil, errors.New("afpacket no longer exposes its socket")
 	}
+	mem, ok := ringMemory(tp)
+	if !ok {
+		tp.Close()
+		return nil, errors.New("afpacket no longer exposes its ring")
+	}
+	if r.blocks, err = newBlockRing(fd, mem, o.blockSize, o.blocks); err != nil {
+		tp.Close()
+		return nil, fmt.Errorf("interface %q: %w", l.Name, err)
+	}
 	r.waiter = newRingWaiter(fd)
 	if l.Any {
 		// The filter runs in userspace on the cooked frame; there is no one
@@ -163,6 +173,7 @@ func (r *ring) joinFanout(o ringOptions, member int) error {
 // close closes the ring's socket.
 func (r *ring) close() {
 	r.waiter.close()
+	r.blocks.close()
 	r.tp.Close()
 }
 
@@ -342,18 +353,15 @@ type captured struct {
 // before the ring's filter or fanout group took effect. Errors are poll
 // failures, such as the interface going down, worth retrying.
 func (r *ring) next() (captured, error) {
-	data, ci, err := r.tp.ZeroCopyReadPacketData()
-	if errors.Is(err, afpacket.ErrTimeout) {
+	data, ts, length, ok, err := r.blocks.next()
+	if err != nil {
+		r.pollErrors.Add(1)
+		return captured{}, r.takeSocketError()
+	}
+	if !ok {
 		return captured{idle: true}, nil
 	}
-	if err != nil {
-		if errors.Is(err, afpacket.ErrPoll) {
-			err = r.takeSocketError()
-		}
-		r.pollErrors.Add(1)
-		return captured{}, err
-	}
-	if !ci.Timestamp.After(r.duplicateUntil) {
+	if !ts.After(r.duplicateUntil) {
 		return captured{}, nil
 	}
 	// Read the header while data is still the untouched ring slice.
@@ -365,12 +373,12 @@ func (r *ring) next() (captured, error) {
 		if !ok {
 			return captured{}, nil // no sockaddr_ll to frame it with (counted in metaUnread)
 		}
-		return r.cookedFrame(data, ci.Timestamp, ci.Length)
+		return r.cookedFrame(data, ts, length)
 	}
 	if r.link.Loopback && meta.pktType == unix.PACKET_OUTGOING {
 		return captured{}, nil // seen again as it comes in
 	}
-	if !ci.Timestamp.After(r.attached) {
+	if !ts.After(r.attached) {
 		// The kernel filters frames without their outer tag: so must we.
 		n := r.filter.keep(data)
 		if n == 0 {
@@ -378,7 +386,7 @@ func (r *ring) next() (captured, error) {
 		}
 		data = data[:n]
 	}
-	f := captured{data: data, ts: ci.Timestamp, origLen: ci.Length}
+	f := captured{data: data, ts: ts, origLen: length}
 	if meta.hasTag {
 		r.tagged = withVLANTag(r.tagged, data, meta.tpid, meta.tci)
 		f.data = r.tagged
