@@ -17,7 +17,6 @@ type Writer struct {
 	tag      any
 	tab      *table
 	open     []*batch
-	sealed   []*batch // Flush's, reused
 	names    packetrecord.BatchNames
 	opened   int64 // the clock when the oldest open batch took its first record (ns)
 	nOpen    int   // records in open batches
@@ -90,23 +89,14 @@ func (w *Writer) takeCredit(need int) bool {
 
 // Flush seals every open batch, so the senders take them now rather than when the linger ends.
 func (w *Writer) Flush() {
-	sealed := w.sealed[:0]
 	for i, b := range w.open {
 		if b != nil {
 			w.open[i] = nil
 			if w.seal(b) {
-				sealed = append(sealed, b)
+				b.part.enqueue(b)
 			}
 		}
 	}
-	// Queued only once all are compressed: a sender readied onto this goroutine's P while it is in
-	// the compressor's C call lets the runtime's monitor take the P away, and each time it does, it
-	// goes back to waking every 20 µs for a while (a context switch each, in a VM).
-	for i, b := range sealed {
-		b.part.enqueue(b)
-		sealed[i] = nil
-	}
-	w.sealed = sealed[:0]
 	w.nOpen = 0
 }
 

@@ -38,8 +38,8 @@ func produced(tag any, records, frameBytes int, err error) {
 	}
 }
 
-// newPublisher builds the checked client and the batch producer on it, batched and compressed as
-// workload.PacketsProducerTuning says with the --compression codec. It waits up to
+// newPublisher builds the checked client and the batch producer on it: batches of at most
+// batchBytes, sensorLinger and the --compression codec (workload.PacketsCompressor). It waits up to
 // --kafka-start-timeout for a broker that is still starting.
 func newPublisher(ctx context.Context, c *Config, log *slog.Logger) (*publisher, error) {
 	codec, err := compressionCodec(c.Compression)

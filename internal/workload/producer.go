@@ -44,9 +44,9 @@ type Producer struct {
 // about 300 ns a record against 200 and 0) but the broker the least (it decompresses every batch to
 // validate it, and stores every byte: about 450 ns a record with lz4, 900 with snappy, 800 with none,
 // on this machine); it is now liblz4's, with smaller frame blocks than franz-go's (see
-// newLz4Batches). A producer whose own buffer bound fills before franz-go's
-// (the sensor's record pool) should end the linger when it does (Unlinger). The sensor, the replay
-// into a topic and the benchmark's bare producer use the same, so their figures compare.
+// newLz4Batches). The sensor and the replay into a topic build their own batches (batchproducer)
+// with the same batch size and codec; this is franz-go's per-record path with that tuning, which
+// the benchmark's bare producer holds them against.
 func PacketsProducerTuning(codec kgo.CompressionCodec) []kgo.Opt {
 	opts := []kgo.Opt{
 		kgo.ProducerLinger(PacketsLinger),
@@ -59,17 +59,9 @@ func PacketsProducerTuning(codec kgo.CompressionCodec) []kgo.Opt {
 	return opts
 }
 
-// PacketsLinger is how long PacketsProducerTuning lets a partition's batch wait for more records.
+// PacketsLinger is how long PacketsProducerTuning (and the replay into a topic) lets a partition's
+// batch wait for more records.
 const PacketsLinger = 20 * time.Millisecond
-
-// Unlinger sends the batches cl holds for their linger now, without waiting for them to be answered:
-// a producer whose buffer is full sends what it has instead of waiting out the linger. (A Flush with
-// a context already done: it ends every partition's linger, then returns at once.)
-func Unlinger(cl *kgo.Client) {
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	_ = cl.Flush(ctx)
-}
 
 // lookupRetry is how often WaitForKafka asks the brokers again.
 const lookupRetry = 500 * time.Millisecond
